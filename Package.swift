@@ -1,0 +1,80 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "edda-swift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Edda", targets: ["Edda"]),
+        .library(name: "EddaSQLite", targets: ["EddaSQLite"]),
+        .library(name: "EddaTesting", targets: ["EddaTesting"]),
+        .executable(name: "edda", targets: ["EddaCLI"]),
+        .executable(name: "edda-demo", targets: ["EddaDemo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // Core: workflows, activities, the replay engine and the Store seam. No database code.
+        .target(
+            name: "Edda",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The embedded default backend: one SQLite file through GRDB.
+        .target(
+            name: "EddaSQLite",
+            dependencies: [
+                "Edda",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Helpers for users' tests: a real store on a temporary database, scoped app helpers.
+        .target(
+            name: "EddaTesting",
+            dependencies: ["Edda", "EddaSQLite", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "EddaCLI",
+            dependencies: [
+                "Edda", "EddaSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The seed's examples as one runnable program (README's first command).
+        .executableTarget(
+            name: "EddaDemo",
+            dependencies: [
+                "Edda", "EddaSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/Demo"
+        ),
+        // A worker process the crash tests kill with SIGKILL.
+        .executableTarget(
+            name: "EddaCrashWorker",
+            dependencies: ["Edda", "EddaSQLite", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/CrashWorker"
+        ),
+        .testTarget(name: "EddaTests", dependencies: ["Edda", "EddaTesting"]),
+        .testTarget(name: "EddaSQLiteTests", dependencies: ["Edda", "EddaSQLite", "EddaTesting"]),
+        .testTarget(name: "EddaCrashTests", dependencies: ["Edda", "EddaSQLite"]),
+    ]
+)
+
+for target in package.targets {
+    var settings = target.swiftSettings ?? []
+    settings.append(contentsOf: [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("InternalImportsByDefault"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ])
+    target.swiftSettings = settings
+}

@@ -1,0 +1,116 @@
+/// A unit of business logic whose result is recorded in the workflow's history.
+///
+/// Define one as a value with typed `Codable` arguments and result, then call it from a workflow
+/// like a function:
+///
+/// ```swift
+/// let sendEmail = Activity("send_email") { (ctx, email: String, message: String) -> EmailReceipt in
+///     let id = try await mailer.send(to: email, message)
+///     return EmailReceipt(sent: true, messageID: id)
+/// }
+///
+/// // in a workflow:
+/// let receipt = try await sendEmail(ctx, "ada@example.com", "Welcome!")
+/// ```
+///
+/// The first time a call runs, its result (or its final error) is appended to history in one
+/// transaction. When the workflow is replayed after a crash, the call returns the recorded result
+/// and the body does not run again.
+///
+/// Each call gets a step ID: `send_email:1`, `send_email:2`, … counting calls of that name in
+/// order, or the `activityID:` you pass (needed in loops whose length may change, and for
+/// concurrent calls of the same activity).
+///
+/// A body that throws is retried according to its ``RetryPolicy`` (the app's default unless given);
+/// throw ``TerminalError`` to stop at once.
+public struct Activity<each Argument: Codable & Sendable, Output: Codable & Sendable>: Sendable {
+    /// The name recorded in history and checked on replay. Keep it stable once instances exist.
+    public let name: String
+    /// The retry policy, or `nil` to use ``EddaApp/Configuration-swift.struct/defaultRetryPolicy``.
+    public var retryPolicy: RetryPolicy?
+    let body: @Sendable (ActivityContext, repeat each Argument) async throws -> Output
+
+    /// Creates an activity.
+    ///
+    /// - Parameters:
+    ///   - name: The name recorded in history. Must be unique among the activities a workflow calls.
+    ///   - retry: The retry policy; `nil` (the default) uses the app's default policy.
+    ///   - body: The work. Its arguments and result must be `Codable`.
+    public init(
+        _ name: String,
+        retry: RetryPolicy? = nil,
+        _ body: @escaping @Sendable (ActivityContext, repeat each Argument) async throws -> Output
+    ) {
+        precondition(!name.isEmpty, "An activity needs a non-empty name")
+        self.name = name
+        self.retryPolicy = retry
+        self.body = body
+    }
+
+    /// Runs the activity as the workflow's next step, or returns its recorded result on replay.
+    ///
+    /// - Parameters:
+    ///   - context: The calling workflow's context.
+    ///   - arguments: The activity's arguments.
+    ///   - activityID: An explicit step ID, such as `"process_item:\(i)"`. Defaults to `name:N`.
+    /// - Throws: ``TerminalError`` or ``RetryExhaustedError`` when the activity failed (now or in
+    ///   the recorded run); ``NonDeterminismError`` when history recorded another step here.
+    public func callAsFunction(
+        _ context: WorkflowContext,
+        _ arguments: repeat each Argument,
+        activityID: String? = nil
+    ) async throws -> Output {
+        let reservation = try context.reserveStep(name: name, explicitID: activityID)
+        return try await context.runStep(reservation, retryPolicy: retryPolicy) { activityContext in
+            try await body(activityContext, repeat each arguments)
+        }
+    }
+
+    /// Reserves the call's step ID and position now, to run it later — typically in a child task.
+    ///
+    /// Steps started inside `async let` or a task group reach the engine in a racing order. Prepare
+    /// them from the workflow's top-level code first, and each keeps the same ID and position on
+    /// every replay:
+    ///
+    /// ```swift
+    /// let charges = try items.map { try chargeItem.prepare(ctx, $0) }   // IDs fixed here, in order
+    /// let receipts = try await withThrowingTaskGroup(of: Receipt.self) { group in
+    ///     for charge in charges { group.addTask { try await charge() } }
+    ///     return try await group.reduce(into: []) { $0.append($1) }
+    /// }
+    /// ```
+    public func prepare(
+        _ context: WorkflowContext,
+        _ arguments: repeat each Argument,
+        activityID: String? = nil
+    ) throws -> PreparedActivity<Output> {
+        let reservation = try context.reserveStep(name: name, explicitID: activityID)
+        let policy = retryPolicy
+        let body = self.body
+        let values = (repeat each arguments)
+        return PreparedActivity(stepID: reservation.stepID) {
+            try await context.runStep(reservation, retryPolicy: policy) { activityContext in
+                try await body(activityContext, repeat each values)
+            }
+        }
+    }
+
+    /// A copy with another retry policy.
+    public func retry(_ policy: RetryPolicy) -> Self {
+        var copy = self
+        copy.retryPolicy = policy
+        return copy
+    }
+}
+
+/// An activity call whose step ID is already reserved; call it (once) to run it.
+public struct PreparedActivity<Output: Sendable>: Sendable {
+    /// The reserved step ID.
+    public let stepID: String
+    let operation: @Sendable () async throws -> Output
+
+    /// Runs the step, or returns its recorded result on replay.
+    public func callAsFunction() async throws -> Output {
+        try await operation()
+    }
+}

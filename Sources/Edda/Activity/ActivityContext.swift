@@ -1,0 +1,34 @@
+public import Logging
+
+/// What an activity's body knows about the call it is serving.
+///
+/// ```swift
+/// let charge = Activity("charge_payment") { (ctx, orderID: String) -> Receipt in
+///     // The same key on every attempt and after every crash: let the payment API deduplicate.
+///     try await payments.charge(orderID, idempotencyKey: ctx.idempotencyKey)
+/// }
+/// ```
+public struct ActivityContext: Sendable {
+    /// The workflow instance this step belongs to.
+    public let instanceID: String
+    /// The workflow's registered name.
+    public let workflowName: String
+    /// The activity's name.
+    public let activityName: String
+    /// The step's ID: `"charge_payment:1"` or the `activityID:` given at the call.
+    public let stepID: String
+    /// The step's number in this run of the workflow (1-based, in request order).
+    public let currentStep: Int
+    /// Which attempt this is, starting at 1.
+    public let attempt: Int
+    /// Logger with `edda.instance.id` and `edda.step.id` metadata.
+    public let logger: Logger
+
+    /// Always `false`: an activity's body only runs when its result is not in history.
+    public var isReplaying: Bool { false }
+
+    /// A key that stays the same for this step across attempts, crashes and workers:
+    /// `"<instanceID>/<stepID>"`. Pass it to external APIs that deduplicate requests, so an
+    /// activity that crashed after the API call but before its result was recorded does not act twice.
+    public var idempotencyKey: String { "\(instanceID)/\(stepID)" }
+}

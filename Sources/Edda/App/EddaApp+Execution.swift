@@ -1,0 +1,82 @@
+import Logging
+
+extension EddaApp {
+    /// Runs one instance to its end, or until the app stops: reads its history (once), replays the
+    /// recorded steps, runs the rest, and records the outcome.
+    func execute(_ job: Job, environment: EngineEnvironment) async {
+        let instance = job.instance
+        var logger = self.logger
+        logger[metadataKey: "edda.instance.id"] = "\(instance.instanceID)"
+        logger[metadataKey: "edda.workflow.name"] = "\(instance.workflowName)"
+
+        guard let workflow = registration(named: instance.workflowName) else {
+            let error = EngineError(
+                .unknownWorkflow,
+                "Instance \(instance.instanceID) belongs to workflow '\(instance.workflowName)', which this app has not "
+                    + "registered. The instance was kept as it is; register the workflow (app.register(…)) and restart to resume it.",
+                instanceID: instance.instanceID
+            )
+            logger.warning("cannot resume instance: workflow not registered")
+            markUnresumable(instance.instanceID, error)
+            return
+        }
+
+        let history: [HistoryEvent]
+        if job.isNew {
+            history = []
+        } else {
+            do {
+                history = try await store.history(of: instance.instanceID)
+            } catch {
+                logger.error("cannot read history; instance left running", metadata: ["edda.error": "\(error)"])
+                publish(instance.instanceID, .failure(error))
+                return
+            }
+            logger.debug("replaying", metadata: ["edda.history.count": "\(history.count)"])
+        }
+
+        let context = WorkflowContext(
+            instanceID: instance.instanceID, workflowName: instance.workflowName, history: history,
+            environment: environment, logger: logger
+        )
+        let outcome: InstanceOutcome
+        do {
+            let output = try await workflow.run(context, instance.input)
+            let (fatal, suspension) = context.pendingTermination()
+            if let fatal {
+                outcome = .failed(ErrorRecord(fatal))
+            } else if let suspension {
+                throw suspension
+            } else {
+                try context.verifyHistoryConsumed()
+                outcome = .completed(output)
+            }
+        } catch {
+            let (fatal, suspension) = context.pendingTermination()
+            if let fatal {
+                outcome = .failed(ErrorRecord(fatal))
+            } else if suspension != nil || (error is CancellationError && Task.isCancelled) {
+                logger.debug("instance suspended; it resumes on the next start", metadata: ["edda.reason": "\(error)"])
+                publish(instance.instanceID, .failure(suspension ?? error))
+                return
+            } else {
+                outcome = .failed(ErrorRecord(error))
+            }
+        }
+
+        do {
+            try await store.finishInstance(instance.instanceID, with: outcome)
+        } catch {
+            logger.error("cannot record outcome; instance left running", metadata: ["edda.error": "\(error)"])
+            publish(instance.instanceID, .failure(error))
+            return
+        }
+        switch outcome {
+        case .completed:
+            logger.debug("instance completed")
+        case .failed(let record):
+            logger.info("instance failed", metadata: ["edda.error.type": "\(record.type)"])
+        }
+        publish(instance.instanceID, .success(outcome))
+    }
+}

@@ -1,0 +1,52 @@
+/// A reference to one workflow instance, typed by the workflow's result.
+///
+/// ```swift
+/// let handle = try await app.start(userSignup, "ada@example.com", "Ada")
+/// print(handle.instanceID)
+/// let result = try await handle.result()
+/// ```
+public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
+    /// The instance's ID.
+    public let instanceID: String
+    /// The workflow's name.
+    public let workflowName: String
+    let app: EddaApp
+
+    /// Waits for the instance to finish and returns its result.
+    ///
+    /// Waiting costs no polling: the app wakes the caller when the instance finishes. An instance
+    /// runs only while the app runs (``EddaApp/run()``), so call this while it does.
+    ///
+    /// - Throws: ``WorkflowFailedError`` when the instance failed; ``EngineError`` with code
+    ///   ``EngineError/Code-swift.struct/stopped`` when the app stopped first, or
+    ///   ``EngineError/Code-swift.struct/unknownWorkflow`` when the app cannot resume it;
+    ///   `CancellationError` when the waiting task is cancelled.
+    public func result() async throws -> Output {
+        switch try await app.outcome(of: instanceID) {
+        case .completed(let payload):
+            do {
+                return try payload.decode(Output.self)
+            } catch {
+                throw EngineError(
+                    .corruptHistory, "The result of instance \(instanceID) cannot be decoded as \(Output.self).",
+                    instanceID: instanceID, cause: error
+                )
+            }
+        case .failed(let record):
+            throw WorkflowFailedError(instanceID: instanceID, workflowName: workflowName, error: record, cause: nil)
+        }
+    }
+
+    /// The instance as stored now.
+    public func instance() async throws -> WorkflowInstance {
+        guard let instance = try await app.instance(instanceID) else {
+            throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID).", instanceID: instanceID)
+        }
+        return instance
+    }
+
+    /// The instance's current status.
+    public func status() async throws -> InstanceStatus {
+        try await instance().status
+    }
+}

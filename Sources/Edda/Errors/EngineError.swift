@@ -1,0 +1,60 @@
+/// A misuse or a condition the engine cannot continue from: an invalid input, an unknown workflow,
+/// a conflicting instance ID, history that cannot be read.
+///
+/// Match on ``code``:
+///
+/// ```swift
+/// do {
+///     _ = try await app.start(processOrder, input)
+/// } catch let error as EngineError where error.code == .invalidInput {
+///     print(error.message) // "Input for workflow 'process_order' is invalid: amount must be greater than 0. …"
+/// }
+/// ```
+public struct EngineError: EddaError {
+    /// What kind of error this is. New codes may be added; match the ones you handle.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String {
+            case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
+            case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// The workflow's input failed validation. Nothing was written.
+        public static let invalidInput = Code(.invalidInput)
+        /// No workflow with this name is registered with the app.
+        public static let unknownWorkflow = Code(.unknownWorkflow)
+        /// An instance with this ID exists with another workflow or another input.
+        public static let instanceAlreadyExists = Code(.instanceAlreadyExists)
+        /// Two steps in one run used the same step ID.
+        public static let duplicateStepID = Code(.duplicateStepID)
+        /// A history record could not be decoded as the type the code expects.
+        public static let corruptHistory = Code(.corruptHistory)
+        /// A stored workflow input could not be decoded as the workflow's arguments.
+        public static let corruptInput = Code(.corruptInput)
+        /// No instance with this ID exists.
+        public static let instanceNotFound = Code(.instanceNotFound)
+        /// The app stopped (graceful shutdown) before the instance finished; it resumes on the next start.
+        public static let stopped = Code(.stopped)
+        /// A value could not be encoded as JSON.
+        public static let encodingFailed = Code(.encodingFailed)
+
+        public var description: String { base.rawValue }
+    }
+
+    public var code: Code
+    public var message: String
+    public var cause: (any Error)?
+    /// The instance concerned, when there is one.
+    public var instanceID: String?
+    /// The step concerned, when there is one.
+    public var stepID: String?
+
+    public init(_ code: Code, _ message: String, instanceID: String? = nil, stepID: String? = nil, cause: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.instanceID = instanceID
+        self.stepID = stepID
+        self.cause = cause
+    }
+}

@@ -1,0 +1,37 @@
+/// A failure of the store: the database is in use by another process, a migration failed, the
+/// database returned an error.
+///
+/// Backend errors are wrapped and kept as ``cause``; `description` never contains SQL arguments or
+/// payloads.
+public struct StoreError: EddaError {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String {
+            case databaseInUse, migrationFailed, database, corruptRecord, notWritable
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// Another process runs workers on this database; a SQLite file has one owner at a time.
+        public static let databaseInUse = Code(.databaseInUse)
+        /// The schema could not be brought up to date.
+        public static let migrationFailed = Code(.migrationFailed)
+        /// The database reported an error (disk full, I/O error, lost connection…).
+        public static let database = Code(.database)
+        /// A stored row holds a value Edda cannot read (an unknown status, a malformed column).
+        public static let corruptRecord = Code(.corruptRecord)
+        /// The store was opened read-only and was asked to write.
+        public static let notWritable = Code(.notWritable)
+
+        public var description: String { base.rawValue }
+    }
+
+    public var code: Code
+    public var message: String
+    public var cause: (any Error)?
+
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+}

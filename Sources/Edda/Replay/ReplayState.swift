@@ -1,0 +1,122 @@
+/// Step-ID assignment and the determinism check for one run of one workflow instance.
+///
+/// A pure value: it reads the recorded history once, then answers each step request with "replay
+/// this record" or "execute fresh", or throws when the code diverges from history. No I/O, so it
+/// is tested on its own.
+///
+/// The rules:
+/// - A step's ID is the caller's `activityID:` or `name:N`, N counting that name's calls.
+///   The same ID twice in one run is an error.
+/// - A recorded ID must be requested under its recorded name.
+/// - Steps requested by the workflow's top-level task get a position (1, 2, …). A position that
+///   history recorded must be requested with the recorded step ID and name: this catches inserted,
+///   removed, renamed and reordered steps before any fresh step runs. Steps requested from child
+///   tasks (`async let`, task groups) are matched by ID only, because their request order races;
+///   reserve them from the top-level task (``Activity/prepare(_:_:activityID:)``) to give them positions.
+/// - When the workflow returns, every recorded step must have been requested.
+package struct ReplayState: Sendable {
+    package enum Decision: Sendable {
+        /// History has the step: return its record, do not run the body.
+        case replay(HistoryEvent)
+        /// History lacks the step: run it and record the outcome.
+        case execute
+    }
+
+    package struct Reservation: Sendable {
+        package var stepID: String
+        package var name: String
+        package var position: Int?
+        /// 1-based count of steps requested in this run, this one included.
+        package var stepNumber: Int
+        package var decision: Decision
+    }
+
+    package let instanceID: String
+    private var recordedByID: [String: HistoryEvent] = [:]
+    private var recordedByPosition: [Int: HistoryEvent] = [:]
+    private var unconsumed: Set<String> = []
+    private var callCounts: [String: Int] = [:]
+    private var requestedIDs: Set<String> = []
+    private var nextPosition = 1
+    private(set) package var stepCount = 0
+
+    package init(instanceID: String, history: [HistoryEvent]) {
+        self.instanceID = instanceID
+        for event in history where event.kind == .activityCompleted || event.kind == .activityFailed {
+            recordedByID[event.stepID] = event
+            if let position = event.position {
+                recordedByPosition[position] = event
+            }
+            unconsumed.insert(event.stepID)
+        }
+    }
+
+    /// True while recorded steps remain that this run has not requested yet.
+    package var isReplaying: Bool { !unconsumed.isEmpty }
+
+    /// The step ID the next call of `name` gets, without reserving it.
+    package func nextDefaultID(for name: String) -> String {
+        "\(name):\(callCounts[name, default: 0] + 1)"
+    }
+
+    /// Reserves the next step.
+    ///
+    /// - Parameter topLevel: whether the request comes from the workflow's top-level task, whose
+    ///   request order is deterministic.
+    package mutating func reserve(name: String, explicitID: String?, topLevel: Bool) throws -> Reservation {
+        let stepID: String
+        if let explicitID {
+            stepID = explicitID
+        } else {
+            stepID = nextDefaultID(for: name)
+            callCounts[name, default: 0] += 1
+        }
+        guard requestedIDs.insert(stepID).inserted else {
+            throw EngineError(
+                .duplicateStepID,
+                "Step ID '\(stepID)' was used twice in one run of instance \(instanceID). Give each call a distinct "
+                    + "activityID: (in a loop, include the index or the item's ID: \"\(name):\\(i)\").",
+                instanceID: instanceID, stepID: stepID
+            )
+        }
+        stepCount += 1
+        let position: Int?
+        if topLevel {
+            position = nextPosition
+            nextPosition += 1
+        } else {
+            position = nil
+        }
+
+        if let position, let atPosition = recordedByPosition[position], atPosition.stepID != stepID || atPosition.name != name {
+            throw NonDeterminismError(
+                instanceID: instanceID, position: position,
+                recordedStepID: atPosition.stepID, recordedName: atPosition.name,
+                requestedStepID: stepID, requestedName: name
+            )
+        }
+        guard let recorded = recordedByID[stepID] else {
+            return Reservation(stepID: stepID, name: name, position: position, stepNumber: stepCount, decision: .execute)
+        }
+        if recorded.name != name || (position != nil && recorded.position != nil && recorded.position != position) {
+            throw NonDeterminismError(
+                instanceID: instanceID, position: position ?? recorded.position,
+                recordedStepID: recorded.stepID, recordedName: recorded.name,
+                requestedStepID: stepID, requestedName: name
+            )
+        }
+        unconsumed.remove(stepID)
+        return Reservation(stepID: stepID, name: name, position: position, stepNumber: stepCount, decision: .replay(recorded))
+    }
+
+    /// Checks, when the workflow has returned, that it requested every recorded step.
+    package func verifyAllConsumed() throws {
+        guard !unconsumed.isEmpty else { return }
+        let missing = unconsumed.compactMap { recordedByID[$0] }.min { $0.sequence < $1.sequence }!
+        throw NonDeterminismError(
+            instanceID: instanceID, position: missing.position,
+            recordedStepID: missing.stepID, recordedName: missing.name,
+            requestedStepID: nil, requestedName: nil
+        )
+    }
+}

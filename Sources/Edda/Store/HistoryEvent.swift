@@ -1,0 +1,117 @@
+public import Foundation
+
+/// The kind of a history record.
+public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init?(rawValue: String) {
+        guard Self.all.contains(where: { $0.rawValue == rawValue }) else { return nil }
+        self.rawValue = rawValue
+    }
+
+    private init(known: String) { self.rawValue = known }
+
+    /// An activity returned; the payload is its result.
+    public static let activityCompleted = HistoryEventKind(known: "ActivityCompleted")
+    /// An activity failed for good (terminal error, or retries exhausted); the error is recorded.
+    public static let activityFailed = HistoryEventKind(known: "ActivityFailed")
+
+    public static let all: [HistoryEventKind] = [.activityCompleted, .activityFailed]
+
+    public var description: String { rawValue }
+}
+
+/// One record of a workflow instance's history: the outcome of one step.
+public struct HistoryEvent: Sendable {
+    /// Append order; grows with every record the store writes.
+    public var sequence: Int64
+    public var instanceID: String
+    /// The step ID (`"send_email:1"`, or the `activityID:` the code gave).
+    public var stepID: String
+    /// Where the workflow's top-level code requested the step (1-based), or `nil` for a step
+    /// requested from a concurrent child task. Replay checks order with it.
+    public var position: Int?
+    /// The activity's name.
+    public var name: String
+    public var kind: HistoryEventKind
+    /// The result, for ``HistoryEventKind/activityCompleted``.
+    public var payload: JSONPayload?
+    /// The final error, for ``HistoryEventKind/activityFailed``.
+    public var error: ErrorRecord?
+    /// Attempts and errors of the step, as the seed's `retry_metadata`.
+    public var retry: RetryMetadata?
+    public var recordedAt: Date
+
+    public init(
+        sequence: Int64, instanceID: String, stepID: String, position: Int?, name: String, kind: HistoryEventKind,
+        payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?, recordedAt: Date
+    ) {
+        self.sequence = sequence
+        self.instanceID = instanceID
+        self.stepID = stepID
+        self.position = position
+        self.name = name
+        self.kind = kind
+        self.payload = payload
+        self.error = error
+        self.retry = retry
+        self.recordedAt = recordedAt
+    }
+}
+
+/// A history record the engine asks the store to append.
+public struct NewHistoryEvent: Sendable {
+    public var instanceID: String
+    public var stepID: String
+    public var position: Int?
+    public var name: String
+    public var kind: HistoryEventKind
+    public var payload: JSONPayload?
+    public var error: ErrorRecord?
+    public var retry: RetryMetadata?
+
+    public init(
+        instanceID: String, stepID: String, position: Int?, name: String, kind: HistoryEventKind,
+        payload: JSONPayload? = nil, error: ErrorRecord? = nil, retry: RetryMetadata? = nil
+    ) {
+        self.instanceID = instanceID
+        self.stepID = stepID
+        self.position = position
+        self.name = name
+        self.kind = kind
+        self.payload = payload
+        self.error = error
+        self.retry = retry
+    }
+}
+
+/// How many attempts a step took, as stored with its history record.
+///
+/// Encoded with the seed's keys:
+/// `{"total_attempts": 3, "total_duration_ms": 7200, "exhausted": false, "last_error": {…}}`.
+public struct RetryMetadata: Codable, Sendable, Hashable {
+    public var totalAttempts: Int
+    public var totalDurationMilliseconds: Int64
+    /// Whether the step failed because its attempts ran out.
+    public var exhausted: Bool
+    /// The most recent attempt's error, if any attempt failed.
+    public var lastError: ErrorRecord?
+    /// Every failed attempt's error, oldest first.
+    public var errors: [ErrorRecord]
+
+    public init(totalAttempts: Int, totalDurationMilliseconds: Int64, exhausted: Bool, lastError: ErrorRecord?, errors: [ErrorRecord]) {
+        self.totalAttempts = totalAttempts
+        self.totalDurationMilliseconds = totalDurationMilliseconds
+        self.exhausted = exhausted
+        self.lastError = lastError
+        self.errors = errors
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case totalAttempts = "total_attempts"
+        case totalDurationMilliseconds = "total_duration_ms"
+        case exhausted
+        case lastError = "last_error"
+        case errors
+    }
+}

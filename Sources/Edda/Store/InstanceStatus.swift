@@ -1,0 +1,31 @@
+/// Where a workflow instance is in its life.
+///
+/// An opaque set of values (more arrive with compensation, cancellation and waiting); compare
+/// with the static members.
+public struct InstanceStatus: Hashable, Sendable, CustomStringConvertible {
+    /// The text stored in the database and shown by the CLI: `"running"`, `"completed"`, `"failed"`.
+    public let rawValue: String
+
+    /// Accepts a stored status; `nil` for a text Edda does not know.
+    public init?(rawValue: String) {
+        guard Self.all.contains(where: { $0.rawValue == rawValue }) else { return nil }
+        self.rawValue = rawValue
+    }
+
+    private init(known: String) { self.rawValue = known }
+
+    /// Started and not finished: executing, or waiting to be resumed after a crash or a restart.
+    public static let running = InstanceStatus(known: "running")
+    /// Returned a result.
+    public static let completed = InstanceStatus(known: "completed")
+    /// Threw an error, or diverged from its history.
+    public static let failed = InstanceStatus(known: "failed")
+
+    /// Every status Edda knows.
+    public static let all: [InstanceStatus] = [.running, .completed, .failed]
+
+    /// Whether the instance can change no further.
+    public var isTerminal: Bool { self == .completed || self == .failed }
+
+    public var description: String { rawValue }
+}

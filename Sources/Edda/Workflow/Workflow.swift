@@ -1,0 +1,85 @@
+/// Orchestration logic: a durable `async` function that calls activities.
+///
+/// ```swift
+/// let userSignup = Workflow("user_signup") { (ctx, email: String, name: String) -> SignupResult in
+///     let user = try await createAccount(ctx, email, name)
+///     try await sendEmail(ctx, email, "Welcome, \(name)!")
+///     try await setupDefaultSettings(ctx, user.userID)
+///     return SignupResult(userID: user.userID, status: "active")
+/// }
+/// ```
+///
+/// A workflow's body may run many times: after a crash or a restart it runs again from the top,
+/// and every activity call that already has a recorded outcome returns it without running.
+/// So the body must make the same calls in the same order when given the same recorded results:
+/// base decisions on activity results, and wrap anything that reads the outside world (time,
+/// randomness, a database) in an activity.
+public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Sendable>: Sendable {
+    /// The name stored with each instance; resuming an instance looks the workflow up by it.
+    public let name: String
+    let body: @Sendable (WorkflowContext, repeat each Argument) async throws -> Output
+    let validator: (@Sendable (repeat each Argument) throws -> Void)?
+
+    /// Creates a workflow.
+    ///
+    /// - Parameters:
+    ///   - name: The registered name. Keep it stable while instances are in flight.
+    ///   - validate: Checks the arguments before an instance is created, in addition to
+    ///     ``Validatable`` conformances of the argument types. Throw ``ValidationError`` to reject.
+    ///   - body: The orchestration. Arguments and result must be `Codable`.
+    public init(
+        _ name: String,
+        validate: (@Sendable (repeat each Argument) throws -> Void)? = nil,
+        _ body: @escaping @Sendable (WorkflowContext, repeat each Argument) async throws -> Output
+    ) {
+        precondition(!name.isEmpty, "A workflow needs a non-empty name")
+        self.name = name
+        self.validator = validate
+        self.body = body
+    }
+
+    /// Runs every check on the arguments: each ``Validatable`` argument, then the `validate` closure.
+    func validate(_ arguments: repeat each Argument) throws {
+        for argument in repeat each arguments {
+            if let validatable = argument as? any Validatable {
+                try validatable.validate()
+            }
+        }
+        try validator?(repeat each arguments)
+    }
+
+    var registration: RegisteredWorkflow {
+        let name = self.name
+        let body = self.body
+        return RegisteredWorkflow(name: name) { context, input in
+            let arguments: ArgumentList<repeat each Argument>
+            do {
+                arguments = try input.decode(ArgumentList<repeat each Argument>.self)
+            } catch {
+                let failure = EngineError(
+                    .corruptInput,
+                    "The stored input of instance \(context.instanceID) cannot be decoded as the arguments of workflow "
+                        + "'\(name)'. The instance was left unchanged apart from its status.",
+                    instanceID: context.instanceID, cause: error
+                )
+                context.fail(with: failure)
+                throw failure
+            }
+            let output = try await body(context, repeat each arguments.values)
+            do {
+                return try JSONPayload.encode(output)
+            } catch {
+                throw EngineError(
+                    .encodingFailed, "The result of workflow '\(name)' could not be encoded as JSON.",
+                    instanceID: context.instanceID, cause: error
+                )
+            }
+        }
+    }
+}
+
+/// A workflow with its types erased, as the app's registry keeps it.
+struct RegisteredWorkflow: Sendable {
+    let name: String
+    let run: @Sendable (WorkflowContext, JSONPayload) async throws -> JSONPayload
+}

@@ -1,0 +1,162 @@
+public import Logging
+import Synchronization
+
+/// A workflow instance's view of itself while it runs; the first argument of every workflow body.
+///
+/// Pass it to each activity call. It assigns step IDs, answers from history on replay and records
+/// fresh results.
+///
+/// ```swift
+/// let signup = Workflow("user_signup") { (ctx, email: String, name: String) -> SignupResult in
+///     ctx.logger.info("signing up", metadata: ["replaying": "\(ctx.isReplaying)"])
+///     let user = try await createAccount(ctx, email, name)
+///     …
+/// }
+/// ```
+public final class WorkflowContext: Sendable {
+    /// The instance's ID.
+    public let instanceID: String
+    /// The workflow's registered name.
+    public let workflowName: String
+    /// Logger with `edda.instance.id` and `edda.workflow.name` metadata.
+    public let logger: Logger
+
+    let environment: EngineEnvironment
+    private let topLevelTask: Int?
+    private let state: Mutex<State>
+
+    private struct State: Sendable {
+        var replay: ReplayState
+        /// An error that ends the run whatever the workflow does with it (non-determinism,
+        /// unreadable history). Kept here so a workflow that catches it cannot carry on.
+        var fatalError: (any Error)?
+        /// Set when the run must stop without an outcome (shutdown, store failure): the instance
+        /// stays running and is resumed later.
+        var suspension: (any Error)?
+    }
+
+    init(instanceID: String, workflowName: String, history: [HistoryEvent], environment: EngineEnvironment, logger: Logger) {
+        self.instanceID = instanceID
+        self.workflowName = workflowName
+        self.environment = environment
+        var logger = logger
+        logger[metadataKey: "edda.instance.id"] = "\(instanceID)"
+        logger[metadataKey: "edda.workflow.name"] = "\(workflowName)"
+        self.logger = logger
+        self.topLevelTask = withUnsafeCurrentTask { $0?.hashValue }
+        self.state = Mutex(State(replay: ReplayState(instanceID: instanceID, history: history)))
+    }
+
+    /// `true` while recorded steps lie ahead: the workflow is re-running code whose results are
+    /// already in history. Use it to keep logs and metrics from counting replayed work twice.
+    public var isReplaying: Bool {
+        state.withLock { $0.replay.isReplaying }
+    }
+
+    /// How many steps this run has requested so far.
+    public var currentStep: Int {
+        state.withLock { $0.replay.stepCount }
+    }
+
+    /// A key unique to this instance and the given name, stable across replays: for calls to
+    /// external APIs that deduplicate.
+    public func idempotencyKey(_ name: String) -> String {
+        "\(instanceID)/\(name)"
+    }
+
+    // MARK: - Engine side
+
+    func reserveStep(name: String, explicitID: String?) throws -> ReplayState.Reservation {
+        let topLevel = topLevelTask != nil && withUnsafeCurrentTask { $0?.hashValue } == topLevelTask
+        return try state.withLock { state in
+            if let fatal = state.fatalError { throw fatal }
+            if let suspension = state.suspension { throw suspension }
+            do {
+                return try state.replay.reserve(name: name, explicitID: explicitID, topLevel: topLevel)
+            } catch let error as NonDeterminismError {
+                state.fatalError = error
+                throw error
+            }
+        }
+    }
+
+    /// Marks the run as ending with `error` no matter what the workflow does next.
+    func fail(with error: any Error) {
+        state.withLock { if $0.fatalError == nil { $0.fatalError = error } }
+    }
+
+    /// Marks the run as stopping without an outcome.
+    func suspend(because error: any Error) {
+        state.withLock { if $0.suspension == nil { $0.suspension = error } }
+    }
+
+    /// The error that must end the run, if any, taking precedence over what the workflow returned.
+    func pendingTermination() -> (fatal: (any Error)?, suspension: (any Error)?) {
+        state.withLock { ($0.fatalError, $0.suspension) }
+    }
+
+    func verifyHistoryConsumed() throws {
+        let replay = state.withLock { $0.replay }
+        do {
+            try replay.verifyAllConsumed()
+        } catch {
+            fail(with: error)
+            throw error
+        }
+    }
+
+    func runStep<Output: Codable & Sendable>(
+        _ reservation: ReplayState.Reservation,
+        retryPolicy: RetryPolicy?,
+        _ body: @Sendable (ActivityContext) async throws -> Output
+    ) async throws -> Output {
+        switch reservation.decision {
+        case .replay(let event):
+            return try replayed(event, as: Output.self)
+        case .execute:
+            return try await StepExecutor(context: self, reservation: reservation, policy: retryPolicy ?? environment.defaultRetryPolicy)
+                .run(body)
+        }
+    }
+
+    private func replayed<Output: Decodable>(_ event: HistoryEvent, as: Output.Type) throws -> Output {
+        switch event.kind {
+        case .activityCompleted:
+            do {
+                guard let payload = event.payload else {
+                    throw DecodingError.valueNotFound(Output.self, .init(codingPath: [], debugDescription: "No result recorded"))
+                }
+                return try payload.decode(Output.self)
+            } catch {
+                let failure = EngineError(
+                    .corruptHistory,
+                    "The recorded result of step '\(event.stepID)' of instance \(instanceID) cannot be decoded as "
+                        + "\(Output.self). The history was left as it is; if the result type changed, run new instances "
+                        + "under a new workflow name.",
+                    instanceID: instanceID, stepID: event.stepID, cause: error
+                )
+                fail(with: failure)
+                throw failure
+            }
+        default:
+            let record = event.error ?? ErrorRecord(type: "Error", message: "unknown failure")
+            if let retry = event.retry, retry.exhausted {
+                throw RetryExhaustedError(
+                    activityName: event.name, stepID: event.stepID, attempts: retry.totalAttempts,
+                    totalDuration: .milliseconds(retry.totalDurationMilliseconds), errors: retry.errors,
+                    cause: RecordedError(retry.lastError ?? record)
+                )
+            }
+            throw TerminalError(record: record)
+        }
+    }
+}
+
+/// What the engine gives every running instance: the store, the clock and the defaults.
+struct EngineEnvironment: Sendable {
+    let store: any Store
+    let clock: any Clock<Duration>
+    let defaultRetryPolicy: RetryPolicy
+    /// Whether the app is shutting down: no new step starts.
+    let isStopping: @Sendable () -> Bool
+}

@@ -1,0 +1,296 @@
+public import Edda
+import Foundation
+public import GRDB
+public import Logging
+import Synchronization
+
+/// The embedded store: one SQLite file in WAL mode, through GRDB. Nothing to install or run.
+///
+/// ```swift
+/// let store = try SQLiteStore(path: "workflows.sqlite")
+/// let app = EddaApp(store: store, serviceName: "order-service")
+/// ```
+///
+/// One process at a time runs workers on a file: ``attachWorker(_:)`` takes an exclusive lock on
+/// `<path>-edda.lock` and a second process gets ``StoreError/Code-swift.struct/databaseInUse``.
+/// Other processes may still read (the `edda` CLI's `list` and `show`). Because the lock dies with
+/// its process, a restarted app knows every `running` instance it finds is orphaned and resumes it
+/// at once: there is no lock timeout to wait for.
+///
+/// Every commit is durable (`synchronous=FULL`) unless ``Configuration-swift.struct/durability`` says otherwise.
+public final class SQLiteStore: Store {
+    /// The database file's path, or `nil` for an in-memory store.
+    public let path: String?
+    /// The GRDB connection, for reading Edda's tables directly or for your own tables.
+    public let writer: any DatabaseWriter
+    let configuration: Configuration
+    let logger: Logger
+    private let ownership = Mutex<ProcessLock?>(nil)
+
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// - Throws: ``StoreError`` with code ``StoreError/Code-swift.struct/migrationFailed`` or
+    ///   ``StoreError/Code-swift.struct/database``.
+    public init(path: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "edda.sqlite")) throws {
+        self.path = path
+        self.configuration = configuration
+        self.logger = logger
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: Self.grdbConfiguration(configuration))
+            // DatabasePool sets synchronous=NORMAL on its writer after prepareDatabase; set ours after opening.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = \(configuration.durability.pragma)")
+            }
+        } catch {
+            throw StoreError(.database, "Cannot open the SQLite database at \(path).", cause: error)
+        }
+        self.writer = pool
+        try migrate()
+    }
+
+    /// A store in memory, gone when the store is: for tests and experiments.
+    public static func inMemory(logger: Logger = Logger(label: "edda.sqlite")) throws -> SQLiteStore {
+        try SQLiteStore(inMemoryWith: Configuration(), logger: logger)
+    }
+
+    private init(inMemoryWith configuration: Configuration, logger: Logger) throws {
+        self.path = nil
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            self.writer = try DatabaseQueue(configuration: Self.grdbConfiguration(configuration))
+        } catch {
+            throw StoreError(.database, "Cannot open an in-memory SQLite database.", cause: error)
+        }
+        try migrate()
+    }
+
+    private static func grdbConfiguration(_ configuration: Configuration) -> GRDB.Configuration {
+        var grdb = GRDB.Configuration()
+        grdb.label = "edda"
+        grdb.busyMode = .timeout(TimeInterval(configuration.busyTimeout.components.seconds))
+        grdb.foreignKeysEnabled = true
+        return grdb
+    }
+
+    private func migrate() throws {
+        do {
+            try Self.migrator.migrate(writer)
+        } catch {
+            throw StoreError(
+                .migrationFailed,
+                "Cannot bring the schema of \(path ?? "the in-memory database") up to date. Nothing was changed.",
+                cause: error
+            )
+        }
+    }
+
+    /// The `PRAGMA synchronous` value in force on the writing connection (2 = FULL, 1 = NORMAL).
+    public func synchronousSetting() async throws -> Int {
+        try await writer.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
+    }
+
+    // MARK: - Store
+
+    public func attachWorker(_ workerID: String) async throws {
+        guard let path else { return }
+        let lock = try ProcessLock(path: path + "-edda.lock")
+        ownership.withLock { $0 = lock }
+        logger.debug("took ownership of database", metadata: ["edda.sqlite.path": "\(path)", "edda.worker.id": "\(workerID)"])
+    }
+
+    public func detachWorker(_ workerID: String) async throws {
+        ownership.withLock { $0 = nil }
+    }
+
+    public func createInstance(_ instance: NewInstance) async throws -> CreateInstanceOutcome {
+        try await write { db in
+            let now = Self.now()
+            try db.execute(
+                sql: """
+                    INSERT INTO workflow_instances
+                        (instance_id, workflow_name, service_name, status, input, lease_owner, created_at, updated_at)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?)
+                    ON CONFLICT (instance_id) DO NOTHING
+                    """,
+                arguments: [
+                    instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
+                    instance.workerID, now, now,
+                ]
+            )
+            let inserted = db.changesCount == 1
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM workflow_instances WHERE instance_id = ?", arguments: [instance.instanceID]) else {
+                throw StoreError(.database, "Instance \(instance.instanceID) vanished while it was being created.")
+            }
+            let stored = try Self.instance(from: row)
+            return inserted ? .created(stored) : .existing(stored)
+        }
+    }
+
+    public func append(_ event: NewHistoryEvent) async throws {
+        let retry = try event.retry.map { try JSONPayload.encode($0).json }
+        let error = try event.error.map { try JSONPayload.encode($0).json }
+        try await write { db in
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO workflow_history
+                        (instance_id, step_id, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                event.instanceID, event.stepID, event.position, event.name, event.kind.rawValue,
+                event.payload?.json, error, retry, Self.now(),
+            ])
+        }
+    }
+
+    public func finishInstance(_ instanceID: String, with outcome: InstanceOutcome) async throws {
+        let (status, output, error): (String, String?, String?)
+        switch outcome {
+        case .completed(let payload):
+            (status, output, error) = (InstanceStatus.completed.rawValue, payload.json, nil)
+        case .failed(let record):
+            (status, output, error) = (InstanceStatus.failed.rawValue, nil, try JSONPayload.encode(record).json)
+        }
+        try await write { db in
+            try db.cachedStatement(
+                sql: """
+                    UPDATE workflow_instances
+                    SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                    WHERE instance_id = ? AND status = 'running'
+                    """
+            ).execute(arguments: [status, output, error, Self.now(), instanceID])
+        }
+    }
+
+    public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM workflow_instances WHERE instance_id = ?", arguments: [instanceID])
+                .map(Self.instance(from:))
+        }
+    }
+
+    public func history(of instanceID: String) async throws -> [HistoryEvent] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM workflow_history WHERE instance_id = ? ORDER BY sequence", arguments: [instanceID])
+                .map(Self.historyEvent(from:))
+        }
+    }
+
+    public func instances(matching query: InstanceQuery) async throws -> [WorkflowInstance] {
+        var conditions: [String] = []
+        var arguments: StatementArguments = []
+        if let status = query.status {
+            conditions.append("status = ?")
+            arguments += [status.rawValue]
+        }
+        if let name = query.workflowName {
+            conditions.append("workflow_name = ?")
+            arguments += [name]
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        arguments += [max(query.limit, 0)]
+        let sql = "SELECT * FROM workflow_instances \(whereClause) ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        let finalArguments = arguments
+        return try await read { db in
+            try Row.fetchAll(db, sql: sql, arguments: finalArguments).map(Self.instance(from:))
+        }
+    }
+
+    public func claimResumableInstances(workerID: String) async throws -> [WorkflowInstance] {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE workflow_instances SET lease_owner = ?, updated_at = ? WHERE status = 'running'",
+                arguments: [workerID, Self.now()]
+            )
+            return try Row.fetchAll(db, sql: "SELECT * FROM workflow_instances WHERE status = 'running' ORDER BY created_at, rowid")
+                .map(Self.instance(from:))
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await writer.write(updates)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(.database, "A write to the SQLite database failed.", cause: error)
+        }
+    }
+
+    private func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await writer.read(value)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(.database, "A read from the SQLite database failed.", cause: error)
+        }
+    }
+
+    static func now() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    }
+
+    static func date(_ milliseconds: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+
+    static func instance(from row: Row) throws -> WorkflowInstance {
+        let id: String = row["instance_id"]
+        let statusText: String = row["status"]
+        guard let status = InstanceStatus(rawValue: statusText) else {
+            throw StoreError(.corruptRecord, "Instance \(id) has status '\(statusText)', which this version of Edda does not know.")
+        }
+        let errorText: String? = row["error"]
+        let error: ErrorRecord?
+        do {
+            error = try errorText.map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
+        } catch {
+            throw StoreError(.corruptRecord, "Instance \(id) has an unreadable error column.", cause: error)
+        }
+        return WorkflowInstance(
+            instanceID: id,
+            workflowName: row["workflow_name"],
+            serviceName: row["service_name"],
+            status: status,
+            input: JSONPayload(json: row["input"]),
+            output: (row["output"] as String?).map(JSONPayload.init(json:)),
+            error: error,
+            createdAt: date(row["created_at"]),
+            updatedAt: date(row["updated_at"])
+        )
+    }
+
+    static func historyEvent(from row: Row) throws -> HistoryEvent {
+        let instanceID: String = row["instance_id"]
+        let stepID: String = row["step_id"]
+        let kindText: String = row["kind"]
+        guard let kind = HistoryEventKind(rawValue: kindText) else {
+            throw StoreError(.corruptRecord, "Step '\(stepID)' of instance \(instanceID) has kind '\(kindText)', which this version of Edda does not know.")
+        }
+        let error: ErrorRecord?
+        let retry: RetryMetadata?
+        do {
+            error = try (row["error"] as String?).map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
+            retry = try (row["retry_metadata"] as String?).map { try JSONPayload(json: $0).decode(RetryMetadata.self) }
+        } catch {
+            throw StoreError(.corruptRecord, "Step '\(stepID)' of instance \(instanceID) has unreadable error or retry metadata.", cause: error)
+        }
+        return HistoryEvent(
+            sequence: row["sequence"],
+            instanceID: instanceID,
+            stepID: stepID,
+            position: row["position"],
+            name: row["step_name"],
+            kind: kind,
+            payload: (row["payload"] as String?).map(JSONPayload.init(json:)),
+            error: error,
+            retry: retry,
+            recordedAt: date(row["recorded_at"])
+        )
+    }
+}
