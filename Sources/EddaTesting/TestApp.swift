@@ -1,0 +1,50 @@
+public import Edda
+import EddaSQLite
+import Foundation
+public import Logging
+
+extension EddaApp.Configuration {
+    /// A configuration for tests: retries wait 1 ms, 2 ms, 4 ms… instead of seconds, so a test
+    /// of retry behaviour takes milliseconds.
+    public static var testing: EddaApp.Configuration {
+        var configuration = EddaApp.Configuration()
+        configuration.defaultRetryPolicy = RetryPolicy(
+            maxAttempts: 5, initialInterval: .milliseconds(1), backoffCoefficient: 2, maxInterval: .milliseconds(50), maxDuration: .seconds(10)
+        )
+        return configuration
+    }
+}
+
+/// Runs `body` with a running app on a fresh in-memory SQLite store — the real store, not a fake.
+///
+/// ```swift
+/// @Test func signupCompletes() async throws {
+///     try await withTestApp { app in
+///         let result = try await app.start(userSignup, "ada@example.com", "Ada").result()
+///         #expect(result.status == "active")
+///     }
+/// }
+/// ```
+///
+/// - Parameters:
+///   - workflows: Registered before the app runs (``EddaApp/start(_:_:instanceID:)`` also registers).
+///   - configuration: Defaults to ``EddaApp/Configuration-swift.struct/testing``.
+public func withTestApp<Result: Sendable>(
+    serviceName: String = "test",
+    configuration: EddaApp.Configuration = .testing,
+    logger: Logger = Logger(label: "edda.test", factory: { _ in SwiftLogNoOpLogHandler() }),
+    _ body: @Sendable (EddaApp) async throws -> Result
+) async throws -> Result {
+    let app = EddaApp(store: try SQLiteStore.inMemory(logger: logger), serviceName: serviceName, configuration: configuration, logger: logger)
+    return try await app.run(body)
+}
+
+/// A SQLite file in a fresh temporary directory, removed (with its WAL and lock files) after `body`.
+///
+/// For tests that open the same database several times — a restart, a second process.
+public func withTemporaryDatabase<Result>(_ body: (String) async throws -> Result) async throws -> Result {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edda-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    return try await body(directory.appendingPathComponent("edda.sqlite").path)
+}

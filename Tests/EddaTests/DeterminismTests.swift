@@ -1,0 +1,146 @@
+import Edda
+import EddaSQLite
+import EddaTesting
+import Foundation
+import Testing
+
+@Suite("Determinism and concurrency")
+struct DeterminismTests {
+    let log = ExecutionLog()
+
+    /// A store holding instance `id` of `workflowName` with the given recorded steps.
+    func storeWithHistory(_ id: String, _ workflowName: String, _ events: [NewHistoryEvent]) async throws -> SQLiteStore {
+        let store = try SQLiteStore.inMemory()
+        _ = try await store.createInstance(
+            NewInstance(instanceID: id, workflowName: workflowName, serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
+        )
+        for event in events {
+            try await store.append(event)
+        }
+        return store
+    }
+
+    @Test func changedCodeFailsTheInstanceBeforeAnyFreshStepRuns() async throws {
+        let log = self.log
+        let reserve = Activity("reserve_inventory") { (ctx) -> Bool in log.record("reserve"); return true }
+        let charge = Activity("charge_payment") { (ctx) -> Bool in log.record("charge"); return true }
+        let ship = Activity("ship_order") { (ctx) -> Bool in log.record("ship"); return true }
+        // Version 2 of the workflow inserted a charge before the recorded reservation was used.
+        let order = Workflow("order") { (ctx) -> Bool in
+            _ = try await charge(ctx)
+            _ = try await reserve(ctx)
+            return try await ship(ctx)
+        }
+        let store = try await storeWithHistory(
+            "o1", "order", [try recorded("o1", "reserve_inventory:1", position: 1, name: "reserve_inventory", result: true)]
+        )
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        app.register(order)
+        let failure = try await app.run { app in
+            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: order, instanceID: "o1").result() }
+        }
+        #expect(failure.error.type == "NonDeterminismError")
+        #expect(failure.error.message.contains("position 1"))
+        #expect(failure.error.message.contains("'reserve_inventory'") && failure.error.message.contains("'charge_payment'"))
+        #expect(log.all.isEmpty, "no fresh step may run once the code diverged")
+        let instance = try #require(try await store.instance("o1"))
+        #expect(instance.status == .failed)
+        #expect(try await store.history(of: "o1").count == 1, "history is never rewritten")
+    }
+
+    @Test func removedStepFailsTheInstanceAtTheEnd() async throws {
+        let a = Activity("a") { (ctx) -> Int in 1 }
+        let shorter = Workflow("shorter") { (ctx) -> Int in try await a(ctx) }
+        let store = try await storeWithHistory(
+            "s1", "shorter",
+            [try recorded("s1", "a:1", position: 1, name: "a", result: 1), try recorded("s1", "b:1", position: 2, name: "b", result: 2)]
+        )
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        app.register(shorter)
+        let failure = try await app.run { app in
+            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: shorter, instanceID: "s1").result() }
+        }
+        #expect(failure.error.type == "NonDeterminismError")
+        #expect(failure.error.message.contains("'b'"))
+    }
+
+    @Test func catchingTheErrorDoesNotLetTheWorkflowContinue() async throws {
+        let a = Activity("a") { (ctx) -> Int in 1 }
+        let z = Activity("z") { (ctx) -> Int in 26 }
+        let sneaky = Workflow("sneaky") { (ctx) -> Int in
+            do { return try await z(ctx) } catch { return -1 }
+        }
+        let store = try await storeWithHistory("n1", "sneaky", [try recorded("n1", "a:1", position: 1, name: "a", result: 1)])
+        _ = a
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        app.register(sneaky)
+        let failure = try await app.run { app in
+            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: sneaky, instanceID: "n1").result() }
+        }
+        #expect(failure.error.type == "NonDeterminismError")
+    }
+
+    @Test func asyncLetOfDifferentActivitiesGetsStableIDs() async throws {
+        let log = self.log
+        let fetchUser = Activity("fetch_user") { (ctx) -> String in log.record("user"); return "ada" }
+        let fetchOrders = Activity("fetch_orders") { (ctx) -> Int in log.record("orders"); return 3 }
+        let dashboard = Workflow("dashboard") { (ctx) -> String in
+            async let user = fetchUser(ctx)
+            async let orders = fetchOrders(ctx)
+            return "\(try await user):\(try await orders)"
+        }
+        // Only fetch_orders was recorded before the crash, from a child task (no position).
+        let store = try await storeWithHistory(
+            "d1", "dashboard", [try recorded("d1", "fetch_orders:1", position: nil, name: "fetch_orders", result: 7)]
+        )
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        app.register(dashboard)
+        let result = try await app.run { app in try await app.handle(for: dashboard, instanceID: "d1").result() }
+        #expect(result == "ada:7")
+        #expect(log.all == ["user"])
+        #expect(Set(try await store.history(of: "d1").map(\.stepID)) == ["fetch_orders:1", "fetch_user:1"])
+    }
+
+    @Test func preparedStepsInATaskGroupKeepTheirIDsAcrossReplay() async throws {
+        let log = self.log
+        let charge = Activity("charge_item") { (ctx, item: String) -> String in
+            log.record(item)
+            try await Task.sleep(for: .milliseconds(item == "b" ? 5 : 1))
+            return "paid-\(item)"
+        }
+        let checkout = Workflow("checkout") { (ctx, items: [String]) -> [String] in
+            let calls = try items.map { try charge.prepare(ctx, $0) }
+            return try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for (index, call) in calls.enumerated() {
+                    group.addTask { (index, try await call()) }
+                }
+                var results = Array(repeating: "", count: calls.count)
+                for try await (index, value) in group { results[index] = value }
+                return results
+            }
+        }
+        // First run, fresh.
+        let firstHistory = try await withTestApp { app in
+            let handle = try await app.start(checkout, ["a", "b", "c", "d"], instanceID: "c1")
+            #expect(try await handle.result() == ["paid-a", "paid-b", "paid-c", "paid-d"])
+            return try await app.history(of: "c1")
+        }
+        #expect(Set(firstHistory.map(\.stepID)) == ["charge_item:1", "charge_item:2", "charge_item:3", "charge_item:4"])
+        let positions = Dictionary(uniqueKeysWithValues: firstHistory.map { ($0.stepID, $0.position) })
+        #expect(positions["charge_item:2"] == 2)
+
+        // A crash left items 1 and 3 recorded; 2 and 4 were in flight.
+        let store = try SQLiteStore.inMemory()
+        _ = try await store.createInstance(
+            NewInstance(instanceID: "c2", workflowName: "checkout", serviceName: "test", input: try JSONPayload.encode([["a", "b", "c", "d"]]), workerID: "old")
+        )
+        try await store.append(recorded("c2", "charge_item:3", position: 3, name: "charge_item", result: "paid-c"))
+        try await store.append(recorded("c2", "charge_item:1", position: 1, name: "charge_item", result: "paid-a"))
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        app.register(checkout)
+        let before = log.all.count
+        let result = try await app.run { app in try await app.handle(for: checkout, instanceID: "c2").result() }
+        #expect(result == ["paid-a", "paid-b", "paid-c", "paid-d"])
+        #expect(Array(log.all[before...]).sorted() == ["b", "d"])
+    }
+}
