@@ -64,7 +64,10 @@ let package = Package(
             path: "Tests/CrashWorker"
         ),
         .testTarget(name: "EddaTests", dependencies: ["Edda", "EddaTesting"]),
-        .testTarget(name: "EddaSQLiteTests", dependencies: ["Edda", "EddaSQLite", "EddaTesting"]),
+        .testTarget(
+            name: "EddaSQLiteTests",
+            dependencies: ["Edda", "EddaSQLite", "EddaTesting", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(name: "EddaCrashTests", dependencies: ["Edda", "EddaSQLite"]),
     ]
 )

@@ -1,0 +1,131 @@
+import Edda
+import EddaSQLite
+import EddaTesting
+import Foundation
+import Testing
+
+struct ConnectionError: Error, CustomStringConvertible {
+    var description: String { "Network timeout" }
+}
+
+@Suite("Retries and recorded failures")
+struct RetryTests {
+    @Test func succeedsAfterTwoFailuresAndRecordsMetadata() async throws {
+        let log = ExecutionLog()
+        let flaky = Activity("call_external_api") { (ctx) -> String in
+            log.record("attempt \(ctx.attempt)")
+            if ctx.attempt < 3 { throw ConnectionError() }
+            return "data"
+        }
+        let workflow = Workflow("resilient") { (ctx) -> String in try await flaky(ctx) }
+        let history = try await withTestApp { app in
+            let handle = try await app.start(workflow)
+            #expect(try await handle.result() == "data")
+            return try await app.history(of: handle.instanceID)
+        }
+        #expect(log.all == ["attempt 1", "attempt 2", "attempt 3"])
+        let retry = try #require(history.first?.retry)
+        #expect(retry.totalAttempts == 3)
+        #expect(retry.exhausted == false)
+        #expect(retry.lastError == ErrorRecord(type: "ConnectionError", message: "Network timeout"))
+        #expect(retry.errors.count == 2)
+    }
+
+    @Test func exhaustionKeepsTheCauseAndEveryAttemptsError() async throws {
+        let log = ExecutionLog()
+        let charge = Activity("charge_payment") { (ctx, orderID: String) -> String in
+            log.record("charge")
+            throw ConnectionError()
+        }
+        let notify = Activity("notify_payment_team") { (ctx, orderID: String) -> Bool in
+            log.record("notify")
+            return true
+        }
+        // The seed's fallback example: catch, notify, rethrow.
+        let orderWorkflow = Workflow("order_workflow") { (ctx, orderID: String) -> String in
+            do {
+                return try await charge(ctx, orderID)
+            } catch let error as RetryExhaustedError {
+                #expect(error.attempts == 5)
+                #expect(error.cause is ConnectionError)
+                #expect(error.errors.count == 5)
+                _ = try await notify(ctx, orderID)
+                throw error
+            }
+        }
+        let (failure, history) = try await withTestApp { app in
+            let handle = try await app.start(orderWorkflow, "ORD-1")
+            let failure = try await #require(throws: WorkflowFailedError.self) { try await handle.result() }
+            return (failure, try await app.history(of: handle.instanceID))
+        }
+        #expect(log.count("charge") == 5)
+        #expect(log.count("notify") == 1)
+        #expect(failure.error.type == "RetryExhaustedError")
+        #expect(history.map(\.kind) == [.activityFailed, .activityCompleted])
+        #expect(history[0].retry?.exhausted == true)
+        #expect(history[0].retry?.totalAttempts == 5)
+        #expect(history[0].error == ErrorRecord(type: "ConnectionError", message: "Network timeout"))
+    }
+
+    @Test func terminalErrorRunsOnceAndReachesTheWorkflowAsItself() async throws {
+        let log = ExecutionLog()
+        let validate = Activity("validate_user") { (ctx, userID: String) -> String in
+            log.record("validate")
+            throw TerminalError("User \(userID) not found")
+        }
+        let workflow = Workflow("lookup") { (ctx, userID: String) -> String in
+            do {
+                return try await validate(ctx, userID)
+            } catch let error as TerminalError {
+                return "caught: \(error.message)"
+            }
+        }
+        let result = try await withTestApp { app in try await app.start(workflow, "u-9").result() }
+        #expect(result == "caught: User u-9 not found")
+        #expect(log.count("validate") == 1)
+    }
+
+    @Test func recordedFailureIsRethrownOnReplayWithoutRunningTheBody() async throws {
+        let log = ExecutionLog()
+        let validate = Activity("validate_user") { (ctx) -> String in
+            log.record("validate")
+            return "ok"
+        }
+        let charge = Activity("charge") { (ctx) -> String in
+            log.record("charge")
+            return "ok"
+        }
+        let workflow = Workflow("replayed_failure") { (ctx) -> String in
+            do {
+                _ = try await validate(ctx)
+            } catch let error as TerminalError {
+                return "terminal: \(error.message)"
+            }
+            return try await charge(ctx)
+        }
+        let store = try SQLiteStore.inMemory()
+        _ = try await store.createInstance(
+            NewInstance(instanceID: "f1", workflowName: "replayed_failure", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
+        )
+        try await store.append(
+            NewHistoryEvent(
+                instanceID: "f1", stepID: "validate_user:1", position: 1, name: "validate_user", kind: .activityFailed,
+                error: ErrorRecord(type: "TerminalError", message: "User u-1 not found")
+            )
+        )
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        app.register(workflow)
+        let result = try await app.run { app in try await app.handle(for: workflow, instanceID: "f1").result() }
+        #expect(result == "terminal: User u-1 not found")
+        #expect(log.all.isEmpty)
+    }
+
+    @Test func defaultPolicyIsTheSeedsSchedule() {
+        let policy = RetryPolicy.default
+        #expect(policy.maxAttempts == 5)
+        #expect((1...4).map { policy.delay(afterAttempt: $0) } == [.seconds(1), .seconds(2), .seconds(4), .seconds(8)])
+        let custom = RetryPolicy(maxAttempts: 10, initialInterval: .milliseconds(500), backoffCoefficient: 1.5, maxInterval: .seconds(30), maxDuration: .seconds(120))
+        #expect(custom.delay(afterAttempt: 2) == .milliseconds(750))
+        #expect(custom.delay(afterAttempt: 20) == .seconds(30))
+    }
+}
