@@ -29,7 +29,7 @@ public struct RetryPolicy: Sendable, Hashable {
         maxInterval: Duration = .seconds(60),
         maxDuration: Duration? = .seconds(300)
     ) {
-        precondition(maxAttempts >= 1, "RetryPolicy.maxAttempts must be at least 1; use RetryPolicy.none for a single attempt")
+        precondition(maxAttempts >= 1, "RetryPolicy.maxAttempts must be at least 1; use RetryPolicy.noRetry for a single attempt")
         precondition(backoffCoefficient >= 1, "RetryPolicy.backoffCoefficient must be at least 1")
         self.maxAttempts = maxAttempts
         self.initialInterval = initialInterval
@@ -42,7 +42,10 @@ public struct RetryPolicy: Sendable, Hashable {
     public static let `default` = RetryPolicy()
 
     /// One attempt, no retry.
-    public static let none = RetryPolicy(maxAttempts: 1)
+    ///
+    /// Named `noRetry` rather than `none` because `retry: .none` on an optional parameter would
+    /// silently mean `nil` — the app's default policy.
+    public static let noRetry = RetryPolicy(maxAttempts: 1)
 
     /// The wait after failed attempt number `attempt` (1-based) before the next one.
     public func delay(afterAttempt attempt: Int) -> Duration {
