@@ -33,7 +33,7 @@ public func withTestApp<Result: Sendable>(
     serviceName: String = "test",
     configuration: EddaApp.Configuration = .testing,
     logger: Logger = Logger(label: "edda.test", factory: { _ in SwiftLogNoOpLogHandler() }),
-    _ body: @Sendable (EddaApp) async throws -> Result
+    _ body: @escaping @Sendable (EddaApp) async throws -> Result
 ) async throws -> Result {
     let app = EddaApp(store: try SQLiteStore.inMemory(logger: logger), serviceName: serviceName, configuration: configuration, logger: logger)
     return try await app.run(body)

@@ -40,6 +40,21 @@ struct SQLiteStoreTests {
         }
     }
 
+    @Test func appRunFailsFastWhenAnotherProcessOwnsTheFile() async throws {
+        try await withTemporaryDatabase { path in
+            let owner = try SQLiteStore(path: path)
+            try await owner.attachWorker("owner")
+            let app = EddaApp(store: try SQLiteStore(path: path), serviceName: "s", configuration: .testing)
+            let error = try await #require(throws: StoreError.self) {
+                try await app.run { _ in
+                    try await Task.sleep(for: .seconds(60))
+                    return 1
+                }
+            }
+            #expect(error.code == .databaseInUse)
+        }
+    }
+
     @Test func historyIsAppendOnlyAndUniquePerStep() async throws {
         let store = try SQLiteStore.inMemory()
         _ = try await store.createInstance(

@@ -26,6 +26,12 @@ extension EddaApp {
             history = []
         } else {
             do {
+                // The same instance can be queued twice at start-up (claimed and just started);
+                // whichever job comes second finds it finished and stops here.
+                guard let current = try await store.instance(instance.instanceID), current.status == .running else {
+                    releaseExecution(of: instance.instanceID)
+                    return
+                }
                 history = try await store.history(of: instance.instanceID)
             } catch {
                 logger.error("cannot read history; instance left running", metadata: ["edda.error": "\(error)"])

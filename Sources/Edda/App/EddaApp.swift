@@ -246,26 +246,44 @@ public final class EddaApp: Service, Sendable {
 
     /// Runs the app while `body` runs, then shuts it down gracefully and returns `body`'s result.
     ///
-    /// For scripts, demos and tests; a server puts the app in its `ServiceGroup` instead.
-    public func run<Result: Sendable>(_ body: @Sendable (EddaApp) async throws -> Result) async throws -> Result {
+    /// For scripts, demos and tests; a server puts the app in its `ServiceGroup` instead. If the app
+    /// fails to run (another process owns the SQLite file, say), `body` is cancelled and the app's
+    /// error is thrown.
+    public func run<Result: Sendable>(_ body: @escaping @Sendable (EddaApp) async throws -> Result) async throws -> Result {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: self, successTerminationBehavior: .gracefullyShutdownGroup)],
                 logger: logger
             )
         )
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+        return try await withThrowingTaskGroup(of: Result?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            tasks.addTask {
+                do {
+                    let result = try await body(self)
+                    await group.triggerGracefulShutdown()
+                    return result
+                } catch {
+                    await group.triggerGracefulShutdown()
+                    throw error
+                }
+            }
+            var result: Result?
             do {
-                let result = try await body(self)
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                return result
+                for try await value in tasks {
+                    if let value { result = value }
+                }
             } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
+                tasks.cancelAll()
                 throw error
             }
+            guard let result else {
+                throw EngineError(.stopped, "The app stopped before the body passed to run(_:) returned.")
+            }
+            return result
         }
     }
 

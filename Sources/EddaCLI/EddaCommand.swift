@@ -1,0 +1,139 @@
+import ArgumentParser
+import Edda
+import EddaSQLite
+import Foundation
+import Logging
+
+@main
+struct EddaCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edda",
+        abstract: "Inspect Edda workflow instances and their history.",
+        discussion: "Reading works while a worker process runs on the same SQLite file.",
+        subcommands: [List.self, Show.self]
+    )
+}
+
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "The SQLite database file.")
+    var database = "edda.sqlite"
+
+    func openStore() throws -> SQLiteStore {
+        guard FileManager.default.fileExists(atPath: database) else {
+            throw ValidationError("No database at \(database). Pass --database with the path your app uses.")
+        }
+        var logger = Logger(label: "edda.cli")
+        logger.logLevel = .warning
+        return try SQLiteStore(path: database, logger: logger)
+    }
+}
+
+/// Writes a line with `FileHandle`, unbuffered.
+func out(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+extension Date {
+    var iso8601: String { formatted(.iso8601) }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List instances, newest first.")
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "Only instances with this status (running, completed, failed).")
+    var status: String?
+
+    @Option(help: "Only instances of this workflow.")
+    var workflow: String?
+
+    @Option(help: "At most this many.")
+    var limit = 50
+
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
+    func run() async throws {
+        var statusFilter: InstanceStatus?
+        if let status {
+            guard let parsed = InstanceStatus(rawValue: status) else {
+                throw ValidationError("Unknown status '\(status)'. Use one of: \(InstanceStatus.all.map(\.rawValue).joined(separator: ", ")).")
+            }
+            statusFilter = parsed
+        }
+        let instances = try await store.openStore().instances(matching: InstanceQuery(status: statusFilter, workflowName: workflow, limit: limit))
+        if json {
+            for instance in instances {
+                out(try JSONPayload.encode(InstanceSummary(instance)).json)
+            }
+            return
+        }
+        guard !instances.isEmpty else {
+            out("No instances.")
+            return
+        }
+        out("INSTANCE".padding(38) + "WORKFLOW".padding(24) + "STATUS".padding(11) + "CREATED")
+        for instance in instances {
+            out(instance.instanceID.padding(38) + instance.workflowName.padding(24) + instance.status.rawValue.padding(11) + instance.createdAt.iso8601)
+        }
+    }
+}
+
+struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one instance: input, output or error, and its history.")
+
+    @OptionGroup var store: StoreOptions
+
+    @Argument(help: "The instance ID.")
+    var instanceID: String
+
+    func run() async throws {
+        let store = try store.openStore()
+        guard let instance = try await store.instance(instanceID) else {
+            throw ValidationError("No instance with ID \(instanceID) in \(self.store.database).")
+        }
+        out("instance:  \(instance.instanceID)")
+        out("workflow:  \(instance.workflowName) (service \(instance.serviceName))")
+        out("status:    \(instance.status)")
+        out("created:   \(instance.createdAt.iso8601)")
+        out("updated:   \(instance.updatedAt.iso8601)")
+        out("input:     \(instance.input.json)")
+        if let output = instance.output { out("output:    \(output.json)") }
+        if let error = instance.error { out("error:     \(error)") }
+        let history = try await store.history(of: instanceID)
+        out("history:   \(history.count) record\(history.count == 1 ? "" : "s")")
+        for event in history {
+            var line = "  #\(event.sequence) \(event.recordedAt.iso8601) \(event.stepID) [\(event.kind)]"
+            if let position = event.position { line += " position \(position)" }
+            out(line)
+            if let payload = event.payload { out("      result: \(payload.json)") }
+            if let error = event.error { out("      error:  \(error)") }
+            if let retry = event.retry, retry.totalAttempts > 1 || retry.exhausted {
+                out("      retry:  \(retry.totalAttempts) attempts, \(retry.totalDurationMilliseconds) ms\(retry.exhausted ? ", exhausted" : "")")
+            }
+        }
+    }
+}
+
+struct InstanceSummary: Encodable {
+    var instance_id: String
+    var workflow_name: String
+    var status: String
+    var created_at: String
+    var error: ErrorRecord?
+
+    init(_ instance: WorkflowInstance) {
+        instance_id = instance.instanceID
+        workflow_name = instance.workflowName
+        status = instance.status.rawValue
+        created_at = instance.createdAt.iso8601
+        error = instance.error
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
+    }
+}
