@@ -34,9 +34,12 @@ extension SQLiteStore {
                         payload TEXT,
                         error TEXT,
                         retry_metadata TEXT,
-                        recorded_at INTEGER NOT NULL,
-                        UNIQUE (instance_id, step_id)
+                        recorded_at INTEGER NOT NULL
                     );
+                    CREATE INDEX workflow_history_by_instance ON workflow_history (instance_id, sequence);
+                    -- A step has one outcome; failed attempts before it are kept alongside.
+                    CREATE UNIQUE INDEX workflow_history_one_outcome ON workflow_history (instance_id, step_id)
+                        WHERE kind <> 'AttemptFailed';
                     """
             )
         }

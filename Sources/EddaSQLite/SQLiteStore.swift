@@ -145,6 +145,15 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func markCompensating(_ instanceID: String) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE workflow_instances SET status = 'compensating', updated_at = ? WHERE instance_id = ? AND status = 'running'",
+                arguments: [Self.now(), instanceID]
+            )
+        }
+    }
+
     public func finishInstance(_ instanceID: String, with outcome: InstanceOutcome) async throws {
         let (status, output, error): (String, String?, String?)
         switch outcome {
@@ -158,7 +167,7 @@ public final class SQLiteStore: Store {
                 sql: """
                     UPDATE workflow_instances
                     SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                    WHERE instance_id = ? AND status = 'running'
+                    WHERE instance_id = ? AND status IN ('running', 'compensating')
                     """
             ).execute(arguments: [status, output, error, Self.now(), instanceID])
         }
@@ -201,10 +210,10 @@ public final class SQLiteStore: Store {
     public func claimResumableInstances(workerID: String) async throws -> [WorkflowInstance] {
         try await write { db in
             try db.execute(
-                sql: "UPDATE workflow_instances SET lease_owner = ?, updated_at = ? WHERE status = 'running'",
+                sql: "UPDATE workflow_instances SET lease_owner = ?, updated_at = ? WHERE status IN ('running', 'compensating')",
                 arguments: [workerID, Self.now()]
             )
-            return try Row.fetchAll(db, sql: "SELECT * FROM workflow_instances WHERE status = 'running' ORDER BY created_at, rowid")
+            return try Row.fetchAll(db, sql: "SELECT * FROM workflow_instances WHERE status IN ('running', 'compensating') ORDER BY created_at, rowid")
                 .map(Self.instance(from:))
         }
     }

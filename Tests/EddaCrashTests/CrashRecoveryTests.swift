@@ -8,7 +8,7 @@ import Testing
 
 /// Kills a real worker process with SIGKILL in the middle of its workflows, then lets a new process
 /// finish them on the same SQLite file.
-@Suite("Crash recovery (SIGKILL)", .serialized)
+@Suite("Crash recovery (SIGKILL)", .serialized, .timeLimit(.minutes(3)))
 struct CrashRecoveryTests {
     static let instances = 4
     static let steps = 8

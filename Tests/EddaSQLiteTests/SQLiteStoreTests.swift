@@ -5,7 +5,7 @@ import Foundation
 import GRDB
 import Testing
 
-@Suite("SQLite store")
+@Suite("SQLite store", .timeLimit(.minutes(1)))
 struct SQLiteStoreTests {
     @Test func durabilityIsFullByDefault() async throws {
         try await withTemporaryDatabase { path in

@@ -4,7 +4,7 @@ import EddaTesting
 import Foundation
 import Testing
 
-@Suite("Determinism and concurrency")
+@Suite("Determinism and concurrency", .timeLimit(.minutes(1)))
 struct DeterminismTests {
     let log = ExecutionLog()
 

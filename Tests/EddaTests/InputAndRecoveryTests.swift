@@ -30,7 +30,7 @@ let processOrder = Workflow("process_order") { (ctx, input: OrderInput) -> Order
     OrderResult(orderID: input.orderID, status: "completed", total: input.amount * 1.1)
 }
 
-@Suite("Inputs, instance IDs and bad data")
+@Suite("Inputs, instance IDs and bad data", .timeLimit(.minutes(1)))
 struct InputAndRecoveryTests {
     @Test(arguments: [
         OrderInput(orderID: "ORDER-1", customerEmail: "a@b.c", amount: 10),

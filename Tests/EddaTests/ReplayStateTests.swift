@@ -3,7 +3,7 @@ import Testing
 
 @testable import Edda
 
-@Suite("Replay state: step IDs and the determinism check")
+@Suite("Replay state: step IDs and the determinism check", .timeLimit(.minutes(1)))
 struct ReplayStateTests {
     func event(_ sequence: Int64, _ stepID: String, _ name: String, position: Int?) -> HistoryEvent {
         HistoryEvent(

@@ -8,7 +8,7 @@ struct ConnectionError: Error, CustomStringConvertible {
     var description: String { "Network timeout" }
 }
 
-@Suite("Retries and recorded failures")
+@Suite("Retries and recorded failures", .timeLimit(.minutes(1)))
 struct RetryTests {
     @Test func succeedsAfterTwoFailuresAndRecordsMetadata() async throws {
         let log = ExecutionLog()
@@ -24,7 +24,8 @@ struct RetryTests {
             return try await app.history(of: handle.instanceID)
         }
         #expect(log.all == ["attempt 1", "attempt 2", "attempt 3"])
-        let retry = try #require(history.first?.retry)
+        #expect(history.map(\.kind) == [.attemptFailed, .attemptFailed, .activityCompleted])
+        let retry = try #require(history.last?.retry)
         #expect(retry.totalAttempts == 3)
         #expect(retry.exhausted == false)
         #expect(retry.lastError == ErrorRecord(type: "ConnectionError", message: "Network timeout"))
@@ -61,10 +62,11 @@ struct RetryTests {
         #expect(log.count("charge") == 5)
         #expect(log.count("notify") == 1)
         #expect(failure.error.type == "RetryExhaustedError")
-        #expect(history.map(\.kind) == [.activityFailed, .activityCompleted])
-        #expect(history[0].retry?.exhausted == true)
-        #expect(history[0].retry?.totalAttempts == 5)
-        #expect(history[0].error == ErrorRecord(type: "ConnectionError", message: "Network timeout"))
+        #expect(history.map(\.kind) == Array(repeating: .attemptFailed, count: 4) + [.activityFailed, .activityCompleted])
+        let failed = try #require(history.first { $0.kind == .activityFailed })
+        #expect(failed.retry?.exhausted == true)
+        #expect(failed.retry?.totalAttempts == 5)
+        #expect(failed.error == ErrorRecord(type: "ConnectionError", message: "Network timeout"))
     }
 
     @Test func terminalErrorRunsOnceAndReachesTheWorkflowAsItself() async throws {

@@ -5,7 +5,7 @@ import Foundation
 import Logging
 import Testing
 
-@Suite("Running workflows")
+@Suite("Running workflows", .timeLimit(.minutes(1)))
 struct WorkflowExecutionTests {
     let log = ExecutionLog()
 

@@ -28,6 +28,8 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
     public let name: String
     /// The retry policy, or `nil` to use ``EddaApp/Configuration-swift.struct/defaultRetryPolicy``.
     public var retryPolicy: RetryPolicy?
+    /// The compensation linked with ``onFailure(_:)``.
+    public internal(set) var compensation: Compensation<repeat each Argument, Output>?
     let body: @Sendable (ActivityContext, repeat each Argument) async throws -> Output
 
     /// Creates an activity.
@@ -61,9 +63,17 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
         activityID: String? = nil
     ) async throws -> Output {
         let reservation = try context.reserveStep(name: name, explicitID: activityID)
-        return try await context.runStep(reservation, retryPolicy: retryPolicy) { activityContext in
+        let output = try await context.runStep(reservation, retryPolicy: retryPolicy) { activityContext in
             try await body(activityContext, repeat each arguments)
         }
+        if let compensation {
+            try context.pushCompensation(
+                PendingCompensation(stepID: "compensate:\(reservation.stepID)", name: compensation.name, retryPolicy: compensation.retryPolicy) {
+                    try await compensation.body($0, output, repeat each arguments)
+                }
+            )
+        }
+        return output
     }
 
     /// Reserves the call's step ID and position now, to run it later — typically in a child task.
@@ -88,10 +98,19 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
         let policy = retryPolicy
         let body = self.body
         let values = (repeat each arguments)
+        let compensation = self.compensation
         return PreparedActivity(stepID: reservation.stepID) {
-            try await context.runStep(reservation, retryPolicy: policy) { activityContext in
+            let output = try await context.runStep(reservation, retryPolicy: policy) { activityContext in
                 try await body(activityContext, repeat each values)
             }
+            if let compensation {
+                try context.pushCompensation(
+                    PendingCompensation(stepID: "compensate:\(reservation.stepID)", name: compensation.name, retryPolicy: compensation.retryPolicy) {
+                        try await compensation.body($0, output, repeat each values)
+                    }
+                )
+            }
+            return output
         }
     }
 

@@ -1,24 +1,37 @@
+import Foundation
 import Logging
 
-/// Runs one fresh step: attempts, backoff, and the single history record of its outcome.
+/// Runs one fresh step — an activity or a compensation: its attempts, the backoff between them,
+/// a durable record of each failed attempt, and the single record of its outcome.
 struct StepExecutor: Sendable {
+    /// The history kinds a step records.
+    struct Kinds: Sendable {
+        var completed: HistoryEventKind
+        var failed: HistoryEventKind
+
+        static let activity = Kinds(completed: .activityCompleted, failed: .activityFailed)
+        static let compensation = Kinds(completed: .compensationCompleted, failed: .compensationFailed)
+    }
+
     let context: WorkflowContext
     let reservation: ReplayState.Reservation
     let policy: RetryPolicy
+    var kinds: Kinds = .activity
 
     func run<Output: Codable & Sendable>(_ body: @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
-        try await run(body, clock: context.environment.clock)
-    }
-
-    private func run<Output: Codable & Sendable, C: Clock<Duration>>(
-        _ body: @Sendable (ActivityContext) async throws -> Output,
-        clock: C
-    ) async throws -> Output {
-        let start = clock.now
-        var errors: [ErrorRecord] = []
-        var attempt = 1
+        let clock = context.environment.clock
+        let prior = reservation.priorAttempts
+        let firstAttemptAt = prior?.firstAttemptAt ?? clock.now()
+        var errors = prior?.errors ?? []
+        var attempt = (prior?.attempts ?? 0) + 1
         var logger = context.logger
         logger[metadataKey: "edda.step.id"] = "\(reservation.stepID)"
+
+        if let prior {
+            // An earlier run scheduled this attempt; wait only what is left of its backoff.
+            logger.debug("continuing retries", metadata: ["edda.attempt": "\(attempt)"])
+            try await sleep(until: prior.nextAttemptAt, clock: clock)
+        }
 
         while true {
             try checkNotStopping()
@@ -34,14 +47,15 @@ struct StepExecutor: Sendable {
                     context.suspend(because: error)
                     throw error
                 }
-                let elapsed = start.duration(to: clock.now)
+                let now = clock.now()
+                let elapsed = now.duration(since: firstAttemptAt)
                 if let terminal = error as? TerminalError {
                     let terminalRecord = ErrorRecord(type: "TerminalError", message: terminal.message)
                     let metadata = RetryMetadata(
                         totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
                         lastError: terminalRecord, errors: errors + [terminalRecord]
                     )
-                    try await record(kind: .activityFailed, payload: nil, error: terminalRecord, retry: metadata)
+                    try await record(kind: kinds.failed, payload: nil, error: terminalRecord, retry: metadata)
                     throw terminal
                 }
                 errors.append(ErrorRecord(error))
@@ -52,27 +66,32 @@ struct StepExecutor: Sendable {
                         totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: true,
                         lastError: errors.last, errors: errors
                     )
-                    try await record(kind: .activityFailed, payload: nil, error: errors.last, retry: metadata)
+                    try await record(kind: kinds.failed, payload: nil, error: errors.last, retry: metadata)
                     throw RetryExhaustedError(
                         activityName: reservation.name, stepID: reservation.stepID, attempts: attempt,
                         totalDuration: elapsed, errors: errors, cause: error
                     )
                 }
+                let nextAttemptAt = now.adding(delay)
+                let schedule = AttemptRecord(
+                    attempt: attempt, firstAttemptAtMilliseconds: firstAttemptAt.millisecondsSince1970,
+                    nextAttemptAtMilliseconds: nextAttemptAt.millisecondsSince1970
+                )
+                let metadata = RetryMetadata(
+                    totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
+                    lastError: errors.last, errors: errors
+                )
+                try await record(kind: .attemptFailed, payload: try JSONPayload.encode(schedule), error: errors.last, retry: metadata)
                 logger.debug(
-                    "activity attempt failed; retrying",
+                    "attempt failed; retrying",
                     metadata: ["edda.attempt": "\(attempt)", "edda.retry.delay_ms": "\(delay.milliseconds)"]
                 )
-                do {
-                    try await clock.sleep(for: delay)
-                } catch {
-                    context.suspend(because: error)
-                    throw error
-                }
+                try await sleep(until: nextAttemptAt, clock: clock)
                 attempt += 1
                 continue
             }
 
-            let elapsed = start.duration(to: clock.now)
+            let elapsed = clock.now().duration(since: firstAttemptAt)
             let payload: JSONPayload
             do {
                 payload = try JSONPayload.encode(output)
@@ -82,15 +101,24 @@ struct StepExecutor: Sendable {
                     instanceID: context.instanceID, stepID: reservation.stepID, cause: error
                 )
                 let failureRecord = ErrorRecord(type: "TerminalError", message: failure.message)
-                try await record(kind: .activityFailed, payload: nil, error: failureRecord, retry: nil)
+                try await record(kind: kinds.failed, payload: nil, error: failureRecord, retry: nil)
                 throw TerminalError(failure.message)
             }
             let metadata = RetryMetadata(
                 totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
                 lastError: errors.last, errors: errors
             )
-            try await record(kind: .activityCompleted, payload: payload, error: nil, retry: metadata)
+            try await record(kind: kinds.completed, payload: payload, error: nil, retry: metadata)
             return output
+        }
+    }
+
+    private func sleep(until deadline: Date, clock: any WorkflowClock) async throws {
+        do {
+            try await clock.sleep(until: deadline)
+        } catch {
+            context.suspend(because: error)
+            throw error
         }
     }
 
@@ -107,15 +135,21 @@ struct StepExecutor: Sendable {
 
     private func record(kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?) async throws {
         let event = NewHistoryEvent(
-            instanceID: context.instanceID, stepID: reservation.stepID, position: reservation.position,
+            instanceID: context.instanceID, stepID: reservation.stepID, position: kind.isOutcome ? reservation.position : nil,
             name: reservation.name, kind: kind, payload: payload, error: error, retry: retry
         )
         do {
             try await context.environment.store.append(event)
         } catch {
-            // The outcome is not durable: stop without an outcome, so the step runs again on resume.
+            // Not durable: stop without an outcome, so the step runs again on resume.
             context.suspend(because: error)
             throw error
         }
+    }
+}
+
+extension Date {
+    var millisecondsSince1970: Int64 {
+        Int64((timeIntervalSince1970 * 1000).rounded())
     }
 }

@@ -13,8 +13,9 @@ extension EddaApp {
         /// (5 attempts, waits of 1, 2, 4 and 8 seconds).
         public var defaultRetryPolicy: RetryPolicy = .default
 
-        /// The clock retries wait on. Tests pass a manual clock to skip time. Defaults to `ContinuousClock()`.
-        public var clock: any Clock<Duration> = ContinuousClock()
+        /// The clock retries wait on and budgets are measured with. Tests pass `ManualClock` (from
+        /// `EddaTesting`) to skip time. Defaults to ``SystemClock``.
+        public var clock: any WorkflowClock = SystemClock()
 
         /// This worker's identity, recorded as the owner of the instances it runs.
         /// Defaults to `host:pid:random`.

@@ -22,16 +22,18 @@ extension EddaApp {
         }
 
         let history: [HistoryEvent]
+        var resumedStatus = InstanceStatus.running
         if job.isNew {
             history = []
         } else {
             do {
                 // The same instance can be queued twice at start-up (claimed and just started);
                 // whichever job comes second finds it finished and stops here.
-                guard let current = try await store.instance(instance.instanceID), current.status == .running else {
+                guard let current = try await store.instance(instance.instanceID), !current.status.isTerminal else {
                     releaseExecution(of: instance.instanceID)
                     return
                 }
+                resumedStatus = current.status
                 history = try await store.history(of: instance.instanceID)
             } catch {
                 logger.error("cannot read history; instance left running", metadata: ["edda.error": "\(error)"])
@@ -53,6 +55,10 @@ extension EddaApp {
                 outcome = .failed(ErrorRecord(fatal))
             } else if let suspension {
                 throw suspension
+            } else if resumedStatus == .compensating {
+                // It failed before and was rolling back; now the same history leads to success.
+                let error = NonDeterminismError(instanceID: instance.instanceID)
+                outcome = .failed(ErrorRecord(error))
             } else {
                 try context.verifyHistoryConsumed()
                 outcome = .completed(output)
@@ -66,6 +72,9 @@ extension EddaApp {
                 publish(instance.instanceID, .failure(suspension ?? error))
                 return
             } else {
+                if context.hasCompensations {
+                    guard await compensate(context, instance: instance, resumedStatus: resumedStatus, logger: logger) else { return }
+                }
                 outcome = .failed(ErrorRecord(error))
             }
         }
@@ -84,5 +93,29 @@ extension EddaApp {
             logger.info("instance failed", metadata: ["edda.error.type": "\(record.type)"])
         }
         publish(instance.instanceID, .success(outcome))
+    }
+
+    /// Moves the instance to `compensating` and runs its compensations.
+    ///
+    /// - Returns: `false` when the instance must stay as it is (the app is stopping, or the store
+    ///   failed); it resumes, and goes on compensating, on the next start.
+    private func compensate(_ context: WorkflowContext, instance: WorkflowInstance, resumedStatus: InstanceStatus, logger: Logger) async -> Bool {
+        if resumedStatus != .compensating {
+            do {
+                try await store.markCompensating(instance.instanceID)
+            } catch {
+                logger.error("cannot record the start of compensation; instance left running", metadata: ["edda.error": "\(error)"])
+                publish(instance.instanceID, .failure(error))
+                return false
+            }
+        }
+        logger.debug("compensating")
+        guard await context.runCompensations() else {
+            let reason = context.pendingTermination().suspension
+            logger.debug("compensation interrupted; it continues on the next start", metadata: ["edda.reason": "\(String(describing: reason))"])
+            publish(instance.instanceID, .failure(reason ?? EngineError(.stopped, "The app stopped during compensation.")))
+            return false
+        }
+        return true
     }
 }

@@ -1,3 +1,5 @@
+package import Foundation
+
 /// Step-ID assignment and the determinism check for one run of one workflow instance.
 ///
 /// A pure value: it reads the recorded history once, then answers each step request with "replay
@@ -29,10 +31,23 @@ package struct ReplayState: Sendable {
         /// 1-based count of steps requested in this run, this one included.
         package var stepNumber: Int
         package var decision: Decision
+        /// Failed attempts an earlier run recorded for this step, if it is to execute.
+        package var priorAttempts: PriorAttempts?
+    }
+
+    /// What earlier runs recorded about a step's failed attempts.
+    package struct PriorAttempts: Sendable, Equatable {
+        /// Attempts already made.
+        package var attempts: Int
+        package var firstAttemptAt: Date
+        package var nextAttemptAt: Date
+        package var errors: [ErrorRecord]
     }
 
     package let instanceID: String
     private var recordedByID: [String: HistoryEvent] = [:]
+    private var lastAttempt: [String: HistoryEvent] = [:]
+    private var compensations: [String: HistoryEvent] = [:]
     private var recordedByPosition: [Int: HistoryEvent] = [:]
     private var unconsumed: Set<String> = []
     private var callCounts: [String: Int] = [:]
@@ -42,13 +57,51 @@ package struct ReplayState: Sendable {
 
     package init(instanceID: String, history: [HistoryEvent]) {
         self.instanceID = instanceID
-        for event in history where event.kind == .activityCompleted || event.kind == .activityFailed {
-            recordedByID[event.stepID] = event
-            if let position = event.position {
-                recordedByPosition[position] = event
+        for event in history {
+            switch event.kind {
+            case .activityCompleted, .activityFailed:
+                recordedByID[event.stepID] = event
+                if let position = event.position {
+                    recordedByPosition[position] = event
+                }
+                unconsumed.insert(event.stepID)
+            case .attemptFailed:
+                lastAttempt[event.stepID] = event
+            case .compensationCompleted, .compensationFailed:
+                compensations[event.stepID] = event
+            default:
+                break
             }
-            unconsumed.insert(event.stepID)
         }
+    }
+
+    /// The recorded outcome of a compensation step, if it ran.
+    package func compensationOutcome(_ stepID: String) -> HistoryEvent? {
+        compensations[stepID]
+    }
+
+    /// The failed attempts recorded for a step that has no outcome yet.
+    package func priorAttempts(for stepID: String) throws -> PriorAttempts? {
+        guard let event = lastAttempt[stepID] else { return nil }
+        let record: AttemptRecord
+        do {
+            guard let payload = event.payload else {
+                throw DecodingError.valueNotFound(AttemptRecord.self, .init(codingPath: [], debugDescription: "No attempt payload"))
+            }
+            record = try payload.decode(AttemptRecord.self)
+        } catch {
+            throw EngineError(
+                .corruptHistory,
+                "The failed-attempt record of step '\(stepID)' of instance \(instanceID) cannot be read. The history was left as it is.",
+                instanceID: instanceID, stepID: stepID, cause: error
+            )
+        }
+        return PriorAttempts(
+            attempts: record.attempt,
+            firstAttemptAt: Date(timeIntervalSince1970: Double(record.firstAttemptAtMilliseconds) / 1000),
+            nextAttemptAt: Date(timeIntervalSince1970: Double(record.nextAttemptAtMilliseconds) / 1000),
+            errors: event.retry?.errors ?? event.error.map { [$0] } ?? []
+        )
     }
 
     /// True while recorded steps remain that this run has not requested yet.
@@ -96,7 +149,10 @@ package struct ReplayState: Sendable {
             )
         }
         guard let recorded = recordedByID[stepID] else {
-            return Reservation(stepID: stepID, name: name, position: position, stepNumber: stepCount, decision: .execute)
+            return Reservation(
+                stepID: stepID, name: name, position: position, stepNumber: stepCount, decision: .execute,
+                priorAttempts: try priorAttempts(for: stepID)
+            )
         }
         if recorded.name != name || (position != nil && recorded.position != nil && recorded.position != position) {
             throw NonDeterminismError(
@@ -106,7 +162,7 @@ package struct ReplayState: Sendable {
             )
         }
         unconsumed.remove(stepID)
-        return Reservation(stepID: stepID, name: name, position: position, stepNumber: stepCount, decision: .replay(recorded))
+        return Reservation(stepID: stepID, name: name, position: position, stepNumber: stepCount, decision: .replay(recorded), priorAttempts: nil)
     }
 
     /// Checks, when the workflow has returned, that it requested every recorded step.

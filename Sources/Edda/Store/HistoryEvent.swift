@@ -15,8 +15,20 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     public static let activityCompleted = HistoryEventKind(known: "ActivityCompleted")
     /// An activity failed for good (terminal error, or retries exhausted); the error is recorded.
     public static let activityFailed = HistoryEventKind(known: "ActivityFailed")
+    /// One attempt of a step failed and another is scheduled; the payload is an ``AttemptRecord``.
+    /// Recorded so that a crash between attempts neither resets the count nor the time budget.
+    public static let attemptFailed = HistoryEventKind(known: "AttemptFailed")
+    /// A compensation ran to completion while the workflow was being rolled back.
+    public static let compensationCompleted = HistoryEventKind(known: "CompensationCompleted")
+    /// A compensation failed for good; the remaining compensations still ran.
+    public static let compensationFailed = HistoryEventKind(known: "CompensationFailed")
 
-    public static let all: [HistoryEventKind] = [.activityCompleted, .activityFailed]
+    public static let all: [HistoryEventKind] = [
+        .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed,
+    ]
+
+    /// Whether this kind is a step's final outcome (unique per instance and step ID).
+    public var isOutcome: Bool { self != .attemptFailed }
 
     public var description: String { rawValue }
 }
@@ -82,6 +94,30 @@ public struct NewHistoryEvent: Sendable {
         self.payload = payload
         self.error = error
         self.retry = retry
+    }
+}
+
+/// The schedule of a failed attempt, stored as the payload of an ``HistoryEventKind/attemptFailed`` record.
+///
+/// Times are milliseconds since 1970 (wall clock), so they mean the same to the next process.
+public struct AttemptRecord: Codable, Sendable, Hashable {
+    /// The attempt that failed (1-based).
+    public var attempt: Int
+    /// When the step's first attempt started.
+    public var firstAttemptAtMilliseconds: Int64
+    /// When the next attempt may start.
+    public var nextAttemptAtMilliseconds: Int64
+
+    public init(attempt: Int, firstAttemptAtMilliseconds: Int64, nextAttemptAtMilliseconds: Int64) {
+        self.attempt = attempt
+        self.firstAttemptAtMilliseconds = firstAttemptAtMilliseconds
+        self.nextAttemptAtMilliseconds = nextAttemptAtMilliseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attempt
+        case firstAttemptAtMilliseconds = "first_attempt_at_ms"
+        case nextAttemptAtMilliseconds = "next_attempt_at_ms"
     }
 }
 

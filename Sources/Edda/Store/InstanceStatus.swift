@@ -16,13 +16,16 @@ public struct InstanceStatus: Hashable, Sendable, CustomStringConvertible {
 
     /// Started and not finished: executing, or waiting to be resumed after a crash or a restart.
     public static let running = InstanceStatus(known: "running")
+    /// Failed, and running the compensations of its completed activities (Saga rollback).
+    /// Resumed like a running instance after a crash.
+    public static let compensating = InstanceStatus(known: "compensating")
     /// Returned a result.
     public static let completed = InstanceStatus(known: "completed")
-    /// Threw an error, or diverged from its history.
+    /// Threw an error, or diverged from its history; its compensations, if any, have run.
     public static let failed = InstanceStatus(known: "failed")
 
     /// Every status Edda knows.
-    public static let all: [InstanceStatus] = [.running, .completed, .failed]
+    public static let all: [InstanceStatus] = [.running, .compensating, .completed, .failed]
 
     /// Whether the instance can change no further.
     public var isTerminal: Bool { self == .completed || self == .failed }

@@ -7,7 +7,7 @@
 /// A conforming type must:
 /// - make every write durable before returning (per its configured durability);
 /// - never rewrite or delete a history record once appended;
-/// - reject a second record with the same instance and step ID.
+/// - reject a second outcome record (``HistoryEventKind/isOutcome``) with the same instance and step ID.
 public protocol Store: Sendable {
     /// Makes this process a worker on the store. A SQLite store takes the file's ownership lock here
     /// and throws ``StoreError/Code-swift.struct/databaseInUse`` if another process holds it.
@@ -24,7 +24,11 @@ public protocol Store: Sendable {
     /// Returns once the record is durable.
     func append(_ event: NewHistoryEvent) async throws
 
-    /// Records how an instance ended: status, output or error.
+    /// Moves a running instance to ``InstanceStatus/compensating``.
+    func markCompensating(_ instanceID: String) async throws
+
+    /// Records how an instance ended: status, output or error. Only a running or compensating
+    /// instance changes; a finished one is left as it is.
     func finishInstance(_ instanceID: String, with outcome: InstanceOutcome) async throws
 
     /// One instance, or `nil`.
@@ -36,8 +40,9 @@ public protocol Store: Sendable {
     /// Instances matching the query, newest first.
     func instances(matching query: InstanceQuery) async throws -> [WorkflowInstance]
 
-    /// Takes over every instance left ``InstanceStatus/running`` whose worker is gone, and returns
-    /// them, oldest first. On SQLite that is every running instance: one process owns the file.
+    /// Takes over every instance left ``InstanceStatus/running`` or ``InstanceStatus/compensating``
+    /// whose worker is gone, and returns them, oldest first. On SQLite that is every such instance:
+    /// one process owns the file.
     func claimResumableInstances(workerID: String) async throws -> [WorkflowInstance]
 }
 

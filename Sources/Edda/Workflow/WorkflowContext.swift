@@ -33,6 +33,10 @@ public final class WorkflowContext: Sendable {
         /// Set when the run must stop without an outcome (shutdown, store failure): the instance
         /// stays running and is resumed later.
         var suspension: (any Error)?
+        /// Compensations of completed steps, in completion order.
+        var compensations: [PendingCompensation] = []
+        var compensationIDs: Set<String> = []
+        var manualCompensationCounts: [String: Int] = [:]
     }
 
     init(instanceID: String, workflowName: String, history: [HistoryEvent], environment: EngineEnvironment, logger: Logger) {
@@ -64,7 +68,89 @@ public final class WorkflowContext: Sendable {
         "\(instanceID)/\(name)"
     }
 
+    /// Registers a compensation by hand: it runs if the workflow fails, in reverse order with the
+    /// compensations of completed activities, and is recorded like them.
+    ///
+    /// Register at the same point on every run (after the step it undoes), as workflow code is replayed.
+    ///
+    /// ```swift
+    /// let booking = try await bookFlight(ctx, trip)
+    /// try ctx.addCompensation("cancel_flight") { actx in try await airline.cancel(booking.id) }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - name: The name recorded in history.
+    ///   - id: A stable ID; defaults to `name#N`, N counting this name's registrations.
+    ///   - retry: The retry policy; `nil` uses the app's default.
+    public func addCompensation(
+        _ name: String,
+        id: String? = nil,
+        retry: RetryPolicy? = nil,
+        _ body: @escaping @Sendable (ActivityContext) async throws -> Void
+    ) throws {
+        let key = state.withLock { state -> String in
+            if let id { return id }
+            state.manualCompensationCounts[name, default: 0] += 1
+            return "\(name)#\(state.manualCompensationCounts[name]!)"
+        }
+        try pushCompensation(PendingCompensation(stepID: "compensate:\(key)", name: name, retryPolicy: retry, run: body))
+    }
+
     // MARK: - Engine side
+
+    func pushCompensation(_ compensation: PendingCompensation) throws {
+        try state.withLock { state in
+            guard state.compensationIDs.insert(compensation.stepID).inserted else {
+                let error = EngineError(
+                    .duplicateStepID,
+                    "Compensation ID '\(compensation.stepID)' was registered twice in one run of instance \(instanceID); give each a distinct id:.",
+                    instanceID: instanceID, stepID: compensation.stepID
+                )
+                state.fatalError = error
+                throw error
+            }
+            state.compensations.append(compensation)
+        }
+    }
+
+    var hasCompensations: Bool {
+        state.withLock { !$0.compensations.isEmpty }
+    }
+
+    /// Runs the registered compensations in reverse order, skipping those history has an outcome for.
+    ///
+    /// - Returns: `false` when the run was suspended (shutdown, store failure) before all had an outcome.
+    func runCompensations() async -> Bool {
+        let (pending, replay) = state.withLock { ($0.compensations, $0.replay) }
+        for compensation in pending.reversed() {
+            if replay.compensationOutcome(compensation.stepID) != nil { continue }
+            if pendingTermination().suspension != nil { return false }
+            let prior: ReplayState.PriorAttempts?
+            do {
+                prior = try replay.priorAttempts(for: compensation.stepID)
+            } catch {
+                logger.warning("unreadable attempt record; retrying the compensation from its first attempt", metadata: ["edda.step.id": "\(compensation.stepID)"])
+                prior = nil
+            }
+            let reservation = ReplayState.Reservation(
+                stepID: compensation.stepID, name: compensation.name, position: nil, stepNumber: currentStep,
+                decision: .execute, priorAttempts: prior
+            )
+            let executor = StepExecutor(
+                context: self, reservation: reservation, policy: compensation.retryPolicy ?? environment.defaultRetryPolicy, kinds: .compensation
+            )
+            do {
+                _ = try await executor.run { activityContext -> Bool in
+                    try await compensation.run(activityContext)
+                    return true
+                }
+            } catch {
+                if pendingTermination().suspension != nil { return false }
+                logger.info("compensation failed; continuing with the others", metadata: ["edda.step.id": "\(compensation.stepID)"])
+            }
+        }
+        return pendingTermination().suspension == nil
+    }
 
     func reserveStep(name: String, explicitID: String?) throws -> ReplayState.Reservation {
         let topLevel = topLevelTask != nil && withUnsafeCurrentTask { $0?.hashValue } == topLevelTask
@@ -73,7 +159,8 @@ public final class WorkflowContext: Sendable {
             if let suspension = state.suspension { throw suspension }
             do {
                 return try state.replay.reserve(name: name, explicitID: explicitID, topLevel: topLevel)
-            } catch let error as NonDeterminismError {
+            } catch {
+                // Divergence, a reused ID, unreadable history: the run cannot go on.
                 state.fatalError = error
                 throw error
             }
@@ -155,7 +242,7 @@ public final class WorkflowContext: Sendable {
 /// What the engine gives every running instance: the store, the clock and the defaults.
 struct EngineEnvironment: Sendable {
     let store: any Store
-    let clock: any Clock<Duration>
+    let clock: any WorkflowClock
     let defaultRetryPolicy: RetryPolicy
     /// Whether the app is shutting down: no new step starts.
     let isStopping: @Sendable () -> Bool
