@@ -1,8 +1,11 @@
-// A worker process for the crash tests: runs instances of a many-step workflow on a SQLite file,
-// appending one line per activity execution to a side file. The tests kill it with SIGKILL in the
+// A worker process for the crash tests. It runs workflows on a SQLite file and appends one line
+// per activity (or compensation) execution to a side file. The tests kill it with SIGKILL in the
 // middle, run it again, and compare the side file with the store.
 //
-// Usage: EddaCrashWorker <database> <executions-file> <instances> <steps> <step-delay-ms>
+// Usage:
+//   EddaCrashWorker steps <database> <executions-file> <instances> <steps> <step-delay-ms>
+//   EddaCrashWorker retry <database> <executions-file>
+//   EddaCrashWorker saga  <database> <executions-file>
 
 #if canImport(Glibc)
 import Glibc
@@ -13,12 +16,13 @@ import Foundation
 import Logging
 
 let arguments = CommandLine.arguments
-guard arguments.count == 6, let instances = Int(arguments[3]), let steps = Int(arguments[4]), let delay = Int(arguments[5]) else {
-    FileHandle.standardError.write(Data("usage: EddaCrashWorker <database> <executions-file> <instances> <steps> <step-delay-ms>\n".utf8))
+guard arguments.count >= 4 else {
+    FileHandle.standardError.write(Data("usage: EddaCrashWorker steps|retry|saga <database> <executions-file> …\n".utf8))
     exit(2)
 }
-let databasePath = arguments[1]
-let executionsPath = arguments[2]
+let mode = arguments[1]
+let databasePath = arguments[2]
+let executionsPath = arguments[3]
 
 /// Appends one line with O_APPEND: the line is in the kernel's page cache when write returns,
 /// so it survives the SIGKILL of this process.
@@ -29,32 +33,79 @@ let executionsPath = arguments[2]
     close(fd)
 }
 
-let step = Activity("step", retry: .noRetry) { (ctx, index: Int) -> Int in
-    recordExecution("\(ctx.instanceID) \(ctx.stepID)")
-    try await Task.sleep(for: .milliseconds(delay))
-    return index
-}
-
-let manySteps = Workflow("many_steps") { (ctx, steps: Int) -> Int in
-    var total = 0
-    for index in 1...steps {
-        total += try await step(ctx, index)
-    }
-    return total
-}
-
 var logger = Logger(label: "edda.crash-worker")
 logger.logLevel = .warning
 let app = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), serviceName: "crash-test", logger: logger)
-app.register(manySteps)
-let totals = try await app.run { app in
-    try await withThrowingTaskGroup(of: Int.self) { group in
-        for index in 0..<instances {
-            // Same IDs and input on every run: the second run gets handles to the existing instances.
-            let handle = try await app.start(manySteps, steps, instanceID: "crash-\(index)")
-            group.addTask { try await handle.result() }
-        }
-        return try await group.reduce(into: []) { $0.append($1) }
+
+switch mode {
+case "steps":
+    guard arguments.count == 7, let instances = Int(arguments[4]), let steps = Int(arguments[5]), let delay = Int(arguments[6]) else { exit(2) }
+    let step = Activity("step", retry: .noRetry) { (ctx, index: Int) -> Int in
+        recordExecution("\(ctx.instanceID) \(ctx.stepID)")
+        try await Task.sleep(for: .milliseconds(delay))
+        return index
     }
+    let manySteps = Workflow("many_steps") { (ctx, steps: Int) -> Int in
+        var total = 0
+        for index in 1...steps {
+            total += try await step(ctx, index)
+        }
+        return total
+    }
+    app.register(manySteps)
+    let totals = try await app.run { app in
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<instances {
+                // Same IDs and input on every run: the second run gets handles to the existing instances.
+                let handle = try await app.start(manySteps, steps, instanceID: "crash-\(index)")
+                group.addTask { try await handle.result() }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+    print("completed \(totals.count) instances")
+
+case "retry":
+    // Fails on attempts 1-4, succeeds on 5; 300 ms between attempts.
+    let policy = RetryPolicy(maxAttempts: 6, initialInterval: .milliseconds(300), backoffCoefficient: 1, maxInterval: .seconds(1), maxDuration: nil)
+    let flaky = Activity("flaky", retry: policy) { (ctx) -> Int in
+        recordExecution("attempt \(ctx.attempt)")
+        if ctx.attempt < 5 { throw TerminalErrorIsNotThis() }
+        return ctx.attempt
+    }
+    let workflow = Workflow("retrying") { (ctx) -> Int in try await flaky(ctx) }
+    app.register(workflow)
+    let attempts = try await app.run { app in try await app.start(workflow, instanceID: "retry-1").result() }
+    print("succeeded on attempt \(attempts)")
+
+case "saga":
+    let undo = Compensation("undo") { (ctx, result: Int, index: Int) in
+        recordExecution("undo \(index)")
+        try await Task.sleep(for: .milliseconds(150))
+    }
+    let step = Activity("step") { (ctx, index: Int) -> Int in
+        recordExecution("step \(index)")
+        return index
+    }.onFailure(undo)
+    let fail = Activity("fail", retry: .noRetry) { (ctx) -> Int in
+        recordExecution("fail")
+        throw TerminalError("payment declined")
+    }
+    let workflow = Workflow("saga") { (ctx) -> Int in
+        for index in 1...4 {
+            _ = try await step(ctx, index)
+        }
+        return try await fail(ctx)
+    }
+    app.register(workflow)
+    do {
+        _ = try await app.run { app in try await app.start(workflow, instanceID: "saga-1").result() }
+    } catch let error as WorkflowFailedError {
+        print("failed as expected: \(error.error)")
+    }
+
+default:
+    exit(2)
 }
-print("completed \(totals.count) instances")
+
+struct TerminalErrorIsNotThis: Error {}

@@ -19,7 +19,7 @@ struct CrashRecoveryTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let database = directory.appendingPathComponent("crash.sqlite").path
         let executions = directory.appendingPathComponent("executions.log").path
-        let arguments = [database, executions, "\(Self.instances)", "\(Self.steps)", "20"]
+        let arguments = ["steps", database, executions, "\(Self.instances)", "\(Self.steps)", "20"]
 
         // 1. Start a worker and kill it once a good part of the steps ran.
         let first = try launchWorker(arguments)
@@ -74,7 +74,7 @@ struct CrashRecoveryTests {
         let database = directory.appendingPathComponent("owned.sqlite").path
         let executions = directory.appendingPathComponent("executions.log").path
 
-        let worker = try launchWorker([database, executions, "1", "200", "50"])
+        let worker = try launchWorker(["steps", database, executions, "1", "200", "50"])
         defer {
             kill(worker.processIdentifier, SIGKILL)
             worker.waitUntilExit()
@@ -87,7 +87,86 @@ struct CrashRecoveryTests {
     }
 }
 
+extension CrashRecoveryTests {
+    @Test func killedDuringRetryBackoffContinuesTheAttemptCount() async throws {
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("retry.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            let first = try launchWorker(["retry", database, executions])
+            let store = try SQLiteStore(path: database)
+            // Kill once attempt 2's failure is recorded: the worker is then in its 300 ms backoff.
+            try await waitUntil(timeout: .seconds(60)) {
+                (try? await store.history(of: "retry-1").filter { $0.kind == .attemptFailed }.count) == 2
+            }
+            kill(first.processIdentifier, SIGKILL)
+            first.waitUntilExit()
+            #expect(first.terminationReason == .uncaughtSignal)
+            #expect(lines(of: executions) == ["attempt 1", "attempt 2"])
+
+            let second = try launchWorker(["retry", database, executions])
+            try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+            #expect(second.terminationStatus == 0)
+            #expect(lines(of: executions) == ["attempt 1", "attempt 2", "attempt 3", "attempt 4", "attempt 5"])
+            let instance = try #require(try await store.instance("retry-1"))
+            #expect(instance.status == .completed)
+            #expect(instance.output?.json == "5")
+            let outcome = try #require(try await store.history(of: "retry-1").last)
+            #expect(outcome.kind == .activityCompleted)
+            #expect(outcome.retry?.totalAttempts == 5)
+            #expect(outcome.retry?.errors.count == 4)
+            #expect((outcome.retry?.totalDurationMilliseconds ?? 0) >= 1200, "four 300 ms backoffs, measured across both processes")
+        }
+    }
+
+    @Test func killedDuringCompensationRunsEachCompensationOnce() async throws {
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("saga.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            let first = try launchWorker(["saga", database, executions])
+            let store = try SQLiteStore(path: database)
+            try await waitUntil(timeout: .seconds(60)) {
+                (try? await store.history(of: "saga-1").filter { $0.kind == .compensationCompleted }.count) == 2
+            }
+            #expect(try await store.instance("saga-1")?.status == .compensating)
+            kill(first.processIdentifier, SIGKILL)
+            first.waitUntilExit()
+            #expect(first.terminationReason == .uncaughtSignal)
+            let recordedBefore = Set(try await store.history(of: "saga-1").filter { $0.kind == .compensationCompleted }.map(\.stepID))
+            #expect(recordedBefore == ["compensate:step:4", "compensate:step:3"])
+
+            let second = try launchWorker(["saga", database, executions])
+            try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+            #expect(second.terminationStatus == 0)
+
+            let all = lines(of: executions)
+            #expect(all.filter { $0.hasPrefix("step") } == ["step 1", "step 2", "step 3", "step 4"])
+            #expect(all.filter { $0 == "fail" } == ["fail"])
+            let undos = all.filter { $0.hasPrefix("undo") }
+            #expect(undos.filter { $0 == "undo 4" }.count == 1)
+            #expect(undos.filter { $0 == "undo 3" }.count == 1)
+            #expect((1...2).contains(undos.filter { $0 == "undo 2" }.count), "undo 2 may have been in flight at the kill")
+            #expect(undos.filter { $0 == "undo 1" }.count == 1)
+            var firstSeen: [String] = []
+            for undo in undos where !firstSeen.contains(undo) { firstSeen.append(undo) }
+            #expect(firstSeen == ["undo 4", "undo 3", "undo 2", "undo 1"])
+
+            let instance = try #require(try await store.instance("saga-1"))
+            #expect(instance.status == .failed)
+            #expect(instance.error?.message == "payment declined")
+            let compensations = try await store.history(of: "saga-1").filter { $0.kind == .compensationCompleted }.map(\.stepID)
+            #expect(compensations == ["compensate:step:4", "compensate:step:3", "compensate:step:2", "compensate:step:1"])
+        }
+    }
+}
+
 // MARK: - Helpers
+
+func withScratchDirectory(_ body: (URL) async throws -> Void) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edda-crash-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try await body(directory)
+}
 
 func workerExecutable() throws -> URL {
     let candidates = [
@@ -128,9 +207,9 @@ func recordedSteps(_ store: SQLiteStore) async throws -> Set<String> {
     return steps
 }
 
-func waitUntil(timeout: Duration, _ condition: () -> Bool) async throws {
+func waitUntil(timeout: Duration, _ condition: () async -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
-    while !condition() {
+    while await !condition() {
         guard ContinuousClock.now < deadline else { throw CrashTestError(message: "timed out") }
         try await Task.sleep(for: .milliseconds(5))
     }
