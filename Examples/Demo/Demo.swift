@@ -14,7 +14,7 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edda-demo",
         abstract: "Runs the examples of Edda's Core Concepts on an embedded SQLite file, including a real crash and resume.",
-        subcommands: [All.self, Signup.self, Replay.self, Order.self],
+        subcommands: [All.self, Signup.self, Replay.self, Order.self, Saga.self],
         defaultSubcommand: All.self
     )
 }
@@ -66,6 +66,9 @@ struct All: AsyncParsableCommand {
 
         out("\n3. process_order — typed input, validated before an instance exists")
         try await Order.run(database: options.database)
+
+        out("\n4. order_workflow — the Saga pattern: a failure undoes completed steps in reverse order")
+        try await Saga.run(database: options.database)
 
         out("\nInspect the file with: swift run edda list --database \(options.database)")
     }
@@ -148,6 +151,30 @@ struct Order: AsyncParsableCommand {
             }
             let result = try await app.start(processOrder, OrderInput(orderID: "ORD-7", customerEmail: "ada@example.com", amount: 100)).result()
             out("   ✓ ORD-7 completed: \(result.json)")
+        }
+    }
+}
+
+/// The seed's Saga example: reservations cancelled in reverse order when payment fails.
+struct Saga: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run order_workflow, whose payment fails, and watch the compensations.")
+    @OptionGroup var options: DatabaseOption
+
+    func run() async throws {
+        try await Self.run(database: options.database)
+    }
+
+    static func run(database: String) async throws {
+        let app = try makeApp(database: database)
+        app.register(orderWorkflow)
+        try await app.run { app in
+            let handle = try await app.start(orderWorkflow, "item1", "item2")
+            do {
+                _ = try await handle.result()
+            } catch let error as WorkflowFailedError {
+                let instance = try await handle.instance()
+                out("   ✓ instance \(handle.instanceID) is \(instance.status): \(error.error)")
+            }
         }
     }
 }

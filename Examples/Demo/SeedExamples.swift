@@ -139,3 +139,31 @@ struct OrderResult: Codable, Sendable {
 let processOrder = Workflow("process_order") { (ctx, input: OrderInput) -> OrderResult in
     OrderResult(orderID: input.orderID, status: "completed", total: (input.amount * 1.1 * 100).rounded() / 100)
 }
+
+// MARK: - The Saga Pattern: order_workflow
+
+struct Reservation: Codable, Sendable {
+    var reserved: Bool
+    var itemID: String
+}
+
+let cancelReservation = Compensation("cancel_reservation") { (ctx, reservation: Reservation, itemID: String) in
+    say("❌ Cancelled reservation for \(itemID)")
+}
+
+let reserveInventory = Activity("reserve_inventory") { (ctx, itemID: String) -> Reservation in
+    say("✅ Reserved \(itemID)")
+    return Reservation(reserved: true, itemID: itemID)
+}.onFailure(cancelReservation)
+
+let chargePayment = Activity("charge_payment") { (ctx, amount: Double) -> String in
+    say("💥 charge_payment fails!")
+    throw TerminalError("card declined")
+}
+
+let orderWorkflow = Workflow("order_workflow") { (ctx, item1: String, item2: String) -> String in
+    _ = try await reserveInventory(ctx, item1)   // Step 1
+    _ = try await reserveInventory(ctx, item2)   // Step 2
+    _ = try await chargePayment(ctx, 99.0)       // Step 3: fails!
+    return "completed"
+}
