@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "EddaTesting", targets: ["EddaTesting"]),
         .executable(name: "edda", targets: ["EddaCLI"]),
         .executable(name: "edda-demo", targets: ["EddaDemo"]),
+        .executable(name: "edda-bench", targets: ["EddaBenchmarkDriver"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -56,6 +57,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Examples/Demo"
+        ),
+        // The benchmark driver: one JSON line per workload (see Benchmarks/README.md).
+        .executableTarget(
+            name: "EddaBenchmarkDriver",
+            dependencies: [
+                "Edda", "EddaSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Driver"
         ),
         // A worker process the crash tests kill with SIGKILL.
         .executableTarget(
