@@ -26,6 +26,7 @@ public final class SQLiteStore: Store {
     let configuration: Configuration
     let logger: Logger
     private let ownership = Mutex<ProcessLock?>(nil)
+    private let committer: GroupCommitter
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -46,6 +47,7 @@ public final class SQLiteStore: Store {
             throw StoreError(.database, "Cannot open the SQLite database at \(path).", cause: error)
         }
         self.writer = pool
+        self.committer = GroupCommitter(writer: pool)
         try migrate()
     }
 
@@ -58,11 +60,14 @@ public final class SQLiteStore: Store {
         self.path = nil
         self.configuration = configuration
         self.logger = logger
+        let queue: DatabaseQueue
         do {
-            self.writer = try DatabaseQueue(configuration: Self.grdbConfiguration(configuration))
+            queue = try DatabaseQueue(configuration: Self.grdbConfiguration(configuration))
         } catch {
             throw StoreError(.database, "Cannot open an in-memory SQLite database.", cause: error)
         }
+        self.writer = queue
+        self.committer = GroupCommitter(writer: queue)
         try migrate()
     }
 
@@ -107,24 +112,29 @@ public final class SQLiteStore: Store {
     public func createInstance(_ instance: NewInstance) async throws -> CreateInstanceOutcome {
         try await write { db in
             let now = Self.now()
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_owner, created_at, updated_at)
                     VALUES (?, ?, ?, 'running', ?, ?, ?, ?)
                     ON CONFLICT (instance_id) DO NOTHING
-                    """,
-                arguments: [
-                    instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
-                    instance.workerID, now, now,
-                ]
-            )
-            let inserted = db.changesCount == 1
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM workflow_instances WHERE instance_id = ?", arguments: [instance.instanceID]) else {
+                    """
+            ).execute(arguments: [
+                instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
+                instance.workerID, now, now,
+            ])
+            if db.changesCount == 1 {
+                return .created(
+                    WorkflowInstance(
+                        instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
+                        status: .running, input: instance.input, createdAt: Self.date(now), updatedAt: Self.date(now)
+                    )
+                )
+            }
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instance.instanceID]) else {
                 throw StoreError(.database, "Instance \(instance.instanceID) vanished while it was being created.")
             }
-            let stored = try Self.instance(from: row)
-            return inserted ? .created(stored) : .existing(stored)
+            return .existing(try Self.instance(from: row))
         }
     }
 
@@ -147,10 +157,9 @@ public final class SQLiteStore: Store {
 
     public func markCompensating(_ instanceID: String) async throws {
         try await write { db in
-            try db.execute(
-                sql: "UPDATE workflow_instances SET status = 'compensating', updated_at = ? WHERE instance_id = ? AND status = 'running'",
-                arguments: [Self.now(), instanceID]
-            )
+            try db.cachedStatement(
+                sql: "UPDATE workflow_instances SET status = 'compensating', updated_at = ? WHERE instance_id = ? AND status = 'running'"
+            ).execute(arguments: [Self.now(), instanceID])
         }
     }
 
@@ -220,9 +229,10 @@ public final class SQLiteStore: Store {
 
     // MARK: - Helpers
 
+    /// Every write goes through the group committer: concurrent writes share commits.
     private func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
-            return try await writer.write(updates)
+            return try await committer.perform(updates)
         } catch let error as StoreError {
             throw error
         } catch {

@@ -104,7 +104,8 @@ struct StepExecutor: Sendable {
                 try await record(kind: kinds.failed, payload: nil, error: failureRecord, retry: nil)
                 throw TerminalError(failure.message)
             }
-            let metadata = RetryMetadata(
+            // A first-attempt success needs no retry metadata: absent means one attempt, no error.
+            let metadata = attempt == 1 ? nil : RetryMetadata(
                 totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
                 lastError: errors.last, errors: errors
             )

@@ -50,7 +50,8 @@ public struct HistoryEvent: Sendable {
     public var payload: JSONPayload?
     /// The final error, for ``HistoryEventKind/activityFailed``.
     public var error: ErrorRecord?
-    /// Attempts and errors of the step, as the seed's `retry_metadata`.
+    /// Attempts and errors of the step, as the seed's `retry_metadata`; `nil` on an outcome means
+    /// the first attempt succeeded.
     public var retry: RetryMetadata?
     public var recordedAt: Date
 
