@@ -15,10 +15,10 @@ import Synchronization
 /// write. If a failure ends the transaction (disk full, I/O error), or the commit fails, every
 /// write in the batch fails and none is durable.
 ///
-/// The leader runs the transaction on its own thread (GRDB's synchronous `write`) rather than
-/// hopping to GRDB's writer queue and back: two thread wake-ups fewer per commit, which is most of
-/// a step's cost when the disk is fast. Only the leader blocks, so at most one thread of the
-/// cooperative pool waits on the disk at a time; the others keep running workflows.
+/// A leader alone (no one queued behind it) runs its transaction on its own thread, GRDB's
+/// synchronous `write`, rather than hopping to GRDB's writer queue and back: two thread wake-ups
+/// fewer, which is most of a lone step's cost when the disk is fast. A batch goes to GRDB's writer
+/// queue, so the cooperative pool's threads keep running workflows while the disk syncs.
 final class GroupCommitter: Sendable {
     typealias Operation = @Sendable (Database) throws -> Void
 
@@ -77,21 +77,10 @@ final class GroupCommitter: Sendable {
         let operations = [own] + followers.map(\.operation)
         let results: [Result<Void, any Error>]
         do {
-            results = try Self.writeOnThisThread(writer) { db in
-                var results: [Result<Void, any Error>] = []
-                results.reserveCapacity(operations.count)
-                for operation in operations {
-                    do {
-                        try operation(db)
-                        results.append(.success(()))
-                    } catch {
-                        // A statement failure leaves the transaction open; anything worse ends it,
-                        // and then nothing of this batch may be reported as written.
-                        guard db.isInsideTransaction else { throw error }
-                        results.append(.failure(error))
-                    }
-                }
-                return results
+            if followers.isEmpty {
+                results = try Self.writeOnThisThread(writer) { db in try Self.apply(operations, db) }
+            } else {
+                results = try await writer.write { db in try Self.apply(operations, db) }
             }
         } catch {
             results = Array(repeating: .failure(error), count: operations.count)
@@ -116,6 +105,23 @@ final class GroupCommitter: Sendable {
 }
 
 extension GroupCommitter {
+    static func apply(_ operations: [Operation], _ db: Database) throws -> [Result<Void, any Error>] {
+        var results: [Result<Void, any Error>] = []
+        results.reserveCapacity(operations.count)
+        for operation in operations {
+            do {
+                try operation(db)
+                results.append(.success(()))
+            } catch {
+                // A statement failure leaves the transaction open; anything worse ends it,
+                // and then nothing of this batch may be reported as written.
+                guard db.isInsideTransaction else { throw error }
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
     static func writeOnThisThread<T>(_ writer: any DatabaseWriter, _ updates: (Database) throws -> T) throws -> T {
         try writer.write(updates)
     }

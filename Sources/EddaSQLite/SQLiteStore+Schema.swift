@@ -25,9 +25,10 @@ extension SQLiteStore {
                     CREATE INDEX workflow_instances_by_created ON workflow_instances (created_at);
 
                     CREATE TABLE workflow_history (
-                        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                        sequence INTEGER PRIMARY KEY,
                         instance_id TEXT NOT NULL REFERENCES workflow_instances (instance_id),
                         step_id TEXT NOT NULL,
+                        attempt INTEGER NOT NULL DEFAULT 0,
                         position INTEGER,
                         step_name TEXT NOT NULL,
                         kind TEXT NOT NULL,
@@ -36,10 +37,10 @@ extension SQLiteStore {
                         retry_metadata TEXT,
                         recorded_at INTEGER NOT NULL
                     );
-                    CREATE INDEX workflow_history_by_instance ON workflow_history (instance_id, sequence);
-                    -- A step has one outcome; failed attempts before it are kept alongside.
-                    CREATE UNIQUE INDEX workflow_history_one_outcome ON workflow_history (instance_id, step_id)
-                        WHERE kind <> 'AttemptFailed';
+                    -- One outcome (attempt 0) per step, one record per failed attempt; also the
+                    -- index that reads an instance's history. `sequence` is the rowid: it only
+                    -- grows, as no row is ever deleted.
+                    CREATE UNIQUE INDEX workflow_history_by_step ON workflow_history (instance_id, step_id, attempt);
                     """
             )
         }

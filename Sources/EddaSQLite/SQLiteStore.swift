@@ -141,15 +141,17 @@ public final class SQLiteStore: Store {
     public func append(_ event: NewHistoryEvent) async throws {
         let retry = try event.retry.map { try JSONPayload.encode($0).json }
         let error = try event.error.map { try JSONPayload.encode($0).json }
+        // Outcomes take attempt 0, so the unique index allows one per step; failed attempts their number.
+        let attempt = event.kind.isOutcome ? 0 : (event.retry?.totalAttempts ?? 1)
         try await write { db in
             try db.cachedStatement(
                 sql: """
                     INSERT INTO workflow_history
-                        (instance_id, step_id, position, step_name, kind, payload, error, retry_metadata, recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             ).execute(arguments: [
-                event.instanceID, event.stepID, event.position, event.name, event.kind.rawValue,
+                event.instanceID, event.stepID, attempt, event.position, event.name, event.kind.rawValue,
                 event.payload?.json, error, retry, Self.now(),
             ])
         }
@@ -184,14 +186,14 @@ public final class SQLiteStore: Store {
 
     public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM workflow_instances WHERE instance_id = ?", arguments: [instanceID])
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instanceID])
                 .map(Self.instance(from:))
         }
     }
 
     public func history(of instanceID: String) async throws -> [HistoryEvent] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM workflow_history WHERE instance_id = ? ORDER BY sequence", arguments: [instanceID])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM workflow_history WHERE instance_id = ? ORDER BY sequence"), arguments: [instanceID])
                 .map(Self.historyEvent(from:))
         }
     }

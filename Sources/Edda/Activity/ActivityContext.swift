@@ -21,8 +21,19 @@ public struct ActivityContext: Sendable {
     public let currentStep: Int
     /// Which attempt this is, starting at 1.
     public let attempt: Int
-    /// Logger with `edda.instance.id` and `edda.step.id` metadata.
-    public let logger: Logger
+    let baseLogger: Logger
+
+    /// Logger with `edda.instance.id`, `edda.workflow.name`, `edda.step.id` and `edda.attempt` metadata.
+    ///
+    /// Built when you ask for it: a step that does not log pays nothing for it.
+    public var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "edda.instance.id"] = "\(instanceID)"
+        logger[metadataKey: "edda.workflow.name"] = "\(workflowName)"
+        logger[metadataKey: "edda.step.id"] = "\(stepID)"
+        logger[metadataKey: "edda.attempt"] = "\(attempt)"
+        return logger
+    }
 
     /// Always `false`: an activity's body only runs when its result is not in history.
     public var isReplaying: Bool { false }

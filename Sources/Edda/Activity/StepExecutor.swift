@@ -24,12 +24,14 @@ struct StepExecutor: Sendable {
         let firstAttemptAt = prior?.firstAttemptAt ?? clock.now()
         var errors = prior?.errors ?? []
         var attempt = (prior?.attempts ?? 0) + 1
-        var logger = context.logger
-        logger[metadataKey: "edda.step.id"] = "\(reservation.stepID)"
+        let logger = context.baseLogger
+        let stepMetadata: @Sendable () -> Logger.Metadata = { [instanceID = context.instanceID, stepID = reservation.stepID] in
+            ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(stepID)"]
+        }
 
         if let prior {
             // An earlier run scheduled this attempt; wait only what is left of its backoff.
-            logger.debug("continuing retries", metadata: ["edda.attempt": "\(attempt)"])
+            logger.debug("continuing retries", metadata: stepMetadata().merging(["edda.attempt": "\(attempt)"]) { $1 })
             try await sleep(until: prior.nextAttemptAt, clock: clock)
         }
 
@@ -37,7 +39,7 @@ struct StepExecutor: Sendable {
             try checkNotStopping()
             let activityContext = ActivityContext(
                 instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,
-                stepID: reservation.stepID, currentStep: reservation.stepNumber, attempt: attempt, logger: logger
+                stepID: reservation.stepID, currentStep: reservation.stepNumber, attempt: attempt, baseLogger: logger
             )
             let output: Output
             do {
@@ -84,7 +86,7 @@ struct StepExecutor: Sendable {
                 try await record(kind: .attemptFailed, payload: try JSONPayload.encode(schedule), error: errors.last, retry: metadata)
                 logger.debug(
                     "attempt failed; retrying",
-                    metadata: ["edda.attempt": "\(attempt)", "edda.retry.delay_ms": "\(delay.milliseconds)"]
+                    metadata: stepMetadata().merging(["edda.attempt": "\(attempt)", "edda.retry.delay_ms": "\(delay.milliseconds)"]) { $1 }
                 )
                 try await sleep(until: nextAttemptAt, clock: clock)
                 attempt += 1

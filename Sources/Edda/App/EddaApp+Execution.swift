@@ -5,9 +5,8 @@ extension EddaApp {
     /// recorded steps, runs the rest, and records the outcome.
     func execute(_ job: Job, environment: EngineEnvironment) async {
         let instance = job.instance
-        var logger = self.logger
-        logger[metadataKey: "edda.instance.id"] = "\(instance.instanceID)"
-        logger[metadataKey: "edda.workflow.name"] = "\(instance.workflowName)"
+        // Metadata goes with each call: setting it on the logger costs more than a whole step.
+        let logger = InstanceLogger(logger: self.logger, instanceID: instance.instanceID, workflowName: instance.workflowName)
 
         guard let workflow = registration(named: instance.workflowName) else {
             let error = EngineError(
@@ -45,7 +44,7 @@ extension EddaApp {
 
         let context = WorkflowContext(
             instanceID: instance.instanceID, workflowName: instance.workflowName, history: history,
-            environment: environment, logger: logger
+            environment: environment, logger: self.logger
         )
         let outcome: InstanceOutcome
         do {
@@ -99,7 +98,7 @@ extension EddaApp {
     ///
     /// - Returns: `false` when the instance must stay as it is (the app is stopping, or the store
     ///   failed); it resumes, and goes on compensating, on the next start.
-    private func compensate(_ context: WorkflowContext, instance: WorkflowInstance, resumedStatus: InstanceStatus, logger: Logger) async -> Bool {
+    private func compensate(_ context: WorkflowContext, instance: WorkflowInstance, resumedStatus: InstanceStatus, logger: InstanceLogger) async -> Bool {
         if resumedStatus != .compensating {
             do {
                 try await store.markCompensating(instance.instanceID)
@@ -117,5 +116,34 @@ extension EddaApp {
             return false
         }
         return true
+    }
+}
+
+/// The app's logger plus one instance's metadata, added at each call.
+struct InstanceLogger {
+    let logger: Logger
+    let instanceID: String
+    let workflowName: String
+
+    private func metadata(_ extra: Logger.Metadata) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["edda.instance.id": "\(instanceID)", "edda.workflow.name": "\(workflowName)"]
+        metadata.merge(extra) { $1 }
+        return metadata
+    }
+
+    func debug(_ message: @autoclosure () -> Logger.Message, metadata extra: @autoclosure () -> Logger.Metadata = [:]) {
+        logger.debug(message(), metadata: metadata(extra()))
+    }
+
+    func info(_ message: @autoclosure () -> Logger.Message, metadata extra: @autoclosure () -> Logger.Metadata = [:]) {
+        logger.info(message(), metadata: metadata(extra()))
+    }
+
+    func warning(_ message: @autoclosure () -> Logger.Message, metadata extra: @autoclosure () -> Logger.Metadata = [:]) {
+        logger.warning(message(), metadata: metadata(extra()))
+    }
+
+    func error(_ message: @autoclosure () -> Logger.Message, metadata extra: @autoclosure () -> Logger.Metadata = [:]) {
+        logger.error(message(), metadata: metadata(extra()))
     }
 }

@@ -231,7 +231,7 @@ public final class EddaApp: Service, Sendable {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for await job in jobs {
-                    guard claimExecution(of: job.instance.instanceID) else { continue }
+                    guard claimExecution(of: job) else { continue }
                     group.addTask {
                         await self.execute(job, environment: environment)
                     }
@@ -325,16 +325,19 @@ public final class EddaApp: Service, Sendable {
         }
     }
 
+    /// Hands a new instance to the run loop, marking it as executing here at once, so that
+    /// `result()` called right after `start` waits in memory instead of reading the store.
     private func schedule(_ job: Job) {
         state.withLock { state in
-            if case .running(let continuation) = state.phase {
+            if case .running(let continuation) = state.phase, state.executing.insert(job.instance.instanceID).inserted {
                 continuation.yield(job)
             }
         }
     }
 
-    private func claimExecution(of instanceID: String) -> Bool {
-        state.withLock { $0.executing.insert(instanceID).inserted }
+    private func claimExecution(of job: Job) -> Bool {
+        // New instances were claimed when scheduled; resumed ones are claimed here.
+        job.isNew || state.withLock { $0.executing.insert(job.instance.instanceID).inserted }
     }
 
     // MARK: - Outcomes
@@ -342,10 +345,10 @@ public final class EddaApp: Service, Sendable {
     func outcome(of instanceID: String) async throws -> InstanceOutcome {
         let (stream, continuation) = AsyncStream.makeStream(of: Result<InstanceOutcome, any Error>.self)
         let token = UUID()
-        let registered = state.withLock { state -> Bool in
-            if case .stopped = state.phase { return false }
+        let (registered, executingHere) = state.withLock { state -> (Bool, Bool) in
+            if case .stopped = state.phase { return (false, false) }
             state.waiters[instanceID, default: [:]][token] = continuation
-            return true
+            return (true, state.executing.contains(instanceID))
         }
         defer {
             state.withLock { state in
@@ -354,6 +357,14 @@ public final class EddaApp: Service, Sendable {
                     state.waiters[instanceID] = nil
                 }
             }
+        }
+        if executingHere {
+            // Running in this process: its end is published to the waiter just registered.
+            for await result in stream {
+                return try result.get()
+            }
+            try Task.checkCancellation()
+            throw EngineError(.stopped, "The app stopped before instance \(instanceID) finished.", instanceID: instanceID)
         }
         // Registered first, then read: an outcome published in between is not missed.
         guard let instance = try await store.instance(instanceID) else {

@@ -18,8 +18,16 @@ public final class WorkflowContext: Sendable {
     public let instanceID: String
     /// The workflow's registered name.
     public let workflowName: String
-    /// Logger with `edda.instance.id` and `edda.workflow.name` metadata.
-    public let logger: Logger
+    /// The app's logger, without per-instance metadata: setting metadata costs more than a step.
+    let baseLogger: Logger
+
+    /// Logger with `edda.instance.id` and `edda.workflow.name` metadata, built when you ask for it.
+    public var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "edda.instance.id"] = "\(instanceID)"
+        logger[metadataKey: "edda.workflow.name"] = "\(workflowName)"
+        return logger
+    }
 
     let environment: EngineEnvironment
     private let topLevelTask: Int?
@@ -43,10 +51,7 @@ public final class WorkflowContext: Sendable {
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.environment = environment
-        var logger = logger
-        logger[metadataKey: "edda.instance.id"] = "\(instanceID)"
-        logger[metadataKey: "edda.workflow.name"] = "\(workflowName)"
-        self.logger = logger
+        self.baseLogger = logger
         self.topLevelTask = withUnsafeCurrentTask { $0?.hashValue }
         self.state = Mutex(State(replay: ReplayState(instanceID: instanceID, history: history)))
     }
@@ -129,7 +134,10 @@ public final class WorkflowContext: Sendable {
             do {
                 prior = try replay.priorAttempts(for: compensation.stepID)
             } catch {
-                logger.warning("unreadable attempt record; retrying the compensation from its first attempt", metadata: ["edda.step.id": "\(compensation.stepID)"])
+                baseLogger.warning(
+                    "unreadable attempt record; retrying the compensation from its first attempt",
+                    metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(compensation.stepID)"]
+                )
                 prior = nil
             }
             let reservation = ReplayState.Reservation(
@@ -146,7 +154,10 @@ public final class WorkflowContext: Sendable {
                 }
             } catch {
                 if pendingTermination().suspension != nil { return false }
-                logger.info("compensation failed; continuing with the others", metadata: ["edda.step.id": "\(compensation.stepID)"])
+                baseLogger.info(
+                    "compensation failed; continuing with the others",
+                    metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(compensation.stepID)"]
+                )
             }
         }
         return pendingTermination().suspension == nil
