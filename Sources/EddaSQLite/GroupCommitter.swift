@@ -15,10 +15,11 @@ import Synchronization
 /// write. If a failure ends the transaction (disk full, I/O error), or the commit fails, every
 /// write in the batch fails and none is durable.
 ///
-/// A leader alone (no one queued behind it) runs its transaction on its own thread, GRDB's
-/// synchronous `write`, rather than hopping to GRDB's writer queue and back: two thread wake-ups
-/// fewer, which is most of a lone step's cost when the disk is fast. A batch goes to GRDB's writer
-/// queue, so the cooperative pool's threads keep running workflows while the disk syncs.
+/// The leader runs the transaction on its own thread (GRDB's synchronous `write`) instead of
+/// hopping to GRDB's writer queue and back. That blocks one thread of the cooperative pool while
+/// the disk syncs — only the leader's, so the other threads keep running workflows — and saves two
+/// thread wake-ups per commit, which measured faster both alone (W1 C=1: 4,360 vs 3,300 steps/s)
+/// and with 32 workflows in flight (33,800 vs 26,300–30,200 steps/s).
 final class GroupCommitter: Sendable {
     typealias Operation = @Sendable (Database) throws -> Void
 
@@ -65,11 +66,11 @@ final class GroupCommitter: Sendable {
             if leadNow { continuation.resume(returning: .lead) }
         }
         if case .lead = role {
-            try await lead(with: operation)
+            try lead(with: operation)
         }
     }
 
-    private func lead(with own: @escaping Operation) async throws {
+    private func lead(with own: @escaping Operation) throws {
         let followers = state.withLock { state -> [Pending] in
             defer { state.queue.removeAll(keepingCapacity: true) }
             return state.queue
@@ -77,11 +78,7 @@ final class GroupCommitter: Sendable {
         let operations = [own] + followers.map(\.operation)
         let results: [Result<Void, any Error>]
         do {
-            if followers.isEmpty {
-                results = try Self.writeOnThisThread(writer) { db in try Self.apply(operations, db) }
-            } else {
-                results = try await writer.write { db in try Self.apply(operations, db) }
-            }
+            results = try Self.writeOnThisThread(writer) { db in try Self.apply(operations, db) }
         } catch {
             results = Array(repeating: .failure(error), count: operations.count)
         }
