@@ -1,6 +1,8 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+import class Foundation.ProcessInfo
+
 let package = Package(
     name: "edda-swift",
     platforms: [.macOS(.v15)],
@@ -83,6 +85,26 @@ let package = Package(
         .testTarget(name: "EddaCrashTests", dependencies: ["Edda", "EddaSQLite"]),
     ]
 )
+
+// The ordo-one/benchmark suites, only when asked for: users never resolve the dependency.
+//   ENABLE_EDDA_BENCHMARKS=1 swift package benchmark
+if ProcessInfo.processInfo.environment["ENABLE_EDDA_BENCHMARKS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"])
+    )
+    package.targets.append(
+        .executableTarget(
+            name: "EddaBenchmarks",
+            dependencies: [
+                "Edda", "EddaSQLite",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/EddaBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    )
+}
 
 for target in package.targets {
     var settings = target.swiftSettings ?? []
