@@ -33,6 +33,9 @@ struct Common: ParsableArguments {
     @Option(help: "The database file; a fresh temporary file by default.")
     var database: String?
 
+    @Option(help: "SQLite page cache per connection in KiB; SQLite's default (2048) when absent.")
+    var pageCacheKib: Int?
+
     var sqliteDurability: SQLiteStore.Durability { durability.lowercased() == "normal" ? .normal : .full }
 
     func databasePath() throws -> String {
@@ -47,6 +50,7 @@ struct Common: ParsableArguments {
         logger.logLevel = .error
         var configuration = SQLiteStore.Configuration()
         configuration.durability = sqliteDurability
+        configuration.pageCacheKiB = pageCacheKib
         return EddaApp(store: try SQLiteStore(path: path, configuration: configuration, logger: logger), serviceName: "bench", logger: logger)
     }
 }
@@ -230,7 +234,7 @@ struct W3: AsyncParsableCommand {
         let total = workflows * steps
         let base = ["w3-worker", "--database", path, "--durability", common.durability, "--workflows", "\(workflows)", "--steps", "\(steps)"]
 
-        let first = try launchSelf(base, output: nil)
+        let first = try launchSelf(base, output: FileHandle.nullDevice)
         while try await recordedSteps(store) < total / 2 {
             try await Task.sleep(for: .milliseconds(1))
         }
@@ -265,11 +269,12 @@ struct W3: AsyncParsableCommand {
     }
 }
 
-func launchSelf(_ arguments: [String], output: Pipe?) throws -> Process {
+/// Runs this executable again with `arguments`; `output` nil inherits standard output.
+func launchSelf(_ arguments: [String], output: Any?) throws -> Process {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
     process.arguments = arguments
-    process.standardOutput = output ?? FileHandle.nullDevice
+    if let output { process.standardOutput = output }
     try process.run()
     return process
 }
@@ -290,7 +295,6 @@ struct All: AsyncParsableCommand {
             ]
             for run in runs {
                 let process = try launchSelf(run + ["--durability", durability], output: nil)
-                process.standardOutput = nil
                 process.waitUntilExit()
             }
         }

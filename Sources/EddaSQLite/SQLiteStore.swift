@@ -76,6 +76,9 @@ public final class SQLiteStore: Store {
         grdb.label = "edda"
         grdb.busyMode = .timeout(TimeInterval(configuration.busyTimeout.components.seconds))
         grdb.foreignKeysEnabled = true
+        if let kibibytes = configuration.pageCacheKiB {
+            grdb.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -\(kibibytes)") }
+        }
         return grdb
     }
 
