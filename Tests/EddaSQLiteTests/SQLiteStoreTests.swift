@@ -71,6 +71,37 @@ struct SQLiteStoreTests {
         #expect(history[0].payload?.json == "1")
     }
 
+    @Test func concurrentAppendsShareCommitsAndAFailingOneFailsAlone() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            _ = try await store.createInstance(
+                NewInstance(instanceID: "i", workflowName: "w", serviceName: "s", input: JSONPayload(json: "[]"), workerID: "w1")
+            )
+            try await store.append(NewHistoryEvent(instanceID: "i", stepID: "dup", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")))
+            let results = await withTaskGroup(of: (String, Bool).self) { group in
+                for index in 0..<64 {
+                    let stepID = index == 31 ? "dup" : "s:\(index)"
+                    group.addTask {
+                        do {
+                            try await store.append(
+                                NewHistoryEvent(instanceID: "i", stepID: stepID, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "\(index)"))
+                            )
+                            return (stepID, true)
+                        } catch {
+                            return (stepID, false)
+                        }
+                    }
+                }
+                return await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
+            }
+            #expect(results["dup"] == false)
+            #expect(results.filter { $0.value }.count == 63)
+            let history = try await store.history(of: "i")
+            #expect(history.count == 64)
+            #expect(history.first { $0.stepID == "dup" }?.payload?.json == "0", "the duplicate did not overwrite")
+        }
+    }
+
     @Test func finishedInstanceIsNotFinishedAgain() async throws {
         let store = try SQLiteStore.inMemory()
         _ = try await store.createInstance(
