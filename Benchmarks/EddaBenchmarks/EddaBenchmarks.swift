@@ -43,14 +43,22 @@ func withRunning(_ app: EddaApp, _ body: () async throws -> Void) async throws {
 }
 
 let benchmarks: @Sendable () -> Void = {
+    // Tolerances for `thresholds check`, in percent of the checked-in p90: allocations are
+    // deterministic and held tight; time depends on the disk's fsync latency and is held loosely.
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .instructions, .mallocCountTotal, .peakMemoryResident],
         maxDuration: .seconds(3),
-        maxIterations: 1_000
+        maxIterations: 1_000,
+        thresholds: [
+            .mallocCountTotal: .init(relative: [.p90: 5]),
+            .peakMemoryResident: .init(relative: [.p90: 10]),
+            .wallClock: .init(relative: [.p90: 50]),
+            .throughput: .init(relative: [.p90: 50]),
+        ]
     )
 
     // W1, C = 1: one workflow of 10 trivial steps at a time, every commit fsync'd.
-    Benchmark("W1 C=1 workflow of 10 steps, SQLite FULL") { benchmark in
+    Benchmark("W1_C1_workflow_of_10_steps_FULL") { benchmark in
         let app = EddaApp(store: try SQLiteStore(path: try temporaryDatabase(), logger: quietLogger()), serviceName: "bench", logger: quietLogger())
         app.register(tenSteps)
         try await withRunning(app) {
@@ -63,7 +71,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // W1, C = 32: 320 workflows of 10 steps, 32 in flight; step records share commits.
-    Benchmark("W1 C=32 320 workflows of 10 steps, SQLite FULL", configuration: .init(maxIterations: 20)) { benchmark in
+    Benchmark("W1_C32_320_workflows_of_10_steps_FULL", configuration: .init(maxIterations: 20)) { benchmark in
         let app = EddaApp(store: try SQLiteStore(path: try temporaryDatabase(), logger: quietLogger()), serviceName: "bench", logger: quietLogger())
         app.register(tenSteps)
         try await withRunning(app) {
@@ -85,7 +93,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // Replay: resume an instance whose 100 steps are all recorded (in memory: replay cost only).
-    Benchmark("Replay 100 recorded steps, in-memory store", configuration: .init(maxIterations: 200)) { benchmark in
+    Benchmark("Replay_100_recorded_steps_in_memory", configuration: .init(maxIterations: 200)) { benchmark in
         for _ in benchmark.scaledIterations {
             let store = try SQLiteStore.inMemory(logger: quietLogger())
             _ = try await store.createInstance(
