@@ -25,9 +25,6 @@ struct StepExecutor: Sendable {
         var errors = prior?.errors ?? []
         var attempt = (prior?.attempts ?? 0) + 1
         let logger = context.baseLogger
-        let stepMetadata: @Sendable () -> Logger.Metadata = { [instanceID = context.instanceID, stepID = reservation.stepID] in
-            ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(stepID)"]
-        }
 
         if let prior {
             // An earlier run scheduled this attempt; wait only what is left of its backoff.
@@ -114,6 +111,11 @@ struct StepExecutor: Sendable {
             try await record(kind: kinds.completed, payload: payload, error: nil, retry: metadata)
             return output
         }
+    }
+
+    /// Log metadata of this step, built only when a line is logged.
+    private func stepMetadata() -> Logger.Metadata {
+        ["edda.instance.id": "\(context.instanceID)", "edda.step.id": "\(reservation.stepID)"]
     }
 
     private func sleep(until deadline: Date, clock: any WorkflowClock) async throws {
