@@ -103,6 +103,20 @@ struct WorkflowExecutionTests {
         #expect(observation == Observation(replayingBefore: [true, true, false], steps: [1, 2, 3]))
     }
 
+    @Test func recordedDateComesBackEqualOnReplay() async throws {
+        let stamp = Date(timeIntervalSince1970: 1_700_000_000.123456)
+        let store = try SQLiteStore.inMemory()
+        _ = try await store.createInstance(
+            NewInstance(instanceID: "d", workflowName: "dated", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
+        )
+        try await store.append(recorded("d", "now:1", position: 1, name: "now", result: stamp))
+        let now = Activity("now") { (ctx) -> Date in Date() }
+        let dated = Workflow("dated") { (ctx) -> Bool in try await now(ctx) == stamp }
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        app.register(dated)
+        #expect(try await app.run { app in try await app.handle(for: dated, instanceID: "d").result() })
+    }
+
     @Test func explicitIDsInLoops() async throws {
         let log = self.log
         let processItem = Activity("process_item") { (ctx, item: String) -> String in

@@ -48,17 +48,18 @@ extension JSONPayload: CustomStringConvertible {
 
 /// Shared coders. `JSONEncoder` and `JSONDecoder` are safe to use from many tasks once configured,
 /// and building one per step costs more than the encoding itself.
+///
+/// Dates keep Foundation's default encoding (seconds as a `Double`): it is lossless, so a `Date`
+/// in a recorded result equals, on replay, the one the first run saw. ISO-8601 would drop the
+/// fractions of a second and let replay see a different value.
 package enum JSONCoding {
     package static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
         return encoder
     }()
 
     package static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
+        JSONDecoder()
     }()
 }
