@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Edda", targets: ["Edda"]),
         .library(name: "EddaSQLite", targets: ["EddaSQLite"]),
         .library(name: "EddaTesting", targets: ["EddaTesting"]),
+        .library(name: "EddaOutbox", targets: ["EddaOutbox"]),
         .executable(name: "edda", targets: ["EddaCLI"]),
         .executable(name: "edda-demo", targets: ["EddaDemo"]),
         .executable(name: "edda-bench", targets: ["EddaBenchmarkDriver"]),
@@ -19,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // Tests only: the HTTP receiver the outbox relay delivers to.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // Core: workflows, activities, the replay engine and the Store seam. No database code.
@@ -42,6 +46,16 @@ let package = Package(
         .target(
             name: "EddaTesting",
             dependencies: ["Edda", "EddaSQLite", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The transactional outbox's relay: delivers committed CloudEvents over HTTP.
+        .target(
+            name: "EddaOutbox",
+            dependencies: [
+                "Edda",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .executableTarget(
             name: "EddaCLI",
@@ -82,7 +96,15 @@ let package = Package(
             name: "EddaSQLiteTests",
             dependencies: ["Edda", "EddaSQLite", "EddaTesting", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .testTarget(name: "EddaCrashTests", dependencies: ["Edda", "EddaSQLite"]),
+        .testTarget(name: "EddaCrashTests", dependencies: ["Edda", "EddaSQLite", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(
+            name: "EddaOutboxTests",
+            dependencies: [
+                "Edda", "EddaSQLite", "EddaOutbox", "EddaTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
     ]
 )
 

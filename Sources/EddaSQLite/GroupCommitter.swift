@@ -11,9 +11,10 @@ import Synchronization
 ///
 /// One write that fails (a duplicate step record, say) fails alone: each operation must change the
 /// database with a single statement (reads around it are fine), which SQLite undoes on its own when
-/// it fails while the transaction goes on. No savepoint is needed, which saves two statements per
-/// write. If a failure ends the transaction (disk full, I/O error), or the commit fails, every
-/// write in the batch fails and none is durable.
+/// it fails while the transaction goes on, or wrap its statements in a savepoint, as a step with
+/// `ctx.transaction` work does. Single-statement writes skip the savepoint, which saves two
+/// statements per write. If a failure ends the transaction (disk full, I/O error), or the commit
+/// fails, every write in the batch fails and none is durable.
 ///
 /// The leader runs the transaction on its own thread (GRDB's synchronous `write`) instead of
 /// hopping to GRDB's writer queue and back. That blocks one thread of the cooperative pool while

@@ -44,6 +44,35 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v2: transactional outbox") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE outbox_events (
+                        sequence INTEGER PRIMARY KEY,
+                        event_id TEXT NOT NULL,
+                        instance_id TEXT,
+                        step_id TEXT,
+                        type TEXT NOT NULL,
+                        source TEXT NOT NULL,
+                        subject TEXT,
+                        event_time REAL NOT NULL,
+                        data_content_type TEXT,
+                        data BLOB,
+                        status TEXT NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at INTEGER NOT NULL,
+                        last_error TEXT,
+                        claimed_by TEXT,
+                        claimed_at INTEGER,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        published_at INTEGER
+                    );
+                    -- What a relay claims: due pending events, oldest first; stale processing claims.
+                    CREATE INDEX outbox_events_by_status ON outbox_events (status, next_attempt_at);
+                    """
+            )
+        }
         return migrator
     }
 }

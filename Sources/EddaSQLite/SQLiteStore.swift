@@ -27,6 +27,7 @@ public final class SQLiteStore: Store {
     let logger: Logger
     private let ownership = Mutex<ProcessLock?>(nil)
     private let committer: GroupCommitter
+    let outboxSignal = OutboxSignal()
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -142,22 +143,37 @@ public final class SQLiteStore: Store {
     }
 
     public func append(_ event: NewHistoryEvent) async throws {
-        let retry = try event.retry.map { try JSONPayload.encode($0).json }
-        let error = try event.error.map { try JSONPayload.encode($0).json }
-        // Outcomes take attempt 0, so the unique index allows one per step; failed attempts their number.
-        let attempt = event.kind.isOutcome ? 0 : (event.retry?.totalAttempts ?? 1)
-        try await write { db in
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO workflow_history
-                        (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """
-            ).execute(arguments: [
-                event.instanceID, event.stepID, attempt, event.position, event.name, event.kind.rawValue,
-                event.payload?.json, error, retry, Self.now(),
-            ])
+        try await write(Self.recordInsertion(event))
+    }
+
+    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction) async throws {
+        let insertRecord = try Self.recordInsertion(event)
+        let wroteEvents = try await write { db -> Bool in
+            // A savepoint of the shared commit: if the user's work or the record fails, all of this
+            // step's writes roll back and the other writers in the batch are untouched.
+            var events: [CloudEvent] = []
+            try db.inSavepoint {
+                try transaction.run(session: db) { nested in
+                    try db.inSavepoint {
+                        try nested()
+                        return .commit
+                    }
+                }
+                guard db.isInsideTransaction else {
+                    throw StoreError(
+                        .database,
+                        "A ctx.transaction body of step '\(event.stepID)' ended the transaction (COMMIT or ROLLBACK). "
+                            + "Nest ctx.transaction calls or use savepoints instead."
+                    )
+                }
+                events = transaction.outboxEvents
+                try Self.insertOutboxEvents(events, instanceID: event.instanceID, stepID: event.stepID, now: Self.now(), db)
+                try insertRecord(db)
+                return .commit
+            }
+            return !events.isEmpty
         }
+        if wroteEvents { outboxSignal.notify() }
     }
 
     public func markCompensating(_ instanceID: String) async throws {
@@ -234,8 +250,28 @@ public final class SQLiteStore: Store {
 
     // MARK: - Helpers
 
+    /// The single statement that appends `event`, with its JSON encoded up front.
+    static func recordInsertion(_ event: NewHistoryEvent) throws -> @Sendable (Database) throws -> Void {
+        let retry = try event.retry.map { try JSONPayload.encode($0).json }
+        let error = try event.error.map { try JSONPayload.encode($0).json }
+        // Outcomes take attempt 0, so the unique index allows one per step; failed attempts their number.
+        let attempt = event.kind.isOutcome ? 0 : (event.retry?.totalAttempts ?? 1)
+        return { db in
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO workflow_history
+                        (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                event.instanceID, event.stepID, attempt, event.position, event.name, event.kind.rawValue,
+                event.payload?.json, error, retry, Self.now(),
+            ])
+        }
+    }
+
     /// Every write goes through the group committer: concurrent writes share commits.
-    private func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await committer.perform(updates)
         } catch let error as StoreError {
@@ -245,7 +281,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    private func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await writer.read(value)
         } catch let error as StoreError {

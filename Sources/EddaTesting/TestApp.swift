@@ -35,7 +35,19 @@ public func withTestApp<Result: Sendable>(
     logger: Logger = Logger(label: "edda.test", factory: { _ in SwiftLogNoOpLogHandler() }),
     _ body: @escaping @Sendable (EddaApp) async throws -> Result
 ) async throws -> Result {
-    let app = EddaApp(store: try SQLiteStore.inMemory(logger: logger), serviceName: serviceName, configuration: configuration, logger: logger)
+    try await withTestApp(store: try SQLiteStore.inMemory(logger: logger), serviceName: serviceName, configuration: configuration, logger: logger, body)
+}
+
+/// Runs `body` with a running app on `store`: for tests that prepare the store first (their own
+/// tables for `ctx.transaction`, say) or read it afterwards.
+public func withTestApp<Result: Sendable>(
+    store: some Store,
+    serviceName: String = "test",
+    configuration: EddaApp.Configuration = .testing,
+    logger: Logger = Logger(label: "edda.test", factory: { _ in SwiftLogNoOpLogHandler() }),
+    _ body: @escaping @Sendable (EddaApp) async throws -> Result
+) async throws -> Result {
+    let app = EddaApp(store: store, serviceName: serviceName, configuration: configuration, logger: logger)
     return try await app.run(body)
 }
 

@@ -22,6 +22,8 @@ public struct ActivityContext: Sendable {
     /// Which attempt this is, starting at 1.
     public let attempt: Int
     let baseLogger: Logger
+    /// What this attempt commits with its record; see ``transaction(_:)``.
+    let stepTransaction: StepTransaction
 
     /// Logger with `edda.instance.id`, `edda.workflow.name`, `edda.step.id` and `edda.attempt` metadata.
     ///

@@ -19,6 +19,14 @@ struct StepExecutor: Sendable {
     var kinds: Kinds = .activity
 
     func run<Output: Codable & Sendable>(_ body: @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
+        do {
+            return try await runAttempts(body)
+        } catch let failure as StepRecordingFailure {
+            throw failure.error
+        }
+    }
+
+    private func runAttempts<Output: Codable & Sendable>(_ body: @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
         let clock = context.environment.clock
         let prior = reservation.priorAttempts
         let firstAttemptAt = prior?.firstAttemptAt ?? clock.now()
@@ -34,83 +42,100 @@ struct StepExecutor: Sendable {
 
         while true {
             try checkNotStopping()
+            let transaction = StepTransaction()
             let activityContext = ActivityContext(
                 instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,
-                stepID: reservation.stepID, currentStep: reservation.stepNumber, attempt: attempt, baseLogger: logger
+                stepID: reservation.stepID, currentStep: reservation.stepNumber, attempt: attempt, baseLogger: logger,
+                stepTransaction: transaction
             )
-            let output: Output
+            let error: any Error
             do {
-                output = try await body(activityContext)
-            } catch {
-                if Task.isCancelled || error is CancellationError {
-                    context.suspend(because: error)
-                    throw error
+                let output = try await body(activityContext)
+                transaction.seal()
+                do {
+                    try await complete(with: output, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt, transaction: transaction)
+                } catch where transaction.bodyFailure != nil {
+                    // A ctx.transaction body threw while committing: the attempt failed, nothing was written.
+                    throw transaction.bodyFailure!
                 }
-                let now = clock.now()
-                let elapsed = now.duration(since: firstAttemptAt)
-                if let terminal = error as? TerminalError {
-                    let terminalRecord = ErrorRecord(type: "TerminalError", message: terminal.message)
-                    let metadata = RetryMetadata(
-                        totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
-                        lastError: terminalRecord, errors: errors + [terminalRecord]
-                    )
-                    try await record(kind: kinds.failed, payload: nil, error: terminalRecord, retry: metadata)
-                    throw terminal
+                for callback in transaction.afterCommitCallbacks {
+                    await callback()
                 }
-                errors.append(ErrorRecord(error))
-                let delay = policy.delay(afterAttempt: attempt)
-                let outOfTime = policy.maxDuration.map { elapsed + delay > $0 } ?? false
-                if attempt >= policy.maxAttempts || outOfTime {
-                    let metadata = RetryMetadata(
-                        totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: true,
-                        lastError: errors.last, errors: errors
-                    )
-                    try await record(kind: kinds.failed, payload: nil, error: errors.last, retry: metadata)
-                    throw RetryExhaustedError(
-                        activityName: reservation.name, stepID: reservation.stepID, attempts: attempt,
-                        totalDuration: elapsed, errors: errors, cause: error
-                    )
-                }
-                let nextAttemptAt = now.adding(delay)
-                let schedule = AttemptRecord(
-                    attempt: attempt, firstAttemptAtMilliseconds: firstAttemptAt.millisecondsSince1970,
-                    nextAttemptAtMilliseconds: nextAttemptAt.millisecondsSince1970
-                )
+                return output
+            } catch let failure where !(failure is StepRecordingFailure) {
+                error = failure
+            }
+            if Task.isCancelled || error is CancellationError {
+                context.suspend(because: error)
+                throw error
+            }
+            let now = clock.now()
+            let elapsed = now.duration(since: firstAttemptAt)
+            if let terminal = error as? TerminalError {
+                let terminalRecord = ErrorRecord(type: "TerminalError", message: terminal.message)
                 let metadata = RetryMetadata(
                     totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
+                    lastError: terminalRecord, errors: errors + [terminalRecord]
+                )
+                try await record(kind: kinds.failed, payload: nil, error: terminalRecord, retry: metadata)
+                throw terminal
+            }
+            errors.append(ErrorRecord(error))
+            let delay = policy.delay(afterAttempt: attempt)
+            let outOfTime = policy.maxDuration.map { elapsed + delay > $0 } ?? false
+            if attempt >= policy.maxAttempts || outOfTime {
+                let metadata = RetryMetadata(
+                    totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: true,
                     lastError: errors.last, errors: errors
                 )
-                try await record(kind: .attemptFailed, payload: try JSONPayload.encode(schedule), error: errors.last, retry: metadata)
-                logger.debug(
-                    "attempt failed; retrying",
-                    metadata: stepMetadata().merging(["edda.attempt": "\(attempt)", "edda.retry.delay_ms": "\(delay.milliseconds)"]) { $1 }
+                try await record(kind: kinds.failed, payload: nil, error: errors.last, retry: metadata)
+                throw RetryExhaustedError(
+                    activityName: reservation.name, stepID: reservation.stepID, attempts: attempt,
+                    totalDuration: elapsed, errors: errors, cause: error
                 )
-                try await sleep(until: nextAttemptAt, clock: clock)
-                attempt += 1
-                continue
             }
-
-            let elapsed = clock.now().duration(since: firstAttemptAt)
-            let payload: JSONPayload
-            do {
-                payload = try JSONPayload.encode(output)
-            } catch {
-                let failure = EngineError(
-                    .encodingFailed, "The result of step '\(reservation.stepID)' could not be encoded as JSON.",
-                    instanceID: context.instanceID, stepID: reservation.stepID, cause: error
-                )
-                let failureRecord = ErrorRecord(type: "TerminalError", message: failure.message)
-                try await record(kind: kinds.failed, payload: nil, error: failureRecord, retry: nil)
-                throw TerminalError(failure.message)
-            }
-            // A first-attempt success needs no retry metadata: absent means one attempt, no error.
-            let metadata = attempt == 1 ? nil : RetryMetadata(
+            let nextAttemptAt = now.adding(delay)
+            let schedule = AttemptRecord(
+                attempt: attempt, firstAttemptAtMilliseconds: firstAttemptAt.millisecondsSince1970,
+                nextAttemptAtMilliseconds: nextAttemptAt.millisecondsSince1970
+            )
+            let metadata = RetryMetadata(
                 totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
                 lastError: errors.last, errors: errors
             )
-            try await record(kind: kinds.completed, payload: payload, error: nil, retry: metadata)
-            return output
+            try await record(kind: .attemptFailed, payload: try JSONPayload.encode(schedule), error: errors.last, retry: metadata)
+            logger.debug(
+                "attempt failed; retrying",
+                metadata: stepMetadata().merging(["edda.attempt": "\(attempt)", "edda.retry.delay_ms": "\(delay.milliseconds)"]) { $1 }
+            )
+            try await sleep(until: nextAttemptAt, clock: clock)
+            attempt += 1
         }
+    }
+
+    /// Records a successful attempt: its result, and with it the attempt's transaction.
+    private func complete<Output: Codable & Sendable>(
+        with output: Output, attempt: Int, errors: [ErrorRecord], firstAttemptAt: Date, transaction: StepTransaction
+    ) async throws {
+        let elapsed = context.environment.clock.now().duration(since: firstAttemptAt)
+        let payload: JSONPayload
+        do {
+            payload = try JSONPayload.encode(output)
+        } catch {
+            let failure = EngineError(
+                .encodingFailed, "The result of step '\(reservation.stepID)' could not be encoded as JSON.",
+                instanceID: context.instanceID, stepID: reservation.stepID, cause: error
+            )
+            let failureRecord = ErrorRecord(type: "TerminalError", message: failure.message)
+            try await record(kind: kinds.failed, payload: nil, error: failureRecord, retry: nil)
+            throw StepRecordingFailure(error: TerminalError(failure.message))
+        }
+        // A first-attempt success needs no retry metadata: absent means one attempt, no error.
+        let metadata = attempt == 1 ? nil : RetryMetadata(
+            totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
+            lastError: errors.last, errors: errors
+        )
+        try await record(kind: kinds.completed, payload: payload, error: nil, retry: metadata, transaction: transaction)
     }
 
     /// Log metadata of this step, built only when a line is logged.
@@ -138,19 +163,36 @@ struct StepExecutor: Sendable {
         }
     }
 
-    private func record(kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?) async throws {
+    /// Appends a record; a store failure suspends the instance and is thrown as a
+    /// ``StepRecordingFailure``, which no retry may swallow.
+    private func record(
+        kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?,
+        transaction: StepTransaction? = nil
+    ) async throws {
         let event = NewHistoryEvent(
             instanceID: context.instanceID, stepID: reservation.stepID, position: kind.isOutcome ? reservation.position : nil,
             name: reservation.name, kind: kind, payload: payload, error: error, retry: retry
         )
         do {
-            try await context.environment.store.append(event)
+            if let transaction, !transaction.isEmpty {
+                try await context.environment.store.append(event, with: transaction)
+            } else {
+                try await context.environment.store.append(event)
+            }
         } catch {
+            // The step's own transaction body failed: an attempt failure, for the caller to handle.
+            if transaction?.bodyFailure != nil { throw error }
             // Not durable: stop without an outcome, so the step runs again on resume.
             context.suspend(because: error)
-            throw error
+            throw StepRecordingFailure(error: error)
         }
     }
+}
+
+/// A failure to record a step, or a step whose failure is already recorded: thrown through the
+/// retry loop unchanged.
+struct StepRecordingFailure: Error {
+    let error: any Error
 }
 
 extension Date {

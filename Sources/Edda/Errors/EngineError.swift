@@ -16,6 +16,7 @@ public struct EngineError: EddaError {
         private enum Base: String {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
+            case noTransaction, transactionClosed
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -38,6 +39,10 @@ public struct EngineError: EddaError {
         public static let stopped = Code(.stopped)
         /// A value could not be encoded as JSON.
         public static let encodingFailed = Code(.encodingFailed)
+        /// `ctx.session` was used outside a `ctx.transaction { }` body.
+        public static let noTransaction = Code(.noTransaction)
+        /// `ctx.transaction`, `ctx.enqueue` or `ctx.afterCommit` was called after the step's body returned.
+        public static let transactionClosed = Code(.transactionClosed)
 
         public var description: String { base.rawValue }
     }

@@ -24,6 +24,13 @@ public protocol Store: Sendable {
     /// Returns once the record is durable.
     func append(_ event: NewHistoryEvent) async throws
 
+    /// Appends a step's outcome together with what the step asked to commit with it, in one
+    /// transaction: run `transaction`'s bodies with the store's connection
+    /// (``StepTransaction/run(session:savepoint:)``), insert its ``StepTransaction/outboxEvents``,
+    /// then the record. If a body throws, roll back all of it and rethrow; other writers sharing a
+    /// group commit must not be affected.
+    func append(_ event: NewHistoryEvent, with transaction: StepTransaction) async throws
+
     /// Moves a running instance to ``InstanceStatus/compensating``.
     func markCompensating(_ instanceID: String) async throws
 
