@@ -88,7 +88,9 @@ let package = Package(
         // A worker process the crash tests kill with SIGKILL.
         .executableTarget(
             name: "EddaCrashWorker",
-            dependencies: ["Edda", "EddaSQLite", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Edda", "EddaSQLite", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/CrashWorker"
         ),
         .testTarget(name: "EddaTests", dependencies: ["Edda", "EddaTesting"]),

@@ -37,19 +37,46 @@ public final class SQLiteStore: Store {
         self.path = path
         self.configuration = configuration
         self.logger = logger
+        let deadline = ContinuousClock.now + configuration.busyTimeout
         let pool: DatabasePool
         do {
-            pool = try DatabasePool(path: path, configuration: Self.grdbConfiguration(configuration))
-            // DatabasePool sets synchronous=NORMAL on its writer after prepareDatabase; set ours after opening.
-            try pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = \(configuration.durability.pragma)")
+            pool = try Self.retryingWhileBusy(until: deadline) {
+                let pool = try DatabasePool(path: path, configuration: Self.grdbConfiguration(configuration))
+                // DatabasePool sets synchronous=NORMAL on its writer after prepareDatabase; set ours after opening.
+                try pool.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA synchronous = \(configuration.durability.pragma)")
+                }
+                return pool
             }
         } catch {
             throw StoreError(.database, "Cannot open the SQLite database at \(path).", cause: error)
         }
         self.writer = pool
         self.committer = GroupCommitter(writer: pool)
-        try migrate()
+        try Self.retryingWhileBusy(until: deadline) { try migrate() }
+    }
+
+    /// Two processes opening a new file at once race to switch it to WAL and create the schema;
+    /// SQLite answers the loser `SQLITE_BUSY` without waiting on its busy timeout. Try again until
+    /// the timeout has passed.
+    private static func retryingWhileBusy<T>(until deadline: ContinuousClock.Instant, _ body: () throws -> T) throws -> T {
+        while true {
+            do {
+                return try body()
+            } catch where isBusy(error) && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
+    }
+
+    private static func isBusy(_ error: any Error) -> Bool {
+        if let error = error as? DatabaseError {
+            return error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+        }
+        if let error = error as? StoreError, let cause = error.cause {
+            return isBusy(cause)
+        }
+        return false
     }
 
     /// A store in memory, gone when the store is: for tests and experiments.

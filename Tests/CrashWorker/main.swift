@@ -6,6 +6,9 @@
 //   EddaCrashWorker steps <database> <executions-file> <instances> <steps> <step-delay-ms>
 //   EddaCrashWorker retry <database> <executions-file>
 //   EddaCrashWorker saga  <database> <executions-file>
+//   EddaCrashWorker transaction <database> <executions-file> in-commit|after-commit|none
+//     (kills itself with SIGKILL at that exact point: inside the step's transaction after the
+//     user's write, or once the step's commit returned)
 
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +16,7 @@ import Glibc
 import Edda
 import EddaSQLite
 import Foundation
+import GRDB
 import Logging
 
 let arguments = CommandLine.arguments
@@ -103,6 +107,35 @@ case "saga":
     } catch let error as WorkflowFailedError {
         print("failed as expected: \(error.error)")
     }
+
+case "transaction":
+    guard arguments.count == 5 else { exit(2) }
+    let killAt = arguments[4]
+    let store = try SQLiteStore(path: databasePath, logger: logger)
+    try await store.writer.write { db in
+        try db.execute(sql: "CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL)")
+    }
+    let place = Activity("place", retry: .noRetry) { (ctx, id: String) -> Int in
+        recordExecution("place")
+        try ctx.transaction { db in
+            try db.execute(sql: "INSERT INTO orders (id, total) VALUES (?, 42)", arguments: [id])
+            if killAt == "in-commit" { kill(getpid(), SIGKILL) }
+        }
+        return 42
+    }
+    let confirm = Activity("confirm", retry: .noRetry) { (ctx, total: Int) -> String in
+        if killAt == "after-commit" { kill(getpid(), SIGKILL) }
+        recordExecution("confirm")
+        return "confirmed \(total)"
+    }
+    let workflow = Workflow("transactional") { (ctx, id: String) -> String in
+        let total = try await place(ctx, id)
+        return try await confirm(ctx, total)
+    }
+    let transactionalApp = EddaApp(store: store, serviceName: "crash-test", logger: logger)
+    transactionalApp.register(workflow)
+    let result = try await transactionalApp.run { app in try await app.start(workflow, "order-1", instanceID: "tx-1").result() }
+    print(result)
 
 default:
     exit(2)

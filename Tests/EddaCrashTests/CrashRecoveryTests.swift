@@ -4,6 +4,7 @@ import Glibc
 import Edda
 import EddaSQLite
 import Foundation
+import GRDB
 import Testing
 
 /// Kills a real worker process with SIGKILL in the middle of its workflows, then lets a new process
@@ -157,6 +158,60 @@ extension CrashRecoveryTests {
             #expect(compensations == ["compensate:step:4", "compensate:step:3", "compensate:step:2", "compensate:step:1"])
         }
     }
+}
+
+extension CrashRecoveryTests {
+    /// SIGKILL inside the step's transaction, after the user's write: neither the row nor the record
+    /// survives, and the resumed worker runs the activity again.
+    @Test func killedBeforeTheCommitLeavesNeitherTheUserRowNorTheRecord() async throws {
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("tx.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            let first = try launchWorker(["transaction", database, executions, "in-commit"])
+            try await waitUntil(timeout: .seconds(60)) { !first.isRunning }
+            #expect(first.terminationReason == .uncaughtSignal)
+            #expect(first.terminationStatus == SIGKILL)
+            #expect(lines(of: executions) == ["place"])
+            let store = try SQLiteStore(path: database)
+            #expect(try await orderCount(store) == 0)
+            #expect(try await store.history(of: "tx-1").isEmpty)
+
+            let second = try launchWorker(["transaction", database, executions, "none"])
+            try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+            #expect(second.terminationStatus == 0)
+            #expect(lines(of: executions) == ["place", "place", "confirm"], "the uncommitted step ran again")
+            #expect(try await orderCount(store) == 1)
+            #expect(try await store.history(of: "tx-1").map(\.stepID) == ["place:1", "confirm:1"])
+            #expect(try await store.instance("tx-1")?.status == .completed)
+        }
+    }
+
+    /// SIGKILL once the step's commit returned: the row and the record are both there, and the
+    /// resumed worker does not run the activity again.
+    @Test func killedAfterTheCommitKeepsBothAndDoesNotRunTheStepAgain() async throws {
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("tx.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            let first = try launchWorker(["transaction", database, executions, "after-commit"])
+            try await waitUntil(timeout: .seconds(60)) { !first.isRunning }
+            #expect(first.terminationReason == .uncaughtSignal)
+            #expect(lines(of: executions) == ["place"])
+            let store = try SQLiteStore(path: database)
+            #expect(try await orderCount(store) == 1)
+            #expect(try await store.history(of: "tx-1").map(\.stepID) == ["place:1"])
+
+            let second = try launchWorker(["transaction", database, executions, "none"])
+            try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+            #expect(second.terminationStatus == 0)
+            #expect(lines(of: executions) == ["place", "confirm"], "the committed step was replayed, not run")
+            #expect(try await orderCount(store) == 1)
+            #expect(try await store.instance("tx-1")?.output?.json == #""confirmed 42""#)
+        }
+    }
+}
+
+func orderCount(_ store: SQLiteStore) async throws -> Int {
+    try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM orders") ?? -1 }
 }
 
 // MARK: - Helpers
