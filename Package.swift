@@ -93,7 +93,8 @@ let package = Package(
         .executableTarget(
             name: "EddaCrashWorker",
             dependencies: [
-                "Edda", "EddaSQLite", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+                "Edda", "EddaSQLite", "EddaOutbox",
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/CrashWorker"
         ),
@@ -102,17 +103,27 @@ let package = Package(
             name: "EddaSQLiteTests",
             dependencies: ["Edda", "EddaSQLite", "EddaTesting", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .testTarget(name: "EddaCrashTests", dependencies: ["Edda", "EddaSQLite", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(
+            name: "EddaCrashTests",
+            dependencies: ["Edda", "EddaSQLite", "EddaTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "EddaOutboxTests",
             dependencies: [
-                "Edda", "EddaSQLite", "EddaOutbox", "EddaTesting",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "Edda", "EddaSQLite", "EddaOutbox", "EddaTesting", "EddaTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Shared by the test targets: a real HTTP receiver (Hummingbird) for the outbox relay.
+        .target(
+            name: "EddaTestSupport",
+            dependencies: [
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            path: "Tests/TestSupport"
         ),
     ]
 )

@@ -9,11 +9,14 @@
 //   EddaCrashWorker transaction <database> <executions-file> in-commit|after-commit|none
 //     (kills itself with SIGKILL at that exact point: inside the step's transaction after the
 //     user's write, or once the step's commit returned)
+//   EddaCrashWorker outbox <database> <executions-file> <endpoint>
+//     (commits one outbox event, runs a relay to <endpoint>, exits once it is published)
 
 #if canImport(Glibc)
 import Glibc
 #endif
 import Edda
+import EddaOutbox
 import EddaSQLite
 import Foundation
 import GRDB
@@ -112,7 +115,7 @@ case "transaction":
     guard arguments.count == 5 else { exit(2) }
     let killAt = arguments[4]
     let store = try SQLiteStore(path: databasePath, logger: logger)
-    try await store.writer.write { db in
+    try store.writer.write { db in
         try db.execute(sql: "CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL)")
     }
     let place = Activity("place", retry: .noRetry) { (ctx, id: String) -> Int in
@@ -136,6 +139,32 @@ case "transaction":
     transactionalApp.register(workflow)
     let result = try await transactionalApp.run { app in try await app.start(workflow, "order-1", instanceID: "tx-1").result() }
     print(result)
+
+case "outbox":
+    guard arguments.count == 5 else { exit(2) }
+    let store = try SQLiteStore(path: databasePath, logger: logger)
+    let emit = Activity("emit") { (ctx) -> String in
+        let event = try CloudEvent(id: "order-1-placed", type: "order.placed", source: "/crash-test", json: ["order": 1])
+        try ctx.enqueue(event)
+        return event.id
+    }
+    let workflow = Workflow("emitting") { (ctx) -> String in try await emit(ctx) }
+    let outboxApp = EddaApp(store: store, serviceName: "crash-test", logger: logger)
+    let relay = OutboxRelay(
+        store: store,
+        configuration: .init(endpoint: arguments[4], pollInterval: .milliseconds(20), requestTimeout: .seconds(30), claimTimeout: .milliseconds(300)),
+        logger: logger
+    )
+    try await outboxApp.run { app in
+        _ = try await app.start(workflow, instanceID: "outbox-1").result()
+        recordExecution("committed")
+        let relaying = Task { try await relay.run() }
+        while try await store.outboxEvents(status: .published, limit: 1).isEmpty {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        relaying.cancel()
+        recordExecution("published")
+    }
 
 default:
     exit(2)

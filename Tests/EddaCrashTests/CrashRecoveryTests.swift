@@ -4,6 +4,7 @@ import Glibc
 import Edda
 import EddaSQLite
 import Foundation
+import EddaTestSupport
 import GRDB
 import Testing
 
@@ -207,6 +208,44 @@ extension CrashRecoveryTests {
             #expect(try await orderCount(store) == 1)
             #expect(try await store.instance("tx-1")?.output?.json == #""confirmed 42""#)
         }
+    }
+}
+
+extension CrashRecoveryTests {
+    /// SIGKILL while the relay's POST is in flight: the event stays claimed (processing); the next
+    /// process takes the stale claim back and delivers it again. At least once, never lost.
+    @Test func relayKilledMidDeliveryDeliversAgainAfterRestart() async throws {
+        let (firstArrived, arrival) = AsyncStream<Void>.makeStream()
+        let (release, releaseAll) = AsyncStream<Void>.makeStream()
+        let receiver = EventReceiver { _, previous in
+            guard previous == 0 else { return 200 }
+            arrival.yield()
+            for await _ in release {}   // hold the first delivery until the worker is dead
+            return 200
+        }
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("outbox.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            try await receiver.serve { (endpoint: String) async throws in
+                defer { releaseAll.finish() }
+                let first = try launchWorker(["outbox", database, executions, endpoint])
+                var arrivals = firstArrived.makeAsyncIterator()
+                await arrivals.next()
+                kill(first.processIdentifier, SIGKILL)
+                first.waitUntilExit()
+                #expect(first.terminationReason == .uncaughtSignal)
+                let store = try SQLiteStore(path: database)
+                #expect(try await store.outboxEvents(status: nil, limit: 10).map(\.status) == [.processing])
+
+                let second = try launchWorker(["outbox", database, executions, endpoint])
+                try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+                #expect(second.terminationStatus == 0)
+                let events = try await store.outboxEvents(status: nil, limit: 10)
+                #expect(events.map(\.status) == [.published])
+                #expect(events.first?.attempts == 1, "the killed relay never recorded its attempt")
+            }
+        }
+        #expect(receiver.deliveries(of: "order-1-placed") == 2)
     }
 }
 

@@ -2,6 +2,7 @@ import Edda
 import EddaOutbox
 import EddaSQLite
 import EddaTesting
+import EddaTestSupport
 import Foundation
 import Logging
 import Testing

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Logging
 import Hummingbird
 import HTTPTypes
@@ -7,29 +7,29 @@ import Synchronization
 
 /// A real HTTP server on 127.0.0.1 that records every POST it gets and answers with the status
 /// `respond` picks (given the request and how many requests with the same `ce-id`/`id` came before).
-final class EventReceiver: Sendable {
-    struct Received: Sendable {
-        var headers: [String: String]
-        var body: Data
+public final class EventReceiver: Sendable {
+    public struct Received: Sendable {
+        public var headers: [String: String]
+        public var body: Data
         /// The CloudEvent id: the `ce-id` header, or `id` in a structured document.
-        var eventID: String
+        public var eventID: String
     }
 
     private let received = Mutex<[Received]>([])
     let respond: @Sendable (Received, _ previousDeliveries: Int) async -> Int
 
-    init(respond: @escaping @Sendable (Received, Int) async -> Int = { _, _ in 200 }) {
+    public init(respond: @escaping @Sendable (Received, Int) async -> Int = { _, _ in 200 }) {
         self.respond = respond
     }
 
-    var requests: [Received] { received.withLock { $0 } }
+    public var requests: [Received] { received.withLock { $0 } }
 
-    func deliveries(of eventID: String) -> Int {
+    public func deliveries(of eventID: String) -> Int {
         received.withLock { $0.filter { $0.eventID == eventID }.count }
     }
 
     /// Runs the server around `body`, which gets the URL to POST to.
-    func serve<T: Sendable>(_ body: @escaping @Sendable (String) async throws -> T) async throws -> T {
+    public func serve<T: Sendable>(_ body: @escaping @Sendable (String) async throws -> T) async throws -> T {
         let router = Router()
         router.post("/events") { request, _ -> Response in
             let buffer = try await request.body.collect(upTo: 1 << 20)
@@ -68,5 +68,5 @@ final class EventReceiver: Sendable {
         }
     }
 
-    struct ReceiverError: Error {}
+    public struct ReceiverError: Error {}
 }
