@@ -67,6 +67,23 @@ let sequential = Workflow("sequential") { (ctx, steps: Int) -> Int in
     return total
 }
 
+/// Each step also inserts a row into a user table, in the transaction that records the step.
+let insertRow = Activity("insert_row", retry: .noRetry) { (ctx, index: Int) -> Int in
+    let key = ctx.idempotencyKey
+    try ctx.transaction { db in
+        try db.execute(sql: "INSERT INTO bench_rows (key, value) VALUES (?, ?)", arguments: [key, index])
+    }
+    return index
+}
+
+let sequentialTransactional = Workflow("sequential_transactional") { (ctx, steps: Int) -> Int in
+    var total = 0
+    for index in 0..<steps {
+        total += try await insertRow(ctx, index)
+    }
+    return total
+}
+
 // MARK: - Measuring
 
 func peakRSSMegabytes() -> Double {
@@ -102,10 +119,17 @@ struct W1: AsyncParsableCommand {
     @Option var workflows = 2_000
     @Option var steps = 10
     @Option var concurrency = 1
+    @Flag(help: "Each step also writes a user row through ctx.transaction.") var transactional = false
 
     func run() async throws {
         let path = try common.databasePath()
         let app = try common.makeApp(path: path)
+        let sequential = transactional ? sequentialTransactional : sequential
+        if transactional {
+            try await (app.store as! SQLiteStore).writer.write { db in
+                try db.execute(sql: "CREATE TABLE bench_rows (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
+            }
+        }
         app.register(sequential)
         let (workflows, steps, concurrency) = (self.workflows, self.steps, self.concurrency)
         let clock = ContinuousClock()
@@ -132,7 +156,7 @@ struct W1: AsyncParsableCommand {
             return (seconds(start.duration(to: clock.now)), latencies.sorted())
         }
         emit([
-            "workload": "W1", "workflows": workflows, "steps_per_workflow": steps, "concurrency": concurrency,
+            "workload": transactional ? "W1-tx" : "W1", "workflows": workflows, "steps_per_workflow": steps, "concurrency": concurrency,
             "elapsed_s": (elapsed * 1000).rounded() / 1000,
             "steps_per_s": Int(Double(workflows * steps) / elapsed),
             "workflows_per_s": Int(Double(workflows) / elapsed),
@@ -290,6 +314,8 @@ struct All: AsyncParsableCommand {
                 ["w1", "--concurrency", "1", "--workflows", "\(workflows / 4)"],
                 ["w1", "--concurrency", "32", "--workflows", "\(workflows)"],
                 ["w1", "--concurrency", "32", "--workflows", "10000"],
+                ["w1", "--concurrency", "1", "--workflows", "\(workflows / 4)", "--transactional"],
+                ["w1", "--concurrency", "32", "--workflows", "\(workflows)", "--transactional"],
                 ["w2", "--workflows", "\(workflows / 4)"],
                 ["w3"],
             ]

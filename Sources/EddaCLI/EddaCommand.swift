@@ -10,7 +10,7 @@ struct EddaCommand: AsyncParsableCommand {
         commandName: "edda",
         abstract: "Inspect Edda workflow instances and their history.",
         discussion: "Reading works while a worker process runs on the same SQLite file.",
-        subcommands: [List.self, Show.self]
+        subcommands: [List.self, Show.self, Outbox.self]
     )
 }
 
@@ -112,6 +112,41 @@ struct Show: AsyncParsableCommand {
             if let retry = event.retry, retry.totalAttempts > 1 || retry.exhausted {
                 out("      retry:  \(retry.totalAttempts) attempts, \(retry.totalDurationMilliseconds) ms\(retry.exhausted ? ", exhausted" : "")")
             }
+        }
+    }
+}
+
+struct Outbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List transactional outbox events, oldest first.")
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "Only events with this status (pending, processing, published, failed, invalid, expired).")
+    var status: String?
+
+    @Option(help: "At most this many.")
+    var limit = 50
+
+    func run() async throws {
+        var statusFilter: OutboxStatus?
+        if let status {
+            guard let parsed = OutboxStatus(rawValue: status) else {
+                throw ValidationError("Unknown status '\(status)'. Use one of: \(OutboxStatus.allCases.map(\.rawValue).joined(separator: ", ")).")
+            }
+            statusFilter = parsed
+        }
+        let events = try await store.openStore().outboxEvents(status: statusFilter, limit: limit)
+        guard !events.isEmpty else {
+            out("No outbox events.")
+            return
+        }
+        out("#".padding(6) + "TYPE".padding(28) + "STATUS".padding(11) + "ATTEMPTS".padding(9) + "INSTANCE / STEP")
+        for event in events {
+            out(
+                "\(event.sequence)".padding(6) + event.event.type.padding(28) + event.status.rawValue.padding(11)
+                    + "\(event.attempts)".padding(9) + "\(event.instanceID ?? "-") / \(event.stepID ?? "-")"
+            )
+            if let error = event.lastError { out("      last error: \(error)") }
         }
     }
 }

@@ -235,6 +235,30 @@ struct TransactionTests {
         }
     }
 
+    @Test func aCompensationUndoesItsActivitysWritesTransactionally() async throws {
+        try await withOrdersApp { (app: EddaApp, store: SQLiteStore) async throws in
+            let cancel = Compensation("cancel_order") { (ctx, placed: String, id: String) in
+                try ctx.transaction { db in
+                    try db.execute(sql: "DELETE FROM orders WHERE id = ?", arguments: [placed])
+                    try ctx.enqueue(CloudEvent(type: "order.cancelled", source: "/orders", subject: placed))
+                }
+            }
+            let place = Activity("place") { (ctx, id: String) -> String in
+                try ctx.transaction { db in try db.execute(sql: "INSERT INTO orders (id) VALUES (?)", arguments: [id]) }
+                return id
+            }.onFailure(cancel)
+            let charge = Activity("charge", retry: .noRetry) { (ctx) -> Int in throw TerminalError("card declined") }
+            let workflow = Workflow("order") { (ctx, id: String) -> Int in
+                _ = try await place(ctx, id)
+                return try await charge(ctx)
+            }
+            _ = try await #require(throws: WorkflowFailedError.self) { try await app.start(workflow, "o1", instanceID: "i1").result() }
+            #expect(try await orderNotes(store).isEmpty)
+            #expect(try await store.outboxEvents(status: nil, limit: 10).map(\.event.type) == ["order.cancelled"])
+            #expect(try await app.history(of: "i1").map(\.kind) == [.activityCompleted, .activityFailed, .compensationCompleted])
+        }
+    }
+
     @Test func enqueuedEventsAreWrittenOnlyWithTheRecord() async throws {
         try await withOrdersApp { (app: EddaApp, store: SQLiteStore) async throws in
             let place = Activity("place") { (ctx, id: String) -> Int in
