@@ -37,6 +37,15 @@ extension Date {
     var iso8601: String { formatted(.iso8601) }
 }
 
+/// The `--status` option's value, checked against the statuses there are.
+func parseStatus<Status: RawRepresentable<String>>(_ text: String?, among all: [Status]) throws -> Status? {
+    guard let text else { return nil }
+    guard let status = Status(rawValue: text) else {
+        throw ValidationError("Unknown status '\(text)'. Use one of: \(all.map(\.rawValue).joined(separator: ", ")).")
+    }
+    return status
+}
+
 struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List instances, newest first.")
 
@@ -55,13 +64,7 @@ struct List: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        var statusFilter: InstanceStatus?
-        if let status {
-            guard let parsed = InstanceStatus(rawValue: status) else {
-                throw ValidationError("Unknown status '\(status)'. Use one of: \(InstanceStatus.all.map(\.rawValue).joined(separator: ", ")).")
-            }
-            statusFilter = parsed
-        }
+        let statusFilter = try parseStatus(status, among: InstanceStatus.all)
         let instances = try await store.openStore().instances(matching: InstanceQuery(status: statusFilter, workflowName: workflow, limit: limit))
         if json {
             for instance in instances {
@@ -128,13 +131,7 @@ struct Outbox: AsyncParsableCommand {
     var limit = 50
 
     func run() async throws {
-        var statusFilter: OutboxStatus?
-        if let status {
-            guard let parsed = OutboxStatus(rawValue: status) else {
-                throw ValidationError("Unknown status '\(status)'. Use one of: \(OutboxStatus.allCases.map(\.rawValue).joined(separator: ", ")).")
-            }
-            statusFilter = parsed
-        }
+        let statusFilter = try parseStatus(status, among: OutboxStatus.allCases)
         let events = try await store.openStore().outboxEvents(status: statusFilter, limit: limit)
         guard !events.isEmpty else {
             out("No outbox events.")

@@ -2,7 +2,7 @@
 ///
 /// An opaque set of values (more arrive with compensation, cancellation and waiting); compare
 /// with the static members.
-public struct InstanceStatus: Hashable, Sendable, CustomStringConvertible {
+public struct InstanceStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     /// The text stored in the database and shown by the CLI: `"running"`, `"completed"`, `"failed"`.
     public let rawValue: String
 
