@@ -54,11 +54,11 @@ extension CloudEvent {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
-    /// Binary mode header values: printable ASCII except `"` and `%` as is, the rest as UTF-8 `%XX`.
+    /// Binary mode header values: printable ASCII except space, `"` and `%` as is, the rest as UTF-8 `%XX`.
     static func percentEncoded(_ value: String) -> String {
         var encoded = ""
         for byte in value.utf8 {
-            if (0x20...0x7E).contains(byte), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "%") {
+            if (0x21...0x7E).contains(byte), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "%") {
                 encoded.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 encoded += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)

@@ -108,7 +108,8 @@ public final class OutboxRelay: Service, Sendable {
             var request = try stored.event.httpRequest(to: configuration.endpoint, mode: configuration.mode)
             for header in configuration.headers { request.headers.add(name: header.name, value: header.value) }
             let response = try await httpClient.execute(request, timeout: .nanoseconds(configuration.requestTimeout.nanoseconds), logger: logger)
-            _ = try await response.body.collect(upTo: 1 << 20)
+            // The status decides; the body is drained (to free the connection) and otherwise ignored.
+            _ = try? await response.body.reduce(0) { count, chunk in count + chunk.readableBytes }
             let code = Int(response.status.code)
             metadata["edda.http.status"] = "\(code)"
             switch code {

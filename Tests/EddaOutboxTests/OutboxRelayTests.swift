@@ -65,6 +65,13 @@ struct OutboxRelayTests {
         #expect(String(decoding: request.body, as: UTF8.self) == #"{"subject":"s-order.placed"}"#)
     }
 
+    @Test func binaryHeaderValuesArePercentEncoded() async throws {
+        let receiver = EventReceiver()
+        _ = try await deliver(["order placed \u{e9} 100%"], receiver: receiver) { $0.allSatisfy { $0.status == .published } }
+        let request = try #require(receiver.requests.first)
+        #expect(request.headers["ce-type"] == "order%20placed%20%C3%A9%20100%25")
+    }
+
     @Test func deliversInStructuredMode() async throws {
         let receiver = EventReceiver()
         let (ids, _) = try await deliver(["order.placed"], receiver: receiver, configure: { $0.mode = .structured }) {

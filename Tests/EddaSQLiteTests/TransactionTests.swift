@@ -106,6 +106,8 @@ struct TransactionTests {
                     do {
                         try ctx.transaction { db in
                             try db.execute(sql: "INSERT INTO orders (id, note) VALUES (?, 'inner')", arguments: [id + "-inner"])
+                            try ctx.enqueue(CloudEvent(type: "inner.done", source: "/tests"))
+                            try ctx.afterCommit { Issue.record("the rolled-back savepoint's callback ran") }
                             throw TerminalError("inner gives up")
                         }
                     } catch is TerminalError {
@@ -120,6 +122,8 @@ struct TransactionTests {
             let workflow = Workflow("place_order") { (ctx, id: String) -> Bool in try await place(ctx, id) }
             #expect(try await app.start(workflow, "o1").result())
             #expect(try await orderNotes(store) == ["o1": "outer", "o1-2": "second inner"])
+            // The rolled-back savepoint's event went with it.
+            #expect(try await store.outboxEvents(status: nil, limit: 10).isEmpty)
         }
     }
 

@@ -28,7 +28,8 @@ public protocol Store: Sendable {
     /// transaction: run `transaction`'s bodies with the store's connection
     /// (``StepTransaction/run(session:savepoint:)``), insert its ``StepTransaction/outboxEvents``,
     /// then the record. If a body throws, roll back all of it and rethrow; other writers sharing a
-    /// group commit must not be affected.
+    /// group commit must not be affected. (A body that ends the transaction itself — `COMMIT`,
+    /// `ROLLBACK` — breaks this; the API forbids it.)
     func append(_ event: NewHistoryEvent, with transaction: StepTransaction) async throws
 
     /// Moves a running instance to ``InstanceStatus/compensating``.

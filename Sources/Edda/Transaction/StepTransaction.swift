@@ -84,14 +84,22 @@ public final class StepTransaction: Sendable {
 
     func add(_ body: @escaping Work, stepID: String) throws {
         // Inside a running transaction (a nested call), run now in a savepoint.
-        let active = try state.withLock { state -> ActiveSession? in
-            if let active = state.active { return active }
+        let nested = try state.withLock { state -> (ActiveSession, events: Int, callbacks: Int)? in
+            if let active = state.active { return (active, state.events.count, state.afterCommit.count) }
             guard !state.sealed else { throw Self.sealedError(stepID: stepID, what: "ctx.transaction") }
             state.work.append(body)
             return nil
         }
-        if let active {
+        guard let (active, events, callbacks) = nested else { return }
+        do {
             try active.savepoint { try body(active.value) }
+        } catch {
+            // The savepoint undid the body's writes; its events and callbacks go with them.
+            state.withLock { state in
+                state.events.removeSubrange(events...)
+                state.afterCommit.removeSubrange(callbacks...)
+            }
+            throw error
         }
     }
 
