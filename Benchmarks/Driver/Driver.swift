@@ -59,13 +59,18 @@ struct Common: ParsableArguments {
 
 let noop = Activity("noop", retry: .noRetry) { (ctx, index: Int) -> Int in index }
 
-let sequential = Workflow("sequential") { (ctx, steps: Int) -> Int in
-    var total = 0
-    for index in 0..<steps {
-        total += try await noop(ctx, index)
+/// A workflow that runs `step` `steps` times in a row and sums the results.
+func stepsInSequence(_ name: String, _ step: Activity<Int, Int>) -> Workflow<Int, Int> {
+    Workflow(name) { (ctx, steps: Int) -> Int in
+        var total = 0
+        for index in 0..<steps {
+            total += try await step(ctx, index)
+        }
+        return total
     }
-    return total
 }
+
+let sequential = stepsInSequence("sequential", noop)
 
 /// Each step also inserts a row into a user table, in the transaction that records the step.
 let insertRow = Activity("insert_row", retry: .noRetry) { (ctx, index: Int) -> Int in
@@ -76,13 +81,7 @@ let insertRow = Activity("insert_row", retry: .noRetry) { (ctx, index: Int) -> I
     return index
 }
 
-let sequentialTransactional = Workflow("sequential_transactional") { (ctx, steps: Int) -> Int in
-    var total = 0
-    for index in 0..<steps {
-        total += try await insertRow(ctx, index)
-    }
-    return total
-}
+let sequentialTransactional = stepsInSequence("sequential_transactional", insertRow)
 
 // MARK: - Measuring
 
@@ -206,13 +205,7 @@ let countedStep = Activity("counted_step", retry: .noRetry) { (ctx, index: Int) 
     return index
 }
 
-let countedWorkflow = Workflow("counted") { (ctx, steps: Int) -> Int in
-    var total = 0
-    for index in 0..<steps {
-        total += try await countedStep(ctx, index)
-    }
-    return total
-}
+let countedWorkflow = stepsInSequence("counted", countedStep)
 
 /// The W3 child: starts (or resumes) the 200 workflows and waits for all of them.
 struct W3Worker: AsyncParsableCommand {

@@ -4,7 +4,7 @@ import GRDB
 
 extension SQLiteStore: OutboxStore {
     public func claimOutboxEvents(_ claim: OutboxClaim) async throws -> [OutboxEvent] {
-        let now = Self.milliseconds(claim.now)
+        let now = claim.now.millisecondsSince1970
         return try await write { db in
             var claimed: [Row] = []
             try db.inSavepoint {
@@ -14,11 +14,11 @@ extension SQLiteStore: OutboxStore {
                         UPDATE outbox_events SET status = 'pending', claimed_by = NULL, claimed_at = NULL, updated_at = ?
                         WHERE status = 'processing' AND claimed_at < ?
                         """
-                ).execute(arguments: [now, Self.milliseconds(claim.reclaimClaimedBefore)])
+                ).execute(arguments: [now, claim.reclaimClaimedBefore.millisecondsSince1970])
                 if let expiry = claim.expireCreatedBefore {
                     try db.cachedStatement(
                         sql: "UPDATE outbox_events SET status = 'expired', updated_at = ? WHERE status = 'pending' AND created_at < ?"
-                    ).execute(arguments: [now, Self.milliseconds(expiry)])
+                    ).execute(arguments: [now, expiry.millisecondsSince1970])
                 }
                 claimed = try Row.fetchAll(
                     db.cachedStatement(
@@ -44,8 +44,8 @@ extension SQLiteStore: OutboxStore {
         let now = Self.now()
         let (status, nextAttemptAt, error, publishedAt): (OutboxStatus, Int64?, String?, Int64?)
         switch delivery {
-        case .published(let at): (status, nextAttemptAt, error, publishedAt) = (.published, nil, nil, Self.milliseconds(at))
-        case .retry(let at, let message): (status, nextAttemptAt, error, publishedAt) = (.pending, Self.milliseconds(at), message, nil)
+        case .published(let at): (status, nextAttemptAt, error, publishedAt) = (.published, nil, nil, at.millisecondsSince1970)
+        case .retry(let at, let message): (status, nextAttemptAt, error, publishedAt) = (.pending, at.millisecondsSince1970, message, nil)
         case .failed(let message): (status, nextAttemptAt, error, publishedAt) = (.failed, nil, message, nil)
         case .invalid(let message): (status, nextAttemptAt, error, publishedAt) = (.invalid, nil, message, nil)
         }
@@ -111,9 +111,5 @@ extension SQLiteStore: OutboxStore {
             attempts: row["attempts"], nextAttemptAt: date(row["next_attempt_at"]), lastError: row["last_error"],
             createdAt: date(row["created_at"]), publishedAt: (row["published_at"] as Int64?).map(date)
         )
-    }
-
-    static func milliseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded())
     }
 }

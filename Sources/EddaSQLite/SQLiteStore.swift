@@ -319,7 +319,7 @@ public final class SQLiteStore: Store {
     }
 
     static func now() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded())
+        Date().millisecondsSince1970
     }
 
     static func date(_ milliseconds: Int64) -> Date {

@@ -196,7 +196,8 @@ struct StepRecordingFailure: Error {
 }
 
 extension Date {
-    var millisecondsSince1970: Int64 {
+    /// Wall-clock milliseconds, as the stores keep times.
+    package var millisecondsSince1970: Int64 {
         Int64((timeIntervalSince1970 * 1000).rounded())
     }
 }
