@@ -101,7 +101,9 @@ let package = Package(
         .testTarget(name: "EddaTests", dependencies: ["Edda", "EddaTesting"]),
         .testTarget(
             name: "EddaSQLiteTests",
-            dependencies: ["Edda", "EddaSQLite", "EddaTesting", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "Edda", "EddaSQLite", "EddaTesting", "EddaStoreConformance", .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .testTarget(
             name: "EddaCrashTests",
@@ -114,6 +116,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The store conformance suite: the checks every backend's tests run against it.
+        .target(name: "EddaStoreConformance", dependencies: ["Edda"], path: "Tests/StoreConformance"),
         // Shared by the test targets: a real HTTP receiver (Hummingbird) for the outbox relay.
         .target(
             name: "EddaTestSupport",

@@ -129,7 +129,7 @@ struct W1: AsyncParsableCommand {
                 try db.execute(sql: "CREATE TABLE bench_rows (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
             }
         }
-        app.register(sequential)
+        try app.register(sequential)
         let (workflows, steps, concurrency) = (self.workflows, self.steps, self.concurrency)
         let clock = ContinuousClock()
         let (elapsed, latencies) = try await app.run { app in
@@ -173,7 +173,7 @@ struct W2: AsyncParsableCommand {
     func run() async throws {
         let path = try common.databasePath()
         let app = try common.makeApp(path: path)
-        app.register(sequential)
+        try app.register(sequential)
         let workflows = self.workflows
         let clock = ContinuousClock()
         let (elapsed, latencies) = try await app.run { app in
@@ -219,7 +219,7 @@ struct W3Worker: AsyncParsableCommand {
         let clock = ContinuousClock()
         let began = clock.now
         let app = try common.makeApp(path: path)
-        app.register(countedWorkflow)
+        try app.register(countedWorkflow)
         let (workflows, steps) = (self.workflows, self.steps)
         try await app.run { app in
             try await withThrowingTaskGroup(of: Int.self) { group in
@@ -268,7 +268,7 @@ struct W3: AsyncParsableCommand {
         let recovery = seconds(restarted.duration(to: clock.now))
         let report = (try? JSONSerialization.jsonObject(with: output) as? [String: Any]) ?? [:]
         let executedAfter = report["executions"] as? Int ?? -1
-        let completed = try await store.instances(matching: InstanceQuery(status: .completed, limit: total)).count
+        let completed = try await store.statusCounts(workflowName: nil)[.completed] ?? 0
         emit([
             "workload": "W3", "workflows": workflows, "steps_per_workflow": steps,
             "killed_with": "SIGKILL", "recorded_at_kill": recordedAtKill,

@@ -60,7 +60,7 @@ let benchmarks: @Sendable () -> Void = {
     // W1, C = 1: one workflow of 10 trivial steps at a time, every commit fsync'd.
     Benchmark("W1_C1_workflow_of_10_steps_FULL") { benchmark in
         let app = EddaApp(store: try SQLiteStore(path: try temporaryDatabase(), logger: quietLogger()), serviceName: "bench", logger: quietLogger())
-        app.register(tenSteps)
+        try app.register(tenSteps)
         try await withRunning(app) {
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
@@ -73,7 +73,7 @@ let benchmarks: @Sendable () -> Void = {
     // W1, C = 32: 320 workflows of 10 steps, 32 in flight; step records share commits.
     Benchmark("W1_C32_320_workflows_of_10_steps_FULL", configuration: .init(maxIterations: 20)) { benchmark in
         let app = EddaApp(store: try SQLiteStore(path: try temporaryDatabase(), logger: quietLogger()), serviceName: "bench", logger: quietLogger())
-        app.register(tenSteps)
+        try app.register(tenSteps)
         try await withRunning(app) {
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
@@ -96,19 +96,23 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Replay_100_recorded_steps_in_memory", configuration: .init(maxIterations: 200)) { benchmark in
         for _ in benchmark.scaledIterations {
             let store = try SQLiteStore.inMemory(logger: quietLogger())
-            _ = try await store.createInstance(
-                NewInstance(instanceID: "r", workflowName: "ten_steps", serviceName: "bench", input: JSONPayload(json: "[100]"), workerID: "old")
+            let outcome = try await store.createInstance(
+                NewInstance(instanceID: "r", workflowName: "ten_steps", serviceName: "bench", input: JSONPayload(json: "[100]")),
+                leasedTo: LeaseRequest(owner: "old", duration: .seconds(60))
             )
+            guard case .created(_, let lease?) = outcome else { fatalError("the instance exists already") }
             for index in 0..<100 {
                 try await store.append(
                     NewHistoryEvent(
                         instanceID: "r", stepID: "noop:\(index + 1)", position: index + 1, name: "noop", kind: .activityCompleted,
                         payload: JSONPayload(json: "\(index)")
-                    )
+                    ),
+                    lease: lease
                 )
             }
+            try await store.release(lease, readyAt: nil)
             let app = EddaApp(store: store, serviceName: "bench", logger: quietLogger())
-            app.register(tenSteps)
+            try app.register(tenSteps)
             try await withRunning(app) {
                 benchmark.startMeasurement()
                 blackHole(try await app.handle(for: tenSteps, instanceID: "r").result())

@@ -94,7 +94,7 @@ struct Signup: AsyncParsableCommand {
 
     static func run(database: String) async throws {
         let app = try makeApp(database: database)
-        app.register(userSignup)
+        try app.register(userSignup)
         let (handle, result) = try await app.run { app in
             let handle = try await app.start(userSignup, "ada@example.com", "Ada")
             return (handle, try await handle.result())
@@ -117,7 +117,7 @@ struct Replay: AsyncParsableCommand {
     func run() async throws {
         let workflow = longRunningWorkflow(crashAfter: crashAfter)
         let app = try makeApp(database: options.database)
-        app.register(workflow)
+        try app.register(workflow)
         let instanceID = self.instanceID
         let result = try await app.run { app in
             // Same ID and input: a new instance the first time, the existing one (resumed) after a crash.
@@ -142,7 +142,7 @@ struct Order: AsyncParsableCommand {
 
     static func run(database: String) async throws {
         let app = try makeApp(database: database)
-        app.register(processOrder)
+        try app.register(processOrder)
         try await app.run { app in
             do {
                 _ = try await app.start(processOrder, OrderInput(orderID: "ORDER-7", customerEmail: "ada@example.com", amount: 100))
@@ -166,7 +166,7 @@ struct Saga: AsyncParsableCommand {
 
     static func run(database: String) async throws {
         let app = try makeApp(database: database)
-        app.register(orderWorkflow)
+        try app.register(orderWorkflow)
         try await app.run { app in
             let handle = try await app.start(orderWorkflow, "item1", "item2")
             do {

@@ -60,12 +60,25 @@ struct List: AsyncParsableCommand {
     @Option(help: "At most this many.")
     var limit = 50
 
+    @Option(help: "Start after this cursor: the one printed at the end of the previous page.")
+    var after: String?
+
     @Flag(help: "One JSON object per line.")
     var json = false
 
     func run() async throws {
         let statusFilter = try parseStatus(status, among: InstanceStatus.all)
-        let instances = try await store.openStore().instances(matching: InstanceQuery(status: statusFilter, workflowName: workflow, limit: limit))
+        var cursor: InstanceCursor?
+        if let after {
+            guard let parsed = InstanceCursor(after) else {
+                throw ValidationError("'\(after)' is not a cursor; pass the value printed after 'next page: --after'.")
+            }
+            cursor = parsed
+        }
+        let page = try await store.openStore().instances(
+            matching: InstanceQuery(status: statusFilter, workflowName: workflow, limit: limit, after: cursor)
+        )
+        let instances = page.instances
         if json {
             for instance in instances {
                 out(try JSONPayload.encode(InstanceSummary(instance)).json)
@@ -79,6 +92,9 @@ struct List: AsyncParsableCommand {
         out("INSTANCE".padding(38) + "WORKFLOW".padding(24) + "STATUS".padding(11) + "CREATED")
         for instance in instances {
             out(instance.instanceID.padding(38) + instance.workflowName.padding(24) + instance.status.rawValue.padding(11) + instance.createdAt.iso8601)
+        }
+        if let next = page.nextCursor {
+            out("next page: --after '\(next)'")
         }
     }
 }

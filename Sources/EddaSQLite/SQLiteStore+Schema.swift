@@ -73,6 +73,46 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v3: leases, runs, parents, trace context") { db in
+            // Existing rows keep working: token 0 (bumped by the next claim), first run, no parent.
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflow_instances ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+                    -- When a released instance may be claimed again (the end of a wait); NULL: at once.
+                    ALTER TABLE workflow_instances ADD COLUMN ready_at INTEGER;
+                    -- Continue-as-new starts a new run of the same instance.
+                    ALTER TABLE workflow_instances ADD COLUMN run_generation INTEGER NOT NULL DEFAULT 1;
+                    ALTER TABLE workflow_instances ADD COLUMN parent_instance_id TEXT;
+                    ALTER TABLE workflow_instances ADD COLUMN parent_step_id TEXT;
+                    -- The W3C trace context of the caller that started the instance.
+                    ALTER TABLE workflow_instances ADD COLUMN trace_context TEXT;
+                    -- What a claim scans: unleased instances that are not finished, oldest first.
+                    CREATE INDEX workflow_instances_claimable ON workflow_instances (created_at)
+                        WHERE status IN ('running', 'compensating') AND lease_owner IS NULL;
+
+                    -- Every append is fenced: it checks, in its own statement, that its instance
+                    -- exists and is leased to the writer. That lookup replaces the foreign key's, which
+                    -- would look the instance up a second time per record: the table is rebuilt without it.
+                    CREATE TABLE workflow_history_v3 (
+                        sequence INTEGER PRIMARY KEY,
+                        instance_id TEXT NOT NULL,
+                        step_id TEXT NOT NULL,
+                        attempt INTEGER NOT NULL DEFAULT 0,
+                        position INTEGER,
+                        step_name TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        payload TEXT,
+                        error TEXT,
+                        retry_metadata TEXT,
+                        recorded_at INTEGER NOT NULL
+                    );
+                    INSERT INTO workflow_history_v3 SELECT * FROM workflow_history;
+                    DROP TABLE workflow_history;
+                    ALTER TABLE workflow_history_v3 RENAME TO workflow_history;
+                    CREATE UNIQUE INDEX workflow_history_by_step ON workflow_history (instance_id, step_id, attempt);
+                    """
+            )
+        }
         return migrator
     }
 }

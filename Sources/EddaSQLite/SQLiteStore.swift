@@ -1,5 +1,5 @@
 public import Edda
-import Foundation
+public import Foundation
 public import GRDB
 public import Logging
 import Synchronization
@@ -13,9 +13,13 @@ import Synchronization
 ///
 /// One process at a time runs workers on a file: ``attachWorker(_:)`` takes an exclusive lock on
 /// `<path>-edda.lock` and a second process gets ``StoreError/Code-swift.struct/databaseInUse``.
-/// Other processes may still read (the `edda` CLI's `list` and `show`). Because the lock dies with
-/// its process, a restarted app knows every `running` instance it finds is orphaned and resumes it
-/// at once: there is no lock timeout to wait for.
+/// Other processes may still read (the `edda` CLI's `list` and `show`) and create instances for the
+/// owner to claim. Because the lock dies with its process, a restarted app knows every lease it
+/// finds is orphaned and frees them all at once: there is no lock timeout to wait for.
+///
+/// The store runs the same claim, lease and fence path as a multi-worker backend: every claim bumps
+/// the instance's lease token and every write checks it. Its leases never lapse (the process lock
+/// does that job), so renewing one only checks it is still held.
 ///
 /// Every commit is durable (`synchronous=FULL`) unless ``Configuration-swift.struct/durability`` says otherwise.
 public final class SQLiteStore: Store {
@@ -27,7 +31,8 @@ public final class SQLiteStore: Store {
     let logger: Logger
     private let ownership = Mutex<ProcessLock?>(nil)
     private let committer: GroupCommitter
-    let outboxSignal = OutboxSignal()
+    let outboxSignal = WakeUpSignal()
+    public let wakeUps = WakeUpSignal()
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -130,54 +135,64 @@ public final class SQLiteStore: Store {
     // MARK: - Store
 
     public func attachWorker(_ workerID: String) async throws {
-        guard let path else { return }
-        let lock = try ProcessLock(path: path + "-edda.lock")
-        ownership.withLock { $0 = lock }
-        logger.debug("took ownership of database", metadata: ["edda.sqlite.path": "\(path)", "edda.worker.id": "\(workerID)"])
+        if let path {
+            let lock = try ProcessLock(path: path + "-edda.lock")
+            ownership.withLock { $0 = lock }
+            logger.debug("took ownership of database", metadata: ["edda.sqlite.path": "\(path)", "edda.worker.id": "\(workerID)"])
+        }
+        // The lock proves every earlier owner dead: free the leases they left.
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL AND lease_owner <> ?",
+                arguments: [workerID]
+            )
+        }
     }
 
     public func detachWorker(_ workerID: String) async throws {
         ownership.withLock { $0 = nil }
     }
 
-    public func createInstance(_ instance: NewInstance) async throws -> CreateInstanceOutcome {
-        try await write { db in
+    public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
+        let outcome = try await write { db -> CreateInstanceOutcome in
             let now = Self.now()
             try db.cachedStatement(
                 sql: """
                     INSERT INTO workflow_instances
-                        (instance_id, workflow_name, service_name, status, input, lease_owner, created_at, updated_at)
-                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?)
+                        (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)
                     ON CONFLICT (instance_id) DO NOTHING
                     """
             ).execute(arguments: [
                 instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
-                instance.workerID, now, now,
+                lease?.owner, lease == nil ? 0 : 1, now, now,
             ])
             if db.changesCount == 1 {
-                return .created(
-                    WorkflowInstance(
-                        instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
-                        status: .running, input: instance.input, createdAt: Self.date(now), updatedAt: Self.date(now)
-                    )
+                let created = WorkflowInstance(
+                    instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
+                    status: .running, input: instance.input, createdAt: Self.date(now), updatedAt: Self.date(now),
+                    leaseOwner: lease?.owner
                 )
+                return .created(created, lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1, expiresAt: nil) })
             }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instance.instanceID]) else {
                 throw StoreError(.database, "Instance \(instance.instanceID) vanished while it was being created.")
             }
             return .existing(try Self.instance(from: row))
         }
+        if case .created(_, nil) = outcome { wakeUps.notify() }
+        return outcome
     }
 
-    public func append(_ event: NewHistoryEvent) async throws {
-        try await write(Self.recordInsertion(event))
+    public func append(_ event: NewHistoryEvent, lease: Lease) async throws {
+        try await write(Self.recordInsertion(event, lease: lease))
     }
 
-    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction) async throws {
-        let insertRecord = try Self.recordInsertion(event)
+    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+        let insertRecord = try Self.recordInsertion(event, lease: lease)
         let wroteEvents = try await write { db -> Bool in
-            // A savepoint of the shared commit: if the user's work or the record fails, all of this
-            // step's writes roll back and the other writers in the batch are untouched.
+            // A savepoint of the shared commit: if the user's work or the record fails (a lost lease
+            // included), all of this step's writes roll back and the other writers in the batch are untouched.
             var events: [CloudEvent] = []
             try db.inSavepoint {
                 try transaction.run(session: db) { nested in
@@ -203,15 +218,19 @@ public final class SQLiteStore: Store {
         if wroteEvents { outboxSignal.notify() }
     }
 
-    public func markCompensating(_ instanceID: String) async throws {
+    public func markCompensating(lease: Lease) async throws {
         try await write { db in
             try db.cachedStatement(
-                sql: "UPDATE workflow_instances SET status = 'compensating', updated_at = ? WHERE instance_id = ? AND status = 'running'"
-            ).execute(arguments: [Self.now(), instanceID])
+                sql: """
+                    UPDATE workflow_instances SET status = 'compensating', updated_at = ?
+                    WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status IN ('running', 'compensating')
+                    """
+            ).execute(arguments: [Self.now(), lease.instanceID, lease.owner, lease.token])
+            try Self.checkFence(db, lease)
         }
     }
 
-    public func finishInstance(_ instanceID: String, with outcome: InstanceOutcome) async throws {
+    public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
         let (status, output, error): (String, String?, String?)
         switch outcome {
         case .completed(let payload):
@@ -223,11 +242,77 @@ public final class SQLiteStore: Store {
             try db.cachedStatement(
                 sql: """
                     UPDATE workflow_instances
-                    SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                    WHERE instance_id = ? AND status IN ('running', 'compensating')
+                    SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
+                    WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status IN ('running', 'compensating')
                     """
-            ).execute(arguments: [status, output, error, Self.now(), instanceID])
+            ).execute(arguments: [status, output, error, Self.now(), lease.instanceID, lease.owner, lease.token])
+            try Self.checkFence(db, lease)
         }
+    }
+
+    public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
+        guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
+        let names = request.workflowNames.map { _ in "?" }.joined(separator: ", ")
+        let sql = """
+            UPDATE workflow_instances
+            SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
+            WHERE instance_id IN (
+                SELECT instance_id FROM workflow_instances
+                WHERE status IN ('running', 'compensating') AND lease_owner IS NULL
+                    AND (ready_at IS NULL OR ready_at <= ?) AND workflow_name IN (\(names))
+                ORDER BY created_at, rowid
+                LIMIT ?
+            )
+            RETURNING *
+            """
+        let owner = request.lease.owner
+        return try await write { db in
+            let now = Self.now()
+            var arguments: StatementArguments = [owner, now, now]
+            arguments += StatementArguments(request.workflowNames)
+            arguments += [request.limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                let instance = try Self.instance(from: row)
+                let lease = Lease(instanceID: instance.instanceID, owner: owner, token: row["lease_token"], expiresAt: nil)
+                return ClaimedInstance(instance: instance, lease: lease)
+            }
+            .sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
+        }
+    }
+
+    public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
+        guard !leases.isEmpty else { return [] }
+        // SQLite leases never lapse: renewing checks that each is still held, in one read.
+        let held = try await read { db -> [String: (owner: String?, token: Int64)] in
+            var held: [String: (owner: String?, token: Int64)] = [:]
+            for chunk in stride(from: 0, to: leases.count, by: 500) {
+                let ids = leases[chunk..<min(chunk + 500, leases.count)].map(\.instanceID)
+                let marks = ids.map { _ in "?" }.joined(separator: ", ")
+                let rows = try Row.fetchAll(
+                    db, sql: "SELECT instance_id, lease_owner, lease_token FROM workflow_instances WHERE instance_id IN (\(marks))",
+                    arguments: StatementArguments(ids)
+                )
+                for row in rows { held[row["instance_id"]] = (row["lease_owner"], row["lease_token"]) }
+            }
+            return held
+        }
+        return Set(leases.filter { lease in
+            guard let current = held[lease.instanceID] else { return true }
+            return current.owner != lease.owner || current.token != lease.token
+        }.map(\.instanceID))
+    }
+
+    public func release(_ lease: Lease, readyAt: Date?) async throws {
+        try await write { db in
+            try db.cachedStatement(
+                sql: """
+                    UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL, ready_at = ?, updated_at = ?
+                    WHERE instance_id = ? AND lease_owner = ? AND lease_token = ?
+                    """
+            ).execute(arguments: [readyAt?.millisecondsSince1970, Self.now(), lease.instanceID, lease.owner, lease.token])
+            try Self.checkFence(db, lease)
+        }
+        wakeUps.notify()
     }
 
     public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
@@ -244,7 +329,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func instances(matching query: InstanceQuery) async throws -> [WorkflowInstance] {
+    public func instances(matching query: InstanceQuery) async throws -> InstancePage {
         var conditions: [String] = []
         var arguments: StatementArguments = []
         if let status = query.status {
@@ -255,30 +340,64 @@ public final class SQLiteStore: Store {
             conditions.append("workflow_name = ?")
             arguments += [name]
         }
+        if !query.excludingWorkflowNames.isEmpty {
+            conditions.append("workflow_name NOT IN (\(query.excludingWorkflowNames.map { _ in "?" }.joined(separator: ", ")))")
+            arguments += StatementArguments(query.excludingWorkflowNames.sorted())
+        }
+        if let cursor = query.after {
+            conditions.append("(created_at < ? OR (created_at = ? AND instance_id < ?))")
+            arguments += [cursor.createdAtMilliseconds, cursor.createdAtMilliseconds, cursor.instanceID]
+        }
         let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        arguments += [max(query.limit, 0)]
-        let sql = "SELECT * FROM workflow_instances \(whereClause) ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        let limit = max(query.limit, 0)
+        // One more than asked: tells whether a next page exists.
+        arguments += [limit + 1]
+        let sql = "SELECT * FROM workflow_instances \(whereClause) ORDER BY created_at DESC, instance_id DESC LIMIT ?"
         let finalArguments = arguments
-        return try await read { db in
+        let rows = try await read { db in
             try Row.fetchAll(db, sql: sql, arguments: finalArguments).map(Self.instance(from:))
         }
+        let page = Array(rows.prefix(limit))
+        return InstancePage(instances: page, nextCursor: rows.count > limit ? page.last.map(InstanceCursor.init(after:)) : nil)
     }
 
-    public func claimResumableInstances(workerID: String) async throws -> [WorkflowInstance] {
-        try await write { db in
-            try db.execute(
-                sql: "UPDATE workflow_instances SET lease_owner = ?, updated_at = ? WHERE status IN ('running', 'compensating')",
-                arguments: [workerID, Self.now()]
-            )
-            return try Row.fetchAll(db, sql: "SELECT * FROM workflow_instances WHERE status IN ('running', 'compensating') ORDER BY created_at, rowid")
-                .map(Self.instance(from:))
+    public func statusCounts(workflowName: String?) async throws -> [InstanceStatus: Int] {
+        let rows = try await read { db -> [(String, Int)] in
+            let rows = if let workflowName {
+                try Row.fetchAll(
+                    db, sql: "SELECT status, COUNT(*) AS n FROM workflow_instances WHERE workflow_name = ? GROUP BY status",
+                    arguments: [workflowName]
+                )
+            } else {
+                try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM workflow_instances GROUP BY status")
+            }
+            return rows.map { ($0["status"], $0["n"]) }
         }
+        var counts: [InstanceStatus: Int] = [:]
+        for (text, count) in rows {
+            guard let status = InstanceStatus(rawValue: text) else {
+                throw StoreError(.corruptRecord, "Some instances have status '\(text)', which this version of Edda does not know.")
+            }
+            counts[status] = count
+        }
+        return counts
     }
 
     // MARK: - Helpers
 
-    /// The single statement that appends `event`, with its JSON encoded up front.
-    static func recordInsertion(_ event: NewHistoryEvent) throws -> @Sendable (Database) throws -> Void {
+    /// Throws ``StoreError/Code-swift.struct/leaseLost`` when the fenced statement just run changed
+    /// nothing: the lease's owner and token no longer match (or the instance has finished).
+    static func checkFence(_ db: Database, _ lease: Lease) throws {
+        guard db.changesCount == 0 else { return }
+        throw StoreError(
+            .leaseLost,
+            "The lease on instance \(lease.instanceID) (owner \(lease.owner), token \(lease.token)) is no longer held: "
+                + "another worker claimed the instance, or it finished. Nothing was written."
+        )
+    }
+
+    /// The single statement that appends `event` if `lease` is still held, with its JSON encoded up front.
+    static func recordInsertion(_ event: NewHistoryEvent, lease: Lease) throws -> @Sendable (Database) throws -> Void {
         let retry = try event.retry.map { try JSONPayload.encode($0).json }
         let error = try event.error.map { try JSONPayload.encode($0).json }
         // Outcomes take attempt 0, so the unique index allows one per step; failed attempts their number.
@@ -288,12 +407,16 @@ public final class SQLiteStore: Store {
                 sql: """
                     INSERT INTO workflow_history
                         (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+                    WHERE EXISTS (
+                        SELECT 1 FROM workflow_instances WHERE instance_id = ?1 AND lease_token = ?11 AND lease_owner = ?12
+                    )
                     """
             ).execute(arguments: [
                 event.instanceID, event.stepID, attempt, event.position, event.name, event.kind.rawValue,
-                event.payload?.json, error, retry, Self.now(),
+                event.payload?.json, error, retry, Self.now(), lease.token, lease.owner,
             ])
+            try checkFence(db, lease)
         }
     }
 
@@ -348,7 +471,9 @@ public final class SQLiteStore: Store {
             output: (row["output"] as String?).map(JSONPayload.init(json:)),
             error: error,
             createdAt: date(row["created_at"]),
-            updatedAt: date(row["updated_at"])
+            updatedAt: date(row["updated_at"]),
+            leaseOwner: row["lease_owner"],
+            readyAt: (row["ready_at"] as Int64?).map(date)
         )
     }
 

@@ -4,12 +4,20 @@ import Foundation
 public import Logging
 
 extension EddaApp.Configuration {
-    /// A configuration for tests: retries wait 1 ms, 2 ms, 4 ms… instead of seconds, so a test
-    /// of retry behaviour takes milliseconds.
+    /// A configuration for tests: retries wait 1 ms, 2 ms, 4 ms… instead of seconds, and leases,
+    /// polls and store-failure backoffs are as short, so a test of retry, lease or recovery
+    /// behaviour takes milliseconds.
     public static var testing: EddaApp.Configuration {
         var configuration = EddaApp.Configuration()
         configuration.defaultRetryPolicy = RetryPolicy(
             maxAttempts: 5, initialInterval: .milliseconds(1), backoffCoefficient: 2, maxInterval: .milliseconds(50), maxDuration: .seconds(10)
+        )
+        configuration.leaseDuration = .seconds(1)
+        configuration.leaseRenewalInterval = .milliseconds(50)
+        configuration.pollInterval = .milliseconds(50)
+        configuration.resultPollInterval = .milliseconds(50)
+        configuration.storeRetryPolicy = RetryPolicy(
+            maxAttempts: .max, initialInterval: .milliseconds(1), backoffCoefficient: 2, maxInterval: .milliseconds(50), maxDuration: nil
         )
         return configuration
     }
@@ -59,4 +67,11 @@ public func withTemporaryDatabase<Result>(_ body: (String) async throws -> Resul
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
     return try await body(directory.appendingPathComponent("edda.sqlite").path)
+}
+
+extension Logger {
+    /// A logger that drops everything: for apps in tests that expect warnings.
+    public static var quiet: Logger {
+        Logger(label: "edda.test", factory: { _ in SwiftLogNoOpLogHandler() })
+    }
 }

@@ -59,7 +59,7 @@ case "steps":
         }
         return total
     }
-    app.register(manySteps)
+    try app.register(manySteps)
     let totals = try await app.run { app in
         try await withThrowingTaskGroup(of: Int.self) { group in
             for index in 0..<instances {
@@ -81,7 +81,7 @@ case "retry":
         return ctx.attempt
     }
     let workflow = Workflow("retrying") { (ctx) -> Int in try await flaky(ctx) }
-    app.register(workflow)
+    try app.register(workflow)
     let attempts = try await app.run { app in try await app.start(workflow, instanceID: "retry-1").result() }
     print("succeeded on attempt \(attempts)")
 
@@ -104,7 +104,7 @@ case "saga":
         }
         return try await fail(ctx)
     }
-    app.register(workflow)
+    try app.register(workflow)
     do {
         _ = try await app.run { app in try await app.start(workflow, instanceID: "saga-1").result() }
     } catch let error as WorkflowFailedError {
@@ -136,7 +136,7 @@ case "transaction":
         return try await confirm(ctx, total)
     }
     let transactionalApp = EddaApp(store: store, serviceName: "crash-test", logger: logger)
-    transactionalApp.register(workflow)
+    try transactionalApp.register(workflow)
     let result = try await transactionalApp.run { app in try await app.start(workflow, "order-1", instanceID: "tx-1").result() }
     print(result)
 

@@ -36,7 +36,7 @@ struct CrashRecoveryTests {
         let executedBeforeRestart = lines(of: executions)
         #expect(!recordedBeforeRestart.isEmpty)
         #expect(recordedBeforeRestart.count < Self.instances * Self.steps, "the kill must land before everything finished")
-        #expect(try await store.instances(matching: InstanceQuery(status: .running)).count > 0)
+        #expect(try await store.instances(matching: InstanceQuery(status: .running)).instances.count > 0)
 
         // 2. A new process on the same file finishes the work.
         let second = try launchWorker(arguments)
@@ -45,7 +45,7 @@ struct CrashRecoveryTests {
         #expect(second.terminationStatus == 0)
 
         // 3. Every instance completed, with every step recorded once.
-        let instances = try await store.instances(matching: InstanceQuery())
+        let instances = try await store.instances(matching: InstanceQuery()).instances
         #expect(instances.count == Self.instances)
         #expect(instances.allSatisfy { $0.status == .completed })
         #expect(instances.allSatisfy { $0.output?.json == "\((1...Self.steps).reduce(0, +))" })
@@ -293,7 +293,7 @@ func lines(of path: String) -> [String] {
 
 func recordedSteps(_ store: SQLiteStore) async throws -> Set<String> {
     var steps: Set<String> = []
-    for instance in try await store.instances(matching: InstanceQuery()) {
+    for instance in try await store.instances(matching: InstanceQuery()).instances {
         for event in try await store.history(of: instance.instanceID) {
             steps.insert("\(instance.instanceID) \(event.stepID)")
         }

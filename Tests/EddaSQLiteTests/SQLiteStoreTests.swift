@@ -1,5 +1,5 @@
 import Edda
-import EddaSQLite
+@testable import EddaSQLite
 import EddaTesting
 import Foundation
 import GRDB
@@ -34,7 +34,7 @@ struct SQLiteStoreTests {
             #expect(error.code == .databaseInUse)
             #expect(error.message.contains("pid \(ProcessInfo.processInfo.processIdentifier)"))
             // Reading alongside the owner works.
-            #expect(try await second.instances(matching: InstanceQuery()).isEmpty)
+            #expect(try await second.instances(matching: InstanceQuery()).instances.isEmpty)
             try await first.detachWorker("w1")
             try await second.attachWorker("w2")
         }
@@ -55,77 +55,16 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test func historyIsAppendOnlyAndUniquePerStep() async throws {
-        let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "i", workflowName: "w", serviceName: "s", input: JSONPayload(json: "[]"), workerID: "w1")
-        )
-        let event = NewHistoryEvent(instanceID: "i", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1"))
-        try await store.append(event)
-        var changed = event
-        changed.payload = JSONPayload(json: "2")
-        let error = try await #require(throws: StoreError.self) { try await store.append(changed) }
-        #expect(error.code == .database)
-        let history = try await store.history(of: "i")
-        #expect(history.count == 1)
-        #expect(history[0].payload?.json == "1")
-    }
-
-    @Test func concurrentAppendsShareCommitsAndAFailingOneFailsAlone() async throws {
-        try await withTemporaryDatabase { path in
-            let store = try SQLiteStore(path: path)
-            _ = try await store.createInstance(
-                NewInstance(instanceID: "i", workflowName: "w", serviceName: "s", input: JSONPayload(json: "[]"), workerID: "w1")
-            )
-            try await store.append(NewHistoryEvent(instanceID: "i", stepID: "dup", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")))
-            let results = await withTaskGroup(of: (String, Bool).self) { group in
-                for index in 0..<64 {
-                    let stepID = index == 31 ? "dup" : "s:\(index)"
-                    group.addTask {
-                        do {
-                            try await store.append(
-                                NewHistoryEvent(instanceID: "i", stepID: stepID, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "\(index)"))
-                            )
-                            return (stepID, true)
-                        } catch {
-                            return (stepID, false)
-                        }
-                    }
-                }
-                return await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
-            }
-            #expect(results["dup"] == false)
-            #expect(results.filter { $0.value }.count == 63)
-            let history = try await store.history(of: "i")
-            #expect(history.count == 64)
-            #expect(history.first { $0.stepID == "dup" }?.payload?.json == "0", "the duplicate did not overwrite")
-        }
-    }
-
-    @Test func finishedInstanceIsNotFinishedAgain() async throws {
-        let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "i", workflowName: "w", serviceName: "s", input: JSONPayload(json: "[]"), workerID: "w1")
-        )
-        try await store.finishInstance("i", with: .completed(JSONPayload(json: "\"first\"")))
-        try await store.finishInstance("i", with: .failed(ErrorRecord(type: "E", message: "late")))
-        let instance = try #require(try await store.instance("i"))
-        #expect(instance.status == .completed)
-        #expect(instance.output?.json == "\"first\"")
-        #expect(instance.error == nil)
-    }
-
     @Test func retryMetadataUsesTheSeedsKeys() async throws {
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "i", workflowName: "w", serviceName: "s", input: JSONPayload(json: "[]"), workerID: "w1")
-        )
+        let lease = try await store.createLeasedInstance("i")
         let metadata = RetryMetadata(
             totalAttempts: 3, totalDurationMilliseconds: 7200, exhausted: false,
             lastError: ErrorRecord(type: "ConnectionError", message: "Network timeout"), errors: []
         )
         try await store.append(
-            NewHistoryEvent(instanceID: "i", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "{}"), retry: metadata)
+            NewHistoryEvent(instanceID: "i", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "{}"), retry: metadata),
+            lease: lease
         )
         let raw = try await store.writer.read { db in try String.fetchOne(db, sql: "SELECT retry_metadata FROM workflow_history") }
         let json = try #require(raw)
@@ -136,13 +75,43 @@ struct SQLiteStoreTests {
 
     @Test func unknownStatusIsACorruptRecordError() async throws {
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "i", workflowName: "w", serviceName: "s", input: JSONPayload(json: "[]"), workerID: "w1")
-        )
+        _ = try await store.createLeasedInstance("i")
         try await store.writer.write { db in try db.execute(sql: "UPDATE workflow_instances SET status = 'exploded'") }
         let error = try await #require(throws: StoreError.self) { try await store.instance("i") }
         #expect(error.code == .corruptRecord)
         #expect(error.message.contains("exploded"))
+    }
+
+    @Test func aFileWrittenBeforeLeasesIsMigratedAndResumed() async throws {
+        let log = ExecutionLogForStore()
+        let first = Activity("first") { (ctx) -> Int in log.record("first"); return 1 }
+        let second = Activity("second") { (ctx) -> Int in log.record("second"); return 2 }
+        let twoSteps = Workflow("two_steps") { (ctx) -> Int in try await first(ctx) + second(ctx) }
+        try await withTemporaryDatabase { path in
+            // Schema v2, as the previous release left it: a running instance "owned" by a dead
+            // process, its first step recorded.
+            let old = try DatabaseQueue(path: path)
+            try SQLiteStore.migrator.migrate(old, upTo: "v2: transactional outbox")
+            try await old.write { db in
+                try db.execute(sql: """
+                    INSERT INTO workflow_instances (instance_id, workflow_name, service_name, status, input, lease_owner, created_at, updated_at)
+                    VALUES ('legacy', 'two_steps', 's', 'running', '[]', 'host:123:dead', 1, 1);
+                    INSERT INTO workflow_history (instance_id, step_id, attempt, position, step_name, kind, payload, recorded_at)
+                    VALUES ('legacy', 'first:1', 0, 1, 'first', 'ActivityCompleted', '1', 1);
+                    """)
+            }
+            try old.close()
+
+            let store = try SQLiteStore(path: path)
+            let app = EddaApp(store: store, serviceName: "s", configuration: .testing)
+            try app.register(twoSteps)
+            let result = try await app.run { app in try await app.handle(for: twoSteps, instanceID: "legacy").result() }
+            #expect(result == 3)
+            #expect(log.all == ["second"], "the recorded step was replayed, not run again")
+            #expect(try await store.history(of: "legacy").map(\.stepID) == ["first:1", "second:1"])
+            let columns = try await store.writer.read { db in try db.columns(in: "workflow_instances").map(\.name) }
+            #expect(Set(["lease_token", "ready_at", "run_generation", "parent_instance_id", "parent_step_id", "trace_context"]).isSubset(of: columns))
+        }
     }
 
     @Test func restartResumesOnTheSameFile() async throws {
@@ -155,14 +124,16 @@ struct SQLiteStoreTests {
         try await withTemporaryDatabase { path in
             // The first process recorded step one and went away without finishing.
             let store1 = try SQLiteStore(path: path)
-            _ = try await store1.createInstance(
-                NewInstance(instanceID: "t1", workflowName: "two_steps", serviceName: "s", input: JSONPayload(json: "[]"), workerID: "gone")
-            )
+            try await store1.attachWorker("gone")
+            let lease = try await store1.createLeasedInstance("t1", workflowName: "two_steps", owner: "gone")
             try await store1.append(
-                NewHistoryEvent(instanceID: "t1", stepID: "first:1", position: 1, name: "first", kind: .activityCompleted, payload: JSONPayload(json: "1"))
+                NewHistoryEvent(instanceID: "t1", stepID: "first:1", position: 1, name: "first", kind: .activityCompleted, payload: JSONPayload(json: "1")),
+                lease: lease
             )
+            // It dies holding the lease; the file lock dies with it.
+            try await store1.detachWorker("gone")
             let app = EddaApp(store: try SQLiteStore(path: path), serviceName: "s", configuration: .testing)
-            app.register(twoSteps)
+            try app.register(twoSteps)
             let result = try await app.run { app in try await app.handle(for: twoSteps, instanceID: "t1").result() }
             #expect(result == 3)
             #expect(log.all == ["second"])

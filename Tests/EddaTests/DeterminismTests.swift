@@ -11,12 +11,11 @@ struct DeterminismTests {
     /// A store holding instance `id` of `workflowName` with the given recorded steps.
     func storeWithHistory(_ id: String, _ workflowName: String, _ events: [NewHistoryEvent]) async throws -> SQLiteStore {
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: id, workflowName: workflowName, serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
+        let lease = try await store.createLeasedInstance(id, workflowName: workflowName, input: JSONPayload(json: "[]"), owner: "old")
         for event in events {
-            try await store.append(event)
+            try await store.append(event, lease: lease)
         }
+        try await store.release(lease, readyAt: nil)
         return store
     }
 
@@ -35,7 +34,7 @@ struct DeterminismTests {
             "o1", "order", [try recorded("o1", "reserve_inventory:1", position: 1, name: "reserve_inventory", result: true)]
         )
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(order)
+        try app.register(order)
         let failure = try await app.run { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: order, instanceID: "o1").result() }
         }
@@ -56,7 +55,7 @@ struct DeterminismTests {
             [try recorded("s1", "a:1", position: 1, name: "a", result: 1), try recorded("s1", "b:1", position: 2, name: "b", result: 2)]
         )
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(shorter)
+        try app.register(shorter)
         let failure = try await app.run { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: shorter, instanceID: "s1").result() }
         }
@@ -73,7 +72,7 @@ struct DeterminismTests {
         let store = try await storeWithHistory("n1", "sneaky", [try recorded("n1", "a:1", position: 1, name: "a", result: 1)])
         _ = a
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(sneaky)
+        try app.register(sneaky)
         let failure = try await app.run { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: sneaky, instanceID: "n1").result() }
         }
@@ -94,7 +93,7 @@ struct DeterminismTests {
             "d1", "dashboard", [try recorded("d1", "fetch_orders:1", position: nil, name: "fetch_orders", result: 7)]
         )
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(dashboard)
+        try app.register(dashboard)
         let result = try await app.run { app in try await app.handle(for: dashboard, instanceID: "d1").result() }
         #expect(result == "ada:7")
         #expect(log.all == ["user"])
@@ -131,13 +130,12 @@ struct DeterminismTests {
 
         // A crash left items 1 and 3 recorded; 2 and 4 were in flight.
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "c2", workflowName: "checkout", serviceName: "test", input: try JSONPayload.encode([["a", "b", "c", "d"]]), workerID: "old")
-        )
-        try await store.append(recorded("c2", "charge_item:3", position: 3, name: "charge_item", result: "paid-c"))
-        try await store.append(recorded("c2", "charge_item:1", position: 1, name: "charge_item", result: "paid-a"))
+        let lease = try await store.createLeasedInstance("c2", workflowName: "checkout", input: try JSONPayload.encode([["a", "b", "c", "d"]]), owner: "old")
+        try await store.append(recorded("c2", "charge_item:3", position: 3, name: "charge_item", result: "paid-c"), lease: lease)
+        try await store.append(recorded("c2", "charge_item:1", position: 1, name: "charge_item", result: "paid-a"), lease: lease)
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(checkout)
+        try app.register(checkout)
         let before = log.all.count
         let result = try await app.run { app in try await app.handle(for: checkout, instanceID: "c2").result() }
         #expect(result == ["paid-a", "paid-b", "paid-c", "paid-d"])

@@ -95,9 +95,8 @@ struct InputAndRecoveryTests {
 
     @Test func unknownWorkflowAtResumeKeepsTheInstance() async throws {
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "ghost-1", workflowName: "retired_workflow", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
+        let lease = try await store.createLeasedInstance("ghost-1", workflowName: "retired_workflow", input: JSONPayload(json: "[]"), owner: "old")
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
         let retired = Workflow("retired_workflow") { (ctx) -> Int in 1 }
         let error = try await app.run { app in
@@ -114,14 +113,14 @@ struct InputAndRecoveryTests {
         let fetch = Activity("fetch") { (ctx) -> User in User(userID: "u", email: "e") }
         let reader = Workflow("reader") { (ctx) -> String in try await fetch(ctx).userID }
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "r1", workflowName: "reader", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
+        let lease = try await store.createLeasedInstance("r1", workflowName: "reader", input: JSONPayload(json: "[]"), owner: "old")
         try await store.append(
-            NewHistoryEvent(instanceID: "r1", stepID: "fetch:1", position: 1, name: "fetch", kind: .activityCompleted, payload: JSONPayload(json: "{\"garbage\":"))
+            NewHistoryEvent(instanceID: "r1", stepID: "fetch:1", position: 1, name: "fetch", kind: .activityCompleted, payload: JSONPayload(json: "{\"garbage\":")),
+            lease: lease
         )
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(reader)
+        try app.register(reader)
         let failure = try await app.run { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: reader, instanceID: "r1").result() }
         }
@@ -132,11 +131,10 @@ struct InputAndRecoveryTests {
 
     @Test func corruptStoredInputFailsWithAClearError() async throws {
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "p1", workflowName: "process_order", serviceName: "test", input: JSONPayload(json: "[42]"), workerID: "old")
-        )
+        let lease = try await store.createLeasedInstance("p1", workflowName: "process_order", input: JSONPayload(json: "[42]"), owner: "old")
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(processOrder)
+        try app.register(processOrder)
         let failure = try await app.run { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: processOrder, instanceID: "p1").result() }
         }

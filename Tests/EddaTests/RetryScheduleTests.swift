@@ -84,9 +84,7 @@ struct RetryScheduleTests {
         let now = clock.now()
         let first = now.addingTimeInterval(-4)
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "r1", workflowName: "flaky_workflow", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
+        let lease = try await store.createLeasedInstance("r1", workflowName: "flaky_workflow", input: JSONPayload(json: "[]"), owner: "old")
         let errors = [ErrorRecord(type: "ConnectionError", message: "Network timeout"), ErrorRecord(type: "ConnectionError", message: "Network timeout")]
         for attempt in 1...2 {
             let schedule = AttemptRecord(
@@ -99,12 +97,14 @@ struct RetryScheduleTests {
                     instanceID: "r1", stepID: "flaky:1", position: 1, name: "flaky", kind: .attemptFailed,
                     payload: try JSONPayload.encode(schedule), error: errors[attempt - 1],
                     retry: RetryMetadata(totalAttempts: attempt, totalDurationMilliseconds: 0, exhausted: false, lastError: errors[attempt - 1], errors: Array(errors[..<attempt]))
-                )
+                ),
+                lease: lease
             )
         }
         let policy = RetryPolicy(maxAttempts: 3, initialInterval: .seconds(2), backoffCoefficient: 2, maxInterval: .seconds(60), maxDuration: nil)
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: configuration(clock, policy))
-        app.register(workflow)
+        try app.register(workflow)
         let (remaining, failure) = try await app.run { app in
             let remaining = await clock.nextSleep()
             clock.advance(by: remaining)

@@ -106,17 +106,17 @@ struct RetryTests {
             return try await charge(ctx)
         }
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "f1", workflowName: "replayed_failure", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
+        let lease = try await store.createLeasedInstance("f1", workflowName: "replayed_failure", input: JSONPayload(json: "[]"), owner: "old")
         try await store.append(
             NewHistoryEvent(
                 instanceID: "f1", stepID: "validate_user:1", position: 1, name: "validate_user", kind: .activityFailed,
                 error: ErrorRecord(type: "TerminalError", message: "User u-1 not found")
-            )
+            ),
+            lease: lease
         )
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(workflow)
+        try app.register(workflow)
         let result = try await app.run { app in try await app.handle(for: workflow, instanceID: "f1").result() }
         #expect(result == "terminal: User u-1 not found")
         #expect(log.all.isEmpty)
@@ -129,5 +129,17 @@ struct RetryTests {
         let custom = RetryPolicy(maxAttempts: 10, initialInterval: .milliseconds(500), backoffCoefficient: 1.5, maxInterval: .seconds(30), maxDuration: .seconds(120))
         #expect(custom.delay(afterAttempt: 2) == .milliseconds(750))
         #expect(custom.delay(afterAttempt: 20) == .seconds(30))
+    }
+
+    @Test func delayStaysAtMaxIntervalForAnyAttemptNumber() {
+        // Attempts are durable, so a step can reach attempt 70, or a million; the delay once trapped
+        // with "Overflow in multiplication" past about 69 and the process crash-looped on restart.
+        let unbounded = RetryPolicy(maxAttempts: .max, maxDuration: nil)
+        for attempt in [69, 70, 1_000, 1_000_000, Int.max] {
+            #expect(unbounded.delay(afterAttempt: attempt) == .seconds(60))
+        }
+        let fast = RetryPolicy(initialInterval: .milliseconds(1), maxInterval: .milliseconds(50))
+        #expect((1...7).map { fast.delay(afterAttempt: $0) } == [1, 2, 4, 8, 16, 32, 50].map { .milliseconds($0) })
+        #expect(RetryPolicy(initialInterval: .zero).delay(afterAttempt: 3) == .zero)
     }
 }

@@ -168,23 +168,24 @@ struct SagaTests {
         }
         // The first process failed at c, compensated b, and died before compensating a.
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "w1", workflowName: "w", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
-        try await store.append(recorded("w1", "a:1", position: 1, name: "a", result: 1))
-        try await store.append(recorded("w1", "b:1", position: 2, name: "b", result: 2))
+        let lease = try await store.createLeasedInstance("w1", workflowName: "w", input: JSONPayload(json: "[]"), owner: "old")
+        try await store.append(recorded("w1", "a:1", position: 1, name: "a", result: 1), lease: lease)
+        try await store.append(recorded("w1", "b:1", position: 2, name: "b", result: 2), lease: lease)
         try await store.append(
             NewHistoryEvent(
                 instanceID: "w1", stepID: "c:1", position: 3, name: "c", kind: .activityFailed,
                 error: ErrorRecord(type: "TerminalError", message: "c broke")
-            )
+            ),
+            lease: lease
         )
-        try await store.markCompensating("w1")
+        try await store.markCompensating(lease: lease)
         try await store.append(
-            NewHistoryEvent(instanceID: "w1", stepID: "compensate:b:1", position: nil, name: "undo_b", kind: .compensationCompleted, payload: JSONPayload(json: "true"))
+            NewHistoryEvent(instanceID: "w1", stepID: "compensate:b:1", position: nil, name: "undo_b", kind: .compensationCompleted, payload: JSONPayload(json: "true")),
+            lease: lease
         )
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(workflow)
+        try app.register(workflow)
         let failure = try await app.run { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "w1").result() }
         }

@@ -56,16 +56,16 @@ struct WorkflowExecutionTests {
     @Test func replayReturnsRecordedResultsWithoutRunningBodies() async throws {
         let store = try SQLiteStore.inMemory()
         let input = try JSONPayload.encode(["ada@example.com", "Ada"])
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "i1", workflowName: "user_signup", serviceName: "test", input: input, workerID: "old")
-        )
+        let lease = try await store.createLeasedInstance("i1", workflowName: "user_signup", input: input, owner: "old")
         // The first run recorded create_account, then the process died.
         try await store.append(
-            recorded("i1", "create_account:1", position: 1, name: "create_account", result: User(userID: "u-recorded", email: "x"))
+            recorded("i1", "create_account:1", position: 1, name: "create_account", result: User(userID: "u-recorded", email: "x")),
+            lease: lease
         )
 
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(signup)
+        try app.register(signup)
         let signup = self.signup
         let result = try await app.run { app in try await app.handle(for: signup, instanceID: "i1").result() }
 
@@ -91,14 +91,13 @@ struct WorkflowExecutionTests {
             return observation
         }
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "o", workflowName: "observer", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
-        try await store.append(recorded("o", "step:1", position: 1, name: "step", result: 1))
-        try await store.append(recorded("o", "step:2", position: 2, name: "step", result: 2))
+        let lease = try await store.createLeasedInstance("o", workflowName: "observer", input: JSONPayload(json: "[]"), owner: "old")
+        try await store.append(recorded("o", "step:1", position: 1, name: "step", result: 1), lease: lease)
+        try await store.append(recorded("o", "step:2", position: 2, name: "step", result: 2), lease: lease)
 
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(observer)
+        try app.register(observer)
         let observation = try await app.run { app in try await app.handle(for: observer, instanceID: "o").result() }
         #expect(observation == Observation(replayingBefore: [true, true, false], steps: [1, 2, 3]))
     }
@@ -106,14 +105,13 @@ struct WorkflowExecutionTests {
     @Test func recordedDateComesBackEqualOnReplay() async throws {
         let stamp = Date(timeIntervalSince1970: 1_700_000_000.123456)
         let store = try SQLiteStore.inMemory()
-        _ = try await store.createInstance(
-            NewInstance(instanceID: "d", workflowName: "dated", serviceName: "test", input: JSONPayload(json: "[]"), workerID: "old")
-        )
-        try await store.append(recorded("d", "now:1", position: 1, name: "now", result: stamp))
+        let lease = try await store.createLeasedInstance("d", workflowName: "dated", input: JSONPayload(json: "[]"), owner: "old")
+        try await store.append(recorded("d", "now:1", position: 1, name: "now", result: stamp), lease: lease)
         let now = Activity("now") { (ctx) -> Date in Date() }
         let dated = Workflow("dated") { (ctx) -> Bool in try await now(ctx) == stamp }
+        try await store.release(lease, readyAt: nil)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        app.register(dated)
+        try app.register(dated)
         #expect(try await app.run { app in try await app.handle(for: dated, instanceID: "d").result() })
     }
 

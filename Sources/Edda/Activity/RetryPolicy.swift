@@ -48,10 +48,15 @@ public struct RetryPolicy: Sendable, Hashable {
     public static let noRetry = RetryPolicy(maxAttempts: 1)
 
     /// The wait after failed attempt number `attempt` (1-based) before the next one.
+    ///
+    /// Computed in floating point and capped at ``maxInterval`` before it becomes a `Duration`, so a
+    /// step on its thousandth attempt (attempts are durable) gets `maxInterval`, not an overflow.
     public func delay(afterAttempt attempt: Int) -> Duration {
-        let factor = pow(backoffCoefficient, Double(max(attempt - 1, 0)))
-        let seconds = initialInterval.seconds * factor
-        return min(Duration.seconds(seconds), maxInterval)
+        let cap = maxInterval.seconds
+        let initial = initialInterval.seconds
+        guard initial > 0 else { return min(initialInterval, maxInterval) }
+        let seconds = initial * pow(backoffCoefficient, max(attempt - 1, 0), upTo: cap / initial)
+        return seconds >= cap ? maxInterval : .seconds(seconds)
     }
 }
 
@@ -69,10 +74,11 @@ extension Duration {
     }
 }
 
-private func pow(_ base: Double, _ exponent: Double) -> Double {
+/// `base` to the power `exponent`, stopping early once it passes `limit` (the result is capped anyway).
+private func pow(_ base: Double, _ exponent: Int, upTo limit: Double) -> Double {
     var result = 1.0
-    var remaining = Int(exponent)
-    while remaining > 0 {
+    var remaining = exponent
+    while remaining > 0 && result <= limit {
         result *= base
         remaining -= 1
     }

@@ -65,13 +65,15 @@ struct StepExecutor: Sendable {
             } catch let failure where !(failure is StepRecordingFailure) {
                 error = failure
             }
-            if Task.isCancelled || error is CancellationError {
+            // Only the engine's own cancellation suspends the run; a CancellationError the activity
+            // throws by itself (a timeout in its HTTP client, say) is a failure like any other.
+            if Task.isCancelled {
                 context.suspend(because: error)
                 throw error
             }
             let now = clock.now()
             let elapsed = now.duration(since: firstAttemptAt)
-            if let terminal = error as? TerminalError {
+            if let terminal = Self.terminalError(error) {
                 let terminalRecord = ErrorRecord(type: "TerminalError", message: terminal.message)
                 let metadata = RetryMetadata(
                     totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
@@ -143,9 +145,11 @@ struct StepExecutor: Sendable {
         ["edda.instance.id": "\(context.instanceID)", "edda.step.id": "\(reservation.stepID)"]
     }
 
+    /// Waits out a backoff; shutdown or a lost lease ends the wait at once (the attempt count is
+    /// durable, so the next run continues it).
     private func sleep(until deadline: Date, clock: any WorkflowClock) async throws {
         do {
-            try await clock.sleep(until: deadline)
+            try await context.control.sleep(until: deadline, clock: clock, instanceID: context.instanceID)
         } catch {
             context.suspend(because: error)
             throw error
@@ -153,14 +157,18 @@ struct StepExecutor: Sendable {
     }
 
     private func checkNotStopping() throws {
-        if context.environment.isStopping() {
-            let error = EngineError(
-                .stopped, "The app is shutting down; instance \(context.instanceID) resumes on the next start.",
-                instanceID: context.instanceID, stepID: reservation.stepID
-            )
+        if let reason = context.control.stopReason {
+            let error = RunStopped(reason: reason, instanceID: context.instanceID)
             context.suspend(because: error)
             throw error
         }
+    }
+
+    /// The error as a ``TerminalError`` when no retry can help: thrown as one, or a misuse of the API.
+    private static func terminalError(_ error: any Error) -> TerminalError? {
+        if let terminal = error as? TerminalError { return terminal }
+        if let misuse = error as? EngineError, misuse.code.isMisuse { return TerminalError(wrapping: misuse) }
+        return nil
     }
 
     /// Appends a record; a store failure suspends the instance and is thrown as a
@@ -175,14 +183,15 @@ struct StepExecutor: Sendable {
         )
         do {
             if let transaction, !transaction.isEmpty {
-                try await context.environment.store.append(event, with: transaction)
+                try await context.environment.store.append(event, with: transaction, lease: context.lease)
             } else {
-                try await context.environment.store.append(event)
+                try await context.environment.store.append(event, lease: context.lease)
             }
         } catch {
             // The step's own transaction body failed: an attempt failure, for the caller to handle.
             if transaction?.bodyFailure != nil { throw error }
-            // Not durable: stop without an outcome, so the step runs again on resume.
+            // Not durable (or refused: the lease is lost): stop without an outcome; the step runs
+            // again in the next run, here or on the instance's next owner.
             context.suspend(because: error)
             throw StepRecordingFailure(error: error)
         }

@@ -22,6 +22,34 @@ extension EddaApp {
         public var workerID: String = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):"
             + UUID().uuidString.prefix(8).lowercased()
 
+        /// At most this many instances run at once in this app's worker; it claims more as runs end.
+        /// Defaults to 100.
+        public var maxConcurrentInstances: Int = 100
+
+        /// How long a lease on an instance lasts unless renewed. A worker that stops renewing (it
+        /// crashed, or hangs) loses its instances to other workers this long after its last renewal.
+        /// SQLite leases never lapse (the file's process lock does that job). Defaults to 15 seconds.
+        public var leaseDuration: Duration = .seconds(15)
+
+        /// How often the worker renews the leases it holds, all in one round trip. Keep it well under
+        /// ``leaseDuration``. Defaults to 5 seconds.
+        public var leaseRenewalInterval: Duration = .seconds(5)
+
+        /// How often the worker looks for ready instances the store could not tell it about (created
+        /// by another process on a SQLite file, say). Defaults to 1 second.
+        public var pollInterval: Duration = .seconds(1)
+
+        /// How often `result()` reads the store, at most, for an instance that runs in another
+        /// process: it starts at 10 ms and doubles up to this. Defaults to 1 second.
+        public var resultPollInterval: Duration = .seconds(1)
+
+        /// The backoff before a run that a store failure stopped (a failed write, a dropped
+        /// connection) runs again, holding its lease meanwhile. Retried without limit: the instance is
+        /// never left with nobody on it. Defaults to 100 ms, doubling, at most 30 seconds apart.
+        public var storeRetryPolicy = RetryPolicy(
+            maxAttempts: .max, initialInterval: .milliseconds(100), backoffCoefficient: 2, maxInterval: .seconds(30), maxDuration: nil
+        )
+
         public init() {}
     }
 }

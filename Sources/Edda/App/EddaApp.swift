@@ -31,23 +31,22 @@ public final class EddaApp: Service, Sendable {
     private struct State: Sendable {
         var workflows: [String: RegisteredWorkflow] = [:]
         var phase: Phase = .idle
-        /// Instances executing in this process; an instance never runs twice at once.
-        var executing: Set<String> = []
-        var waiters: [String: [UUID: AsyncStream<Result<InstanceOutcome, any Error>>.Continuation]] = [:]
+        var waiters: [String: [UUID: AsyncStream<WaiterMessage>.Continuation]] = [:]
         var unresumable: [String: EngineError] = [:]
     }
 
     private enum Phase: Sendable {
         case idle
-        case running(AsyncStream<Job>.Continuation)
-        case stopping
+        case running(Worker)
         case stopped
     }
 
-    struct Job: Sendable {
-        var instance: WorkflowInstance
-        /// A new instance has no history to read.
-        var isNew: Bool
+    /// What a `result()` waiter hears.
+    private enum WaiterMessage: Sendable {
+        /// The instance ended here.
+        case outcome(Result<InstanceOutcome, any Error>)
+        /// Look at the store again: the run here stopped without an outcome, or a poll is due.
+        case recheck
     }
 
     /// Creates an app.
@@ -68,15 +67,32 @@ public final class EddaApp: Service, Sendable {
 
     // MARK: - Registration
 
-    /// Registers a workflow so the app can resume its instances after a restart.
+    /// Registers a workflow so the app's worker claims and resumes its instances.
     ///
-    /// Register every workflow before ``run()``: an instance whose workflow is not registered is
-    /// kept as it is and reported, not resumed. ``start(_:_:instanceID:)`` registers the workflow
-    /// it starts.
-    public func register<each Argument, Output>(_ workflow: Workflow<repeat each Argument, Output>) {
-        let registration = workflow.registration
-        state.withLock { state in
-            state.workflows[workflow.name] = registration
+    /// Register every workflow before ``run()``: a worker claims only instances of registered
+    /// workflows, and reports the others (``unresumableInstances``) without touching them.
+    /// ``start(_:_:instanceID:)`` registers the workflow it starts. Registering the same workflow
+    /// value again does nothing.
+    ///
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/workflowNameTaken`` when
+    ///   another workflow is registered under the same name.
+    public func register<each Argument, Output>(_ workflow: Workflow<repeat each Argument, Output>) throws {
+        try register(workflow.registration)
+    }
+
+    private func register(_ registration: RegisteredWorkflow) throws {
+        try state.withLock { state in
+            if let existing = state.workflows[registration.name] {
+                guard existing.identity == registration.identity else {
+                    throw EngineError(
+                        .workflowNameTaken,
+                        "Another workflow is already registered as '\(registration.name)'. Workflow names identify the "
+                            + "code that resumes an instance, so each must be unique: rename one of them."
+                    )
+                }
+                return
+            }
+            state.workflows[registration.name] = registration
         }
     }
 
@@ -87,10 +103,13 @@ public final class EddaApp: Service, Sendable {
 
     // MARK: - Starting instances
 
-    /// Validates the arguments, creates an instance and schedules it.
+    /// Validates the arguments, creates an instance and runs it.
     ///
-    /// The instance is durable when this returns: if the process dies now, the next start of the
-    /// app runs it. It starts executing as soon as the app runs (at once if it already does).
+    /// The instance is durable when this returns: if the process dies now, the next worker to claim
+    /// it runs it. While the app runs and has room (``Configuration-swift.struct/maxConcurrentInstances``),
+    /// the instance is created already leased to this app's worker and starts at once, with no
+    /// claim. Otherwise it is created ready, and the next claim takes it: this app's once it has
+    /// room, or another worker's — an app that does not run can hand work to one that does.
     ///
     /// Starting with an `instanceID` that exists never creates a second instance: if the existing
     /// instance has the same workflow and the same input, you get a handle to it (whatever its
@@ -102,7 +121,7 @@ public final class EddaApp: Service, Sendable {
     ///   - instanceID: The instance's ID. Defaults to a new UUID.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/invalidInput`` when
     ///   validation fails (nothing is written), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
-    ///   or a ``StoreError``.
+    ///   ``EngineError/Code-swift.struct/workflowNameTaken``, or a ``StoreError``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>,
@@ -127,20 +146,29 @@ public final class EddaApp: Service, Sendable {
         } catch {
             throw EngineError(.encodingFailed, "The input of workflow '\(workflow.name)' could not be encoded as JSON.", cause: error)
         }
-        state.withLock { state in
-            if state.workflows[workflow.name] == nil {
-                state.workflows[workflow.name] = workflow.registration
-            }
-        }
+        try register(workflow.registration)
         let id = instanceID ?? UUID().uuidString.lowercased()
-        let outcome = try await store.createInstance(
-            NewInstance(instanceID: id, workflowName: workflow.name, serviceName: serviceName, input: input, workerID: configuration.workerID)
-        )
+        // Reserve room in this app's worker first, so the instance is created leased to it.
+        let worker = runningWorker
+        let reserved = worker?.reserve(id) ?? false
+        let outcome: CreateInstanceOutcome
+        do {
+            outcome = try await store.createInstance(
+                NewInstance(instanceID: id, workflowName: workflow.name, serviceName: serviceName, input: input),
+                leasedTo: reserved ? worker?.leaseRequest : nil
+            )
+        } catch {
+            if reserved { worker?.unreserve(id) }
+            throw error
+        }
         switch outcome {
-        case .created(let instance):
+        case .created(let instance, let lease):
             logger.debug("instance created", metadata: ["edda.instance.id": "\(id)", "edda.workflow.name": "\(workflow.name)"])
-            schedule(Job(instance: instance, isNew: true))
+            if let worker, let lease, reserved {
+                worker.launch(instance, lease: lease)
+            }
         case .existing(let existing):
+            if reserved { worker?.unreserve(id) }
             guard existing.workflowName == workflow.name, existing.input == input else {
                 throw EngineError(
                     .instanceAlreadyExists,
@@ -183,65 +211,46 @@ public final class EddaApp: Service, Sendable {
         try await store.history(of: instanceID)
     }
 
-    /// Instances, newest first, optionally filtered by status and workflow name.
+    /// Instances, newest first, optionally filtered by status and workflow name. For more than one
+    /// page, use ``instances(matching:)``.
     public func instances(status: InstanceStatus? = nil, workflowName: String? = nil, limit: Int = 100) async throws -> [WorkflowInstance] {
-        try await store.instances(matching: InstanceQuery(status: status, workflowName: workflowName, limit: limit))
+        try await store.instances(matching: InstanceQuery(status: status, workflowName: workflowName, limit: limit)).instances
     }
 
-    /// Instances left running that this app could not resume, with the reason (today: their
-    /// workflow is not registered). They stay in the store untouched.
+    /// A page of instances; pass ``InstancePage/nextCursor`` as ``InstanceQuery/after`` for the next.
+    public func instances(matching query: InstanceQuery) async throws -> InstancePage {
+        try await store.instances(matching: query)
+    }
+
+    /// Instances left running that this app's worker does not claim, with the reason (their
+    /// workflow is not registered), as found when the app started. They stay in the store untouched.
     public var unresumableInstances: [String: EngineError] {
         state.withLock { $0.unresumable }
     }
 
     // MARK: - Running
 
-    /// Runs the app until graceful shutdown or cancellation: resumes the instances a previous
-    /// process left running, then executes every instance started.
+    /// Runs the app's worker until graceful shutdown or cancellation: claims the instances that are
+    /// ready — left running by a previous process, released, or created by an app that does not
+    /// run — and runs every instance started here.
     ///
-    /// On graceful shutdown no new step starts; running activities finish and record their
-    /// outcome; instances that did not finish stay `running` and resume on the next start.
+    /// At most ``Configuration-swift.struct/maxConcurrentInstances`` run at once. On graceful
+    /// shutdown no new claim or step starts; running activities finish and record their outcome;
+    /// retry backoffs end at once; every lease is released, so the instances resume on the next
+    /// claim, here or on another worker.
     ///
     /// - Throws: ``StoreError`` with code ``StoreError/Code-swift.struct/databaseInUse`` when
     ///   another process runs workers on the same SQLite file.
     public func run() async throws {
-        let (jobs, continuation) = AsyncStream.makeStream(of: Job.self)
+        let worker = Worker(app: self, logger: logger)
         state.withLock { state in
             guard case .idle = state.phase else {
                 preconditionFailure("EddaApp.run() was called twice; an app runs once. Create a new EddaApp to run again.")
             }
-            state.phase = .running(continuation)
+            state.phase = .running(worker)
         }
         defer { finishRun() }
-        try await store.attachWorker(configuration.workerID)
-        logger.info("edda app running", metadata: ["edda.service": "\(serviceName)"])
-
-        let environment = EngineEnvironment(
-            store: store, clock: configuration.clock, defaultRetryPolicy: configuration.defaultRetryPolicy,
-            isStopping: { [weak self] in self?.isStopping ?? true }
-        )
-        let resumable = try await store.claimResumableInstances(workerID: configuration.workerID)
-        if !resumable.isEmpty {
-            logger.info("resuming instances", metadata: ["edda.count": "\(resumable.count)"])
-        }
-        for instance in resumable {
-            continuation.yield(Job(instance: instance, isNew: false))
-        }
-
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for await job in jobs {
-                    guard claimExecution(of: job) else { continue }
-                    group.addTask {
-                        await self.execute(job, environment: environment)
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            self.beginStopping()
-        }
-        try? await store.detachWorker(configuration.workerID)
-        logger.info("edda app stopped")
+        try await worker.run()
     }
 
     /// Runs the app while `body` runs, then shuts it down gracefully and returns `body`'s result.
@@ -287,68 +296,45 @@ public final class EddaApp: Service, Sendable {
         }
     }
 
-    private var isStopping: Bool {
-        state.withLock { state in
-            switch state.phase {
-            case .running: return false
-            default: return true
-            }
-        }
+    /// The instances this app's worker runs now (or has reserved room for). For tests and diagnostics.
+    package var instancesRunningHere: Set<String> {
+        runningWorker?.inFlight ?? []
     }
 
-    private func beginStopping() {
+    private var runningWorker: Worker? {
         state.withLock { state in
-            if case .running(let continuation) = state.phase {
-                continuation.finish()
-                state.phase = .stopping
-            }
+            if case .running(let worker) = state.phase { return worker }
+            return nil
         }
-        logger.info("edda app stopping: no new steps start")
     }
 
     private func finishRun() {
         let waiters = state.withLock { state in
-            if case .running(let continuation) = state.phase {
-                continuation.finish()
-            }
             state.phase = .stopped
             let waiters = state.waiters
             state.waiters = [:]
             return waiters
         }
-        let stopped = EngineError(.stopped, "The app stopped before the instance finished; it resumes on the next start.")
+        let stopped = EngineError(.stopped, "The app stopped before the instance finished; it resumes on the next claim.")
         for (_, continuations) in waiters {
             for continuation in continuations.values {
-                continuation.yield(.failure(stopped))
+                continuation.yield(.outcome(.failure(stopped)))
                 continuation.finish()
             }
         }
     }
 
-    /// Hands a new instance to the run loop, marking it as executing here at once, so that
-    /// `result()` called right after `start` waits in memory instead of reading the store.
-    private func schedule(_ job: Job) {
-        state.withLock { state in
-            if case .running(let continuation) = state.phase, state.executing.insert(job.instance.instanceID).inserted {
-                continuation.yield(job)
-            }
-        }
-    }
-
-    private func claimExecution(of job: Job) -> Bool {
-        // New instances were claimed when scheduled; resumed ones are claimed here.
-        job.isNew || state.withLock { $0.executing.insert(job.instance.instanceID).inserted }
-    }
-
     // MARK: - Outcomes
 
+    /// Waits for the instance's outcome: in memory while it runs in this process, otherwise by
+    /// reading the store again with a backoff (10 ms doubling to ``Configuration-swift.struct/resultPollInterval``).
     func outcome(of instanceID: String) async throws -> InstanceOutcome {
-        let (stream, continuation) = AsyncStream.makeStream(of: Result<InstanceOutcome, any Error>.self)
+        let (stream, continuation) = AsyncStream.makeStream(of: WaiterMessage.self)
         let token = UUID()
-        let (registered, executingHere) = state.withLock { state -> (Bool, Bool) in
-            if case .stopped = state.phase { return (false, false) }
+        let registered = state.withLock { state -> Bool in
+            if case .stopped = state.phase { return false }
             state.waiters[instanceID, default: [:]][token] = continuation
-            return (true, state.executing.contains(instanceID))
+            return true
         }
         defer {
             state.withLock { state in
@@ -358,59 +344,80 @@ public final class EddaApp: Service, Sendable {
                 }
             }
         }
-        if executingHere {
-            // Running in this process: its end is published to the waiter just registered.
-            for await result in stream {
-                return try result.get()
+        var pollDelay = Duration.milliseconds(10)
+        var iterator = stream.makeAsyncIterator()
+        while true {
+            // Registered first, then read: an outcome published in between is not missed.
+            if runningWorker?.isRunningHere(instanceID) != true {
+                guard let instance = try await store.instance(instanceID) else {
+                    throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID).", instanceID: instanceID)
+                }
+                if instance.status == .completed {
+                    return .completed(instance.output ?? JSONPayload(json: "null"))
+                }
+                if instance.status == .failed {
+                    return .failed(instance.error ?? ErrorRecord(type: "Error", message: "unknown failure"))
+                }
+                if let problem = unresumableInstances[instanceID] {
+                    throw problem
+                }
+                guard registered else {
+                    throw EngineError(.stopped, "The app has stopped; instance \(instanceID) resumes on the next claim.", instanceID: instanceID)
+                }
+                // Running elsewhere (or waiting to be claimed): look again after a while.
+                let delay = pollDelay
+                pollDelay = min(pollDelay * 2, configuration.resultPollInterval)
+                Task {
+                    try? await Task.sleep(for: delay)
+                    continuation.yield(.recheck)
+                }
             }
-            try Task.checkCancellation()
-            throw EngineError(.stopped, "The app stopped before instance \(instanceID) finished.", instanceID: instanceID)
+            switch await iterator.next() {
+            case .outcome(let result):
+                return try result.get()
+            case .recheck:
+                continue
+            case nil:
+                try Task.checkCancellation()
+                throw EngineError(.stopped, "The app stopped before instance \(instanceID) finished.", instanceID: instanceID)
+            }
         }
-        // Registered first, then read: an outcome published in between is not missed.
-        guard let instance = try await store.instance(instanceID) else {
-            throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID).", instanceID: instanceID)
-        }
-        if instance.status == .completed {
-            return .completed(instance.output ?? JSONPayload(json: "null"))
-        }
-        if instance.status == .failed {
-            return .failed(instance.error ?? ErrorRecord(type: "Error", message: "unknown failure"))
-        }
-        if let problem = unresumableInstances[instanceID] {
-            throw problem
-        }
-        guard registered else {
-            throw EngineError(.stopped, "The app has stopped; instance \(instanceID) resumes on the next start.", instanceID: instanceID)
-        }
-        for await result in stream {
-            return try result.get()
-        }
-        try Task.checkCancellation()
-        throw EngineError(.stopped, "The app stopped before instance \(instanceID) finished.", instanceID: instanceID)
     }
 
-    func publish(_ instanceID: String, _ result: Result<InstanceOutcome, any Error>) {
+    /// Tells the instance's waiters how it ended here, or (`nil`) that it stopped here without an
+    /// outcome and they should look at the store again.
+    func publish(_ instanceID: String, _ result: Result<InstanceOutcome, any Error>?) {
         let waiters = state.withLock { state in
-            state.executing.remove(instanceID)
-            return state.waiters.removeValue(forKey: instanceID) ?? [:]
+            result == nil ? state.waiters[instanceID] ?? [:] : state.waiters.removeValue(forKey: instanceID) ?? [:]
         }
         for continuation in waiters.values {
-            continuation.yield(result)
-            continuation.finish()
+            if let result {
+                continuation.yield(.outcome(result))
+                continuation.finish()
+            } else {
+                continuation.yield(.recheck)
+            }
         }
-    }
-
-    func releaseExecution(of instanceID: String) {
-        _ = state.withLock { $0.executing.remove(instanceID) }
     }
 
     func registration(named name: String) -> RegisteredWorkflow? {
         state.withLock { $0.workflows[name] }
     }
 
-    func markUnresumable(_ instanceID: String, _ error: EngineError) {
-        state.withLock { $0.unresumable[instanceID] = error }
-        publish(instanceID, .failure(error))
+    func markUnresumable(_ instance: WorkflowInstance) {
+        let error = EngineError(
+            .unknownWorkflow,
+            "Instance \(instance.instanceID) belongs to workflow '\(instance.workflowName)', which this app has not "
+                + "registered, so its worker does not claim it. The instance was kept as it is; register the workflow "
+                + "(app.register(…)) and restart to resume it.",
+            instanceID: instance.instanceID
+        )
+        logger.warning(
+            "instance left running by a workflow this app has not registered",
+            metadata: ["edda.instance.id": "\(instance.instanceID)", "edda.workflow.name": "\(instance.workflowName)"]
+        )
+        state.withLock { $0.unresumable[instance.instanceID] = error }
+        publish(instance.instanceID, .failure(error))
     }
 }
 

@@ -16,7 +16,7 @@ public struct EngineError: EddaError {
         private enum Base: String {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
-            case noTransaction, transactionClosed
+            case noTransaction, transactionClosed, workflowNameTaken
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -43,6 +43,12 @@ public struct EngineError: EddaError {
         public static let noTransaction = Code(.noTransaction)
         /// `ctx.transaction`, `ctx.enqueue` or `ctx.afterCommit` was called after the step's body returned.
         public static let transactionClosed = Code(.transactionClosed)
+        /// Another workflow is already registered under this name with the app.
+        public static let workflowNameTaken = Code(.workflowNameTaken)
+
+        /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
+        /// the step fails at once instead of using up its retries.
+        var isMisuse: Bool { self == .noTransaction || self == .transactionClosed }
 
         public var description: String { base.rawValue }
     }

@@ -6,7 +6,7 @@
 public struct StoreError: EddaError {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String {
-            case databaseInUse, migrationFailed, database, corruptRecord, notWritable
+            case databaseInUse, migrationFailed, database, corruptRecord, notWritable, leaseLost
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -21,6 +21,9 @@ public struct StoreError: EddaError {
         public static let corruptRecord = Code(.corruptRecord)
         /// The store was opened read-only and was asked to write.
         public static let notWritable = Code(.notWritable)
+        /// A write was refused because the writer's lease on the instance is no longer held: another
+        /// worker claimed the instance, or it finished. Nothing was changed.
+        public static let leaseLost = Code(.leaseLost)
 
         public var description: String { base.rawValue }
     }

@@ -15,10 +15,15 @@ public struct WorkflowInstance: Sendable {
     public var error: ErrorRecord?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The worker holding the instance's lease, if any.
+    public var leaseOwner: String?
+    /// When the instance may next be claimed, if not at once: the end of a wait.
+    public var readyAt: Date?
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
-        output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date
+        output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
+        leaseOwner: String? = nil, readyAt: Date? = nil
     ) {
         self.instanceID = instanceID
         self.workflowName = workflowName
@@ -29,24 +34,23 @@ public struct WorkflowInstance: Sendable {
         self.error = error
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.leaseOwner = leaseOwner
+        self.readyAt = readyAt
     }
 }
 
-/// What ``Store/createInstance(_:)`` is asked to insert.
+/// What ``WorkflowStore/createInstance(_:leasedTo:)`` is asked to insert.
 public struct NewInstance: Sendable {
     public var instanceID: String
     public var workflowName: String
     public var serviceName: String
     public var input: JSONPayload
-    /// The worker that will run it.
-    public var workerID: String
 
-    public init(instanceID: String, workflowName: String, serviceName: String, input: JSONPayload, workerID: String) {
+    public init(instanceID: String, workflowName: String, serviceName: String, input: JSONPayload) {
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.serviceName = serviceName
         self.input = input
-        self.workerID = workerID
     }
 }
 
@@ -56,16 +60,67 @@ public enum InstanceOutcome: Sendable {
     case failed(ErrorRecord)
 }
 
-/// Filters for ``EddaApp/instances(status:workflowName:limit:)``.
+/// Filters and a page position for ``InstanceReader/instances(matching:)``.
 public struct InstanceQuery: Sendable {
     public var status: InstanceStatus?
     public var workflowName: String?
+    /// Leaves out instances of these workflows: `excludingWorkflowNames: registered` lists the
+    /// instances a deployment cannot run.
+    public var excludingWorkflowNames: Set<String>
     /// At most this many, newest first. Defaults to 100.
     public var limit: Int
+    /// Where the page starts: the previous page's ``InstancePage/nextCursor``; `nil` for the first page.
+    public var after: InstanceCursor?
 
-    public init(status: InstanceStatus? = nil, workflowName: String? = nil, limit: Int = 100) {
+    public init(
+        status: InstanceStatus? = nil, workflowName: String? = nil, excludingWorkflowNames: Set<String> = [],
+        limit: Int = 100, after: InstanceCursor? = nil
+    ) {
         self.status = status
         self.workflowName = workflowName
+        self.excludingWorkflowNames = excludingWorkflowNames
         self.limit = limit
+        self.after = after
+    }
+}
+
+/// One page of instances, newest first.
+public struct InstancePage: Sendable {
+    public var instances: [WorkflowInstance]
+    /// Where the next page starts, or `nil` when this page is the last.
+    public var nextCursor: InstanceCursor?
+
+    public init(instances: [WorkflowInstance], nextCursor: InstanceCursor?) {
+        self.instances = instances
+        self.nextCursor = nextCursor
+    }
+}
+
+/// A position in the newest-first order of instances: the last instance of a page. Stable while
+/// instances are added, since new ones sort before it.
+public struct InstanceCursor: Sendable, Hashable, CustomStringConvertible, LosslessStringConvertible {
+    /// The instance's creation time, in milliseconds since 1970.
+    public var createdAtMilliseconds: Int64
+    public var instanceID: String
+
+    public init(createdAtMilliseconds: Int64, instanceID: String) {
+        self.createdAtMilliseconds = createdAtMilliseconds
+        self.instanceID = instanceID
+    }
+
+    /// The cursor after `instance`.
+    public init(after instance: WorkflowInstance) {
+        self.init(createdAtMilliseconds: instance.createdAt.millisecondsSince1970, instanceID: instance.instanceID)
+    }
+
+    /// `"<milliseconds>:<instance ID>"`, for URLs and the CLI.
+    public var description: String { "\(createdAtMilliseconds):\(instanceID)" }
+
+    /// Parses ``description``; `nil` for any other text.
+    public init?(_ text: String) {
+        guard let colon = text.firstIndex(of: ":"), let milliseconds = Int64(text[..<colon]) else { return nil }
+        let id = String(text[text.index(after: colon)...])
+        guard !id.isEmpty else { return nil }
+        self.init(createdAtMilliseconds: milliseconds, instanceID: id)
     }
 }

@@ -30,7 +30,7 @@ public final class StepTransaction: Sendable {
 
     private let state = Mutex(State())
 
-    init() {}
+    package init() {}
 
     /// Whether the step asked for nothing but its record.
     public var isEmpty: Bool {

@@ -19,6 +19,9 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
     public let name: String
     let body: @Sendable (WorkflowContext, repeat each Argument) async throws -> Output
     let validator: (@Sendable (repeat each Argument) throws -> Void)?
+    /// Shared by copies of this value: tells "the same workflow registered twice" from "two
+    /// workflows under one name".
+    let identity = WorkflowIdentity()
 
     /// Creates a workflow.
     ///
@@ -51,7 +54,7 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
     var registration: RegisteredWorkflow {
         let name = self.name
         let body = self.body
-        return RegisteredWorkflow(name: name) { context, input in
+        return RegisteredWorkflow(name: name, identity: ObjectIdentifier(identity)) { context, input in
             let arguments: ArgumentList<repeat each Argument>
             do {
                 arguments = try input.decode(ArgumentList<repeat each Argument>.self)
@@ -81,5 +84,9 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
 /// A workflow with its types erased, as the app's registry keeps it.
 struct RegisteredWorkflow: Sendable {
     let name: String
+    let identity: ObjectIdentifier
     let run: @Sendable (WorkflowContext, JSONPayload) async throws -> JSONPayload
 }
+
+/// The identity of one ``Workflow`` value and its copies.
+final class WorkflowIdentity: Sendable {}

@@ -30,6 +30,10 @@ public final class WorkflowContext: Sendable {
     }
 
     let environment: EngineEnvironment
+    /// The lease this run writes under: every record it appends is fenced by it.
+    let lease: Lease
+    /// How the worker stops this run (shutdown, lost lease).
+    let control: RunControl
     private let topLevelTask: Int?
     private let state: Mutex<State>
 
@@ -47,9 +51,14 @@ public final class WorkflowContext: Sendable {
         var manualCompensationCounts: [String: Int] = [:]
     }
 
-    init(instanceID: String, workflowName: String, history: [HistoryEvent], environment: EngineEnvironment, logger: Logger) {
+    init(
+        instanceID: String, workflowName: String, history: [HistoryEvent], lease: Lease, control: RunControl,
+        environment: EngineEnvironment, logger: Logger
+    ) {
         self.instanceID = instanceID
         self.workflowName = workflowName
+        self.lease = lease
+        self.control = control
         self.environment = environment
         self.baseLogger = logger
         self.topLevelTask = withUnsafeCurrentTask { $0?.hashValue }
@@ -165,6 +174,12 @@ public final class WorkflowContext: Sendable {
 
     func reserveStep(name: String, explicitID: String?) throws -> ReplayState.Reservation {
         let topLevel = topLevelTask != nil && withUnsafeCurrentTask { $0?.hashValue } == topLevelTask
+        if let reason = control.stopReason {
+            // Shutdown, a lost lease, or a context used after its run ended (from an escaped Task).
+            let stop = RunStopped(reason: reason, instanceID: instanceID)
+            suspend(because: stop)
+            throw stop
+        }
         return try state.withLock { state in
             if let fatal = state.fatalError { throw fatal }
             if let suspension = state.suspension { throw suspension }
@@ -255,6 +270,4 @@ struct EngineEnvironment: Sendable {
     let store: any Store
     let clock: any WorkflowClock
     let defaultRetryPolicy: RetryPolicy
-    /// Whether the app is shutting down: no new step starts.
-    let isStopping: @Sendable () -> Bool
 }

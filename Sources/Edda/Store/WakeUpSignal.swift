@@ -1,10 +1,11 @@
 import Synchronization
 
-/// Wakes relays waiting for new outbox events, in this process. A store notifies it after a commit
-/// that wrote events; ``wait(upTo:)`` returns at the first notification or when the time is up,
-/// whichever comes first. A notification that arrives while nobody waits is remembered once, so a
-/// relay that was busy delivering does not sleep through it.
-public final class OutboxSignal: Sendable {
+/// Wakes tasks waiting for something to happen in this process: new outbox events for a relay,
+/// ready instances for a worker. A store notifies it after the commit that made the thing happen;
+/// ``wait(upTo:)`` returns at the first notification or when the time is up, whichever comes first.
+/// A notification that arrives while nobody waits is remembered once, so a waiter that was busy
+/// does not sleep through it.
+public final class WakeUpSignal: Sendable {
     private enum Waiter {
         case waiting(CheckedContinuation<Void, Never>)
         /// Woken before its continuation was registered.

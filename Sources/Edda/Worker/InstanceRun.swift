@@ -1,50 +1,45 @@
 import Logging
 
-extension EddaApp {
-    /// Runs one instance to its end, or until the app stops: reads its history (once), replays the
-    /// recorded steps, runs the rest, and records the outcome.
-    func execute(_ job: Job, environment: EngineEnvironment) async {
-        let instance = job.instance
+/// One run of one instance under a lease: reads its history (once), replays the recorded steps,
+/// runs the rest, and records the outcome — every write fenced by the lease.
+struct InstanceRun: Sendable {
+    let instance: WorkflowInstance
+    let lease: Lease
+    /// A new instance has no history to read.
+    let isNew: Bool
+    let workflow: RegisteredWorkflow
+    let environment: EngineEnvironment
+    let control: RunControl
+    let logger: Logger
+
+    func run() async -> RunResult {
+        defer { control.stop(.ended) }
         // Metadata goes with each call: setting it on the logger costs more than a whole step.
         let logger = InstanceLogger(logger: self.logger, instanceID: instance.instanceID, workflowName: instance.workflowName)
-
-        guard let workflow = registration(named: instance.workflowName) else {
-            let error = EngineError(
-                .unknownWorkflow,
-                "Instance \(instance.instanceID) belongs to workflow '\(instance.workflowName)', which this app has not "
-                    + "registered. The instance was kept as it is; register the workflow (app.register(…)) and restart to resume it.",
-                instanceID: instance.instanceID
-            )
-            logger.warning("cannot resume instance: workflow not registered")
-            markUnresumable(instance.instanceID, error)
-            return
-        }
+        let store = environment.store
 
         let history: [HistoryEvent]
         var resumedStatus = InstanceStatus.running
-        if job.isNew {
+        if isNew {
             history = []
         } else {
             do {
-                // The same instance can be queued twice at start-up (claimed and just started);
-                // whichever job comes second finds it finished and stops here.
                 guard let current = try await store.instance(instance.instanceID), !current.status.isTerminal else {
-                    releaseExecution(of: instance.instanceID)
-                    return
+                    // Finished meanwhile (an outcome recorded by a run whose report was lost): nothing to do.
+                    return .leaseLost
                 }
                 resumedStatus = current.status
                 history = try await store.history(of: instance.instanceID)
             } catch {
-                logger.error("cannot read history; instance left running", metadata: ["edda.error": "\(error)"])
-                publish(instance.instanceID, .failure(error))
-                return
+                logger.warning("cannot read history; the run is retried", metadata: ["edda.error": "\(error)"])
+                return .released(.storeFailure(error))
             }
             logger.debug("replaying", metadata: ["edda.history.count": "\(history.count)"])
         }
 
         let context = WorkflowContext(
             instanceID: instance.instanceID, workflowName: instance.workflowName, history: history,
-            environment: environment, logger: self.logger
+            lease: lease, control: control, environment: environment, logger: self.logger
         )
         let outcome: InstanceOutcome
         do {
@@ -66,56 +61,67 @@ extension EddaApp {
             let (fatal, suspension) = context.pendingTermination()
             if let fatal {
                 outcome = .failed(ErrorRecord(fatal))
-            } else if suspension != nil || (error is CancellationError && Task.isCancelled) {
-                logger.debug("instance suspended; it resumes on the next start", metadata: ["edda.reason": "\(error)"])
-                publish(instance.instanceID, .failure(suspension ?? error))
-                return
+            } else if let suspension {
+                return stopped(by: suspension, logger: logger)
+            } else if Task.isCancelled {
+                // The engine's own cancellation (the app's task was cancelled): stop without an outcome.
+                return stopped(by: error, logger: logger)
             } else {
                 if context.hasCompensations {
-                    guard await compensate(context, instance: instance, resumedStatus: resumedStatus, logger: logger) else { return }
+                    if let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
                 }
                 outcome = .failed(ErrorRecord(error))
             }
         }
 
         do {
-            try await store.finishInstance(instance.instanceID, with: outcome)
+            try await store.finishInstance(lease: lease, with: outcome)
         } catch {
-            logger.error("cannot record outcome; instance left running", metadata: ["edda.error": "\(error)"])
-            publish(instance.instanceID, .failure(error))
-            return
+            return stopped(by: error, logger: logger)
         }
         switch outcome {
-        case .completed:
+        case .completed(let output):
             logger.debug("instance completed")
+            return .completed(output)
         case .failed(let record):
             logger.info("instance failed", metadata: ["edda.error.type": "\(record.type)"])
+            return .failed(record)
         }
-        publish(instance.instanceID, .success(outcome))
     }
 
     /// Moves the instance to `compensating` and runs its compensations.
     ///
-    /// - Returns: `false` when the instance must stay as it is (the app is stopping, or the store
-    ///   failed); it resumes, and goes on compensating, on the next start.
-    private func compensate(_ context: WorkflowContext, instance: WorkflowInstance, resumedStatus: InstanceStatus, logger: InstanceLogger) async -> Bool {
+    /// - Returns: `nil` when every compensation has an outcome; otherwise how the run stopped.
+    private func compensate(_ context: WorkflowContext, resumedStatus: InstanceStatus, logger: InstanceLogger) async -> RunResult? {
         if resumedStatus != .compensating {
             do {
-                try await store.markCompensating(instance.instanceID)
+                try await environment.store.markCompensating(lease: lease)
             } catch {
-                logger.error("cannot record the start of compensation; instance left running", metadata: ["edda.error": "\(error)"])
-                publish(instance.instanceID, .failure(error))
-                return false
+                return stopped(by: error, logger: logger)
             }
         }
         logger.debug("compensating")
         guard await context.runCompensations() else {
-            let reason = context.pendingTermination().suspension
-            logger.debug("compensation interrupted; it continues on the next start", metadata: ["edda.reason": "\(String(describing: reason))"])
-            publish(instance.instanceID, .failure(reason ?? EngineError(.stopped, "The app stopped during compensation.")))
-            return false
+            let reason = context.pendingTermination().suspension ?? RunStopped(reason: .shutdown, instanceID: instance.instanceID)
+            return stopped(by: reason, logger: logger)
         }
-        return true
+        return nil
+    }
+
+    /// What a run that stopped without an outcome tells the worker.
+    private func stopped(by error: any Error, logger: InstanceLogger) -> RunResult {
+        if control.stopReason == .leaseLost || (error as? StoreError)?.code == .leaseLost
+            || (error as? RunStopped)?.reason == .leaseLost
+        {
+            logger.info("lease lost; the run stops and writes nothing more")
+            return .leaseLost
+        }
+        if error is RunStopped || control.stopReason == .shutdown || error is CancellationError {
+            logger.debug("run stopped; the instance is released", metadata: ["edda.reason": "\(error)"])
+            return .released(.shutdown)
+        }
+        logger.warning("store failure; the run is retried", metadata: ["edda.error": "\(error)"])
+        return .released(.storeFailure(error))
     }
 }
 

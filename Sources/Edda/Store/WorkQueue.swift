@@ -1,0 +1,60 @@
+public import Foundation
+
+/// How workers share instances: claims with leases, renewals, releases and wake-ups.
+///
+/// An instance is **ready** when it is running or compensating, nobody holds a live lease on it,
+/// and its ``WorkflowInstance/readyAt`` (if any) has passed. A worker claims ready instances, runs
+/// them under their leases, renews the leases while it runs them, and releases or finishes each.
+public protocol WorkQueue: Sendable {
+    /// Makes this process a worker on the store. A SQLite store takes the file's ownership lock here
+    /// — throwing ``StoreError/Code-swift.struct/databaseInUse`` if another process holds it — and,
+    /// since the lock proves every earlier owner dead, frees every lease they left.
+    func attachWorker(_ workerID: String) async throws
+
+    /// Releases what ``attachWorker(_:)`` took.
+    func detachWorker(_ workerID: String) async throws
+
+    /// Leases up to ``ClaimRequest/limit`` ready instances of the given workflows to the requesting
+    /// worker, oldest first, bumping each one's token. Two concurrent claims never return the same instance.
+    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance]
+
+    /// Extends every lease in `leases` that is still held, in one round trip, and returns the IDs
+    /// of the instances whose lease was lost (claimed by another worker, finished, or released).
+    func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String>
+
+    /// Gives the instance back: unleased, ready again at `readyAt` (at once when `nil`). Fenced:
+    /// releasing a lease already lost throws ``StoreError/Code-swift.struct/leaseLost``.
+    func release(_ lease: Lease, readyAt: Date?) async throws
+
+    /// Notified when an instance may have become ready (created without a lease, released). A
+    /// worker also polls, for changes made where the store cannot notify it (another process on a
+    /// SQLite file, say).
+    var wakeUps: WakeUpSignal { get }
+}
+
+/// What ``WorkQueue/claim(_:)`` is asked for.
+public struct ClaimRequest: Sendable, Hashable {
+    /// The claiming worker and its lease duration.
+    public var lease: LeaseRequest
+    /// At most this many instances.
+    public var limit: Int
+    /// Only instances of these workflows: the ones the worker has registered.
+    public var workflowNames: [String]
+
+    public init(lease: LeaseRequest, limit: Int, workflowNames: [String]) {
+        self.lease = lease
+        self.limit = limit
+        self.workflowNames = workflowNames
+    }
+}
+
+/// An instance a claim returned, with the lease to run it under.
+public struct ClaimedInstance: Sendable {
+    public var instance: WorkflowInstance
+    public var lease: Lease
+
+    public init(instance: WorkflowInstance, lease: Lease) {
+        self.instance = instance
+        self.lease = lease
+    }
+}

@@ -1,0 +1,47 @@
+/// The write path of a workflow run.
+///
+/// Every write but ``createInstance(_:leasedTo:)`` carries the run's ``Lease`` and is **fenced**:
+/// the store checks, in the same statement or transaction as the write, that the instance's lease
+/// owner and token still match. If they do not — another worker claimed the instance, or the
+/// instance finished — the write changes nothing and throws ``StoreError`` with code
+/// ``StoreError/Code-swift.struct/leaseLost``. The check must not cost a round trip of its own.
+///
+/// A conforming type must also:
+/// - make every write durable before returning (per its configured durability);
+/// - never rewrite or delete a history record once appended;
+/// - reject a second outcome record (``HistoryEventKind/isOutcome``) with the same instance and step ID.
+public protocol WorkflowStore: InstanceReader {
+    /// Inserts a new instance in status ``InstanceStatus/running``, or returns the existing one with
+    /// the same ID, untouched.
+    ///
+    /// - Parameter lease: When given, the new instance is created already leased to that worker
+    ///   (token 1), so it runs there at once with no claim. When `nil`, it is created ready, for any
+    ///   worker to claim, and the store's ``WorkQueue/wakeUps`` are notified.
+    func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome
+
+    /// Appends one history record in its own transaction (or a shared group commit), fenced by
+    /// `lease`. Returns once the record is durable.
+    func append(_ event: NewHistoryEvent, lease: Lease) async throws
+
+    /// Appends a step's outcome together with what the step asked to commit with it, in one
+    /// transaction fenced by `lease`: run `transaction`'s bodies with the store's connection
+    /// (``StepTransaction/run(session:savepoint:)``), insert its ``StepTransaction/outboxEvents``,
+    /// then the record. If a body throws, roll back all of it and rethrow; other writers sharing a
+    /// group commit must not be affected. (A body that ends the transaction itself — `COMMIT`,
+    /// `ROLLBACK` — breaks this; the API forbids it.)
+    func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws
+
+    /// Moves the leased instance from running to ``InstanceStatus/compensating``.
+    func markCompensating(lease: Lease) async throws
+
+    /// Records how the leased instance ended — status, output or error — and ends the lease.
+    func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws
+}
+
+/// Result of ``WorkflowStore/createInstance(_:leasedTo:)``.
+public enum CreateInstanceOutcome: Sendable {
+    /// The instance was inserted; `lease` is the creator's when it asked for one.
+    case created(WorkflowInstance, lease: Lease?)
+    /// An instance with that ID already existed; it is returned as stored.
+    case existing(WorkflowInstance)
+}

@@ -1,0 +1,39 @@
+import Foundation
+
+/// How one run of an instance ended; the worker acts on it. No result leaves an instance running
+/// with nobody on it.
+enum RunResult: Sendable {
+    /// The workflow returned; its output is recorded and the lease ended with it.
+    case completed(JSONPayload)
+    /// The workflow failed (after its compensations); the error is recorded and the lease ended.
+    case failed(ErrorRecord)
+    /// The instance waits until `until` (or a wake-up, when `nil`): the worker releases it, ready then.
+    case waiting(until: Date?)
+    /// The run stopped without an outcome; the worker decides what happens to the lease.
+    case released(ReleaseReason)
+    /// The lease was lost: another worker owns the instance now. Nothing more is written.
+    case leaseLost
+}
+
+/// Why a run stopped without an outcome.
+enum ReleaseReason: Sendable {
+    /// The app is shutting down: the worker releases the lease, and the instance resumes on the
+    /// next claim — in this process's next start, or on another worker.
+    case shutdown
+    /// A store read or write failed: the worker runs the instance again after a backoff.
+    case storeFailure(any Error)
+}
+
+/// Thrown inside a run that the worker stopped: shutdown, or a lost lease.
+struct RunStopped: Error, CustomStringConvertible {
+    let reason: RunControl.StopReason
+    let instanceID: String
+
+    var description: String {
+        switch reason {
+        case .shutdown: "The app is shutting down; instance \(instanceID) resumes on the next claim."
+        case .leaseLost: "The lease on instance \(instanceID) was lost; another worker runs it now."
+        case .ended: "The run of instance \(instanceID) has ended; its context can no longer run steps."
+        }
+    }
+}

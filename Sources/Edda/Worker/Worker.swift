@@ -1,0 +1,317 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Runs an app's instances: claims ready ones while it has room, runs each under its lease, renews
+/// the leases it holds, and acts on how each run ends. ``EddaApp/run()`` runs one.
+///
+/// The decisions live in ``WorkerStateMachine``; this type does the I/O they call for.
+final class Worker: Sendable {
+    struct Job: Sendable {
+        var instance: WorkflowInstance
+        var lease: Lease
+        /// A new instance has no history to read.
+        var isNew: Bool
+    }
+
+    /// A lease this worker holds, and the control of the run using it.
+    private struct Held: Sendable {
+        var lease: Lease
+        var control: RunControl
+    }
+
+    private struct State: Sendable {
+        var machine: WorkerStateMachine
+        var held: [String: Held] = [:]
+        /// The earliest time a released instance becomes ready again: the claim loop wakes then.
+        var nextReadyAt: Date?
+    }
+
+    private let app: EddaApp
+    private let store: any Store
+    private let configuration: EddaApp.Configuration
+    private let logger: Logger
+    private let environment: EngineEnvironment
+    private let state: Mutex<State>
+    /// Wakes the claim loop: capacity freed, a wake-up, shutdown.
+    private let claimSignal = WakeUpSignal()
+    /// Wakes the lease renewer at shutdown.
+    private let stopSignal = WakeUpSignal()
+    private let jobs: AsyncStream<Job>
+    private let jobsContinuation: AsyncStream<Job>.Continuation
+    let leaseRequest: LeaseRequest
+
+    init(app: EddaApp, logger: Logger) {
+        self.app = app
+        self.store = app.store
+        self.configuration = app.configuration
+        self.logger = logger
+        self.environment = EngineEnvironment(
+            store: app.store, clock: app.configuration.clock, defaultRetryPolicy: app.configuration.defaultRetryPolicy
+        )
+        self.state = Mutex(State(machine: WorkerStateMachine(maxInFlight: app.configuration.maxConcurrentInstances)))
+        (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
+        self.leaseRequest = LeaseRequest(owner: app.configuration.workerID, duration: app.configuration.leaseDuration)
+    }
+
+    /// Runs until graceful shutdown (or cancellation) and every run has stopped.
+    func run() async throws {
+        try await store.attachWorker(leaseRequest.owner)
+        logger.info("edda worker running", metadata: ["edda.service": "\(app.serviceName)"])
+        await reportUnresumable()
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.claimLoop() }
+                group.addTask { await self.renewLoop() }
+                for await job in jobs {
+                    group.addTask { await self.perform(job) }
+                }
+                // Cancelled rather than shut down: stop the loops too.
+                if Task.isCancelled { self.shutdown() }
+            }
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+        try? await store.detachWorker(leaseRequest.owner)
+        logger.info("edda worker stopped")
+    }
+
+    // MARK: - Instances started in this process
+
+    /// Reserves room for an instance this process is about to create leased to itself.
+    func reserve(_ instanceID: String) -> Bool {
+        state.withLock { $0.machine.reserve(instanceID) }
+    }
+
+    /// Gives back a reservation that was not used (the instance existed, or creating it failed).
+    func unreserve(_ instanceID: String) {
+        runEnded(instanceID)
+    }
+
+    /// Runs an instance this process created under `lease`.
+    func launch(_ instance: WorkflowInstance, lease: Lease) {
+        let control = RunControl()
+        let stopping = state.withLock { state -> Bool in
+            state.held[instance.instanceID] = Held(lease: lease, control: control)
+            return state.machine.phase != .running
+        }
+        // Shutdown began between reserve and launch: the run stops at its first step and is released.
+        if stopping { control.stop(.shutdown) }
+        jobsContinuation.yield(Job(instance: instance, lease: lease, isNew: true))
+    }
+
+    /// The instances running (or about to run) in this worker.
+    var inFlight: Set<String> {
+        state.withLock { $0.machine.inFlight }
+    }
+
+    /// Whether the instance runs (or is about to run) in this worker.
+    func isRunningHere(_ instanceID: String) -> Bool {
+        state.withLock { $0.machine.inFlight.contains(instanceID) }
+    }
+
+    // MARK: - Claiming
+
+    private func claimLoop() async {
+        await withTaskGroup(of: Void.self) { group in
+            // The store's wake-ups (new ready work elsewhere in this process) wake the claim loop.
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.store.wakeUps.wait(upTo: .seconds(3600))
+                    if Task.isCancelled { return }
+                    self.state.withLock { $0.machine.wakeUp() }
+                    self.claimSignal.notify()
+                }
+            }
+            while !Task.isCancelled {
+                let (claim, phase, nextReadyAt) = state.withLock { state in
+                    (state.machine.nextClaim(), state.machine.phase, state.nextReadyAt)
+                }
+                guard phase == .running else { break }
+                if let limit = claim {
+                    await self.claim(upTo: limit)
+                    continue
+                }
+                var wait = configuration.pollInterval
+                if let nextReadyAt {
+                    wait = min(wait, .seconds(max(nextReadyAt.timeIntervalSinceNow, 0)))
+                }
+                await claimSignal.wait(upTo: wait)
+                // Signalled or timed out: either way, ready work may be waiting (the poll).
+                state.withLock { state in
+                    if let ready = state.nextReadyAt, ready <= Date() { state.nextReadyAt = nil }
+                    state.machine.wakeUp()
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func claim(upTo limit: Int) async {
+        let names = app.registeredWorkflowNames
+        let claimed: [ClaimedInstance]
+        do {
+            claimed = names.isEmpty ? [] : try await store.claim(ClaimRequest(lease: leaseRequest, limit: limit, workflowNames: names))
+        } catch {
+            logger.warning("claim failed; retrying at the next poll", metadata: ["edda.error": "\(error)"])
+            let stopped = state.withLock { state in
+                state.machine.claimFailed()
+                return state.machine.claimSettled()
+            }
+            if stopped { finishStopping() }
+            return
+        }
+        if !claimed.isEmpty {
+            logger.debug("claimed instances", metadata: ["edda.count": "\(claimed.count)"])
+        }
+        let byID = Dictionary(claimed.map { ($0.instance.instanceID, $0) }, uniquingKeysWith: { first, _ in first })
+        let (action, stopped) = state.withLock { state in
+            let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit)
+            for id in action.run {
+                state.held[id] = Held(lease: byID[id]!.lease, control: RunControl())
+            }
+            return (action, state.machine.claimSettled())
+        }
+        for id in action.run {
+            jobsContinuation.yield(Job(instance: byID[id]!.instance, lease: byID[id]!.lease, isNew: false))
+        }
+        for id in action.release {
+            await release(byID[id]!.lease, readyAt: nil)
+        }
+        if stopped { finishStopping() }
+    }
+
+    // MARK: - Running
+
+    private func perform(_ job: Job) async {
+        let id = job.instance.instanceID
+        var isNew = job.isNew
+        var storeFailures = 0
+        while true {
+            guard let control = state.withLock({ $0.held[id]?.control }) else { break }
+            guard let workflow = app.registration(named: job.instance.workflowName) else {
+                // Claims only return registered workflows; kept for safety.
+                await release(job.lease, readyAt: nil)
+                break
+            }
+            let result = await InstanceRun(
+                instance: job.instance, lease: job.lease, isNew: isNew, workflow: workflow, environment: environment,
+                control: control, logger: logger
+            ).run()
+            switch result {
+            case .completed(let output):
+                app.publish(id, .success(.completed(output)))
+            case .failed(let record):
+                app.publish(id, .success(.failed(record)))
+            case .waiting(let until):
+                await release(job.lease, readyAt: until)
+                if let until {
+                    state.withLock { $0.nextReadyAt = min($0.nextReadyAt ?? until, until) }
+                }
+                app.publish(id, nil)
+            case .released(.shutdown):
+                await release(job.lease, readyAt: nil)
+                app.publish(id, nil)
+            case .released(.storeFailure):
+                storeFailures += 1
+                // Keep the lease and run again after a backoff: the history is durable, so the next
+                // run replays what was recorded and retries what was not.
+                let delay = configuration.storeRetryPolicy.delay(afterAttempt: storeFailures)
+                let next = RunControl()
+                let stopping = state.withLock { state -> Bool in
+                    state.held[id]?.control = next
+                    return state.machine.phase != .running
+                }
+                do {
+                    if stopping { throw RunStopped(reason: .shutdown, instanceID: id) }
+                    try await next.sleep(until: Date().adding(delay), clock: SystemClock(), instanceID: id)
+                } catch {
+                    if next.stopReason != .leaseLost { await release(job.lease, readyAt: nil) }
+                    app.publish(id, nil)
+                    break
+                }
+                isNew = false
+                continue
+            case .leaseLost:
+                app.publish(id, nil)
+            }
+            break
+        }
+        runEnded(id)
+    }
+
+    private func release(_ lease: Lease, readyAt: Date?) async {
+        do {
+            try await store.release(lease, readyAt: readyAt)
+        } catch {
+            // The lease lapses on its own (or, on SQLite, with this process): nothing is lost.
+            logger.debug("could not release a lease", metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)"])
+        }
+    }
+
+    private func runEnded(_ instanceID: String) {
+        let (claim, stopped) = state.withLock { state in
+            state.held[instanceID] = nil
+            return state.machine.runEnded(instanceID)
+        }
+        if claim { claimSignal.notify() }
+        if stopped { finishStopping() }
+    }
+
+    // MARK: - Leases
+
+    /// Renews every held lease in one round trip per interval, and stops the runs whose lease was lost.
+    private func renewLoop() async {
+        while !Task.isCancelled {
+            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
+            let (leases, phase) = state.withLock { state in (state.held.values.map(\.lease), state.machine.phase) }
+            if phase == .stopped { return }
+            guard !leases.isEmpty else { continue }
+            do {
+                let lost = try await store.renew(leases, for: configuration.leaseDuration)
+                guard !lost.isEmpty else { continue }
+                let controls = state.withLock { state in lost.compactMap { state.held[$0]?.control } }
+                logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
+                for control in controls { control.stop(.leaseLost) }
+            } catch {
+                logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: - Shutdown
+
+    private func shutdown() {
+        let (controls, stopped) = state.withLock { state in
+            let (stop, stopped) = state.machine.shutdown()
+            return (stop.compactMap { state.held[$0]?.control }, stopped)
+        }
+        logger.info("edda worker stopping: no new claims or steps; running steps record their outcome")
+        for control in controls { control.stop(.shutdown) }
+        claimSignal.notify()
+        if stopped { finishStopping() }
+    }
+
+    private func finishStopping() {
+        jobsContinuation.finish()
+        claimSignal.notify()
+        stopSignal.notify()
+    }
+
+    /// Logs, once at start, the instances left running whose workflow this app has not registered:
+    /// this worker never claims them.
+    private func reportUnresumable() async {
+        let registered = Set(app.registeredWorkflowNames)
+        do {
+            for status in [InstanceStatus.running, .compensating] {
+                let page = try await store.instances(matching: InstanceQuery(status: status, excludingWorkflowNames: registered, limit: 100))
+                for instance in page.instances {
+                    app.markUnresumable(instance)
+                }
+            }
+        } catch {
+            logger.warning("cannot list instances of unregistered workflows", metadata: ["edda.error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import Edda
+import Foundation
+import Synchronization
+
+/// A store that forwards to a real one, failing chosen writes as a flaky disk or a dropped
+/// connection would: before anything is written.
+final class FaultyStore<Base: Store>: Store {
+    let base: Base
+    private let state = Mutex<(writes: Int, failing: Set<Int>, failed: Int)>((0, [], 0))
+
+    /// `failingWrites`: which writes fail, counting every write from 1 (create, append, mark, finish).
+    init(_ base: Base, failingWrites: Set<Int>) {
+        self.base = base
+        state.withLock { $0.failing = failingWrites }
+    }
+
+    /// How many writes failed so far.
+    var failedWrites: Int { state.withLock { $0.failed } }
+
+    private func write() throws {
+        try state.withLock { state in
+            state.writes += 1
+            if state.failing.contains(state.writes) {
+                state.failed += 1
+                throw StoreError(.database, "Injected failure of write #\(state.writes).")
+            }
+        }
+    }
+
+    func instance(_ instanceID: String) async throws -> WorkflowInstance? { try await base.instance(instanceID) }
+    func history(of instanceID: String) async throws -> [HistoryEvent] { try await base.history(of: instanceID) }
+    func instances(matching query: InstanceQuery) async throws -> InstancePage { try await base.instances(matching: query) }
+    func statusCounts(workflowName: String?) async throws -> [InstanceStatus: Int] { try await base.statusCounts(workflowName: workflowName) }
+
+    func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
+        try write()
+        return try await base.createInstance(instance, leasedTo: lease)
+    }
+
+    func append(_ event: NewHistoryEvent, lease: Lease) async throws {
+        try write()
+        try await base.append(event, lease: lease)
+    }
+
+    func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+        try write()
+        try await base.append(event, with: transaction, lease: lease)
+    }
+
+    func markCompensating(lease: Lease) async throws {
+        try write()
+        try await base.markCompensating(lease: lease)
+    }
+
+    func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
+        try write()
+        try await base.finishInstance(lease: lease, with: outcome)
+    }
+
+    func attachWorker(_ workerID: String) async throws { try await base.attachWorker(workerID) }
+    func detachWorker(_ workerID: String) async throws { try await base.detachWorker(workerID) }
+    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] { try await base.claim(request) }
+    func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> { try await base.renew(leases, for: duration) }
+    func release(_ lease: Lease, readyAt: Date?) async throws { try await base.release(lease, readyAt: readyAt) }
+    var wakeUps: WakeUpSignal { base.wakeUps }
+}

@@ -1,0 +1,341 @@
+public import Edda
+import Foundation
+import Synchronization
+import Testing
+
+/// The behaviour every ``Store`` backend must have, as checks a backend's test target runs:
+///
+/// ```swift
+/// @Test(arguments: StoreConformance.allCases)
+/// func conformance(_ check: StoreConformance) async throws {
+///     try await check.run { body in try await body(SQLiteStore.inMemory()) }
+/// }
+/// ```
+///
+/// Each check gets a fresh, empty store from the factory.
+public enum StoreConformance: String, CaseIterable, Sendable {
+    case createAppendFinish
+    case createIsIdempotent
+    case staleTokenCannotWrite
+    case finishedInstanceRefusesWrites
+    case claimsAreExclusiveUnderConcurrency
+    case claimSkipsLeasedFinishedWaitingAndUnknownWorkflows
+    case renewReportsLostLeases
+    case releaseMakesReadyAgain
+    case paginationAndCounts
+    case oneOutcomePerStep
+
+    /// Hands `body` a fresh store, and cleans up after it.
+    public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
+
+    public func run(_ factory: Factory) async throws {
+        try await factory { store in
+            try await store.attachWorker("conformance")
+            defer { Task { try? await store.detachWorker("conformance") } }
+            switch self {
+            case .createAppendFinish: try await Self.createAppendFinish(store)
+            case .createIsIdempotent: try await Self.createIsIdempotent(store)
+            case .staleTokenCannotWrite: try await Self.staleTokenCannotWrite(store)
+            case .finishedInstanceRefusesWrites: try await Self.finishedInstanceRefusesWrites(store)
+            case .claimsAreExclusiveUnderConcurrency: try await Self.claimsAreExclusive(store)
+            case .claimSkipsLeasedFinishedWaitingAndUnknownWorkflows: try await Self.claimSkips(store)
+            case .renewReportsLostLeases: try await Self.renewReportsLostLeases(store)
+            case .releaseMakesReadyAgain: try await Self.releaseMakesReadyAgain(store)
+            case .paginationAndCounts: try await Self.paginationAndCounts(store)
+            case .oneOutcomePerStep: try await Self.oneOutcomePerStep(store)
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    static let leaseRequest = LeaseRequest(owner: "worker-a", duration: .seconds(30))
+
+    static func new(_ id: String, workflow: String = "w", input: String = "[]") -> NewInstance {
+        NewInstance(instanceID: id, workflowName: workflow, serviceName: "conformance", input: JSONPayload(json: input))
+    }
+
+    static func create(_ store: any Store, _ id: String, workflow: String = "w", leasedTo owner: String? = "worker-a") async throws -> Lease? {
+        let outcome = try await store.createInstance(
+            new(id, workflow: workflow), leasedTo: owner.map { LeaseRequest(owner: $0, duration: .seconds(30)) }
+        )
+        guard case .created(_, let lease) = outcome else {
+            Issue.record("instance \(id) already existed")
+            return nil
+        }
+        return lease
+    }
+
+    static func completed(_ id: String, _ step: String, position: Int? = nil, _ json: String) -> NewHistoryEvent {
+        NewHistoryEvent(instanceID: id, stepID: step, position: position, name: "a", kind: .activityCompleted, payload: JSONPayload(json: json))
+    }
+
+    static func claim(_ store: any Store, owner: String, limit: Int = 10, workflows: [String] = ["w"]) async throws -> [ClaimedInstance] {
+        try await store.claim(ClaimRequest(lease: LeaseRequest(owner: owner, duration: .seconds(30)), limit: limit, workflowNames: workflows))
+    }
+
+    static func expectLeaseLost(_ operation: String, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
+        do {
+            try await body()
+            Issue.record("\(operation) under a lost lease succeeded", sourceLocation: sourceLocation)
+        } catch let error as StoreError {
+            #expect(error.code == .leaseLost, "\(operation): \(error)", sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("\(operation) threw \(error), not StoreError.leaseLost", sourceLocation: sourceLocation)
+        }
+    }
+
+    // MARK: - Checks
+
+    static func createAppendFinish(_ store: any Store) async throws {
+        let lease = try #require(try await create(store, "i1"))
+        #expect(lease.instanceID == "i1" && lease.owner == "worker-a")
+        let created = try #require(try await store.instance("i1"))
+        #expect(created.status == .running)
+        #expect(created.leaseOwner == "worker-a")
+        #expect(created.input.json == "[]")
+
+        try await store.append(completed("i1", "a:1", position: 1, "1"), lease: lease)
+        try await store.append(completed("i1", "a:2", position: 2, "{\"x\":2}"), lease: lease)
+        try await store.finishInstance(lease: lease, with: .completed(JSONPayload(json: "3")))
+
+        let history = try await store.history(of: "i1")
+        #expect(history.map(\.stepID) == ["a:1", "a:2"])
+        #expect(history.map(\.position) == [1, 2])
+        #expect(history.map { $0.payload?.json } == ["1", "{\"x\":2}"])
+        #expect(history[0].sequence < history[1].sequence)
+        let finished = try #require(try await store.instance("i1"))
+        #expect(finished.status == .completed)
+        #expect(finished.output?.json == "3")
+        #expect(finished.leaseOwner == nil, "finishing ends the lease")
+
+        let failing = try #require(try await create(store, "i2"))
+        try await store.markCompensating(lease: failing)
+        #expect(try await store.instance("i2")?.status == .compensating)
+        try await store.finishInstance(lease: failing, with: .failed(ErrorRecord(type: "E", message: "boom")))
+        let failed = try #require(try await store.instance("i2"))
+        #expect(failed.status == .failed)
+        #expect(failed.error?.message == "boom")
+    }
+
+    static func createIsIdempotent(_ store: any Store) async throws {
+        _ = try await create(store, "same")
+        let again = try await store.createInstance(new("same", workflow: "other", input: "[1]"), leasedTo: leaseRequest)
+        guard case .existing(let existing) = again else {
+            Issue.record("a second create with the same ID inserted a row")
+            return
+        }
+        #expect(existing.workflowName == "w")
+        #expect(existing.input.json == "[]")
+        let unleased = try await store.createInstance(new("free"), leasedTo: nil)
+        guard case .created(let instance, let lease) = unleased else {
+            Issue.record("create without a lease did not insert")
+            return
+        }
+        #expect(lease == nil)
+        #expect(instance.leaseOwner == nil)
+    }
+
+    static func staleTokenCannotWrite(_ store: any Store) async throws {
+        let stale = try #require(try await create(store, "i"))
+        try await store.append(completed("i", "a:1", "1"), lease: stale)
+        // The instance changes hands: released by A, claimed by B (a new token).
+        try await store.release(stale, readyAt: nil)
+        let claimed = try await claim(store, owner: "worker-b")
+        let fresh = try #require(claimed.first?.lease)
+        #expect(fresh.token > stale.token)
+        #expect(fresh.owner == "worker-b")
+
+        // A zombie with the old lease — same owner name, old token — changes nothing.
+        let zombie = Lease(instanceID: "i", owner: "worker-b", token: stale.token, expiresAt: nil)
+        for lease in [stale, zombie] {
+            await expectLeaseLost("append") { try await store.append(completed("i", "a:2", "2"), lease: lease) }
+            await expectLeaseLost("append with a transaction") {
+                try await store.append(completed("i", "a:3", "3"), with: StepTransaction(), lease: lease)
+            }
+            await expectLeaseLost("markCompensating") { try await store.markCompensating(lease: lease) }
+            await expectLeaseLost("finish") { try await store.finishInstance(lease: lease, with: .completed(JSONPayload(json: "0"))) }
+            await expectLeaseLost("release") { try await store.release(lease, readyAt: nil) }
+        }
+        let instance = try #require(try await store.instance("i"))
+        #expect(instance.status == .running)
+        #expect(instance.leaseOwner == "worker-b")
+        #expect(try await store.history(of: "i").map(\.stepID) == ["a:1"])
+
+        // The live owner writes on.
+        try await store.append(completed("i", "a:2", "2"), lease: fresh)
+        try await store.finishInstance(lease: fresh, with: .completed(JSONPayload(json: "2")))
+        #expect(try await store.instance("i")?.status == .completed)
+    }
+
+    static func finishedInstanceRefusesWrites(_ store: any Store) async throws {
+        let lease = try #require(try await create(store, "done"))
+        try await store.finishInstance(lease: lease, with: .completed(JSONPayload(json: "\"first\"")))
+        // A context that escaped its run (a stray Task) still holds the lease value.
+        await expectLeaseLost("append after finish") { try await store.append(completed("done", "late:1", "1"), lease: lease) }
+        await expectLeaseLost("finish twice") {
+            try await store.finishInstance(lease: lease, with: .failed(ErrorRecord(type: "E", message: "late")))
+        }
+        let instance = try #require(try await store.instance("done"))
+        #expect(instance.status == .completed)
+        #expect(instance.output?.json == "\"first\"")
+        #expect(instance.error == nil)
+        #expect(try await store.history(of: "done").isEmpty)
+        #expect(try await claim(store, owner: "worker-b").isEmpty, "a finished instance is never claimed")
+    }
+
+    static func claimsAreExclusive(_ store: any Store) async throws {
+        for index in 0..<60 {
+            _ = try await create(store, "c\(index)", leasedTo: nil)
+        }
+        let claims = try await withThrowingTaskGroup(of: [ClaimedInstance].self) { group in
+            for worker in 0..<8 {
+                group.addTask { try await claim(store, owner: "worker-\(worker)", limit: 10) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let ids = claims.flatMap { $0.map(\.instance.instanceID) }
+        #expect(Set(ids).count == ids.count, "an instance was claimed twice")
+        #expect(claims.allSatisfy { $0.count <= 10 })
+        #expect(ids.count == 60, "8 claims of 10 take all 60")
+        for claim in claims {
+            for claimed in claim {
+                #expect(try await store.instance(claimed.instance.instanceID)?.leaseOwner == claimed.lease.owner)
+            }
+        }
+        #expect(try await claim(store, owner: "late").isEmpty)
+    }
+
+    static func claimSkips(_ store: any Store) async throws {
+        _ = try await create(store, "leased")
+        let done = try #require(try await create(store, "done"))
+        try await store.finishInstance(lease: done, with: .completed(JSONPayload(json: "1")))
+        let later = try #require(try await create(store, "later"))
+        try await store.release(later, readyAt: Date().addingTimeInterval(3600))
+        _ = try await create(store, "other-workflow", workflow: "unregistered", leasedTo: nil)
+        _ = try await create(store, "ready", leasedTo: nil)
+        let compensating = try #require(try await create(store, "compensating"))
+        try await store.markCompensating(lease: compensating)
+        try await store.release(compensating, readyAt: nil)
+
+        let claimed = try await claim(store, owner: "worker-b", limit: 10)
+        #expect(Set(claimed.map(\.instance.instanceID)) == ["ready", "compensating"])
+        #expect(claimed.first { $0.instance.instanceID == "compensating" }?.instance.status == .compensating)
+        #expect(try await claim(store, owner: "worker-b", limit: 0).isEmpty)
+    }
+
+    static func renewReportsLostLeases(_ store: any Store) async throws {
+        let kept = try #require(try await create(store, "kept"))
+        let lost = try #require(try await create(store, "lost"))
+        let finished = try #require(try await create(store, "finished"))
+        try await store.finishInstance(lease: finished, with: .completed(JSONPayload(json: "1")))
+        try await store.release(lost, readyAt: nil)
+        _ = try await claim(store, owner: "worker-b")
+
+        let reported = try await store.renew([kept, lost, finished], for: .seconds(30))
+        #expect(reported == ["lost", "finished"])
+        #expect(try await store.renew([], for: .seconds(30)).isEmpty)
+        // The kept lease still writes.
+        try await store.append(completed("kept", "a:1", "1"), lease: kept)
+    }
+
+    static func releaseMakesReadyAgain(_ store: any Store) async throws {
+        let lease = try #require(try await create(store, "r"))
+        try await store.append(completed("r", "a:1", "1"), lease: lease)
+        try await store.release(lease, readyAt: nil)
+        #expect(try await store.instance("r")?.leaseOwner == nil)
+        let first = try await claim(store, owner: "worker-b")
+        #expect(first.map(\.instance.instanceID) == ["r"])
+        let second = try #require(first.first?.lease)
+        #expect(second.token > lease.token)
+
+        // Released until later: not claimable before then.
+        let until = Date().addingTimeInterval(3600)
+        try await store.release(second, readyAt: until)
+        let waiting = try #require(try await store.instance("r"))
+        #expect(abs((waiting.readyAt ?? .distantPast).timeIntervalSince(until)) < 0.01)
+        #expect(try await claim(store, owner: "worker-c").isEmpty)
+        // History is untouched by leases changing hands.
+        #expect(try await store.history(of: "r").map(\.stepID) == ["a:1"])
+    }
+
+    static func paginationAndCounts(_ store: any Store) async throws {
+        for index in 0..<25 {
+            let lease = try #require(try await create(store, String(format: "p%02d", index), workflow: index % 5 == 0 ? "five" : "w"))
+            if index % 2 == 0 {
+                try await store.finishInstance(lease: lease, with: .completed(JSONPayload(json: "\(index)")))
+            }
+        }
+        var seen: [String] = []
+        var cursor: InstanceCursor?
+        var pages = 0
+        repeat {
+            let page = try await store.instances(matching: InstanceQuery(limit: 10, after: cursor))
+            seen += page.instances.map(\.instanceID)
+            cursor = page.nextCursor
+            pages += 1
+            #expect(page.instances.count <= 10)
+        } while cursor != nil && pages < 10
+        #expect(pages == 3)
+        #expect(seen.count == 25)
+        #expect(Set(seen).count == 25, "no instance appears on two pages")
+        let all = try await store.instances(matching: InstanceQuery(limit: 100)).instances
+        #expect(all.map(\.instanceID) == seen, "pages follow the newest-first order")
+        #expect(zip(all, all.dropFirst()).allSatisfy { $0.createdAt >= $1.createdAt })
+
+        let completed = try await store.instances(matching: InstanceQuery(status: .completed, limit: 100)).instances
+        #expect(completed.count == 13)
+        #expect(completed.allSatisfy { $0.status == .completed })
+        let five = try await store.instances(matching: InstanceQuery(workflowName: "five", limit: 100)).instances
+        #expect(five.count == 5)
+        let notFive = try await store.instances(matching: InstanceQuery(excludingWorkflowNames: ["five"], limit: 100)).instances
+        #expect(notFive.count == 20 && notFive.allSatisfy { $0.workflowName == "w" })
+
+        #expect(try await store.statusCounts(workflowName: nil) == [.completed: 13, .running: 12])
+        #expect(try await store.statusCounts(workflowName: "five") == [.completed: 3, .running: 2])
+        #expect(try await store.statusCounts(workflowName: "none").isEmpty)
+    }
+
+    static func oneOutcomePerStep(_ store: any Store) async throws {
+        let lease = try #require(try await create(store, "o"))
+        try await store.append(completed("o", "a:1", "1"), lease: lease)
+        do {
+            try await store.append(completed("o", "a:1", "2"), lease: lease)
+            Issue.record("a second outcome for one step was accepted")
+        } catch {}
+        // Failed attempts are not outcomes: several per step, then one outcome.
+        for attempt in 1...2 {
+            try await store.append(
+                NewHistoryEvent(
+                    instanceID: "o", stepID: "b:1", position: nil, name: "b", kind: .attemptFailed,
+                    payload: JSONPayload(json: "{}"), error: ErrorRecord(type: "E", message: "try \(attempt)"),
+                    retry: RetryMetadata(totalAttempts: attempt, totalDurationMilliseconds: 0, exhausted: false, lastError: nil, errors: [])
+                ),
+                lease: lease
+            )
+        }
+        try await store.append(completed("o", "b:1", "3"), lease: lease)
+
+        // Concurrent appends, one a duplicate: it fails alone.
+        let results = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
+            for index in 0..<32 {
+                let step = index == 15 ? "a:1" : "c:\(index)"
+                group.addTask {
+                    do {
+                        try await store.append(completed("o", step, "\(index)"), lease: lease)
+                        return (step, true)
+                    } catch {
+                        return (step, false)
+                    }
+                }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        #expect(results["a:1"] == false)
+        #expect(results.filter(\.value).count == 31)
+        let history = try await store.history(of: "o")
+        #expect(history.filter { $0.stepID == "a:1" }.map { $0.payload?.json } == ["1"], "the first outcome stands")
+        #expect(history.filter { $0.stepID == "b:1" }.map(\.kind) == [.attemptFailed, .attemptFailed, .activityCompleted])
+        #expect(history.count == 1 + 3 + 31)
+    }
+}
