@@ -62,24 +62,29 @@ public final class SQLiteStore: Store {
     }
 
     /// Two processes opening a new file at once race to switch it to WAL and create the schema;
-    /// SQLite answers the loser `SQLITE_BUSY` without waiting on its busy timeout. Try again until
+    /// SQLite answers the loser `SQLITE_BUSY` without waiting on its busy timeout. Or the loser reads
+    /// the list of applied migrations just before the winner commits one, and its own attempt at the
+    /// same migration fails ("table … already exists", "duplicate column name"); being transactional,
+    /// that attempt changed nothing, and the next one sees the migration applied. Try again until
     /// the timeout has passed.
     private static func retryingWhileBusy<T>(until deadline: ContinuousClock.Instant, _ body: () throws -> T) throws -> T {
         while true {
             do {
                 return try body()
-            } catch where isBusy(error) && ContinuousClock.now < deadline {
+            } catch where isRetryableWhileOpening(error) && ContinuousClock.now < deadline {
                 Thread.sleep(forTimeInterval: 0.01)
             }
         }
     }
 
-    private static func isBusy(_ error: any Error) -> Bool {
+    private static func isRetryableWhileOpening(_ error: any Error) -> Bool {
         if let error = error as? DatabaseError {
-            return error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+            if error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED { return true }
+            let message = error.message ?? ""
+            return error.resultCode == .SQLITE_ERROR && (message.contains("already exists") || message.contains("duplicate column name"))
         }
         if let error = error as? StoreError, let cause = error.cause {
-            return isBusy(cause)
+            return isRetryableWhileOpening(cause)
         }
         return false
     }

@@ -41,7 +41,7 @@ let executionsPath = arguments[3]
 }
 
 var logger = Logger(label: "edda.crash-worker")
-logger.logLevel = .warning
+logger.logLevel = ProcessInfo.processInfo.environment["EDDA_CRASH_WORKER_LOG"] == "debug" ? .debug : .warning
 let app = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), serviceName: "crash-test", logger: logger)
 
 switch mode {

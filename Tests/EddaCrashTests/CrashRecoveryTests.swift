@@ -21,7 +21,7 @@ struct CrashRecoveryTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let database = directory.appendingPathComponent("crash.sqlite").path
         let executions = directory.appendingPathComponent("executions.log").path
-        let arguments = ["steps", database, executions, "\(Self.instances)", "\(Self.steps)", "20"]
+        let arguments = ["steps", database, executions, "\(Self.instances)", "\(Self.steps)", "100"]
 
         // 1. Start a worker and kill it once a good part of the steps ran.
         let first = try launchWorker(arguments)

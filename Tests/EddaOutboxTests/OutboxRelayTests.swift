@@ -156,13 +156,16 @@ struct OutboxRelayTests {
         )
         #expect(claimed.map(\.status) == [.processing])
         try await receiver.serve { (endpoint: String) async throws in
-            var configuration = Self.relayConfiguration(endpoint)
-            configuration.claimTimeout = .milliseconds(50)
-            let relay = OutboxRelay(store: store, configuration: configuration)
             // Within the claim timeout the live claim is respected.
-            #expect(try await relay.deliverDueEvents() == 0)
-            try await Task.sleep(for: .milliseconds(60))
-            #expect(try await relay.deliverDueEvents() == 1)
+            var patient = Self.relayConfiguration(endpoint)
+            patient.claimTimeout = .seconds(60)
+            #expect(try await OutboxRelay(store: store, configuration: patient).deliverDueEvents() == 0)
+            // Past it, the claim is taken back. (Two relays, not one and a sleep: a loaded machine
+            // must not turn "within" into "past".)
+            try await Task.sleep(for: .milliseconds(5))
+            var reclaiming = Self.relayConfiguration(endpoint)
+            reclaiming.claimTimeout = .milliseconds(1)
+            #expect(try await OutboxRelay(store: store, configuration: reclaiming).deliverDueEvents() == 1)
             // The dead relay's late report changes nothing: it no longer holds the claim.
             try await store.recordOutboxDelivery(sequence: claimed[0].sequence, relayID: "dead-relay", .invalid(error: "late"))
         }

@@ -82,6 +82,23 @@ struct SQLiteStoreTests {
         #expect(error.message.contains("exploded"))
     }
 
+    @Test func storesOpeningANewFileAtOnceBothSucceed() async throws {
+        // Each races to create the schema; the loser of a migration retries instead of failing
+        // with "table … already exists" or "duplicate column name".
+        for _ in 0..<20 {
+            try await withTemporaryDatabase { path in
+                let stores = try await withThrowingTaskGroup(of: SQLiteStore.self) { group in
+                    for _ in 0..<3 {
+                        group.addTask { try SQLiteStore(path: path) }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(stores.count == 3)
+                #expect(try await stores[0].statusCounts(workflowName: nil).isEmpty)
+            }
+        }
+    }
+
     @Test func aFileWrittenBeforeLeasesIsMigratedAndResumed() async throws {
         let log = ExecutionLogForStore()
         let first = Activity("first") { (ctx) -> Int in log.record("first"); return 1 }

@@ -11,11 +11,7 @@ struct DeterminismTests {
     /// A store holding instance `id` of `workflowName` with the given recorded steps.
     func storeWithHistory(_ id: String, _ workflowName: String, _ events: [NewHistoryEvent]) async throws -> SQLiteStore {
         let store = try SQLiteStore.inMemory()
-        let lease = try await store.createLeasedInstance(id, workflowName: workflowName, input: JSONPayload(json: "[]"), owner: "old")
-        for event in events {
-            try await store.append(event, lease: lease)
-        }
-        try await store.release(lease, readyAt: nil)
+        try await store.seedInstance(id, workflowName: workflowName, history: events)
         return store
     }
 

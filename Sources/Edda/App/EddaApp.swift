@@ -16,8 +16,12 @@ import Synchronization
 /// ```
 ///
 /// `EddaApp` is a `Service`: in a server, put it in a `ServiceGroup` next to your HTTP server;
-/// in a script or a test, ``run(_:)`` runs it for the duration of a closure. When it starts, it
-/// resumes every instance left running by a previous process, replaying each from its history.
+/// in a script or a test, ``run(_:)`` runs it for the duration of a closure. Running, it is a
+/// worker: it claims the instances that are ready — left running by a previous process, say — and
+/// runs each under a fenced lease, replaying it from its history (<doc:WorkersAndLeases>).
+///
+/// An app that does not run can still start instances, read them and wait for their results: a
+/// running worker on the same store claims what it starts.
 public final class EddaApp: Service, Sendable {
     /// The name of the service this app belongs to, stored with every instance it creates.
     public let serviceName: String
@@ -267,7 +271,11 @@ public final class EddaApp: Service, Sendable {
         )
         return try await withThrowingTaskGroup(of: Result?.self) { tasks in
             tasks.addTask {
-                try await group.run()
+                do {
+                    try await group.run()
+                } catch {
+                    throw AppRunFailure(error: error)
+                }
                 return nil
             }
             tasks.addTask {
@@ -281,14 +289,21 @@ public final class EddaApp: Service, Sendable {
                 }
             }
             var result: Result?
-            do {
-                for try await value in tasks {
+            var bodyError: (any Error)?
+            while let next = await tasks.nextResult() {
+                switch next {
+                case .success(let value):
                     if let value { result = value }
+                case .failure(let failure as AppRunFailure):
+                    // The app's own failure explains the body's (a waiter told "stopped", say): it wins.
+                    tasks.cancelAll()
+                    throw failure.error
+                case .failure(let error):
+                    tasks.cancelAll()
+                    bodyError = bodyError ?? error
                 }
-            } catch {
-                tasks.cancelAll()
-                throw error
             }
+            if let bodyError { throw bodyError }
             guard let result else {
                 throw EngineError(.stopped, "The app stopped before the body passed to run(_:) returned.")
             }
@@ -419,6 +434,11 @@ public final class EddaApp: Service, Sendable {
         state.withLock { $0.unresumable[instance.instanceID] = error }
         publish(instance.instanceID, .failure(error))
     }
+}
+
+/// Carries the app's own error out of ``EddaApp/run(_:)``'s task group, to tell it from the body's.
+private struct AppRunFailure: Error {
+    let error: any Error
 }
 
 extension EddaApp: CustomStringConvertible {

@@ -1,8 +1,9 @@
 /// A failure of the store: the database is in use by another process, a migration failed, the
 /// database returned an error.
 ///
-/// Backend errors are wrapped and kept as ``cause``; `description` never contains SQL arguments or
-/// payloads.
+/// Backend errors are wrapped and kept as ``cause``; `description` ends with the cause's own text
+/// ("database or disk is full", "file is not a database"), so a log line or an uncaught error says
+/// why. It never contains SQL arguments or payloads: the backends' errors do not print them.
 public struct StoreError: EddaError {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String {
@@ -38,3 +39,11 @@ public struct StoreError: EddaError {
         self.cause = cause
     }
 }
+
+extension StoreError {
+    public var description: String {
+        guard let cause else { return "StoreError: \(message)" }
+        return "StoreError: \(message) Cause: \(cause)"
+    }
+}
+

@@ -7,6 +7,9 @@ struct InstanceRun: Sendable {
     let lease: Lease
     /// A new instance has no history to read.
     let isNew: Bool
+    /// Whether ``instance``'s status is as stored now — true for an instance just claimed, whose
+    /// row came back with the claim — or must be read again (a run retried after a store failure).
+    let statusIsCurrent: Bool
     let workflow: RegisteredWorkflow
     let environment: EngineEnvironment
     let control: RunControl
@@ -24,11 +27,15 @@ struct InstanceRun: Sendable {
             history = []
         } else {
             do {
-                guard let current = try await store.instance(instance.instanceID), !current.status.isTerminal else {
-                    // Finished meanwhile (an outcome recorded by a run whose report was lost): nothing to do.
-                    return .leaseLost
+                if statusIsCurrent {
+                    resumedStatus = instance.status
+                } else {
+                    guard let current = try await store.instance(instance.instanceID), !current.status.isTerminal else {
+                        // Finished by the failed run after all (its commit landed, its report did not).
+                        return .leaseLost
+                    }
+                    resumedStatus = current.status
                 }
-                resumedStatus = current.status
                 history = try await store.history(of: instance.instanceID)
             } catch {
                 logger.warning("cannot read history; the run is retried", metadata: ["edda.error": "\(error)"])

@@ -106,9 +106,12 @@ final class Worker: Sendable {
         state.withLock { $0.machine.inFlight }
     }
 
-    /// Whether the instance runs (or is about to run) in this worker.
+    /// Whether the instance runs in this worker, so that its outcome will be published here.
+    ///
+    /// A run leaves this set before its outcome is published: a `result()` that registered its
+    /// waiter and then found the instance here is sure to hear the outcome.
     func isRunningHere(_ instanceID: String) -> Bool {
-        state.withLock { $0.machine.inFlight.contains(instanceID) }
+        state.withLock { $0.held[instanceID] != nil }
     }
 
     // MARK: - Claiming
@@ -193,25 +196,27 @@ final class Worker: Sendable {
             guard let workflow = app.registration(named: job.instance.workflowName) else {
                 // Claims only return registered workflows; kept for safety.
                 await release(job.lease, readyAt: nil)
+                stopHolding(id)
                 break
             }
             let result = await InstanceRun(
-                instance: job.instance, lease: job.lease, isNew: isNew, workflow: workflow, environment: environment,
-                control: control, logger: logger
+                instance: job.instance, lease: job.lease, isNew: isNew, statusIsCurrent: storeFailures == 0,
+                workflow: workflow, environment: environment, control: control, logger: logger
             ).run()
             switch result {
             case .completed(let output):
+                stopHolding(id)
                 app.publish(id, .success(.completed(output)))
             case .failed(let record):
+                stopHolding(id)
                 app.publish(id, .success(.failed(record)))
             case .waiting(let until):
                 await release(job.lease, readyAt: until)
-                if let until {
-                    state.withLock { $0.nextReadyAt = min($0.nextReadyAt ?? until, until) }
-                }
+                stopHolding(id, nextReadyAt: until)
                 app.publish(id, nil)
             case .released(.shutdown):
                 await release(job.lease, readyAt: nil)
+                stopHolding(id)
                 app.publish(id, nil)
             case .released(.storeFailure):
                 storeFailures += 1
@@ -228,17 +233,29 @@ final class Worker: Sendable {
                     try await next.sleep(until: Date().adding(delay), clock: SystemClock(), instanceID: id)
                 } catch {
                     if next.stopReason != .leaseLost { await release(job.lease, readyAt: nil) }
+                    stopHolding(id)
                     app.publish(id, nil)
                     break
                 }
                 isNew = false
                 continue
             case .leaseLost:
+                stopHolding(id)
                 app.publish(id, nil)
             }
             break
         }
         runEnded(id)
+    }
+
+    /// Forgets the lease of a run that ended, before its waiters hear of it (see ``isRunningHere(_:)``).
+    private func stopHolding(_ instanceID: String, nextReadyAt: Date? = nil) {
+        state.withLock { state in
+            state.held[instanceID] = nil
+            if let nextReadyAt {
+                state.nextReadyAt = min(state.nextReadyAt ?? nextReadyAt, nextReadyAt)
+            }
+        }
     }
 
     private func release(_ lease: Lease, readyAt: Date?) async {
