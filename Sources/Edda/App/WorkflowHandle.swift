@@ -14,11 +14,13 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
 
     /// Waits for the instance to finish and returns its result.
     ///
-    /// Waiting costs no polling: the app wakes the caller when the instance finishes. An instance
-    /// runs only while the app runs (``EddaApp/run()``), so call this while it does.
+    /// For an instance running in this app's worker, waiting costs no polling: the app wakes the
+    /// caller when the instance finishes. For one running elsewhere — another process, or any
+    /// worker when this app does not run — it reads the store with a backoff from 10 ms up to
+    /// ``EddaApp/Configuration-swift.struct/resultPollInterval``.
     ///
     /// - Throws: ``WorkflowFailedError`` when the instance failed; ``EngineError`` with code
-    ///   ``EngineError/Code-swift.struct/stopped`` when the app stopped first, or
+    ///   ``EngineError/Code-swift.struct/stopped`` when this app's run stopped first, or
     ///   ``EngineError/Code-swift.struct/unknownWorkflow`` when the app cannot resume it;
     ///   `CancellationError` when the waiting task is cancelled.
     public func result() async throws -> Output {
