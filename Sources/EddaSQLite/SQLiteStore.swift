@@ -29,7 +29,7 @@ public final class SQLiteStore: Store {
     public let writer: any DatabaseWriter
     let configuration: Configuration
     let logger: Logger
-    private let ownership = Mutex<ProcessLock?>(nil)
+    private let ownership = Mutex<Ownership?>(nil)
     private let committer: GroupCommitter
     let outboxSignal = WakeUpSignal()
     public let wakeUps = WakeUpSignal()
@@ -142,20 +142,41 @@ public final class SQLiteStore: Store {
     public func attachWorker(_ workerID: String) async throws {
         if let path {
             let lock = try ProcessLock(path: path + "-edda.lock")
-            ownership.withLock { $0 = lock }
+            ownership.withLock { $0 = .file(lock) }
             logger.debug("took ownership of database", metadata: ["edda.sqlite.path": "\(path)", "edda.worker.id": "\(workerID)"])
+        } else {
+            // In memory, this object is the database: one worker at a time, as with a file's lock.
+            try ownership.withLock { ownership in
+                if case .memory(let owner) = ownership {
+                    throw StoreError(
+                        .databaseInUse,
+                        "Worker \(owner) already runs on this in-memory store; one worker runs on a store at a time. "
+                            + "Stop its app first, or give each app a store of its own."
+                    )
+                }
+                ownership = .memory(workerID)
+            }
         }
-        // The lock proves every earlier owner dead: free the leases they left.
-        try await write { db in
-            try db.execute(
-                sql: "UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL AND lease_owner <> ?",
-                arguments: [workerID]
-            )
+        // Whoever held a lease before is gone — the lock proves it — this worker's own ID included
+        // (a fixed worker ID restarted after a crash): free every lease.
+        do {
+            try await write { db in
+                try db.execute(sql: "UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL")
+            }
+        } catch {
+            ownership.withLock { $0 = nil }
+            throw error
         }
     }
 
     public func detachWorker(_ workerID: String) async throws {
         ownership.withLock { $0 = nil }
+    }
+
+    /// Who runs workers on this store: a process lock on a file, or a worker ID in memory.
+    enum Ownership: Sendable {
+        case file(ProcessLock)
+        case memory(String)
     }
 
     public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {

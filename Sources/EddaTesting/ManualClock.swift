@@ -43,6 +43,11 @@ public final class ManualClock: WorkflowClock {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                    // Cancelled before this sleeper registered: the cancel handler found nothing to wake.
+                    if Task.isCancelled {
+                        continuation.resume(throwing: CancellationError())
+                        return []
+                    }
                     if deadline <= state.now {
                         continuation.resume()
                         return []

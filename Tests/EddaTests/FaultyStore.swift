@@ -3,14 +3,16 @@ import Foundation
 import Synchronization
 
 /// A store that forwards to a real one, failing chosen writes as a flaky disk or a dropped
-/// connection would: before anything is written.
+/// connection would: before anything is written. It can also ignore `leasedTo`, as a store may.
 final class FaultyStore<Base: Store>: Store {
     let base: Base
+    let leasesNewInstances: Bool
     private let state = Mutex<(writes: Int, failing: Set<Int>, failed: Int)>((0, [], 0))
 
     /// `failingWrites`: which writes fail, counting every write from 1 (create, append, mark, finish).
-    init(_ base: Base, failingWrites: Set<Int>) {
+    init(_ base: Base, failingWrites: Set<Int> = [], leasesNewInstances: Bool = true) {
         self.base = base
+        self.leasesNewInstances = leasesNewInstances
         state.withLock { $0.failing = failingWrites }
     }
 
@@ -34,7 +36,7 @@ final class FaultyStore<Base: Store>: Store {
 
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         try write()
-        return try await base.createInstance(instance, leasedTo: lease)
+        return try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)
     }
 
     func append(_ event: NewHistoryEvent, lease: Lease) async throws {

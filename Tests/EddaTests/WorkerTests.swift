@@ -1,4 +1,4 @@
-import Edda
+@testable import Edda
 import EddaSQLite
 import EddaTesting
 import Foundation
@@ -242,6 +242,112 @@ struct WorkerTests {
         let result = try await withTestApp { app in try await app.start(workflow).result() }
         #expect(result == "terminal: EngineError")
         #expect(log.all == ["attempt 1"])
+    }
+}
+
+extension WorkerTests {
+    @Test func aWorkerRestartedUnderTheSameIDTakesBackItsOwnLeases() async throws {
+        let greet = Workflow("greet") { (ctx, name: String) -> String in "hello \(name)" }
+        let store = try SQLiteStore.inMemory()
+        // A worker with a fixed ID (a pod name) died holding this lease.
+        _ = try await store.createLeasedInstance("mine", workflowName: "greet", input: try JSONPayload.encode(["ada"]), owner: "pod-1")
+        var configuration = EddaApp.Configuration.testing
+        configuration.workerID = "pod-1"
+        let app = EddaApp(store: store, serviceName: "test", configuration: configuration, logger: .quiet)
+        try app.register(greet)
+        try await app.run { _ in
+            try await waitUntil { try await store.instance("mine")?.status == .completed }
+        }
+        #expect(try await store.instance("mine")?.output?.json == "\"hello ada\"")
+    }
+
+    @Test func anInstanceStartedWhileAttachingFailsIsLeftForTheOwner() async throws {
+        try await withTemporaryDatabase { path in
+            let greet = Workflow("greet") { (ctx, name: String) -> String in "hello \(name)" }
+            let owner = try SQLiteStore(path: path)
+            try await owner.attachWorker("owner")
+            let latecomer = EddaApp(store: try SQLiteStore(path: path), serviceName: "test", configuration: .testing, logger: .quiet)
+            let error = await #expect(throws: StoreError.self) {
+                try await latecomer.run { app in
+                    try await app.start(greet, "ada", instanceID: "handed-over")
+                    try await Task.sleep(for: .seconds(60))
+                }
+            }
+            #expect(error?.code == .databaseInUse, "the app's own error, not the body's")
+            // If start won the race with the failing attach, the instance is ready for the owner,
+            // not leased to a worker that never ran.
+            if let instance = try await owner.instance("handed-over") {
+                #expect(instance.leaseOwner == nil)
+            }
+            try await owner.detachWorker("owner")
+        }
+    }
+
+    @Test func aStoreThatDoesNotLeaseANewInstanceLeaksNoCapacity() async throws {
+        let greet = Workflow("greet") { (ctx, name: String) -> String in "hello \(name)" }
+        var configuration = EddaApp.Configuration.testing
+        configuration.maxConcurrentInstances = 1
+        let store = FaultyStore(try SQLiteStore.inMemory(), leasesNewInstances: false)
+        let app = EddaApp(store: store, serviceName: "test", configuration: configuration, logger: .quiet)
+        let results = try await app.run { app in
+            var results: [String] = []
+            for name in ["ada", "grace", "linus"] {
+                results.append(try await app.start(greet, name).result())
+            }
+            return results
+        }
+        #expect(results == ["hello ada", "hello grace", "hello linus"])
+        #expect(app.instancesRunningHere.isEmpty)
+    }
+
+    @Test func registeringAWorkflowLaterMakesItsInstancesResumable() async throws {
+        let late = Workflow("late") { (ctx, n: Int) -> Int in n + 1 }
+        let store = try SQLiteStore.inMemory()
+        try await store.seedInstance("old", workflowName: "late", input: try JSONPayload.encode([41]))
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing, logger: .quiet)
+        let result = try await app.run { app in
+            try await waitUntil { app.unresumableInstances["old"] != nil }
+            try app.register(late)
+            #expect(app.unresumableInstances["old"] == nil)
+            return try await app.handle(for: late, instanceID: "old").result()
+        }
+        #expect(result == 42)
+    }
+
+    @Test func twoWorkersOnOneInMemoryStoreAreRefused() async throws {
+        let store = try SQLiteStore.inMemory()
+        let first = EddaApp(store: store, serviceName: "test", configuration: .testing, logger: .quiet)
+        let second = EddaApp(store: store, serviceName: "test", configuration: .testing, logger: .quiet)
+        try await first.run { _ in
+            let error = await #expect(throws: StoreError.self) { try await second.run { _ in 1 } }
+            #expect(error?.code == .databaseInUse)
+        }
+        // Once the first stops, the store is free again.
+        let third = EddaApp(store: store, serviceName: "test", configuration: .testing, logger: .quiet)
+        #expect(try await third.run { _ in 3 } == 3)
+    }
+
+    @Test func aCancelledBackoffThrowsInsteadOfEndingEarly() async throws {
+        let control = RunControl()
+        let sleeping = Task {
+            try await control.sleep(until: Date().addingTimeInterval(60), clock: SystemClock(), instanceID: "i")
+        }
+        sleeping.cancel()
+        await #expect(throws: CancellationError.self) { try await sleeping.value }
+        control.stop(.shutdown)
+        await #expect(throws: (any Error).self) {
+            try await control.sleep(until: Date().addingTimeInterval(60), clock: SystemClock(), instanceID: "i")
+        }
+    }
+
+    @Test func aManualClockSleepCancelledBeforeItStartsThrows() async throws {
+        let clock = ManualClock()
+        let sleeping = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            try await clock.sleep(until: clock.now().addingTimeInterval(60))
+        }
+        await #expect(throws: CancellationError.self) { try await sleeping.value }
+        #expect(clock.pendingDeadlines.isEmpty)
     }
 }
 

@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// ```swift
 /// let app = EddaApp(store: try SQLiteStore(path: "orders.sqlite"), serviceName: "order-service")
-/// app.register(processOrder)
+/// try app.register(processOrder)
 ///
 /// try await app.run { app in
 ///     let handle = try await app.start(processOrder, OrderInput(orderID: "ORD-1", amount: 20))
@@ -36,11 +36,15 @@ public final class EddaApp: Service, Sendable {
         var workflows: [String: RegisteredWorkflow] = [:]
         var phase: Phase = .idle
         var waiters: [String: [UUID: AsyncStream<WaiterMessage>.Continuation]] = [:]
-        var unresumable: [String: EngineError] = [:]
+        /// Instances of unregistered workflows found at start, by ID: their workflow's name and the error.
+        var unresumable: [String: (workflowName: String, error: EngineError)] = [:]
     }
 
     private enum Phase: Sendable {
         case idle
+        /// `run()` was called; the worker is attaching to the store.
+        case starting
+        /// The worker is attached: instances started now are leased to it.
         case running(Worker)
         case stopped
     }
@@ -97,6 +101,8 @@ public final class EddaApp: Service, Sendable {
                 return
             }
             state.workflows[registration.name] = registration
+            // Its instances are claimable now.
+            state.unresumable = state.unresumable.filter { $0.value.workflowName != registration.name }
         }
     }
 
@@ -168,8 +174,13 @@ public final class EddaApp: Service, Sendable {
         switch outcome {
         case .created(let instance, let lease):
             logger.debug("instance created", metadata: ["edda.instance.id": "\(id)", "edda.workflow.name": "\(workflow.name)"])
-            if let worker, let lease, reserved {
-                worker.launch(instance, lease: lease)
+            if let worker, reserved {
+                if let lease {
+                    worker.launch(instance, lease: lease)
+                } else {
+                    // The store did not lease it: it is ready, and the next claim takes it.
+                    worker.unreserve(id)
+                }
             }
         case .existing(let existing):
             if reserved { worker?.unreserve(id) }
@@ -229,7 +240,7 @@ public final class EddaApp: Service, Sendable {
     /// Instances left running that this app's worker does not claim, with the reason (their
     /// workflow is not registered), as found when the app started. They stay in the store untouched.
     public var unresumableInstances: [String: EngineError] {
-        state.withLock { $0.unresumable }
+        state.withLock { $0.unresumable.mapValues(\.error) }
     }
 
     // MARK: - Running
@@ -251,10 +262,18 @@ public final class EddaApp: Service, Sendable {
             guard case .idle = state.phase else {
                 preconditionFailure("EddaApp.run() was called twice; an app runs once. Create a new EddaApp to run again.")
             }
-            state.phase = .running(worker)
+            state.phase = .starting
         }
         defer { finishRun() }
         try await worker.run()
+    }
+
+    /// The worker holds the store: from now on, instances started here are leased to it. Before
+    /// (and if attaching fails, ever), they are created ready for whichever worker claims them.
+    func workerAttached(_ worker: Worker) {
+        state.withLock { state in
+            if case .starting = state.phase { state.phase = .running(worker) }
+        }
     }
 
     /// Runs the app while `body` runs, then shuts it down gracefully and returns `body`'s result.
@@ -373,7 +392,7 @@ public final class EddaApp: Service, Sendable {
                 if instance.status == .failed {
                     return .failed(instance.error ?? ErrorRecord(type: "Error", message: "unknown failure"))
                 }
-                if let problem = unresumableInstances[instanceID] {
+                if let problem = state.withLock({ $0.unresumable[instanceID]?.error }) {
                     throw problem
                 }
                 guard registered else {
@@ -424,15 +443,19 @@ public final class EddaApp: Service, Sendable {
             .unknownWorkflow,
             "Instance \(instance.instanceID) belongs to workflow '\(instance.workflowName)', which this app has not "
                 + "registered, so its worker does not claim it. The instance was kept as it is; register the workflow "
-                + "(app.register(…)) and restart to resume it.",
+                + "(app.register(…)) to resume it.",
             instanceID: instance.instanceID
         )
         logger.warning(
             "instance left running by a workflow this app has not registered",
             metadata: ["edda.instance.id": "\(instance.instanceID)", "edda.workflow.name": "\(instance.workflowName)"]
         )
-        state.withLock { $0.unresumable[instance.instanceID] = error }
-        publish(instance.instanceID, .failure(error))
+        let stillUnknown = state.withLock { state -> Bool in
+            guard state.workflows[instance.workflowName] == nil else { return false }
+            state.unresumable[instance.instanceID] = (instance.workflowName, error)
+            return true
+        }
+        if stillUnknown { publish(instance.instanceID, .failure(error)) }
     }
 }
 

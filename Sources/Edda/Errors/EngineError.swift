@@ -35,7 +35,7 @@ public struct EngineError: EddaError {
         public static let corruptInput = Code(.corruptInput)
         /// No instance with this ID exists.
         public static let instanceNotFound = Code(.instanceNotFound)
-        /// The app stopped (graceful shutdown) before the instance finished; it resumes on the next start.
+        /// The app stopped (graceful shutdown) before the instance finished; it resumes on the next claim, here or on another worker.
         public static let stopped = Code(.stopped)
         /// A value could not be encoded as JSON.
         public static let encodingFailed = Code(.encodingFailed)

@@ -90,7 +90,7 @@ public enum OutboxDelivery: Sendable, Hashable {
     case invalid(error: String)
 }
 
-/// A store that keeps the transactional outbox: ``Store/append(_:with:)`` writes events with a
+/// A store that keeps the transactional outbox: ``WorkflowStore/append(_:with:lease:)`` writes events with a
 /// step's record, and a relay claims and delivers them through these operations.
 public protocol OutboxStore: Sendable {
     /// In one transaction: expires what is too old, takes back stale claims, then marks up to

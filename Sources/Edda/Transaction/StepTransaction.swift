@@ -4,7 +4,7 @@ import Synchronization
 /// given to ``ActivityContext/transaction(_:)``, the events given to ``ActivityContext/enqueue(_:)``,
 /// and the callbacks to run once that commit is durable.
 ///
-/// The engine builds one per attempt and hands it to ``Store/append(_:with:)`` with the step's
+/// The engine builds one per attempt and hands it to ``WorkflowStore/append(_:with:lease:)`` with the step's
 /// outcome. A backend opens (or joins) a write transaction, calls ``run(session:savepoint:)`` with
 /// its own connection, writes ``outboxEvents`` and the history record, and commits: all of it or
 /// none of it. Nothing is held while the activity's body runs, so a body that waits minutes on the

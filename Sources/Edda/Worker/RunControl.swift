@@ -45,11 +45,14 @@ final class RunControl: Sendable {
 
     /// Sleeps until `deadline` on `clock`, or throws ``RunStopped`` as soon as the run is stopped.
     func sleep(until deadline: Date, clock: any WorkflowClock, instanceID: String) async throws {
+        if let reason = stopReason { throw RunStopped(reason: reason, instanceID: instanceID) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await clock.sleep(until: deadline) }
             group.addTask {
                 await self.waitForStop()
                 if let reason = self.stopReason { throw RunStopped(reason: reason, instanceID: instanceID) }
+                // Not stopped: the task was cancelled.
+                throw CancellationError()
             }
             try await group.next()
             group.cancelAll()

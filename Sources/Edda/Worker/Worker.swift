@@ -19,6 +19,9 @@ final class Worker: Sendable {
     private struct Held: Sendable {
         var lease: Lease
         var control: RunControl
+        /// The renewer found the lease lost: a run started under it later (after a store-failure
+        /// backoff) stops at once too.
+        var lost = false
     }
 
     private struct State: Sendable {
@@ -58,6 +61,7 @@ final class Worker: Sendable {
     /// Runs until graceful shutdown (or cancellation) and every run has stopped.
     func run() async throws {
         try await store.attachWorker(leaseRequest.owner)
+        app.workerAttached(self)
         logger.info("edda worker running", metadata: ["edda.service": "\(app.serviceName)"])
         await reportUnresumable()
         await withGracefulShutdownHandler {
@@ -224,12 +228,13 @@ final class Worker: Sendable {
                 // run replays what was recorded and retries what was not.
                 let delay = configuration.storeRetryPolicy.delay(afterAttempt: storeFailures)
                 let next = RunControl()
-                let stopping = state.withLock { state -> Bool in
+                let (stopping, lost) = state.withLock { state -> (Bool, Bool) in
                     state.held[id]?.control = next
-                    return state.machine.phase != .running
+                    return (state.machine.phase != .running, state.held[id]?.lost ?? false)
                 }
                 do {
-                    if stopping { throw RunStopped(reason: .shutdown, instanceID: id) }
+                    if lost { next.stop(.leaseLost) }
+                    if stopping { next.stop(.shutdown) }
                     try await next.sleep(until: Date().adding(delay), clock: SystemClock(), instanceID: id)
                 } catch {
                     if next.stopReason != .leaseLost { await release(job.lease, readyAt: nil) }
@@ -288,7 +293,15 @@ final class Worker: Sendable {
             do {
                 let lost = try await store.renew(leases, for: configuration.leaseDuration)
                 guard !lost.isEmpty else { continue }
-                let controls = state.withLock { state in lost.compactMap { state.held[$0]?.control } }
+                let renewed = Dictionary(leases.map { ($0.instanceID, $0.token) }, uniquingKeysWith: { first, _ in first })
+                let controls = state.withLock { state in
+                    lost.compactMap { id -> RunControl? in
+                        // Only the lease that was sent: a newer lease on the same instance is not lost.
+                        guard let held = state.held[id], held.lease.token == renewed[id] else { return nil }
+                        state.held[id]?.lost = true
+                        return held.control
+                    }
+                }
                 logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
                 for control in controls { control.stop(.leaseLost) }
             } catch {
@@ -322,10 +335,16 @@ final class Worker: Sendable {
         let registered = Set(app.registeredWorkflowNames)
         do {
             for status in [InstanceStatus.running, .compensating] {
-                let page = try await store.instances(matching: InstanceQuery(status: status, excludingWorkflowNames: registered, limit: 100))
-                for instance in page.instances {
-                    app.markUnresumable(instance)
-                }
+                var cursor: InstanceCursor?
+                repeat {
+                    let page = try await store.instances(
+                        matching: InstanceQuery(status: status, excludingWorkflowNames: registered, limit: 500, after: cursor)
+                    )
+                    for instance in page.instances {
+                        app.markUnresumable(instance)
+                    }
+                    cursor = page.nextCursor
+                } while cursor != nil
             }
         } catch {
             logger.warning("cannot list instances of unregistered workflows", metadata: ["edda.error": "\(error)"])
