@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "EddaSQLite", targets: ["EddaSQLite"]),
         .library(name: "EddaTesting", targets: ["EddaTesting"]),
         .library(name: "EddaOutbox", targets: ["EddaOutbox"]),
+        .library(name: "EddaPostgres", targets: ["EddaPostgres"]),
         .executable(name: "edda", targets: ["EddaCLI"]),
         .executable(name: "edda-demo", targets: ["EddaDemo"]),
         .executable(name: "edda-bench", targets: ["EddaBenchmarkDriver"]),
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.100.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // Tests only: the HTTP receiver the outbox relay delivers to.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
@@ -42,6 +44,16 @@ let package = Package(
                 "Edda",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The multi-worker backend: one PostgreSQL database through PostgresNIO.
+        .target(
+            name: "EddaPostgres",
+            dependencies: [
+                "Edda",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Helpers for users' tests: a real store on a temporary database, scoped app helpers.
@@ -103,6 +115,15 @@ let package = Package(
             name: "EddaSQLiteTests",
             dependencies: [
                 "Edda", "EddaSQLite", "EddaTesting", "EddaStoreConformance", .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
+            name: "EddaPostgresTests",
+            dependencies: [
+                "Edda", "EddaPostgres", "EddaTesting", "EddaStoreConformance",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

@@ -257,13 +257,7 @@ public final class SQLiteStore: Store {
     }
 
     public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
-        let (status, output, error): (String, String?, String?)
-        switch outcome {
-        case .completed(let payload):
-            (status, output, error) = (InstanceStatus.completed.rawValue, payload.json, nil)
-        case .failed(let record):
-            (status, output, error) = (InstanceStatus.failed.rawValue, nil, try JSONPayload.encode(record).json)
-        }
+        let (status, output, error) = try outcome.storedColumns()
         try await write { db in
             try db.cachedStatement(
                 sql: """
@@ -415,19 +409,12 @@ public final class SQLiteStore: Store {
     /// nothing: the lease's owner and token no longer match (or the instance has finished).
     static func checkFence(_ db: Database, _ lease: Lease) throws {
         guard db.changesCount == 0 else { return }
-        throw StoreError(
-            .leaseLost,
-            "The lease on instance \(lease.instanceID) (owner \(lease.owner), token \(lease.token)) is no longer held: "
-                + "another worker claimed the instance, or it finished. Nothing was written."
-        )
+        throw StoreError.leaseLost(lease)
     }
 
     /// The single statement that appends `event` if `lease` is still held, with its JSON encoded up front.
     static func recordInsertion(_ event: NewHistoryEvent, lease: Lease) throws -> @Sendable (Database) throws -> Void {
-        let retry = try event.retry.map { try JSONPayload.encode($0).json }
-        let error = try event.error.map { try JSONPayload.encode($0).json }
-        // Outcomes take attempt 0, so the unique index allows one per step; failed attempts their number.
-        let attempt = event.kind.isOutcome ? 0 : (event.retry?.totalAttempts ?? 1)
+        let (attempt, error, retry) = try event.storedColumns()
         return { db in
             try db.cachedStatement(
                 sql: """
@@ -472,63 +459,22 @@ public final class SQLiteStore: Store {
     }
 
     static func date(_ milliseconds: Int64) -> Date {
-        Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+        Date(storedMilliseconds: milliseconds)
     }
 
     static func instance(from row: Row) throws -> WorkflowInstance {
-        let id: String = row["instance_id"]
-        let statusText: String = row["status"]
-        guard let status = InstanceStatus(rawValue: statusText) else {
-            throw StoreError(.corruptRecord, "Instance \(id) has status '\(statusText)', which this version of Edda does not know.")
-        }
-        let errorText: String? = row["error"]
-        let error: ErrorRecord?
-        do {
-            error = try errorText.map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
-        } catch {
-            throw StoreError(.corruptRecord, "Instance \(id) has an unreadable error column.", cause: error)
-        }
-        return WorkflowInstance(
-            instanceID: id,
-            workflowName: row["workflow_name"],
-            serviceName: row["service_name"],
-            status: status,
-            input: JSONPayload(json: row["input"]),
-            output: (row["output"] as String?).map(JSONPayload.init(json:)),
-            error: error,
-            createdAt: date(row["created_at"]),
-            updatedAt: date(row["updated_at"]),
-            leaseOwner: row["lease_owner"],
-            readyAt: (row["ready_at"] as Int64?).map(date)
+        try WorkflowInstance(
+            storedID: row["instance_id"], workflowName: row["workflow_name"], serviceName: row["service_name"], status: row["status"],
+            input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
+            leaseOwner: row["lease_owner"], readyAt: row["ready_at"]
         )
     }
 
     static func historyEvent(from row: Row) throws -> HistoryEvent {
-        let instanceID: String = row["instance_id"]
-        let stepID: String = row["step_id"]
-        let kindText: String = row["kind"]
-        guard let kind = HistoryEventKind(rawValue: kindText) else {
-            throw StoreError(.corruptRecord, "Step '\(stepID)' of instance \(instanceID) has kind '\(kindText)', which this version of Edda does not know.")
-        }
-        let error: ErrorRecord?
-        let retry: RetryMetadata?
-        do {
-            error = try (row["error"] as String?).map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
-            retry = try (row["retry_metadata"] as String?).map { try JSONPayload(json: $0).decode(RetryMetadata.self) }
-        } catch {
-            throw StoreError(.corruptRecord, "Step '\(stepID)' of instance \(instanceID) has unreadable error or retry metadata.", cause: error)
-        }
-        return HistoryEvent(
-            sequence: row["sequence"],
-            instanceID: instanceID,
-            stepID: stepID,
-            position: row["position"],
-            name: row["step_name"],
-            kind: kind,
-            payload: (row["payload"] as String?).map(JSONPayload.init(json:)),
-            error: error,
-            retry: retry,
-            recordedAt: date(row["recorded_at"])
+        try HistoryEvent(
+            storedSequence: row["sequence"], instanceID: row["instance_id"], stepID: row["step_id"], position: row["position"],
+            name: row["step_name"], kind: row["kind"], payload: row["payload"], error: row["error"], retry: row["retry_metadata"],
+            recordedAt: row["recorded_at"]
         )
     }
 }

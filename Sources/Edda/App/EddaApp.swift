@@ -278,16 +278,17 @@ public final class EddaApp: Service, Sendable {
 
     /// Runs the app while `body` runs, then shuts it down gracefully and returns `body`'s result.
     ///
-    /// For scripts, demos and tests; a server puts the app in its `ServiceGroup` instead. If the app
-    /// fails to run (another process owns the SQLite file, say), `body` is cancelled and the app's
-    /// error is thrown.
+    /// For scripts, demos and tests; a server puts the app in its `ServiceGroup` instead. A store that
+    /// is itself a `Service` (`PostgresStore`) runs alongside. If the app fails to run (another
+    /// process owns the SQLite file, say), `body` is cancelled and the app's error is thrown.
     public func run<Result: Sendable>(_ body: @escaping @Sendable (EddaApp) async throws -> Result) async throws -> Result {
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [.init(service: self, successTerminationBehavior: .gracefullyShutdownGroup)],
-                logger: logger
-            )
-        )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // A store with a run loop of its own (PostgreSQL's connection pool) runs first and stops last.
+        if let storeService = store as? any Service {
+            services.append(.init(service: storeService))
+        }
+        services.append(.init(service: self, successTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
         return try await withThrowingTaskGroup(of: Result?.self) { tasks in
             tasks.addTask {
                 do {

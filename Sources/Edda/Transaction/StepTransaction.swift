@@ -67,6 +67,14 @@ public final class StepTransaction: Sendable {
         }
     }
 
+    /// Fails the attempt with `error`, as if a body had thrown it: for a backend that cannot run
+    /// this step's transaction. The step is retried by its policy (throw a ``TerminalError`` to stop
+    /// it), and nothing of it is written. Returns `error`, for the backend to throw.
+    public func refuse(_ error: any Error) -> any Error {
+        state.withLock { $0.bodyFailure = error }
+        return error
+    }
+
     /// The error a body threw during ``run(session:savepoint:)``: the attempt failed, not the store.
     var bodyFailure: (any Error)? {
         state.withLock { $0.bodyFailure }

@@ -1,0 +1,97 @@
+import Foundation
+
+// How instances and history records map to a backend's columns: the encoding and decoding every
+// SQL backend shares, so that they read and write the same text and fail the same way on bad rows.
+
+extension InstanceOutcome {
+    /// The `status`, `output` and `error` columns that record this outcome (JSON text).
+    package func storedColumns() throws -> (status: String, output: String?, error: String?) {
+        switch self {
+        case .completed(let payload):
+            (InstanceStatus.completed.rawValue, payload.json, nil)
+        case .failed(let record):
+            (InstanceStatus.failed.rawValue, nil, try JSONPayload.encode(record).json)
+        }
+    }
+}
+
+extension NewHistoryEvent {
+    /// The `attempt`, `error` and `retry_metadata` columns of this record. Outcomes take attempt 0,
+    /// so a unique index on (instance, step, attempt) allows one per step; failed attempts their number.
+    package func storedColumns() throws -> (attempt: Int64, error: String?, retry: String?) {
+        (
+            Int64(kind.isOutcome ? 0 : (retry?.totalAttempts ?? 1)),
+            try error.map { try JSONPayload.encode($0).json },
+            try retry.map { try JSONPayload.encode($0).json }
+        )
+    }
+}
+
+extension WorkflowInstance {
+    /// Builds an instance from its stored columns (times in milliseconds since 1970), or throws
+    /// ``StoreError/Code-swift.struct/corruptRecord`` naming the instance and the bad column.
+    package init(
+        storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
+        output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?
+    ) throws {
+        guard let status = InstanceStatus(rawValue: statusText) else {
+            throw StoreError(.corruptRecord, "Instance \(id) has status '\(statusText)', which this version of Edda does not know.")
+        }
+        let error: ErrorRecord?
+        do {
+            error = try errorText.map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
+        } catch {
+            throw StoreError(.corruptRecord, "Instance \(id) has an unreadable error column.", cause: error)
+        }
+        self.init(
+            instanceID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: JSONPayload(json: input),
+            output: output.map(JSONPayload.init(json:)), error: error, createdAt: Date(storedMilliseconds: createdAt),
+            updatedAt: Date(storedMilliseconds: updatedAt), leaseOwner: leaseOwner, readyAt: readyAt.map(Date.init(storedMilliseconds:))
+        )
+    }
+}
+
+extension HistoryEvent {
+    /// Builds a record from its stored columns, or throws ``StoreError/Code-swift.struct/corruptRecord``
+    /// naming the instance, the step and the bad column.
+    package init(
+        storedSequence sequence: Int64, instanceID: String, stepID: String, position: Int?, name: String, kind kindText: String,
+        payload: String?, error errorText: String?, retry retryText: String?, recordedAt: Int64
+    ) throws {
+        guard let kind = HistoryEventKind(rawValue: kindText) else {
+            throw StoreError(
+                .corruptRecord, "Step '\(stepID)' of instance \(instanceID) has kind '\(kindText)', which this version of Edda does not know."
+            )
+        }
+        let error: ErrorRecord?
+        let retry: RetryMetadata?
+        do {
+            error = try errorText.map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
+            retry = try retryText.map { try JSONPayload(json: $0).decode(RetryMetadata.self) }
+        } catch {
+            throw StoreError(.corruptRecord, "Step '\(stepID)' of instance \(instanceID) has unreadable error or retry metadata.", cause: error)
+        }
+        self.init(
+            sequence: sequence, instanceID: instanceID, stepID: stepID, position: position, name: name, kind: kind,
+            payload: payload.map(JSONPayload.init(json:)), error: error, retry: retry, recordedAt: Date(storedMilliseconds: recordedAt)
+        )
+    }
+}
+
+extension StoreError {
+    /// The error of a fenced write that changed nothing: the lease is no longer held.
+    package static func leaseLost(_ lease: Lease) -> StoreError {
+        StoreError(
+            .leaseLost,
+            "The lease on instance \(lease.instanceID) (owner \(lease.owner), token \(lease.token)) is no longer held: "
+                + "another worker claimed the instance, or it finished. Nothing was written."
+        )
+    }
+}
+
+extension Date {
+    /// A time stored as milliseconds since 1970.
+    package init(storedMilliseconds milliseconds: Int64) {
+        self.init(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+}

@@ -1,0 +1,66 @@
+import Edda
+import Foundation
+public import PostgresNIO
+
+extension PostgresStore {
+    /// Settings of a PostgreSQL store.
+    ///
+    /// ```swift
+    /// let store = try PostgresStore(url: "postgres://edda:secret@db.internal:5432/orders?schema=edda")
+    /// ```
+    public struct Configuration: Sendable {
+        /// How to reach the server: host, port, user, password, database, TLS and pool size.
+        public var client: PostgresClient.Configuration
+
+        /// The schema holding Edda's tables, created if missing. Several apps (or test runs) can share
+        /// a database with one schema each. Defaults to `"public"`.
+        public var schema: String = "public"
+
+        /// Creates a configuration. The connection pool keeps at most 20 connections unless
+        /// `client.options.maximumConnections` says otherwise.
+        public init(client: PostgresClient.Configuration) {
+            self.client = client
+        }
+
+        /// Reads a `postgres://user:password@host:port/database?schema=name&sslmode=disable|prefer|require`
+        /// URL. Port defaults to 5432, user to `postgres`, schema to `public`, TLS to `prefer`.
+        ///
+        /// - Throws: ``StoreError`` with code ``StoreError/Code-swift.struct/database`` naming what is wrong.
+        public init(url: String) throws {
+            guard let components = URLComponents(string: url), let scheme = components.scheme,
+                  scheme == "postgres" || scheme == "postgresql", let host = components.host, !host.isEmpty
+            else {
+                throw StoreError(
+                    .database,
+                    "'\(Self.redacted(url))' is not a PostgreSQL URL. Write it as postgres://user:password@host:5432/database."
+                )
+            }
+            let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+            let tls: PostgresClient.Configuration.TLS
+            switch query["sslmode"] ?? "prefer" {
+            case "disable": tls = .disable
+            case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
+            case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+            case let other:
+                throw StoreError(.database, "sslmode '\(other)' in the PostgreSQL URL is not one of disable, prefer, require.")
+            }
+            let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+            self.init(
+                client: PostgresClient.Configuration(
+                    host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
+                    password: components.password, database: database.isEmpty ? nil : database, tls: tls
+                )
+            )
+            if let schema = query["schema"] {
+                self.schema = schema
+            }
+        }
+
+        /// The URL with its password replaced, for messages.
+        static func redacted(_ url: String) -> String {
+            guard var components = URLComponents(string: url), components.password != nil else { return url }
+            components.password = "***"
+            return components.string ?? "(unreadable URL)"
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import Edda
+import Foundation
+import PostgresNIO
+
+extension PostgresStore {
+    /// An instance row, with the lease columns the engine needs after a claim.
+    struct DecodedInstance {
+        var instance: WorkflowInstance
+        var leaseToken: Int64
+        var leaseExpiresAt: Date?
+    }
+
+    static let instanceColumns = instanceColumns(prefix: "")
+
+    static func instanceColumns(prefix: String) -> String {
+        [
+            "instance_id", "workflow_name", "service_name", "status", "input", "output", "error", "created_at",
+            "updated_at", "lease_owner", "ready_at", "lease_token", "lease_expires_at",
+        ].map { prefix + $0 }.joined(separator: ", ")
+    }
+
+    static let historyColumns = "sequence, instance_id, step_id, position, step_name, kind, payload, error, retry_metadata, recorded_at"
+
+    static func instance(from row: PostgresRow) throws -> DecodedInstance {
+        let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken, leaseExpiresAt) =
+            try row.decode((String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Int64?).self)
+        let instance = try WorkflowInstance(
+            storedID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: input, output: output,
+            error: error, createdAt: createdAt, updatedAt: updatedAt, leaseOwner: leaseOwner, readyAt: readyAt
+        )
+        return DecodedInstance(instance: instance, leaseToken: leaseToken, leaseExpiresAt: leaseExpiresAt.map(Date.init(storedMilliseconds:)))
+    }
+
+    static func historyEvent(from row: PostgresRow) throws -> HistoryEvent {
+        let (sequence, instanceID, stepID, position, name, kind, payload, error, retry, recordedAt) =
+            try row.decode((Int64, String, String, Int64?, String, String, String?, String?, String?, Int64).self)
+        return try HistoryEvent(
+            storedSequence: sequence, instanceID: instanceID, stepID: stepID, position: position.map(Int.init), name: name, kind: kind,
+            payload: payload, error: error, retry: retry, recordedAt: recordedAt
+        )
+    }
+}

@@ -1,0 +1,490 @@
+public import Edda
+public import Foundation
+public import Logging
+public import PostgresNIO
+public import ServiceLifecycle
+import Synchronization
+
+/// The store for many workers on many machines: one PostgreSQL database, through PostgresNIO.
+///
+/// ```swift
+/// let store = try PostgresStore(url: "postgres://edda:secret@db.internal:5432/orders")
+/// let app = EddaApp(store: store, serviceName: "order-service")
+/// try await ServiceGroup(services: [store, app], gracefulShutdownSignals: [.sigterm], logger: logger).run()
+/// ```
+///
+/// The store is a `Service`: it runs its connection pool (a `PostgresClient`) and brings the schema
+/// up to date when it starts, and every operation waits for that. ``EddaApp/run(_:)`` runs it for
+/// you; in a `ServiceGroup`, list it before the app so that it stops after the app.
+///
+/// Every worker claims ready instances with `FOR UPDATE SKIP LOCKED`, in batches, and holds each
+/// under a lease that it renews (``EddaApp/Configuration-swift.struct/leaseDuration``). A worker that
+/// dies stops renewing; its instances become claimable when their leases lapse. Every write of a run
+/// carries its lease and checks it in the same statement (locking the instance's row `FOR SHARE`, so
+/// a claim cannot slip between the check and the write): a worker that lost its lease writes nothing.
+/// Lease times use the database server's clock, so workers' clocks need not agree.
+public final class PostgresStore: Store, Service {
+    /// The connection pool. Run by ``run()``.
+    public let client: PostgresClient
+    public let configuration: Configuration
+    public let wakeUps = WakeUpSignal()
+    let logger: Logger
+    let tables: Tables
+    private let readiness = Readiness()
+    private let started = Atomic(false)
+
+    /// Creates a store; nothing connects until ``run()`` runs.
+    ///
+    /// - Throws: ``StoreError`` when the schema name is not a plain identifier.
+    public init(configuration: Configuration, logger: Logger = Logger(label: "edda.postgres")) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.tables = try Tables(schema: configuration.schema)
+        self.client = PostgresClient(configuration: configuration.client, backgroundLogger: logger)
+    }
+
+    /// Creates a store from a `postgres://user:password@host:port/database?schema=name` URL.
+    public convenience init(url: String, logger: Logger = Logger(label: "edda.postgres")) throws {
+        try self.init(configuration: Configuration(url: url), logger: logger)
+    }
+
+    /// Runs the connection pool and migrates the schema, until graceful shutdown or cancellation.
+    ///
+    /// Calling it again while it runs (an app's ``EddaApp/run(_:)`` and your own `ServiceGroup` both
+    /// running the store, say) does not start a second pool: the second call waits for graceful
+    /// shutdown or cancellation.
+    public func run() async throws {
+        guard started.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            try? await gracefulShutdown()
+            return
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await cancelWhenGracefulShutdown { await self.client.run() }
+            }
+            do {
+                try await migrate()
+                readiness.open(nil)
+                logger.debug("postgres store ready", metadata: ["edda.postgres.schema": "\(configuration.schema)"])
+            } catch {
+                readiness.open(error)
+                group.cancelAll()
+                throw error
+            }
+            try await group.waitForAll()
+        }
+        readiness.open(StoreError(.database, "The PostgreSQL store has stopped; run it (it is a Service) to use it."))
+    }
+
+    /// Returns once the store is running and its schema is up to date; throws if migrating failed
+    /// or the store stopped.
+    public func ready() async throws {
+        try await readiness.wait()
+    }
+
+    // MARK: - Reading
+
+    public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
+        try await perform("read an instance") {
+            let rows = try await client.query(
+                "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
+                logger: logger
+            )
+            for try await row in rows { return try Self.instance(from: row).instance }
+            return nil
+        }
+    }
+
+    public func history(of instanceID: String) async throws -> [HistoryEvent] {
+        try await perform("read a history") {
+            let rows = try await client.query(
+                "SELECT \(unescaped: Self.historyColumns) FROM \(unescaped: tables.history) WHERE instance_id = \(instanceID) ORDER BY sequence",
+                logger: logger
+            )
+            var events: [HistoryEvent] = []
+            for try await row in rows { events.append(try Self.historyEvent(from: row)) }
+            return events
+        }
+    }
+
+    public func instances(matching query: InstanceQuery) async throws -> InstancePage {
+        var conditions: [String] = []
+        var binds = PostgresBindings()
+        func placeholder() -> String { "$\(binds.count)" }
+        if let status = query.status {
+            binds.append(status.rawValue)
+            conditions.append("status = \(placeholder())")
+        }
+        if let name = query.workflowName {
+            binds.append(name)
+            conditions.append("workflow_name = \(placeholder())")
+        }
+        if !query.excludingWorkflowNames.isEmpty {
+            binds.append(query.excludingWorkflowNames.sorted())
+            conditions.append("NOT (workflow_name = ANY(\(placeholder())))")
+        }
+        if let cursor = query.after {
+            binds.append(cursor.createdAtMilliseconds)
+            let created = placeholder()
+            binds.append(cursor.instanceID)
+            conditions.append("(created_at, instance_id) < (\(created), \(placeholder()))")
+        }
+        let limit = max(query.limit, 0)
+        binds.append(limit + 1)
+        let sql = """
+            SELECT \(Self.instanceColumns) FROM \(tables.instances)
+            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+            ORDER BY created_at DESC, instance_id DESC LIMIT \(placeholder())
+            """
+        let rows = try await perform("list instances") {
+            var instances: [WorkflowInstance] = []
+            for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger) {
+                instances.append(try Self.instance(from: row).instance)
+            }
+            return instances
+        }
+        let page = Array(rows.prefix(limit))
+        return InstancePage(instances: page, nextCursor: rows.count > limit ? page.last.map(InstanceCursor.init(after:)) : nil)
+    }
+
+    public func statusCounts(workflowName: String?) async throws -> [InstanceStatus: Int] {
+        let counted = try await perform("count instances") {
+            let rows = if let workflowName {
+                try await client.query(
+                    "SELECT status, count(*) FROM \(unescaped: tables.instances) WHERE workflow_name = \(workflowName) GROUP BY status",
+                    logger: logger
+                )
+            } else {
+                try await client.query("SELECT status, count(*) FROM \(unescaped: tables.instances) GROUP BY status", logger: logger)
+            }
+            var counted: [(String, Int64)] = []
+            for try await (status, count) in rows.decode((String, Int64).self) { counted.append((status, count)) }
+            return counted
+        }
+        var counts: [InstanceStatus: Int] = [:]
+        for (text, count) in counted {
+            guard let status = InstanceStatus(rawValue: text) else {
+                throw StoreError(.corruptRecord, "Some instances have status '\(text)', which this version of Edda does not know.")
+            }
+            counts[status] = Int(count)
+        }
+        return counts
+    }
+
+    // MARK: - Writing
+
+    public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
+        let outcome = try await perform("create an instance") { () -> CreateInstanceOutcome in
+            let owner = lease?.owner
+            let duration = lease.map { $0.duration.wholeMilliseconds }
+            let inserted = try await client.query(
+                """
+                INSERT INTO \(unescaped: tables.instances)
+                    (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at)
+                VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json),
+                        \(owner), \(owner == nil ? 0 : 1), \(unescaped: Self.nowMilliseconds) + \(duration)::bigint,
+                        \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds))
+                ON CONFLICT (instance_id) DO NOTHING
+                RETURNING \(unescaped: Self.instanceColumns)
+                """,
+                logger: logger
+            )
+            for try await row in inserted {
+                let created = try Self.instance(from: row)
+                let lease = lease.map {
+                    Lease(instanceID: created.instance.instanceID, owner: $0.owner, token: 1, expiresAt: created.leaseExpiresAt)
+                }
+                return .created(created.instance, lease: lease)
+            }
+            guard let existing = try await self.instance(instance.instanceID) else {
+                throw StoreError(.database, "Instance \(instance.instanceID) vanished while it was being created.")
+            }
+            return .existing(existing)
+        }
+        if case .created(_, nil) = outcome { wakeUps.notify() }
+        return outcome
+    }
+
+    public func append(_ event: NewHistoryEvent, lease: Lease) async throws {
+        let record = try event.storedColumns()
+        try await perform("append a history record") {
+            let inserted = try await client.query(
+                """
+                INSERT INTO \(unescaped: tables.history)
+                    (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+                SELECT \(event.instanceID)::text, \(event.stepID)::text, \(record.attempt)::bigint, \(event.position.map(Int64.init))::bigint,
+                       \(event.name)::text, \(event.kind.rawValue)::text, \(event.payload?.json)::text, \(record.error)::text,
+                       \(record.retry)::text, \(unescaped: Self.nowMilliseconds)
+                WHERE EXISTS (
+                    SELECT 1 FROM \(unescaped: tables.instances)
+                    WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                    FOR SHARE
+                )
+                RETURNING sequence
+                """,
+                logger: logger
+            )
+            try await Self.expectRow(inserted, lease)
+        }
+    }
+
+    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+        guard transaction.isEmpty else {
+            throw transaction.refuse(
+                TerminalError(
+                    "ctx.transaction and ctx.enqueue are not available on PostgreSQL yet (step '\(event.stepID)'); "
+                        + "write outside the step's transaction, or use SQLite for now."
+                )
+            )
+        }
+        try await append(event, lease: lease)
+    }
+
+    public func markCompensating(lease: Lease) async throws {
+        try await fencedUpdate(
+            "mark an instance compensating",
+            set: "status = 'compensating', updated_at = \(Self.nowMilliseconds)",
+            extraCondition: "status IN ('running', 'compensating')",
+            lease: lease
+        )
+    }
+
+    public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
+        let (status, output, error) = try outcome.storedColumns()
+        try await perform("record an outcome") {
+            let updated = try await client.query(
+                """
+                UPDATE \(unescaped: tables.instances)
+                SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
+                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                    AND status IN ('running', 'compensating')
+                RETURNING instance_id
+                """,
+                logger: logger
+            )
+            try await Self.expectRow(updated, lease)
+        }
+    }
+
+    // MARK: - Work queue
+
+    public func attachWorker(_ workerID: String) async throws {
+        // Several workers share the database; nothing to take. Wait until the store is ready.
+        try await ready()
+    }
+
+    public func detachWorker(_ workerID: String) async throws {}
+
+    public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
+        guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
+        let owner = request.lease.owner
+        return try await perform("claim instances") {
+            let rows = try await client.query(
+                """
+                WITH ready AS (
+                    SELECT instance_id FROM \(unescaped: tables.instances)
+                    WHERE status IN ('running', 'compensating')
+                        AND (lease_owner IS NULL OR lease_expires_at < \(unescaped: Self.nowMilliseconds))
+                        AND (ready_at IS NULL OR ready_at <= \(unescaped: Self.nowMilliseconds))
+                        AND workflow_name = ANY(\(request.workflowNames))
+                    ORDER BY created_at, instance_id
+                    LIMIT \(request.limit)
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE \(unescaped: tables.instances) AS w
+                SET lease_owner = \(owner), lease_token = w.lease_token + 1,
+                    lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
+                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                FROM ready WHERE w.instance_id = ready.instance_id
+                RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
+                """,
+                logger: logger
+            )
+            var claimed: [ClaimedInstance] = []
+            for try await row in rows {
+                let decoded = try Self.instance(from: row)
+                let lease = Lease(instanceID: decoded.instance.instanceID, owner: owner, token: decoded.leaseToken, expiresAt: decoded.leaseExpiresAt)
+                claimed.append(ClaimedInstance(instance: decoded.instance, lease: lease))
+            }
+            return claimed.sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
+        }
+    }
+
+    public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
+        guard let owner = leases.first?.owner else { return [] }
+        let ids = leases.map(\.instanceID)
+        let tokens = leases.map(\.token)
+        let renewed = try await perform("renew leases") {
+            let rows = try await client.query(
+                """
+                UPDATE \(unescaped: tables.instances) AS w
+                SET lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(duration.wholeMilliseconds)::bigint
+                FROM unnest(\(ids)::text[], \(tokens)::bigint[]) AS held(instance_id, token)
+                WHERE w.instance_id = held.instance_id AND w.lease_token = held.token AND w.lease_owner = \(owner)
+                RETURNING w.instance_id
+                """,
+                logger: logger
+            )
+            var renewed: Set<String> = []
+            for try await id in rows.decode(String.self) { renewed.insert(id) }
+            return renewed
+        }
+        return Set(ids).subtracting(renewed)
+    }
+
+    public func release(_ lease: Lease, readyAt: Date?) async throws {
+        try await perform("release a lease") {
+            let updated = try await client.query(
+                """
+                UPDATE \(unescaped: tables.instances)
+                SET lease_owner = NULL, lease_expires_at = NULL, ready_at = \(readyAt?.millisecondsSince1970)::bigint,
+                    updated_at = \(unescaped: Self.nowMilliseconds)
+                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                RETURNING instance_id
+                """,
+                logger: logger
+            )
+            try await Self.expectRow(updated, lease)
+        }
+        wakeUps.notify()
+    }
+
+    // MARK: - Helpers
+
+    /// An UPDATE of the leased instance, fenced by its lease.
+    private func fencedUpdate(_ what: String, set: String, extraCondition: String, lease: Lease) async throws {
+        try await perform(what) {
+            let updated = try await client.query(
+                """
+                UPDATE \(unescaped: tables.instances) SET \(unescaped: set)
+                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                    AND \(unescaped: extraCondition)
+                RETURNING instance_id
+                """,
+                logger: logger
+            )
+            try await Self.expectRow(updated, lease)
+        }
+    }
+
+    /// Runs a database operation once the store is ready, wrapping driver errors in ``StoreError``.
+    func perform<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        try await readiness.wait()
+        do {
+            return try await body()
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            let server = ServerError(error)
+            throw StoreError(.database, "PostgreSQL could not \(what).", cause: server)
+        }
+    }
+
+    /// Throws ``StoreError/Code-swift.struct/leaseLost`` when a fenced statement returned no row.
+    static func expectRow(_ rows: PostgresRowSequence, _ lease: Lease) async throws {
+        for try await _ in rows { return }
+        throw StoreError.leaseLost(lease)
+    }
+
+    /// The server's clock in milliseconds since 1970: lease times do not depend on workers' clocks.
+    static let nowMilliseconds = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+}
+
+/// Quoted names of Edda's tables in one schema.
+struct Tables: Sendable {
+    let schema: String
+    let instances: String
+    let history: String
+    let migrations: String
+
+    init(schema: String) throws {
+        guard let first = schema.first, first.isLetter || first == "_", schema.count <= 63,
+              schema.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+        else {
+            throw StoreError(
+                .database,
+                "'\(schema)' is not a schema name Edda accepts: use letters, digits and underscores, starting with a letter."
+            )
+        }
+        self.schema = "\"\(schema)\""
+        self.instances = "\"\(schema)\".workflow_instances"
+        self.history = "\"\(schema)\".workflow_history"
+        self.migrations = "\"\(schema)\".edda_schema_migrations"
+    }
+
+    /// An index name (indexes live in their table's schema).
+    func indexName(_ name: String) -> String { "edda_\(name)" }
+}
+
+/// A driver error, described by the server's message and SQLSTATE (PostgresNIO's own description
+/// hides both, to keep queries out of logs).
+struct ServerError: Error, CustomStringConvertible {
+    let underlying: any Error
+
+    init(_ error: any Error) {
+        self.underlying = (error as? ServerError)?.underlying ?? error
+    }
+
+    var sqlState: String? { (underlying as? PSQLError)?.serverInfo?[.sqlState] }
+
+    var description: String {
+        guard let error = underlying as? PSQLError else { return "\(underlying)" }
+        if let info = error.serverInfo, let message = info[.message] {
+            return "\(message) (SQLSTATE \(info[.sqlState] ?? "?"))"
+        }
+        return "PostgreSQL client error \(error.code)"
+    }
+}
+
+/// Opens once the store has migrated (or failed to); operations wait for it.
+final class Readiness: Sendable {
+    private enum State {
+        case waiting([CheckedContinuation<Void, any Error>])
+        case open((any Error)?)
+    }
+
+    private let state = Mutex(State.waiting([]))
+
+    func open(_ error: (any Error)?) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            if case .waiting(let waiters) = state {
+                state = .open(error)
+                return waiters
+            }
+            if error != nil { state = .open(error) }
+            return []
+        }
+        for waiter in waiters {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+        }
+    }
+
+    func wait() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let outcome = state.withLock { state -> (any Error)?? in
+                switch state {
+                case .waiting(var waiters):
+                    waiters.append(continuation)
+                    state = .waiting(waiters)
+                    return nil
+                case .open(let error):
+                    return .some(error)
+                }
+            }
+            switch outcome {
+            case .none: break
+            case .some(nil): continuation.resume()
+            case .some(.some(let error)): continuation.resume(throwing: error)
+            }
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for lease durations.
+    var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,120 @@
+import Edda
+import EddaPostgres
+import EddaTesting
+import Foundation
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// Several workers on one PostgreSQL database.
+@Suite("PostgreSQL: workers sharing one database", .enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"), .timeLimit(.minutes(2)))
+struct PostgresWorkerTests {
+    @Test func aWorkflowRunsEndToEnd() async throws {
+        let double = Activity("double") { (ctx, n: Int) -> Int in n * 2 }
+        let addOne = Activity("add_one") { (ctx, n: Int) -> Int in n + 1 }
+        let workflow = Workflow("arithmetic") { (ctx, n: Int) -> Int in try await addOne(ctx, try await double(ctx, n)) }
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        let (result, history) = try await withTestApp(store: store) { app in
+            let handle = try await app.start(workflow, 20)
+            return (try await handle.result(), try await app.history(of: handle.instanceID))
+        }
+        #expect(result == 41)
+        #expect(history.map(\.stepID) == ["double:1", "add_one:1"])
+        #expect(history.map { $0.payload?.json } == ["40", "41"])
+        try await PostgresTestDatabase.withStore(schema: schema) { _ in }
+    }
+
+    @Test func workSpreadsAndEachStepRunsOnce() async throws {
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let executions = Mutex<[String: [String]]>([:])
+        func workflow(for worker: String) -> Workflow<Int, String> {
+            let step = Activity("step") { (ctx, n: Int) -> Int in
+                executions.withLock { $0["\(ctx.instanceID) \(ctx.stepID)", default: []].append(worker) }
+                try await Task.sleep(for: .milliseconds(5))
+                return n
+            }
+            return Workflow("shared") { (ctx, n: Int) -> String in
+                var total = 0
+                for index in 1...3 { total += try await step(ctx, index) }
+                return "\(n):\(total)"
+            }
+        }
+        var configuration = EddaApp.Configuration.testing
+        configuration.maxConcurrentInstances = 4
+        configuration.workerID = "worker-a"
+        let storeA = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        let appA = EddaApp(store: storeA, serviceName: "test", configuration: configuration, logger: PostgresTestDatabase.quiet)
+        let sharedA = workflow(for: "worker-a")
+        try appA.register(sharedA)
+        configuration.workerID = "worker-b"
+        let storeB = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        let appB = EddaApp(store: storeB, serviceName: "test", configuration: configuration, logger: PostgresTestDatabase.quiet)
+        let sharedB = workflow(for: "worker-b")
+        try appB.register(sharedB)
+
+        let results = try await appB.run { appB in
+            try await appA.run { appA in
+                var handles: [WorkflowHandle<String>] = []
+                for n in 0..<40 {
+                    handles.append(try await appA.start(sharedA, n, instanceID: "shared-\(n)"))
+                }
+                // Results read through the other worker's app: it learns of them from the store.
+                var results: [String] = []
+                for handle in handles {
+                    results.append(try await appB.handle(for: sharedB, instanceID: handle.instanceID).result())
+                }
+                return results
+            }
+        }
+        #expect(results == (0..<40).map { "\($0):6" })
+        let ran = executions.withLock { $0 }
+        #expect(ran.count == 40 * 3)
+        #expect(ran.values.allSatisfy { $0.count == 1 }, "a step ran twice: \(ran.filter { $0.value.count > 1 })")
+        let byWorker = Dictionary(grouping: ran.values.flatMap { $0 }, by: { $0 }).mapValues(\.count)
+        #expect((byWorker["worker-a"] ?? 0) > 0)
+        #expect((byWorker["worker-b"] ?? 0) > 0, "the second worker claimed nothing: \(byWorker)")
+        try await PostgresTestDatabase.withStore(schema: schema) { _ in }
+    }
+
+    @Test func anExpiredLeaseMovesOnAndItsHolderCanWriteNothing() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            _ = try await store.createInstance(
+                NewInstance(instanceID: "z", workflowName: "w", serviceName: "test", input: JSONPayload(json: "[]")), leasedTo: nil
+            )
+            let zombie = try #require(
+                try await store.claim(ClaimRequest(lease: LeaseRequest(owner: "zombie", duration: .milliseconds(100)), limit: 1, workflowNames: ["w"])).first
+            )
+            #expect(zombie.lease.expiresAt != nil)
+            let live = LeaseRequest(owner: "live", duration: .seconds(30))
+            #expect(try await store.claim(ClaimRequest(lease: live, limit: 1, workflowNames: ["w"])).isEmpty, "a live lease is not taken")
+            try await Task.sleep(for: .milliseconds(150))
+            let taken = try #require(try await store.claim(ClaimRequest(lease: live, limit: 1, workflowNames: ["w"])).first)
+            #expect(taken.lease.token == zombie.lease.token + 1)
+
+            // The zombie wakes up: nothing it writes lands, and renewing tells it the lease is gone.
+            let step = NewHistoryEvent(instanceID: "z", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1"))
+            let refused = await #expect(throws: StoreError.self) { try await store.append(step, lease: zombie.lease) }
+            #expect(refused?.code == .leaseLost)
+            #expect(try await store.renew([zombie.lease], for: .seconds(30)) == ["z"])
+            #expect(try await store.renew([taken.lease], for: .seconds(30)).isEmpty)
+            try await store.append(step, lease: taken.lease)
+            #expect(try await store.history(of: "z").count == 1)
+        }
+    }
+
+    @Test func transactionalStepsAreRefusedClearlyForNow() async throws {
+        let emit = Activity("emit", retry: .noRetry) { (ctx) -> Int in
+            try ctx.enqueue(CloudEvent(id: "e1", type: "t", source: "/s"))
+            return 1
+        }
+        let workflow = Workflow("emitting") { (ctx) -> String in
+            do { return "\(try await emit(ctx))" } catch let error as TerminalError { return error.message }
+        }
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        let message = try await withTestApp(store: store) { app in try await app.start(workflow).result() }
+        #expect(message.contains("not available on PostgreSQL yet"))
+        try await PostgresTestDatabase.withStore(schema: schema) { _ in }
+    }
+}
