@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "EddaCrashWorker",
             dependencies: [
-                "Edda", "EddaSQLite", "EddaOutbox",
+                "Edda", "EddaSQLite", "EddaOutbox", "EddaPostgres",
                 .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/CrashWorker"
@@ -128,7 +128,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EddaCrashTests",
-            dependencies: ["Edda", "EddaSQLite", "EddaTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "Edda", "EddaSQLite", "EddaPostgres", "EddaTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
         .testTarget(
             name: "EddaOutboxTests",

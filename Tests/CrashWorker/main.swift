@@ -11,12 +11,16 @@
 //     user's write, or once the step's commit returned)
 //   EddaCrashWorker outbox <database> <executions-file> <endpoint>
 //     (commits one outbox event, runs a relay to <endpoint>, exits once it is published)
+//   EddaCrashWorker postgres <postgres-url> <executions-file> <worker-id> <instances> <steps> <step-delay-ms> start|join
+//     (a worker on a shared PostgreSQL database, 1 s leases; `start` also starts the instances;
+//     exits once every instance has completed, whoever ran it)
 
 #if canImport(Glibc)
 import Glibc
 #endif
 import Edda
 import EddaOutbox
+import EddaPostgres
 import EddaSQLite
 import Foundation
 import GRDB
@@ -42,6 +46,44 @@ let executionsPath = arguments[3]
 
 var logger = Logger(label: "edda.crash-worker")
 logger.logLevel = ProcessInfo.processInfo.environment["EDDA_CRASH_WORKER_LOG"] == "debug" ? .debug : .warning
+switch mode {
+case "postgres":
+    guard arguments.count == 9, let instances = Int(arguments[5]), let steps = Int(arguments[6]), let delay = Int(arguments[7]) else { exit(2) }
+    let workerID = arguments[4]
+    let step = Activity("step", retry: .noRetry) { (ctx, index: Int) -> Int in
+        recordExecution("\(ctx.instanceID) \(ctx.stepID) \(workerID)")
+        try await Task.sleep(for: .milliseconds(delay))
+        return index
+    }
+    let manySteps = Workflow("many_steps") { (ctx, steps: Int) -> Int in
+        var total = 0
+        for index in 1...steps { total += try await step(ctx, index) }
+        return total
+    }
+    let store = try PostgresStore(url: databasePath, logger: logger)
+    var configuration = EddaApp.Configuration()
+    configuration.workerID = workerID
+    configuration.leaseDuration = .seconds(1)
+    configuration.leaseRenewalInterval = .milliseconds(250)
+    configuration.pollInterval = .milliseconds(100)
+    let postgresApp = EddaApp(store: store, serviceName: "crash-test", configuration: configuration, logger: logger)
+    try postgresApp.register(manySteps)
+    try await postgresApp.run { app in
+        if arguments[8] == "start" {
+            for index in 0..<instances {
+                try await app.start(manySteps, steps, instanceID: "pg-\(index)")
+            }
+        }
+        while try await store.statusCounts(workflowName: "many_steps")[.completed] != instances {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+    exit(0)
+
+default:
+    break
+}
+
 let app = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), serviceName: "crash-test", logger: logger)
 
 switch mode {
