@@ -94,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "EddaBenchmarkDriver",
             dependencies: [
-                "Edda", "EddaSQLite",
+                "Edda", "EddaSQLite", "EddaPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -10,6 +10,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Edda
+import EddaPostgres
 import EddaSQLite
 import Foundation
 import GRDB
@@ -36,6 +37,12 @@ struct Common: ParsableArguments {
     @Option(help: "SQLite page cache per connection in KiB; SQLite's default (2048) when absent.")
     var pageCacheKib: Int?
 
+    @Option(help: "Run on PostgreSQL at this URL (postgres://user@host:port/db) instead of SQLite, in a fresh schema.")
+    var postgres: String?
+
+    /// The backend, as reported in each JSON line.
+    var backend: String { postgres == nil ? "sqlite" : "postgres" }
+
     var sqliteDurability: SQLiteStore.Durability { durability.lowercased() == "normal" ? .normal : .full }
 
     func databasePath() throws -> String {
@@ -48,6 +55,12 @@ struct Common: ParsableArguments {
     func makeApp(path: String) throws -> EddaApp {
         var logger = Logger(label: "edda.bench")
         logger.logLevel = .error
+        if let postgres {
+            var configuration = try PostgresStore.Configuration(url: postgres)
+            configuration.schema = "edda_bench_\(UUID().uuidString.prefix(8).lowercased())"
+            configuration.maximumConnections = 40
+            return EddaApp(store: try PostgresStore(configuration: configuration, logger: logger), serviceName: "bench", logger: logger)
+        }
         var configuration = SQLiteStore.Configuration()
         configuration.durability = sqliteDurability
         configuration.pageCacheKiB = pageCacheKib
@@ -160,7 +173,7 @@ struct W1: AsyncParsableCommand {
             "steps_per_s": Int(Double(workflows * steps) / elapsed),
             "workflows_per_s": Int(Double(workflows) / elapsed),
             "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
-            "peak_rss_mb": peakRSSMegabytes(), "durability": common.sqliteDurability.description,
+            "peak_rss_mb": peakRSSMegabytes(), "durability": common.sqliteDurability.description, "backend": common.backend,
         ])
     }
 }
@@ -191,7 +204,7 @@ struct W2: AsyncParsableCommand {
             "elapsed_s": (elapsed * 1000).rounded() / 1000,
             "workflows_per_s": Int(Double(workflows) / elapsed),
             "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
-            "peak_rss_mb": peakRSSMegabytes(), "durability": common.sqliteDurability.description,
+            "peak_rss_mb": peakRSSMegabytes(), "durability": common.sqliteDurability.description, "backend": common.backend,
         ])
     }
 }

@@ -16,8 +16,14 @@ extension PostgresStore {
         /// a database with one schema each. Defaults to `"public"`.
         public var schema: String = "public"
 
+        /// The most connections the pool opens (PostgresNIO's `maximumConnections`). Defaults to 20.
+        public var maximumConnections: Int {
+            get { client.options.maximumConnections }
+            set { client.options.maximumConnections = newValue }
+        }
+
         /// Creates a configuration. The connection pool keeps at most 20 connections unless
-        /// `client.options.maximumConnections` says otherwise.
+        /// ``maximumConnections`` says otherwise.
         public init(client: PostgresClient.Configuration) {
             self.client = client
         }

@@ -17,6 +17,11 @@ import Synchronization
 /// up to date when it starts, and every operation waits for that. ``EddaApp/run(_:)`` runs it for
 /// you; in a `ServiceGroup`, list it before the app so that it stops after the app.
 ///
+/// Workers wake each other through LISTEN/NOTIFY (on a channel named after the schema): a new ready
+/// instance wakes every worker's claim loop, and a finished one every `result()` waiting elsewhere.
+/// Notifications are coalesced and sent off the write path; workers poll as well, so a lost
+/// notification only costs latency.
+///
 /// Every worker claims ready instances with `FOR UPDATE SKIP LOCKED`, in batches, and holds each
 /// under a lease that it renews (``EddaApp/Configuration-swift.struct/leaseDuration``). A worker that
 /// dies stops renewing; its instances become claimable when their leases lapse. Every write of a run
@@ -28,6 +33,8 @@ public final class PostgresStore: Store, Service {
     public let client: PostgresClient
     public let configuration: Configuration
     public let wakeUps = WakeUpSignal()
+    public let outcomes = WakeUpSignal()
+    let notifier = Notifier()
     let logger: Logger
     let tables: Tables
     private let readiness = Readiness()
@@ -64,6 +71,12 @@ public final class PostgresStore: Store, Service {
             }
             do {
                 try await migrate()
+                group.addTask {
+                    await cancelWhenGracefulShutdown { await self.listenLoop() }
+                }
+                group.addTask {
+                    await cancelWhenGracefulShutdown { await self.notifier.sendLoop(store: self) }
+                }
                 readiness.open(nil)
                 logger.debug("postgres store ready", metadata: ["edda.postgres.schema": "\(configuration.schema)"])
             } catch {
@@ -201,7 +214,10 @@ public final class PostgresStore: Store, Service {
             }
             return .existing(existing)
         }
-        if case .created(_, nil) = outcome { wakeUps.notify() }
+        if case .created(_, nil) = outcome {
+            wakeUps.notify()
+            notifier.post(.ready)
+        }
         return outcome
     }
 
@@ -265,6 +281,8 @@ public final class PostgresStore: Store, Service {
             )
             try await Self.expectRow(updated, lease)
         }
+        outcomes.notify()
+        notifier.post(.finished)
     }
 
     // MARK: - Work queue
@@ -348,6 +366,7 @@ public final class PostgresStore: Store, Service {
             try await Self.expectRow(updated, lease)
         }
         wakeUps.notify()
+        notifier.post(.ready)
     }
 
     // MARK: - Helpers
@@ -397,6 +416,8 @@ struct Tables: Sendable {
     let instances: String
     let history: String
     let migrations: String
+    /// The LISTEN/NOTIFY channel of this schema's workers.
+    let channel: String
 
     init(schema: String) throws {
         guard let first = schema.first, first.isLetter || first == "_", schema.count <= 63,
@@ -411,6 +432,7 @@ struct Tables: Sendable {
         self.instances = "\"\(schema)\".workflow_instances"
         self.history = "\"\(schema)\".workflow_history"
         self.migrations = "\"\(schema)\".edda_schema_migrations"
+        self.channel = "edda_\(schema)"
     }
 
     /// An index name (indexes live in their table's schema).

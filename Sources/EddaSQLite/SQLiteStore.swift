@@ -33,6 +33,7 @@ public final class SQLiteStore: Store {
     private let committer: GroupCommitter
     let outboxSignal = WakeUpSignal()
     public let wakeUps = WakeUpSignal()
+    public let outcomes = WakeUpSignal()
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -268,6 +269,7 @@ public final class SQLiteStore: Store {
             ).execute(arguments: [status, output, error, Self.now(), lease.instanceID, lease.owner, lease.token])
             try Self.checkFence(db, lease)
         }
+        outcomes.notify()
     }
 
     public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {

@@ -16,7 +16,7 @@ enum PostgresTestDatabase {
     static func configuration(schema: String = "edda_test_\(UUID().uuidString.prefix(8).lowercased())") throws -> PostgresStore.Configuration {
         var configuration = try PostgresStore.Configuration(url: url ?? "postgres://localhost/none")
         configuration.schema = schema
-        configuration.client.options.maximumConnections = 8
+        configuration.maximumConnections = 8
         return configuration
     }
 

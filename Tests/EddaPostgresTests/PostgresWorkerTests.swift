@@ -117,4 +117,41 @@ struct PostgresWorkerTests {
         #expect(message.contains("not available on PostgreSQL yet"))
         try await PostgresTestDatabase.withStore(schema: schema) { _ in }
     }
+
+    @Test func notificationsWakeOtherProcessesWorkers() async throws {
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        try await PostgresTestDatabase.withStore(schema: schema) { storeA in
+            try await PostgresTestDatabase.withStore(schema: schema) { storeB in
+                // B waits; A, on its own connection pool, makes instances ready until B hears of one.
+                // (B's LISTEN may not be active at the very first NOTIFY.)
+                let clock = ContinuousClock()
+                let started = clock.now
+                let heard = Task { () -> Duration in
+                    await storeB.wakeUps.wait(upTo: .seconds(20))
+                    return clock.now - started
+                }
+                let outcome = Task { () -> Duration in
+                    await storeB.outcomes.wait(upTo: .seconds(20))
+                    return clock.now - started
+                }
+                var index = 0
+                while clock.now - started < .seconds(10) {
+                    let created = try await storeA.createInstance(
+                        NewInstance(instanceID: "n\(index)", workflowName: "w", serviceName: "test", input: JSONPayload(json: "[]")),
+                        leasedTo: LeaseRequest(owner: "a", duration: .seconds(30))
+                    )
+                    guard case .created(_, let lease?) = created else { break }
+                    try await storeA.release(lease, readyAt: nil)
+                    let again = try #require(try await storeA.claim(ClaimRequest(lease: LeaseRequest(owner: "a", duration: .seconds(30)), limit: 1, workflowNames: ["w"])).first)
+                    try await storeA.finishInstance(lease: again.lease, with: .completed(JSONPayload(json: "1")))
+                    index += 1
+                    try await Task.sleep(for: .milliseconds(50))
+                    if index > 3, clock.now - started > .seconds(1) { break }
+                }
+                #expect(await heard.value < .seconds(10), "B never heard that an instance became ready")
+                #expect(await outcome.value < .seconds(10), "B never heard that an instance finished")
+            }
+        }
+    }
 }
+

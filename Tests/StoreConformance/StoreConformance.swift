@@ -24,6 +24,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case releaseMakesReadyAgain
     case paginationAndCounts
     case oneOutcomePerStep
+    case signalsAnnounceReadyWorkAndOutcomes
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -43,6 +44,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .releaseMakesReadyAgain: try await Self.releaseMakesReadyAgain(store)
             case .paginationAndCounts: try await Self.paginationAndCounts(store)
             case .oneOutcomePerStep: try await Self.oneOutcomePerStep(store)
+            case .signalsAnnounceReadyWorkAndOutcomes: try await Self.signalsAnnounce(store)
             }
         }
     }
@@ -338,4 +340,26 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         #expect(history.filter { $0.stepID == "b:1" }.map(\.kind) == [.attemptFailed, .attemptFailed, .activityCompleted])
         #expect(history.count == 1 + 3 + 31)
     }
+
+    static func signalsAnnounce(_ store: any Store) async throws {
+        let clock = ContinuousClock()
+        // A signal that fired while nobody waited is remembered: these waits return at once.
+        _ = try await create(store, "ready", leasedTo: nil)
+        var started = clock.now
+        await store.wakeUps.wait(upTo: .seconds(10))
+        #expect(clock.now - started < .seconds(5), "creating a ready instance did not wake claimers")
+
+        let claimed = try #require(try await claim(store, owner: "worker-b").first)
+        try await store.release(claimed.lease, readyAt: nil)
+        started = clock.now
+        await store.wakeUps.wait(upTo: .seconds(10))
+        #expect(clock.now - started < .seconds(5), "a release did not wake claimers")
+
+        let lease = try #require(try await create(store, "done"))
+        try await store.finishInstance(lease: lease, with: .completed(JSONPayload(json: "1")))
+        started = clock.now
+        await store.outcomes.wait(upTo: .seconds(10))
+        #expect(clock.now - started < .seconds(5), "finishing did not announce an outcome")
+    }
 }
+

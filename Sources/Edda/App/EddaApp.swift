@@ -399,11 +399,13 @@ public final class EddaApp: Service, Sendable {
                 guard registered else {
                     throw EngineError(.stopped, "The app has stopped; instance \(instanceID) resumes on the next claim.", instanceID: instanceID)
                 }
-                // Running elsewhere (or waiting to be claimed): look again after a while.
+                // Running elsewhere (or waiting to be claimed): look again when the store announces an
+                // outcome, or after a while.
                 let delay = pollDelay
                 pollDelay = min(pollDelay * 2, configuration.resultPollInterval)
+                let outcomes = store.outcomes
                 Task {
-                    try? await Task.sleep(for: delay)
+                    await outcomes.wait(upTo: delay)
                     continuation.yield(.recheck)
                 }
             }

@@ -26,10 +26,15 @@ public protocol WorkQueue: Sendable {
     /// releasing a lease already lost throws ``StoreError/Code-swift.struct/leaseLost``.
     func release(_ lease: Lease, readyAt: Date?) async throws
 
-    /// Notified when an instance may have become ready (created without a lease, released). A
-    /// worker also polls, for changes made where the store cannot notify it (another process on a
-    /// SQLite file, say).
+    /// Notified when an instance may have become ready (created without a lease, released), here or
+    /// — where the store can tell (PostgreSQL's LISTEN/NOTIFY) — in another process. A worker also
+    /// polls, for changes the store cannot announce (another process on a SQLite file, say).
     var wakeUps: WakeUpSignal { get }
+
+    /// Notified when an instance may have finished, here or, where the store can tell, in another
+    /// process: `result()` of an instance running elsewhere looks at the store again at once
+    /// instead of waiting for its next poll.
+    var outcomes: WakeUpSignal { get }
 }
 
 /// What ``WorkQueue/claim(_:)`` is asked for.
