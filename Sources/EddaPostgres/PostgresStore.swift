@@ -35,6 +35,7 @@ public final class PostgresStore: Store, Service {
     public let wakeUps = WakeUpSignal()
     public let outcomes = WakeUpSignal()
     let notifier = Notifier()
+    private let batcher = AppendBatcher()
     let logger: Logger
     let tables: Tables
     private let readiness = Readiness()
@@ -222,6 +223,105 @@ public final class PostgresStore: Store, Service {
     }
 
     public func append(_ event: NewHistoryEvent, lease: Lease) async throws {
+        try await readiness.wait()
+        try await batcher.append(AppendBatcher.Record(event: event, lease: lease)) { records in
+            await self.insert(records)
+        }
+    }
+
+    /// Inserts a batch of records in one fenced statement, and says how each fared: inserted, refused
+    /// by its fence (``StoreError/Code-swift.struct/leaseLost``), or a second outcome for its step.
+    func insert(_ records: [AppendBatcher.Record]) async -> [Result<Void, any Error>] {
+        if records.count == 1 {
+            do {
+                try await insertOne(records[0].event, lease: records[0].lease)
+                return [.success(())]
+            } catch {
+                return [.failure(error)]
+            }
+        }
+        struct Row: Encodable {
+            var ord: Int
+            var instance_id: String
+            var step_id: String
+            var attempt: Int64
+            var position: Int64?
+            var step_name: String
+            var kind: String
+            var payload: String?
+            var error: String?
+            var retry: String?
+            var owner: String
+            var token: Int64
+        }
+        let rows: [Row]
+        let json: String
+        do {
+            rows = try records.enumerated().map { index, record in
+                let (attempt, error, retry) = try record.event.storedColumns()
+                return Row(
+                    ord: index, instance_id: record.event.instanceID, step_id: record.event.stepID, attempt: attempt,
+                    position: record.event.position.map(Int64.init), step_name: record.event.name, kind: record.event.kind.rawValue,
+                    payload: record.event.payload?.json, error: error, retry: retry, owner: record.lease.owner, token: record.lease.token
+                )
+            }
+            json = try JSONPayload.encode(rows).json
+        } catch {
+            return records.map { _ in .failure(error) }
+        }
+        do {
+            let inserted = try await perform("append history records") { () -> Set<Int> in
+                let result = try await client.query(
+                    """
+                    INSERT INTO \(unescaped: tables.history)
+                        (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+                    SELECT v.instance_id, v.step_id, v.attempt, v.position, v.step_name, v.kind, v.payload, v.error, v.retry,
+                           \(unescaped: Self.nowMilliseconds)
+                    FROM json_to_recordset(\(json)::json) AS v(
+                        ord bigint, instance_id text, step_id text, attempt bigint, position bigint, step_name text, kind text,
+                        payload text, error text, retry text, owner text, token bigint)
+                    WHERE EXISTS (
+                        -- The fence, one index lookup per record; FOR SHARE keeps a claim from
+                        -- slipping in before the commit (and keeps the planner from a hash join).
+                        SELECT 1 FROM \(unescaped: tables.instances) AS w
+                        WHERE w.instance_id = v.instance_id AND w.lease_owner = v.owner AND w.lease_token = v.token
+                        FOR SHARE
+                    )
+                    ORDER BY v.ord
+                    ON CONFLICT (instance_id, step_id, attempt) DO NOTHING
+                    RETURNING instance_id, step_id, attempt
+                    """,
+                    logger: logger
+                )
+                var keys: Set<String> = []
+                for try await (instance, step, attempt) in result.decode((String, String, Int64).self) {
+                    keys.insert("\(instance)\u{0}\(step)\u{0}\(attempt)")
+                }
+                return Set(rows.filter { keys.contains("\($0.instance_id)\u{0}\($0.step_id)\u{0}\($0.attempt)") }.map(\.ord))
+            }
+            guard inserted.count < records.count else { return records.map { _ in .success(()) } }
+            // Not inserted: the fence refused it, or its step already has that record. Tell which.
+            let missing = records.indices.filter { !inserted.contains($0) }
+            let held = try await heldLeases(missing.map { records[$0].lease })
+            return records.indices.map { index -> Result<Void, any Error> in
+                if inserted.contains(index) { return .success(()) }
+                let record = records[index]
+                guard held.contains(record.lease) else { return .failure(StoreError.leaseLost(record.lease)) }
+                return .failure(
+                    StoreError(
+                        .database,
+                        "Instance \(record.event.instanceID) already has a \(record.event.kind) record for step '\(record.event.stepID)'; "
+                            + "history is never rewritten."
+                    )
+                )
+            }
+        } catch {
+            return records.map { _ in .failure(error) }
+        }
+    }
+
+    /// Inserts one record, fenced by its lease: the batch of one, in a statement with typed parameters.
+    private func insertOne(_ event: NewHistoryEvent, lease: Lease) async throws {
         let record = try event.storedColumns()
         try await perform("append a history record") {
             let inserted = try await client.query(
@@ -242,6 +342,21 @@ public final class PostgresStore: Store, Service {
             )
             try await Self.expectRow(inserted, lease)
         }
+    }
+
+    /// Which of `leases` are still held.
+    private func heldLeases(_ leases: [Lease]) async throws -> Set<Lease> {
+        let ids = leases.map(\.instanceID)
+        let current = try await perform("check leases") { () -> [String: (String?, Int64)] in
+            var current: [String: (String?, Int64)] = [:]
+            let rows = try await client.query(
+                "SELECT instance_id, lease_owner, lease_token FROM \(unescaped: tables.instances) WHERE instance_id = ANY(\(ids))",
+                logger: logger
+            )
+            for try await (id, owner, token) in rows.decode((String, String?, Int64).self) { current[id] = (owner, token) }
+            return current
+        }
+        return Set(leases.filter { lease in current[lease.instanceID].map { $0.0 == lease.owner && $0.1 == lease.token } ?? false })
     }
 
     public func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {

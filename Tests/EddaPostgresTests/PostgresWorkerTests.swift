@@ -153,5 +153,50 @@ struct PostgresWorkerTests {
             }
         }
     }
+
+    @Test func concurrentAppendsShareStatementsAndEachGetsItsOwnAnswer() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let request = LeaseRequest(owner: "w", duration: .seconds(30))
+            func make(_ id: String) async throws -> Lease {
+                guard case .created(_, let lease?) = try await store.createInstance(
+                    NewInstance(instanceID: id, workflowName: "w", serviceName: "test", input: JSONPayload(json: "[]")), leasedTo: request
+                ) else { throw StoreError(.database, "not created") }
+                return lease
+            }
+            let live = try await make("live")
+            let stale = try await make("stale")
+            try await store.release(stale, readyAt: nil)
+            _ = try await store.claim(ClaimRequest(lease: LeaseRequest(owner: "other", duration: .seconds(30)), limit: 1, workflowNames: ["w"]))
+            try await store.append(
+                NewHistoryEvent(instanceID: "live", stepID: "dup", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")),
+                lease: live
+            )
+            let outcomes = await withTaskGroup(of: (String, String).self) { group in
+                for index in 0..<48 {
+                    group.addTask {
+                        let (instance, lease, step) = index % 8 == 0 ? ("stale", stale, "s:\(index)")
+                            : index == 5 ? ("live", live, "dup") : ("live", live, "s:\(index)")
+                        do {
+                            try await store.append(
+                                NewHistoryEvent(instanceID: instance, stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "\(index)")),
+                                lease: lease
+                            )
+                            return (step, "ok")
+                        } catch let error as StoreError {
+                            return (step, error.code == .leaseLost ? "leaseLost" : "refused")
+                        } catch {
+                            return (step, "other")
+                        }
+                    }
+                }
+                return await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            #expect(outcomes.filter { $0.value == "leaseLost" }.count == 6, "every append under the stale lease is refused by its fence")
+            #expect(outcomes["dup"] == "refused", "a second outcome for a step is refused")
+            #expect(outcomes.filter { $0.value == "ok" }.count == 41)
+            #expect(try await store.history(of: "stale").isEmpty)
+            #expect(try await store.history(of: "live").count == 42)
+        }
+    }
 }
 
