@@ -62,11 +62,16 @@ extension PostgresStore {
             }
         }
 
-        /// The URL with its password replaced, for messages.
+        /// The URL with its password replaced, for messages. Done by hand: a URL that does not parse
+        /// (a password with `#` or `/` in it) must not leak either.
         static func redacted(_ url: String) -> String {
-            guard var components = URLComponents(string: url), components.password != nil else { return url }
-            components.password = "***"
-            return components.string ?? "(unreadable URL)"
+            guard let scheme = url.range(of: "://") else { return "(not a URL)" }
+            let rest = url[scheme.upperBound...]
+            guard let at = rest.lastIndex(of: "@") else { return url }
+            let credentials = rest[..<at]
+            let user = credentials.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+            let hidden = credentials.contains(":") ? "\(user):***" : user
+            return String(url[..<scheme.upperBound]) + hidden + String(rest[at...])
         }
     }
 }

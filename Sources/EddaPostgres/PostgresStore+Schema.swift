@@ -61,6 +61,11 @@ extension PostgresStore {
     func migrate() async throws {
         let t = tables
         let migrations = Self.migrations(t)
+        // Up to date already: touch nothing, so a role with only read and write rights on a schema a
+        // DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
+        if let applied = try? await appliedVersions(), Set(migrations.map(\.version)).isSubset(of: applied) {
+            return
+        }
         do {
             try await client.withTransaction(logger: logger) { connection in
                 // One migrator at a time, across every process on the database.
@@ -92,6 +97,17 @@ extension PostgresStore {
         } catch {
             throw StoreError(.migrationFailed, "Cannot bring Edda's schema \(t.schema) up to date. Nothing was changed.", cause: ServerError(error))
         }
+    }
+
+    /// The versions recorded as applied; throws if the migrations table does not exist.
+    private func appliedVersions() async throws -> Set<Int> {
+        var applied: Set<Int> = []
+        for try await version in try await client.query(PostgresQuery(unsafeSQL: "SELECT version FROM \(tables.migrations)"), logger: logger)
+            .decode(Int.self)
+        {
+            applied.insert(version)
+        }
+        return applied
     }
 
     /// The advisory lock key migrations take ("edda" in ASCII).

@@ -25,9 +25,10 @@ import Synchronization
 /// Every worker claims ready instances with `FOR UPDATE SKIP LOCKED`, in batches, and holds each
 /// under a lease that it renews (``EddaApp/Configuration-swift.struct/leaseDuration``). A worker that
 /// dies stops renewing; its instances become claimable when their leases lapse. Every write of a run
-/// carries its lease and checks it in the same statement (locking the instance's row `FOR SHARE`, so
-/// a claim cannot slip between the check and the write): a worker that lost its lease writes nothing.
-/// Lease times use the database server's clock, so workers' clocks need not agree.
+/// carries its lease and checks it in the same statement (locking the instance's row `FOR KEY SHARE`,
+/// which a claim's `FOR UPDATE` waits for, so a claim cannot slip between the check and the write): a
+/// worker that lost its lease writes nothing. Lease times use the database server's clock, so
+/// workers' clocks need not agree for leases; a release's `readyAt` is the worker's time.
 public final class PostgresStore: Store, Service {
     /// The connection pool. Run by ``run()``.
     public let client: PostgresClient
@@ -45,6 +46,13 @@ public final class PostgresStore: Store, Service {
     ///
     /// - Throws: ``StoreError`` when the schema name is not a plain identifier.
     public init(configuration: Configuration, logger: Logger = Logger(label: "edda.postgres")) throws {
+        guard configuration.maximumConnections >= 2 else {
+            throw StoreError(
+                .database,
+                "A PostgresStore needs at least 2 connections (maximumConnections is \(configuration.maximumConnections)): "
+                    + "one listens for other workers' notifications all the time."
+            )
+        }
         self.configuration = configuration
         self.logger = logger
         self.tables = try Tables(schema: configuration.schema)
@@ -93,7 +101,7 @@ public final class PostgresStore: Store, Service {
     /// Returns once the store is running and its schema is up to date; throws if migrating failed
     /// or the store stopped.
     public func ready() async throws {
-        try await readiness.wait()
+        try await readiness.wait(logger: logger)
     }
 
     // MARK: - Reading
@@ -223,7 +231,7 @@ public final class PostgresStore: Store, Service {
     }
 
     public func append(_ event: NewHistoryEvent, lease: Lease) async throws {
-        try await readiness.wait()
+        try await readiness.wait(logger: logger)
         try await batcher.append(AppendBatcher.Record(event: event, lease: lease)) { records in
             await self.insert(records)
         }
@@ -232,6 +240,25 @@ public final class PostgresStore: Store, Service {
     /// Inserts a batch of records in one fenced statement, and says how each fared: inserted, refused
     /// by its fence (``StoreError/Code-swift.struct/leaseLost``), or a second outcome for its step.
     func insert(_ records: [AppendBatcher.Record]) async -> [Result<Void, any Error>] {
+        // Results are matched to records by (instance, step, attempt): a key twice in one statement
+        // could not be told apart, so repeats go to a statement of their own, after the first.
+        var seen: Set<String> = []
+        var first: [Int] = []
+        var repeated: [Int] = []
+        for (index, record) in records.enumerated() {
+            let attempt = record.event.kind.isOutcome ? 0 : (record.event.retry?.totalAttempts ?? 1)
+            if seen.insert("\(record.event.instanceID)\u{0}\(record.event.stepID)\u{0}\(attempt)").inserted {
+                first.append(index)
+            } else {
+                repeated.append(index)
+            }
+        }
+        if !repeated.isEmpty {
+            var results = [Result<Void, any Error>](repeating: .success(()), count: records.count)
+            for (index, result) in zip(first, await insert(first.map { records[$0] })) { results[index] = result }
+            for (index, result) in zip(repeated, await insert(repeated.map { records[$0] })) { results[index] = result }
+            return results
+        }
         if records.count == 1 {
             do {
                 try await insertOne(records[0].event, lease: records[0].lease)
@@ -281,11 +308,13 @@ public final class PostgresStore: Store, Service {
                         ord bigint, instance_id text, step_id text, attempt bigint, position bigint, step_name text, kind text,
                         payload text, error text, retry text, owner text, token bigint)
                     WHERE EXISTS (
-                        -- The fence, one index lookup per record; FOR SHARE keeps a claim from
-                        -- slipping in before the commit (and keeps the planner from a hash join).
+                        -- The fence, one index lookup per record. FOR KEY SHARE keeps another
+                        -- worker's claim (FOR UPDATE) from slipping in before the commit, without
+                        -- blocking this worker's own renewals (a deadlock with FOR SHARE), and keeps
+                        -- the planner from a hash join.
                         SELECT 1 FROM \(unescaped: tables.instances) AS w
                         WHERE w.instance_id = v.instance_id AND w.lease_owner = v.owner AND w.lease_token = v.token
-                        FOR SHARE
+                        FOR KEY SHARE
                     )
                     ORDER BY v.ord
                     ON CONFLICT (instance_id, step_id, attempt) DO NOTHING
@@ -334,7 +363,7 @@ public final class PostgresStore: Store, Service {
                 WHERE EXISTS (
                     SELECT 1 FROM \(unescaped: tables.instances)
                     WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
-                    FOR SHARE
+                    FOR KEY SHARE
                 )
                 RETURNING sequence
                 """,
@@ -504,7 +533,7 @@ public final class PostgresStore: Store, Service {
 
     /// Runs a database operation once the store is ready, wrapping driver errors in ``StoreError``.
     func perform<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
-        try await readiness.wait()
+        try await readiness.wait(logger: logger)
         do {
             return try await body()
         } catch let error as StoreError {
@@ -535,12 +564,13 @@ struct Tables: Sendable {
     let channel: String
 
     init(schema: String) throws {
-        guard let first = schema.first, first.isLetter || first == "_", schema.count <= 63,
+        // 58: the notification channel is "edda_" + the schema, within PostgreSQL's 63 bytes.
+        guard let first = schema.first, first.isLetter || first == "_", schema.count <= 58,
               schema.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
         else {
             throw StoreError(
                 .database,
-                "'\(schema)' is not a schema name Edda accepts: use letters, digits and underscores, starting with a letter."
+                "'\(schema)' is not a schema name Edda accepts: use at most 58 letters, digits and underscores, starting with a letter."
             )
         }
         self.schema = "\"\(schema)\""
@@ -577,17 +607,17 @@ struct ServerError: Error, CustomStringConvertible {
 /// Opens once the store has migrated (or failed to); operations wait for it.
 final class Readiness: Sendable {
     private enum State {
-        case waiting([CheckedContinuation<Void, any Error>])
+        case waiting([UUID: CheckedContinuation<Void, any Error>])
         case open((any Error)?)
     }
 
-    private let state = Mutex(State.waiting([]))
+    private let state = Mutex(State.waiting([:]))
 
     func open(_ error: (any Error)?) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
             if case .waiting(let waiters) = state {
                 state = .open(error)
-                return waiters
+                return Array(waiters.values)
             }
             if error != nil { state = .open(error) }
             return []
@@ -597,23 +627,53 @@ final class Readiness: Sendable {
         }
     }
 
-    func wait() async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let outcome = state.withLock { state -> (any Error)?? in
-                switch state {
-                case .waiting(var waiters):
-                    waiters.append(continuation)
-                    state = .waiting(waiters)
-                    return nil
-                case .open(let error):
-                    return .some(error)
+    /// Waits until the store is ready (or failed); throws `CancellationError` if the task is cancelled
+    /// first, and logs a warning if it waits long — usually because the store's `run()` never started.
+    func wait(logger: Logger) async throws {
+        if case .open(let error) = state.withLock({ $0 }) {
+            if let error { throw error }
+            return
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.waitOpen() }
+            group.addTask {
+                try await Task.sleep(for: .seconds(10))
+                logger.warning("still waiting for the PostgreSQL store to start: is its run() running (EddaApp.run or a ServiceGroup)?")
+                try await Task.sleep(for: .seconds(3600 * 24 * 365))
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func waitOpen() async throws {
+        let id = UUID()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome = state.withLock { state -> (any Error)?? in
+                    switch state {
+                    case .waiting(var waiters):
+                        if Task.isCancelled { return .some(CancellationError()) }
+                        waiters[id] = continuation
+                        state = .waiting(waiters)
+                        return nil
+                    case .open(let error):
+                        return .some(error)
+                    }
+                }
+                switch outcome {
+                case .none: break
+                case .some(nil): continuation.resume()
+                case .some(.some(let error)): continuation.resume(throwing: error)
                 }
             }
-            switch outcome {
-            case .none: break
-            case .some(nil): continuation.resume()
-            case .some(.some(let error)): continuation.resume(throwing: error)
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                guard case .waiting(var waiters) = state, let waiter = waiters.removeValue(forKey: id) else { return nil }
+                state = .waiting(waiters)
+                return waiter
             }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 }

@@ -73,6 +73,14 @@ struct PostgresAvailabilityTests {
         #expect(notPostgres?.message.contains("postgres://") == true)
         #expect(notPostgres?.message.contains("hunter2") == false, "the password is not repeated")
         #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: "postgres://db/x?sslmode=sometimes") }
+        let unparsable = #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: "postgres://edda:pa#ss/word@db:5432/x") }
+        #expect(unparsable?.message.contains("pa#ss") == false, "a password the URL parser chokes on is not repeated either")
+        var one = configuration
+        one.maximumConnections = 1
+        #expect(throws: StoreError.self) { try PostgresStore(configuration: one) }
+        var long = configuration
+        long.schema = String(repeating: "s", count: 59)
+        #expect(throws: StoreError.self) { try PostgresStore(configuration: long) }
         var bad = configuration
         bad.schema = "edda; DROP TABLE x"
         #expect(throws: StoreError.self) { try PostgresStore(configuration: bad) }

@@ -198,5 +198,88 @@ struct PostgresWorkerTests {
             #expect(try await store.history(of: "live").count == 42)
         }
     }
+
+    @Test func aStaleAndALiveAppendForOneStepInOneBatchGetTheirOwnAnswers() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            _ = try await store.createInstance(
+                NewInstance(instanceID: "x", workflowName: "w", serviceName: "test", input: JSONPayload(json: "[]")),
+                leasedTo: LeaseRequest(owner: "w", duration: .seconds(30))
+            )
+            let stale = Lease(instanceID: "x", owner: "w", token: 1, expiresAt: nil)
+            try await store.release(stale, readyAt: nil)
+            let live = try #require(
+                try await store.claim(ClaimRequest(lease: LeaseRequest(owner: "w", duration: .seconds(30)), limit: 1, workflowNames: ["w"])).first?.lease
+            )
+            var staleAccepted = 0
+            var liveRefused = 0
+            for trial in 0..<40 {
+                let step = "s:\(trial)"
+                async let fromStale: Bool = {
+                    do {
+                        try await store.append(NewHistoryEvent(instanceID: "x", stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")), lease: stale)
+                        return true
+                    } catch { return false }
+                }()
+                async let fromLive: Bool = {
+                    do {
+                        try await store.append(NewHistoryEvent(instanceID: "x", stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1")), lease: live)
+                        return true
+                    } catch { return false }
+                }()
+                if await fromStale { staleAccepted += 1 }
+                if await !fromLive { liveRefused += 1 }
+            }
+            #expect(staleAccepted == 0, "a record refused by its fence was reported written")
+            #expect(liveRefused == 0)
+            #expect(try await store.history(of: "x").allSatisfy { $0.payload?.json == "1" })
+        }
+    }
+
+    @Test func appendsAndRenewalsOfOneWorkerNeverDeadlock() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let request = LeaseRequest(owner: "w", duration: .seconds(30))
+            var leases: [Lease] = []
+            for index in 0..<60 {
+                guard case .created(_, let lease?) = try await store.createInstance(
+                    NewInstance(instanceID: "i\(index)", workflowName: "w", serviceName: "test", input: JSONPayload(json: "[]")), leasedTo: request
+                ) else { continue }
+                leases.append(lease)
+            }
+            let all = leases
+            let failures = FailureCount()
+            let deadline = ContinuousClock.now + .milliseconds(1500)
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while ContinuousClock.now < deadline {
+                        do { _ = try await store.renew(all.shuffled(), for: .seconds(30)) } catch { failures.add() }
+                        try? await Task.sleep(for: .milliseconds(5))
+                    }
+                }
+                for worker in 0..<24 {
+                    group.addTask {
+                        var step = 0
+                        while ContinuousClock.now < deadline {
+                            let lease = all[(worker * 7 + step) % all.count]
+                            step += 1
+                            do {
+                                try await store.append(
+                                    NewHistoryEvent(instanceID: lease.instanceID, stepID: "w\(worker):\(step)", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1")),
+                                    lease: lease
+                                )
+                            } catch {
+                                failures.add()
+                            }
+                        }
+                    }
+                }
+            }
+            #expect(failures.value == 0, "appends or renewals failed (a deadlock is SQLSTATE 40P01)")
+        }
+    }
 }
 
+final class FailureCount: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
