@@ -7,8 +7,9 @@ import Testing
 struct PostgresConformanceTests {
     @Test(arguments: StoreConformance.allCases)
     func conformance(_ check: StoreConformance) async throws {
-        try await check.run { body in
+        let completed = try await check.run { body in
             try await PostgresTestDatabase.withStore { store in try await body(store) }
         }
+        #expect(completed, "the factory never handed the check a store")
     }
 }

@@ -29,7 +29,11 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
 
-    public func run(_ factory: Factory) async throws {
+    /// Runs the check on a fresh store from `factory`. Returns whether it ran to its end: `false`
+    /// means the factory never handed over a store, which the caller should fail on.
+    @discardableResult
+    public func run(_ factory: Factory) async throws -> Bool {
+        let completed = Completion()
         try await factory { store in
             try await store.attachWorker("conformance")
             defer { Task { try? await store.detachWorker("conformance") } }
@@ -46,7 +50,9 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .oneOutcomePerStep: try await Self.oneOutcomePerStep(store)
             case .signalsAnnounceReadyWorkAndOutcomes: try await Self.signalsAnnounce(store)
             }
+            completed.mark()
         }
+        return completed.isMarked
     }
 
     // MARK: - Helpers
@@ -363,3 +369,9 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     }
 }
 
+/// Whether a check's body ran to its end.
+private final class Completion: Sendable {
+    private let marked = Mutex(false)
+    func mark() { marked.withLock { $0 = true } }
+    var isMarked: Bool { marked.withLock { $0 } }
+}
