@@ -120,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "EddaPostgresTests",
             dependencies: [
-                "Edda", "EddaPostgres", "EddaTesting", "EddaStoreConformance",
+                "Edda", "EddaPostgres", "EddaTesting", "EddaStoreConformance", "EddaOutbox", "EddaTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

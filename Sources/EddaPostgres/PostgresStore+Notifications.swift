@@ -12,6 +12,8 @@ final class Notifier: Sendable {
         case ready
         /// An instance may have finished.
         case finished
+        /// A step committed outbox events for the relays.
+        case outbox
     }
 
     private let pending = Mutex<Set<Event>>([])
@@ -57,6 +59,7 @@ extension PostgresStore {
                             switch Notifier.Event(rawValue: notification.payload) {
                             case .ready: wakeUps.notify()
                             case .finished: outcomes.notify()
+                            case .outbox: outboxSignal.notify()
                             case nil: break
                             }
                         }

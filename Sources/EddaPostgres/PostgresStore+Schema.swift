@@ -54,6 +54,35 @@ extension PostgresStore {
                 // One outcome (attempt 0) per step, one record per failed attempt; also the history index.
                 "CREATE UNIQUE INDEX \(t.indexName("history_by_step")) ON \(t.history) (instance_id, step_id, attempt)",
             ]),
+            (2, "transactional outbox", [
+                """
+                CREATE TABLE \(t.outbox) (
+                    sequence BIGSERIAL PRIMARY KEY,
+                    event_id TEXT NOT NULL,
+                    instance_id TEXT,
+                    step_id TEXT,
+                    type TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    subject TEXT,
+                    event_time DOUBLE PRECISION NOT NULL,
+                    data_content_type TEXT,
+                    data BYTEA,
+                    status TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at BIGINT NOT NULL,
+                    last_error TEXT,
+                    claimed_by TEXT,
+                    claimed_at BIGINT,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    published_at BIGINT
+                )
+                """,
+                // What relays claim: due pending events, oldest first; and stale processing claims.
+                "CREATE INDEX \(t.indexName("outbox_pending")) ON \(t.outbox) (next_attempt_at, sequence) WHERE status = 'pending'",
+                "CREATE INDEX \(t.indexName("outbox_processing")) ON \(t.outbox) (claimed_at) WHERE status = 'processing'",
+                "CREATE INDEX \(t.indexName("outbox_by_status")) ON \(t.outbox) (status, sequence)",
+            ]),
         ]
     }
 

@@ -35,11 +35,13 @@ public final class PostgresStore: Store, Service {
     public let configuration: Configuration
     public let wakeUps = WakeUpSignal()
     public let outcomes = WakeUpSignal()
+    /// Wakes outbox relays: a step committed events here, or another process said so.
+    let outboxSignal = WakeUpSignal()
     let notifier = Notifier()
     private let batcher = AppendBatcher()
     let logger: Logger
     let tables: Tables
-    private let readiness = Readiness()
+    let readiness = Readiness()
     private let started = Atomic(false)
 
     /// Creates a store; nothing connects until ``run()`` runs.
@@ -388,18 +390,6 @@ public final class PostgresStore: Store, Service {
         return Set(leases.filter { lease in current[lease.instanceID].map { $0.0 == lease.owner && $0.1 == lease.token } ?? false })
     }
 
-    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
-        guard transaction.isEmpty else {
-            throw transaction.refuse(
-                TerminalError(
-                    "ctx.transaction and ctx.enqueue are not available on PostgreSQL yet (step '\(event.stepID)'); "
-                        + "write outside the step's transaction, or use SQLite for now."
-                )
-            )
-        }
-        try await append(event, lease: lease)
-    }
-
     public func markCompensating(lease: Lease) async throws {
         try await fencedUpdate(
             "mark an instance compensating",
@@ -560,6 +550,7 @@ struct Tables: Sendable {
     let instances: String
     let history: String
     let migrations: String
+    let outbox: String
     /// The LISTEN/NOTIFY channel of this schema's workers.
     let channel: String
 
@@ -577,6 +568,7 @@ struct Tables: Sendable {
         self.instances = "\"\(schema)\".workflow_instances"
         self.history = "\"\(schema)\".workflow_history"
         self.migrations = "\"\(schema)\".edda_schema_migrations"
+        self.outbox = "\"\(schema)\".outbox_events"
         self.channel = "edda_\(schema)"
     }
 
@@ -590,7 +582,16 @@ struct ServerError: Error, CustomStringConvertible {
     let underlying: any Error
 
     init(_ error: any Error) {
-        self.underlying = (error as? ServerError)?.underlying ?? error
+        switch error {
+        case let error as ServerError:
+            self.underlying = error.underlying
+        case let error as PostgresTransactionError:
+            // The first thing that went wrong inside `withTransaction`.
+            let first = error.beginError ?? error.closureError ?? error.commitError ?? error.rollbackError
+            self.underlying = first.map { ServerError($0).underlying } ?? error
+        default:
+            self.underlying = error
+        }
     }
 
     var sqlState: String? { (underlying as? PSQLError)?.serverInfo?[.sqlState] }

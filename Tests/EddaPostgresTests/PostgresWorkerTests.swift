@@ -103,21 +103,6 @@ struct PostgresWorkerTests {
         }
     }
 
-    @Test func transactionalStepsAreRefusedClearlyForNow() async throws {
-        let emit = Activity("emit", retry: .noRetry) { (ctx) -> Int in
-            try ctx.enqueue(CloudEvent(id: "e1", type: "t", source: "/s"))
-            return 1
-        }
-        let workflow = Workflow("emitting") { (ctx) -> String in
-            do { return "\(try await emit(ctx))" } catch let error as TerminalError { return error.message }
-        }
-        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
-        let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
-        let message = try await withTestApp(store: store) { app in try await app.start(workflow).result() }
-        #expect(message.contains("not available on PostgreSQL yet"))
-        try await PostgresTestDatabase.withStore(schema: schema) { _ in }
-    }
-
     @Test func notificationsWakeOtherProcessesWorkers() async throws {
         let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
         try await PostgresTestDatabase.withStore(schema: schema) { storeA in

@@ -143,15 +143,26 @@ struct TransactionTests {
         }
     }
 
-    @Test func aSessionOfTheWrongTypeFailsTheStepTerminally() async throws {
+    /// Another backend's typed overload (`EddaPostgres`'s, say) used with a SQLite store.
+    @Test(arguments: ["blocking", "async", "whole body"])
+    func anotherBackendsTransactionWorkFailsTheStepTerminally(kind: String) async throws {
         try await withOrdersApp { (app: EddaApp, _: SQLiteStore) async throws in
-            let misuse = Activity("misuse") { (ctx) -> Int in
-                try ctx.transaction { (_: NotADatabase) in }
+            let mode: TransactionMode = kind == "whole body" ? .wholeBody : .atCommit
+            let misuse = Activity("misuse", transaction: mode) { (ctx) -> Int in
+                switch kind {
+                case "blocking": try ctx.addTransactionBody { (_: NotADatabase) in }
+                case "async": try await ctx.addTransactionBody { (_: NotADatabase) async throws in }
+                default: break
+                }
                 return 1
             }
             let workflow = Workflow("misuse") { (ctx) -> Int in try await misuse(ctx) }
             let error = try await #require(throws: WorkflowFailedError.self) { try await app.start(workflow, instanceID: "m").result() }
-            #expect(error.error.message.contains("asked for a NotADatabase"))
+            let expected = [
+                "blocking": "asked for a NotADatabase", "async": "runs blocking work only",
+                "whole body": "cannot run an activity's whole body inside its transaction",
+            ]
+            #expect(error.error.message.contains(expected[kind]!), "\(error.error.message)")
             #expect(try await app.history(of: "m").map(\.kind) == [.activityFailed])
         }
     }
@@ -286,4 +297,4 @@ struct TransactionTests {
 }
 
 struct FlakyNetwork: Error {}
-struct NotADatabase {}
+struct NotADatabase: Sendable {}

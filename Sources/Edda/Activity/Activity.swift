@@ -28,6 +28,8 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
     public let name: String
     /// The retry policy, or `nil` to use ``EddaApp/Configuration-swift.struct/defaultRetryPolicy``.
     public var retryPolicy: RetryPolicy?
+    /// Whether the body runs inside the transaction that records its result; see ``TransactionMode``.
+    public var transactionMode: TransactionMode
     /// The compensation linked with ``onFailure(_:)``.
     public internal(set) var compensation: Compensation<repeat each Argument, Output>?
     let body: @Sendable (ActivityContext, repeat each Argument) async throws -> Output
@@ -37,15 +39,19 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
     /// - Parameters:
     ///   - name: The name recorded in history. Must be unique among the activities a workflow calls.
     ///   - retry: The retry policy; `nil` (the default) uses the app's default policy.
+    ///   - transaction: ``TransactionMode/atCommit`` (the default) or ``TransactionMode/wholeBody``,
+    ///     to run the whole body inside the transaction that records its result.
     ///   - body: The work. Its arguments and result must be `Codable`.
     public init(
         _ name: String,
         retry: RetryPolicy? = nil,
+        transaction: TransactionMode = .atCommit,
         _ body: @escaping @Sendable (ActivityContext, repeat each Argument) async throws -> Output
     ) {
         precondition(!name.isEmpty, "An activity needs a non-empty name")
         self.name = name
         self.retryPolicy = retry
+        self.transactionMode = transaction
         self.body = body
     }
 
@@ -63,7 +69,7 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
         activityID: String? = nil
     ) async throws -> Output {
         let reservation = try context.reserveStep(name: name, explicitID: activityID)
-        let output = try await context.runStep(reservation, retryPolicy: retryPolicy) { activityContext in
+        let output = try await context.runStep(reservation, retryPolicy: retryPolicy, transactionMode: transactionMode) { activityContext in
             try await body(activityContext, repeat each arguments)
         }
         if let compensation {
@@ -96,11 +102,12 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
     ) throws -> PreparedActivity<Output> {
         let reservation = try context.reserveStep(name: name, explicitID: activityID)
         let policy = retryPolicy
+        let mode = transactionMode
         let body = self.body
         let values = (repeat each arguments)
         let compensation = self.compensation
         return PreparedActivity(stepID: reservation.stepID) {
-            let output = try await context.runStep(reservation, retryPolicy: policy) { activityContext in
+            let output = try await context.runStep(reservation, retryPolicy: policy, transactionMode: mode) { activityContext in
                 try await body(activityContext, repeat each values)
             }
             if let compensation {

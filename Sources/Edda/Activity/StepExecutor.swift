@@ -17,6 +17,7 @@ struct StepExecutor: Sendable {
     let reservation: ReplayState.Reservation
     let policy: RetryPolicy
     var kinds: Kinds = .activity
+    var transactionMode: TransactionMode = .atCommit
 
     func run<Output: Codable & Sendable>(_ body: @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
         do {
@@ -50,13 +51,19 @@ struct StepExecutor: Sendable {
             )
             let error: any Error
             do {
-                let output = try await body(activityContext)
-                transaction.seal()
-                do {
-                    try await complete(with: output, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt, transaction: transaction)
-                } catch where transaction.bodyFailure != nil {
-                    // A ctx.transaction body threw while committing: the attempt failed, nothing was written.
-                    throw transaction.bodyFailure!
+                let output: Output
+                switch transactionMode {
+                case .atCommit:
+                    output = try await body(activityContext)
+                    transaction.seal()
+                    try await attemptFailure(of: transaction) {
+                        let event = try completionEvent(output, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt)
+                        try await record(event, transaction: transaction)
+                    }
+                case .wholeBody:
+                    output = try await attemptFailure(of: transaction) {
+                        try await runWholeBody(body, activityContext, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt)
+                    }
                 }
                 for callback in transaction.afterCommitCallbacks {
                     await callback()
@@ -115,10 +122,39 @@ struct StepExecutor: Sendable {
         }
     }
 
-    /// Records a successful attempt: its result, and with it the attempt's transaction.
-    private func complete<Output: Codable & Sendable>(
-        with output: Output, attempt: Int, errors: [ErrorRecord], firstAttemptAt: Date, transaction: StepTransaction
-    ) async throws {
+    /// Runs `operation`; when the attempt's own transaction work failed (a body threw while the store
+    /// ran it), throws that error — the attempt failed, nothing of it was written.
+    private func attemptFailure<T>(of transaction: StepTransaction, _ operation: () async throws -> T) async throws -> T {
+        do {
+            return try await operation()
+        } catch where transaction.bodyFailure != nil {
+            throw transaction.bodyFailure!
+        }
+    }
+
+    /// A ``TransactionMode/wholeBody`` attempt: the store opens the step's transaction, the body runs
+    /// inside it, and its record commits with it.
+    private func runWholeBody<Output: Codable & Sendable>(
+        _ body: @Sendable (ActivityContext) async throws -> Output, _ activityContext: ActivityContext,
+        attempt: Int, errors: [ErrorRecord], firstAttemptAt: Date
+    ) async throws -> Output {
+        let transaction = activityContext.stepTransaction
+        do {
+            return try await context.environment.store.appendRunningAttempt(transaction, lease: context.lease) {
+                let output = try await body(activityContext)
+                return (try completionEvent(output, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt), output)
+            }
+        } catch {
+            if transaction.bodyFailure != nil { throw error }
+            context.suspend(because: error)
+            throw StepRecordingFailure(error: error)
+        }
+    }
+
+    /// The record of a successful attempt. A result that cannot be encoded fails the step for good.
+    private func completionEvent<Output: Codable & Sendable>(
+        _ output: Output, attempt: Int, errors: [ErrorRecord], firstAttemptAt: Date
+    ) throws -> NewHistoryEvent {
         let elapsed = context.environment.clock.now().duration(since: firstAttemptAt)
         let payload: JSONPayload
         do {
@@ -128,16 +164,14 @@ struct StepExecutor: Sendable {
                 .encodingFailed, "The result of step '\(reservation.stepID)' could not be encoded as JSON.",
                 instanceID: context.instanceID, stepID: reservation.stepID, cause: error
             )
-            let failureRecord = ErrorRecord(type: "TerminalError", message: failure.message)
-            try await record(kind: kinds.failed, payload: nil, error: failureRecord, retry: nil)
-            throw StepRecordingFailure(error: TerminalError(failure.message))
+            throw TerminalError(failure.message)
         }
         // A first-attempt success needs no retry metadata: absent means one attempt, no error.
         let metadata = attempt == 1 ? nil : RetryMetadata(
             totalAttempts: attempt, totalDurationMilliseconds: elapsed.milliseconds, exhausted: false,
             lastError: errors.last, errors: errors
         )
-        try await record(kind: kinds.completed, payload: payload, error: nil, retry: metadata, transaction: transaction)
+        return event(kind: kinds.completed, payload: payload, error: nil, retry: metadata)
     }
 
     /// Log metadata of this step, built only when a line is logged.
@@ -171,16 +205,20 @@ struct StepExecutor: Sendable {
         return nil
     }
 
-    /// Appends a record; a store failure suspends the instance and is thrown as a
-    /// ``StepRecordingFailure``, which no retry may swallow.
-    private func record(
-        kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?,
-        transaction: StepTransaction? = nil
-    ) async throws {
-        let event = NewHistoryEvent(
+    private func event(kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?) -> NewHistoryEvent {
+        NewHistoryEvent(
             instanceID: context.instanceID, stepID: reservation.stepID, position: kind.isOutcome ? reservation.position : nil,
             name: reservation.name, kind: kind, payload: payload, error: error, retry: retry
         )
+    }
+
+    private func record(kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?) async throws {
+        try await record(event(kind: kind, payload: payload, error: error, retry: retry), transaction: nil)
+    }
+
+    /// Appends a record; a store failure suspends the instance and is thrown as a
+    /// ``StepRecordingFailure``, which no retry may swallow.
+    private func record(_ event: NewHistoryEvent, transaction: StepTransaction?) async throws {
         do {
             if let transaction, !transaction.isEmpty {
                 try await context.environment.store.append(event, with: transaction, lease: context.lease)

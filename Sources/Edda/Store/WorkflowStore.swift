@@ -31,11 +31,40 @@ public protocol WorkflowStore: InstanceReader {
     /// `ROLLBACK` — breaks this; the API forbids it.)
     func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws
 
+    /// Runs a whole attempt of a ``TransactionMode/wholeBody`` step inside one transaction fenced by
+    /// `lease`, and appends the record it returns in that transaction.
+    ///
+    /// Open a transaction, check the fence (and hold it: a claim of the instance must wait for this
+    /// transaction or make it fail), call ``StepTransaction/run(session:savepoint:then:)`` with the
+    /// connection and `attempt`, insert ``StepTransaction/outboxEvents`` and the returned record, and
+    /// commit. If `attempt` throws, roll back and rethrow. A store that cannot hold a transaction
+    /// across async work fails the step: throw ``StepTransaction/refuse(_:)`` with a
+    /// ``TerminalError`` (the default implementation does).
+    func appendRunningAttempt<Result: Sendable>(
+        _ transaction: StepTransaction, lease: Lease,
+        attempt: @Sendable () async throws -> (NewHistoryEvent, Result)
+    ) async throws -> Result
+
     /// Moves the leased instance from running to ``InstanceStatus/compensating``.
     func markCompensating(lease: Lease) async throws
 
     /// Records how the leased instance ended — status, output or error — and ends the lease.
     func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws
+}
+
+extension WorkflowStore {
+    /// Refuses: this store runs no activity body inside its transaction.
+    public func appendRunningAttempt<Result: Sendable>(
+        _ transaction: StepTransaction, lease: Lease,
+        attempt: @Sendable () async throws -> (NewHistoryEvent, Result)
+    ) async throws -> Result {
+        throw transaction.refuse(
+            TerminalError(
+                "\(Self.self) cannot run an activity's whole body inside its transaction (TransactionMode.wholeBody). "
+                    + "Use the default mode and put the database work in ctx.transaction, or use a store that supports it."
+            )
+        )
+    }
 }
 
 /// Result of ``WorkflowStore/createInstance(_:leasedTo:)``.

@@ -1,22 +1,36 @@
 import Synchronization
 
 /// What one attempt of a step asked to commit together with the step's history record: the bodies
-/// given to ``ActivityContext/transaction(_:)``, the events given to ``ActivityContext/enqueue(_:)``,
-/// and the callbacks to run once that commit is durable.
+/// given to `ctx.transaction`, the events given to ``ActivityContext/enqueue(_:)``, and the
+/// callbacks to run once that commit is durable.
 ///
-/// The engine builds one per attempt and hands it to ``WorkflowStore/append(_:with:lease:)`` with the step's
-/// outcome. A backend opens (or joins) a write transaction, calls ``run(session:savepoint:)`` with
-/// its own connection, writes ``outboxEvents`` and the history record, and commits: all of it or
-/// none of it. Nothing is held while the activity's body runs, so a body that waits minutes on the
-/// network keeps no lock.
+/// The engine builds one per attempt and hands it to the store with the step's outcome
+/// (``WorkflowStore/append(_:with:lease:)``), or with the whole attempt
+/// (``WorkflowStore/appendRunningAttempt(_:lease:attempt:)``). A backend opens (or joins) a write
+/// transaction, runs the bodies with its own connection through one of the typed `run` methods,
+/// writes ``outboxEvents`` and the record, and commits: all of it or none of it.
+///
+/// Each backend registers bodies typed for its connection — `(Database) throws` on SQLite,
+/// `(PostgresConnection) async throws` on PostgreSQL — through its own `ctx.transaction` overload.
+/// A body typed for another backend's connection fails the attempt with a ``TerminalError``.
 public final class StepTransaction: Sendable {
-    typealias Work = @Sendable (Any) throws -> Void
+    /// A body, erased to the connection type it was registered for.
+    private enum Work: Sendable {
+        case blocking(@Sendable (Any) throws -> Void)
+        case suspending(@Sendable (Any) async throws -> Void)
+    }
 
-    /// The store's connection while ``run(session:savepoint:)`` runs. Only read synchronously on
-    /// the thread that runs the bodies, during that call.
+    /// How a nested `ctx.transaction` runs its body at once, in a savepoint of the open transaction.
+    private enum Savepoint {
+        case blocking((() throws -> Void) throws -> Void)
+        case suspending(@Sendable (@Sendable () async throws -> Void) async throws -> Void)
+    }
+
+    /// The store's connection while a `run` method runs. Only used by the task that runs the bodies,
+    /// during that call.
     private struct ActiveSession: @unchecked Sendable {
         let value: Any
-        let savepoint: (() throws -> Void) throws -> Void
+        let savepoint: Savepoint
     }
 
     private struct State {
@@ -38,29 +52,67 @@ public final class StepTransaction: Sendable {
     }
 
     /// The outbox events to insert with the record, in the order they were enqueued. Read it after
-    /// ``run(session:savepoint:)``: the bodies may enqueue more.
+    /// the bodies ran: they may enqueue more.
     public var outboxEvents: [CloudEvent] {
         state.withLock { $0.events }
     }
 
-    /// Runs the step's transaction bodies, in order, on the store's connection.
+    /// Runs the step's transaction bodies, in order, on a store connection that only blocking code
+    /// can use (a GRDB `Database`).
     ///
     /// - Parameters:
-    ///   - session: The store's connection, inside the write transaction that will hold the record
-    ///     (a GRDB `Database` for `SQLiteStore`).
+    ///   - session: The store's connection, inside the write transaction that will hold the record.
     ///   - savepoint: Runs a closure inside a savepoint of that transaction: a nested
-    ///     ``ActivityContext/transaction(_:)`` uses it, so its writes roll back alone if it throws.
-    /// - Throws: The first error a body throws. The caller rolls back everything the bodies wrote.
-    public func run(session: Any, savepoint: @escaping (() throws -> Void) throws -> Void) throws {
-        let work = state.withLock { state -> [Work] in
-            state.active = ActiveSession(value: session, savepoint: savepoint)
-            return state.work
-        }
-        defer { state.withLock { $0.active = nil } }
+    ///     `ctx.transaction` uses it, so its writes roll back alone if it throws.
+    /// - Throws: The first error a body throws (a body registered with `async` work included: this
+    ///   connection cannot run it). The caller rolls back everything the bodies wrote.
+    public func run<Session>(session: Session, savepoint: @escaping (() throws -> Void) throws -> Void) throws {
+        let work = begin(ActiveSession(value: session, savepoint: .blocking(savepoint)))
+        defer { end() }
         do {
             for body in work {
-                try body(session)
+                switch body {
+                case .blocking(let body):
+                    try body(session)
+                case .suspending:
+                    throw TerminalError(
+                        "ctx.transaction was given an async body, but this store's session (\(Session.self)) runs blocking work only."
+                    )
+                }
             }
+        } catch {
+            state.withLock { $0.bodyFailure = error }
+            throw error
+        }
+    }
+
+    /// Runs the step's transaction bodies, in order, on an async store connection (a
+    /// `PostgresConnection`), then `attempt` with the transaction still open.
+    ///
+    /// While this runs, `ctx.transaction` runs its body at once (in a savepoint), `ctx.session`
+    /// returns `session` and `ctx.inTransaction` is `true`: `attempt` is how a whole activity body
+    /// runs inside the step's transaction.
+    ///
+    /// - Parameters:
+    ///   - session: The store's connection, inside the write transaction that will hold the record.
+    ///   - savepoint: Runs a closure inside a savepoint of that transaction.
+    ///   - attempt: More work inside the transaction, after the bodies; its result is returned.
+    /// - Throws: The first error a body or `attempt` throws. The caller rolls back everything.
+    public func run<Session: Sendable, Result: Sendable>(
+        session: Session,
+        savepoint: @escaping @Sendable (@Sendable () async throws -> Void) async throws -> Void,
+        then attempt: @Sendable () async throws -> Result
+    ) async throws -> Result {
+        let work = begin(ActiveSession(value: session, savepoint: .suspending(savepoint)))
+        defer { end() }
+        do {
+            for body in work {
+                switch body {
+                case .blocking(let body): try body(session)
+                case .suspending(let body): try await body(session)
+                }
+            }
+            return try await attempt()
         } catch {
             state.withLock { $0.bodyFailure = error }
             throw error
@@ -75,8 +127,9 @@ public final class StepTransaction: Sendable {
         return error
     }
 
-    /// The error a body threw during ``run(session:savepoint:)``: the attempt failed, not the store.
-    var bodyFailure: (any Error)? {
+    /// The error a body (or a whole-body attempt) threw while the store ran it, or `nil`: when set,
+    /// the attempt failed, not the store; a store rethrows it unchanged.
+    public var bodyFailure: (any Error)? {
         state.withLock { $0.bodyFailure }
     }
 
@@ -90,25 +143,88 @@ public final class StepTransaction: Sendable {
         state.withLock { $0.afterCommit }
     }
 
-    func add(_ body: @escaping Work, stepID: String) throws {
-        // Inside a running transaction (a nested call), run now in a savepoint.
-        let nested = try state.withLock { state -> (ActiveSession, events: Int, callbacks: Int)? in
-            if let active = state.active { return (active, state.events.count, state.afterCommit.count) }
+    private func begin(_ session: ActiveSession) -> [Work] {
+        state.withLock { state in
+            state.active = session
+            return state.work
+        }
+    }
+
+    private func end() {
+        state.withLock { $0.active = nil }
+    }
+
+    /// Adds a blocking body, or runs it at once in a savepoint when the transaction is open.
+    func add<Session>(_ body: @escaping @Sendable (Session) throws -> Void, stepID: String) throws {
+        let typed: @Sendable (Any) throws -> Void = { session in try body(Self.cast(session, to: Session.self)) }
+        guard let (active, marks) = try openSessionOrQueue(.blocking(typed), stepID: stepID) else { return }
+        switch active.savepoint {
+        case .blocking(let savepoint):
+            try undoingOnFailure(marks) { try savepoint { try typed(active.value) } }
+        case .suspending:
+            throw TerminalError(
+                "A blocking ctx.transaction body was nested in an async one; this store's session (\(type(of: active.value))) needs `await`."
+            )
+        }
+    }
+
+    /// Adds an async body, or runs it at once in a savepoint when the transaction is open.
+    func add<Session: Sendable>(_ body: @escaping @Sendable (Session) async throws -> Void, stepID: String) async throws {
+        let typed: @Sendable (Any) async throws -> Void = { session in try await body(Self.cast(session, to: Session.self)) }
+        guard let (active, marks) = try openSessionOrQueue(.suspending(typed), stepID: stepID) else { return }
+        switch active.savepoint {
+        case .suspending(let savepoint):
+            let session = active.value as? Session
+            guard let session else { throw Self.mismatch(Session.self, active.value) }
+            try await undoingOnFailure(marks) { try await savepoint { try await body(session) } }
+        case .blocking:
+            throw TerminalError("ctx.transaction was given an async body, but this store's session (\(type(of: active.value))) runs blocking work only.")
+        }
+    }
+
+    /// The open session and how many events and callbacks there were, or `nil` once `work` is queued.
+    private func openSessionOrQueue(_ work: Work, stepID: String) throws -> (ActiveSession, (events: Int, callbacks: Int))? {
+        try state.withLock { state in
+            if let active = state.active { return (active, (state.events.count, state.afterCommit.count)) }
             guard !state.sealed else { throw Self.sealedError(stepID: stepID, what: "ctx.transaction") }
-            state.work.append(body)
+            state.work.append(work)
             return nil
         }
-        guard let (active, events, callbacks) = nested else { return }
+    }
+
+    /// Runs a nested body; if it throws, the savepoint undid its writes, and its events and callbacks go with them.
+    private func undoingOnFailure<T>(_ marks: (events: Int, callbacks: Int), _ body: () async throws -> T) async throws -> T {
         do {
-            try active.savepoint { try body(active.value) }
+            return try await body()
         } catch {
-            // The savepoint undid the body's writes; its events and callbacks go with them.
-            state.withLock { state in
-                state.events.removeSubrange(events...)
-                state.afterCommit.removeSubrange(callbacks...)
-            }
+            dropAdded(since: marks)
             throw error
         }
+    }
+
+    private func undoingOnFailure<T>(_ marks: (events: Int, callbacks: Int), _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            dropAdded(since: marks)
+            throw error
+        }
+    }
+
+    private func dropAdded(since marks: (events: Int, callbacks: Int)) {
+        state.withLock { state in
+            state.events.removeSubrange(marks.events...)
+            state.afterCommit.removeSubrange(marks.callbacks...)
+        }
+    }
+
+    private static func cast<Session>(_ session: Any, to: Session.Type) throws -> Session {
+        guard let typed = session as? Session else { throw mismatch(Session.self, session) }
+        return typed
+    }
+
+    private static func mismatch<Session>(_ wanted: Session.Type, _ session: Any) -> TerminalError {
+        TerminalError("ctx.transaction asked for a \(wanted), but this store's session is a \(type(of: session)).")
     }
 
     func enqueue(_ event: CloudEvent, stepID: String) throws {

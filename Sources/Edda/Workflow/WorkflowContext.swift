@@ -221,14 +221,18 @@ public final class WorkflowContext: Sendable {
     func runStep<Output: Codable & Sendable>(
         _ reservation: ReplayState.Reservation,
         retryPolicy: RetryPolicy?,
+        transactionMode: TransactionMode,
         _ body: @Sendable (ActivityContext) async throws -> Output
     ) async throws -> Output {
         switch reservation.decision {
         case .replay(let event):
             return try replayed(event, as: Output.self)
         case .execute:
-            return try await StepExecutor(context: self, reservation: reservation, policy: retryPolicy ?? environment.defaultRetryPolicy)
-                .run(body)
+            let executor = StepExecutor(
+                context: self, reservation: reservation, policy: retryPolicy ?? environment.defaultRetryPolicy,
+                transactionMode: transactionMode
+            )
+            return try await executor.run(body)
         }
     }
 

@@ -1,0 +1,132 @@
+public import Edda
+import Foundation
+import Logging
+public import PostgresNIO
+
+/// Steps whose database work commits with their record: `ctx.transaction` bodies, outbox events and
+/// ``Edda/TransactionMode/wholeBody`` activities. Each runs in a transaction of its own on one pooled
+/// connection (not in the shared group commit): the user's queries need a connection to themselves.
+extension PostgresStore {
+    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+        try await inStepTransaction(transaction, lease: lease) { connection in
+            try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger)) { (event, ()) }
+        }
+    }
+
+    public func appendRunningAttempt<Result: Sendable>(
+        _ transaction: StepTransaction, lease: Lease,
+        attempt: @Sendable () async throws -> (NewHistoryEvent, Result)
+    ) async throws -> Result {
+        try await inStepTransaction(transaction, lease: lease) { connection in
+            try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger), then: attempt)
+        }
+    }
+
+    /// Opens a transaction, locks the instance's row if `lease` still holds it (`FOR KEY SHARE`: a
+    /// claim skips the row until this commits, renewals go on), runs `work`, inserts the outbox events
+    /// and the record `work` returns, and commits. Rolls back if anything throws; an error of the
+    /// step's own work is rethrown as is (the attempt failed), others as ``Edda/StoreError``.
+    private func inStepTransaction<Result>(
+        _ transaction: StepTransaction, lease: Lease,
+        _ work: (PostgresConnection) async throws -> (NewHistoryEvent, Result)
+    ) async throws -> Result {
+        try await readiness.wait(logger: logger)
+        var wroteEvents = false
+        let result: Result
+        do {
+            result = try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    let fence = try await connection.query(
+                        """
+                        SELECT 1 FROM \(unescaped: tables.instances)
+                        WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                        FOR KEY SHARE
+                        """,
+                        logger: logger
+                    )
+                    try await Self.expectRow(fence, lease)
+                    let (event, result) = try await work(connection)
+                    let events = transaction.outboxEvents
+                    try await insertOutboxEvents(events, instanceID: event.instanceID, stepID: event.stepID, on: connection)
+                    try await insertRecord(event, on: connection)
+                    try await connection.query("COMMIT", logger: logger)
+                    wroteEvents = !events.isEmpty
+                    return result
+                } catch {
+                    // A connection that failed mid-transaction is closed by the pool; nothing committed.
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch {
+            if let failure = transaction.bodyFailure { throw failure }
+            if let error = error as? StoreError { throw error }
+            throw StoreError(.database, "PostgreSQL could not record a step with its transaction.", cause: ServerError(error))
+        }
+        if wroteEvents {
+            outboxSignal.notify()
+            notifier.post(.outbox)
+        }
+        return result
+    }
+
+    /// Runs a nested `ctx.transaction` body in a savepoint of the open transaction.
+    private static func savepoint(
+        on connection: PostgresConnection, logger: Logger
+    ) -> @Sendable (@Sendable () async throws -> Void) async throws -> Void {
+        { body in
+            try await connection.query("SAVEPOINT edda_nested", logger: logger)
+            do {
+                try await body()
+            } catch {
+                try await connection.query("ROLLBACK TO SAVEPOINT edda_nested", logger: logger)
+                try await connection.query("RELEASE SAVEPOINT edda_nested", logger: logger)
+                throw error
+            }
+            try await connection.query("RELEASE SAVEPOINT edda_nested", logger: logger)
+        }
+    }
+
+    /// Inserts a history record inside a transaction that already holds the fence.
+    private func insertRecord(_ event: NewHistoryEvent, on connection: PostgresConnection) async throws {
+        let record = try event.storedColumns()
+        try await connection.query(
+            """
+            INSERT INTO \(unescaped: tables.history)
+                (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+            VALUES (\(event.instanceID), \(event.stepID), \(record.attempt), \(event.position.map(Int64.init)), \(event.name),
+                    \(event.kind.rawValue), \(event.payload?.json), \(record.error), \(record.retry), \(unescaped: Self.nowMilliseconds))
+            """,
+            logger: logger
+        )
+    }
+
+    /// Inserts a step's outbox events, in one statement.
+    private func insertOutboxEvents(_ events: [CloudEvent], instanceID: String, stepID: String, on connection: PostgresConnection) async throws {
+        guard !events.isEmpty else { return }
+        // JSON encodes `data` as base64 and `time` as seconds since 1970.
+        let rows = String(decoding: try Self.outboxEncoder.encode(events), as: UTF8.self)
+        try await connection.query(
+            """
+            INSERT INTO \(unescaped: tables.outbox)
+                (event_id, instance_id, step_id, type, source, subject, event_time, data_content_type, data,
+                 status, next_attempt_at, created_at, updated_at)
+            SELECT e.id, \(instanceID), \(stepID), e.type, e.source, e.subject, e.time, e."dataContentType", decode(e.data, 'base64'),
+                   'pending', \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds)
+            FROM ROWS FROM (
+                json_to_recordset(\(rows)::json)
+                    AS (id text, type text, source text, subject text, time float8, "dataContentType" text, data text)
+            ) WITH ORDINALITY AS e(id, type, source, subject, time, "dataContentType", data, ordinal)
+            ORDER BY e.ordinal
+            """,
+            logger: logger
+        )
+    }
+
+    private static let outboxEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .secondsSince1970
+        return encoder
+    }()
+}

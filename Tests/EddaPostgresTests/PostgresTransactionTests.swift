@@ -1,0 +1,168 @@
+import Edda
+import EddaOutbox
+import EddaPostgres
+import EddaTesting
+import EddaTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// `ctx.transaction`, whole-body transactional activities and the outbox, on PostgreSQL.
+@Suite("PostgreSQL: transactional steps and the outbox", .enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"), .timeLimit(.minutes(2)))
+struct PostgresTransactionTests {
+    struct Flaky: Error {}
+
+    /// Runs `body` with an app on a fresh schema that has an `orders (id, note)` table; drops it after.
+    func withOrders<T: Sendable>(_ body: @escaping @Sendable (EddaApp, PostgresStore, _ orders: String) async throws -> T) async throws -> T {
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        let orders = "\"\(schema)\".orders"
+        do {
+            let result = try await withTestApp(store: store) { app in
+                try await store.ready()
+                try await store.client.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(orders) (id TEXT PRIMARY KEY, note TEXT NOT NULL)"))
+                return try await body(app, store, orders)
+            }
+            try await PostgresTestDatabase.withStore(schema: schema) { _ in }
+            return result
+        } catch {
+            try? await PostgresTestDatabase.withStore(schema: schema) { _ in }
+            throw error
+        }
+    }
+
+    func notes(_ store: PostgresStore, _ orders: String) async throws -> [String] {
+        var notes: [String] = []
+        for try await note in try await store.client.query(PostgresQuery(unsafeSQL: "SELECT note FROM \(orders) ORDER BY id")).decode(String.self) {
+            notes.append(note)
+        }
+        return notes
+    }
+
+    @Test func aBodysQueriesCommitWithTheStepsRecordAndAFailedAttemptCommitsNothing() async throws {
+        try await withOrders { (app: EddaApp, store: PostgresStore, orders: String) async throws in
+            let place = Activity("place") { (ctx, id: String) -> Int in
+                try await ctx.transaction { conn in
+                    try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES (\(id), \("attempt \(ctx.attempt)"))", logger: ctx.logger)
+                }
+                try await ctx.transaction { conn in
+                    // The first attempt's work fails after its insert ran: all of the attempt rolls back.
+                    if ctx.attempt == 1 { throw Flaky() }
+                    try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES (\(id + "-b"), \("second body"))", logger: ctx.logger)
+                }
+                return ctx.attempt
+            }
+            let workflow = Workflow("place_order") { (ctx, id: String) -> Int in try await place(ctx, id) }
+            #expect(try await app.start(workflow, "o1", instanceID: "w1").result() == 2)
+            #expect(try await notes(store, orders) == ["attempt 2", "second body"])
+            #expect(try await app.history(of: "w1").map(\.kind) == [.attemptFailed, .activityCompleted])
+        }
+    }
+
+    @Test func aNestedBodyThatThrowsRollsBackOnlyItsOwnQueries() async throws {
+        try await withOrders { (app: EddaApp, store: PostgresStore, orders: String) async throws in
+            let place = Activity("place") { (ctx) -> Bool in
+                try await ctx.transaction { conn in
+                    try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES ('a', 'outer')", logger: ctx.logger)
+                    #expect(ctx.inTransaction)
+                    do {
+                        try await ctx.transaction { conn in
+                            try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES ('b', 'nested')", logger: ctx.logger)
+                            throw Flaky()
+                        }
+                    } catch is Flaky {}
+                    try await ctx.transaction { conn in
+                        try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES ('c', 'nested, kept')", logger: ctx.logger)
+                    }
+                }
+                return ctx.inTransaction
+            }
+            let workflow = Workflow("nesting") { (ctx) -> Bool in try await place(ctx) }
+            #expect(try await app.start(workflow).result() == false, "outside the bodies, the activity is not in the transaction")
+            #expect(try await notes(store, orders) == ["outer", "nested, kept"])
+        }
+    }
+
+    @Test func aWholeBodyActivitysQueriesSeeEachOtherAndCommitWithItsRecord() async throws {
+        try await withOrders { (app: EddaApp, store: PostgresStore, orders: String) async throws in
+            let seen = Mutex<[String]>([])
+            let transfer = Activity("transfer", transaction: .wholeBody) { (ctx, id: String) -> Int in
+                let conn = try ctx.connection
+                try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES (\(id), \("attempt \(ctx.attempt)"))", logger: ctx.logger)
+                var count = 0
+                for try await n in try await conn.query("SELECT count(*)::bigint FROM \(unescaped: orders)", logger: ctx.logger).decode(Int64.self) { count = Int(n) }
+                seen.withLock { $0.append("attempt \(ctx.attempt) sees \(count), in transaction: \(ctx.inTransaction)") }
+                try await ctx.transaction { conn in   // runs at once, in a savepoint
+                    try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES (\(id + "-n"), 'nested')", logger: ctx.logger)
+                }
+                try ctx.enqueue(CloudEvent(id: "evt-\(ctx.attempt)", type: "order.moved", source: "/tests"))
+                if ctx.attempt == 1 { throw Flaky() }
+                return count
+            }
+            let workflow = Workflow("transferring") { (ctx, id: String) -> Int in try await transfer(ctx, id) }
+            #expect(try await app.start(workflow, "t1", instanceID: "w").result() == 1)
+            #expect(seen.withLock { $0 } == ["attempt 1 sees 1, in transaction: true", "attempt 2 sees 1, in transaction: true"])
+            #expect(try await notes(store, orders) == ["attempt 2", "nested"], "the failed attempt's queries rolled back")
+            #expect(try await store.outboxEvents(status: nil, limit: 10).map(\.event.id) == ["evt-2"])
+            #expect(try await app.history(of: "w").map(\.kind) == [.attemptFailed, .activityCompleted])
+        }
+    }
+
+    @Test func aStaleLeaseRunsNoneOfTheStepsWork() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let lease = try await store.createLeasedInstance("i", workflowName: "w", owner: "worker-a")
+            let stale = Lease(instanceID: "i", owner: lease.owner, token: lease.token + 1, expiresAt: nil)
+            let ran = Atomic(false)
+            let event = NewHistoryEvent(instanceID: "i", stepID: "s:1", position: 0, name: "s", kind: .activityCompleted, payload: nil)
+            let error = await #expect(throws: StoreError.self) {
+                try await store.appendRunningAttempt(StepTransaction(), lease: stale) { () -> (NewHistoryEvent, Int) in
+                    ran.store(true, ordering: .relaxed)
+                    return (event, 1)
+                }
+            }
+            #expect(error?.code == .leaseLost)
+            #expect(ran.load(ordering: .relaxed) == false, "the fence is checked before any of the step's work runs")
+            _ = try await store.appendRunningAttempt(StepTransaction(), lease: lease) { (event, 1) }
+            #expect(try await store.history(of: "i").map(\.stepID) == ["s:1"])
+        }
+    }
+
+    @Test func twoRelaysDeliverEveryEventExactlyOnce() async throws {
+        let emit = Activity("emit") { (ctx, index: Int) -> Bool in
+            try ctx.enqueue(try CloudEvent(id: "e-\(index)", type: "order.placed", source: "/tests", json: ["index": index]))
+            return true
+        }
+        let emitting = Workflow("emitting") { (ctx, count: Int) -> Int in
+            for index in 0..<count { _ = try await emit(ctx, index, activityID: "emit:\(index)") }
+            return count
+        }
+        let events = 60
+        let receiver = EventReceiver()
+        try await withOrders { (app: EddaApp, store: PostgresStore, _: String) async throws in
+            _ = try await app.start(emitting, events).result()
+            let stored = try await store.outboxEvents(status: .pending, limit: 1000)
+            #expect(stored.count == events)
+            #expect(stored.first?.event.data.map { String(decoding: $0, as: UTF8.self) } == #"{"index":0}"#)
+            let published = try await receiver.serve { (endpoint: String) async throws -> [OutboxEvent] in
+                let configuration = OutboxRelay.Configuration(endpoint: endpoint, batchSize: 4, pollInterval: .milliseconds(20))
+                let relays = (0..<2).map { _ in OutboxRelay(store: store, configuration: configuration, logger: PostgresTestDatabase.quiet) }
+                let running = relays.map { relay in Task { try await relay.run() } }
+                defer { running.forEach { $0.cancel() } }
+                let deadline = ContinuousClock.now + .seconds(30)
+                while ContinuousClock.now < deadline {
+                    let published = try await store.outboxEvents(status: .published, limit: 1000)
+                    if published.count == events { return published }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return try await store.outboxEvents(status: .published, limit: 1000)
+            }
+            #expect(published.count == events)
+            #expect(published.allSatisfy { $0.attempts == 1 && $0.publishedAt != nil })
+        }
+        let ids = receiver.requests.map(\.eventID)
+        #expect(ids.count == events, "no event was sent twice")
+        #expect(Set(ids).count == events)
+    }
+}
