@@ -1,4 +1,5 @@
 import Edda
+import Foundation
 import Logging
 import PostgresNIO
 import Synchronization
@@ -6,36 +7,102 @@ import Synchronization
 /// Wake-ups between workers through LISTEN/NOTIFY, kept off the write path: a write only flags what
 /// happened; a notifier task sends the flags in one `pg_notify` round trip per batch, and a listener
 /// turns other processes' notifications into local wake-ups.
+///
+/// Payloads carry names and IDs only, never data: `ready`, `outbox`, and `finished` followed by the
+/// JSON array of the finished instances' IDs (split across notifications to stay under the server's
+/// 8,000-byte limit; a bare `finished` means "some instances, which unknown").
 final class Notifier: Sendable {
-    enum Event: String, Sendable {
+    enum Event: Sendable, Hashable {
         /// An instance may be ready to claim.
         case ready
-        /// An instance may have finished.
-        case finished
+        /// This instance finished.
+        case finished(String)
         /// A step committed outbox events for the relays.
         case outbox
     }
 
-    private let pending = Mutex<Set<Event>>([])
+    private struct Pending {
+        var ready = false
+        var outbox = false
+        var finished: [String] = []
+        var isEmpty: Bool { !ready && !outbox && finished.isEmpty }
+    }
+
+    /// Stays under PostgreSQL's 8,000-byte payload limit with room to spare.
+    static let payloadLimit = 7_900
+
+    private let pending = Mutex(Pending())
     private let signal = WakeUpSignal()
 
     func post(_ event: Event) {
-        let first = pending.withLock { $0.insert(event).inserted }
+        let first = pending.withLock { pending -> Bool in
+            let wasEmpty = pending.isEmpty
+            switch event {
+            case .ready: pending.ready = true
+            case .outbox: pending.outbox = true
+            case .finished(let id): pending.finished.append(id)
+            }
+            return wasEmpty
+        }
         if first { signal.notify() }
+    }
+
+    /// The payloads for one batch of events.
+    static func payloads(ready: Bool, outbox: Bool, finished: [String]) -> [String] {
+        var payloads: [String] = []
+        if ready { payloads.append("ready") }
+        if outbox { payloads.append("outbox") }
+        var batch: [String] = []
+        var size = 0
+        func flush() {
+            guard !batch.isEmpty else { return }
+            payloads.append("finished " + String(decoding: (try? JSONEncoder().encode(batch)) ?? Data("[]".utf8), as: UTF8.self))
+            batch = []
+            size = 0
+        }
+        for id in finished {
+            // JSON may escape an ID's characters up to 6 bytes each; count the worst case.
+            let cost = id.utf8.count * 6 + 3
+            if cost > payloadLimit - 16 {
+                payloads.append("finished")   // too long to name: wake every waiter
+                continue
+            }
+            if size + cost > payloadLimit - 16 { flush() }
+            batch.append(id)
+            size += cost
+        }
+        flush()
+        return payloads
+    }
+
+    /// Reads a payload sent by ``payloads(ready:outbox:finished:)``.
+    static func events(in payload: String) -> (ready: Bool, outbox: Bool, finished: [String]?)? {
+        switch payload {
+        case "ready": return (true, false, [])
+        case "outbox": return (false, true, [])
+        case "finished": return (false, false, nil)
+        default:
+            guard payload.hasPrefix("finished "),
+                  let ids = try? JSONDecoder().decode([String].self, from: Data(payload.dropFirst("finished ".count).utf8))
+            else { return nil }
+            return (false, false, ids)
+        }
     }
 
     /// Sends pending events until cancelled.
     func sendLoop(store: PostgresStore) async {
         while !Task.isCancelled {
             await signal.wait(upTo: .seconds(3600))
-            let events = pending.withLock { events -> Set<Event> in
-                defer { events = [] }
-                return events
+            let batch = pending.withLock { pending -> Pending in
+                defer { pending = Pending() }
+                return pending
             }
-            guard !events.isEmpty else { continue }
-            let sql = "SELECT " + events.map { "pg_notify($1, '\($0.rawValue)')" }.sorted().joined(separator: ", ")
+            guard !batch.isEmpty else { continue }
+            let payloads = Self.payloads(ready: batch.ready, outbox: batch.outbox, finished: batch.finished)
             var binds = PostgresBindings()
             binds.append(store.tables.channel)
+            for payload in payloads { binds.append(payload) }
+            let sql = "SELECT " + payloads.indices.map { "pg_notify($1, $\($0 + 2))" }.joined(separator: ", ")
             do {
                 try await store.client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: store.logger)
             } catch {
@@ -56,11 +123,13 @@ extension PostgresStore {
                     try await connection.listen(on: tables.channel) { notifications in
                         failures = 0
                         for try await notification in notifications {
-                            switch Notifier.Event(rawValue: notification.payload) {
-                            case .ready: wakeUps.notify()
-                            case .finished: outcomes.notify()
-                            case .outbox: outboxSignal.notify()
-                            case nil: break
+                            guard let events = Notifier.events(in: notification.payload) else { continue }
+                            if events.ready { wakeUps.notify() }
+                            if events.outbox { outboxSignal.notify() }
+                            if let finished = events.finished {
+                                outcomes.notify(finished)
+                            } else {
+                                outcomes.notifyAll()
                             }
                         }
                     }

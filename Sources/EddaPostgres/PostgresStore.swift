@@ -34,7 +34,7 @@ public final class PostgresStore: Store, Service {
     public let client: PostgresClient
     public let configuration: Configuration
     public let wakeUps = WakeUpSignal()
-    public let outcomes = WakeUpSignal()
+    public let outcomes = OutcomeSignal()
     /// Wakes outbox relays: a step committed events here, or another process said so.
     let outboxSignal = WakeUpSignal()
     let notifier = Notifier()
@@ -415,8 +415,8 @@ public final class PostgresStore: Store, Service {
             )
             try await Self.expectRow(updated, lease)
         }
-        outcomes.notify()
-        notifier.post(.finished)
+        outcomes.notify([lease.instanceID])
+        notifier.post(.finished(lease.instanceID))
     }
 
     // MARK: - Work queue

@@ -33,7 +33,7 @@ public final class SQLiteStore: Store {
     private let committer: GroupCommitter
     let outboxSignal = WakeUpSignal()
     public let wakeUps = WakeUpSignal()
-    public let outcomes = WakeUpSignal()
+    public let outcomes = OutcomeSignal()
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -269,7 +269,7 @@ public final class SQLiteStore: Store {
             ).execute(arguments: [status, output, error, Self.now(), lease.instanceID, lease.owner, lease.token])
             try Self.checkFence(db, lease)
         }
-        outcomes.notify()
+        outcomes.notify([lease.instanceID])
     }
 
     public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {

@@ -115,8 +115,16 @@ struct PostgresWorkerTests {
                     await storeB.wakeUps.wait(upTo: .seconds(20))
                     return clock.now - started
                 }
+                // Notifications name the finished instances: only their own watches wake.
+                let watched = storeB.outcomes.watch("n3")
+                let unrelated = storeB.outcomes.watch("never")
+                defer { watched.end(); unrelated.end() }
                 let outcome = Task { () -> Duration in
-                    await storeB.outcomes.wait(upTo: .seconds(20))
+                    await watched.wait(upTo: .seconds(20))
+                    return clock.now - started
+                }
+                let notWoken = Task { () -> Duration in
+                    await unrelated.wait(upTo: .seconds(2))
                     return clock.now - started
                 }
                 var index = 0
@@ -134,7 +142,8 @@ struct PostgresWorkerTests {
                     if index > 3, clock.now - started > .seconds(1) { break }
                 }
                 #expect(await heard.value < .seconds(10), "B never heard that an instance became ready")
-                #expect(await outcome.value < .seconds(10), "B never heard that an instance finished")
+                #expect(await outcome.value < .seconds(10), "B never heard that n3 finished")
+                #expect(await notWoken.value >= .seconds(2), "a watch of an instance that did not finish was woken")
             }
         }
     }

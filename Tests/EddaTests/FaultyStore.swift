@@ -65,5 +65,5 @@ final class FaultyStore<Base: Store>: Store {
     func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> { try await base.renew(leases, for: duration) }
     func release(_ lease: Lease, readyAt: Date?) async throws { try await base.release(lease, readyAt: readyAt) }
     var wakeUps: WakeUpSignal { base.wakeUps }
-    var outcomes: WakeUpSignal { base.outcomes }
+    var outcomes: OutcomeSignal { base.outcomes }
 }

@@ -362,10 +362,12 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         #expect(clock.now - started < .seconds(5), "a release did not wake claimers")
 
         let lease = try #require(try await create(store, "done"))
+        let watch = store.outcomes.watch("done")
+        defer { watch.end() }
         try await store.finishInstance(lease: lease, with: .completed(JSONPayload(json: "1")))
         started = clock.now
-        await store.outcomes.wait(upTo: .seconds(10))
-        #expect(clock.now - started < .seconds(5), "finishing did not announce an outcome")
+        await watch.wait(upTo: .seconds(10))
+        #expect(clock.now - started < .seconds(5), "finishing did not announce the instance's outcome")
     }
 }
 

@@ -379,6 +379,9 @@ public final class EddaApp: Service, Sendable {
                 }
             }
         }
+        // Watched before the first read: a finish announced in between is not missed.
+        let watch = store.outcomes.watch(instanceID)
+        defer { watch.end() }
         var pollDelay = Duration.milliseconds(10)
         var iterator = stream.makeAsyncIterator()
         while true {
@@ -403,9 +406,8 @@ public final class EddaApp: Service, Sendable {
                 // outcome, or after a while.
                 let delay = pollDelay
                 pollDelay = min(pollDelay * 2, configuration.resultPollInterval)
-                let outcomes = store.outcomes
                 Task {
-                    await outcomes.wait(upTo: delay)
+                    await watch.wait(upTo: delay)
                     continuation.yield(.recheck)
                 }
             }

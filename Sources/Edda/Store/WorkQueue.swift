@@ -31,10 +31,10 @@ public protocol WorkQueue: Sendable {
     /// polls, for changes the store cannot announce (another process on a SQLite file, say).
     var wakeUps: WakeUpSignal { get }
 
-    /// Notified when an instance may have finished, here or, where the store can tell, in another
-    /// process: `result()` of an instance running elsewhere looks at the store again at once
-    /// instead of waiting for its next poll.
-    var outcomes: WakeUpSignal { get }
+    /// Notified with the IDs of instances that may have finished, here or, where the store can tell,
+    /// in another process: `result()` of an instance running elsewhere looks at the store again at
+    /// once instead of waiting for its next poll.
+    var outcomes: OutcomeSignal { get }
 }
 
 /// What ``WorkQueue/claim(_:)`` is asked for.
