@@ -15,6 +15,8 @@ import EddaSQLite
 import Foundation
 import GRDB
 import Logging
+import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
 @main
@@ -31,40 +33,75 @@ struct Common: ParsableArguments {
     @Option(help: "SQLite durability: full or normal.")
     var durability = "full"
 
-    @Option(help: "The database file; a fresh temporary file by default.")
+    @Option(help: "A SQLite file (a fresh temporary one by default), or a postgres://user@host:port/db URL to run on PostgreSQL in a fresh schema.")
     var database: String?
 
     @Option(help: "SQLite page cache per connection in KiB; SQLite's default (2048) when absent.")
     var pageCacheKib: Int?
 
-    @Option(help: "Run on PostgreSQL at this URL (postgres://user@host:port/db) instead of SQLite, in a fresh schema.")
-    var postgres: String?
+    @Option(help: "PostgreSQL: the schema to use (a fresh one by default).")
+    var schema: String?
+
+    @Option(help: "PostgreSQL: the lease duration in milliseconds (the app's default, 15000, when absent).")
+    var leaseMs: Int?
+
+    var isPostgres: Bool { database.map { $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://") } ?? false }
 
     /// The backend, as reported in each JSON line.
-    var backend: String { postgres == nil ? "sqlite" : "postgres" }
+    var backend: String { isPostgres ? "postgres" : "sqlite" }
 
     var sqliteDurability: SQLiteStore.Durability { durability.lowercased() == "normal" ? .normal : .full }
 
-    func databasePath() throws -> String {
-        if let database { return database }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edda-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        return directory.appendingPathComponent("bench.sqlite").path
+    /// The database to open: the SQLite file or PostgreSQL URL given, or a fresh one; for
+    /// PostgreSQL, with the schema every process of the run shares.
+    func resolved() throws -> Common {
+        var copy = self
+        if isPostgres {
+            copy.schema = schema ?? "edda_bench_\(UUID().uuidString.prefix(8).lowercased())"
+        } else if database == nil {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edda-bench-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            copy.database = directory.appendingPathComponent("bench.sqlite").path
+        }
+        return copy
     }
 
-    func makeApp(path: String) throws -> EddaApp {
+    /// The arguments that open the same database in a child process.
+    var childArguments: [String] {
+        ["--database", database ?? "", "--durability", durability] + (schema.map { ["--schema", $0] } ?? [])
+            + (leaseMs.map { ["--lease-ms", "\($0)"] } ?? [])
+    }
+
+    static let logger: Logger = {
         var logger = Logger(label: "edda.bench")
         logger.logLevel = .error
-        if let postgres {
-            var configuration = try PostgresStore.Configuration(url: postgres)
-            configuration.schema = "edda_bench_\(UUID().uuidString.prefix(8).lowercased())"
+        return logger
+    }()
+
+    func makeStore() throws -> any Store {
+        if isPostgres, let database {
+            var configuration = try PostgresStore.Configuration(url: database)
+            configuration.schema = schema ?? "edda_bench"
             configuration.maximumConnections = 40
-            return EddaApp(store: try PostgresStore(configuration: configuration, logger: logger), serviceName: "bench", logger: logger)
+            return try PostgresStore(configuration: configuration, logger: Self.logger)
         }
         var configuration = SQLiteStore.Configuration()
         configuration.durability = sqliteDurability
         configuration.pageCacheKiB = pageCacheKib
-        return EddaApp(store: try SQLiteStore(path: path, configuration: configuration, logger: logger), serviceName: "bench", logger: logger)
+        return try SQLiteStore(path: database ?? "bench.sqlite", configuration: configuration, logger: Self.logger)
+    }
+
+    func makeApp(store: any Store) -> EddaApp {
+        var configuration = EddaApp.Configuration()
+        if let leaseMs {
+            configuration.leaseDuration = .milliseconds(leaseMs)
+            configuration.leaseRenewalInterval = .milliseconds(max(leaseMs / 3, 1))
+        }
+        return EddaApp(store: store, serviceName: "bench", configuration: configuration, logger: Self.logger)
+    }
+
+    func makeApp() throws -> EddaApp {
+        makeApp(store: try makeStore())
     }
 }
 
@@ -95,6 +132,19 @@ let insertRow = Activity("insert_row", retry: .noRetry) { (ctx, index: Int) -> I
 }
 
 let sequentialTransactional = stepsInSequence("sequential_transactional", insertRow)
+
+/// The same on PostgreSQL: an async body on the step's `PostgresConnection`, into `schema.bench_rows`.
+func sequentialTransactionalPostgres(schema: String) -> Workflow<Int, Int> {
+    let table = "\"\(schema)\".bench_rows"
+    let insertRow = Activity("insert_row", retry: .noRetry) { (ctx, index: Int) -> Int in
+        let key = ctx.idempotencyKey
+        try await ctx.transaction { conn in
+            try await conn.query("INSERT INTO \(unescaped: table) (key, value) VALUES (\(key), \(index))", logger: ctx.logger)
+        }
+        return index
+    }
+    return stepsInSequence("sequential_transactional", insertRow)
+}
 
 // MARK: - Measuring
 
@@ -134,18 +184,16 @@ struct W1: AsyncParsableCommand {
     @Flag(help: "Each step also writes a user row through ctx.transaction.") var transactional = false
 
     func run() async throws {
-        let path = try common.databasePath()
-        let app = try common.makeApp(path: path)
-        let sequential = transactional ? sequentialTransactional : sequential
-        if transactional {
-            try await (app.store as! SQLiteStore).writer.write { db in
-                try db.execute(sql: "CREATE TABLE bench_rows (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
-            }
-        }
+        let common = try self.common.resolved()
+        let app = try common.makeApp()
+        let sequential = !transactional ? sequential
+            : common.isPostgres ? sequentialTransactionalPostgres(schema: common.schema ?? "") : sequentialTransactional
         try app.register(sequential)
         let (workflows, steps, concurrency) = (self.workflows, self.steps, self.concurrency)
         let clock = ContinuousClock()
+        let transactional = self.transactional
         let (elapsed, latencies) = try await app.run { app in
+            if transactional { try await createBenchRows(app.store) }
             let start = clock.now
             var latencies: [Double] = []
             latencies.reserveCapacity(workflows)
@@ -184,8 +232,8 @@ struct W2: AsyncParsableCommand {
     @Option var workflows = 2_000
 
     func run() async throws {
-        let path = try common.databasePath()
-        let app = try common.makeApp(path: path)
+        let common = try self.common.resolved()
+        let app = try common.makeApp()
         try app.register(sequential)
         let workflows = self.workflows
         let clock = ContinuousClock()
@@ -228,10 +276,9 @@ struct W3Worker: AsyncParsableCommand {
     @Option var steps = 10
 
     func run() async throws {
-        let path = try common.databasePath()
         let clock = ContinuousClock()
         let began = clock.now
-        let app = try common.makeApp(path: path)
+        let app = try common.makeApp()
         try app.register(countedWorkflow)
         let (workflows, steps) = (self.workflows, self.steps)
         try await app.run { app in
@@ -259,11 +306,16 @@ struct W3: AsyncParsableCommand {
     @Option var steps = 10
 
     func run() async throws {
-        let path = try common.databasePath()
-        let store = try SQLiteStore(path: path)
+        let common = try self.common.resolved()
+        let store = try common.makeStore()
         let total = workflows * steps
-        let base = ["w3-worker", "--database", path, "--durability", common.durability, "--workflows", "\(workflows)", "--steps", "\(steps)"]
+        let base = ["w3-worker", "--workflows", "\(workflows)", "--steps", "\(steps)"] + common.childArguments
+        try await withStoreRunning(store) {
+            try await measure(store, common: common, total: total, base: base)
+        }
+    }
 
+    func measure(_ store: any Store, common: Common, total: Int, base: [String]) async throws {
         let first = try launchSelf(base, output: FileHandle.nullDevice)
         while try await recordedSteps(store) < total / 2 {
             try await Task.sleep(for: .milliseconds(1))
@@ -290,12 +342,47 @@ struct W3: AsyncParsableCommand {
             "completed": completed,
             // Every step not recorded at the kill runs once after the restart; anything more re-ran a recorded step.
             "reexecuted_recorded_steps": executedAfter - (total - recordedAtKill),
-            "peak_rss_mb": report["peak_rss_mb"] ?? -1, "durability": common.sqliteDurability.description,
+            "peak_rss_mb": report["peak_rss_mb"] ?? -1, "durability": common.sqliteDurability.description, "backend": common.backend,
+            "lease_ms": common.isPostgres ? (common.leaseMs ?? 15_000) : 0,
         ])
     }
 
-    func recordedSteps(_ store: SQLiteStore) async throws -> Int {
-        try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM workflow_history") ?? 0 }
+    func recordedSteps(_ store: any Store) async throws -> Int {
+        if let store = store as? PostgresStore {
+            try await store.ready()
+            let rows = try await store.client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM \"\(store.configuration.schema)\".workflow_history"))
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+        let sqlite = store as! SQLiteStore
+        return try await sqlite.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM workflow_history") ?? 0 }
+    }
+}
+
+/// Runs `body` with the store's service running when it is one (PostgreSQL's pool).
+func withStoreRunning<T: Sendable>(_ store: any Store, _ body: @Sendable () async throws -> T) async throws -> T {
+    guard let service = store as? any Service else { return try await body() }
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await service.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        return try await body()
+    }
+}
+
+/// The user table of `--transactional` runs; on PostgreSQL, once the store runs.
+func createBenchRows(_ store: any Store) async throws {
+    if let store = store as? PostgresStore {
+        try await store.ready()
+        try await store.client.query(
+            PostgresQuery(unsafeSQL: "CREATE TABLE \"\(store.configuration.schema)\".bench_rows (key TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+        )
+        return
+    }
+    try await (store as! SQLiteStore).writer.write { db in
+        try db.execute(sql: "CREATE TABLE bench_rows (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
     }
 }
 
@@ -313,8 +400,23 @@ func launchSelf(_ arguments: [String], output: Any?) throws -> Process {
 struct All: AsyncParsableCommand {
     @Option var workflows = 2_000
     @Flag(help: "Only FULL durability.") var fullOnly = false
+    @Option(help: "A postgres:// URL to run every workload on PostgreSQL instead (a fresh schema each).") var database: String?
 
     func run() async throws {
+        if let database {
+            let runs: [[String]] = [
+                ["w1", "--concurrency", "1", "--workflows", "\(workflows / 4)"],
+                ["w1", "--concurrency", "32", "--workflows", "\(workflows)"],
+                ["w1", "--concurrency", "32", "--workflows", "\(workflows)", "--transactional"],
+                ["w2", "--workflows", "\(workflows / 4)"],
+                ["w3", "--lease-ms", "2000"],
+            ]
+            for run in runs {
+                let process = try launchSelf(run + ["--database", database], output: nil)
+                process.waitUntilExit()
+            }
+            return
+        }
         for durability in fullOnly ? ["full"] : ["full", "normal"] {
             let runs: [[String]] = [
                 ["w1", "--concurrency", "1", "--workflows", "\(workflows / 4)"],
