@@ -7,12 +7,15 @@ import Synchronization
 final class FaultyStore<Base: Store>: Store {
     let base: Base
     let leasesNewInstances: Bool
+    /// Leases carry an expiry, as PostgreSQL's do, and every renewal fails: a store cut off.
+    let renewalsFail: Bool
     private let state = Mutex<(writes: Int, failing: Set<Int>, failed: Int)>((0, [], 0))
 
     /// `failingWrites`: which writes fail, counting every write from 1 (create, append, mark, finish).
-    init(_ base: Base, failingWrites: Set<Int> = [], leasesNewInstances: Bool = true) {
+    init(_ base: Base, failingWrites: Set<Int> = [], leasesNewInstances: Bool = true, renewalsFail: Bool = false) {
         self.base = base
         self.leasesNewInstances = leasesNewInstances
+        self.renewalsFail = renewalsFail
         state.withLock { $0.failing = failingWrites }
     }
 
@@ -36,7 +39,15 @@ final class FaultyStore<Base: Store>: Store {
 
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         try write()
-        return try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)
+        let outcome = try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)
+        guard renewalsFail, case .created(let created, let lease?) = outcome else { return outcome }
+        return .created(created, lease: lapsing(lease))
+    }
+
+    private func lapsing(_ lease: Lease) -> Lease {
+        var lease = lease
+        lease.expiresAt = Date().addingTimeInterval(3600)
+        return lease
     }
 
     func append(_ event: NewHistoryEvent, lease: Lease) async throws {
@@ -61,8 +72,16 @@ final class FaultyStore<Base: Store>: Store {
 
     func attachWorker(_ workerID: String) async throws { try await base.attachWorker(workerID) }
     func detachWorker(_ workerID: String) async throws { try await base.detachWorker(workerID) }
-    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] { try await base.claim(request) }
-    func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> { try await base.renew(leases, for: duration) }
+    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
+        let claimed = try await base.claim(request)
+        guard renewalsFail else { return claimed }
+        return claimed.map { ClaimedInstance(instance: $0.instance, lease: lapsing($0.lease)) }
+    }
+
+    func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
+        if renewalsFail { throw StoreError(.database, "Injected failure: the store cannot be reached to renew leases.") }
+        return try await base.renew(leases, for: duration)
+    }
     func release(_ lease: Lease, readyAt: Date?) async throws { try await base.release(lease, readyAt: readyAt) }
     var wakeUps: WakeUpSignal { base.wakeUps }
     var outcomes: OutcomeSignal { base.outcomes }

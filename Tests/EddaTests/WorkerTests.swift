@@ -106,6 +106,33 @@ struct WorkerTests {
         #expect(try await store.history(of: "b-1").map(\.kind) == [.attemptFailed])
     }
 
+    @Test func aRunStopsBeforeItsLeaseLapsesWhenRenewalsKeepFailing() async throws {
+        let log = self.log
+        let slow = Activity("slow", retry: .noRetry) { (ctx) -> Int in
+            log.record("slow ran")
+            try await Task.sleep(for: .milliseconds(600))
+            return 1
+        }
+        let next = Activity("next", retry: .noRetry) { (ctx) -> Int in
+            log.record("next ran")
+            return 2
+        }
+        let workflow = Workflow("cut_off") { (ctx) -> Int in try await slow(ctx) + next(ctx) }
+        let store = FaultyStore(try SQLiteStore.inMemory(), renewalsFail: true)
+        var configuration = EddaApp.Configuration.testing
+        configuration.leaseDuration = .milliseconds(300)
+        configuration.leaseRenewalInterval = .milliseconds(100)
+        try await withTestApp(store: store, configuration: configuration) { app in
+            try await app.start(workflow, instanceID: "c-1")
+            // The lease cannot be renewed: the run is stopped by about 200 ms, before the lease could
+            // lapse and another worker take over. The slow step returns at 600 ms (its record is
+            // still fenced by the store), and the next step never starts.
+            try await waitUntil { log.all.contains("slow ran") && app.instancesRunningHere.isEmpty }
+        }
+        #expect(log.all == ["slow ran"])
+        #expect(try await store.history(of: "c-1").map(\.stepID).allSatisfy { $0 == "slow:1" })
+    }
+
     @Test func tenThousandLeftRunningRunAtMostTheConfiguredNumberAtOnce() async throws {
         // No activity: the test is about how many runs are in flight, and stays cheap.
         let concurrency = ConcurrencyGauge()

@@ -19,6 +19,9 @@ final class Worker: Sendable {
     private struct Held: Sendable {
         var lease: Lease
         var control: RunControl
+        /// When the store last granted or renewed the lease, by this process's clock: taken before
+        /// the request went out, so the lease surely lasts `leaseDuration` from then.
+        var grantedAt: ContinuousClock.Instant
         /// The renewer found the lease lost: a run started under it later (after a store-failure
         /// backoff) stops at once too.
         var lost = false
@@ -97,7 +100,7 @@ final class Worker: Sendable {
     func launch(_ instance: WorkflowInstance, lease: Lease) {
         let control = RunControl()
         let stopping = state.withLock { state -> Bool in
-            state.held[instance.instanceID] = Held(lease: lease, control: control)
+            state.held[instance.instanceID] = Held(lease: lease, control: control, grantedAt: .now)
             return state.machine.phase != .running
         }
         // Shutdown began between reserve and launch: the run stops at its first step and is released.
@@ -158,6 +161,7 @@ final class Worker: Sendable {
     private func claim(upTo limit: Int) async {
         let names = app.registeredWorkflowNames
         let claimed: [ClaimedInstance]
+        let requestedAt = ContinuousClock.now
         do {
             claimed = names.isEmpty ? [] : try await store.claim(ClaimRequest(lease: leaseRequest, limit: limit, workflowNames: names))
         } catch {
@@ -176,7 +180,7 @@ final class Worker: Sendable {
         let (action, stopped) = state.withLock { state in
             let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit)
             for id in action.run {
-                state.held[id] = Held(lease: byID[id]!.lease, control: RunControl())
+                state.held[id] = Held(lease: byID[id]!.lease, control: RunControl(), grantedAt: requestedAt)
             }
             return (action, state.machine.claimSettled())
         }
@@ -290,24 +294,51 @@ final class Worker: Sendable {
             let (leases, phase) = state.withLock { state in (state.held.values.map(\.lease), state.machine.phase) }
             if phase == .stopped { return }
             guard !leases.isEmpty else { continue }
+            let sentAt = ContinuousClock.now
+            let sent = Dictionary(leases.map { ($0.instanceID, $0.token) }, uniquingKeysWith: { first, _ in first })
             do {
                 let lost = try await store.renew(leases, for: configuration.leaseDuration)
-                guard !lost.isEmpty else { continue }
-                let renewed = Dictionary(leases.map { ($0.instanceID, $0.token) }, uniquingKeysWith: { first, _ in first })
                 let controls = state.withLock { state in
-                    lost.compactMap { id -> RunControl? in
+                    for (id, token) in sent where !lost.contains(id) && state.held[id]?.lease.token == token {
+                        state.held[id]?.grantedAt = sentAt
+                    }
+                    return lost.compactMap { id -> RunControl? in
                         // Only the lease that was sent: a newer lease on the same instance is not lost.
-                        guard let held = state.held[id], held.lease.token == renewed[id] else { return nil }
+                        guard let held = state.held[id], held.lease.token == sent[id] else { return nil }
                         state.held[id]?.lost = true
                         return held.control
                     }
                 }
-                logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
+                if !lost.isEmpty {
+                    logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
+                }
                 for control in controls { control.stop(.leaseLost) }
             } catch {
                 logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
             }
+            stopRunsWhoseLeasesLapse()
         }
+    }
+
+    /// Stops the runs whose lease would lapse before the next renewal could extend it — renewals
+    /// have been failing — so that a run does not go on with side effects while another worker,
+    /// which may claim the instance once the lease lapses, runs it too. (Its writes would be refused
+    /// anyway: this is about the activities it would start.) Leases that never lapse are kept.
+    private func stopRunsWhoseLeasesLapse() {
+        let deadline = ContinuousClock.now + configuration.leaseRenewalInterval - configuration.leaseDuration
+        let controls = state.withLock { state -> [RunControl] in
+            state.held.compactMap { id, held -> RunControl? in
+                guard held.lease.expiresAt != nil, !held.lost, held.grantedAt <= deadline else { return nil }
+                state.held[id]?.lost = true
+                return held.control
+            }
+        }
+        guard !controls.isEmpty else { return }
+        logger.warning(
+            "leases about to lapse without renewal; stopping their runs",
+            metadata: ["edda.count": "\(controls.count)", "edda.lease.duration": "\(configuration.leaseDuration)"]
+        )
+        for control in controls { control.stop(.leaseLost) }
     }
 
     // MARK: - Shutdown
