@@ -22,6 +22,15 @@ extension PostgresStore {
             set { client.options.maximumConnections = newValue }
         }
 
+        /// How long ``PostgresStore/run()`` waits for the server when it starts: then it fails with
+        /// the reason the server could not be reached (connection refused, authentication failed…).
+        /// Defaults to 30 s.
+        public var startupTimeout: Duration = .seconds(30)
+
+        /// How to open a connection outside the pool, to learn why the pool cannot: known for a
+        /// configuration read from a URL.
+        var probe: (host: String, port: Int, tls: String)?
+
         /// Creates a configuration. The connection pool keeps at most 20 connections unless
         /// ``maximumConnections`` says otherwise.
         public init(client: PostgresClient.Configuration) {
@@ -60,6 +69,7 @@ extension PostgresStore {
             if let schema = query["schema"] {
                 self.schema = schema
             }
+            self.probe = (host, components.port ?? 5432, query["sslmode"] ?? "prefer")
         }
 
         /// The URL with its password replaced, for messages. Done by hand: a URL that does not parse

@@ -1,5 +1,6 @@
 import Edda
 import Logging
+import NIOSSL
 import PostgresNIO
 
 extension PostgresStore {
@@ -86,6 +87,70 @@ extension PostgresStore {
         ]
     }
 
+    /// Migrates, failing after ``Configuration-swift.struct/startupTimeout`` with the reason the
+    /// server could not be reached (the pool alone only reports that it gave up).
+    func migrateWithinStartupTimeout() async throws {
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.migrate() }
+                group.addTask {
+                    try await Task.sleep(for: self.configuration.startupTimeout)
+                    throw StartupTimedOut()
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch let error as StoreError where !isConnectionFailure(error.cause) {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            let reason = await probeConnection()
+            let target = "\(configuration.client.host ?? configuration.client.unixSocketPath ?? "?"):\(configuration.client.port ?? 5432)"
+            throw StoreError(
+                .database,
+                "Cannot reach PostgreSQL at \(target) as '\(configuration.client.username)'"
+                    + (configuration.client.database.map { ", database '\($0)'" } ?? "")
+                    + " within \(configuration.startupTimeout). Check that the server runs and accepts this user, and the URL.",
+                cause: reason.map(ServerError.init) ?? (error as? StoreError)?.cause ?? error
+            )
+        }
+    }
+
+    /// Whether an error says the pool could not connect, rather than what a query did.
+    private func isConnectionFailure(_ error: (any Error)?) -> Bool {
+        guard let error else { return false }
+        let underlying = (error as? ServerError)?.underlying ?? error
+        if let error = underlying as? PSQLError { return error.serverInfo == nil }
+        return "\(type(of: underlying))".contains("ConnectionPoolError")
+    }
+
+    /// Opens one connection of its own, to learn why the pool cannot: the error, or `nil` if it
+    /// connects (or how to connect is not known: a configuration made from a `PostgresClient` one).
+    private func probeConnection() async -> (any Error)? {
+        guard let probe = configuration.probe else { return nil }
+        do {
+            let tls: PostgresConnection.Configuration.TLS
+            switch probe.tls {
+            case "disable": tls = .disable
+            case "require", "verify-ca", "verify-full": tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            default: tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            let connection = try await PostgresConnection.connect(
+                configuration: PostgresConnection.Configuration(
+                    host: probe.host, port: probe.port, username: configuration.client.username,
+                    password: configuration.client.password, database: configuration.client.database, tls: tls
+                ),
+                id: 0,
+                logger: logger
+            )
+            try? await connection.close()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     /// Brings the schema up to date.
     func migrate() async throws {
         let t = tables
@@ -137,6 +202,10 @@ extension PostgresStore {
             applied.insert(version)
         }
         return applied
+    }
+
+    struct StartupTimedOut: Error, CustomStringConvertible {
+        var description: String { "no connection to the server within the startup timeout" }
     }
 
     /// The advisory lock key migrations take ("edda" in ASCII).

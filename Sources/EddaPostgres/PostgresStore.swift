@@ -81,7 +81,7 @@ public final class PostgresStore: Store, Service {
                 await cancelWhenGracefulShutdown { await self.client.run() }
             }
             do {
-                try await migrate()
+                try await migrateWithinStartupTimeout()
                 group.addTask {
                     await cancelWhenGracefulShutdown { await self.listenLoop() }
                 }
@@ -600,6 +600,10 @@ struct ServerError: Error, CustomStringConvertible {
         guard let error = underlying as? PSQLError else { return "\(underlying)" }
         if let info = error.serverInfo, let message = info[.message] {
             return "\(message) (SQLSTATE \(info[.sqlState] ?? "?"))"
+        }
+        // The driver's own failure (a refused connection, a TLS error): its cause says what happened.
+        if let cause = error.underlying {
+            return "PostgreSQL client error \(error.code): \(cause)"
         }
         return "PostgreSQL client error \(error.code)"
     }
