@@ -24,7 +24,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edda-bench",
         abstract: "Edda's benchmark driver: one JSON line per workload.",
-        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self],
+        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self, PostgresFloor.self],
         defaultSubcommand: All.self
     )
 }
@@ -432,5 +432,63 @@ struct All: AsyncParsableCommand {
                 process.waitUntilExit()
             }
         }
+    }
+}
+
+/// The driver's floor: `count` one-row autocommit INSERTs in a row through `PostgresClient`, as a
+/// step's record is, with nothing of Edda around them. What W2 and W1 C=1 compare with.
+struct PostgresFloor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pg-floor", abstract: "Sequential one-row INSERTs through PostgresNIO alone.")
+    @Option var database: String
+    @Option var count = 2_000
+    @Flag(help: "Use a prepared statement (parsed once per connection).") var prepared = false
+
+    struct Insert: PostgresPreparedStatement {
+        static let sql = "INSERT INTO t (k, v) VALUES ($1, 'value')"
+        typealias Row = ()
+        var key: String
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings()
+            bindings.append(key)
+            return bindings
+        }
+        func decodeRow(_ row: PostgresRow) throws -> Row {}
+    }
+
+    func run() async throws {
+        let schema = "edda_floor_\(UUID().uuidString.prefix(8).lowercased())"
+        var configuration = try PostgresStore.Configuration(url: database).client
+        configuration.options.additionalStartupParameters = [("options", "-c search_path=\(schema)")]
+        let client = PostgresClient(configuration: configuration, backgroundLogger: Common.logger)
+        let prepared = self.prepared
+        let count = self.count
+        let clock = ContinuousClock()
+        let latencies = try await withThrowingTaskGroup(of: [Double]?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA \(schema)"))
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(schema).t (id BIGSERIAL PRIMARY KEY, k TEXT NOT NULL, v TEXT)"))
+            var latencies: [Double] = []
+            for index in 0..<count {
+                let began = clock.now
+                if prepared {
+                    try await client.execute(Insert(key: "key-\(index)"))
+                } else {
+                    try await client.query("INSERT INTO \(unescaped: schema).t (k, v) VALUES (\("key-\(index)"), 'value')")
+                }
+                latencies.append(seconds(began.duration(to: clock.now)) * 1000)
+            }
+            try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"))
+            return latencies
+        }
+        let sorted = (latencies ?? []).sorted()
+        emit([
+            "workload": "pg-floor", "inserts": count, "backend": "postgres", "prepared": prepared,
+            "inserts_per_s": Int(Double(count) / (sorted.reduce(0, +) / 1000)),
+            "p50_ms": percentile(sorted, 0.5), "p99_ms": percentile(sorted, 0.99),
+        ])
     }
 }
