@@ -22,9 +22,12 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     public static let compensationCompleted = HistoryEventKind(known: "CompensationCompleted")
     /// A compensation failed for good; the remaining compensations still ran.
     public static let compensationFailed = HistoryEventKind(known: "CompensationFailed")
+    /// A value the workflow asked for that must not change on replay — ``WorkflowContext/now()``,
+    /// ``WorkflowContext/uuid()``, ``WorkflowContext/random(in:)-(Range<Int>)``; the payload is the value.
+    public static let valueRecorded = HistoryEventKind(known: "ValueRecorded")
 
     public static let all: [HistoryEventKind] = [
-        .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed,
+        .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed, .valueRecorded,
     ]
 
     /// Whether this kind is a step's final outcome (unique per instance and step ID).

@@ -1,0 +1,93 @@
+public import Foundation
+
+/// Values a workflow must not compute itself: the time, identifiers, random numbers. Each is a
+/// step of its own: computed and recorded on the first run, read back from history on every replay.
+///
+/// ```swift
+/// let trial = Workflow("start_trial") { (ctx, user: String) -> Trial in
+///     let started = try await ctx.now()                  // not Date(): a replay would get another time
+///     let code = try await ctx.uuid()
+///     let reviewer = try await ctx.random(in: 0..<reviewers.count)
+///     return try await createTrial(ctx, user, started.addingTimeInterval(14 * 86_400), code, reviewers[reviewer])
+/// }
+/// ```
+///
+/// Code that reads `Date()`, `UUID()` or a random generator directly in a workflow body gets a new
+/// value on each replay and takes another branch than the recorded run — the commonest source of
+/// non-determinism. An activity may use them freely: its result is what is recorded.
+///
+/// Each call costs one append to the store (a round trip), like a step. Call them from the
+/// workflow's top-level code, in a fixed order: their step IDs (`edda.now:1`, `edda.uuid:1`, …)
+/// count calls, as activities' do.
+extension WorkflowContext {
+    /// The current time on the app's clock, recorded on the first run and returned unchanged on
+    /// every replay.
+    ///
+    /// - Throws: ``NonDeterminismError`` when history recorded another step here; a ``StoreError``
+    ///   when the value could not be recorded (the run stops and resumes later).
+    public func now() async throws -> Date {
+        try await recorded("edda.now") { environment.clock.now() }
+    }
+
+    /// A random UUID, recorded on the first run and returned unchanged on every replay.
+    public func uuid() async throws -> UUID {
+        try await recorded("edda.uuid") { UUID() }
+    }
+
+    /// A random integer in `range`, recorded on the first run and returned unchanged on every replay.
+    public func random(in range: Range<Int>) async throws -> Int {
+        try await recorded("edda.random") { Int.random(in: range) }
+    }
+
+    /// A random integer in `range`, recorded on the first run and returned unchanged on every replay.
+    public func random(in range: ClosedRange<Int>) async throws -> Int {
+        try await recorded("edda.random") { Int.random(in: range) }
+    }
+
+    /// A random number in `range`, recorded on the first run and returned unchanged on every replay.
+    public func random(in range: Range<Double>) async throws -> Double {
+        try await recorded("edda.random") { Double.random(in: range) }
+    }
+
+    /// Returns the value recorded for this step, or makes one, records it and returns it.
+    func recorded<Value: Codable & Sendable>(_ name: String, _ make: () -> Value) async throws -> Value {
+        let reservation = try reserveStep(name: name, explicitID: nil)
+        if case .replay(let event) = reservation.decision {
+            guard event.kind == .valueRecorded else {
+                let failure = NonDeterminismError(
+                    instanceID: instanceID, position: reservation.position, recordedStepID: event.stepID,
+                    recordedName: "\(event.name) (\(event.kind))", requestedStepID: reservation.stepID, requestedName: name
+                )
+                fail(with: failure)
+                throw failure
+            }
+            do {
+                guard let payload = event.payload else {
+                    throw DecodingError.valueNotFound(Value.self, .init(codingPath: [], debugDescription: "No value recorded"))
+                }
+                return try payload.decode(Value.self)
+            } catch {
+                let failure = EngineError(
+                    .corruptHistory,
+                    "The value recorded for step '\(event.stepID)' of instance \(instanceID) cannot be decoded as \(Value.self).",
+                    instanceID: instanceID, stepID: event.stepID, cause: error
+                )
+                fail(with: failure)
+                throw failure
+            }
+        }
+        let value = make()
+        let record = NewHistoryEvent(
+            instanceID: instanceID, stepID: reservation.stepID, position: reservation.position, name: name,
+            kind: .valueRecorded, payload: try JSONPayload.encode(value)
+        )
+        do {
+            try await environment.store.append(record, lease: lease)
+        } catch {
+            // Not recorded: the run stops without an outcome and asks again on its next run.
+            suspend(because: error)
+            throw error
+        }
+        return value
+    }
+}
