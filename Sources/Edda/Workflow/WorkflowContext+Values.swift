@@ -61,20 +61,7 @@ extension WorkflowContext {
                 fail(with: failure)
                 throw failure
             }
-            do {
-                guard let payload = event.payload else {
-                    throw DecodingError.valueNotFound(Value.self, .init(codingPath: [], debugDescription: "No value recorded"))
-                }
-                return try payload.decode(Value.self)
-            } catch {
-                let failure = EngineError(
-                    .corruptHistory,
-                    "The value recorded for step '\(event.stepID)' of instance \(instanceID) cannot be decoded as \(Value.self).",
-                    instanceID: instanceID, stepID: event.stepID, cause: error
-                )
-                fail(with: failure)
-                throw failure
-            }
+            return try decodeRecorded(event, as: Value.self)
         }
         let value = make()
         let record = NewHistoryEvent(

@@ -236,25 +236,30 @@ public final class WorkflowContext: Sendable {
         }
     }
 
+    /// The payload a step recorded, as `Value`; an unreadable one fails the run (history is left as it is).
+    func decodeRecorded<Value: Decodable>(_ event: HistoryEvent, as: Value.Type) throws -> Value {
+        do {
+            guard let payload = event.payload else {
+                throw DecodingError.valueNotFound(Value.self, .init(codingPath: [], debugDescription: "Nothing recorded"))
+            }
+            return try payload.decode(Value.self)
+        } catch {
+            let failure = EngineError(
+                .corruptHistory,
+                "The recorded result of step '\(event.stepID)' of instance \(instanceID) cannot be decoded as "
+                    + "\(Value.self). The history was left as it is; if the result type changed, run new instances "
+                    + "under a new workflow name.",
+                instanceID: instanceID, stepID: event.stepID, cause: error
+            )
+            fail(with: failure)
+            throw failure
+        }
+    }
+
     private func replayed<Output: Decodable>(_ event: HistoryEvent, as: Output.Type) throws -> Output {
         switch event.kind {
         case .activityCompleted:
-            do {
-                guard let payload = event.payload else {
-                    throw DecodingError.valueNotFound(Output.self, .init(codingPath: [], debugDescription: "No result recorded"))
-                }
-                return try payload.decode(Output.self)
-            } catch {
-                let failure = EngineError(
-                    .corruptHistory,
-                    "The recorded result of step '\(event.stepID)' of instance \(instanceID) cannot be decoded as "
-                        + "\(Output.self). The history was left as it is; if the result type changed, run new instances "
-                        + "under a new workflow name.",
-                    instanceID: instanceID, stepID: event.stepID, cause: error
-                )
-                fail(with: failure)
-                throw failure
-            }
+            return try decodeRecorded(event, as: Output.self)
         default:
             let record = event.error ?? ErrorRecord(type: "Error", message: "unknown failure")
             if let retry = event.retry, retry.exhausted {
