@@ -84,6 +84,19 @@ extension PostgresStore {
                 "CREATE INDEX \(t.indexName("outbox_processing")) ON \(t.outbox) (claimed_at) WHERE status = 'processing'",
                 "CREATE INDEX \(t.indexName("outbox_by_status")) ON \(t.outbox) (status, sequence)",
             ]),
+            (3, "ready and waiting instances indexed apart", [
+                // A claim takes due waiters by deadline and ready instances oldest first, each through
+                // its own index: instances waiting on timers are never scanned before their time.
+                "DROP INDEX \(t.schema).\(t.indexName("instances_claimable"))",
+                """
+                CREATE INDEX \(t.indexName("instances_ready")) ON \(t.instances) (created_at, instance_id)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NULL
+                """,
+                """
+                CREATE INDEX \(t.indexName("instances_waiting")) ON \(t.instances) (ready_at)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL
+                """,
+            ]),
         ]
     }
 

@@ -434,21 +434,34 @@ public final class PostgresStore: Store, Service {
         return try await perform("claim instances") {
             let rows = try await client.query(
                 """
-                WITH ready AS (
+                WITH due AS (
+                    -- Released instances whose time has come (a timer's deadline, a backoff's end),
+                    -- earliest first; readyBy is the worker's clock, which set ready_at.
                     SELECT instance_id FROM \(unescaped: tables.instances)
-                    WHERE status IN ('running', 'compensating')
-                        AND (lease_owner IS NULL OR lease_expires_at < \(unescaped: Self.nowMilliseconds))
-                        AND (ready_at IS NULL OR ready_at <= \(unescaped: Self.nowMilliseconds))
+                    WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at <= \(request.readyBy.millisecondsSince1970)
+                        AND lease_owner IS NULL AND workflow_name = ANY(\(request.workflowNames))
+                    ORDER BY ready_at
+                    LIMIT \(request.limit)
+                    FOR UPDATE SKIP LOCKED
+                ), server AS (
+                    SELECT \(unescaped: Self.nowMilliseconds) AS now
+                ), ready AS (
+                    -- Unleased or lapsed instances, oldest first; lease times on the server's clock.
+                    SELECT instance_id FROM \(unescaped: tables.instances)
+                    WHERE status IN ('running', 'compensating') AND ready_at IS NULL
+                        AND (lease_owner IS NULL OR lease_expires_at < (SELECT now FROM server))
                         AND workflow_name = ANY(\(request.workflowNames))
                     ORDER BY created_at, instance_id
                     LIMIT \(request.limit)
                     FOR UPDATE SKIP LOCKED
+                ), chosen AS (
+                    SELECT instance_id FROM due UNION ALL SELECT instance_id FROM ready LIMIT \(request.limit)
                 )
                 UPDATE \(unescaped: tables.instances) AS w
                 SET lease_owner = \(owner), lease_token = w.lease_token + 1,
                     lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
                     ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
-                FROM ready WHERE w.instance_id = ready.instance_id
+                FROM chosen WHERE w.instance_id = chosen.instance_id
                 RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
                 """,
                 logger: logger
@@ -460,6 +473,23 @@ public final class PostgresStore: Store, Service {
                 claimed.append(ClaimedInstance(instance: decoded.instance, lease: lease))
             }
             return claimed.sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
+        }
+    }
+
+    public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
+        guard !workflowNames.isEmpty else { return nil }
+        return try await perform("find the next deadline") {
+            let rows = try await client.query(
+                """
+                SELECT ready_at FROM \(unescaped: tables.instances)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at > \(after.millisecondsSince1970)
+                    AND lease_owner IS NULL AND workflow_name = ANY(\(workflowNames))
+                ORDER BY ready_at LIMIT 1
+                """,
+                logger: logger
+            )
+            for try await readyAt in rows.decode(Int64.self) { return Date(storedMilliseconds: readyAt) }
+            return nil
         }
     }
 

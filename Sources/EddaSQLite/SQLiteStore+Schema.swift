@@ -113,6 +113,19 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v4: ready and waiting instances indexed apart") { db in
+            // A claim takes due waiters (by deadline) and ready instances (oldest first) through two
+            // indexes, so that instances waiting on timers are never scanned before their time.
+            try db.execute(
+                sql: """
+                    DROP INDEX workflow_instances_claimable;
+                    CREATE INDEX workflow_instances_ready ON workflow_instances (created_at)
+                        WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NULL;
+                    CREATE INDEX workflow_instances_waiting ON workflow_instances (ready_at)
+                        WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL;
+                    """
+            )
+        }
         return migrator
     }
 }

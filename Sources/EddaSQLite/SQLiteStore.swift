@@ -275,30 +275,61 @@ public final class SQLiteStore: Store {
     public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
         guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
         let names = request.workflowNames.map { _ in "?" }.joined(separator: ", ")
+        // Due waiters first (their deadline has come), then ready instances, oldest first; each
+        // through its own partial index.
         let sql = """
             UPDATE workflow_instances
             SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
             WHERE instance_id IN (
-                SELECT instance_id FROM workflow_instances
-                WHERE status IN ('running', 'compensating') AND lease_owner IS NULL
-                    AND (ready_at IS NULL OR ready_at <= ?) AND workflow_name IN (\(names))
-                ORDER BY created_at, rowid
+                SELECT instance_id FROM (
+                    SELECT instance_id FROM workflow_instances
+                    WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
+                        AND ready_at <= ? AND workflow_name IN (\(names))
+                    ORDER BY ready_at LIMIT ?
+                )
+                UNION ALL
+                SELECT instance_id FROM (
+                    SELECT instance_id FROM workflow_instances
+                    WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NULL
+                        AND workflow_name IN (\(names))
+                    ORDER BY created_at, rowid LIMIT ?
+                )
                 LIMIT ?
             )
             RETURNING *
             """
         let owner = request.lease.owner
         return try await write { db in
-            let now = Self.now()
-            var arguments: StatementArguments = [owner, now, now]
+            var arguments: StatementArguments = [owner, Self.now(), request.readyBy.millisecondsSince1970]
             arguments += StatementArguments(request.workflowNames)
             arguments += [request.limit]
+            arguments += StatementArguments(request.workflowNames)
+            arguments += [request.limit, request.limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
                 let instance = try Self.instance(from: row)
                 let lease = Lease(instanceID: instance.instanceID, owner: owner, token: row["lease_token"], expiresAt: nil)
                 return ClaimedInstance(instance: instance, lease: lease)
             }
             .sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
+        }
+    }
+
+    public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
+        guard !workflowNames.isEmpty else { return nil }
+        let names = workflowNames.map { _ in "?" }.joined(separator: ", ")
+        return try await read { db in
+            var arguments: StatementArguments = [after.millisecondsSince1970]
+            arguments += StatementArguments(workflowNames)
+            return try Int64.fetchOne(
+                db,
+                sql: """
+                    SELECT ready_at FROM workflow_instances
+                    WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
+                        AND ready_at > ? AND workflow_name IN (\(names))
+                    ORDER BY ready_at LIMIT 1
+                    """,
+                arguments: arguments
+            ).map(Date.init(storedMilliseconds:))
         }
     }
 

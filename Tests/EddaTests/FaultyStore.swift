@@ -83,6 +83,9 @@ final class FaultyStore<Base: Store>: Store {
         return try await base.renew(leases, for: duration)
     }
     func release(_ lease: Lease, readyAt: Date?) async throws { try await base.release(lease, readyAt: readyAt) }
+    func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
+        try await base.nextReadyAt(after: after, workflowNames: workflowNames)
+    }
     var wakeUps: WakeUpSignal { base.wakeUps }
     var outcomes: OutcomeSignal { base.outcomes }
 }

@@ -25,6 +25,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case paginationAndCounts
     case oneOutcomePerStep
     case signalsAnnounceReadyWorkAndOutcomes
+    case waitersAreClaimedFromTheirDeadlineAndFoundByTheNextOne
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -49,6 +50,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .paginationAndCounts: try await Self.paginationAndCounts(store)
             case .oneOutcomePerStep: try await Self.oneOutcomePerStep(store)
             case .signalsAnnounceReadyWorkAndOutcomes: try await Self.signalsAnnounce(store)
+            case .waitersAreClaimedFromTheirDeadlineAndFoundByTheNextOne: try await Self.waitersByDeadline(store)
             }
             completed.mark()
         }
@@ -78,8 +80,12 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         NewHistoryEvent(instanceID: id, stepID: step, position: position, name: "a", kind: .activityCompleted, payload: JSONPayload(json: json))
     }
 
-    static func claim(_ store: any Store, owner: String, limit: Int = 10, workflows: [String] = ["w"]) async throws -> [ClaimedInstance] {
-        try await store.claim(ClaimRequest(lease: LeaseRequest(owner: owner, duration: .seconds(30)), limit: limit, workflowNames: workflows))
+    static func claim(
+        _ store: any Store, owner: String, limit: Int = 10, workflows: [String] = ["w"], readyBy: Date = Date()
+    ) async throws -> [ClaimedInstance] {
+        try await store.claim(
+            ClaimRequest(lease: LeaseRequest(owner: owner, duration: .seconds(30)), limit: limit, workflowNames: workflows, readyBy: readyBy)
+        )
     }
 
     static func expectLeaseLost(_ operation: String, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
@@ -368,6 +374,34 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         started = clock.now
         await watch.wait(upTo: .seconds(10))
         #expect(clock.now - started < .seconds(5), "finishing did not announce the instance's outcome")
+    }
+
+    /// Released instances wait for their `readyAt` on the claimer's clock (`readyBy`): claims take
+    /// the due ones, earliest first, before ready ones; `nextReadyAt` names the next deadline.
+    static func waitersByDeadline(_ store: any Store) async throws {
+        let base = Date(timeIntervalSince1970: 4_000_000_000)   // far from the wall clock: readyBy decides
+        var leases: [String: Lease] = [:]
+        for id in ["ready", "soon", "later", "other-workflow"] {
+            leases[id] = try #require(try await create(store, id, workflow: id == "other-workflow" ? "v" : "w"))
+        }
+        try await store.release(leases["soon"]!, readyAt: base.addingTimeInterval(10))
+        try await store.release(leases["later"]!, readyAt: base.addingTimeInterval(20))
+        try await store.release(leases["other-workflow"]!, readyAt: base.addingTimeInterval(5))
+        try await store.release(leases["ready"]!, readyAt: nil)
+
+        #expect(try await store.nextReadyAt(after: base, workflowNames: ["w"]) == base.addingTimeInterval(10))
+        #expect(try await store.nextReadyAt(after: base.addingTimeInterval(10), workflowNames: ["w"]) == base.addingTimeInterval(20))
+        #expect(try await store.nextReadyAt(after: base.addingTimeInterval(20), workflowNames: ["w"]) == nil)
+        #expect(try await store.nextReadyAt(after: base, workflowNames: ["v"]) == base.addingTimeInterval(5))
+
+        let beforeAnyDeadline = try await claim(store, owner: "worker-b", readyBy: base)
+        #expect(beforeAnyDeadline.map(\.instance.instanceID) == ["ready"])
+        let claimed = try await claim(store, owner: "worker-b", limit: 1, readyBy: base.addingTimeInterval(25))
+        #expect(claimed.map(\.instance.instanceID) == ["soon"], "the earliest due waiter first")
+        #expect(claimed.first?.instance.readyAt == nil, "a claim clears the deadline")
+        let rest = try await claim(store, owner: "worker-b", readyBy: base.addingTimeInterval(25))
+        #expect(rest.map(\.instance.instanceID) == ["later"])
+        #expect(try await store.nextReadyAt(after: base, workflowNames: ["w"]) == nil, "claimed instances wait for nothing")
     }
 }
 

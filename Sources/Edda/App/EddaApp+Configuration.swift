@@ -35,6 +35,12 @@ extension EddaApp {
         /// ``leaseDuration``. Defaults to 5 seconds.
         public var leaseRenewalInterval: Duration = .seconds(5)
 
+        /// The longest wait a run spends in memory. A durable timer (``WorkflowContext/sleep(for:timerID:)``)
+        /// due sooner keeps its run and lease and sleeps in place; one due later ends the run: the
+        /// instance is released, holds no lease, task or memory, and is claimed again (and replayed)
+        /// when the deadline comes. Defaults to 2 seconds.
+        public var maxInMemoryWait: Duration = .seconds(2)
+
         /// How often the worker looks for ready instances the store could not tell it about (created
         /// by another process on a SQLite file, say). Defaults to 1 second.
         public var pollInterval: Duration = .seconds(1)

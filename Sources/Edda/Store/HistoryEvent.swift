@@ -25,9 +25,13 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     /// A value the workflow asked for that must not change on replay — ``WorkflowContext/now()``,
     /// ``WorkflowContext/uuid()``, ``WorkflowContext/random(in:)-(Range<Int>)``; the payload is the value.
     public static let valueRecorded = HistoryEventKind(known: "ValueRecorded")
+    /// A durable timer was set (``WorkflowContext/sleep(until:timerID:)``); the payload holds its
+    /// deadline, fixed by the first run.
+    public static let timerScheduled = HistoryEventKind(known: "TimerScheduled")
 
     public static let all: [HistoryEventKind] = [
         .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed, .valueRecorded,
+        .timerScheduled,
     ]
 
     /// Whether this kind is a step's final outcome (unique per instance and step ID).

@@ -26,6 +26,11 @@ public protocol WorkQueue: Sendable {
     /// releasing a lease already lost throws ``StoreError/Code-swift.struct/leaseLost``.
     func release(_ lease: Lease, readyAt: Date?) async throws
 
+    /// The earliest `readyAt` later than `after` among unfinished instances of these workflows that
+    /// were released until then (a durable timer, a backoff), or `nil`. A worker sleeps until it, so
+    /// timers fire on time after a restart or when another worker released them.
+    func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date?
+
     /// Notified when an instance may have become ready (created without a lease, released), here or
     /// — where the store can tell (PostgreSQL's LISTEN/NOTIFY) — in another process. A worker also
     /// polls, for changes the store cannot announce (another process on a SQLite file, say).
@@ -45,11 +50,15 @@ public struct ClaimRequest: Sendable, Hashable {
     public var limit: Int
     /// Only instances of these workflows: the ones the worker has registered.
     public var workflowNames: [String]
+    /// Released instances are ready once their `readyAt` is at or before this time: the worker's
+    /// now on its app's clock, the clock `readyAt` was set with (a timer's deadline, a backoff).
+    public var readyBy: Date
 
-    public init(lease: LeaseRequest, limit: Int, workflowNames: [String]) {
+    public init(lease: LeaseRequest, limit: Int, workflowNames: [String], readyBy: Date = Date()) {
         self.lease = lease
         self.limit = limit
         self.workflowNames = workflowNames
+        self.readyBy = readyBy
     }
 }
 

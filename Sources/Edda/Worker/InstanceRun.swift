@@ -123,6 +123,10 @@ struct InstanceRun: Sendable {
             logger.info("lease lost; the run stops and writes nothing more")
             return .leaseLost
         }
+        if let waiting = error as? RunWaiting, control.stopReason == nil {
+            logger.debug("waiting; the instance is released", metadata: ["edda.ready_at": "\(waiting.until)"])
+            return .waiting(until: waiting.until)
+        }
         if error is RunStopped || control.stopReason == .shutdown || error is CancellationError {
             logger.debug("run stopped; the instance is released", metadata: ["edda.reason": "\(error)"])
             return .released(.shutdown)

@@ -24,6 +24,15 @@ enum ReleaseReason: Sendable {
     case storeFailure(any Error)
 }
 
+/// Thrown inside a run that waits for longer than it may stay in memory: the run ends, and the
+/// instance is released, ready again at `until`.
+struct RunWaiting: Error, CustomStringConvertible {
+    let until: Date
+    let instanceID: String
+
+    var description: String { "Instance \(instanceID) waits until \(until); it is released and resumes then." }
+}
+
 /// Thrown inside a run that the worker stopped: shutdown, or a lost lease.
 struct RunStopped: Error, CustomStringConvertible {
     let reason: RunControl.StopReason

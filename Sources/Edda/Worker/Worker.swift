@@ -54,7 +54,8 @@ final class Worker: Sendable {
         self.configuration = app.configuration
         self.logger = logger
         self.environment = EngineEnvironment(
-            store: app.store, clock: app.configuration.clock, defaultRetryPolicy: app.configuration.defaultRetryPolicy
+            store: app.store, clock: app.configuration.clock, defaultRetryPolicy: app.configuration.defaultRetryPolicy,
+            maxInMemoryWait: app.configuration.maxInMemoryWait
         )
         self.state = Mutex(State(machine: WorkerStateMachine(maxInFlight: app.configuration.maxConcurrentInstances)))
         (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
@@ -143,14 +144,16 @@ final class Worker: Sendable {
                     await self.claim(upTo: limit)
                     continue
                 }
+                // Deadlines are on the app's clock (the one that set them).
                 var wait = configuration.pollInterval
                 if let nextReadyAt {
-                    wait = min(wait, .seconds(max(nextReadyAt.timeIntervalSinceNow, 0)))
+                    wait = min(wait, .seconds(max(nextReadyAt.timeIntervalSince(environment.clock.now()), 0)))
                 }
                 await claimSignal.wait(upTo: wait)
                 // Signalled or timed out: either way, ready work may be waiting (the poll).
+                let now = environment.clock.now()
                 state.withLock { state in
-                    if let ready = state.nextReadyAt, ready <= Date() { state.nextReadyAt = nil }
+                    if let ready = state.nextReadyAt, ready <= now { state.nextReadyAt = nil }
                     state.machine.wakeUp()
                 }
             }
@@ -162,8 +165,9 @@ final class Worker: Sendable {
         let names = app.registeredWorkflowNames
         let claimed: [ClaimedInstance]
         let requestedAt = ContinuousClock.now
+        let now = environment.clock.now()
         do {
-            claimed = names.isEmpty ? [] : try await store.claim(ClaimRequest(lease: leaseRequest, limit: limit, workflowNames: names))
+            claimed = names.isEmpty ? [] : try await store.claim(ClaimRequest(lease: leaseRequest, limit: limit, workflowNames: names, readyBy: now))
         } catch {
             logger.warning("claim failed; retrying at the next poll", metadata: ["edda.error": "\(error)"])
             let stopped = state.withLock { state in
@@ -191,6 +195,21 @@ final class Worker: Sendable {
             await release(byID[id]!.lease, readyAt: nil)
         }
         if stopped { finishStopping() }
+        if claimed.count < limit, !names.isEmpty {
+            await learnNextReadyAt(after: now, workflowNames: names)
+        }
+    }
+
+    /// Asks the store for the next deadline after `now` — timers set before a restart, or released by
+    /// another worker — so that the claim loop wakes for it instead of at its next poll. Called when a
+    /// claim drained the ready work.
+    private func learnNextReadyAt(after now: Date, workflowNames: [String]) async {
+        do {
+            guard let next = try await store.nextReadyAt(after: now, workflowNames: workflowNames) else { return }
+            state.withLock { state in state.nextReadyAt = min(state.nextReadyAt ?? next, next) }
+        } catch {
+            logger.debug("could not read the next deadline; polling", metadata: ["edda.error": "\(error)"])
+        }
     }
 
     // MARK: - Running

@@ -52,29 +52,41 @@ extension WorkflowContext {
     /// Returns the value recorded for this step, or makes one, records it and returns it.
     func recorded<Value: Codable & Sendable>(_ name: String, _ make: () -> Value) async throws -> Value {
         let reservation = try reserveStep(name: name, explicitID: nil)
-        if case .replay(let event) = reservation.decision {
-            guard event.kind == .valueRecorded else {
-                let failure = NonDeterminismError(
-                    instanceID: instanceID, position: reservation.position, recordedStepID: event.stepID,
-                    recordedName: "\(event.name) (\(event.kind))", requestedStepID: reservation.stepID, requestedName: name
-                )
-                fail(with: failure)
-                throw failure
-            }
+        if let event = try recordedStep(reservation, kind: .valueRecorded) {
             return try decodeRecorded(event, as: Value.self)
         }
         let value = make()
+        try await appendRecord(reservation, kind: .valueRecorded, payload: try JSONPayload.encode(value))
+        return value
+    }
+
+    /// The record history holds for a reserved step of the engine's own (a value, a timer), or `nil`
+    /// for a fresh one. A record of another kind under that ID fails the run as non-deterministic.
+    func recordedStep(_ reservation: ReplayState.Reservation, kind: HistoryEventKind) throws -> HistoryEvent? {
+        guard case .replay(let event) = reservation.decision else { return nil }
+        guard event.kind == kind else {
+            let failure = NonDeterminismError(
+                instanceID: instanceID, position: reservation.position, recordedStepID: event.stepID,
+                recordedName: "\(event.name) (\(event.kind))", requestedStepID: reservation.stepID, requestedName: reservation.name
+            )
+            fail(with: failure)
+            throw failure
+        }
+        return event
+    }
+
+    /// Appends the record of a reserved step, fenced by the run's lease. If it cannot be written,
+    /// the run stops without an outcome and the step is asked for again on the next run.
+    func appendRecord(_ reservation: ReplayState.Reservation, kind: HistoryEventKind, payload: JSONPayload) async throws {
         let record = NewHistoryEvent(
-            instanceID: instanceID, stepID: reservation.stepID, position: reservation.position, name: name,
-            kind: .valueRecorded, payload: try JSONPayload.encode(value)
+            instanceID: instanceID, stepID: reservation.stepID, position: reservation.position, name: reservation.name,
+            kind: kind, payload: payload
         )
         do {
             try await environment.store.append(record, lease: lease)
         } catch {
-            // Not recorded: the run stops without an outcome and asks again on its next run.
             suspend(because: error)
             throw error
         }
-        return value
     }
 }

@@ -279,4 +279,6 @@ struct EngineEnvironment: Sendable {
     let store: any Store
     let clock: any WorkflowClock
     let defaultRetryPolicy: RetryPolicy
+    /// Waits shorter than this stay in memory; longer ones end the run as waiting.
+    let maxInMemoryWait: Duration
 }
