@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// Several EddaCrashWorker processes on one PostgreSQL database: work spreads, each step runs once,
+/// a killed, paused or disconnected worker loses nothing. Each test has its own schema.
+@Suite(
+    "PostgreSQL worker processes", .serialized, .timeLimit(.minutes(3)),
+    .enabled(if: ProcessInfo.processInfo.environment["EDDA_POSTGRES_URL"] != nil, "set EDDA_POSTGRES_URL")
+)
+struct PostgresWorkerProcessTests {
+    @Test func threeWorkersShareTheWorkAndRunEveryStepOnce() async throws {
+        let (instances, steps) = (300, 10)
+        try await withWorkerProcesses { workers in
+            // At most 8 instances per worker: the starter creates the rest ready, for any worker to
+            // claim. 5 s leases: no fault here, so no run may lose its lease to a slow scheduler.
+            let launched = try ["worker-2", "worker-3", "worker-1"].map { id in
+                try workers.launch(
+                    id, instances: instances, steps: steps, delayMilliseconds: 1, id == "worker-1" ? "start" : "join",
+                    options: ["max=8", "lease=5000"]
+                )
+            }
+            for worker in launched { try await expectCleanExit(worker) }
+
+            #expect(try await workers.schema.instanceCount(where: "status = 'completed' AND output = '55'") == instances)
+            let executed = workers.executed
+            #expect(executed.count == instances * steps)
+            #expect(Set(executed.map(\.key)).count == instances * steps, "every step ran exactly once")
+            #expect(Set(executed.map(\.key)) == (try await workers.schema.recordedSteps()), "the steps that ran are the steps history recorded")
+
+            // One worker per instance, and its steps in the order of the instance's history.
+            let order = (1...steps).map { "step:\($0)" }
+            for (instance, runs) in Dictionary(grouping: executed, by: \.instance) {
+                #expect(Set(runs.map(\.worker)).count == 1, "\(instance) ran on \(Set(runs.map(\.worker)).sorted())")
+                #expect(runs.map(\.step) == order, "\(instance)")
+            }
+            let perWorker = Dictionary(grouping: executed, by: \.worker).mapValues(\.count)
+            let shares = perWorker.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("3 PostgreSQL workers, \(instances) × \(steps) steps; steps run per worker: \(shares)")
+            #expect(perWorker.count >= 2, "the work spread over the workers: \(perWorker)")
+        }
+    }
+
+    @Test func killingOneOfThreeWorkersLosesNothingAndRerunsNoRecordedStep() async throws {
+        let (instances, steps) = (90, 10)
+        try await withWorkerProcesses { workers in
+            let launch = { (id: String, role: String) in
+                try workers.launch(id, instances: instances, steps: steps, delayMilliseconds: 2, role, options: ["max=8"])
+            }
+            let victim = try launch("worker-3", "join")
+            let survivors = [try launch("worker-2", "join"), try launch("worker-1", "start")]
+
+            // SIGKILL worker 3 once it has run a good part of its share.
+            try await waitUntil(timeout: .seconds(60)) { workers.executed.filter { $0.worker == "worker-3" }.count >= 40 }
+            kill(victim.processIdentifier, SIGKILL)
+            let killedAt = Date()
+            victim.waitUntilExit()
+            #expect(victim.terminationReason == .uncaughtSignal)
+            let held = try await Self.leases(held: "worker-3", in: workers.schema)
+            let recordedAtKill = try await workers.schema.recordedSteps()
+            try #require(!held.isEmpty, "the kill must land while worker 3 holds instances")
+
+            for worker in survivors { try await expectCleanExit(worker) }
+            #expect(try await workers.schema.instanceCount(where: "status = 'completed' AND output = '55'") == instances)
+            #expect(try await workers.schema.recordedSteps().count == instances * steps)
+            let executed = workers.executed
+            #expect(Set(executed.map(\.key)).count == instances * steps)
+            expectOnlyInFlightStepsRanAgain(executed, recordedAtKill: recordedAtKill, killed: "worker-3", held: Set(held.keys))
+
+            // The takeover waited for each lease to lapse.
+            var firstTakeover: Date?
+            for (instance, lease) in held {
+                guard let first = try await workers.schema.firstRecordAfter(lease.lastRecord, instances: [instance]) else { continue }
+                #expect(first >= lease.expiresAt, "\(instance) was taken over before its lease lapsed")
+                firstTakeover = min(firstTakeover ?? first, first)
+            }
+            let recovery = try #require(firstTakeover).timeIntervalSince(killedAt)
+            print(
+                "PostgreSQL, 1 of 3 workers killed holding \(held.count) instances: first step by another worker on one of them "
+                    + "\(Int(recovery * 1000)) ms after SIGKILL (lease 1 s, renewed every 250 ms, poll 100 ms)"
+            )
+        }
+    }
+
+    /// The instances `owner` holds a lease on, with the lease's expiry and the instance's last record
+    /// (server clock).
+    static func leases(held owner: String, in schema: PostgresTestSchema) async throws -> [String: (expiresAt: Date, lastRecord: Date)] {
+        let rows = try await schema.values(
+            """
+            SELECT w.instance_id || ' ' || w.lease_expires_at || ' ' || coalesce(max(h.recorded_at), 0)
+            FROM "\(schema.name)".workflow_instances w LEFT JOIN "\(schema.name)".workflow_history h USING (instance_id)
+            WHERE w.lease_owner = '\(owner)' AND w.status = 'running' GROUP BY w.instance_id, w.lease_expires_at
+            """,
+            as: String.self
+        )
+        let date = { (milliseconds: Substring) in Date(timeIntervalSince1970: Double(milliseconds)! / 1000) }
+        return Dictionary(
+            uniqueKeysWithValues: rows.map { row in
+                let parts = row.split(separator: " ")
+                return (String(parts[0]), (expiresAt: date(parts[1]), lastRecord: date(parts[2])))
+            })
+    }
+}
+
+/// After `killed` died: steps recorded before the kill ran exactly once; a step ran twice only if
+/// it was in flight at the kill — on an instance `killed` held, first there, then on another
+/// worker — at most one such step per instance.
+func expectOnlyInFlightStepsRanAgain(
+    _ executed: [StepExecution], recordedAtKill: Set<String>, killed: String, held: Set<String>,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    var again: [String: Int] = [:]
+    for (step, runs) in Dictionary(grouping: executed, by: \.key) where runs.count > 1 {
+        #expect(!recordedAtKill.contains(step), "\(step) was recorded before the kill and ran again", sourceLocation: sourceLocation)
+        #expect(runs.count == 2 && runs[0].worker == killed && runs[1].worker != killed, "\(step): \(runs)", sourceLocation: sourceLocation)
+        #expect(held.contains(runs[0].instance), "\(step) ran again, but \(killed) did not hold it", sourceLocation: sourceLocation)
+        again[runs[0].instance, default: 0] += 1
+    }
+    #expect(again.values.allSatisfy { $0 == 1 }, "at most the step in flight ran again: \(again)", sourceLocation: sourceLocation)
+}
