@@ -84,6 +84,65 @@ struct PostgresWorkerProcessTests {
         }
     }
 
+    /// The seed's "How It Works": worker 1 holds instance A; worker 2 skips it and moves to the next
+    /// instance; worker 1 crashes; its lease lapses; worker 3 takes A, replays it and completes it.
+    @Test func theSeedsHowItWorksSequence() async throws {
+        let steps = 40
+        try await withWorkerProcesses { workers in
+            let runs = { (instance: String) in workers.executed.filter { $0.instance == instance } }
+            let launch = { (id: String, delay: Int, role: String, options: [String]) in
+                try workers.launch(id, instances: 2, steps: steps, delayMilliseconds: delay, role, options: options)
+            }
+
+            // 1. A (pg-0) and B (pg-1) are created ready. Worker 1, which runs one instance at a time,
+            //    acquires the lease of the oldest, A, and runs it.
+            try await expectCleanExit(try launch("creator", 0, "create", []))
+            let worker1 = try launch("worker-1", 100, "join", ["max=1"])
+            try await waitUntil(timeout: .seconds(60)) { !runs("pg-0").isEmpty }
+            #expect(try await Self.leases(held: "worker-1", in: workers.schema).keys.sorted() == ["pg-0"])
+
+            // 2. Worker 2 joins: A is held, so it skips A and runs B, claiming every 100 ms meanwhile.
+            let worker2 = try launch("worker-2", 20, "join", [])
+            try await waitUntil(timeout: .seconds(60)) { runs("pg-1").count >= 10 }
+            #expect(runs("pg-0").allSatisfy { $0.worker == "worker-1" }, "worker 2 skipped A while worker 1 held it")
+            #expect(runs("pg-1").allSatisfy { $0.worker == "worker-2" })
+            // Worker 2 leaves (SIGTERM: a graceful shutdown releases B), so that worker 3 is the one to take A.
+            kill(worker2.processIdentifier, SIGTERM)
+            try await expectCleanExit(worker2)
+            #expect(runs("pg-0").allSatisfy { $0.worker == "worker-1" }, "worker 2 never ran A")
+
+            // 3. Worker 1 crashes in the middle of a step of A.
+            let countBeforeKill = runs("pg-0").count
+            try await waitUntil(timeout: .seconds(60)) { runs("pg-0").count > countBeforeKill }
+            kill(worker1.processIdentifier, SIGKILL)
+            let killedAt = Date()
+            worker1.waitUntilExit()
+            #expect(worker1.terminationReason == .uncaughtSignal)
+            let lease = try #require(try await Self.leases(held: "worker-1", in: workers.schema)["pg-0"], "nothing released A's lease")
+            let recordedAtKill = try await workers.schema.recordedSteps()
+            let recordedOfA = recordedAtKill.filter { $0.hasPrefix("pg-0 ") }
+            try #require(!recordedOfA.isEmpty && recordedOfA.count < steps, "the kill must land in the middle of A")
+
+            // 4. The lease lapses; 5. worker 3 takes A, replays it and completes it (and B).
+            try await expectCleanExit(try launch("worker-3", 2, "join", []))
+            let takeover = try #require(try await workers.schema.firstRecordAfter(lease.lastRecord, instances: ["pg-0"]))
+            #expect(takeover >= lease.expiresAt, "worker 3 took A only once worker 1's lease had lapsed")
+            print(
+                "Seed sequence: worker 3 recorded its first step of A \(Int(takeover.timeIntervalSince(killedAt) * 1000)) ms "
+                    + "after worker 1's SIGKILL (lease 1 s, renewed every 250 ms, poll 100 ms)"
+            )
+            let total = (1...steps).reduce(0, +)
+            #expect(try await workers.schema.instanceCount(where: "status = 'completed' AND output = '\(total)'") == 2)
+            let ofA = runs("pg-0")
+            #expect(Set(ofA.map(\.worker)) == ["worker-1", "worker-3"])
+            #expect(Set(ofA.map(\.key)).count == steps)
+            expectOnlyInFlightStepsRanAgain(ofA, recordedAtKill: recordedAtKill, killed: "worker-1", held: ["pg-0"])
+            for step in recordedOfA {
+                #expect(ofA.filter { $0.key == step }.map(\.worker) == ["worker-1"], "\(step) was replayed, not run again")
+            }
+        }
+    }
+
     /// The instances `owner` holds a lease on, with the lease's expiry and the instance's last record
     /// (server clock).
     static func leases(held owner: String, in schema: PostgresTestSchema) async throws -> [String: (expiresAt: Date, lastRecord: Date)] {
