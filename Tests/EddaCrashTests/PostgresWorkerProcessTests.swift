@@ -143,6 +143,41 @@ struct PostgresWorkerProcessTests {
         }
     }
 
+    /// A worker paused (SIGSTOP) past its lease is a zombie: another worker takes its instance over
+    /// and finishes it; resumed, the zombie finishes the step it was in, its write is refused, and
+    /// history is unchanged.
+    @Test func aPausedWorkersWritesAreRefusedAfterTheTakeover() async throws {
+        try await withWorkerProcesses { workers in
+            // Z claims the instance and runs it; W joins.
+            try await expectCleanExit(try workers.launch("creator", instances: 1, steps: 6, delayMilliseconds: 0, "create"))
+            let zombie = try workers.launch("worker-z", instances: 1, steps: 6, delayMilliseconds: 300, "join", options: ["trace"])
+            try await waitUntil(timeout: .seconds(60)) { !workers.executed.isEmpty }
+            let other = try workers.launch("worker-w", instances: 1, steps: 6, delayMilliseconds: 2, "join")
+
+            // Stop Z at the start of step 2's body (a 300 ms sleep): it is in the middle of the step.
+            try await waitUntil(timeout: .seconds(60)) { lines(of: workers.executions).contains("pg-0 step:2 worker-z") }
+            kill(zombie.processIdentifier, SIGSTOP)
+            try #require(markers("done", of: workers.executions) == ["pg-0 step:1 worker-z"], "Z is stopped inside step 2")
+
+            // W takes the instance over once Z's lease (1 s) lapses, finishes it, and exits.
+            try await expectCleanExit(other)
+            #expect(try await workers.schema.instanceCount(where: "status = 'completed' AND output = '21'") == 1)
+            let history = try await workers.schema.rows(of: "history")
+            let instance = try await workers.schema.rows(of: "instances")
+            #expect(history.count == 6)
+            #expect(workers.executed.filter { $0.worker == "worker-w" }.map(\.step).first == "step:2", "W ran step 2 again")
+
+            // Z resumes: step 2's body returns, its record is refused, the run ends "lease lost", Z exits.
+            kill(zombie.processIdentifier, SIGCONT)
+            try await expectCleanExit(zombie)
+            #expect(markers("done", of: workers.executions) == ["pg-0 step:1 worker-z", "pg-0 step:2 worker-z"], "Z finished step 2 after SIGCONT")
+            #expect(markers("lease-lost", of: workers.executions) == ["pg-0 worker-z"], "Z's run ended with its lease lost")
+            #expect(try await workers.schema.rows(of: "history") == history, "Z wrote nothing")
+            #expect(try await workers.schema.rows(of: "instances") == instance)
+            #expect(workers.executed.filter { $0.worker == "worker-z" }.map(\.step) == ["step:1", "step:2"])
+        }
+    }
+
     /// The instances `owner` holds a lease on, with the lease's expiry and the instance's last record
     /// (server clock).
     static func leases(held owner: String, in schema: PostgresTestSchema) async throws -> [String: (expiresAt: Date, lastRecord: Date)] {
