@@ -178,6 +178,68 @@ struct PostgresWorkerProcessTests {
         }
     }
 
+    /// Every connection of the workers' pools is cut (`pg_terminate_backend`) twice in the middle of
+    /// the run: the workers reconnect, every instance completes with each step recorded once, and a
+    /// step runs again only where a store failure cut its run (its record was not written: the
+    /// at-least-once of an activity outside `ctx.transaction`).
+    @Test(.bug("https://github.com/vapor/postgres-nio/pull/501", "A query sent on a connection that has just closed never returns"))
+    func workersSurviveTheirConnectionsBeingTerminated() async throws {
+        let (instances, steps) = (60, 10)
+        let applicationName = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        try await withWorkerProcesses(workersApplicationName: applicationName) { workers in
+            let launched = try [("worker-1", "start"), ("worker-2", "join")].map { id, role in
+                try workers.launch(id, instances: instances, steps: steps, delayMilliseconds: 2, role, options: ["max=8"], logged: true)
+            }
+            var terminated: [Int] = []
+            for third in [1, 2] {
+                try await waitUntil(timeout: .seconds(60)) { workers.executed.count >= instances * steps * third / 3 }
+                terminated.append(
+                    try await workers.schema.values(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(applicationName)'", as: Bool.self
+                    ).filter { $0 }.count
+                )
+            }
+            #expect(terminated.allSatisfy { $0 >= 2 }, "connections of both workers were terminated: \(terminated)")
+
+            // PostgresNIO (1.33.2) writes a query to its connection's channel with no write promise: when the
+            // channel has just closed, the query is dropped and its caller waits forever (a worker then holds,
+            // and renews, the leases of the instances stuck behind it). Recorded as a known issue when it happens.
+            var stalled = false
+            await withKnownIssue("a query on a terminated connection never returned; a worker hangs", isIntermittent: true) {
+                do {
+                    try await waitUntil({ launched.allSatisfy { !$0.isRunning } }, stalledAfter: .seconds(10)) { lines(of: workers.executions).count }
+                } catch {
+                    stalled = true
+                    throw error
+                }
+            }
+            guard !stalled else {
+                let created = try await workers.schema.instanceCount(where: "true")
+                let completed = try await workers.schema.instanceCount(where: "status = 'completed'")
+                let leased = try await workers.schema.instanceCount(where: "status = 'running' AND lease_owner IS NOT NULL")
+                print(
+                    "Stalled for 10 s: \(launched.filter(\.isRunning).count) workers still running; instances created \(created) "
+                        + "of \(instances), completed \(completed), running under a lease \(leased)"
+                )
+                return
+            }
+            for worker in launched { try await expectCleanExit(worker) }
+            #expect(try await workers.schema.instanceCount(where: "status = 'completed' AND output = '55'") == instances)
+            #expect(try await workers.schema.recordedSteps().count == instances * steps, "every step recorded once")
+            let counts = Dictionary(grouping: workers.executed, by: \.key).mapValues(\.count)
+            #expect(counts.count == instances * steps)
+            let cut = Set(
+                launched.indices.flatMap { lines(of: workers.log(of: "worker-\($0 + 1)").path) }.filter { $0.contains("store failure") }
+                    .compactMap { $0.split(separator: " ").first { $0.hasPrefix("edda.instance.id=") }?.dropFirst(17) }.map(String.init)
+            )
+            let again = counts.filter { $0.value > 1 }.keys.sorted()
+            print("Connections terminated: \(terminated); instances whose run a store failure cut: \(cut.count); steps run again: \(again)")
+            for step in again {
+                #expect(cut.contains(String(step.split(separator: " ")[0])), "\(step) ran again with no store failure on its instance")
+            }
+        }
+    }
+
     /// The instances `owner` holds a lease on, with the lease's expiry and the instance's last record
     /// (server clock).
     static func leases(held owner: String, in schema: PostgresTestSchema) async throws -> [String: (expiresAt: Date, lastRecord: Date)] {
