@@ -31,14 +31,32 @@ extension PostgresStore {
         /// configuration read from a URL.
         var probe: (host: String, port: Int, tls: String)?
 
+        /// The name the server shows for this store's connections (`application_name`, as in
+        /// `pg_stat_activity`), so that an operator can tell them from other clients':
+        ///
+        /// ```sql
+        /// SELECT pid, state, query FROM pg_stat_activity WHERE application_name = 'order-service';
+        /// ```
+        ///
+        /// Sent when each connection starts, so set it before the store runs. The URL's
+        /// `application_name` parameter sets it too. Defaults to `nil`: the server's default (empty).
+        public var applicationName: String? {
+            get { client.options.additionalStartupParameters.first { $0.0 == "application_name" }?.1 }
+            set {
+                client.options.additionalStartupParameters.removeAll { $0.0 == "application_name" }
+                if let newValue { client.options.additionalStartupParameters.append(("application_name", newValue)) }
+            }
+        }
+
         /// Creates a configuration. The connection pool keeps at most 20 connections unless
         /// ``maximumConnections`` says otherwise.
         public init(client: PostgresClient.Configuration) {
             self.client = client
         }
 
-        /// Reads a `postgres://user:password@host:port/database?schema=name&sslmode=disable|prefer|require`
-        /// URL. Port defaults to 5432, user to `postgres`, schema to `public`, TLS to `prefer`.
+        /// Reads a `postgres://user:password@host:port/database?schema=name&sslmode=disable|prefer|require&application_name=name`
+        /// URL. Port defaults to 5432, user to `postgres`, schema to `public`, TLS to `prefer`;
+        /// `application_name` sets ``applicationName``.
         ///
         /// - Throws: ``StoreError`` with code ``StoreError/Code-swift.struct/database`` naming what is wrong.
         public init(url: String) throws {
@@ -70,6 +88,9 @@ extension PostgresStore {
                 self.schema = schema
             }
             self.probe = (host, components.port ?? 5432, query["sslmode"] ?? "prefer")
+            if let applicationName = query["application_name"] {
+                self.applicationName = applicationName
+            }
         }
 
         /// The URL with its password replaced, for messages. Done by hand: a URL that does not parse

@@ -11,9 +11,14 @@
 //     user's write, or once the step's commit returned)
 //   EddaCrashWorker outbox <database> <executions-file> <endpoint>
 //     (commits one outbox event, runs a relay to <endpoint>, exits once it is published)
-//   EddaCrashWorker postgres <postgres-url> <executions-file> <worker-id> <instances> <steps> <step-delay-ms> start|join
-//     (a worker on a shared PostgreSQL database, 1 s leases; `start` also starts the instances;
-//     exits once every instance has completed, whoever ran it)
+//   EddaCrashWorker postgres <postgres-url> <executions-file> <worker-id> <instances> <steps> <step-delay-ms> start|join|create [option…]
+//     (a worker on a shared PostgreSQL database, 1 s leases, polling every 100 ms; `start` also
+//     starts the instances pg-0, pg-1, …; `create` only creates them, ready for any worker, and
+//     exits. A worker exits once every instance has completed, whoever ran it, or, on SIGTERM,
+//     after a graceful shutdown. Options: `max=<n>` runs at most n instances at once (a starter
+//     that is full creates the rest ready); `lease=<ms>` sets the lease, renewed every quarter of
+//     it; `trace` also writes "# done <instance> <step> <worker>" when a step's body returns. A run
+//     that ends with its lease lost writes "# lease-lost <instance> <worker>".)
 
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +30,7 @@ import EddaSQLite
 import Foundation
 import GRDB
 import Logging
+import Synchronization
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 4 else {
@@ -44,15 +50,25 @@ let executionsPath = arguments[3]
     close(fd)
 }
 
+/// Set on SIGTERM: the postgres worker leaves.
+let leaving = Atomic(false)
+
 var logger = Logger(label: "edda.crash-worker")
 logger.logLevel = ProcessInfo.processInfo.environment["EDDA_CRASH_WORKER_LOG"] == "debug" ? .debug : .warning
 switch mode {
 case "postgres":
-    guard arguments.count == 9, let instances = Int(arguments[5]), let steps = Int(arguments[6]), let delay = Int(arguments[7]) else { exit(2) }
+    guard arguments.count >= 9, let instances = Int(arguments[5]), let steps = Int(arguments[6]), let delay = Int(arguments[7]) else { exit(2) }
     let workerID = arguments[4]
+    let options = Dictionary(
+        arguments.dropFirst(9).map { option in
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            return (parts[0], parts.count > 1 ? parts[1] : "")
+        }, uniquingKeysWith: { $1 })
+    let trace = options["trace"] != nil
     let step = Activity("step", retry: .noRetry) { (ctx, index: Int) -> Int in
         recordExecution("\(ctx.instanceID) \(ctx.stepID) \(workerID)")
         try await Task.sleep(for: .milliseconds(delay))
+        if trace { recordExecution("# done \(ctx.instanceID) \(ctx.stepID) \(workerID)") }
         return index
     }
     let manySteps = Workflow("many_steps") { (ctx, steps: Int) -> Int in
@@ -60,21 +76,44 @@ case "postgres":
         for index in 1...steps { total += try await step(ctx, index) }
         return total
     }
-    let store = try PostgresStore(url: databasePath, logger: logger)
+    var markingLogger = Logger(label: "edda.crash-worker") { _ in LeaseLostMarker(workerID: workerID, forwardingTo: logger) }
+    markingLogger.logLevel = min(logger.logLevel, .info)
+    let store = try PostgresStore(url: databasePath, logger: markingLogger)
     var configuration = EddaApp.Configuration()
     configuration.workerID = workerID
-    configuration.leaseDuration = .seconds(1)
-    configuration.leaseRenewalInterval = .milliseconds(250)
+    let lease = options["lease"].flatMap(Int.init) ?? 1000
+    configuration.leaseDuration = .milliseconds(lease)
+    configuration.leaseRenewalInterval = .milliseconds(lease / 4)
     configuration.pollInterval = .milliseconds(100)
-    let postgresApp = EddaApp(store: store, serviceName: "crash-test", configuration: configuration, logger: logger)
+    if let max = options["max"].flatMap(Int.init) { configuration.maxConcurrentInstances = max }
+    // SIGTERM: leave gracefully (the running steps record, the leases are released).
+    signal(SIGTERM, SIG_IGN)
+    let terminations = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+    terminations.setEventHandler { leaving.store(true, ordering: .relaxed) }
+    terminations.resume()
+    let postgresApp = EddaApp(store: store, serviceName: "crash-test", configuration: configuration, logger: markingLogger)
     try postgresApp.register(manySteps)
-    try await postgresApp.run { app in
-        if arguments[8] == "start" {
-            for index in 0..<instances {
-                try await app.start(manySteps, steps, instanceID: "pg-\(index)")
+    @Sendable func startInstances() async throws {
+        for index in 0..<instances {
+            // After a failure (a dropped connection), start again: the same ID and input never make a second instance.
+            while (try? await postgresApp.start(manySteps, steps, instanceID: "pg-\(index)")) == nil {
+                try await Task.sleep(for: .milliseconds(20))
             }
         }
-        while try await store.statusCounts(workflowName: "many_steps")[.completed] != instances {
+    }
+    if arguments[8] == "create" {
+        // The app does not run: the instances are created ready, for the workers to claim.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await store.run() }
+            try await startInstances()
+            group.cancelAll()
+        }
+        exit(0)
+    }
+    try await postgresApp.run { app in
+        if arguments[8] == "start" { try await startInstances() }
+        // A failed count (a dropped connection) is no reason to stop: count again.
+        while (try? await store.statusCounts(workflowName: "many_steps"))?[.completed] != instances, !leaving.load(ordering: .relaxed) {
             try await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -213,3 +252,32 @@ default:
 }
 
 struct TerminalErrorIsNotThis: Error {}
+
+/// Forwards to the worker's logger, and writes "# lease-lost <instance> <worker>" to the executions
+/// file when a run ends because its lease was lost (the engine logs that at info).
+struct LeaseLostMarker: LogHandler {
+    let workerID: String
+    var forwardingTo: Logger
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    init(workerID: String, forwardingTo logger: Logger) {
+        self.workerID = workerID
+        self.forwardingTo = logger
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        if event.message.description.hasPrefix("lease lost"), let instanceID = event.metadata?["edda.instance.id"] {
+            recordExecution("# lease-lost \(instanceID) \(workerID)")
+        }
+        forwardingTo.log(
+            level: event.level, event.message, metadata: event.metadata, source: event.source, file: event.file, function: event.function,
+            line: event.line
+        )
+    }
+}

@@ -278,11 +278,16 @@ func workerExecutable() throws -> URL {
 
 struct CrashTestError: Error { var message: String }
 
-func launchWorker(_ arguments: [String]) throws -> Process {
+/// Launches the worker; its standard error goes to `standardError` when given, else to the test's.
+func launchWorker(_ arguments: [String], standardError: URL? = nil) throws -> Process {
     let process = Process()
     process.executableURL = try workerExecutable()
     process.arguments = arguments
     process.standardOutput = FileHandle.nullDevice
+    if let standardError {
+        _ = FileManager.default.createFile(atPath: standardError.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: standardError)
+    }
     try process.run()
     return process
 }

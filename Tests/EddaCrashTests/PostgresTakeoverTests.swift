@@ -1,11 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Edda
-import EddaPostgres
 import Foundation
-import Logging
-import PostgresNIO
 import Testing
 
 /// Two worker processes on one PostgreSQL database; one is killed with SIGKILL in the middle of its
@@ -19,78 +15,51 @@ struct PostgresTakeoverTests {
     static let steps = 8
 
     @Test func aKilledWorkersInstancesResumeOnTheOtherWorkerAfterTheLease() async throws {
-        let schema = "edda_crash_\(UUID().uuidString.prefix(8).lowercased())"
-        let base = try #require(ProcessInfo.processInfo.environment["EDDA_POSTGRES_URL"])
-        let url = base + (base.contains("?") ? "&" : "?") + "schema=\(schema)"
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edda-pg-crash-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let executions = directory.appendingPathComponent("executions.log").path
-        let work = ["\(Self.instances)", "\(Self.steps)", "100"]
+        try await withWorkerProcesses { workers in
+            let executions = workers.executions
+            let launch = { (id: String, role: String) in
+                try workers.launch(id, instances: Self.instances, steps: Self.steps, delayMilliseconds: 100, role)
+            }
 
-        // 1. Worker A starts the instances (leased to itself); worker B joins with nothing to claim.
-        let workerA = try launchWorker(["postgres", url, executions, "worker-a"] + work + ["start"])
-        try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= Self.instances }
-        let workerB = try launchWorker(["postgres", url, executions, "worker-b"] + work + ["join"])
-        try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= Self.instances * Self.steps / 2 }
+            // 1. Worker A starts the instances (leased to itself); worker B joins with nothing to claim.
+            let workerA = try launch("worker-a", "start")
+            try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= Self.instances }
+            let workerB = try launch("worker-b", "join")
+            try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= Self.instances * Self.steps / 2 }
 
-        // 2. Kill A mid-step.
-        kill(workerA.processIdentifier, SIGKILL)
-        let killedAt = Date()
-        workerA.waitUntilExit()
-        #expect(workerA.terminationReason == .uncaughtSignal)
-        let executedByAAtKill = lines(of: executions).filter { $0.hasSuffix("worker-a") }
-        #expect(lines(of: executions).allSatisfy { $0.hasSuffix("worker-a") }, "B ran nothing while A held the leases")
+            // 2. Kill A mid-step.
+            kill(workerA.processIdentifier, SIGKILL)
+            let killedAt = Date()
+            workerA.waitUntilExit()
+            #expect(workerA.terminationReason == .uncaughtSignal)
+            let executedByAAtKill = lines(of: executions).filter { $0.hasSuffix("worker-a") }
+            #expect(lines(of: executions).allSatisfy { $0.hasSuffix("worker-a") }, "B ran nothing while A held the leases")
 
-        // 3. B takes over once the leases lapse, and finishes everything.
-        try await waitUntil(timeout: .seconds(60)) { !workerB.isRunning }
-        #expect(workerB.terminationStatus == 0)
-        let all = lines(of: executions)
-        let firstByB = try await firstRecordAfter(killedAt, url: url, schema: schema)
-        let recovery = firstByB.timeIntervalSince(killedAt)
-        print("PostgreSQL takeover: first step by the other worker \(Int(recovery * 1000)) ms after SIGKILL (lease 1 s, renewed every 250 ms, poll 100 ms)")
-        #expect(recovery < 3, "took \(recovery) s; leases are 1 s")
-        #expect(recovery > 0)
-
-        // 4. Every step recorded once; steps A recorded before the kill never ran again; at most the
-        //    step in flight at the kill (one per instance) ran twice.
-        var runs: [String: [String]] = [:]
-        for line in all {
-            let parts = line.split(separator: " ")
-            runs["\(parts[0]) \(parts[1])", default: []].append(String(parts[2]))
-        }
-        #expect(runs.count == Self.instances * Self.steps)
-        #expect(runs.values.filter { $0.count > 1 }.count <= Self.instances)
-        #expect(runs.values.allSatisfy { $0.count <= 2 })
-        #expect(runs.values.contains { $0.contains("worker-b") }, "B ran the rest")
-        #expect(executedByAAtKill.count < Self.instances * Self.steps, "the kill landed before A finished")
-        try await dropSchema(schema, url: url)
-    }
-
-    /// When the first history record written after `date` was recorded (server clock).
-    func firstRecordAfter(_ date: Date, url: String, schema: String) async throws -> Date {
-        let store = try PostgresStore(url: url, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        return try await withThrowingTaskGroup(of: Date?.self) { group in
-            group.addTask { try await store.run(); return nil }
-            try await store.ready()
-            let after = Int64(date.timeIntervalSince1970 * 1000)
-            var first = Int64.max
-            let rows = try await store.client.query(
-                PostgresQuery(unsafeSQL: "SELECT min(recorded_at) FROM \"\(schema)\".workflow_history WHERE recorded_at > \(after)")
+            // 3. B takes over once the leases lapse, and finishes everything.
+            try await waitUntil(timeout: .seconds(60)) { !workerB.isRunning }
+            #expect(workerB.terminationStatus == 0)
+            let all = lines(of: executions)
+            let firstByB = try #require(try await workers.schema.firstRecordAfter(killedAt))
+            let recovery = firstByB.timeIntervalSince(killedAt)
+            print(
+                "PostgreSQL takeover: first step by the other worker \(Int(recovery * 1000)) ms after SIGKILL "
+                    + "(lease 1 s, renewed every 250 ms, poll 100 ms)"
             )
-            for try await value in rows.decode(Int64?.self) { first = value ?? first }
-            group.cancelAll()
-            return Date(timeIntervalSince1970: Double(first) / 1000)
-        }
-    }
+            #expect(recovery < 3, "took \(recovery) s; leases are 1 s")
+            #expect(recovery > 0)
 
-    func dropSchema(_ schema: String, url: String) async throws {
-        let store = try PostgresStore(url: url, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await store.run() }
-            try await store.ready()
-            try await store.client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"))
-            group.cancelAll()
+            // 4. Every step recorded once; steps A recorded before the kill never ran again; at most the
+            //    step in flight at the kill (one per instance) ran twice.
+            var runs: [String: [String]] = [:]
+            for line in all {
+                let parts = line.split(separator: " ")
+                runs["\(parts[0]) \(parts[1])", default: []].append(String(parts[2]))
+            }
+            #expect(runs.count == Self.instances * Self.steps)
+            #expect(runs.values.filter { $0.count > 1 }.count <= Self.instances)
+            #expect(runs.values.allSatisfy { $0.count <= 2 })
+            #expect(runs.values.contains { $0.contains("worker-b") }, "B ran the rest")
+            #expect(executedByAAtKill.count < Self.instances * Self.steps, "the kill landed before A finished")
         }
     }
 }
