@@ -22,6 +22,24 @@ struct WorkerStateMachineTests {
         #expect(value5 == 2)
     }
 
+    @Test func aStartDuringAClaimCannotTakeTheRoomTheClaimMayFill() {
+        var machine = WorkerStateMachine(maxInFlight: 1)
+        let claim = machine.nextClaim()
+        #expect(claim == 1)
+        let reservedDuringClaim = machine.reserve("started")
+        #expect(!reservedDuringClaim, "the claim in flight may bring an instance for the only slot")
+        _ = machine.claimSucceeded(["claimed"], requested: 1)
+        #expect(machine.inFlight == ["claimed"])
+        #expect(machine.freeCapacity == 0)
+
+        var drained = WorkerStateMachine(maxInFlight: 1)
+        let drainedClaim = drained.nextClaim()
+        #expect(drainedClaim == 1)
+        _ = drained.claimSucceeded([], requested: 1)
+        let reservedAfter = drained.reserve("started")
+        #expect(reservedAfter, "the claim came back empty: the slot is free again")
+    }
+
     @Test func aFullWorkerClaimsAgainOnlyWhenARunEnds() {
         var machine = WorkerStateMachine(maxInFlight: 2)
         let value6 = machine.nextClaim()

@@ -28,6 +28,9 @@ struct WorkerStateMachine: Sendable {
     private(set) var inFlight: Set<String> = []
     /// A claim is on its way to the store; one at a time.
     private(set) var claiming = false
+    /// How many instances the claim in flight may bring: counted against capacity until it returns,
+    /// so that a `start` reserving meanwhile cannot push the worker past its limit.
+    private(set) var claimingLimit = 0
     /// Ready work may be waiting in the store.
     private(set) var claimWanted = true
 
@@ -37,7 +40,7 @@ struct WorkerStateMachine: Sendable {
         self.maxClaimBatch = max(maxClaimBatch, 1)
     }
 
-    var freeCapacity: Int { max(maxInFlight - inFlight.count, 0) }
+    var freeCapacity: Int { max(maxInFlight - inFlight.count - claimingLimit, 0) }
 
     /// Work may be ready: a wake-up from the store, or the poll interval passed.
     mutating func wakeUp() {
@@ -47,14 +50,17 @@ struct WorkerStateMachine: Sendable {
     /// How many instances to claim now, if any; marks the claim as under way.
     mutating func nextClaim() -> Int? {
         guard phase == .running, claimWanted, !claiming, freeCapacity > 0 else { return nil }
+        let limit = min(freeCapacity, maxClaimBatch)
         claiming = true
+        claimingLimit = limit
         claimWanted = false
-        return min(freeCapacity, maxClaimBatch)
+        return limit
     }
 
     /// A claim for `requested` instances returned `claimed`.
     mutating func claimSucceeded(_ claimed: [String], requested: Int) -> ClaimedAction {
         claiming = false
+        claimingLimit = 0
         guard phase == .running else { return ClaimedAction(run: [], release: claimed) }
         var run: [String] = []
         var release: [String] = []
@@ -70,6 +76,7 @@ struct WorkerStateMachine: Sendable {
     /// The claim failed; the next poll tries again.
     mutating func claimFailed() {
         claiming = false
+        claimingLimit = 0
     }
 
     /// An instance started in this process wants to run here at once, under a lease taken when it is
