@@ -27,6 +27,12 @@ extension PostgresStore {
         /// Defaults to 30 s.
         public var startupTimeout: Duration = .seconds(30)
 
+        /// How long one store statement may go unanswered before the store gives it up as lost and
+        /// fails the operation with a ``Edda/StoreError`` (the engine then retries it). It guards
+        /// against a connection that closed under a query (PostgresNIO can lose such a query). Keep
+        /// it well above your slowest statement. Defaults to 30 s.
+        public var queryTimeout: Duration = .seconds(30)
+
         /// How to open a connection outside the pool, to learn why the pool cannot: known for a
         /// configuration read from a URL.
         var probe: (host: String, port: Int, tls: String)?

@@ -104,7 +104,8 @@ final class Notifier: Sendable {
             for payload in payloads { binds.append(payload) }
             let sql = "SELECT " + payloads.indices.map { "pg_notify($1, $\($0 + 2))" }.joined(separator: ", ")
             do {
-                try await store.client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: store.logger)
+                let query = PostgresQuery(unsafeSQL: sql, binds: binds)
+                try await store.watchdog.run("notify other workers") { try await store.client.query(query, logger: store.logger) }
             } catch {
                 // Other workers still poll; nothing is lost but latency.
                 store.logger.debug("could not notify other workers", metadata: ["edda.error": "\(ServerError(error))"])

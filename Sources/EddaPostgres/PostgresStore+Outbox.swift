@@ -12,7 +12,7 @@ extension PostgresStore: OutboxStore {
         let now = Self.nowMilliseconds
         let claimTimeout = claim.now.millisecondsSince1970 - claim.reclaimClaimedBefore.millisecondsSince1970
         let maxAge = claim.expireCreatedBefore.map { claim.now.millisecondsSince1970 - $0.millisecondsSince1970 }
-        return try await perform("claim outbox events") {
+        return try await perform("claim outbox events") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 // A claim this old belongs to a relay that died mid-delivery: deliver it again.
                 try await connection.query(
@@ -65,7 +65,7 @@ extension PostgresStore: OutboxStore {
         case .invalid(let message): (status, retryAfter, error, publishedAgo) = (.invalid, nil, message, nil)
         }
         let now = Self.nowMilliseconds
-        _ = try await perform("record an outbox delivery") {
+        _ = try await perform("record an outbox delivery") { [self] in
             // Only the relay that holds the claim writes: one whose claim was taken back changes nothing.
             try await client.query(
                 """
@@ -82,7 +82,7 @@ extension PostgresStore: OutboxStore {
     }
 
     public func outboxEvents(status: OutboxStatus?, limit: Int) async throws -> [OutboxEvent] {
-        try await perform("read the outbox") {
+        try await perform("read the outbox") { [self] in
             let rows = try await client.query(
                 """
                 SELECT \(unescaped: Self.outboxColumns(prefix: "")) FROM \(unescaped: tables.outbox)

@@ -35,27 +35,28 @@ extension PostgresStore {
         let result: Result
         do {
             result = try await client.withConnection { connection in
-                try await connection.query("BEGIN", logger: logger)
+                try await execute("begin a step's transaction", "BEGIN", on: connection)
                 do {
-                    let fence = try await connection.query(
+                    let fence = try await execute(
+                        "check a lease",
                         """
                         SELECT 1 FROM \(unescaped: tables.instances)
                         WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                         FOR KEY SHARE
                         """,
-                        logger: logger
+                        on: connection
                     )
-                    try await Self.expectRow(fence, lease)
+                    guard fence > 0 else { throw StoreError.leaseLost(lease) }
                     let (event, result) = try await work(connection)
                     let events = transaction.outboxEvents
                     try await insertOutboxEvents(events, instanceID: event.instanceID, stepID: event.stepID, on: connection)
                     try await insertRecord(event, on: connection)
-                    try await connection.query("COMMIT", logger: logger)
+                    try await execute("commit a step's transaction", "COMMIT", on: connection)
                     wroteEvents = !events.isEmpty
                     return result
                 } catch {
                     // A connection that failed mid-transaction is closed by the pool; nothing committed.
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    _ = try? await execute("roll back a step's transaction", "ROLLBACK", on: connection)
                     throw error
                 }
             }
@@ -69,6 +70,17 @@ extension PostgresStore {
             notifier.post(.outbox)
         }
         return result
+    }
+
+    /// Runs one of the store's own statements on a leased connection, bounded by the watchdog (a
+    /// connection that closed under it must not hang the step); returns how many rows came back.
+    @discardableResult
+    private func execute(_ what: String, _ query: PostgresQuery, on connection: PostgresConnection) async throws -> Int {
+        try await watchdog.run(what) { [logger] in
+            var rows = 0
+            for try await _ in try await connection.query(query, logger: logger) { rows += 1 }
+            return rows
+        }
     }
 
     /// Runs a nested `ctx.transaction` body in a savepoint of the open transaction.
@@ -91,14 +103,15 @@ extension PostgresStore {
     /// Inserts a history record inside a transaction that already holds the fence.
     private func insertRecord(_ event: NewHistoryEvent, on connection: PostgresConnection) async throws {
         let record = try event.storedColumns()
-        try await connection.query(
+        try await execute(
+            "append a history record",
             """
             INSERT INTO \(unescaped: tables.history)
                 (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
             VALUES (\(event.instanceID), \(event.stepID), \(record.attempt), \(event.position.map(Int64.init)), \(event.name),
                     \(event.kind.rawValue), \(event.payload?.json), \(record.error), \(record.retry), \(unescaped: Self.nowMilliseconds))
             """,
-            logger: logger
+            on: connection
         )
     }
 
@@ -107,7 +120,8 @@ extension PostgresStore {
         guard !events.isEmpty else { return }
         // JSON encodes `data` as base64 and `time` as seconds since 1970.
         let rows = String(decoding: try Self.outboxEncoder.encode(events), as: UTF8.self)
-        try await connection.query(
+        try await execute(
+            "insert outbox events",
             """
             INSERT INTO \(unescaped: tables.outbox)
                 (event_id, instance_id, step_id, type, source, subject, event_time, data_content_type, data,
@@ -120,7 +134,7 @@ extension PostgresStore {
             ) WITH ORDINALITY AS e(id, type, source, subject, time, "dataContentType", data, ordinal)
             ORDER BY e.ordinal
             """,
-            logger: logger
+            on: connection
         )
     }
 

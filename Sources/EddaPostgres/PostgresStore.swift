@@ -42,6 +42,8 @@ public final class PostgresStore: Store, Service {
     let logger: Logger
     let tables: Tables
     let readiness = Readiness()
+    /// Fails statements that never answer (see ``QueryWatchdog``).
+    let watchdog: QueryWatchdog
     private let started = Atomic(false)
 
     /// Creates a store; nothing connects until ``run()`` runs.
@@ -58,6 +60,7 @@ public final class PostgresStore: Store, Service {
         self.configuration = configuration
         self.logger = logger
         self.tables = try Tables(schema: configuration.schema)
+        self.watchdog = QueryWatchdog(timeout: configuration.queryTimeout)
         self.client = PostgresClient(configuration: configuration.client, backgroundLogger: logger)
     }
 
@@ -79,6 +82,11 @@ public final class PostgresStore: Store, Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 await cancelWhenGracefulShutdown { await self.client.run() }
+            }
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    await self.watchdog.watch(every: min(self.configuration.queryTimeout / 4, .seconds(1)))
+                }
             }
             do {
                 try await migrateWithinStartupTimeout()
@@ -109,7 +117,7 @@ public final class PostgresStore: Store, Service {
     // MARK: - Reading
 
     public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
-        try await perform("read an instance") {
+        try await perform("read an instance") { [self] in
             let rows = try await client.query(
                 "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
                 logger: logger
@@ -120,7 +128,7 @@ public final class PostgresStore: Store, Service {
     }
 
     public func history(of instanceID: String) async throws -> [HistoryEvent] {
-        try await perform("read a history") {
+        try await perform("read a history") { [self] in
             let rows = try await client.query(
                 "SELECT \(unescaped: Self.historyColumns) FROM \(unescaped: tables.history) WHERE instance_id = \(instanceID) ORDER BY sequence",
                 logger: logger
@@ -160,9 +168,10 @@ public final class PostgresStore: Store, Service {
             \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
             ORDER BY created_at DESC, instance_id DESC LIMIT \(placeholder())
             """
-        let rows = try await perform("list instances") {
+        let finalBinds = binds
+        let rows = try await perform("list instances") { [self] in
             var instances: [WorkflowInstance] = []
-            for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger) {
+            for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: finalBinds), logger: logger) {
                 instances.append(try Self.instance(from: row).instance)
             }
             return instances
@@ -172,7 +181,7 @@ public final class PostgresStore: Store, Service {
     }
 
     public func statusCounts(workflowName: String?) async throws -> [InstanceStatus: Int] {
-        let counted = try await perform("count instances") {
+        let counted = try await perform("count instances") { [self] in
             let rows = if let workflowName {
                 try await client.query(
                     "SELECT status, count(*) FROM \(unescaped: tables.instances) WHERE workflow_name = \(workflowName) GROUP BY status",
@@ -198,7 +207,7 @@ public final class PostgresStore: Store, Service {
     // MARK: - Writing
 
     public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
-        let outcome = try await perform("create an instance") { () -> CreateInstanceOutcome in
+        let outcome = try await perform("create an instance") { [self] () -> CreateInstanceOutcome in
             let owner = lease?.owner
             let duration = lease.map { $0.duration.wholeMilliseconds }
             let inserted = try await client.query(
@@ -299,7 +308,7 @@ public final class PostgresStore: Store, Service {
             return records.map { _ in .failure(error) }
         }
         do {
-            let inserted = try await perform("append history records") { () -> Set<Int> in
+            let inserted = try await perform("append history records") { [self] () -> Set<Int> in
                 let result = try await client.query(
                     """
                     INSERT INTO \(unescaped: tables.history)
@@ -354,7 +363,7 @@ public final class PostgresStore: Store, Service {
     /// Inserts one record, fenced by its lease: the batch of one, in a statement with typed parameters.
     private func insertOne(_ event: NewHistoryEvent, lease: Lease) async throws {
         let record = try event.storedColumns()
-        try await perform("append a history record") {
+        try await perform("append a history record") { [self] in
             let inserted = try await client.query(
                 """
                 INSERT INTO \(unescaped: tables.history)
@@ -378,7 +387,7 @@ public final class PostgresStore: Store, Service {
     /// Which of `leases` are still held.
     private func heldLeases(_ leases: [Lease]) async throws -> Set<Lease> {
         let ids = leases.map(\.instanceID)
-        let current = try await perform("check leases") { () -> [String: (String?, Int64)] in
+        let current = try await perform("check leases") { [self] () -> [String: (String?, Int64)] in
             var current: [String: (String?, Int64)] = [:]
             let rows = try await client.query(
                 "SELECT instance_id, lease_owner, lease_token FROM \(unescaped: tables.instances) WHERE instance_id = ANY(\(ids))",
@@ -401,7 +410,7 @@ public final class PostgresStore: Store, Service {
 
     public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
         let (status, output, error) = try outcome.storedColumns()
-        try await perform("record an outcome") {
+        try await perform("record an outcome") { [self] in
             let updated = try await client.query(
                 """
                 UPDATE \(unescaped: tables.instances)
@@ -431,7 +440,7 @@ public final class PostgresStore: Store, Service {
     public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
         guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
         let owner = request.lease.owner
-        return try await perform("claim instances") {
+        return try await perform("claim instances") { [self] in
             let rows = try await client.query(
                 """
                 WITH due AS (
@@ -478,7 +487,7 @@ public final class PostgresStore: Store, Service {
 
     public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
         guard !workflowNames.isEmpty else { return nil }
-        return try await perform("find the next deadline") {
+        return try await perform("find the next deadline") { [self] in
             let rows = try await client.query(
                 """
                 SELECT ready_at FROM \(unescaped: tables.instances)
@@ -497,7 +506,7 @@ public final class PostgresStore: Store, Service {
         guard let owner = leases.first?.owner else { return [] }
         let ids = leases.map(\.instanceID)
         let tokens = leases.map(\.token)
-        let renewed = try await perform("renew leases") {
+        let renewed = try await perform("renew leases") { [self] in
             let rows = try await client.query(
                 """
                 UPDATE \(unescaped: tables.instances) AS w
@@ -516,7 +525,7 @@ public final class PostgresStore: Store, Service {
     }
 
     public func release(_ lease: Lease, readyAt: Date?) async throws {
-        try await perform("release a lease") {
+        try await perform("release a lease") { [self] in
             let updated = try await client.query(
                 """
                 UPDATE \(unescaped: tables.instances)
@@ -537,7 +546,7 @@ public final class PostgresStore: Store, Service {
 
     /// An UPDATE of the leased instance, fenced by its lease.
     private func fencedUpdate(_ what: String, set: String, extraCondition: String, lease: Lease) async throws {
-        try await perform(what) {
+        try await perform(what) { [self] in
             let updated = try await client.query(
                 """
                 UPDATE \(unescaped: tables.instances) SET \(unescaped: set)
@@ -552,10 +561,10 @@ public final class PostgresStore: Store, Service {
     }
 
     /// Runs a database operation once the store is ready, wrapping driver errors in ``StoreError``.
-    func perform<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+    func perform<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await readiness.wait(logger: logger)
         do {
-            return try await body()
+            return try await watchdog.run(what, body)
         } catch let error as StoreError {
             throw error
         } catch {

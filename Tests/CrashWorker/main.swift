@@ -78,7 +78,9 @@ case "postgres":
     }
     var markingLogger = Logger(label: "edda.crash-worker") { _ in LeaseLostMarker(workerID: workerID, forwardingTo: logger) }
     markingLogger.logLevel = min(logger.logLevel, .info)
-    let store = try PostgresStore(url: databasePath, logger: markingLogger)
+    var storeConfiguration = try PostgresStore.Configuration(url: databasePath)
+    storeConfiguration.queryTimeout = .seconds(2)   // a statement lost with its connection is given up quickly
+    let store = try PostgresStore(configuration: storeConfiguration, logger: markingLogger)
     var configuration = EddaApp.Configuration()
     configuration.workerID = workerID
     let lease = options["lease"].flatMap(Int.init) ?? 1000

@@ -201,28 +201,10 @@ struct PostgresWorkerProcessTests {
             }
             #expect(terminated.allSatisfy { $0 >= 2 }, "connections of both workers were terminated: \(terminated)")
 
-            // PostgresNIO (1.33.2) writes a query to its connection's channel with no write promise: when the
-            // channel has just closed, the query is dropped and its caller waits forever (a worker then holds,
-            // and renews, the leases of the instances stuck behind it). Recorded as a known issue when it happens.
-            var stalled = false
-            await withKnownIssue("a query on a terminated connection never returned; a worker hangs", isIntermittent: true) {
-                do {
-                    try await waitUntil({ launched.allSatisfy { !$0.isRunning } }, stalledAfter: .seconds(10)) { lines(of: workers.executions).count }
-                } catch {
-                    stalled = true
-                    throw error
-                }
-            }
-            guard !stalled else {
-                let created = try await workers.schema.instanceCount(where: "true")
-                let completed = try await workers.schema.instanceCount(where: "status = 'completed'")
-                let leased = try await workers.schema.instanceCount(where: "status = 'running' AND lease_owner IS NOT NULL")
-                print(
-                    "Stalled for 10 s: \(launched.filter(\.isRunning).count) workers still running; instances created \(created) "
-                        + "of \(instances), completed \(completed), running under a lease \(leased)"
-                )
-                return
-            }
+            // PostgresNIO (1.33.2) can lose a query written to a connection that has just closed: its
+            // caller would wait forever. The store's watchdog gives such a statement up after its
+            // queryTimeout (2 s in the workers) and the engine retries it: the workers must finish.
+            try await waitUntil({ launched.allSatisfy { !$0.isRunning } }, stalledAfter: .seconds(15)) { lines(of: workers.executions).count }
             for worker in launched { try await expectCleanExit(worker) }
             #expect(try await workers.schema.instanceCount(where: "status = 'completed' AND output = '55'") == instances)
             #expect(try await workers.schema.recordedSteps().count == instances * steps, "every step recorded once")

@@ -1,0 +1,127 @@
+import Edda
+import Foundation
+import Synchronization
+
+/// Gives up on store operations that never answer.
+///
+/// PostgresNIO (1.33) can lose a query sent on a connection that has just closed — the server
+/// terminated it, the network dropped it: the write is discarded and its answer never comes, so
+/// the caller would wait forever (and a group commit's leader with it, and every append queued
+/// behind it). The watchdog runs each operation in a task of its own and, past the store's
+/// ``PostgresStore/Configuration-swift.struct/queryTimeout``, fails the caller with a
+/// ``StoreError``: the engine treats it like any store failure and retries on a fresh connection.
+/// The lost task is cancelled and left to the pool, which drops the dead connection.
+final class QueryWatchdog: Sendable {
+    private struct Waiter {
+        let deadline: ContinuousClock.Instant
+        let what: String
+        let fail: @Sendable (any Error) -> Void
+    }
+
+    private let waiters = Mutex<[UInt64: Waiter]>([:])
+    private let nextID = Atomic<UInt64>(0)
+    let timeout: Duration
+
+    init(timeout: Duration) {
+        self.timeout = timeout
+    }
+
+    /// Runs `operation`, failing with a `StoreError` if it has not answered within the timeout.
+    func run<T: Sendable>(_ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        let gate = Gate<T>()
+        let work = Task {
+            do {
+                gate.resume(with: .success(try await operation()))
+            } catch {
+                gate.resume(with: .failure(error))
+            }
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                gate.arm(continuation)
+                waiters.withLock {
+                    $0[id] = Waiter(deadline: .now + timeout, what: what) { error in
+                        if gate.resume(with: .failure(error)) { work.cancel() }
+                    }
+                }
+                gate.onResume { [self] in _ = self.waiters.withLock { $0.removeValue(forKey: id) } }
+            }
+        } onCancel: {
+            if gate.resume(with: .failure(CancellationError())) { work.cancel() }
+        }
+    }
+
+    /// Fails the operations past their deadline, every `interval`, until cancelled.
+    func watch(every interval: Duration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            let now = ContinuousClock.now
+            let expired = waiters.withLock { waiters -> [Waiter] in
+                let expired = waiters.filter { $0.value.deadline <= now }
+                for id in expired.keys { waiters[id] = nil }
+                return Array(expired.values)
+            }
+            for waiter in expired {
+                waiter.fail(
+                    StoreError(
+                        .database,
+                        "PostgreSQL did not answer '\(waiter.what)' within \(timeout); the connection is taken as lost and the operation is retried."
+                    )
+                )
+            }
+        }
+    }
+
+    /// Resumes a continuation once, with whichever comes first: the result, a timeout, a cancellation.
+    private final class Gate<T: Sendable>: Sendable {
+        private struct State {
+            var continuation: CheckedContinuation<T, any Error>?
+            /// The result, when it came before the continuation was armed.
+            var early: Result<T, any Error>?
+            var done = false
+            var onResume: (@Sendable () -> Void)?
+        }
+
+        private let state = Mutex(State())
+
+        func arm(_ continuation: CheckedContinuation<T, any Error>) {
+            let early = state.withLock { state -> Result<T, any Error>? in
+                guard state.done else {
+                    state.continuation = continuation
+                    return nil
+                }
+                return state.early
+            }
+            if let early { continuation.resume(with: early) }
+        }
+
+        func onResume(_ action: @escaping @Sendable () -> Void) {
+            let runNow = state.withLock { state -> Bool in
+                guard !state.done else { return true }
+                state.onResume = action
+                return false
+            }
+            if runNow { action() }
+        }
+
+        /// Returns whether this call decided the outcome (`false`: something else came first).
+        @discardableResult
+        func resume(with result: Result<T, any Error>) -> Bool {
+            let taken = state.withLock { state -> (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?)? in
+                guard !state.done else { return nil }
+                state.done = true
+                let continuation = state.continuation
+                if continuation == nil { state.early = result }
+                let action = state.onResume
+                state.continuation = nil
+                state.onResume = nil
+                return (continuation, action)
+            }
+            guard let (continuation, action) = taken else { return false }
+            continuation?.resume(with: result)
+            action?()
+            return true
+        }
+    }
+}
