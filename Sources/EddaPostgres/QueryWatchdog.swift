@@ -30,7 +30,9 @@ final class QueryWatchdog: Sendable {
     func run<T: Sendable>(_ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         let id = nextID.add(1, ordering: .relaxed).newValue
         let gate = Gate<T>()
-        let work = Task {
+        // Started at once on this thread (no hop to the global executor): most of the operation is
+        // sending its query, and the caller waits anyway.
+        let work = Task.immediate {
             do {
                 gate.resume(with: .success(try await operation()))
             } catch {

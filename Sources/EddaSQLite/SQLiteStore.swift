@@ -82,7 +82,10 @@ public final class SQLiteStore: Store {
         if let error = error as? DatabaseError {
             if error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED { return true }
             let message = error.message ?? ""
-            return error.resultCode == .SQLITE_ERROR && (message.contains("already exists") || message.contains("duplicate column name"))
+            // Another process applied the same migration first (created the table, added the
+            // column, dropped the index): open again, and find it applied.
+            return error.resultCode == .SQLITE_ERROR
+                && (message.contains("already exists") || message.contains("duplicate column name") || message.contains("no such index"))
         }
         if let error = error as? StoreError, let cause = error.cause {
             return isRetryableWhileOpening(cause)
