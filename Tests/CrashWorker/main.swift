@@ -5,6 +5,8 @@
 // Usage:
 //   EddaCrashWorker steps <database> <executions-file> <instances> <steps> <step-delay-ms>
 //   EddaCrashWorker retry <database> <executions-file>
+//   EddaCrashWorker timer <database> <executions-file> <sleep-ms>
+//     (a step, a durable timer the run is released for, a step)
 //   EddaCrashWorker saga  <database> <executions-file>
 //   EddaCrashWorker transaction <database> <executions-file> in-commit|after-commit|none
 //     (kills itself with SIGKILL at that exact point: inside the step's transaction after the
@@ -154,6 +156,30 @@ case "steps":
         }
     }
     print("completed \(totals.count) instances")
+
+case "timer":
+    // One step, a durable timer of <sleep-ms> (released: the run holds nothing while it waits), one step.
+    guard arguments.count == 5, let sleep = Int(arguments[4]) else { exit(2) }
+    let before = Activity("before", retry: .noRetry) { (ctx) -> Int in
+        recordExecution("before")
+        return 1
+    }
+    let after = Activity("after", retry: .noRetry) { (ctx) -> Int in
+        recordExecution("after")
+        return 2
+    }
+    let workflow = Workflow("sleeping") { (ctx) -> Int in
+        let first = try await before(ctx)
+        try await ctx.sleep(for: .milliseconds(sleep))
+        return first + (try await after(ctx))
+    }
+    var configuration = EddaApp.Configuration()
+    configuration.maxInMemoryWait = .zero
+    let timerApp = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), serviceName: "crash-test", configuration: configuration, logger: logger)
+    try timerApp.register(workflow)
+    let total = try await timerApp.run { app in try await app.start(workflow, instanceID: "timer-1").result() }
+    print("completed with \(total)")
+    exit(0)
 
 case "retry":
     // Fails on attempts 1-4, succeeds on 5; 300 ms between attempts.

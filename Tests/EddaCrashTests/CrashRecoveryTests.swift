@@ -121,6 +121,39 @@ extension CrashRecoveryTests {
         }
     }
 
+    /// A workflow waits on a durable timer (released: no process holds it); the worker is killed
+    /// during the wait and a new one fires the timer at its recorded deadline.
+    @Test func aTimerSurvivesSIGKILLAndFiresAtItsRecordedDeadline() async throws {
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("timer.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            let first = try launchWorker(["timer", database, executions, "1500"])
+            let store = try SQLiteStore(path: database)
+            // Kill once the run has ended as waiting: the instance is released until the deadline.
+            try await waitUntil(timeout: .seconds(60)) { (try? await store.instance("timer-1"))??.readyAt != nil }
+            kill(first.processIdentifier, SIGKILL)
+            first.waitUntilExit()
+            #expect(first.terminationReason == .uncaughtSignal)
+            let waiting = try #require(try await store.instance("timer-1"))
+            let deadline = try #require(waiting.readyAt, "the instance waits, released, until the deadline")
+            #expect(waiting.leaseOwner == nil)
+
+            let second = try launchWorker(["timer", database, executions, "1500"])
+            try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+            #expect(second.terminationStatus == 0)
+            #expect(lines(of: executions) == ["before", "after"], "the step before the timer did not run again")
+            let history = try await store.history(of: "timer-1")
+            #expect(history.map(\.stepID) == ["before:1", "edda.sleep:1", "after:1"])
+            // On time, by the recorded times: the step after the timer is recorded after the deadline,
+            // and soon after it (the new worker learned the deadline from the store, not a coarse poll).
+            let after = try #require(history.last?.recordedAt)
+            print("Timer after SIGKILL: the next step was recorded \(Int(after.timeIntervalSince(deadline) * 1000)) ms after the deadline")
+            #expect(after >= deadline)
+            #expect(after.timeIntervalSince(deadline) < 1, "fired \(after.timeIntervalSince(deadline)) s after its deadline")
+            #expect(try await store.instance("timer-1")?.status == .completed)
+        }
+    }
+
     @Test func killedDuringCompensationRunsEachCompensationOnce() async throws {
         try await withScratchDirectory { directory in
             let database = directory.appendingPathComponent("saga.sqlite").path
