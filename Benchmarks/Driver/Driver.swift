@@ -24,7 +24,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edda-bench",
         abstract: "Edda's benchmark driver: one JSON line per workload.",
-        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self, PostgresFloor.self],
+        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self, W4.self, PostgresFloor.self],
         defaultSubcommand: All.self
     )
 }
@@ -255,6 +255,80 @@ struct W2: AsyncParsableCommand {
             "peak_rss_mb": peakRSSMegabytes(), "durability": common.sqliteDurability.description, "backend": common.backend,
         ])
     }
+}
+
+/// W4: many instances waiting on durable timers — the process's memory while they wait, and how
+/// late timers fire among them.
+struct W4: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "w4", abstract: "Waiting instances: memory with N parked on a timer, then timer lateness."
+    )
+    @OptionGroup var common: Common
+    @Option(help: "Instances parked on a one-hour timer.") var waiting = 100_000
+    @Option(help: "Instances whose 2-second timers are measured, started after the parked ones.") var timers = 200
+    @Option var concurrency = 64
+
+    func run() async throws {
+        let common = try self.common.resolved()
+        var configuration = EddaApp.Configuration()
+        configuration.maxInMemoryWait = .zero
+        let app = EddaApp(store: try common.makeStore(), serviceName: "bench", configuration: configuration, logger: Common.logger)
+        let done = Activity("done", retry: .noRetry) { (ctx, seconds: Int) -> Int in seconds }
+        let waiter = Workflow("waiter") { (ctx, seconds: Int) -> Int in
+            try await ctx.sleep(for: .seconds(seconds))
+            return try await done(ctx, seconds)
+        }
+        try app.register(waiter)
+        let (waiting, timers, concurrency) = (self.waiting, self.timers, self.concurrency)
+        let clock = ContinuousClock()
+        let report = try await app.run { app -> [String: Double] in
+            let started = clock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<waiting {
+                    if index >= concurrency { try await group.next() }
+                    group.addTask { _ = try await app.start(waiter, 3600, instanceID: "parked-\(index)") }
+                }
+                try await group.waitForAll()
+            }
+            // Every parked run ends as waiting and releases its instance; wait until none runs here.
+            while !app.instancesRunningHere.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+            let parkSeconds = seconds(started.duration(to: clock.now))
+            let rssWaiting = currentRSSMegabytes()
+
+            // Timers among the parked instances: how late does each fire?
+            for index in 0..<timers {
+                _ = try await app.start(waiter, 2, instanceID: "timed-\(index)")
+            }
+            var lateness: [Double] = []
+            for index in 0..<timers {
+                _ = try await app.handle(for: waiter, instanceID: "timed-\(index)").result()
+                let history = try await app.history(of: "timed-\(index)")
+                let scheduled = try history.first { $0.kind == .timerScheduled }?.payload?.decode([String: Int64].self)["deadline_ms"] ?? 0
+                let fired = history.last?.recordedAt.timeIntervalSince1970 ?? 0
+                lateness.append(fired * 1000 - Double(scheduled))
+            }
+            lateness.sort()
+            return [
+                "park_s": (parkSeconds * 10).rounded() / 10, "rss_waiting_mb": rssWaiting,
+                "timer_late_p50_ms": percentile(lateness, 0.5), "timer_late_p99_ms": percentile(lateness, 0.99),
+            ]
+        }
+        var fields: [String: Any] = report
+        fields.merge([
+            "workload": "W4", "waiting": waiting, "timers": timers, "peak_rss_mb": peakRSSMegabytes(), "backend": common.backend,
+            "durability": common.sqliteDurability.description,
+        ]) { $1 }
+        emit(fields)
+    }
+}
+
+func currentRSSMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? -1
+        return (kilobytes / 1024 * 10).rounded() / 10
+    }
+    return -1
 }
 
 /// Counts activity executions in the W3 worker.
