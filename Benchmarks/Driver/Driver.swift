@@ -148,9 +148,16 @@ func sequentialTransactionalPostgres(schema: String) -> Workflow<Int, Int> {
 
 // MARK: - Measuring
 
-func peakRSSMegabytes() -> Double {
+/// The process's peak resident memory (VmHWM), in MB.
+func peakRSSMegabytes() -> Double { statusMegabytes("VmHWM:") }
+
+/// The process's resident memory now (VmRSS), in MB.
+func currentRSSMegabytes() -> Double { statusMegabytes("VmRSS:") }
+
+/// A memory figure from /proc/self/status, in MB (-1 when unavailable).
+func statusMegabytes(_ key: String) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    for line in status.split(separator: "\n") where line.hasPrefix(key) {
         let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? -1
         return (kilobytes / 1024 * 10).rounded() / 10
     }
@@ -322,14 +329,6 @@ struct W4: AsyncParsableCommand {
     }
 }
 
-func currentRSSMegabytes() -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? -1
-        return (kilobytes / 1024 * 10).rounded() / 10
-    }
-    return -1
-}
 
 /// Counts activity executions in the W3 worker.
 let executions = Atomic<Int>(0)
