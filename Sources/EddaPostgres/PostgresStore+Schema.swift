@@ -97,6 +97,9 @@ extension PostgresStore {
                 WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL
                 """,
             ]),
+            (4, "cancellation requests", [
+                "ALTER TABLE \(t.instances) ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false",
+            ]),
         ]
     }
 

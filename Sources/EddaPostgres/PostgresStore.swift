@@ -485,6 +485,47 @@ public final class PostgresStore: Store, Service {
         }
     }
 
+    public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
+        let outcome = try await perform("request a cancellation") { [self] () -> CancellationRequest in
+            // A waiter released until later is made ready now, so that a worker runs its cancellation.
+            let updated = try await client.query(
+                """
+                UPDATE \(unescaped: tables.instances)
+                SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                    updated_at = \(unescaped: Self.nowMilliseconds)
+                WHERE instance_id = \(instanceID) AND status IN ('running', 'compensating')
+                RETURNING \(unescaped: Self.instanceColumns)
+                """,
+                logger: logger
+            )
+            for try await row in updated { return .requested(try Self.instance(from: row).instance) }
+            let current = try await client.query(
+                "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
+                logger: logger
+            )
+            for try await row in current { return .finished(try Self.instance(from: row).instance) }
+            return .notFound
+        }
+        if case .requested = outcome {
+            wakeUps.notify()
+            notifier.post(.ready)
+        }
+        return outcome
+    }
+
+    public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
+        guard !instanceIDs.isEmpty else { return [] }
+        return try await perform("read cancellation requests") { [self] in
+            var requested: Set<String> = []
+            let rows = try await client.query(
+                "SELECT instance_id FROM \(unescaped: tables.instances) WHERE cancel_requested AND instance_id = ANY(\(instanceIDs))",
+                logger: logger
+            )
+            for try await id in rows.decode(String.self) { requested.insert(id) }
+            return requested
+        }
+    }
+
     public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
         guard !workflowNames.isEmpty else { return nil }
         return try await perform("find the next deadline") { [self] in

@@ -126,6 +126,9 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v5: cancellation requests") { db in
+            try db.execute(sql: "ALTER TABLE workflow_instances ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 }

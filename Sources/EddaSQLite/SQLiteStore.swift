@@ -317,6 +317,48 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
+        let outcome = try await write { db -> CancellationRequest in
+            // A waiter released until later is made ready now, so that a worker runs its cancellation.
+            if let row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        UPDATE workflow_instances
+                        SET cancel_requested = 1, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END, updated_at = ?
+                        WHERE instance_id = ? AND status IN ('running', 'compensating')
+                        RETURNING *
+                        """
+                ),
+                arguments: [Self.now(), instanceID]
+            ) {
+                return .requested(try Self.instance(from: row))
+            }
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instanceID])
+            else { return .notFound }
+            return .finished(try Self.instance(from: row))
+        }
+        if case .requested = outcome { wakeUps.notify() }
+        return outcome
+    }
+
+    public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
+        guard !instanceIDs.isEmpty else { return [] }
+        return try await read { db in
+            var requested: Set<String> = []
+            for chunk in stride(from: 0, to: instanceIDs.count, by: 500) {
+                let ids = Array(instanceIDs[chunk..<min(chunk + 500, instanceIDs.count)])
+                let marks = ids.map { _ in "?" }.joined(separator: ", ")
+                requested.formUnion(
+                    try String.fetchAll(
+                        db, sql: "SELECT instance_id FROM workflow_instances WHERE cancel_requested = 1 AND instance_id IN (\(marks))",
+                        arguments: StatementArguments(ids)
+                    )
+                )
+            }
+            return requested
+        }
+    }
+
     public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
         guard !workflowNames.isEmpty else { return nil }
         let names = workflowNames.map { _ in "?" }.joined(separator: ", ")
@@ -502,7 +544,7 @@ public final class SQLiteStore: Store {
         try WorkflowInstance(
             storedID: row["instance_id"], workflowName: row["workflow_name"], serviceName: row["service_name"], status: row["status"],
             input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
-            leaseOwner: row["lease_owner"], readyAt: row["ready_at"]
+            leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false
         )
     }
 

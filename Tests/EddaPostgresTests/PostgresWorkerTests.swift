@@ -103,6 +103,44 @@ struct PostgresWorkerTests {
         }
     }
 
+    @Test func aCancellationFromAnotherProcessReachesTheRunAtItsNextRenewal() async throws {
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let log = Mutex<[String]>([])
+        let started = Atomic(false)
+        let undo = Compensation("undo") { (ctx, result: Int, n: Int) in log.withLock { $0.append("undo \(n)") } }
+        let step = Activity("step") { (ctx, n: Int) -> Int in
+            log.withLock { $0.append("step \(n)") }
+            if n == 2 {
+                started.store(true, ordering: .relaxed)
+                try await Task.sleep(for: .milliseconds(300))   // the cancellation arrives meanwhile
+            }
+            return n
+        }.onFailure(undo)
+        let workflow = Workflow("long") { (ctx) -> Int in
+            var total = 0
+            for n in 1...5 { total += try await step(ctx, n) }
+            return total
+        }
+        var configuration = EddaApp.Configuration.testing
+        configuration.workerID = "worker-a"
+        let storeA = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        let appA = EddaApp(store: storeA, serviceName: "test", configuration: configuration, logger: PostgresTestDatabase.quiet)
+        try appA.register(workflow)
+        // Another process's app (it runs no worker here: it only cancels).
+        let storeB = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        let appB = EddaApp(store: storeB, serviceName: "test", configuration: configuration, logger: PostgresTestDatabase.quiet)
+
+        try await appA.run { appA in
+            let handle = try await appA.start(workflow, instanceID: "long-1")
+            while !started.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
+            try await appB.run { appB in try await appB.cancel("long-1") }
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        }
+        #expect(log.withLock { $0 } == ["step 1", "step 2", "undo 2", "undo 1"])
+        let status = try await PostgresTestDatabase.withStore(schema: schema) { store in try await store.instance("long-1")?.status }
+        #expect(status == .cancelled)
+    }
+
     @Test func notificationsWakeOtherProcessesWorkers() async throws {
         let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
         try await PostgresTestDatabase.withStore(schema: schema) { storeA in

@@ -86,6 +86,12 @@ final class FaultyStore<Base: Store>: Store {
     func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
         try await base.nextReadyAt(after: after, workflowNames: workflowNames)
     }
+    func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
+        try await base.requestCancellation(of: instanceID)
+    }
+    func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
+        try await base.cancellationRequests(among: instanceIDs)
+    }
     var wakeUps: WakeUpSignal { base.wakeUps }
     var outcomes: OutcomeSignal { base.outcomes }
 }

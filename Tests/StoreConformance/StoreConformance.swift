@@ -26,6 +26,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case oneOutcomePerStep
     case signalsAnnounceReadyWorkAndOutcomes
     case waitersAreClaimedFromTheirDeadlineAndFoundByTheNextOne
+    case cancellationIsMarkedWakesWaitersAndSparesFinishedInstances
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -51,6 +52,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .oneOutcomePerStep: try await Self.oneOutcomePerStep(store)
             case .signalsAnnounceReadyWorkAndOutcomes: try await Self.signalsAnnounce(store)
             case .waitersAreClaimedFromTheirDeadlineAndFoundByTheNextOne: try await Self.waitersByDeadline(store)
+            case .cancellationIsMarkedWakesWaitersAndSparesFinishedInstances: try await Self.cancellation(store)
             }
             completed.mark()
         }
@@ -402,6 +404,50 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         let rest = try await claim(store, owner: "worker-b", readyBy: base.addingTimeInterval(25))
         #expect(rest.map(\.instance.instanceID) == ["later"])
         #expect(try await store.nextReadyAt(after: base, workflowNames: ["w"]) == nil, "claimed instances wait for nothing")
+    }
+
+    /// A cancellation is marked on unfinished instances (running ones learn it when their worker
+    /// asks), makes a released waiter ready at once, and leaves finished ones as they are.
+    static func cancellation(_ store: any Store) async throws {
+        let running = try #require(try await create(store, "running"))
+        let waiter = try #require(try await create(store, "waiter"))
+        let done = try #require(try await create(store, "done"))
+        try await store.release(waiter, readyAt: Date().addingTimeInterval(86_400))
+        try await store.finishInstance(lease: done, with: .completed(JSONPayload(json: "1")))
+
+        guard case .requested(let marked) = try await store.requestCancellation(of: "running") else {
+            Issue.record("a running instance was not marked")
+            return
+        }
+        #expect(marked.cancelRequested)
+        guard case .requested = try await store.requestCancellation(of: "running") else {
+            Issue.record("asking twice is no error")
+            return
+        }
+        #expect(try await store.cancellationRequests(among: ["running", "waiter", "done", "unknown"]) == ["running"])
+        try await store.append(completed("running", "a:1", "1"), lease: running)   // the run goes on until it looks
+
+        guard case .requested = try await store.requestCancellation(of: "waiter") else {
+            Issue.record("a waiting instance was not marked")
+            return
+        }
+        let woken = try await claim(store, owner: "worker-b")
+        #expect(woken.map(\.instance.instanceID) == ["waiter"], "a day early: cancelled waiters are ready at once")
+        #expect(woken.first?.instance.cancelRequested == true)
+
+        guard case .finished(let finished) = try await store.requestCancellation(of: "done") else {
+            Issue.record("a finished instance was not reported as finished")
+            return
+        }
+        #expect(finished.status == .completed)
+        #expect(try await store.instance("done")?.cancelRequested == false, "a finished instance is left as it was")
+        guard case .notFound = try await store.requestCancellation(of: "unknown") else {
+            Issue.record("an unknown instance was not reported")
+            return
+        }
+        try await store.finishInstance(lease: running, with: .cancelled(ErrorRecord(type: "WorkflowCancelledError", message: "cancelled")))
+        #expect(try await store.instance("running")?.status == .cancelled)
+        #expect(try await store.statusCounts(workflowName: nil)[.cancelled] == 1)
     }
 }
 

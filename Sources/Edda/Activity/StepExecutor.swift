@@ -183,7 +183,13 @@ struct StepExecutor: Sendable {
     /// durable, so the next run continues it).
     private func sleep(until deadline: Date, clock: any WorkflowClock) async throws {
         do {
-            try await context.control.sleep(until: deadline, clock: clock, instanceID: context.instanceID)
+            try await context.control.sleep(
+                until: deadline, clock: clock, instanceID: context.instanceID, cancellable: kinds.completed != .compensationCompleted
+            )
+        } catch let cancelled as WorkflowCancelledError {
+            // A cancellation ends an activity's backoff (its step has no outcome); compensations run on.
+            context.noteCancelled()
+            throw cancelled
         } catch {
             context.suspend(because: error)
             throw error

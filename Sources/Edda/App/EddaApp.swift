@@ -197,6 +197,36 @@ public final class EddaApp: Service, Sendable {
         return WorkflowHandle(instanceID: id, workflowName: workflow.name, app: self)
     }
 
+    /// Cancels an instance: it stops at its next step boundary (a step already running finishes and
+    /// is recorded; a wait — a timer, a retry backoff — ends at once), its compensations run, and it
+    /// ends with status ``InstanceStatus/cancelled``; its `result()` throws ``WorkflowCancelledError``.
+    ///
+    /// Works from any process on the store: a run in this app stops at once; a run on another worker
+    /// learns it with that worker's next lease renewal (``Configuration-swift.struct/leaseRenewalInterval``);
+    /// an instance waiting on a timer is woken to run its cancellation.
+    ///
+    /// ```swift
+    /// try await app.cancel("order-1042")
+    /// ```
+    ///
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/alreadyFinished`` when the
+    ///   instance has completed, failed or been cancelled (nothing is changed), or
+    ///   ``EngineError/Code-swift.struct/instanceNotFound``.
+    public func cancel(_ instanceID: String) async throws {
+        switch try await store.requestCancellation(of: instanceID) {
+        case .requested:
+            logger.debug("cancellation requested", metadata: ["edda.instance.id": "\(instanceID)"])
+            runningWorker?.cancelHere(instanceID)
+        case .finished(let instance):
+            throw EngineError(
+                .alreadyFinished, "Instance \(instanceID) has already \(instance.status); there is nothing to cancel, and nothing was changed.",
+                instanceID: instanceID
+            )
+        case .notFound:
+            throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID); nothing was cancelled.", instanceID: instanceID)
+        }
+    }
+
     /// A handle to an existing instance of `workflow`.
     public func handle<each Argument, Output>(
         for workflow: Workflow<repeat each Argument, Output>,
@@ -395,6 +425,9 @@ public final class EddaApp: Service, Sendable {
                 }
                 if instance.status == .failed {
                     return .failed(instance.error ?? ErrorRecord(type: "Error", message: "unknown failure"))
+                }
+                if instance.status == .cancelled {
+                    return .cancelled(instance.error ?? ErrorRecord(WorkflowCancelledError(instanceID: instanceID)))
                 }
                 if let problem = state.withLock({ $0.unresumable[instanceID]?.error }) {
                     throw problem

@@ -36,6 +36,8 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
             }
         case .failed(let record):
             throw WorkflowFailedError(instanceID: instanceID, workflowName: workflowName, error: record, cause: nil)
+        case .cancelled:
+            throw WorkflowCancelledError(instanceID: instanceID)
         }
     }
 

@@ -16,7 +16,7 @@ public struct EngineError: EddaError {
         private enum Base: String {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
-            case noTransaction, transactionClosed, workflowNameTaken
+            case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -45,6 +45,9 @@ public struct EngineError: EddaError {
         public static let transactionClosed = Code(.transactionClosed)
         /// Another workflow is already registered under this name with the app.
         public static let workflowNameTaken = Code(.workflowNameTaken)
+        /// The instance has already finished (completed, failed or cancelled): there is nothing to
+        /// cancel. Nothing was changed.
+        public static let alreadyFinished = Code(.alreadyFinished)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

@@ -23,12 +23,14 @@ public struct InstanceStatus: RawRepresentable, Hashable, Sendable, CustomString
     public static let completed = InstanceStatus(known: "completed")
     /// Threw an error, or diverged from its history; its compensations, if any, have run.
     public static let failed = InstanceStatus(known: "failed")
+    /// Stopped by ``EddaApp/cancel(_:)`` at a step boundary; its compensations, if any, have run.
+    public static let cancelled = InstanceStatus(known: "cancelled")
 
     /// Every status Edda knows.
-    public static let all: [InstanceStatus] = [.running, .compensating, .completed, .failed]
+    public static let all: [InstanceStatus] = [.running, .compensating, .completed, .failed, .cancelled]
 
     /// Whether the instance can change no further.
-    public var isTerminal: Bool { self == .completed || self == .failed }
+    public var isTerminal: Bool { self == .completed || self == .failed || self == .cancelled }
 
     public var description: String { rawValue }
 }

@@ -11,6 +11,8 @@ extension InstanceOutcome {
             (InstanceStatus.completed.rawValue, payload.json, nil)
         case .failed(let record):
             (InstanceStatus.failed.rawValue, nil, try JSONPayload.encode(record).json)
+        case .cancelled(let record):
+            (InstanceStatus.cancelled.rawValue, nil, try JSONPayload.encode(record).json)
         }
     }
 }
@@ -32,7 +34,8 @@ extension WorkflowInstance {
     /// ``StoreError/Code-swift.struct/corruptRecord`` naming the instance and the bad column.
     package init(
         storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
-        output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?
+        output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
+        cancelRequested: Bool = false
     ) throws {
         guard let status = InstanceStatus(rawValue: statusText) else {
             throw StoreError(.corruptRecord, "Instance \(id) has status '\(statusText)', which this version of Edda does not know.")
@@ -46,7 +49,8 @@ extension WorkflowInstance {
         self.init(
             instanceID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: JSONPayload(json: input),
             output: output.map(JSONPayload.init(json:)), error: error, createdAt: Date(storedMilliseconds: createdAt),
-            updatedAt: Date(storedMilliseconds: updatedAt), leaseOwner: leaseOwner, readyAt: readyAt.map(Date.init(storedMilliseconds:))
+            updatedAt: Date(storedMilliseconds: updatedAt), leaseOwner: leaseOwner, readyAt: readyAt.map(Date.init(storedMilliseconds:)),
+            cancelRequested: cancelRequested
         )
     }
 }

@@ -31,6 +31,15 @@ public protocol WorkQueue: Sendable {
     /// timers fire on time after a restart or when another worker released them.
     func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date?
 
+    /// Asks an unfinished instance to stop: marks it cancel-requested and, if it waits released (a
+    /// timer), makes it ready at once so that a worker claims it and runs its cancellation. Running
+    /// ones learn it from ``cancellationRequests(among:)``, the next time their worker asks.
+    func requestCancellation(of instanceID: String) async throws -> CancellationRequest
+
+    /// Which of these instances were asked to cancel. A worker asks about the instances it holds,
+    /// with each lease renewal.
+    func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String>
+
     /// Notified when an instance may have become ready (created without a lease, released), here or
     /// — where the store can tell (PostgreSQL's LISTEN/NOTIFY) — in another process. A worker also
     /// polls, for changes the store cannot announce (another process on a SQLite file, say).
@@ -40,6 +49,16 @@ public protocol WorkQueue: Sendable {
     /// in another process: `result()` of an instance running elsewhere looks at the store again at
     /// once instead of waiting for its next poll.
     var outcomes: OutcomeSignal { get }
+}
+
+/// Result of ``WorkQueue/requestCancellation(of:)``.
+public enum CancellationRequest: Sendable {
+    /// The instance will stop at its next step boundary (it is marked; it may already have been).
+    case requested(WorkflowInstance)
+    /// The instance had already finished; nothing was changed.
+    case finished(WorkflowInstance)
+    /// No instance has this ID.
+    case notFound
 }
 
 /// What ``WorkQueue/claim(_:)`` is asked for.

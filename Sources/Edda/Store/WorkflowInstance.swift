@@ -19,11 +19,13 @@ public struct WorkflowInstance: Sendable {
     public var leaseOwner: String?
     /// When the instance may next be claimed, if not at once: the end of a wait.
     public var readyAt: Date?
+    /// ``EddaApp/cancel(_:)`` was asked for and the instance has not stopped yet.
+    public var cancelRequested: Bool
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
         output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
-        leaseOwner: String? = nil, readyAt: Date? = nil
+        leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false
     ) {
         self.instanceID = instanceID
         self.workflowName = workflowName
@@ -36,6 +38,7 @@ public struct WorkflowInstance: Sendable {
         self.updatedAt = updatedAt
         self.leaseOwner = leaseOwner
         self.readyAt = readyAt
+        self.cancelRequested = cancelRequested
     }
 }
 
@@ -58,6 +61,8 @@ public struct NewInstance: Sendable {
 public enum InstanceOutcome: Sendable {
     case completed(JSONPayload)
     case failed(ErrorRecord)
+    /// Stopped by a cancellation; the record says why.
+    case cancelled(ErrorRecord)
 }
 
 /// Filters and a page position for ``InstanceReader/instances(matching:)``.

@@ -35,6 +35,7 @@ struct InstanceRun: Sendable {
                         return .leaseLost
                     }
                     resumedStatus = current.status
+                    if current.cancelRequested { control.requestCancellation() }
                 }
                 history = try await store.history(of: instance.instanceID)
             } catch {
@@ -44,6 +45,8 @@ struct InstanceRun: Sendable {
             logger.debug("replaying", metadata: ["edda.history.count": "\(history.count)"])
         }
 
+        // Cancelled while it waited, or before this worker claimed it.
+        if instance.cancelRequested { control.requestCancellation() }
         let context = WorkflowContext(
             instanceID: instance.instanceID, workflowName: instance.workflowName, history: history,
             lease: lease, control: control, environment: environment, logger: self.logger
@@ -51,6 +54,8 @@ struct InstanceRun: Sendable {
         let outcome: InstanceOutcome
         do {
             let output = try await workflow.run(context, instance.input)
+            // A workflow that caught its cancellation and returned is cancelled all the same.
+            if context.wasCancelled { throw WorkflowCancelledError(instanceID: instance.instanceID) }
             let (fatal, suspension) = context.pendingTermination()
             if let fatal {
                 outcome = .failed(ErrorRecord(fatal))
@@ -73,6 +78,12 @@ struct InstanceRun: Sendable {
             } else if Task.isCancelled {
                 // The engine's own cancellation (the app's task was cancelled): stop without an outcome.
                 return stopped(by: error, logger: logger)
+            } else if context.wasCancelled {
+                // Cancelled at a step boundary: undo what was done, then record the cancellation.
+                if context.hasCompensations {
+                    if let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
+                }
+                outcome = .cancelled(ErrorRecord(WorkflowCancelledError(instanceID: instance.instanceID)))
             } else {
                 if context.hasCompensations {
                     if let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
@@ -93,6 +104,9 @@ struct InstanceRun: Sendable {
         case .failed(let record):
             logger.info("instance failed", metadata: ["edda.error.type": "\(record.type)"])
             return .failed(record)
+        case .cancelled(let record):
+            logger.info("instance cancelled")
+            return .cancelled(record)
         }
     }
 

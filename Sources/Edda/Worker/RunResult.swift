@@ -7,6 +7,8 @@ enum RunResult: Sendable {
     case completed(JSONPayload)
     /// The workflow failed (after its compensations); the error is recorded and the lease ended.
     case failed(ErrorRecord)
+    /// The instance was cancelled (after its compensations); recorded, and the lease ended.
+    case cancelled(ErrorRecord)
     /// The instance waits until `until` (or a wake-up, when `nil`): the worker releases it, ready then.
     case waiting(until: Date?)
     /// The run stopped without an outcome; the worker decides what happens to the lease.

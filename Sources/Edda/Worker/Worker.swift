@@ -118,6 +118,11 @@ final class Worker: Sendable {
     ///
     /// A run leaves this set before its outcome is published: a `result()` that registered its
     /// waiter and then found the instance here is sure to hear the outcome.
+    /// Cancels the run of `instanceID` if it runs here (its cancellation is already in the store).
+    func cancelHere(_ instanceID: String) {
+        state.withLock { $0.held[instanceID]?.control }?.requestCancellation()
+    }
+
     func isRunningHere(_ instanceID: String) -> Bool {
         state.withLock { $0.held[instanceID] != nil }
     }
@@ -237,6 +242,9 @@ final class Worker: Sendable {
             case .failed(let record):
                 stopHolding(id)
                 app.publish(id, .success(.failed(record)))
+            case .cancelled(let record):
+                stopHolding(id)
+                app.publish(id, .success(.cancelled(record)))
             case .waiting(let until):
                 await release(job.lease, readyAt: until)
                 stopHolding(id, nextReadyAt: until)
@@ -332,6 +340,9 @@ final class Worker: Sendable {
                     logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
                 }
                 for control in controls { control.stop(.leaseLost) }
+                // Cancellations asked for from elsewhere (another process, the CLI) reach runs here.
+                let held = sent.keys.filter { !lost.contains($0) }
+                for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
             } catch {
                 logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
             }

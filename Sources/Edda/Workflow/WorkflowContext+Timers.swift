@@ -63,6 +63,10 @@ extension WorkflowContext {
 
     /// Sleeps in place until `deadline` if it is near, or ends the run as waiting.
     func wait(until deadline: Date) async throws {
+        if control.cancellationRequested {
+            noteCancelled()
+            throw WorkflowCancelledError(instanceID: instanceID)
+        }
         let remaining = deadline.timeIntervalSince(environment.clock.now())
         guard remaining > 0 else { return }
         guard remaining <= environment.maxInMemoryWait.seconds else {
@@ -72,6 +76,9 @@ extension WorkflowContext {
         }
         do {
             try await control.sleep(until: deadline, clock: environment.clock, instanceID: instanceID)
+        } catch let cancelled as WorkflowCancelledError {
+            noteCancelled()
+            throw cancelled
         } catch {
             suspend(because: error)
             throw error

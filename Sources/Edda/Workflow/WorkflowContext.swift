@@ -49,6 +49,8 @@ public final class WorkflowContext: Sendable {
         var compensations: [PendingCompensation] = []
         var compensationIDs: Set<String> = []
         var manualCompensationCounts: [String: Int] = [:]
+        /// The run threw ``WorkflowCancelledError`` at a step boundary: it ends cancelled.
+        var cancelled = false
     }
 
     init(
@@ -180,17 +182,36 @@ public final class WorkflowContext: Sendable {
             suspend(because: stop)
             throw stop
         }
+        let cancelling = control.cancellationRequested
         return try state.withLock { state in
             if let fatal = state.fatalError { throw fatal }
             if let suspension = state.suspension { throw suspension }
+            let reservation: ReplayState.Reservation
             do {
-                return try state.replay.reserve(name: name, explicitID: explicitID, topLevel: topLevel)
+                reservation = try state.replay.reserve(name: name, explicitID: explicitID, topLevel: topLevel)
             } catch {
                 // Divergence, a reused ID, unreadable history: the run cannot go on.
                 state.fatalError = error
                 throw error
             }
+            // Cancelled: recorded steps still replay (the compensations need their results); the
+            // first fresh one is where the workflow stops.
+            if cancelling, case .execute = reservation.decision {
+                state.cancelled = true
+                throw WorkflowCancelledError(instanceID: instanceID)
+            }
+            return reservation
         }
+    }
+
+    /// Records that the run met its cancellation (a wait ended by it, say).
+    func noteCancelled() {
+        state.withLock { $0.cancelled = true }
+    }
+
+    /// Whether the run stopped at a step boundary because the instance was cancelled.
+    var wasCancelled: Bool {
+        state.withLock { $0.cancelled }
     }
 
     /// Marks the run as ending with `error` no matter what the workflow does next.

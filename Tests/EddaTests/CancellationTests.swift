@@ -1,0 +1,111 @@
+import Edda
+import EddaSQLite
+import EddaTesting
+import Foundation
+import Synchronization
+import Testing
+
+/// `app.cancel(_:)`: the instance stops at its next step boundary, compensates, ends `cancelled`.
+@Suite("Cancellation", .timeLimit(.minutes(1)))
+struct CancellationTests {
+    let log = ExecutionLog()
+
+    /// step_a (compensated) → step_b (waits for `gate` to open) → a timer of `sleep` → step_c.
+    func workflow(gate: Gate, sleep: Duration = .zero) -> Workflow<String, String> {
+        let log = self.log
+        let undo = Compensation("undo") { (ctx, result: String) in log.record("undo \(result)") }
+        let stepA = Activity("step_a") { (ctx) -> String in
+            log.record("a")
+            return "a"
+        }.onFailure(undo)
+        let stepB = Activity("step_b") { (ctx) -> String in
+            log.record("b")
+            await gate.wait()
+            return "b"
+        }.onFailure(undo)
+        let stepC = Activity("step_c") { (ctx) -> String in
+            log.record("c")
+            return "c"
+        }
+        return Workflow("cancellable") { (ctx, input: String) -> String in
+            _ = try await stepA(ctx)
+            _ = try await stepB(ctx)
+            if sleep > .zero { try await ctx.sleep(for: sleep) }
+            return try await stepC(ctx)
+        }
+    }
+
+    @Test func aRunningInstanceStopsAtItsNextStepCompensatesAndEndsCancelled() async throws {
+        let gate = Gate()
+        let workflow = self.workflow(gate: gate)
+        let store = try SQLiteStore.inMemory()
+        try await withTestApp(store: store) { (app: EddaApp) async throws in
+            let handle = try await app.start(workflow, "x", instanceID: "c1")
+            try await waitUntil { log.all.contains("b") }
+            try await app.cancel("c1")
+            gate.open()   // the step in progress finishes and is recorded; the next one does not start
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        }
+        #expect(log.all == ["a", "b", "undo b", "undo a"])
+        let instance = try #require(try await store.instance("c1"))
+        #expect(instance.status == .cancelled)
+        #expect(instance.error?.type == "WorkflowCancelledError")
+        #expect(try await store.history(of: "c1").map(\.stepID) == ["step_a:1", "step_b:1", "compensate:step_b:1", "compensate:step_a:1"])
+    }
+
+    @Test func aWaitingInstanceIsWokenToRunItsCancellation() async throws {
+        let gate = Gate()
+        gate.open()
+        let clock = ManualClock()
+        var configuration = EddaApp.Configuration.testing
+        configuration.clock = clock
+        configuration.maxInMemoryWait = .zero
+        let workflow = self.workflow(gate: gate, sleep: .seconds(86_400))
+        let store = try SQLiteStore.inMemory()
+        try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+            let handle = try await app.start(workflow, "y", instanceID: "c2")
+            try await waitUntil { try await store.instance("c2")?.readyAt != nil }
+            try await app.cancel("c2")   // no clock advance: the day-long timer is cut short
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        }
+        #expect(log.all == ["a", "b", "undo b", "undo a"])
+        #expect(try await store.instance("c2")?.status == .cancelled)
+    }
+
+    @Test func cancellingAFinishedOrUnknownInstanceSaysSoAndChangesNothing() async throws {
+        let gate = Gate()
+        gate.open()
+        let workflow = self.workflow(gate: gate)
+        let store = try SQLiteStore.inMemory()
+        try await withTestApp(store: store) { (app: EddaApp) async throws in
+            #expect(try await app.start(workflow, "z", instanceID: "c3").result() == "c")
+            let finished = await #expect(throws: EngineError.self) { try await app.cancel("c3") }
+            #expect(finished?.code == .alreadyFinished)
+            #expect(finished?.message.contains("completed") == true)
+            let unknown = await #expect(throws: EngineError.self) { try await app.cancel("nope") }
+            #expect(unknown?.code == .instanceNotFound)
+        }
+        let instance = try #require(try await store.instance("c3"))
+        #expect(instance.status == .completed)
+        #expect(instance.cancelRequested == false)
+    }
+
+    @Test func aRetryBackoffEndsAtOnce() async throws {
+        let clock = ManualClock()
+        var configuration = EddaApp.Configuration.testing
+        configuration.clock = clock
+        let flaky = Activity("flaky", retry: RetryPolicy(maxAttempts: 5, initialInterval: .seconds(3600), maxDuration: nil)) { (ctx) -> Int in
+            throw URLError(.timedOut)
+        }
+        let workflow = Workflow("backing_off") { (ctx) -> Int in try await flaky(ctx) }
+        let store = try SQLiteStore.inMemory()
+        try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+            let handle = try await app.start(workflow, instanceID: "c4")
+            await clock.waitForSleepers(count: 1)   // an hour's backoff, in memory
+            try await app.cancel("c4")
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        }
+        #expect(try await store.instance("c4")?.status == .cancelled)
+        #expect(try await store.history(of: "c4").map(\.kind) == [.attemptFailed])
+    }
+}
