@@ -32,11 +32,12 @@ extension PostgresStore {
     ) async throws -> Result {
         try await readiness.wait(logger: logger)
         var wroteEvents = false
+        var workRan = false
         let result: Result
         do {
             result = try await client.withConnection { connection in
-                try await execute("begin a step's transaction", "BEGIN", on: connection)
                 do {
+                    try await execute("begin a step's transaction", "BEGIN", on: connection)
                     let fence = try await execute(
                         "check a lease",
                         """
@@ -48,6 +49,7 @@ extension PostgresStore {
                     )
                     guard fence > 0 else { throw StoreError.leaseLost(lease) }
                     let (event, result) = try await work(connection)
+                    workRan = true
                     let events = transaction.outboxEvents
                     try await insertOutboxEvents(events, instanceID: event.instanceID, stepID: event.stepID, on: connection)
                     try await insertRecord(event, on: connection)
@@ -55,13 +57,25 @@ extension PostgresStore {
                     wroteEvents = !events.isEmpty
                     return result
                 } catch {
-                    // A connection that failed mid-transaction is closed by the pool; nothing committed.
-                    _ = try? await execute("roll back a step's transaction", "ROLLBACK", on: connection)
+                    if QueryTimedOut.caused(error) {
+                        // A statement went unanswered: the connection may be lost, or stalled mid-transaction.
+                        // Close it rather than hand it back to the pool with a transaction open.
+                        try? await connection.close()
+                    } else {
+                        // A connection that failed mid-transaction is closed by the pool; nothing committed.
+                        _ = try? await execute("roll back a step's transaction", "ROLLBACK", on: connection)
+                    }
                     throw error
                 }
             }
         } catch {
             if let failure = transaction.bodyFailure { throw failure }
+            // The step's own work left the transaction unable to commit — a body that caught a failed
+            // query (25P02), a deferred constraint (23…), a serialization failure or deadlock (40…):
+            // the attempt failed, to be retried by its policy, not the store.
+            if workRan, let state = ServerError(error).sqlState, state == "25P02" || state.hasPrefix("23") || state.hasPrefix("40") {
+                throw transaction.refuse(ServerError(error))
+            }
             if let error = error as? StoreError { throw error }
             throw StoreError(.database, "PostgreSQL could not record a step with its transaction.", cause: ServerError(error))
         }

@@ -570,7 +570,9 @@ public final class PostgresStore: Store, Service {
             let updated = try await client.query(
                 """
                 UPDATE \(unescaped: tables.instances)
-                SET lease_owner = NULL, lease_expires_at = NULL, ready_at = \(readyAt?.millisecondsSince1970)::bigint,
+                SET lease_owner = NULL, lease_expires_at = NULL,
+                    -- A cancellation asked for meanwhile is run at once, not at the wait's end.
+                    ready_at = CASE WHEN cancel_requested THEN NULL ELSE \(readyAt?.millisecondsSince1970)::bigint END,
                     updated_at = \(unescaped: Self.nowMilliseconds)
                 WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                 RETURNING instance_id

@@ -30,9 +30,7 @@ final class QueryWatchdog: Sendable {
     func run<T: Sendable>(_ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         let id = nextID.add(1, ordering: .relaxed).newValue
         let gate = Gate<T>()
-        // Started at once on this thread (no hop to the global executor): most of the operation is
-        // sending its query, and the caller waits anyway.
-        let work = Task.immediate {
+        let work = Task {
             do {
                 gate.resume(with: .success(try await operation()))
             } catch {
@@ -68,7 +66,8 @@ final class QueryWatchdog: Sendable {
                 waiter.fail(
                     StoreError(
                         .database,
-                        "PostgreSQL did not answer '\(waiter.what)' within \(timeout); the connection is taken as lost and the operation is retried."
+                        "PostgreSQL did not answer '\(waiter.what)' within \(timeout); the connection is taken as lost and the operation is retried.",
+                        cause: QueryTimedOut()
                     )
                 )
             }
@@ -125,5 +124,15 @@ final class QueryWatchdog: Sendable {
             action?()
             return true
         }
+    }
+}
+
+/// The cause of a watchdog's ``StoreError``: the statement got no answer in time.
+struct QueryTimedOut: Error, CustomStringConvertible {
+    var description: String { "no answer within the query timeout" }
+
+    /// Whether `error` is a watchdog's timeout.
+    static func caused(_ error: any Error) -> Bool {
+        (error as? StoreError)?.cause is QueryTimedOut
     }
 }

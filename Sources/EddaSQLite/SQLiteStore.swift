@@ -404,7 +404,8 @@ public final class SQLiteStore: Store {
         try await write { db in
             try db.cachedStatement(
                 sql: """
-                    UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL, ready_at = ?, updated_at = ?
+                    UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL,
+                        ready_at = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END, updated_at = ?
                     WHERE instance_id = ? AND lease_owner = ? AND lease_token = ?
                     """
             ).execute(arguments: [readyAt?.millisecondsSince1970, Self.now(), lease.instanceID, lease.owner, lease.token])

@@ -110,6 +110,29 @@ struct PostgresTransactionTests {
         }
     }
 
+    /// A body that swallows a failed query leaves the transaction unable to commit: that is the
+    /// attempt's failure (retried by its policy), not the store's (which would retry it for ever).
+    @Test func aBodyThatSwallowsAFailedQueryFailsItsAttempt() async throws {
+        try await withOrders { (app: EddaApp, store: PostgresStore, orders: String) async throws in
+            try await store.client.query(PostgresQuery(unsafeSQL: "INSERT INTO \(orders) (id, note) VALUES ('dup', 'first')"))
+            let attempts = Atomic(0)
+            let place = Activity("place", retry: RetryPolicy(maxAttempts: 2, initialInterval: .milliseconds(1), maxDuration: nil)) { (ctx) -> Int in
+                attempts.add(1, ordering: .relaxed)
+                try await ctx.transaction { conn in
+                    do {
+                        try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES ('dup', 'again')", logger: ctx.logger)
+                    } catch {}   // the transaction is aborted now
+                }
+                return 1
+            }
+            let workflow = Workflow("swallowing") { (ctx) -> Int in try await place(ctx) }
+            let failure = try await #require(throws: WorkflowFailedError.self) { try await app.start(workflow, instanceID: "s").result() }
+            #expect(attempts.load(ordering: .relaxed) == 2, "each attempt failed once, and the policy stopped after two")
+            #expect(failure.error.message.contains("25P02"), "\(failure.error)")
+            #expect(try await notes(store, orders) == ["first"])
+        }
+    }
+
     @Test func aStaleLeaseRunsNoneOfTheStepsWork() async throws {
         try await PostgresTestDatabase.withStore { store in
             let lease = try await store.createLeasedInstance("i", workflowName: "w", owner: "worker-a")

@@ -72,6 +72,31 @@ struct CancellationTests {
         #expect(try await store.instance("c2")?.status == .cancelled)
     }
 
+    /// Another process asks while a step runs; the run reaches a long timer before its worker
+    /// hears of it: the release keeps the instance ready, and the cancellation runs now, not in a day.
+    @Test func aCancellationFromElsewhereIsNotPostponedByTheWaitItRacesWith() async throws {
+        let gate = Gate()
+        let clock = ManualClock()
+        var configuration = EddaApp.Configuration.testing
+        configuration.clock = clock
+        configuration.maxInMemoryWait = .zero
+        configuration.leaseRenewalInterval = .seconds(3600)   // the worker would hear of it in an hour
+        let workflow = self.workflow(gate: gate, sleep: .seconds(86_400))
+        let store = try SQLiteStore.inMemory()
+        try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+            let handle = try await app.start(workflow, "w", instanceID: "c5")
+            try await waitUntil { log.all.contains("b") }
+            guard case .requested = try await store.requestCancellation(of: "c5") else {
+                Issue.record("not requested")
+                return
+            }
+            gate.open()
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        }
+        #expect(log.all == ["a", "b", "undo b", "undo a"])
+        #expect(try await store.instance("c5")?.status == .cancelled)
+    }
+
     @Test func cancellingAFinishedOrUnknownInstanceSaysSoAndChangesNothing() async throws {
         let gate = Gate()
         gate.open()

@@ -104,6 +104,12 @@ package struct ReplayState: Sendable {
         )
     }
 
+    /// Whether history holds a top-level step after `position`: the code went past that point in an
+    /// earlier run.
+    package func hasRecordedStep(afterPosition position: Int) -> Bool {
+        recordedByPosition.keys.contains { $0 > position }
+    }
+
     /// True while recorded steps remain that this run has not requested yet.
     package var isReplaying: Bool { !unconsumed.isEmpty }
 

@@ -150,8 +150,12 @@ public final class StepTransaction: Sendable {
         }
     }
 
+    /// The transaction is over: later calls (from a task that outlived the body) are refused.
     private func end() {
-        state.withLock { $0.active = nil }
+        state.withLock { state in
+            state.active = nil
+            state.sealed = true
+        }
     }
 
     /// Adds a blocking body, or runs it at once in a savepoint when the transaction is open.

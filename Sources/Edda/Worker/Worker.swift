@@ -72,6 +72,7 @@ final class Worker: Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.claimLoop() }
                 group.addTask { await self.renewLoop() }
+                group.addTask { await self.lapseLoop() }
                 for await job in jobs {
                     group.addTask { await self.perform(job) }
                 }
@@ -266,7 +267,8 @@ final class Worker: Sendable {
                 do {
                     if lost { next.stop(.leaseLost) }
                     if stopping { next.stop(.shutdown) }
-                    try await next.sleep(until: Date().adding(delay), clock: SystemClock(), instanceID: id)
+                    // A cancellation does not end this backoff: the next run reads it from the store.
+                    try await next.sleep(until: Date().adding(delay), clock: SystemClock(), instanceID: id, cancellable: false)
                 } catch {
                     if next.stopReason != .leaseLost { await release(job.lease, readyAt: nil) }
                     stopHolding(id)
@@ -346,6 +348,16 @@ final class Worker: Sendable {
             } catch {
                 logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
             }
+            stopRunsWhoseLeasesLapse()
+        }
+    }
+
+    /// Checks for leases about to lapse on a clock of its own: a renewal that hangs (a lost
+    /// connection, until the store gives it up) must not keep runs going past their lease.
+    private func lapseLoop() async {
+        while !Task.isCancelled {
+            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
+            if state.withLock({ $0.machine.phase }) == .stopped { return }
             stopRunsWhoseLeasesLapse()
         }
     }

@@ -50,8 +50,9 @@ extension WorkflowContext {
         let reservation = try reserveStep(name: "edda.sleep", explicitID: explicitID)
         let deadline: Date
         if let event = try recordedStep(reservation, kind: .timerScheduled) {
-            // Steps recorded after this one: the timer fired in an earlier run, whatever the clock says now.
-            if isReplaying { return }
+            // A top-level step recorded after this one: the timer fired in an earlier run, whatever
+            // the clock says now. (Steps of concurrent branches prove nothing: they may run during it.)
+            if let position = reservation.position, hasRecordedStep(afterPosition: position) { return }
             deadline = Date(storedMilliseconds: try decodeRecorded(event, as: TimerRecord.self).deadlineMilliseconds)
         } else {
             deadline = makeDeadline(environment.clock.now())

@@ -204,6 +204,11 @@ public final class WorkflowContext: Sendable {
         }
     }
 
+    /// Whether an earlier run recorded a top-level step after `position`.
+    func hasRecordedStep(afterPosition position: Int) -> Bool {
+        state.withLock { $0.replay.hasRecordedStep(afterPosition: position) }
+    }
+
     /// Records that the run met its cancellation (a wait ended by it, say).
     func noteCancelled() {
         state.withLock { $0.cancelled = true }
@@ -221,7 +226,13 @@ public final class WorkflowContext: Sendable {
 
     /// Marks the run as stopping without an outcome.
     func suspend(because error: any Error) {
-        state.withLock { if $0.suspension == nil { $0.suspension = error } }
+        state.withLock { state in
+            // Waits in parallel branches: the run resumes at the earliest of them.
+            if let waiting = state.suspension as? RunWaiting, let sooner = error as? RunWaiting, sooner.until < waiting.until {
+                state.suspension = sooner
+            }
+            if state.suspension == nil { state.suspension = error }
+        }
     }
 
     /// The error that must end the run, if any, taking precedence over what the workflow returned.
