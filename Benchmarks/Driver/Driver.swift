@@ -148,6 +148,20 @@ func sequentialTransactionalPostgres(schema: String) -> Workflow<Int, Int> {
 
 // MARK: - Measuring
 
+/// How many instances wait released until a deadline.
+func parkedCount(_ store: any Store) async throws -> Int {
+    if let store = store as? PostgresStore {
+        let rows = try await store.client.query(
+            PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM \"\(store.configuration.schema)\".workflow_instances WHERE ready_at IS NOT NULL")
+        )
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+    return try await (store as! SQLiteStore).writer.read { db in
+        try Int.fetchOne(db, sql: "SELECT count(*) FROM workflow_instances WHERE ready_at IS NOT NULL") ?? 0
+    }
+}
+
 /// The process's peak resident memory (VmHWM), in MB.
 func peakRSSMegabytes() -> Double { statusMegabytes("VmHWM:") }
 
@@ -272,7 +286,8 @@ struct W4: AsyncParsableCommand {
     )
     @OptionGroup var common: Common
     @Option(help: "Instances parked on a one-hour timer.") var waiting = 100_000
-    @Option(help: "Instances whose 2-second timers are measured, started after the parked ones.") var timers = 200
+    @Option(help: "Instances whose timers are measured, started after the parked ones.") var timers = 200
+    @Option(help: "Milliseconds between the measured timers' deadlines (0: all at once, a herd).") var spacingMs = 20
     @Option var concurrency = 64
 
     func run() async throws {
@@ -280,39 +295,42 @@ struct W4: AsyncParsableCommand {
         var configuration = EddaApp.Configuration()
         configuration.maxInMemoryWait = .zero
         let app = EddaApp(store: try common.makeStore(), serviceName: "bench", configuration: configuration, logger: Common.logger)
-        let done = Activity("done", retry: .noRetry) { (ctx, seconds: Int) -> Int in seconds }
-        let waiter = Workflow("waiter") { (ctx, seconds: Int) -> Int in
-            try await ctx.sleep(for: .seconds(seconds))
-            return try await done(ctx, seconds)
+        // Wakes at the deadline (milliseconds since 1970) and returns how late it ran, by its clock.
+        let late = Activity("late", retry: .noRetry) { (ctx, deadline: Int64) -> Double in
+            Date().timeIntervalSince1970 * 1000 - Double(deadline)
+        }
+        let waiter = Workflow("waiter") { (ctx, deadline: Int64) -> Double in
+            try await ctx.sleep(until: Date(timeIntervalSince1970: Double(deadline) / 1000))
+            return try await late(ctx, deadline)
         }
         try app.register(waiter)
-        let (waiting, timers, concurrency) = (self.waiting, self.timers, self.concurrency)
+        let (waiting, timers, concurrency, spacing) = (self.waiting, self.timers, self.concurrency, Int64(self.spacingMs))
         let clock = ContinuousClock()
         let report = try await app.run { app -> [String: Double] in
             let started = clock.now
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<waiting {
                     if index >= concurrency { try await group.next() }
-                    group.addTask { _ = try await app.start(waiter, 3600, instanceID: "parked-\(index)") }
+                    let inAnHour = Int64((Date().timeIntervalSince1970 + 3600) * 1000)
+                    group.addTask { _ = try await app.start(waiter, inAnHour, instanceID: "parked-\(index)") }
                 }
                 try await group.waitForAll()
             }
-            // Every parked run ends as waiting and releases its instance; wait until none runs here.
-            while !app.instancesRunningHere.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+            // Every parked run ends as waiting and releases its instance with its deadline; some were
+            // created ready (the worker was full) and run later: wait until every one is parked.
+            while try await parkedCount(app.store) < waiting { try await Task.sleep(for: .milliseconds(100)) }
             let parkSeconds = seconds(started.duration(to: clock.now))
             let rssWaiting = currentRSSMegabytes()
 
-            // Timers among the parked instances: how late does each fire?
+            // Timers among the parked instances, 2 s ahead and `spacing` apart: how late does each
+            // resume (its next step starts), past its deadline?
+            let first = Int64((Date().timeIntervalSince1970 + 2) * 1000)
             for index in 0..<timers {
-                _ = try await app.start(waiter, 2, instanceID: "timed-\(index)")
+                _ = try await app.start(waiter, first + Int64(index) * spacing, instanceID: "timed-\(index)")
             }
             var lateness: [Double] = []
             for index in 0..<timers {
-                _ = try await app.handle(for: waiter, instanceID: "timed-\(index)").result()
-                let history = try await app.history(of: "timed-\(index)")
-                let scheduled = try history.first { $0.kind == .timerScheduled }?.payload?.decode([String: Int64].self)["deadline_ms"] ?? 0
-                let fired = history.last?.recordedAt.timeIntervalSince1970 ?? 0
-                lateness.append(fired * 1000 - Double(scheduled))
+                lateness.append(try await app.handle(for: waiter, instanceID: "timed-\(index)").result())
             }
             lateness.sort()
             return [
@@ -322,7 +340,8 @@ struct W4: AsyncParsableCommand {
         }
         var fields: [String: Any] = report
         fields.merge([
-            "workload": "W4", "waiting": waiting, "timers": timers, "peak_rss_mb": peakRSSMegabytes(), "backend": common.backend,
+            "workload": "W4", "waiting": waiting, "timers": timers, "spacing_ms": spacing, "peak_rss_mb": peakRSSMegabytes(),
+            "backend": common.backend,
             "durability": common.sqliteDurability.description,
         ]) { $1 }
         emit(fields)

@@ -212,7 +212,7 @@ final class Worker: Sendable {
     private func learnNextReadyAt(after now: Date, workflowNames: [String]) async {
         do {
             guard let next = try await store.nextReadyAt(after: now, workflowNames: workflowNames) else { return }
-            state.withLock { state in state.nextReadyAt = min(state.nextReadyAt ?? next, next) }
+            arm(next)
         } catch {
             logger.debug("could not read the next deadline; polling", metadata: ["edda.error": "\(error)"])
         }
@@ -288,12 +288,19 @@ final class Worker: Sendable {
 
     /// Forgets the lease of a run that ended, before its waiters hear of it (see ``isRunningHere(_:)``).
     private func stopHolding(_ instanceID: String, nextReadyAt: Date? = nil) {
-        state.withLock { state in
-            state.held[instanceID] = nil
-            if let nextReadyAt {
-                state.nextReadyAt = min(state.nextReadyAt ?? nextReadyAt, nextReadyAt)
-            }
+        state.withLock { state in state.held[instanceID] = nil }
+        if let nextReadyAt { arm(nextReadyAt) }
+    }
+
+    /// Makes the claim loop wake at `deadline` if that is sooner than what it waits for: a nearer
+    /// deadline re-arms its sleep at once (the loop sleeps until its earliest deadline, or its poll).
+    private func arm(_ deadline: Date) {
+        let sooner = state.withLock { state -> Bool in
+            guard deadline < state.nextReadyAt ?? .distantFuture else { return false }
+            state.nextReadyAt = deadline
+            return true
         }
+        if sooner { claimSignal.notify() }
     }
 
     private func release(_ lease: Lease, readyAt: Date?) async {
