@@ -202,6 +202,12 @@ struct StepExecutor: Sendable {
             context.suspend(because: error)
             throw error
         }
+        // A cancelled instance starts no attempt of an activity (one reserved earlier, say by
+        // `prepare`); compensations run on.
+        if kinds.completed == .activityCompleted, context.control.cancellationRequested {
+            context.noteCancelled()
+            throw WorkflowCancelledError(instanceID: context.instanceID)
+        }
     }
 
     /// The error as a ``TerminalError`` when no retry can help: thrown as one, or a misuse of the API.
