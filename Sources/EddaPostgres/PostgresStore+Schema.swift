@@ -100,6 +100,25 @@ extension PostgresStore {
             (4, "cancellation requests", [
                 "ALTER TABLE \(t.instances) ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false",
             ]),
+            (5, "history of earlier runs (continue-as-new)", [
+                """
+                CREATE TABLE \(t.archive) (
+                    sequence BIGINT NOT NULL,
+                    instance_id TEXT NOT NULL,
+                    step_id TEXT NOT NULL,
+                    attempt BIGINT NOT NULL,
+                    position BIGINT,
+                    step_name TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    payload TEXT,
+                    error TEXT,
+                    retry_metadata TEXT,
+                    recorded_at BIGINT NOT NULL,
+                    run_generation INTEGER NOT NULL
+                )
+                """,
+                "CREATE INDEX \(t.indexName("history_archive_by_run")) ON \(t.archive) (instance_id, run_generation, sequence)",
+            ]),
         ]
     }
 

@@ -399,6 +399,39 @@ public final class PostgresStore: Store, Service {
         return Set(leases.filter { lease in current[lease.instanceID].map { $0.0 == lease.owner && $0.1 == lease.token } ?? false })
     }
 
+    public func continueAsNew(lease: Lease, input: JSONPayload) async throws {
+        try await perform("continue an instance as new") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                let updated = try await connection.query(
+                    """
+                    UPDATE \(unescaped: tables.instances)
+                    SET input = \(input.json), run_generation = run_generation + 1, updated_at = \(unescaped: Self.nowMilliseconds)
+                    WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                        AND status = 'running'
+                    RETURNING run_generation
+                    """,
+                    logger: logger
+                )
+                var finishedRun: Int64?
+                for try await generation in updated.decode(Int64.self) { finishedRun = generation - 1 }
+                guard let finishedRun else { throw StoreError.leaseLost(lease) }
+                // The finished run's history, under its run number; the new run starts from nothing.
+                try await connection.query(
+                    """
+                    WITH moved AS (
+                        DELETE FROM \(unescaped: tables.history) WHERE instance_id = \(lease.instanceID) RETURNING *
+                    )
+                    INSERT INTO \(unescaped: tables.archive)
+                        (sequence, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at, run_generation)
+                    SELECT sequence, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at, \(finishedRun)
+                    FROM moved
+                    """,
+                    logger: logger
+                )
+            }
+        }
+    }
+
     public func markCompensating(lease: Lease) async throws {
         try await fencedUpdate(
             "mark an instance compensating",
@@ -633,6 +666,7 @@ struct Tables: Sendable {
     let history: String
     let migrations: String
     let outbox: String
+    let archive: String
     /// The LISTEN/NOTIFY channel of this schema's workers.
     let channel: String
 
@@ -651,6 +685,7 @@ struct Tables: Sendable {
         self.history = "\"\(schema)\".workflow_history"
         self.migrations = "\"\(schema)\".edda_schema_migrations"
         self.outbox = "\"\(schema)\".outbox_events"
+        self.archive = "\"\(schema)\".workflow_history_archive"
         self.channel = "edda_\(schema)"
     }
 

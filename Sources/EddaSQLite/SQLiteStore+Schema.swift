@@ -129,6 +129,27 @@ extension SQLiteStore {
         migrator.registerMigration("v5: cancellation requests") { db in
             try db.execute(sql: "ALTER TABLE workflow_instances ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v6: history of earlier runs (continue-as-new)") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE workflow_history_archive (
+                        sequence INTEGER NOT NULL,
+                        instance_id TEXT NOT NULL,
+                        step_id TEXT NOT NULL,
+                        attempt INTEGER NOT NULL,
+                        position INTEGER,
+                        step_name TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        payload TEXT,
+                        error TEXT,
+                        retry_metadata TEXT,
+                        recorded_at INTEGER NOT NULL,
+                        run_generation INTEGER NOT NULL
+                    );
+                    CREATE INDEX workflow_history_archive_by_run ON workflow_history_archive (instance_id, run_generation, sequence);
+                    """
+            )
+        }
         return migrator
     }
 }

@@ -248,6 +248,31 @@ public final class SQLiteStore: Store {
         if wroteEvents { outboxSignal.notify() }
     }
 
+    public func continueAsNew(lease: Lease, input: JSONPayload) async throws {
+        try await write { db in
+            try db.inSavepoint {
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE workflow_instances SET input = ?, run_generation = run_generation + 1, updated_at = ?
+                        WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'
+                        """
+                ).execute(arguments: [input.json, Self.now(), lease.instanceID, lease.owner, lease.token])
+                try Self.checkFence(db, lease)
+                // The finished run's history, under its run number; the new run starts from nothing.
+                try db.cachedStatement(
+                    sql: """
+                        INSERT INTO workflow_history_archive
+                        SELECT h.*, w.run_generation - 1 FROM workflow_history AS h
+                        JOIN workflow_instances AS w ON w.instance_id = h.instance_id
+                        WHERE h.instance_id = ?
+                        """
+                ).execute(arguments: [lease.instanceID])
+                try db.cachedStatement(sql: "DELETE FROM workflow_history WHERE instance_id = ?").execute(arguments: [lease.instanceID])
+                return .commit
+            }
+        }
+    }
+
     public func markCompensating(lease: Lease) async throws {
         try await write { db in
             try db.cachedStatement(

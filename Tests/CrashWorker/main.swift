@@ -3,7 +3,8 @@
 // middle, run it again, and compare the side file with the store.
 //
 // Usage:
-//   EddaCrashWorker steps <database> <executions-file> <instances> <steps> <step-delay-ms>
+//   EddaCrashWorker steps <database> <executions-file> <instances> <steps> <step-delay-ms> [<stall-after>]
+//     (<stall-after>: once the side file has that many lines, every step stalls 60 s)
 //   EddaCrashWorker retry <database> <executions-file>
 //   EddaCrashWorker timer <database> <executions-file> <sleep-ms>
 //     (a step, a durable timer the run is released for, a step)
@@ -52,6 +53,14 @@ let executionsPath = arguments[3]
     close(fd)
 }
 
+/// Once the side file has `count` lines, every step stalls (60 s): a test that kills the worker
+/// then is sure to find it mid-run, however slow the machine.
+@Sendable func stall(after count: Int?) async throws {
+    guard let count else { return }
+    let lines = (try? String(contentsOfFile: executionsPath, encoding: .utf8))?.split(separator: "\n").count ?? 0
+    if lines >= count { try await Task.sleep(for: .seconds(60)) }
+}
+
 /// Set on SIGTERM: the postgres worker leaves.
 let leaving = Atomic(false)
 
@@ -67,8 +76,10 @@ case "postgres":
             return (parts[0], parts.count > 1 ? parts[1] : "")
         }, uniquingKeysWith: { $1 })
     let trace = options["trace"] != nil
+    let stallAfter = options["stall"].flatMap(Int.init)
     let step = Activity("step", retry: .noRetry) { (ctx, index: Int) -> Int in
         recordExecution("\(ctx.instanceID) \(ctx.stepID) \(workerID)")
+        try await stall(after: stallAfter)
         try await Task.sleep(for: .milliseconds(delay))
         if trace { recordExecution("# done \(ctx.instanceID) \(ctx.stepID) \(workerID)") }
         return index
@@ -131,9 +142,11 @@ let app = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), se
 
 switch mode {
 case "steps":
-    guard arguments.count == 7, let instances = Int(arguments[4]), let steps = Int(arguments[5]), let delay = Int(arguments[6]) else { exit(2) }
+    guard arguments.count >= 7, let instances = Int(arguments[4]), let steps = Int(arguments[5]), let delay = Int(arguments[6]) else { exit(2) }
+    let stallAfter = arguments.count > 7 ? Int(arguments[7]) : nil
     let step = Activity("step", retry: .noRetry) { (ctx, index: Int) -> Int in
         recordExecution("\(ctx.instanceID) \(ctx.stepID)")
+        try await stall(after: stallAfter)
         try await Task.sleep(for: .milliseconds(delay))
         return index
     }

@@ -21,12 +21,13 @@ struct CrashRecoveryTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let database = directory.appendingPathComponent("crash.sqlite").path
         let executions = directory.appendingPathComponent("executions.log").path
-        let arguments = ["steps", database, executions, "\(Self.instances)", "\(Self.steps)", "150"]
+        let arguments = ["steps", database, executions, "\(Self.instances)", "\(Self.steps)", "100"]
 
-        // 1. Start a worker and kill it once a quarter of the steps ran (about 0.9 s before it
-        //    would finish: room for a test process starved by a busy machine).
-        let first = try launchWorker(arguments)
-        try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= Self.instances * Self.steps / 4 }
+        // 1. Start a worker and kill it once half the steps ran. Its steps stall from then on, so
+        //    the kill lands mid-run however slow the machine (a starved test process cannot miss it).
+        let half = Self.instances * Self.steps / 2
+        let first = try launchWorker(arguments + ["\(half)"])
+        try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= half }
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         #expect(first.terminationReason == .uncaughtSignal)

@@ -17,16 +17,17 @@ struct PostgresTakeoverTests {
     @Test func aKilledWorkersInstancesResumeOnTheOtherWorkerAfterTheLease() async throws {
         try await withWorkerProcesses { workers in
             let executions = workers.executions
-            let launch = { (id: String, role: String) in
-                try workers.launch(id, instances: Self.instances, steps: Self.steps, delayMilliseconds: 150, role)
+            let half = Self.instances * Self.steps / 2
+            let launch = { (id: String, role: String, options: [String]) in
+                try workers.launch(id, instances: Self.instances, steps: Self.steps, delayMilliseconds: 100, role, options: options)
             }
 
             // 1. Worker A starts the instances (leased to itself); worker B joins with nothing to claim.
-            let workerA = try launch("worker-a", "start")
+            //    A's steps stall once half are done, so the kill below lands mid-run on any machine.
+            let workerA = try launch("worker-a", "start", ["stall=\(half)"])
             try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= Self.instances }
-            let workerB = try launch("worker-b", "join")
-            // A quarter done: about 0.9 s before A would finish, room for a test process starved by a busy machine.
-            try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= Self.instances * Self.steps / 4 }
+            let workerB = try launch("worker-b", "join", [])
+            try await waitUntil(timeout: .seconds(60)) { lines(of: executions).count >= half }
 
             // 2. Kill A mid-step.
             kill(workerA.processIdentifier, SIGKILL)

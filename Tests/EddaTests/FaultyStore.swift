@@ -60,6 +60,11 @@ final class FaultyStore<Base: Store>: Store {
         try await base.append(event, with: transaction, lease: lease)
     }
 
+    func continueAsNew(lease: Lease, input: JSONPayload) async throws {
+        try write()
+        try await base.continueAsNew(lease: lease, input: input)
+    }
+
     func markCompensating(lease: Lease) async throws {
         try write()
         try await base.markCompensating(lease: lease)

@@ -45,6 +45,11 @@ public protocol WorkflowStore: InstanceReader {
         attempt: @Sendable () async throws -> (NewHistoryEvent, Result)
     ) async throws -> Result
 
+    /// Starts a new run of the leased instance with `input` (continue-as-new), in one transaction:
+    /// the current run's history is moved to the archive under its run number, the instance's input
+    /// is replaced and its run number grows by one. The lease is kept, for the new run.
+    func continueAsNew(lease: Lease, input: JSONPayload) async throws
+
     /// Moves the leased instance from running to ``InstanceStatus/compensating``.
     func markCompensating(lease: Lease) async throws
 

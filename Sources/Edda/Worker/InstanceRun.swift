@@ -73,6 +73,8 @@ struct InstanceRun: Sendable {
             let (fatal, suspension) = context.pendingTermination()
             if let fatal {
                 outcome = .failed(ErrorRecord(fatal))
+            } else if let next = suspension as? ContinueAsNew, control.stopReason == nil {
+                return await continueAsNew(with: next.input, logger: logger)
             } else if let suspension {
                 return stopped(by: suspension, logger: logger)
             } else if Task.isCancelled {
@@ -127,6 +129,32 @@ struct InstanceRun: Sendable {
             return stopped(by: reason, logger: logger)
         }
         return nil
+    }
+
+    /// Records the start of the next run, once this one asked to continue as new.
+    private func continueAsNew(with input: JSONPayload, logger: InstanceLogger) async -> RunResult {
+        do {
+            try workflow.checkInput(input)
+        } catch {
+            let failure = EngineError(
+                .invalidInput, "continueAsNew in instance \(instance.instanceID) was given arguments that are not those of workflow "
+                    + "'\(instance.workflowName)'; the instance fails and its history is kept.",
+                instanceID: instance.instanceID, cause: error
+            )
+            do {
+                try await environment.store.finishInstance(lease: lease, with: .failed(ErrorRecord(failure)))
+            } catch {
+                return stopped(by: error, logger: logger)
+            }
+            return .failed(ErrorRecord(failure))
+        }
+        do {
+            try await environment.store.continueAsNew(lease: lease, input: input)
+        } catch {
+            return stopped(by: error, logger: logger)
+        }
+        logger.debug("continued as new")
+        return .continuedAsNew(input)
     }
 
     /// What a run that stopped without an outcome tells the worker.

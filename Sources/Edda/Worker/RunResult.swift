@@ -9,6 +9,8 @@ enum RunResult: Sendable {
     case failed(ErrorRecord)
     /// The instance was cancelled (after its compensations); recorded, and the lease ended.
     case cancelled(ErrorRecord)
+    /// The workflow continued as new: the next run starts at once, under the same lease, with `input`.
+    case continuedAsNew(JSONPayload)
     /// The instance waits until `until` (or a wake-up, when `nil`): the worker releases it, ready then.
     case waiting(until: Date?)
     /// The run stopped without an outcome; the worker decides what happens to the lease.

@@ -222,6 +222,7 @@ final class Worker: Sendable {
 
     private func perform(_ job: Job) async {
         let id = job.instance.instanceID
+        var instance = job.instance
         var isNew = job.isNew
         var storeFailures = 0
         while true {
@@ -233,7 +234,7 @@ final class Worker: Sendable {
                 break
             }
             let result = await InstanceRun(
-                instance: job.instance, lease: job.lease, isNew: isNew, statusIsCurrent: storeFailures == 0,
+                instance: instance, lease: job.lease, isNew: isNew, statusIsCurrent: storeFailures == 0,
                 workflow: workflow, environment: environment, control: control, logger: logger
             ).run()
             switch result {
@@ -246,6 +247,13 @@ final class Worker: Sendable {
             case .cancelled(let record):
                 stopHolding(id)
                 app.publish(id, .success(.cancelled(record)))
+            case .continuedAsNew(let input):
+                // The next run starts now, under the same lease, from an empty history.
+                instance.input = input
+                instance.status = .running
+                isNew = true
+                storeFailures = 0
+                continue
             case .waiting(let until):
                 await release(job.lease, readyAt: until)
                 stopHolding(id, nextReadyAt: until)

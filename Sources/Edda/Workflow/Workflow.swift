@@ -54,7 +54,10 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
     var registration: RegisteredWorkflow {
         let name = self.name
         let body = self.body
-        return RegisteredWorkflow(name: name, identity: ObjectIdentifier(identity)) { context, input in
+        return RegisteredWorkflow(
+            name: name, identity: ObjectIdentifier(identity),
+            checkInput: { input in _ = try input.decode(ArgumentList<repeat each Argument>.self) }
+        ) { context, input in
             let arguments: ArgumentList<repeat each Argument>
             do {
                 arguments = try input.decode(ArgumentList<repeat each Argument>.self)
@@ -85,6 +88,8 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
 struct RegisteredWorkflow: Sendable {
     let name: String
     let identity: ObjectIdentifier
+    /// Throws unless `input` decodes as this workflow's arguments.
+    let checkInput: @Sendable (JSONPayload) throws -> Void
     let run: @Sendable (WorkflowContext, JSONPayload) async throws -> JSONPayload
 }
 
