@@ -110,7 +110,7 @@ struct WorkerTests {
         let log = self.log
         let slow = Activity("slow", retry: .noRetry) { (ctx) -> Int in
             log.record("slow ran")
-            try await Task.sleep(for: .milliseconds(600))
+            try await Task.sleep(for: .milliseconds(1200))   // the lease (300 ms) lapses meanwhile
             return 1
         }
         let next = Activity("next", retry: .noRetry) { (ctx) -> Int in
@@ -125,7 +125,7 @@ struct WorkerTests {
         try await withTestApp(store: store, configuration: configuration) { app in
             try await app.start(workflow, instanceID: "c-1")
             // The lease cannot be renewed: the run is stopped by about 200 ms, before the lease could
-            // lapse and another worker take over. The slow step returns at 600 ms (its record is
+            // lapse and another worker take over. The slow step returns at 1.2 s (its record is
             // still fenced by the store), and the next step never starts.
             try await waitUntil { log.all.contains("slow ran") && app.instancesRunningHere.isEmpty }
         }
