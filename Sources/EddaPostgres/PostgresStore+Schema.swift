@@ -119,6 +119,44 @@ extension PostgresStore {
                 """,
                 "CREATE INDEX \(t.indexName("history_archive_by_run")) ON \(t.archive) (instance_id, run_generation, sequence)",
             ]),
+            (6, "events and channel messages", [
+                // A delivery to an instance still leased (its run is ending as waiting) sets wake_pending,
+                // so that its release makes it ready at once instead of at its deadline.
+                "ALTER TABLE \(t.instances) ADD COLUMN wake_pending BOOLEAN NOT NULL DEFAULT false",
+                "CREATE TABLE \(t.channelModes) (channel TEXT PRIMARY KEY, mode TEXT NOT NULL)",
+                """
+                CREATE TABLE \(t.messages) (
+                    sequence BIGSERIAL PRIMARY KEY,
+                    channel TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    target_instance TEXT,
+                    envelope TEXT NOT NULL,
+                    published_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX \(t.indexName("channel_messages_by_channel")) ON \(t.messages) (channel, kind, target_instance, sequence)",
+                "CREATE INDEX \(t.indexName("channel_messages_by_expiry")) ON \(t.messages) (expires_at)",
+                """
+                CREATE INDEX \(t.indexName("channel_messages_by_target")) ON \(t.messages) (target_instance)
+                WHERE target_instance IS NOT NULL
+                """,
+                """
+                CREATE TABLE \(t.waits) (
+                    instance_id TEXT NOT NULL,
+                    step_id TEXT NOT NULL,
+                    position BIGINT,
+                    step_name TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    after_sequence BIGINT,
+                    deadline BIGINT,
+                    created_at BIGINT NOT NULL,
+                    PRIMARY KEY (instance_id, step_id)
+                )
+                """,
+                "CREATE INDEX \(t.indexName("waits_by_channel")) ON \(t.waits) (channel, kind, created_at)",
+            ]),
         ]
     }
 

@@ -364,24 +364,28 @@ public final class PostgresStore: Store, Service {
     private func insertOne(_ event: NewHistoryEvent, lease: Lease) async throws {
         let record = try event.storedColumns()
         try await perform("append a history record") { [self] in
-            let inserted = try await client.query(
-                """
-                INSERT INTO \(unescaped: tables.history)
-                    (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
-                SELECT \(event.instanceID)::text, \(event.stepID)::text, \(record.attempt)::bigint, \(event.position.map(Int64.init))::bigint,
-                       \(event.name)::text, \(event.kind.rawValue)::text, \(event.payload?.json)::text, \(record.error)::text,
-                       \(record.retry)::text, \(unescaped: Self.nowMilliseconds)
-                WHERE EXISTS (
-                    SELECT 1 FROM \(unescaped: tables.instances)
-                    WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
-                    FOR KEY SHARE
-                )
-                RETURNING sequence
-                """,
-                logger: logger
-            )
-            try await Self.expectRow(inserted, lease)
+            try await Self.expectRow(try await client.query(fencedInsertion(event, record, lease: lease), logger: logger), lease)
         }
+    }
+
+    /// The statement that appends `event` if `lease` still holds its instance (locking the row
+    /// `FOR KEY SHARE` until commit), returning a row only then.
+    func fencedInsertion(
+        _ event: NewHistoryEvent, _ record: (attempt: Int64, error: String?, retry: String?), lease: Lease
+    ) -> PostgresQuery {
+        """
+        INSERT INTO \(unescaped: tables.history)
+            (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+        SELECT \(event.instanceID)::text, \(event.stepID)::text, \(record.attempt)::bigint, \(event.position.map(Int64.init))::bigint,
+               \(event.name)::text, \(event.kind.rawValue)::text, \(event.payload?.json)::text, \(record.error)::text,
+               \(record.retry)::text, \(unescaped: Self.nowMilliseconds)
+        WHERE EXISTS (
+            SELECT 1 FROM \(unescaped: tables.instances)
+            WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+            FOR KEY SHARE
+        )
+        RETURNING sequence
+        """
     }
 
     /// Which of `leases` are still held.
@@ -415,6 +419,7 @@ public final class PostgresStore: Store, Service {
                 var finishedRun: Int64?
                 for try await generation in updated.decode(Int64.self) { finishedRun = generation - 1 }
                 guard let finishedRun else { throw StoreError.leaseLost(lease) }
+                try await connection.query("DELETE FROM \(unescaped: tables.waits) WHERE instance_id = \(lease.instanceID)", logger: logger)
                 // The finished run's history, under its run number; the new run starts from nothing.
                 try await connection.query(
                     """
@@ -444,14 +449,22 @@ public final class PostgresStore: Store, Service {
     public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
         let (status, output, error) = try outcome.storedColumns()
         try await perform("record an outcome") { [self] in
+            // What it waited for, and what was kept for it, go with it: one statement.
             let updated = try await client.query(
                 """
-                UPDATE \(unescaped: tables.instances)
-                SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
-                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
-                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
-                    AND status IN ('running', 'compensating')
-                RETURNING instance_id
+                WITH finished AS (
+                    UPDATE \(unescaped: tables.instances)
+                    SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
+                        ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                    WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                        AND status IN ('running', 'compensating')
+                    RETURNING instance_id
+                ), waits AS (
+                    DELETE FROM \(unescaped: tables.waits) WHERE instance_id IN (SELECT instance_id FROM finished)
+                ), kept AS (
+                    DELETE FROM \(unescaped: tables.messages) WHERE target_instance IN (SELECT instance_id FROM finished)
+                )
+                SELECT instance_id FROM finished
                 """,
                 logger: logger
             )
@@ -502,7 +515,7 @@ public final class PostgresStore: Store, Service {
                 UPDATE \(unescaped: tables.instances) AS w
                 SET lease_owner = \(owner), lease_token = w.lease_token + 1,
                     lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
-                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                    ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
                 FROM chosen WHERE w.instance_id = chosen.instance_id
                 RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
                 """,
@@ -605,8 +618,8 @@ public final class PostgresStore: Store, Service {
                 UPDATE \(unescaped: tables.instances)
                 SET lease_owner = NULL, lease_expires_at = NULL,
                     -- A cancellation asked for meanwhile is run at once, not at the wait's end.
-                    ready_at = CASE WHEN cancel_requested THEN NULL ELSE \(readyAt?.millisecondsSince1970)::bigint END,
-                    updated_at = \(unescaped: Self.nowMilliseconds)
+                    ready_at = CASE WHEN cancel_requested OR wake_pending THEN NULL ELSE \(readyAt?.millisecondsSince1970)::bigint END,
+                    wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
                 WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                 RETURNING instance_id
                 """,
@@ -643,7 +656,15 @@ public final class PostgresStore: Store, Service {
             return try await watchdog.run(what, body)
         } catch let error as StoreError {
             throw error
+        } catch let misuse as ChannelModeError {
+            throw misuse
         } catch {
+            // What a transaction's own code threw (a lost lease, a misuse), once rolled back, as is.
+            if let transaction = error as? PostgresTransactionError, transaction.rollbackError == nil,
+               let inner = transaction.closureError, inner is StoreError || inner is ChannelModeError
+            {
+                throw inner
+            }
             let server = ServerError(error)
             throw StoreError(.database, "PostgreSQL could not \(what).", cause: server)
         }
@@ -667,6 +688,9 @@ struct Tables: Sendable {
     let migrations: String
     let outbox: String
     let archive: String
+    let channelModes: String
+    let messages: String
+    let waits: String
     /// The LISTEN/NOTIFY channel of this schema's workers.
     let channel: String
 
@@ -686,6 +710,9 @@ struct Tables: Sendable {
         self.migrations = "\"\(schema)\".edda_schema_migrations"
         self.outbox = "\"\(schema)\".outbox_events"
         self.archive = "\"\(schema)\".workflow_history_archive"
+        self.channelModes = "\"\(schema)\".channel_modes"
+        self.messages = "\"\(schema)\".channel_messages"
+        self.waits = "\"\(schema)\".workflow_waits"
         self.channel = "edda_\(schema)"
     }
 

@@ -150,6 +150,44 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v7: events and channel messages") { db in
+            try db.execute(
+                sql: """
+                    -- A delivery to an instance that is still leased (its run is ending as waiting) sets
+                    -- wake_pending, so that its release makes it ready at once instead of at its deadline.
+                    ALTER TABLE workflow_instances ADD COLUMN wake_pending INTEGER NOT NULL DEFAULT 0;
+                    CREATE TABLE channel_modes (
+                        channel TEXT PRIMARY KEY,
+                        mode TEXT NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE TABLE channel_messages (
+                        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                        channel TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        target_instance TEXT,
+                        envelope TEXT NOT NULL,
+                        published_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX channel_messages_by_channel ON channel_messages (channel, kind, target_instance, sequence);
+                    CREATE INDEX channel_messages_by_expiry ON channel_messages (expires_at);
+                    CREATE INDEX channel_messages_by_target ON channel_messages (target_instance) WHERE target_instance IS NOT NULL;
+                    CREATE TABLE workflow_waits (
+                        instance_id TEXT NOT NULL,
+                        step_id TEXT NOT NULL,
+                        position INTEGER,
+                        step_name TEXT NOT NULL,
+                        channel TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        after_sequence INTEGER,
+                        deadline INTEGER,
+                        created_at INTEGER NOT NULL,
+                        PRIMARY KEY (instance_id, step_id)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX workflow_waits_by_channel ON workflow_waits (channel, kind, created_at);
+                    """
+            )
+        }
         return migrator
     }
 }

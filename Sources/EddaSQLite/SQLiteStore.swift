@@ -268,6 +268,8 @@ public final class SQLiteStore: Store {
                         """
                 ).execute(arguments: [lease.instanceID])
                 try db.cachedStatement(sql: "DELETE FROM workflow_history WHERE instance_id = ?").execute(arguments: [lease.instanceID])
+                // Messages kept for the instance stay, for the new run.
+                try db.cachedStatement(sql: "DELETE FROM workflow_waits WHERE instance_id = ?").execute(arguments: [lease.instanceID])
                 return .commit
             }
         }
@@ -296,6 +298,9 @@ public final class SQLiteStore: Store {
                     """
             ).execute(arguments: [status, output, error, Self.now(), lease.instanceID, lease.owner, lease.token])
             try Self.checkFence(db, lease)
+            // What it waited for, and what was kept for it, go with it.
+            try db.cachedStatement(sql: "DELETE FROM workflow_waits WHERE instance_id = ?").execute(arguments: [lease.instanceID])
+            try db.cachedStatement(sql: "DELETE FROM channel_messages WHERE target_instance = ?").execute(arguments: [lease.instanceID])
         }
         outcomes.notify([lease.instanceID])
     }
@@ -308,7 +313,7 @@ public final class SQLiteStore: Store {
         // (every unfinished instance) and sorts — 100,000 waiting instances made each claim slow.
         let sql = """
             UPDATE workflow_instances
-            SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
+            SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL, wake_pending = 0, updated_at = ?
             WHERE instance_id IN (
                 SELECT instance_id FROM (
                     SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_waiting
@@ -431,7 +436,7 @@ public final class SQLiteStore: Store {
             try db.cachedStatement(
                 sql: """
                     UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL,
-                        ready_at = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END, updated_at = ?
+                        ready_at = CASE WHEN cancel_requested = 1 OR wake_pending = 1 THEN NULL ELSE ? END, wake_pending = 0, updated_at = ?
                     WHERE instance_id = ? AND lease_owner = ? AND lease_token = ?
                     """
             ).execute(arguments: [readyAt?.millisecondsSince1970, Self.now(), lease.instanceID, lease.owner, lease.token])
@@ -544,6 +549,8 @@ public final class SQLiteStore: Store {
             return try await committer.perform(updates)
         } catch let error as StoreError {
             throw error
+        } catch let misuse as ChannelModeError {
+            throw misuse
         } catch {
             throw StoreError(.database, "A write to the SQLite database failed.", cause: error)
         }

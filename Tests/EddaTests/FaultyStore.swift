@@ -97,6 +97,17 @@ final class FaultyStore<Base: Store>: Store {
     func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
         try await base.cancellationRequests(among: instanceIDs)
     }
+    func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome {
+        try write()
+        return try await base.receive(wait, lease: lease, now: now)
+    }
+    func publish(_ message: OutgoingMessage, recordedAs record: (event: NewHistoryEvent, lease: Lease)?, now: Date) async throws -> PublishOutcome {
+        try write()
+        return try await base.publish(message, recordedAs: record, now: now)
+    }
+    func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64 {
+        try await base.subscribe(to: channel, mode: mode, now: now)
+    }
     var wakeUps: WakeUpSignal { base.wakeUps }
     var outcomes: OutcomeSignal { base.outcomes }
 }

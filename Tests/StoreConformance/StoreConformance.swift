@@ -27,6 +27,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case signalsAnnounceReadyWorkAndOutcomes
     case waitersAreClaimedFromTheirDeadlineAndFoundByTheNextOne
     case cancellationIsMarkedWakesWaitersAndSparesFinishedInstances
+    case messagesAreConsumedOnceIntoHistory
+    case broadcastEventsTimeoutsAndChannelModes
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -53,6 +55,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .signalsAnnounceReadyWorkAndOutcomes: try await Self.signalsAnnounce(store)
             case .waitersAreClaimedFromTheirDeadlineAndFoundByTheNextOne: try await Self.waitersByDeadline(store)
             case .cancellationIsMarkedWakesWaitersAndSparesFinishedInstances: try await Self.cancellation(store)
+            case .messagesAreConsumedOnceIntoHistory: try await Self.messagesConsumedOnce(store)
+            case .broadcastEventsTimeoutsAndChannelModes: try await Self.broadcastEventsAndModes(store)
             }
             completed.mark()
         }
@@ -448,6 +452,187 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         try await store.finishInstance(lease: running, with: .cancelled(ErrorRecord(type: "WorkflowCancelledError", message: "cancelled")))
         #expect(try await store.instance("running")?.status == .cancelled)
         #expect(try await store.statusCounts(workflowName: nil)[.cancelled] == 1)
+    }
+}
+
+extension StoreConformance {
+    static func wait(
+        _ id: String, _ step: String, channel: String, kind: MessageKind, after: Int64? = nil, deadline: Date? = nil
+    ) -> MessageWait {
+        MessageWait(instanceID: id, stepID: step, position: 1, name: "edda.receive", channel: channel, kind: kind, afterSequence: after, deadline: deadline)
+    }
+
+    static func message(_ channel: String, _ kind: MessageKind, _ text: String, to target: String? = nil) -> OutgoingMessage {
+        let event = CloudEvent(type: channel, source: "/conformance", data: Data("\"\(text)\"".utf8), dataContentType: "application/json")
+        return OutgoingMessage(channel: channel, kind: kind, target: target, envelope: MessageEnvelope(event, sender: nil), retention: .seconds(3600))
+    }
+
+    static func data(_ event: HistoryEvent) -> String? {
+        struct Delivered: Decodable { var message: MessageEnvelope }
+        return try? event.payload?.decode(Delivered.self).message.data
+    }
+
+    /// A competing message waits for its consumer and is taken once; a publish delivers into a
+    /// released waiter's history and wakes it; a delivery to a waiter still leased makes its release
+    /// ready at once; direct messages and events sent to one instance are kept for it.
+    static func messagesConsumedOnce(_ store: any Store) async throws {
+        let a = try #require(try await create(store, "a"))
+        let b = try #require(try await create(store, "b"))
+        let now = Date()
+
+        // Nobody waits: the message is kept; the first receive takes it, the second waits.
+        guard case .published(let sequence?, let none) = try await store.publish(message("jobs", .competing, "one"), recordedAs: nil, now: now) else {
+            Issue.record("a competing message nobody waits for is kept")
+            return
+        }
+        #expect(none.isEmpty)
+        #expect(sequence > 0)
+        guard case .recorded(let taken) = try await store.receive(wait("a", "r:1", channel: "jobs", kind: .competing), lease: a, now: now) else {
+            Issue.record("a stored competing message was not taken")
+            return
+        }
+        #expect(taken.kind == .messageReceived)
+        #expect(data(taken) == "\"one\"")
+        guard case .waiting(nil) = try await store.receive(wait("b", "r:1", channel: "jobs", kind: .competing), lease: b, now: now) else {
+            Issue.record("a message was taken twice")
+            return
+        }
+
+        // b waits released; the next message goes into its history and makes it ready.
+        try await store.release(b, readyAt: .distantFuture)
+        guard case .published(_, let delivered) = try await store.publish(message("jobs", .competing, "two"), recordedAs: nil, now: now) else {
+            Issue.record("publish failed")
+            return
+        }
+        #expect(delivered == ["b"])
+        #expect(try await store.history(of: "b").map(\.stepID) == ["r:1"])
+        let woken = try await claim(store, owner: "worker-b")
+        #expect(woken.map(\.instance.instanceID) == ["b"], "a delivery makes its waiter ready at once")
+        let b2 = try #require(woken.first?.lease)
+        // Asking again (the woken run replays to the wait) returns what was delivered, not a new message.
+        guard case .recorded(let again) = try await store.receive(wait("b", "r:1", channel: "jobs", kind: .competing), lease: b2, now: now) else {
+            Issue.record("the delivered record was not returned")
+            return
+        }
+        #expect(data(again) == "\"two\"")
+
+        // A delivery while the waiter is still leased: its release (at a far deadline) readies it at once.
+        guard case .waiting = try await store.receive(wait("b", "r:2", channel: "jobs", kind: .competing), lease: b2, now: now) else {
+            Issue.record("b did not wait")
+            return
+        }
+        _ = try await store.publish(message("jobs", .competing, "three"), recordedAs: nil, now: now)
+        try await store.release(b2, readyAt: .distantFuture)
+        #expect(try await claim(store, owner: "worker-c").map(\.instance.instanceID) == ["b"], "the delivery during the run was not lost")
+
+        // Direct messages and events to one instance are kept until it waits for them.
+        guard case .published(_, let early) = try await store.publish(message("inbox", .direct, "hi", to: "a"), recordedAs: nil, now: now) else {
+            Issue.record("a direct message was not kept")
+            return
+        }
+        #expect(early.isEmpty)
+        _ = try await store.publish(message("paid", .event, "ev", to: "a"), recordedAs: nil, now: now)
+        guard case .recorded(let direct) = try await store.receive(wait("a", "r:2", channel: "inbox", kind: .direct), lease: a, now: now),
+              case .recorded(let event) = try await store.receive(wait("a", "e:1", channel: "paid", kind: .event), lease: a, now: now)
+        else {
+            Issue.record("kept messages were not received")
+            return
+        }
+        #expect(data(direct) == "\"hi\"")
+        #expect(data(event) == "\"ev\"")
+        #expect(try await store.publish(message("inbox", .direct, "x", to: "nobody"), recordedAs: nil, now: now) == .targetNotFound)
+        try await store.finishInstance(lease: a, with: .completed(JSONPayload(json: "1")))
+        #expect(try await store.publish(message("inbox", .direct, "x", to: "a"), recordedAs: nil, now: now) == .targetFinished(.completed))
+
+        // A publish recorded as a workflow's step is fenced by its lease.
+        let c = try #require(try await create(store, "c"))
+        let step = NewHistoryEvent(instanceID: "c", stepID: "p:1", position: 1, name: "edda.publish", kind: .messagePublished, payload: JSONPayload(json: "{}"))
+        _ = try await store.publish(message("jobs", .competing, "four"), recordedAs: (step, c), now: now)
+        #expect(try await store.history(of: "c").map(\.kind) == [.messagePublished])
+        var stale = c
+        stale.token += 1
+        await expectLeaseLost("a publish under a lost lease") {
+            _ = try await store.publish(message("jobs", .competing, "five"), recordedAs: (step, stale), now: now)
+        }
+        await expectLeaseLost("a receive under a lost lease") {
+            _ = try await store.receive(wait("c", "r:1", channel: "jobs", kind: .competing), lease: stale, now: now)
+        }
+    }
+
+    /// Broadcast messages reach every waiter and stay for subscribers behind; an event sent to every
+    /// waiter is dropped when none waits; a wait keeps its first deadline and times out into history;
+    /// a channel keeps the mode of its first use.
+    static func broadcastEventsAndModes(_ store: any Store) async throws {
+        let a = try #require(try await create(store, "a"))
+        let b = try #require(try await create(store, "b"))
+        let c = try #require(try await create(store, "c"))
+        let now = Date()
+
+        let start = try await store.subscribe(to: "news", mode: .broadcast, now: now)
+        for (id, lease) in [("a", a), ("b", b)] {
+            guard case .waiting = try await store.receive(wait(id, "r:1", channel: "news", kind: .broadcast, after: start), lease: lease, now: now) else {
+                Issue.record("\(id) did not wait")
+                return
+            }
+        }
+        guard case .published(let first?, let delivered) = try await store.publish(message("news", .broadcast, "n1"), recordedAs: nil, now: now) else {
+            Issue.record("a broadcast message is kept")
+            return
+        }
+        #expect(Set(delivered) == ["a", "b"])
+        // c subscribed before n1 and was busy: it still gets n1, then waits for the next.
+        guard case .recorded(let late) = try await store.receive(wait("c", "r:1", channel: "news", kind: .broadcast, after: start), lease: c, now: now),
+              case .waiting = try await store.receive(wait("c", "r:2", channel: "news", kind: .broadcast, after: first), lease: c, now: now)
+        else {
+            Issue.record("a subscriber behind did not get the kept message")
+            return
+        }
+        #expect(data(late) == "\"n1\"")
+
+        // Events to every waiter: nobody waits, nothing is kept.
+        #expect(try await store.publish(message("ping", .event, "p"), recordedAs: nil, now: now) == .published(sequence: nil, deliveredTo: []))
+        guard case .waiting = try await store.receive(wait("a", "e:1", channel: "ping", kind: .event), lease: a, now: now) else {
+            Issue.record("an event nobody waited for was kept")
+            return
+        }
+
+        // Timeouts: the first deadline wins; past it, the wait's outcome is a timeout record.
+        let deadline = now.addingTimeInterval(60)
+        guard case .waiting(let kept?) = try await store.receive(
+            wait("b", "e:1", channel: "ping", kind: .event, deadline: deadline), lease: b, now: now
+        ) else {
+            Issue.record("a wait with a deadline did not wait")
+            return
+        }
+        #expect(abs(kept.timeIntervalSince(deadline)) < 0.002)
+        guard case .waiting(let same?) = try await store.receive(
+            wait("b", "e:1", channel: "ping", kind: .event, deadline: deadline.addingTimeInterval(3600)), lease: b, now: now.addingTimeInterval(1)
+        ) else {
+            Issue.record("the wait was lost")
+            return
+        }
+        #expect(same == kept, "a replay does not move the deadline")
+        guard case .recorded(let timedOut) = try await store.receive(
+            wait("b", "e:1", channel: "ping", kind: .event), lease: b, now: deadline.addingTimeInterval(0.01)
+        ) else {
+            Issue.record("the wait did not time out")
+            return
+        }
+        #expect(timedOut.kind == .waitTimedOut)
+        #expect(try await store.publish(message("ping", .event, "late"), recordedAs: nil, now: now) == .published(sequence: nil, deliveredTo: ["a"]))
+
+        // Modes: fixed by the first use.
+        do {
+            _ = try await store.publish(message("news", .competing, "x"), recordedAs: nil, now: now)
+            Issue.record("a broadcast channel took a competing message")
+        } catch let error as ChannelModeError {
+            #expect(error.registered == .broadcast)
+            #expect(error.requested == .competing)
+        }
+        await #expect(throws: ChannelModeError.self) {
+            _ = try await store.receive(wait("c", "r:3", channel: "news", kind: .direct), lease: c, now: now)
+        }
+        await #expect(throws: ChannelModeError.self) { _ = try await store.subscribe(to: "news", mode: .competing, now: now) }
     }
 }
 

@@ -16,7 +16,7 @@ public struct EngineError: EddaError {
         private enum Base: String {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
-            case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished
+            case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -48,6 +48,9 @@ public struct EngineError: EddaError {
         /// The instance has already finished (completed, failed or cancelled): there is nothing to
         /// cancel. Nothing was changed.
         public static let alreadyFinished = Code(.alreadyFinished)
+        /// A received event's or channel message's data cannot be decoded as the type the workflow
+        /// asked for. The message was consumed and recorded; the error is thrown on every replay too.
+        public static let undecodableMessage = Code(.undecodableMessage)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

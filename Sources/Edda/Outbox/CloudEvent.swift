@@ -21,6 +21,10 @@ public struct CloudEvent: Sendable, Hashable, Codable {
     public var dataContentType: String?
     /// The payload, as bytes of ``dataContentType``.
     public var data: Data?
+    /// Extension attributes (CloudEvents 1.0 "extension context attributes"): lower-case
+    /// alphanumeric names, string values. Carried to the workflow that receives the event; the
+    /// outbox does not store them.
+    public var extensions: [String: String] = [:]
 
     /// An event with a payload in any media type.
     public init(
@@ -47,5 +51,22 @@ public struct CloudEvent: Sendable, Hashable, Codable {
             id: id, type: type, source: source, subject: subject, time: time,
             data: try JSONCoding.encoder.encode(json), dataContentType: "application/json"
         )
+    }
+}
+
+extension CloudEvent {
+    enum CodingKeys: String, CodingKey {
+        case id, source, type, subject, time, dataContentType, data, extensions
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(String.self, forKey: .id), type: try container.decode(String.self, forKey: .type),
+            source: try container.decode(String.self, forKey: .source), subject: try container.decodeIfPresent(String.self, forKey: .subject),
+            time: try container.decode(Date.self, forKey: .time), data: try container.decodeIfPresent(Data.self, forKey: .data),
+            dataContentType: try container.decodeIfPresent(String.self, forKey: .dataContentType)
+        )
+        extensions = try container.decodeIfPresent([String: String].self, forKey: .extensions) ?? [:]
     }
 }

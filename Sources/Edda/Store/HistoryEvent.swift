@@ -29,9 +29,17 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     /// deadline, fixed by the first run.
     public static let timerScheduled = HistoryEventKind(known: "TimerScheduled")
 
+    /// A wait took an event or a channel message; the payload is the message
+    /// (`{"channel": …, "message": {…}, "seq": …}`), written in the transaction that consumed it.
+    public static let messageReceived = HistoryEventKind(known: "MessageReceived")
+    /// A wait for an event or a channel message reached its deadline first; the payload holds it.
+    public static let waitTimedOut = HistoryEventKind(known: "WaitTimedOut")
+    /// The workflow published a channel message or sent one; the payload says where and to whom it was delivered.
+    public static let messagePublished = HistoryEventKind(known: "MessagePublished")
+
     public static let all: [HistoryEventKind] = [
         .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed, .valueRecorded,
-        .timerScheduled,
+        .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished,
     ]
 
     /// Whether this kind is a step's final outcome (unique per instance and step ID).

@@ -7,6 +7,8 @@
 /// - ``WorkQueue``: how workers share the work — claim ready instances with a lease, renew the
 ///   leases held, release one, and hear when work becomes ready.
 ///
+/// - ``Mailbox``: events and channel messages, consumed exactly once into history.
+///
 /// Backends: `SQLiteStore` in `EddaSQLite` (the embedded default). Every backend passes the same
 /// conformance suite (`Tests/StoreConformance`).
-public protocol Store: WorkflowStore, WorkQueue {}
+public protocol Store: WorkflowStore, WorkQueue, Mailbox {}

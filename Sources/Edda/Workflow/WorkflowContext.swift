@@ -51,6 +51,9 @@ public final class WorkflowContext: Sendable {
         var manualCompensationCounts: [String: Int] = [:]
         /// The run threw ``WorkflowCancelledError`` at a step boundary: it ends cancelled.
         var cancelled = false
+        /// Broadcast channels: the sequence number of the last message seen (or of the
+        /// subscription), as history says; the next receive takes the first message after it.
+        var channelCursors: [String: Int64] = [:]
     }
 
     init(
@@ -207,6 +210,18 @@ public final class WorkflowContext: Sendable {
     /// Whether an earlier run recorded a top-level step after `position`.
     func hasRecordedStep(afterPosition position: Int) -> Bool {
         state.withLock { $0.replay.hasRecordedStep(afterPosition: position) }
+    }
+
+    /// Where this run stands on a broadcast channel, or `nil` before it subscribed.
+    func channelCursor(_ channel: String) -> Int64? {
+        state.withLock { $0.channelCursors[channel] }
+    }
+
+    /// Moves this run's position on a broadcast channel forward to `sequence`.
+    func advanceChannelCursor(_ channel: String, to sequence: Int64) {
+        state.withLock { state in
+            state.channelCursors[channel] = max(state.channelCursors[channel] ?? sequence, sequence)
+        }
     }
 
     /// Records that the run met its cancellation (a wait ended by it, say).

@@ -1,0 +1,278 @@
+public import Edda
+public import Foundation
+import Logging
+import PostgresNIO
+
+/// Events and channel messages. Every receive and publish on a channel takes a transaction-scoped
+/// advisory lock on the channel's name first: under READ COMMITTED, a publisher and a waiter that
+/// ran side by side could each miss the other's uncommitted row, and the message would sit unseen.
+extension PostgresStore {
+    public func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome {
+        let now = now.millisecondsSince1970
+        return try await perform("receive a message") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await lockChannel(wait.channel, on: connection)
+                let fence = try await connection.query(
+                    """
+                    SELECT 1 FROM \(unescaped: tables.instances)
+                    WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                    FOR KEY SHARE
+                    """,
+                    logger: logger
+                )
+                try await Self.expectRow(fence, lease)
+                if let mode = wait.kind.channelMode { try await register(wait.channel, mode: mode, on: connection) }
+                return try await receive(wait, now: now, on: connection)
+            }
+        }
+    }
+
+    public func publish(_ message: OutgoingMessage, recordedAs record: (event: NewHistoryEvent, lease: Lease)?, now: Date) async throws
+        -> PublishOutcome
+    {
+        let envelope = try JSONPayload.encode(message.envelope).json
+        let columns = try record.map { try $0.event.storedColumns() }
+        let now = now.millisecondsSince1970
+        let outcome = try await perform("publish a message") { [self] () -> PublishOutcome in
+            try await client.withTransaction(logger: logger) { connection -> PublishOutcome in
+                try await lockChannel(message.channel, on: connection)
+                if let target = message.target {
+                    var status: String?
+                    let rows = try await connection.query(
+                        "SELECT status FROM \(unescaped: tables.instances) WHERE instance_id = \(target)", logger: logger
+                    )
+                    for try await text in rows.decode(String.self) { status = text }
+                    guard let status else { return .targetNotFound }
+                    if let known = InstanceStatus(rawValue: status), known.isTerminal { return .targetFinished(known) }
+                }
+                if let (event, lease) = record, let columns {
+                    try await Self.expectRow(try await connection.query(fencedInsertion(event, columns, lease: lease), logger: logger), lease)
+                }
+                if let mode = message.kind.channelMode { try await register(message.channel, mode: mode, on: connection) }
+                return try await publish(message, envelope: envelope, now: now, on: connection)
+            }
+        }
+        if case .published(_, let deliveredTo) = outcome, !deliveredTo.isEmpty {
+            wakeUps.notify()
+            notifier.post(.ready)
+        }
+        return outcome
+    }
+
+    public func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64 {
+        try await perform("subscribe to a channel") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await lockChannel(channel, on: connection)
+                try await register(channel, mode: mode, on: connection)
+                return try await newestBroadcast(on: channel, on: connection)
+            }
+        }
+    }
+
+    // MARK: - Statements
+
+    private func lockChannel(_ channel: String, on connection: PostgresConnection) async throws {
+        let key = "edda:\(tables.schema):\(channel)"
+        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+    }
+
+    private func register(_ channel: String, mode: ChannelMode, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            "INSERT INTO \(unescaped: tables.channelModes) (channel, mode) VALUES (\(channel), \(mode.rawValue)) ON CONFLICT (channel) DO NOTHING",
+            logger: logger
+        )
+        let rows = try await connection.query("SELECT mode FROM \(unescaped: tables.channelModes) WHERE channel = \(channel)", logger: logger)
+        for try await stored in rows.decode(String.self) where stored != mode.rawValue {
+            throw ChannelModeError(channel: channel, registered: ChannelMode(rawValue: stored) ?? .broadcast, requested: mode)
+        }
+    }
+
+    private func newestBroadcast(on channel: String, on connection: PostgresConnection) async throws -> Int64 {
+        let rows = try await connection.query(
+            """
+            SELECT COALESCE(MAX(sequence), 0) FROM \(unescaped: tables.messages)
+            WHERE channel = \(channel) AND kind = 'broadcast' AND target_instance IS NULL
+            """,
+            logger: logger
+        )
+        for try await newest in rows.decode(Int64.self) { return newest }
+        return 0
+    }
+
+    private func receive(_ wait: MessageWait, now: Int64, on connection: PostgresConnection) async throws -> ReceiveOutcome {
+        // Delivered by a publisher since the wait was registered.
+        let recorded = try await connection.query(
+            """
+            SELECT \(unescaped: Self.historyColumns) FROM \(unescaped: tables.history)
+            WHERE instance_id = \(wait.instanceID) AND step_id = \(wait.stepID) AND attempt = 0
+            """,
+            logger: logger
+        )
+        for try await row in recorded { return .recorded(try Self.historyEvent(from: row)) }
+
+        var existing: (after: Int64?, deadline: Int64?)?
+        let waits = try await connection.query(
+            "SELECT after_sequence, deadline FROM \(unescaped: tables.waits) WHERE instance_id = \(wait.instanceID) AND step_id = \(wait.stepID)",
+            logger: logger
+        )
+        for try await (after, deadline) in waits.decode((Int64?, Int64?).self) { existing = (after, deadline) }
+        // A wait registered by an earlier run keeps its position and deadline.
+        var after = wait.afterSequence
+        var deadline = wait.deadline?.millisecondsSince1970
+        if let existing { (after, deadline) = existing }
+        if wait.kind == .broadcast, after == nil { after = try await newestBroadcast(on: wait.channel, on: connection) }
+
+        let stored: PostgresRowSequence
+        switch wait.kind {
+        case .broadcast, .competing:
+            stored = try await connection.query(
+                """
+                SELECT sequence, envelope FROM \(unescaped: tables.messages)
+                WHERE channel = \(wait.channel) AND kind = \(wait.kind.rawValue) AND target_instance IS NULL
+                    AND sequence > \(after ?? 0) AND expires_at > \(now)
+                ORDER BY sequence LIMIT 1
+                """,
+                logger: logger
+            )
+        case .direct, .event:
+            stored = try await connection.query(
+                """
+                SELECT sequence, envelope FROM \(unescaped: tables.messages)
+                WHERE channel = \(wait.channel) AND kind = \(wait.kind.rawValue) AND target_instance = \(wait.instanceID)
+                    AND expires_at > \(now)
+                ORDER BY sequence LIMIT 1
+                """,
+                logger: logger
+            )
+        }
+        var message: (Int64, String)?
+        for try await row in stored.decode((Int64, String).self) { message = row }
+        if let (sequence, envelope) = message {
+            if wait.kind != .broadcast {
+                try await connection.query("DELETE FROM \(unescaped: tables.messages) WHERE sequence = \(sequence)", logger: logger)
+            }
+            try await deleteWait(wait.instanceID, wait.stepID, on: connection)
+            return .recorded(try await insertUnfenced(wait.deliveryRecord(sequence: sequence, envelope: envelope), on: connection))
+        }
+        if let deadline, deadline <= now {
+            try await deleteWait(wait.instanceID, wait.stepID, on: connection)
+            let record = wait.timeoutRecord(deadline: Date(storedMilliseconds: deadline), afterSequence: after)
+            return .recorded(try await insertUnfenced(record, on: connection))
+        }
+        if existing == nil {
+            try await connection.query(
+                """
+                INSERT INTO \(unescaped: tables.waits) (instance_id, step_id, position, step_name, channel, kind, after_sequence, deadline, created_at)
+                VALUES (\(wait.instanceID), \(wait.stepID), \(wait.position.map(Int64.init)), \(wait.name), \(wait.channel),
+                        \(wait.kind.rawValue), \(after), \(deadline), \(now))
+                """,
+                logger: logger
+            )
+        }
+        return .waiting(deadline: deadline.map(Date.init(storedMilliseconds:)))
+    }
+
+    private func publish(_ message: OutgoingMessage, envelope: String, now: Int64, on connection: PostgresConnection) async throws
+        -> PublishOutcome
+    {
+        // Expired messages go a few at a time, with the writes that add new ones.
+        try await connection.query(
+            """
+            DELETE FROM \(unescaped: tables.messages) WHERE sequence IN (
+                SELECT sequence FROM \(unescaped: tables.messages) WHERE expires_at <= \(now) LIMIT 100 FOR UPDATE SKIP LOCKED
+            )
+            """,
+            logger: logger
+        )
+        let found: PostgresRowSequence
+        switch (message.kind, message.target) {
+        case (_, let target?):
+            found = try await connection.query(
+                """
+                SELECT instance_id, step_id, position, step_name, after_sequence FROM \(unescaped: tables.waits)
+                WHERE instance_id = \(target) AND channel = \(message.channel) AND kind = \(message.kind.rawValue)
+                ORDER BY created_at LIMIT 1
+                """,
+                logger: logger
+            )
+        case (.competing, nil):
+            found = try await connection.query(
+                """
+                SELECT instance_id, step_id, position, step_name, after_sequence FROM \(unescaped: tables.waits)
+                WHERE channel = \(message.channel) AND kind = 'competing'
+                ORDER BY created_at LIMIT 1
+                """,
+                logger: logger
+            )
+        default:
+            found = try await connection.query(
+                """
+                SELECT instance_id, step_id, position, step_name, after_sequence FROM \(unescaped: tables.waits)
+                WHERE channel = \(message.channel) AND kind = \(message.kind.rawValue)
+                ORDER BY created_at
+                """,
+                logger: logger
+            )
+        }
+        var waits: [MessageWait] = []
+        for try await (instanceID, stepID, position, name, after) in found.decode((String, String, Int64?, String, Int64?).self) {
+            waits.append(
+                MessageWait(
+                    instanceID: instanceID, stepID: stepID, position: position.map(Int.init), name: name, channel: message.channel,
+                    kind: message.kind, afterSequence: after, deadline: nil
+                )
+            )
+        }
+        // Broadcast messages stay for subscribers busy right now; the others only when nobody took them.
+        var sequence: Int64?
+        if message.isKept, message.kind == .broadcast || waits.isEmpty {
+            let expires = now + Int64((message.retention.seconds * 1000).rounded())
+            let inserted = try await connection.query(
+                """
+                INSERT INTO \(unescaped: tables.messages) (channel, kind, target_instance, envelope, published_at, expires_at)
+                VALUES (\(message.channel), \(message.kind.rawValue), \(message.target), \(envelope), \(now), \(expires))
+                RETURNING sequence
+                """,
+                logger: logger
+            )
+            for try await value in inserted.decode(Int64.self) { sequence = value }
+        }
+        for wait in waits {
+            try await deleteWait(wait.instanceID, wait.stepID, on: connection)
+            _ = try await insertUnfenced(wait.deliveryRecord(sequence: sequence, envelope: envelope), on: connection)
+            // Ready now; one still leased (its run is ending) is marked, so that its release makes it ready at once.
+            try await connection.query(
+                """
+                UPDATE \(unescaped: tables.instances)
+                SET ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                    wake_pending = lease_owner IS NOT NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                WHERE instance_id = \(wait.instanceID) AND status IN ('running', 'compensating')
+                """,
+                logger: logger
+            )
+        }
+        return .published(sequence: sequence, deliveredTo: waits.map(\.instanceID))
+    }
+
+    private func deleteWait(_ instanceID: String, _ stepID: String, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            "DELETE FROM \(unescaped: tables.waits) WHERE instance_id = \(instanceID) AND step_id = \(stepID)", logger: logger
+        )
+    }
+
+    /// Appends a wait's outcome without a lease: the wait row it replaces is the guard (the channel
+    /// lock orders the transactions that could delete it), and the unique step index refuses a second outcome.
+    private func insertUnfenced(_ event: NewHistoryEvent, on connection: PostgresConnection) async throws -> HistoryEvent {
+        let rows = try await connection.query(
+            """
+            INSERT INTO \(unescaped: tables.history) (instance_id, step_id, attempt, position, step_name, kind, payload, recorded_at)
+            VALUES (\(event.instanceID), \(event.stepID), 0, \(event.position.map(Int64.init)), \(event.name), \(event.kind.rawValue),
+                    \(event.payload?.json), \(unescaped: Self.nowMilliseconds))
+            RETURNING \(unescaped: Self.historyColumns)
+            """,
+            logger: logger
+        )
+        for try await row in rows { return try Self.historyEvent(from: row) }
+        throw StoreError(.database, "The record of step '\(event.stepID)' was not written.")
+    }
+}
