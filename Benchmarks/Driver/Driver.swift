@@ -24,7 +24,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edda-bench",
         abstract: "Edda's benchmark driver: one JSON line per workload.",
-        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self, W4.self, PostgresFloor.self],
+        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self, W4.self, W5.self, PostgresFloor.self],
         defaultSubcommand: All.self
     )
 }
@@ -348,6 +348,60 @@ struct W4: AsyncParsableCommand {
     }
 }
 
+
+/// W5: how soon an event wakes the instance waiting for it — from the `sendEvent` call to the
+/// instance's next step. On SQLite the sender is the worker's own app (in-process); on PostgreSQL it
+/// is a second app on a store of its own (its own pool and LISTEN connection), so the wake-up goes
+/// through NOTIFY as it would from another process.
+struct W5: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "w5", abstract: "Event wake-up: sendEvent to the waiter's next step.")
+    @OptionGroup var common: Common
+    @Option(help: "Waiting instances, each sent one event.") var events = 200
+    @Option(help: "Milliseconds between events.") var spacingMs = 5
+
+    func run() async throws {
+        let common = try self.common.resolved()
+        let app = common.makeApp(store: try common.makeStore())
+        let sender = common.isPostgres ? common.makeApp(store: try common.makeStore()) : app
+        // Returns how long after the send (milliseconds since 1970, the event's data) it ran.
+        let woken = Activity("woken", retry: .noRetry) { (ctx, sentAt: Double) -> Double in
+            Date().timeIntervalSince1970 * 1000 - sentAt
+        }
+        let waiter = Workflow("event_waiter") { (ctx, _: Int) -> Double in
+            let event = try await ctx.waitForEvent(type: "bench.ping", as: Double.self)
+            return try await woken(ctx, event.data)
+        }
+        try app.register(waiter)
+        let (events, spacing) = (self.events, self.spacingMs)
+        @Sendable func measure(_ app: EddaApp, _ sender: EddaApp) async throws -> [Double] {
+            for index in 0..<events { _ = try await app.start(waiter, index, instanceID: "waiter-\(index)") }
+            // Every instance waits, released, before the first event.
+            while try await app.instances(status: .running, workflowName: "event_waiter", limit: events)
+                .filter({ $0.leaseOwner == nil && $0.readyAt != nil }).count < events
+            {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            var handles: [WorkflowHandle<Double>] = []
+            for index in 0..<events {
+                let event = try CloudEvent(type: "bench.ping", source: "/bench", json: Date().timeIntervalSince1970 * 1000)
+                try await sender.sendEvent(event, to: "waiter-\(index)")
+                handles.append(app.handle(for: waiter, instanceID: "waiter-\(index)"))
+                try await Task.sleep(for: .milliseconds(spacing))
+            }
+            var latencies: [Double] = []
+            for handle in handles { latencies.append(try await handle.result()) }
+            return latencies.sorted()
+        }
+        let latencies = try await app.run { app in
+            sender === app ? try await measure(app, app) : try await sender.run { sender in try await measure(app, sender) }
+        }
+        emit([
+            "workload": "W5", "events": events, "spacing_ms": spacing, "wake_p50_ms": percentile(latencies, 0.5),
+            "wake_p99_ms": percentile(latencies, 0.99), "peak_rss_mb": peakRSSMegabytes(), "backend": common.backend,
+            "durability": common.sqliteDurability.description,
+        ])
+    }
+}
 
 /// Counts activity executions in the W3 worker.
 let executions = Atomic<Int>(0)
