@@ -213,10 +213,11 @@ public final class PostgresStore: Store, Service {
             let inserted = try await client.query(
                 """
                 INSERT INTO \(unescaped: tables.instances)
-                    (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at)
+                    (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at,
+                     parent_instance_id)
                 VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json),
                         \(owner), \(owner == nil ? 0 : 1), \(unescaped: Self.nowMilliseconds) + \(duration)::bigint,
-                        \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds))
+                        \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.parentInstanceID))
                 ON CONFLICT (instance_id) DO NOTHING
                 RETURNING \(unescaped: Self.instanceColumns)
                 """,
@@ -448,9 +449,15 @@ public final class PostgresStore: Store, Service {
 
     public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
         let (status, output, error) = try outcome.storedColumns()
-        try await perform("record an outcome") { [self] in
-            // What it waited for, and what was kept for it, go with it: one statement.
-            let updated = try await client.query(
+        // A child reports to its parent in the same statement (the parent is not known here, so the
+        // report is built for every instance; the statement inserts it only for a child).
+        let report = try ChildReport.message(childID: lease.instanceID, outcome: outcome, parent: "")
+        let envelope = try JSONPayload.encode(report.envelope).json
+        let retention = report.retention.wholeMilliseconds
+        let parentWoken = try await perform("record an outcome") { [self] () -> Bool in
+            // What it waited for, and what was kept for it, go with it: one statement. The parent, if
+            // any and unfinished, gets the report kept for it and is made ready (or, leased, marked).
+            let finished = try await client.query(
                 """
                 WITH finished AS (
                     UPDATE \(unescaped: tables.instances)
@@ -458,20 +465,37 @@ public final class PostgresStore: Store, Service {
                         ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                         AND status IN ('running', 'compensating')
-                    RETURNING instance_id
+                    RETURNING instance_id, parent_instance_id
                 ), waits AS (
                     DELETE FROM \(unescaped: tables.waits) WHERE instance_id IN (SELECT instance_id FROM finished)
                 ), kept AS (
                     DELETE FROM \(unescaped: tables.messages) WHERE target_instance IN (SELECT instance_id FROM finished)
+                ), parent AS (
+                    UPDATE \(unescaped: tables.instances) AS p
+                    SET ready_at = CASE WHEN p.lease_owner IS NULL THEN NULL ELSE p.ready_at END,
+                        wake_pending = p.lease_owner IS NOT NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                    FROM finished AS f
+                    WHERE p.instance_id = f.parent_instance_id AND p.status IN ('running', 'compensating')
+                    RETURNING p.instance_id
+                ), report AS (
+                    INSERT INTO \(unescaped: tables.messages) (channel, kind, target_instance, envelope, published_at, expires_at)
+                    SELECT \(report.channel), 'event', instance_id, \(envelope), \(unescaped: Self.nowMilliseconds),
+                           \(unescaped: Self.nowMilliseconds) + \(retention)::bigint
+                    FROM parent
                 )
-                SELECT instance_id FROM finished
+                SELECT (SELECT count(*) FROM parent) FROM finished
                 """,
                 logger: logger
             )
-            try await Self.expectRow(updated, lease)
+            for try await woken in finished.decode(Int64.self) { return woken > 0 }
+            throw StoreError.leaseLost(lease)
         }
         outcomes.notify([lease.instanceID])
         notifier.post(.finished(lease.instanceID))
+        if parentWoken {
+            wakeUps.notify()
+            notifier.post(.ready)
+        }
     }
 
     // MARK: - Work queue

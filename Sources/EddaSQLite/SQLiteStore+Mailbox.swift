@@ -56,6 +56,17 @@ extension SQLiteStore {
         }
     }
 
+    /// A child's outcome, for its parent if it has not finished: recorded into its history if it
+    /// waits for it, kept for it otherwise. Returns whether the parent was woken.
+    static func reportToParent(_ parent: String, child: String, outcome: InstanceOutcome, _ db: Database) throws -> Bool {
+        let status = try String.fetchOne(db.cachedStatement(sql: "SELECT status FROM workflow_instances WHERE instance_id = ?"), arguments: [parent])
+        guard let status, InstanceStatus(rawValue: status)?.isTerminal == false else { return false }
+        let report = try ChildReport.message(childID: child, outcome: outcome, parent: parent)
+        let envelope = try JSONPayload.encode(report.envelope).json
+        guard case .published(_, let delivered) = try publish(report, envelope: envelope, now: now(), db) else { return false }
+        return !delivered.isEmpty
+    }
+
     // MARK: - Statements
 
     /// Fixes `channel`'s mode on its first use, and checks it on every later one.

@@ -189,19 +189,20 @@ public final class SQLiteStore: Store {
             try db.cachedStatement(
                 sql: """
                     INSERT INTO workflow_instances
-                        (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at)
-                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)
+                        (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at,
+                         parent_instance_id)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (instance_id) DO NOTHING
                     """
             ).execute(arguments: [
                 instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
-                lease?.owner, lease == nil ? 0 : 1, now, now,
+                lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID,
             ])
             if db.changesCount == 1 {
                 let created = WorkflowInstance(
                     instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
                     status: .running, input: instance.input, createdAt: Self.date(now), updatedAt: Self.date(now),
-                    leaseOwner: lease?.owner
+                    leaseOwner: lease?.owner, parentInstanceID: instance.parentInstanceID
                 )
                 return .created(created, lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1, expiresAt: nil) })
             }
@@ -289,19 +290,32 @@ public final class SQLiteStore: Store {
 
     public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
         let (status, output, error) = try outcome.storedColumns()
-        try await write { db in
-            try db.cachedStatement(
-                sql: """
-                    UPDATE workflow_instances
-                    SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
-                    WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status IN ('running', 'compensating')
-                    """
-            ).execute(arguments: [status, output, error, Self.now(), lease.instanceID, lease.owner, lease.token])
-            try Self.checkFence(db, lease)
-            // What it waited for, and what was kept for it, go with it.
-            try db.cachedStatement(sql: "DELETE FROM workflow_waits WHERE instance_id = ?").execute(arguments: [lease.instanceID])
-            try db.cachedStatement(sql: "DELETE FROM channel_messages WHERE target_instance = ?").execute(arguments: [lease.instanceID])
+        let parentWoken = try await write { db -> Bool in
+            var parentWoken = false
+            try db.inSavepoint {
+                let finished = try Row.fetchOne(
+                    db.cachedStatement(
+                        sql: """
+                            UPDATE workflow_instances
+                            SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
+                            WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status IN ('running', 'compensating')
+                            RETURNING parent_instance_id
+                            """
+                    ),
+                    arguments: [status, output, error, Self.now(), lease.instanceID, lease.owner, lease.token]
+                )
+                guard let finished else { throw StoreError.leaseLost(lease) }
+                // What it waited for, and what was kept for it, go with it.
+                try db.cachedStatement(sql: "DELETE FROM workflow_waits WHERE instance_id = ?").execute(arguments: [lease.instanceID])
+                try db.cachedStatement(sql: "DELETE FROM channel_messages WHERE target_instance = ?").execute(arguments: [lease.instanceID])
+                if let parent = finished["parent_instance_id"] as String? {
+                    parentWoken = try Self.reportToParent(parent, child: lease.instanceID, outcome: outcome, db)
+                }
+                return .commit
+            }
+            return parentWoken
         }
+        if parentWoken { wakeUps.notify() }
         outcomes.notify([lease.instanceID])
     }
 
@@ -578,7 +592,8 @@ public final class SQLiteStore: Store {
         try WorkflowInstance(
             storedID: row["instance_id"], workflowName: row["workflow_name"], serviceName: row["service_name"], status: row["status"],
             input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
-            leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false
+            leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false,
+            parentInstanceID: row["parent_instance_id"]
         )
     }
 

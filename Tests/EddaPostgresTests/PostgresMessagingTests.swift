@@ -24,6 +24,17 @@ struct PostgresMessagingTests {
         return "\(request): \(decision.data)"
     }
 
+    static let square = Workflow("square") { (ctx, n: Int) -> Int in n * n }
+
+    /// Sums the squares of 1...n, each computed by a child.
+    static let sumOfSquares = Workflow("sum_of_squares") { (ctx, n: Int) -> Int in
+        var children: [ChildWorkflow<Int>] = []
+        for index in 1...n { children.append(try await ctx.startChild(square, index, childID: "square-\(index)")) }
+        var total = 0
+        for child in children { total += try await child.result() }
+        return total
+    }
+
     /// Two apps on one schema; `body` gets both, running.
     func withTwoWorkers<T: Sendable>(_ body: @escaping @Sendable (EddaApp, EddaApp) async throws -> T) async throws -> T {
         let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
@@ -41,6 +52,8 @@ struct PostgresMessagingTests {
         for app in [appA, appB] {
             try app.register(Self.consumer)
             try app.register(Self.approval)
+            try app.register(Self.square)
+            try app.register(Self.sumOfSquares)
         }
         let result = try await appB.run { appB in try await appA.run { appA in try await body(appA, appB) } }
         try await PostgresTestDatabase.withStore(schema: schema) { _ in }
@@ -76,5 +89,39 @@ struct PostgresMessagingTests {
         }
         #expect(result == "expense 17: approved")
         #expect(history.map(\.kind) == [.messageReceived])
+    }
+
+    @Test func childrenRunOnEitherWorkerAndReportToTheirParent() async throws {
+        let (total, history) = try await withTwoWorkers { appA, appB in
+            let total = try await appA.start(Self.sumOfSquares, 6, instanceID: "sum").result()
+            return (total, try await appB.history(of: "sum"))
+        }
+        #expect(total == 91)
+        #expect(history.filter { $0.kind == .childStarted }.count == 6)
+        #expect(history.filter { $0.kind == .messageReceived }.map(\.stepID) == (1...6).map { "square-\($0)/result" })
+    }
+
+    @Test func cancellingAParentOnOneWorkerCancelsItsChildOnTheOther() async throws {
+        let statuses = try await withTwoWorkers { appA, appB in
+            let parent = Workflow("approval_parent") { (ctx, _: Int) -> String in
+                try await ctx.runChild(Self.approval, "budget", childID: "approval")
+            }
+            try appA.register(parent)
+            try appB.register(parent)
+            _ = try await appA.start(parent, 0, instanceID: "ap")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while true {
+                let (child, parent) = (try await appB.instance("ap/approval"), try await appB.instance("ap"))
+                if child?.readyAt != nil, parent?.readyAt != nil { break }
+                guard ContinuousClock.now < deadline else { throw CancellationError() }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await appB.cancel("ap")
+            await #expect(throws: WorkflowCancelledError.self) { try await appB.handle(for: parent, instanceID: "ap").result() }
+            await #expect(throws: WorkflowCancelledError.self) { try await appA.handle(for: Self.approval, instanceID: "ap/approval").result() }
+            return (try await appA.instance("ap")?.status, try await appA.instance("ap/approval")?.status)
+        }
+        #expect(statuses.0 == .cancelled)
+        #expect(statuses.1 == .cancelled)
     }
 }

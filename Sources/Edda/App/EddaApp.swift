@@ -88,7 +88,7 @@ public final class EddaApp: Service, Sendable {
         try register(workflow.registration)
     }
 
-    private func register(_ registration: RegisteredWorkflow) throws {
+    func register(_ registration: RegisteredWorkflow) throws {
         try state.withLock { state in
             if let existing = state.workflows[registration.name] {
                 guard existing.identity == registration.identity else {

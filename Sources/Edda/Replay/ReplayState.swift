@@ -59,7 +59,7 @@ package struct ReplayState: Sendable {
         self.instanceID = instanceID
         for event in history {
             switch event.kind {
-            case .activityCompleted, .activityFailed, .valueRecorded, .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished:
+            case .activityCompleted, .activityFailed, .valueRecorded, .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished, .childStarted:
                 recordedByID[event.stepID] = event
                 if let position = event.position {
                     recordedByPosition[position] = event

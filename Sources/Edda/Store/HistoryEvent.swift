@@ -37,9 +37,13 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     /// The workflow published a channel message or sent one; the payload says where and to whom it was delivered.
     public static let messagePublished = HistoryEventKind(known: "MessagePublished")
 
+    /// The workflow started a child workflow (``WorkflowContext/startChild(_:_:childID:)``); the
+    /// payload names the child instance.
+    public static let childStarted = HistoryEventKind(known: "ChildStarted")
+
     public static let all: [HistoryEventKind] = [
         .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed, .valueRecorded,
-        .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished,
+        .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished, .childStarted,
     ]
 
     /// Whether this kind is a step's final outcome (unique per instance and step ID).

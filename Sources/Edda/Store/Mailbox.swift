@@ -267,3 +267,33 @@ struct TimedOutWait: Decodable {
         case afterSequence = "after_seq"
     }
 }
+
+/// What a child workflow's finish reports to its parent: a message kept for the parent on the
+/// child's own event channel, which ``ChildWorkflow/result()`` waits on. Built here so that every
+/// backend reports the same.
+package struct ChildReport: Codable, Sendable {
+    var status: String
+    var output: String?
+    var error: ErrorRecord?
+
+    /// The event channel a child's report goes to.
+    package static func channel(of childID: String) -> String { "edda.child/\(childID)" }
+
+    /// How long a report waits for a parent that does not ask for it.
+    package static let retention: Duration = .seconds(366 * 86_400)
+
+    /// The report of `childID` ending with `outcome`, for `parent`.
+    package static func message(childID: String, outcome: InstanceOutcome, parent: String) throws -> OutgoingMessage {
+        let (status, output, error) = try outcome.storedColumns()
+        let report = ChildReport(
+            status: status, output: output, error: try error.map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
+        )
+        let event = CloudEvent(
+            id: "edda.child/\(childID)", type: channel(of: childID), source: "edda", data: try JSONCoding.encoder.encode(report),
+            dataContentType: "application/json"
+        )
+        return OutgoingMessage(
+            channel: channel(of: childID), kind: .event, target: parent, envelope: MessageEnvelope(event, sender: childID), retention: retention
+        )
+    }
+}

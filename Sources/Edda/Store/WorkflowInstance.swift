@@ -21,12 +21,16 @@ public struct WorkflowInstance: Sendable {
     public var readyAt: Date?
     /// ``EddaApp/cancel(_:)`` was asked for and the instance has not stopped yet.
     public var cancelRequested: Bool
+    /// The instance that started this one as a child workflow
+    /// (``WorkflowContext/startChild(_:_:childID:)``), if any.
+    public var parentInstanceID: String?
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
         output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
-        leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false
+        leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false, parentInstanceID: String? = nil
     ) {
+        self.parentInstanceID = parentInstanceID
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.serviceName = serviceName
@@ -48,8 +52,11 @@ public struct NewInstance: Sendable {
     public var workflowName: String
     public var serviceName: String
     public var input: JSONPayload
+    /// The parent instance, for a child workflow; its outcome is reported to the parent when it finishes.
+    public var parentInstanceID: String?
 
-    public init(instanceID: String, workflowName: String, serviceName: String, input: JSONPayload) {
+    public init(instanceID: String, workflowName: String, serviceName: String, input: JSONPayload, parentInstanceID: String? = nil) {
+        self.parentInstanceID = parentInstanceID
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.serviceName = serviceName

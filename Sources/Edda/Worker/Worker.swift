@@ -55,7 +55,8 @@ final class Worker: Sendable {
         self.logger = logger
         self.environment = EngineEnvironment(
             store: app.store, clock: app.configuration.clock, defaultRetryPolicy: app.configuration.defaultRetryPolicy,
-            maxInMemoryWait: app.configuration.maxInMemoryWait
+            maxInMemoryWait: app.configuration.maxInMemoryWait, serviceName: app.serviceName,
+            register: { [weak app] registration in try app?.register(registration) }
         )
         self.state = Mutex(State(machine: WorkerStateMachine(maxInFlight: app.configuration.maxConcurrentInstances)))
         (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)

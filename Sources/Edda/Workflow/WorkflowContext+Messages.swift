@@ -103,7 +103,7 @@ extension WorkflowContext {
 
     /// The step of a wait: its recorded outcome, or a message consumed now, or the end of the run
     /// (waiting) when nothing has come.
-    private func awaitMessage(name: String, channel: String, kind: MessageKind, timeout: Duration?, explicitID: String?) async throws
+    func awaitMessage(name: String, channel: String, kind: MessageKind, timeout: Duration?, explicitID: String?) async throws
         -> DeliveredMessage
     {
         let reservation = try reserveStep(name: name, explicitID: explicitID)
@@ -204,7 +204,7 @@ extension WorkflowContext {
         }
     }
 
-    private func decodeData<Payload: Decodable>(of envelope: MessageEnvelope, as: Payload.Type, from source: String) throws -> Payload {
+    func decodeData<Payload: Decodable>(of envelope: MessageEnvelope, as: Payload.Type, from source: String) throws -> Payload {
         do {
             guard let text = envelope.data else {
                 throw DecodingError.valueNotFound(Payload.self, .init(codingPath: [], debugDescription: "The message has no text data"))

@@ -54,6 +54,8 @@ public final class WorkflowContext: Sendable {
         /// Broadcast channels: the sequence number of the last message seen (or of the
         /// subscription), as history says; the next receive takes the first message after it.
         var channelCursors: [String: Int64] = [:]
+        /// Child instances this run started or replayed the start of, in order.
+        var children: [String] = []
     }
 
     init(
@@ -224,6 +226,16 @@ public final class WorkflowContext: Sendable {
         }
     }
 
+    /// Notes a child instance this run started (or replayed the start of).
+    func noteChild(_ childID: String) {
+        state.withLock { if !$0.children.contains(childID) { $0.children.append(childID) } }
+    }
+
+    /// The child instances this run started, in order.
+    var children: [String] {
+        state.withLock { $0.children }
+    }
+
     /// Records that the run met its cancellation (a wait ended by it, say).
     func noteCancelled() {
         state.withLock { $0.cancelled = true }
@@ -328,4 +340,8 @@ struct EngineEnvironment: Sendable {
     let defaultRetryPolicy: RetryPolicy
     /// Waits shorter than this stay in memory; longer ones end the run as waiting.
     let maxInMemoryWait: Duration
+    /// The app's service name, given to child instances.
+    let serviceName: String
+    /// Registers a child's workflow with the app, so that its worker claims the child.
+    let register: @Sendable (RegisteredWorkflow) throws -> Void
 }

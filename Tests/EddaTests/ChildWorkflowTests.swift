@@ -1,0 +1,85 @@
+import Edda
+import EddaSQLite
+import EddaTesting
+import Foundation
+import Testing
+
+/// `ctx.startChild` / `ctx.runChild`: deterministic child IDs, typed results, cancellation with the parent.
+@Suite("Child workflows", .timeLimit(.minutes(1)))
+struct ChildWorkflowTests {
+    static let double = Workflow("double") { (ctx, n: Int) -> Int in
+        guard n >= 0 else { throw TerminalError("negative input \(n)") }
+        return n * 2
+    }
+
+    /// Waits for a "go" event, so the test decides when it finishes.
+    static let gated = Workflow("gated") { (ctx, n: Int) -> Int in
+        _ = try await ctx.waitForEvent(type: "go", as: Int.self)
+        return n + 1
+    }
+
+    static let parent = Workflow("parent") { (ctx, n: Int) -> String in
+        let doubled = try await ctx.runChild(double, n)
+        do {
+            _ = try await ctx.runChild(double, -1)
+            return "unexpected"
+        } catch let failed as WorkflowFailedError {
+            return "\(doubled); child failed: \(failed.error.message)"
+        }
+    }
+
+    static let waitingParent = Workflow("waiting_parent") { (ctx, n: Int) -> Int in
+        let child = try await ctx.startChild(gated, n, childID: "gate")
+        return try await child.result() * 10
+    }
+
+    @Test func aParentAwaitsItsChildrensTypedResultsAndFailures() async throws {
+        let store = try SQLiteStore.inMemory()
+        let result = try await withTestApp(store: store) { app in
+            try await app.start(Self.parent, 21, instanceID: "p-1").result()
+        }
+        #expect(result == "42; child failed: negative input -1")
+        let child = try #require(try await store.instance("p-1/edda.child:1"))
+        #expect(child.parentInstanceID == "p-1")
+        #expect(child.status == .completed)
+        #expect(try await store.instance("p-1/edda.child:2")?.status == .failed)
+        let history = try await store.history(of: "p-1")
+        #expect(history.map(\.kind) == [.childStarted, .messageReceived, .childStarted, .messageReceived])
+        #expect(history.map(\.stepID) == ["edda.child:1", "edda.child:1/result", "edda.child:2", "edda.child:2/result"])
+    }
+
+    @Test func aReplayedParentDoesNotStartASecondChildAndResumesOnItsResult() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in
+                _ = try await app.start(Self.waitingParent, 4, instanceID: "wp")
+                try await waitUntil { try await store.instance("wp/gate")?.readyAt != nil }
+            }
+            // A new app: the parent replays its start, the child is the same instance.
+            let result = try await withTestApp(store: store) { app in
+                try app.register(Self.waitingParent)
+                try app.register(Self.gated)
+                try await waitUntil { try await app.sendEvent(try CloudEvent(type: "go", source: "/test", json: 1), to: "wp/gate") }
+                return try await app.handle(for: Self.waitingParent, instanceID: "wp").result()
+            }
+            #expect(result == 50)
+            let children = try await store.instances(matching: InstanceQuery(workflowName: "gated", limit: 10)).instances
+            #expect(children.map(\.instanceID) == ["wp/gate"], "exactly one child")
+        }
+    }
+
+    @Test func cancellingTheParentCancelsItsChildren() async throws {
+        let store = try SQLiteStore.inMemory()
+        try await withTestApp(store: store) { app in
+            let handle = try await app.start(Self.waitingParent, 1, instanceID: "cp")
+            try await waitUntil {
+                let (child, parent) = (try await store.instance("cp/gate"), try await store.instance("cp"))
+                return child?.readyAt != nil && parent?.readyAt != nil
+            }
+            try await app.cancel("cp")
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            await #expect(throws: WorkflowCancelledError.self) { try await app.handle(for: Self.gated, instanceID: "cp/gate").result() }
+        }
+        #expect(try await store.instance("cp/gate")?.status == .cancelled)
+    }
+}
