@@ -6,6 +6,8 @@
 //   EddaCrashWorker steps <database> <executions-file> <instances> <steps> <step-delay-ms> [<stall-after>]
 //     (<stall-after>: once the side file has that many lines, every step stalls 60 s)
 //   EddaCrashWorker retry <database> <executions-file>
+//   EddaCrashWorker child <database> <executions-file>
+//     (a parent runs a step, then a child that runs a step and waits for a "go" event sent to it, then a step)
 //   EddaCrashWorker timer <database> <executions-file> <sleep-ms>
 //     (a step, a durable timer the run is released for, a step)
 //   EddaCrashWorker saga  <database> <executions-file>
@@ -193,6 +195,34 @@ case "timer":
     let total = try await timerApp.run { app in try await app.start(workflow, instanceID: "timer-1").result() }
     print("completed with \(total)")
     exit(0)
+
+case "child":
+    let before = Activity("before", retry: .noRetry) { (ctx) -> Int in
+        recordExecution("before")
+        return 1
+    }
+    let childWork = Activity("child_work", retry: .noRetry) { (ctx, n: Int) -> Int in
+        recordExecution("child work")
+        return n * 2
+    }
+    let after = Activity("after", retry: .noRetry) { (ctx, n: Int) -> Int in
+        recordExecution("after")
+        return n + 1
+    }
+    let child = Workflow("child") { (ctx, n: Int) -> Int in
+        let doubled = try await childWork(ctx, n)
+        let go = try await ctx.waitForEvent(type: "go", as: Int.self)
+        return doubled + go.data
+    }
+    let parent = Workflow("parent") { (ctx) -> Int in
+        let first = try await before(ctx)
+        let fromChild = try await ctx.runChild(child, 20 + first)
+        return try await after(ctx, fromChild)
+    }
+    try app.register(parent)
+    try app.register(child)
+    let total = try await app.run { app in try await app.start(parent, instanceID: "parent-1").result() }
+    print("completed with \(total)")
 
 case "retry":
     // Fails on attempts 1-4, succeeds on 5; 300 ms between attempts.

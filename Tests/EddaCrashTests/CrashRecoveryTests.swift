@@ -158,6 +158,36 @@ extension CrashRecoveryTests {
         }
     }
 
+    @Test func aChildsResultReachesItsParentAcrossASIGKILL() async throws {
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("child.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            let first = try launchWorker(["child", database, executions])
+            let store = try SQLiteStore(path: database)
+            // Kill once both wait, released: the parent for its child, the child for its event.
+            try await waitUntil(timeout: .seconds(60)) {
+                let parent = (try? await store.instance("parent-1")) ?? nil
+                let child = (try? await store.instance("parent-1/edda.child:1")) ?? nil
+                return parent?.readyAt != nil && child?.readyAt != nil
+            }
+            kill(first.processIdentifier, SIGKILL)
+            first.waitUntilExit()
+            #expect(first.terminationReason == .uncaughtSignal)
+            // With no worker running, the event goes into the child's history.
+            let sender = EddaApp(store: store, serviceName: "sender")
+            #expect(try await sender.sendEvent(try CloudEvent(type: "go", source: "/test", json: 100), to: "parent-1/edda.child:1"))
+
+            let second = try launchWorker(["child", database, executions])
+            try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+            #expect(second.terminationStatus == 0)
+            #expect(lines(of: executions) == ["before", "child work", "after"], "no recorded step ran again")
+            #expect(try await store.history(of: "parent-1").map(\.stepID) == ["before:1", "edda.child:1", "edda.child:1/result", "after:1"])
+            #expect(try await store.instance("parent-1")?.output?.json == "143")
+            let children = try await store.instances(matching: InstanceQuery(workflowName: "child", limit: 10)).instances
+            #expect(children.map(\.instanceID) == ["parent-1/edda.child:1"], "the replayed parent started no second child")
+        }
+    }
+
     @Test func killedDuringCompensationRunsEachCompensationOnce() async throws {
         try await withScratchDirectory { directory in
             let database = directory.appendingPathComponent("saga.sqlite").path
