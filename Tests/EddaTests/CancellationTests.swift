@@ -119,6 +119,7 @@ struct CancellationTests {
         let clock = ManualClock()
         var configuration = EddaApp.Configuration.testing
         configuration.clock = clock
+        configuration.maxInMemoryWait = .seconds(7200)
         let flaky = Activity("flaky", retry: RetryPolicy(maxAttempts: 5, initialInterval: .seconds(3600), maxDuration: nil)) { (ctx) -> Int in
             throw URLError(.timedOut)
         }

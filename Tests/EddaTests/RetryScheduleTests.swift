@@ -10,6 +10,9 @@ struct RetryScheduleTests {
         var configuration = EddaApp.Configuration.testing
         configuration.clock = clock
         configuration.defaultRetryPolicy = policy
+        // The manual clock's sleepers are in memory: keep every backoff there (longer ones would
+        // end the run as a durable timer, which RetryTests covers).
+        configuration.maxInMemoryWait = .seconds(86_400)
         return configuration
     }
 

@@ -10,6 +10,40 @@ struct ConnectionError: Error, CustomStringConvertible {
 
 @Suite("Retries and recorded failures", .timeLimit(.minutes(1)))
 struct RetryTests {
+    @Test func aLongBackoffReleasesTheInstanceUntilTheNextAttemptIsDue() async throws {
+        let log = ExecutionLog()
+        let policy = RetryPolicy(maxAttempts: 3, initialInterval: .milliseconds(600), backoffCoefficient: 1, maxInterval: .seconds(1), maxDuration: nil)
+        let flaky = Activity("flaky", retry: policy) { (ctx) -> Int in
+            log.record("attempt \(ctx.attempt)")
+            if ctx.attempt < 2 { throw ConnectionError() }
+            return ctx.attempt
+        }
+        let workflow = Workflow("backing_off") { (ctx) -> Int in try await flaky(ctx) }
+        var configuration = EddaApp.Configuration.testing
+        configuration.maxInMemoryWait = .milliseconds(20)   // 600 ms is "long": a durable timer
+        let store = try SQLiteStore.inMemory()
+        let (result, released) = try await withTestApp(store: store, configuration: configuration) { app in
+            let handle = try await app.start(workflow, instanceID: "b1")
+            // Released (no lease) with the next attempt's time as its ready time, during the backoff.
+            var released: WorkflowInstance?
+            try await waitUntil {
+                let instance = try await store.instance("b1")
+                if instance?.leaseOwner == nil, instance?.readyAt != nil { released = instance }
+                return released != nil
+            }
+            let backingOff = try #require(released)
+            return (try await handle.result(), backingOff)
+        }
+        #expect(result == 2)
+        #expect(log.all == ["attempt 1", "attempt 2"])
+        #expect(released.readyAt != nil, "released until the next attempt is due")
+        let history = try await store.history(of: "b1")
+        #expect(history.map(\.kind) == [.attemptFailed, .activityCompleted])
+        let scheduled = try #require(try history.first?.payload?.decode(AttemptRecord.self))
+        #expect(released.readyAt?.millisecondsSince1970Value == scheduled.nextAttemptAtMilliseconds)
+        #expect(history.last!.recordedAt.timeIntervalSince1970 * 1000 >= Double(scheduled.nextAttemptAtMilliseconds) - 1)
+    }
+
     @Test func succeedsAfterTwoFailuresAndRecordsMetadata() async throws {
         let log = ExecutionLog()
         let flaky = Activity("call_external_api") { (ctx) -> String in
@@ -142,4 +176,8 @@ struct RetryTests {
         #expect((1...7).map { fast.delay(afterAttempt: $0) } == [1, 2, 4, 8, 16, 32, 50].map { .milliseconds($0) })
         #expect(RetryPolicy(initialInterval: .zero).delay(afterAttempt: 3) == .zero)
     }
+}
+
+extension Date {
+    var millisecondsSince1970Value: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
 }

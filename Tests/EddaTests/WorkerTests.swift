@@ -92,7 +92,9 @@ struct WorkerTests {
         }
         let workflow = Workflow("backing_off") { (ctx) -> Int in try await failing(ctx) }
         let store = try SQLiteStore.inMemory()
-        try await withTestApp(store: store) { app in
+        var configuration = EddaApp.Configuration.testing
+        configuration.maxInMemoryWait = .seconds(120)   // the minute's backoff is slept in place, holding the lease
+        try await withTestApp(store: store, configuration: configuration) { app in
             try await app.start(workflow, instanceID: "b-1")
             try await waitUntil { try await store.history(of: "b-1").count == 1 }
             #expect(app.instancesRunningHere == ["b-1"])

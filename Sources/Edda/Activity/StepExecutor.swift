@@ -180,8 +180,21 @@ struct StepExecutor: Sendable {
     }
 
     /// Waits out a backoff; shutdown or a lost lease ends the wait at once (the attempt count is
-    /// durable, so the next run continues it).
+    /// durable, so the next run continues it). An activity's backoff longer than
+    /// ``EddaApp/Configuration-swift.struct/maxInMemoryWait`` is a durable timer: the run ends and
+    /// the instance is released until the next attempt is due, holding nothing meanwhile; the next
+    /// run reads the schedule from the recorded failed attempt. (Compensations wait in place: a
+    /// rollback is not left half done.)
     private func sleep(until deadline: Date, clock: any WorkflowClock) async throws {
+        if kinds.completed == .activityCompleted, deadline.timeIntervalSince(clock.now()) > context.environment.maxInMemoryWait.seconds {
+            if context.control.cancellationRequested {
+                context.noteCancelled()
+                throw WorkflowCancelledError(instanceID: context.instanceID)
+            }
+            let waiting = RunWaiting(until: deadline, instanceID: context.instanceID)
+            context.suspend(because: waiting)
+            throw waiting
+        }
         do {
             try await context.control.sleep(
                 until: deadline, clock: clock, instanceID: context.instanceID, cancellable: kinds.completed != .compensationCompleted
