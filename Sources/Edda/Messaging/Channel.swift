@@ -45,7 +45,7 @@ public enum ChannelMode: String, Sendable, Hashable, Codable, CaseIterable {
     /// Each message is consumed by exactly one subscriber: a work queue between workflows.
     case competing
     /// Each message is for one instance, named by the sender
-    /// (``WorkflowContext/send(_:to:_:)``, ``EddaApp/send(_:to:_:)``).
+    /// (``WorkflowContext/send(_:to:_:sendID:)``, ``EddaApp/send(_:to:_:)``).
     case direct
 }
 
