@@ -184,6 +184,14 @@ extension PostgresStore {
             """,
             logger: logger
         )
+        // Waits left by instances that ended while waiting (finishing does not look for them).
+        try await connection.query(
+            """
+            DELETE FROM \(unescaped: tables.waits) AS w USING \(unescaped: tables.instances) AS i
+            WHERE w.channel = \(message.channel) AND i.instance_id = w.instance_id AND i.status NOT IN ('running', 'compensating')
+            """,
+            logger: logger
+        )
         let found: PostgresRowSequence
         switch (message.kind, message.target) {
         case (_, let target?):

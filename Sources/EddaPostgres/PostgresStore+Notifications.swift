@@ -19,13 +19,16 @@ final class Notifier: Sendable {
         case finished(String)
         /// A step committed outbox events for the relays.
         case outbox
+        /// An instance was asked to cancel: workers running it stop it now, not at their next renewal.
+        case cancel
     }
 
     private struct Pending {
         var ready = false
         var outbox = false
+        var cancel = false
         var finished: [String] = []
-        var isEmpty: Bool { !ready && !outbox && finished.isEmpty }
+        var isEmpty: Bool { !ready && !outbox && !cancel && finished.isEmpty }
     }
 
     /// Stays under PostgreSQL's 8,000-byte payload limit with room to spare.
@@ -41,6 +44,7 @@ final class Notifier: Sendable {
             case .ready: pending.ready = true
             case .outbox: pending.outbox = true
             case .finished(let id): pending.finished.append(id)
+            case .cancel: pending.cancel = true
             }
             return wasEmpty
         }
@@ -48,10 +52,11 @@ final class Notifier: Sendable {
     }
 
     /// The payloads for one batch of events.
-    static func payloads(ready: Bool, outbox: Bool, finished: [String]) -> [String] {
+    static func payloads(ready: Bool, outbox: Bool, finished: [String], cancel: Bool = false) -> [String] {
         var payloads: [String] = []
         if ready { payloads.append("ready") }
         if outbox { payloads.append("outbox") }
+        if cancel { payloads.append("cancel") }
         var batch: [String] = []
         var size = 0
         func flush() {
@@ -76,16 +81,17 @@ final class Notifier: Sendable {
     }
 
     /// Reads a payload sent by ``payloads(ready:outbox:finished:)``.
-    static func events(in payload: String) -> (ready: Bool, outbox: Bool, finished: [String]?)? {
+    static func events(in payload: String) -> (ready: Bool, outbox: Bool, finished: [String]?, cancel: Bool)? {
         switch payload {
-        case "ready": return (true, false, [])
-        case "outbox": return (false, true, [])
-        case "finished": return (false, false, nil)
+        case "ready": return (true, false, [], false)
+        case "outbox": return (false, true, [], false)
+        case "cancel": return (false, false, [], true)
+        case "finished": return (false, false, nil, false)
         default:
             guard payload.hasPrefix("finished "),
                   let ids = try? JSONDecoder().decode([String].self, from: Data(payload.dropFirst("finished ".count).utf8))
             else { return nil }
-            return (false, false, ids)
+            return (false, false, ids, false)
         }
     }
 
@@ -98,7 +104,7 @@ final class Notifier: Sendable {
                 return pending
             }
             guard !batch.isEmpty else { continue }
-            let payloads = Self.payloads(ready: batch.ready, outbox: batch.outbox, finished: batch.finished)
+            let payloads = Self.payloads(ready: batch.ready, outbox: batch.outbox, finished: batch.finished, cancel: batch.cancel)
             var binds = PostgresBindings()
             binds.append(store.tables.channel)
             for payload in payloads { binds.append(payload) }
@@ -127,6 +133,7 @@ extension PostgresStore {
                             guard let events = Notifier.events(in: notification.payload) else { continue }
                             if events.ready { wakeUps.notify() }
                             if events.outbox { outboxSignal.notify() }
+                            if events.cancel { cancellations.notify() }
                             if let finished = events.finished {
                                 outcomes.notify(finished)
                             } else {

@@ -35,6 +35,7 @@ public final class PostgresStore: Store, Service {
     public let configuration: Configuration
     public let wakeUps = WakeUpSignal()
     public let outcomes = OutcomeSignal()
+    public let cancellations = WakeUpSignal()
     /// Wakes outbox relays: a step committed events here, or another process said so.
     let outboxSignal = WakeUpSignal()
     let notifier = Notifier()
@@ -447,52 +448,57 @@ public final class PostgresStore: Store, Service {
         )
     }
 
-    public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
+    public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
         let (status, output, error) = try outcome.storedColumns()
-        // A child reports to its parent in the same statement (the parent is not known here, so the
-        // report is built for every instance; the statement inserts it only for a child).
-        let report = try ChildReport.message(childID: lease.instanceID, outcome: outcome, parent: "")
-        let envelope = try JSONPayload.encode(report.envelope).json
-        let retention = report.retention.wholeMilliseconds
-        let parentWoken = try await perform("record an outcome") { [self] () -> Bool in
-            // What it waited for, and what was kept for it, go with it: one statement. The parent, if
-            // any and unfinished, gets the report kept for it and is made ready (or, leased, marked).
-            let finished = try await client.query(
-                """
+        let finish: PostgresQuery
+        if let parent {
+            // A child: the outcome, its waits dropped, and the report kept for its parent, which is
+            // made ready (or, leased, marked) — one statement. (The parent's wait takes the report.)
+            let report = try ChildReport.message(childID: lease.instanceID, outcome: outcome, parent: parent)
+            let envelope = try JSONPayload.encode(report.envelope).json
+            finish = """
                 WITH finished AS (
                     UPDATE \(unescaped: tables.instances)
                     SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
                         ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                         AND status IN ('running', 'compensating')
-                    RETURNING instance_id, parent_instance_id
+                    RETURNING instance_id
                 ), waits AS (
                     DELETE FROM \(unescaped: tables.waits) WHERE instance_id IN (SELECT instance_id FROM finished)
-                ), kept AS (
-                    DELETE FROM \(unescaped: tables.messages) WHERE target_instance IN (SELECT instance_id FROM finished)
                 ), parent AS (
-                    UPDATE \(unescaped: tables.instances) AS p
-                    SET ready_at = CASE WHEN p.lease_owner IS NULL THEN NULL ELSE p.ready_at END,
-                        wake_pending = p.lease_owner IS NOT NULL, updated_at = \(unescaped: Self.nowMilliseconds)
-                    FROM finished AS f
-                    WHERE p.instance_id = f.parent_instance_id AND p.status IN ('running', 'compensating')
-                    RETURNING p.instance_id
+                    UPDATE \(unescaped: tables.instances)
+                    SET ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                        wake_pending = lease_owner IS NOT NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                    WHERE instance_id = \(parent) AND status IN ('running', 'compensating') AND EXISTS (SELECT 1 FROM finished)
+                    RETURNING instance_id
                 ), report AS (
                     INSERT INTO \(unescaped: tables.messages) (channel, kind, target_instance, envelope, published_at, expires_at)
                     SELECT \(report.channel), 'event', instance_id, \(envelope), \(unescaped: Self.nowMilliseconds),
-                           \(unescaped: Self.nowMilliseconds) + \(retention)::bigint
+                           \(unescaped: Self.nowMilliseconds) + \(report.retention.wholeMilliseconds)::bigint
                     FROM parent
                 )
-                SELECT (SELECT count(*) FROM parent) FROM finished
-                """,
-                logger: logger
-            )
-            for try await woken in finished.decode(Int64.self) { return woken > 0 }
-            throw StoreError.leaseLost(lease)
+                SELECT instance_id FROM finished
+                """
+        } else {
+            // The common case stays one plain UPDATE. Open waits of an instance that ended while
+            // waiting (a cancellation) are dropped by the next publish on their channel; messages
+            // kept for it expire.
+            finish = """
+                UPDATE \(unescaped: tables.instances)
+                SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
+                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                    AND status IN ('running', 'compensating')
+                RETURNING instance_id
+                """
+        }
+        try await perform("record an outcome") { [self] in
+            try await Self.expectRow(try await client.query(finish, logger: logger), lease)
         }
         outcomes.notify([lease.instanceID])
         notifier.post(.finished(lease.instanceID))
-        if parentWoken {
+        if parent != nil {
             wakeUps.notify()
             notifier.post(.ready)
         }
@@ -579,6 +585,8 @@ public final class PostgresStore: Store, Service {
         if case .requested = outcome {
             wakeUps.notify()
             notifier.post(.ready)
+            notifier.post(.cancel)
+            cancellations.notify()
         }
         return outcome
     }

@@ -34,6 +34,7 @@ public final class SQLiteStore: Store {
     let outboxSignal = WakeUpSignal()
     public let wakeUps = WakeUpSignal()
     public let outcomes = OutcomeSignal()
+    public let cancellations = WakeUpSignal()
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -288,7 +289,8 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
+    public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
+        // The parent comes from the row itself (RETURNING), in the same statement.
         let (status, output, error) = try outcome.storedColumns()
         let parentWoken = try await write { db -> Bool in
             var parentWoken = false
@@ -382,7 +384,10 @@ public final class SQLiteStore: Store {
             else { return .notFound }
             return .finished(try Self.instance(from: row))
         }
-        if case .requested = outcome { wakeUps.notify() }
+        if case .requested = outcome {
+            wakeUps.notify()
+            cancellations.notify()
+        }
         return outcome
     }
 

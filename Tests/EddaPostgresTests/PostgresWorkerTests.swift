@@ -103,16 +103,20 @@ struct PostgresWorkerTests {
         }
     }
 
-    @Test func aCancellationFromAnotherProcessReachesTheRunAtItsNextRenewal() async throws {
+    @Test func aCancellationFromAnotherProcessReachesTheRunningWorker() async throws {
         let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
         let log = Mutex<[String]>([])
         let started = Atomic(false)
+        let cancelled = Atomic(false)
         let undo = Compensation("undo") { (ctx, result: Int, n: Int) in log.withLock { $0.append("undo \(n)") } }
         let step = Activity("step") { (ctx, n: Int) -> Int in
             log.withLock { $0.append("step \(n)") }
             if n == 2 {
                 started.store(true, ordering: .relaxed)
-                try await Task.sleep(for: .milliseconds(300))   // the cancellation arrives meanwhile
+                // The cancellation arrives meanwhile: this step runs on until it is in the store, and
+                // a little more for the worker to hear of it (NOTIFY; the renewals every 50 ms otherwise).
+                while !cancelled.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
+                try await Task.sleep(for: .milliseconds(300))
             }
             return n
         }.onFailure(undo)
@@ -134,6 +138,7 @@ struct PostgresWorkerTests {
             let handle = try await appA.start(workflow, instanceID: "long-1")
             while !started.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
             try await appB.run { appB in try await appB.cancel("long-1") }
+            cancelled.store(true, ordering: .relaxed)
             await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
         }
         #expect(log.withLock { $0 } == ["step 1", "step 2", "undo 2", "undo 1"])

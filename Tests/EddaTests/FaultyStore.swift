@@ -70,9 +70,9 @@ final class FaultyStore<Base: Store>: Store {
         try await base.markCompensating(lease: lease)
     }
 
-    func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
+    func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
         try write()
-        try await base.finishInstance(lease: lease, with: outcome)
+        try await base.finishInstance(lease: lease, with: outcome, reportingTo: parent)
     }
 
     func attachWorker(_ workerID: String) async throws { try await base.attachWorker(workerID) }
@@ -109,5 +109,6 @@ final class FaultyStore<Base: Store>: Store {
         try await base.subscribe(to: channel, mode: mode, now: now)
     }
     var wakeUps: WakeUpSignal { base.wakeUps }
+    var cancellations: WakeUpSignal { base.cancellations }
     var outcomes: OutcomeSignal { base.outcomes }
 }

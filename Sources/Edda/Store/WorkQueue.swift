@@ -45,6 +45,11 @@ public protocol WorkQueue: Sendable {
     /// polls, for changes the store cannot announce (another process on a SQLite file, say).
     var wakeUps: WakeUpSignal { get }
 
+    /// Notified when an instance was asked to cancel (``requestCancellation(of:)``), here or — where
+    /// the store can tell (PostgreSQL's LISTEN/NOTIFY) — in another process: a worker then asks
+    /// ``cancellationRequests(among:)`` about the runs it holds at once, instead of at its next renewal.
+    var cancellations: WakeUpSignal { get }
+
     /// Notified with the IDs of instances that may have finished, here or, where the store can tell,
     /// in another process: `result()` of an instance running elsewhere looks at the store again at
     /// once instead of waiting for its next poll.

@@ -53,8 +53,19 @@ public protocol WorkflowStore: InstanceReader {
     /// Moves the leased instance from running to ``InstanceStatus/compensating``.
     func markCompensating(lease: Lease) async throws
 
-    /// Records how the leased instance ended — status, output or error — and ends the lease.
-    func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws
+    /// Records how the leased instance ended — status, output or error — and ends the lease; drops
+    /// its open waits. For a child workflow (`parent` is its ``WorkflowInstance/parentInstanceID``),
+    /// reports the outcome to the parent in the same transaction: a ``HistoryEventKind/messageReceived``
+    /// record if the parent waits for it, or a message kept for it on the child's event channel, and
+    /// the parent made ready (or, leased, marked to be ready when released).
+    func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws
+}
+
+extension WorkflowStore {
+    /// Records how the leased instance (not a child workflow) ended.
+    public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
+        try await finishInstance(lease: lease, with: outcome, reportingTo: nil)
+    }
 }
 
 extension WorkflowStore {

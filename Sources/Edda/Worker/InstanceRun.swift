@@ -103,7 +103,7 @@ struct InstanceRun: Sendable {
         }
 
         do {
-            try await store.finishInstance(lease: lease, with: outcome)
+            try await store.finishInstance(lease: lease, with: outcome, reportingTo: instance.parentInstanceID)
         } catch {
             return stopped(by: error, logger: logger)
         }
@@ -150,7 +150,7 @@ struct InstanceRun: Sendable {
                 instanceID: instance.instanceID, cause: error
             )
             do {
-                try await environment.store.finishInstance(lease: lease, with: .failed(ErrorRecord(failure)))
+                try await environment.store.finishInstance(lease: lease, with: .failed(ErrorRecord(failure)), reportingTo: instance.parentInstanceID)
             } catch {
                 return stopped(by: error, logger: logger)
             }

@@ -74,6 +74,7 @@ final class Worker: Sendable {
                 group.addTask { await self.claimLoop() }
                 group.addTask { await self.renewLoop() }
                 group.addTask { await self.lapseLoop() }
+                group.addTask { await self.cancellationLoop() }
                 for await job in jobs {
                     group.addTask { await self.perform(job) }
                 }
@@ -368,6 +369,22 @@ final class Worker: Sendable {
         }
     }
 
+    /// Stops, at once, the runs here whose instances another process asked to cancel, when the store
+    /// announces a cancellation (PostgreSQL's NOTIFY); the renewals catch any it could not announce.
+    private func cancellationLoop() async {
+        while !Task.isCancelled {
+            await store.cancellations.wait(upTo: .seconds(3600))
+            let (held, phase) = state.withLock { state in (Array(state.held.keys), state.machine.phase) }
+            if phase == .stopped { return }
+            guard !held.isEmpty else { continue }
+            do {
+                for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
+            } catch {
+                logger.debug("could not read cancellation requests; the next renewal will", metadata: ["edda.error": "\(error)"])
+            }
+        }
+    }
+
     /// Checks for leases about to lapse on a clock of its own: a renewal that hangs (a lost
     /// connection, until the store gives it up) must not keep runs going past their lease.
     private func lapseLoop() async {
@@ -416,6 +433,8 @@ final class Worker: Sendable {
         jobsContinuation.finish()
         claimSignal.notify()
         stopSignal.notify()
+        // Ends the cancellation loop's wait (another worker on the same store only looks once more).
+        store.cancellations.notify()
     }
 
     /// Logs, once at start, the instances left running whose workflow this app has not registered:
