@@ -598,7 +598,7 @@ public final class SQLiteStore: Store {
             storedID: row["instance_id"], workflowName: row["workflow_name"], serviceName: row["service_name"], status: row["status"],
             input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
             leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false,
-            parentInstanceID: row["parent_instance_id"]
+            parentInstanceID: row["parent_instance_id"], runNumber: row["run_generation"] ?? 1
         )
     }
 

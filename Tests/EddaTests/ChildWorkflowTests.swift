@@ -68,6 +68,24 @@ struct ChildWorkflowTests {
         }
     }
 
+    static let looping = Workflow("looping_parent") { (ctx, n: Int) -> Int in
+        let doubled = try await ctx.runChild(double, n)
+        if n < 3 { try ctx.continueAsNew(with: n + 1) }
+        return doubled
+    }
+
+    @Test func eachRunOfAContinueAsNewChainStartsChildrenOfItsOwn() async throws {
+        let store = try SQLiteStore.inMemory()
+        let result = try await withTestApp(store: store) { app in
+            try await app.start(Self.looping, 1, instanceID: "lp").result()
+        }
+        #expect(result == 6)
+        for (id, output) in [("lp/edda.child:1", "2"), ("lp/run2/edda.child:1", "4"), ("lp/run3/edda.child:1", "6")] {
+            let child = try #require(try await store.instance(id), "no child \(id)")
+            #expect(child.output?.json == output)
+        }
+    }
+
     @Test func cancellingTheParentCancelsItsChildren() async throws {
         let store = try SQLiteStore.inMemory()
         try await withTestApp(store: store) { app in

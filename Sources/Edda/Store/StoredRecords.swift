@@ -35,7 +35,7 @@ extension WorkflowInstance {
     package init(
         storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
         output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
-        cancelRequested: Bool = false, parentInstanceID: String? = nil
+        cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1
     ) throws {
         guard let status = InstanceStatus(rawValue: statusText) else {
             throw StoreError(.corruptRecord, "Instance \(id) has status '\(statusText)', which this version of Edda does not know.")
@@ -50,7 +50,7 @@ extension WorkflowInstance {
             instanceID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: JSONPayload(json: input),
             output: output.map(JSONPayload.init(json:)), error: error, createdAt: Date(storedMilliseconds: createdAt),
             updatedAt: Date(storedMilliseconds: updatedAt), leaseOwner: leaseOwner, readyAt: readyAt.map(Date.init(storedMilliseconds:)),
-            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID
+            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: runNumber
         )
     }
 }

@@ -24,13 +24,17 @@ public struct WorkflowInstance: Sendable {
     /// The instance that started this one as a child workflow
     /// (``WorkflowContext/startChild(_:_:childID:)``), if any.
     public var parentInstanceID: String?
+    /// Which run of the instance this is: 1, then one more with each continue-as-new.
+    public var runNumber: Int
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
         output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
-        leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false, parentInstanceID: String? = nil
+        leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false, parentInstanceID: String? = nil,
+        runNumber: Int = 1
     ) {
         self.parentInstanceID = parentInstanceID
+        self.runNumber = runNumber
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.serviceName = serviceName

@@ -48,7 +48,7 @@ struct InstanceRun: Sendable {
         // Cancelled while it waited, or before this worker claimed it.
         if instance.cancelRequested { control.requestCancellation() }
         let context = WorkflowContext(
-            instanceID: instance.instanceID, workflowName: instance.workflowName, history: history,
+            instanceID: instance.instanceID, workflowName: instance.workflowName, runNumber: instance.runNumber, history: history,
             lease: lease, control: control, environment: environment, logger: self.logger
         )
         let outcome: InstanceOutcome

@@ -253,6 +253,7 @@ final class Worker: Sendable {
                 // The next run starts now, under the same lease, from an empty history.
                 instance.input = input
                 instance.status = .running
+                instance.runNumber += 1
                 isNew = true
                 storeFailures = 0
                 continue

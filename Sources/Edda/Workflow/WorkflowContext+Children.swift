@@ -11,7 +11,8 @@ import Foundation
 /// ```
 ///
 /// - The child's instance ID is the parent's ID and the start's step ID (`order-1/edda.child:1`, or
-///   `order-1/<childID>`): a replay finds the recorded start and never starts a second child.
+///   `order-1/<childID>`; after a continue-as-new, `order-1/run2/edda.child:1`): a replay finds the
+///   recorded start and never starts a second child.
 /// - The child is an instance of its own, claimed by any worker that registered its workflow
 ///   (``startChild(_:_:childID:)`` registers it with the parent's app). It finishes on its own
 ///   schedule; its outcome is kept for the parent, which waits for it holding no lease.
@@ -31,7 +32,8 @@ extension WorkflowContext {
         _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, childID: String? = nil
     ) async throws -> ChildWorkflow<Output> {
         let reservation = try reserveStep(name: "edda.child", explicitID: childID)
-        let id = "\(instanceID)/\(reservation.stepID)"
+        // A run after a continue-as-new counts its steps from 1 again: its children get IDs of their own.
+        let id = runNumber == 1 ? "\(instanceID)/\(reservation.stepID)" : "\(instanceID)/run\(runNumber)/\(reservation.stepID)"
         if try recordedStep(reservation, kind: .childStarted) != nil {
             noteChild(id)
             return ChildWorkflow(instanceID: id, workflowName: workflow.name, stepID: reservation.stepID, parent: self)

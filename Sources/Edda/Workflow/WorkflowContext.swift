@@ -18,6 +18,8 @@ public final class WorkflowContext: Sendable {
     public let instanceID: String
     /// The workflow's registered name.
     public let workflowName: String
+    /// Which run of the instance this is: 1, then one more with each ``continueAsNew(with:)``.
+    public let runNumber: Int
     /// The app's logger, without per-instance metadata: setting metadata costs more than a step.
     let baseLogger: Logger
 
@@ -59,11 +61,12 @@ public final class WorkflowContext: Sendable {
     }
 
     init(
-        instanceID: String, workflowName: String, history: [HistoryEvent], lease: Lease, control: RunControl,
+        instanceID: String, workflowName: String, runNumber: Int, history: [HistoryEvent], lease: Lease, control: RunControl,
         environment: EngineEnvironment, logger: Logger
     ) {
         self.instanceID = instanceID
         self.workflowName = workflowName
+        self.runNumber = runNumber
         self.lease = lease
         self.control = control
         self.environment = environment
