@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "EddaTesting", targets: ["EddaTesting"]),
         .library(name: "EddaOutbox", targets: ["EddaOutbox"]),
         .library(name: "EddaPostgres", targets: ["EddaPostgres"]),
+        .library(name: "EddaHTTP", targets: ["EddaHTTP"]),
         .executable(name: "edda", targets: ["EddaCLI"]),
         .executable(name: "edda-demo", targets: ["EddaDemo"]),
         .executable(name: "edda-bench", targets: ["EddaBenchmarkDriver"]),
@@ -26,7 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.25.0"),
-        // Tests only: the HTTP receiver the outbox relay delivers to.
+        // EddaHTTP (the JSON API and CloudEvents ingress), and the tests' HTTP receiver.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
@@ -73,6 +74,17 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The JSON API and CloudEvents ingress, on Hummingbird.
+        .target(
+            name: "EddaHTTP",
+            dependencies: [
+                "Edda",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -135,6 +147,16 @@ let package = Package(
             dependencies: [
                 "Edda", "EddaSQLite", "EddaPostgres", "EddaTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "EddaHTTPTests",
+            dependencies: [
+                "Edda", "EddaSQLite", "EddaHTTP", "EddaTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

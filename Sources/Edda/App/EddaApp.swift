@@ -157,6 +157,42 @@ public final class EddaApp: Service, Sendable {
             throw EngineError(.encodingFailed, "The input of workflow '\(workflow.name)' could not be encoded as JSON.", cause: error)
         }
         try register(workflow.registration)
+        let id = try await create(workflow.name, input: input, instanceID: instanceID)
+        return WorkflowHandle(instanceID: id, workflowName: workflow.name, app: self)
+    }
+
+    /// Starts an instance of the registered workflow `name` from its arguments as JSON (an array,
+    /// one element per argument: what ``WorkflowInstance/input`` holds): for the HTTP API, the CLI,
+    /// and other callers that cannot name the Swift type.
+    ///
+    /// The input is decoded and validated as in ``start(_:_:instanceID:)`` before anything is written.
+    ///
+    /// - Returns: The instance's ID.
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/unknownWorkflow``,
+    ///   ``EngineError/Code-swift.struct/invalidInput`` (the cause says which field),
+    ///   ``EngineError/Code-swift.struct/instanceAlreadyExists``, or a ``StoreError``.
+    @discardableResult
+    public func start(workflowNamed name: String, input: JSONPayload, instanceID: String? = nil) async throws -> String {
+        guard let registration = registration(named: name) else {
+            throw EngineError(
+                .unknownWorkflow, "No workflow named '\(name)' is registered with this app. Registered: \(registeredWorkflowNames.joined(separator: ", ")).",
+                instanceID: instanceID
+            )
+        }
+        do {
+            try registration.checkInput(input)
+        } catch {
+            throw EngineError(
+                .invalidInput, "Input for workflow '\(name)' is invalid: \(error). No instance was created.", instanceID: instanceID, cause: error
+            )
+        }
+        if let instanceID { try Self.checkInstanceID(instanceID) }
+        return try await create(name, input: input, instanceID: instanceID)
+    }
+
+    /// Creates the instance (leased to this app's worker when it has room) or checks that an existing
+    /// one with that ID has the same workflow and input.
+    private func create(_ name: String, input: JSONPayload, instanceID: String?) async throws -> String {
         let id = instanceID ?? UUID().uuidString.lowercased()
         // Reserve room in this app's worker first, so the instance is created leased to it.
         let worker = runningWorker
@@ -164,7 +200,7 @@ public final class EddaApp: Service, Sendable {
         let outcome: CreateInstanceOutcome
         do {
             outcome = try await store.createInstance(
-                NewInstance(instanceID: id, workflowName: workflow.name, serviceName: serviceName, input: input),
+                NewInstance(instanceID: id, workflowName: name, serviceName: serviceName, input: input),
                 leasedTo: reserved ? worker?.leaseRequest : nil
             )
         } catch {
@@ -173,7 +209,7 @@ public final class EddaApp: Service, Sendable {
         }
         switch outcome {
         case .created(let instance, let lease):
-            logger.debug("instance created", metadata: ["edda.instance.id": "\(id)", "edda.workflow.name": "\(workflow.name)"])
+            logger.debug("instance created", metadata: ["edda.instance.id": "\(id)", "edda.workflow.name": "\(name)"])
             if let worker, reserved {
                 if let lease {
                     worker.launch(instance, lease: lease)
@@ -184,17 +220,17 @@ public final class EddaApp: Service, Sendable {
             }
         case .existing(let existing):
             if reserved { worker?.unreserve(id) }
-            guard existing.workflowName == workflow.name, existing.input == input else {
+            guard existing.workflowName == name, existing.input == input else {
                 throw EngineError(
                     .instanceAlreadyExists,
                     "Instance \(id) already exists as workflow '\(existing.workflowName)' with "
-                        + (existing.workflowName == workflow.name ? "a different input" : "another workflow")
+                        + (existing.workflowName == name ? "a different input" : "another workflow")
                         + ". Nothing was changed; choose another instance ID, or omit it to get a new one.",
                     instanceID: id
                 )
             }
         }
-        return WorkflowHandle(instanceID: id, workflowName: workflow.name, app: self)
+        return id
     }
 
     /// Cancels an instance: it stops at its next step boundary (a step already running finishes and

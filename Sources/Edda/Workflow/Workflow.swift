@@ -56,7 +56,10 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
         let body = self.body
         return RegisteredWorkflow(
             name: name, identity: ObjectIdentifier(identity),
-            checkInput: { input in _ = try input.decode(ArgumentList<repeat each Argument>.self) }
+            checkInput: { [self] input in
+                let arguments = try input.decode(ArgumentList<repeat each Argument>.self)
+                try validate(repeat each arguments.values)
+            }
         ) { context, input in
             let arguments: ArgumentList<repeat each Argument>
             do {
@@ -88,7 +91,7 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
 struct RegisteredWorkflow: Sendable {
     let name: String
     let identity: ObjectIdentifier
-    /// Throws unless `input` decodes as this workflow's arguments.
+    /// Throws unless `input` decodes as this workflow's arguments and they pass its validation.
     let checkInput: @Sendable (JSONPayload) throws -> Void
     let run: @Sendable (WorkflowContext, JSONPayload) async throws -> JSONPayload
 }

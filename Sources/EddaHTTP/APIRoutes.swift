@@ -1,0 +1,169 @@
+import Edda
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The JSON API's routes.
+struct APIRoutes: Sendable {
+    let app: EddaApp
+    let maxBodyBytes: Int
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/api/instances") { request, _ in try await listInstances(request) }
+        router.get("/api/instances/:id") { _, context in try await instance(context) }
+        router.get("/api/instances/:id/history") { request, context in try await history(request, context) }
+        router.post("/api/instances/:id/cancel") { _, context in try await cancel(context) }
+        router.post("/api/workflows/:name/instances") { request, context in try await start(request, context) }
+        router.post("/api/events") { request, _ in try await receiveEvent(request) }
+    }
+
+    // MARK: - Instances
+
+    func listInstances(_ request: Request) async throws -> Response {
+        let query = request.uri.queryParameters
+        var filter = InstanceQuery()
+        if let status = query.get("status") {
+            guard let parsed = InstanceStatus(rawValue: status) else {
+                throw APIError.badRequest(
+                    "Unknown status '\(status)'; use one of \(InstanceStatus.all.map { $0.rawValue }.joined(separator: ", ")).", type: "InvalidFilter"
+                )
+            }
+            filter.status = parsed
+        }
+        filter.workflowName = query.get("workflow")
+        if let limit = query.get("limit") {
+            guard let value = Int(limit), (1...1000).contains(value) else {
+                throw APIError.badRequest("limit must be a number from 1 to 1000, not '\(limit)'.", type: "InvalidFilter")
+            }
+            filter.limit = value
+        }
+        if let after = query.get("after") {
+            guard let cursor = InstanceCursor(after) else {
+                throw APIError.badRequest("'\(after)' is not a cursor: pass the 'next' value of the previous page.", type: "InvalidFilter")
+            }
+            filter.after = cursor
+        }
+        let page = try await app.instances(matching: filter)
+        let counts = try await app.store.statusCounts(workflowName: filter.workflowName)
+        var document: [String: Any] = [
+            "instances": page.instances.map(Self.document(of:)),
+            "counts": Dictionary(uniqueKeysWithValues: InstanceStatus.all.map { status -> (String, Int) in (status.rawValue, counts[status] ?? 0) }),
+        ]
+        document["next"] = page.nextCursor.map { $0.description } ?? NSNull()
+        return jsonResponse(document)
+    }
+
+    func instance(_ context: BasicRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let instance = try await app.instance(id) else { throw APIError.notFound("No workflow instance has ID \(id).") }
+        return jsonResponse(Self.document(of: instance))
+    }
+
+    func history(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard try await app.instance(id) != nil else { throw APIError.notFound("No workflow instance has ID \(id).") }
+        let query = request.uri.queryParameters
+        let after = try query.get("after").map { text -> Int64 in
+            guard let value = Int64(text) else { throw APIError.badRequest("after must be a sequence number, not '\(text)'.", type: "InvalidFilter") }
+            return value
+        } ?? 0
+        let limit = try query.get("limit").map { text -> Int in
+            guard let value = Int(text), (1...1000).contains(value) else {
+                throw APIError.badRequest("limit must be a number from 1 to 1000, not '\(text)'.", type: "InvalidFilter")
+            }
+            return value
+        } ?? 200
+        let failedOnly = query.get("failed") == "true"
+        var records = try await app.history(of: id).filter { $0.sequence > after }
+        if failedOnly {
+            records = records.filter { [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut].contains($0.kind) }
+        }
+        let page = records.prefix(limit)
+        var document: [String: Any] = ["history": page.map(Self.document(of:))]
+        document["next"] = records.count > limit ? page.last.map { "\($0.sequence)" } ?? NSNull() : NSNull()
+        return jsonResponse(document)
+    }
+
+    func cancel(_ context: BasicRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        try await app.cancel(id)
+        return jsonResponse(["instance_id": id, "cancel_requested": true], status: .accepted)
+    }
+
+    func start(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        let body = try await request.body.collect(upTo: maxBodyBytes)
+        guard let document = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+            throw APIError.badRequest("The body must be a JSON object: {\"input\": [arguments…], \"instance_id\": \"optional\"}.")
+        }
+        let input = document["input"] ?? []
+        guard JSONSerialization.isValidJSONObject([input]), let inputData = try? JSONSerialization.data(withJSONObject: input, options: [.fragmentsAllowed])
+        else { throw APIError.badRequest("'input' must be JSON: the workflow's arguments as an array.") }
+        let instanceID = document["instance_id"] as? String
+        let id = try await app.start(workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID)
+        return jsonResponse(["instance_id": id, "workflow_name": name], status: .created)
+    }
+
+    // MARK: - Events
+
+    func receiveEvent(_ request: Request) async throws -> Response {
+        let body = try await request.body.collect(upTo: maxBodyBytes)
+        let event = try CloudEventParser.parse(headers: request.headers, body: Data(body.readableBytesView))
+        if let target = event.extensions[CloudEventParser.instanceExtension] {
+            let deliveredNow = try await app.sendEvent(event, to: target)
+            return jsonResponse(["id": event.id, "instance_id": target, "delivered": deliveredNow, "kept": !deliveredNow], status: .accepted)
+        }
+        let receivers = try await app.sendEvent(event)
+        return jsonResponse(["id": event.id, "delivered_to": receivers], status: .accepted)
+    }
+
+    // MARK: - Documents
+
+    static func document(of instance: WorkflowInstance) -> [String: Any] {
+        [
+            "instance_id": instance.instanceID,
+            "workflow_name": instance.workflowName,
+            "service_name": instance.serviceName,
+            "status": instance.status.rawValue,
+            "input": json(instance.input),
+            "output": instance.output.map(json) ?? NSNull(),
+            "error": instance.error.map(document(of:)) ?? NSNull(),
+            "created_at": timestamp(instance.createdAt),
+            "updated_at": timestamp(instance.updatedAt),
+            "ready_at": instance.readyAt.map(timestamp) ?? NSNull(),
+            "lease_owner": instance.leaseOwner ?? NSNull(),
+            "cancel_requested": instance.cancelRequested,
+            "parent_instance_id": instance.parentInstanceID ?? NSNull(),
+            "run": instance.runNumber,
+        ]
+    }
+
+    static func document(of event: HistoryEvent) -> [String: Any] {
+        [
+            "sequence": event.sequence,
+            "step_id": event.stepID,
+            "position": event.position ?? NSNull(),
+            "name": event.name,
+            "kind": event.kind.rawValue,
+            "payload": event.payload.map(json) ?? NSNull(),
+            "error": event.error.map(document(of:)) ?? NSNull(),
+            "retry": event.retry.flatMap { try? JSONPayload.encode($0) }.map(json) ?? NSNull(),
+            "recorded_at": timestamp(event.recordedAt),
+        ]
+    }
+
+    static func document(of error: ErrorRecord) -> Any {
+        (try? JSONPayload.encode(error)).map(json) ?? ["type": error.type, "message": error.message]
+    }
+
+    /// A stored JSON payload as a JSONSerialization value (as text if it is not JSON, which the
+    /// store does not allow but a hand-edited database might hold).
+    static func json(_ payload: JSONPayload) -> Any {
+        (try? JSONSerialization.jsonObject(with: payload.data, options: [.fragmentsAllowed])) ?? payload.json
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+}

@@ -1,0 +1,94 @@
+import Edda
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// An error of the API, rendered as `{"error": {"type": …, "message": …}}` with its status.
+struct APIError: Error {
+    var status: HTTPResponse.Status
+    var type: String
+    var message: String
+
+    static func badRequest(_ message: String, type: String = "BadRequest") -> APIError {
+        APIError(status: .badRequest, type: type, message: message)
+    }
+
+    static func notFound(_ message: String) -> APIError {
+        APIError(status: .notFound, type: "NotFound", message: message)
+    }
+}
+
+/// Turns every error into a JSON body: the API's own, Edda's (by code), Hummingbird's (413 for a
+/// body past the limit), and anything else as a 500 that says only what kind of error it was.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return Self.response(error)
+        } catch let error as EngineError {
+            return Self.response(APIError(status: Self.status(of: error.code), type: "EngineError.\(error.code)", message: error.message))
+        } catch let error as ChannelModeError {
+            return Self.response(APIError(status: .conflict, type: "ChannelModeError", message: error.message))
+        } catch let error as StoreError {
+            return Self.response(APIError(status: .serviceUnavailable, type: "StoreError.\(error.code)", message: error.message))
+        } catch is NIOTooManyBytesError {
+            return Self.response(APIError(status: .contentTooLarge, type: "PayloadTooLarge", message: "The request body is larger than the server accepts."))
+        } catch let error as any HTTPResponseError {
+            let type = error.status == .notFound ? "NotFound" : "HTTPError"
+            return Self.response(APIError(status: error.status, type: type, message: error.status.reasonPhrase))
+        } catch {
+            return Self.response(APIError(status: .internalServerError, type: "InternalError", message: "The request failed: \(type(of: error))."))
+        }
+    }
+
+    static func status(of code: EngineError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .invalidInput, .encodingFailed: .badRequest
+        case .unknownWorkflow, .instanceNotFound: .notFound
+        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken: .conflict
+        default: .internalServerError
+        }
+    }
+
+    static func response(_ error: APIError) -> Response {
+        let document: [String: Any] = ["error": ["type": error.type, "message": error.message]]
+        return jsonResponse(document, status: error.status)
+    }
+}
+
+/// Refuses, with 401, every request without `Authorization: Bearer <token>`.
+struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let expected = "Bearer \(token)"
+        guard let given = request.headers[.authorization], Self.constantTimeEqual(given, expected) else {
+            var response = JSONErrorMiddleware<Context>.response(
+                APIError(status: .unauthorized, type: "Unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.")
+            )
+            response.headers[.wwwAuthenticate] = "Bearer"
+            return response
+        }
+        return try await next(request, context)
+    }
+
+    /// Compares without stopping at the first difference, so timing does not reveal the token.
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let (x, y) = (Array(a.utf8), Array(b.utf8))
+        var difference = x.count ^ y.count
+        for index in 0..<max(x.count, y.count) {
+            difference |= Int((index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0))
+        }
+        return difference == 0
+    }
+}
+
+/// A JSON response from a `JSONSerialization` document (keys sorted).
+func jsonResponse(_ document: Any, status: HTTPResponse.Status = .ok) -> Response {
+    let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    return Response(
+        status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data))
+    )
+}

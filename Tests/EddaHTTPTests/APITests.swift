@@ -1,0 +1,196 @@
+import Edda
+import EddaHTTP
+import EddaSQLite
+import EddaTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+struct Greeting: Codable, Sendable, Validatable {
+    var name: String
+
+    func validate() throws {
+        guard !name.isEmpty else { throw ValidationError(field: "name", "must not be empty") }
+    }
+}
+
+/// The JSON API and the CloudEvents ingress, through Hummingbird's router test client.
+@Suite("HTTP: JSON API and CloudEvents ingress", .timeLimit(.minutes(1)))
+struct APITests {
+    static let greet = Workflow("greet") { (ctx, greeting: Greeting) -> String in "Hello, \(greeting.name)!" }
+
+    static let checkout = Workflow("checkout") { (ctx, order: String) -> String in
+        let paid = try await ctx.waitForEvent(type: "payment.completed", as: Int.self, timeout: .seconds(30))
+        return "\(order) paid \(paid.data) via \(paid.source)"
+    }
+
+    /// A running app with both workflows, and a test client on its API.
+    func withAPI(
+        _ configuration: EddaHTTP.Configuration = .init(),
+        _ body: @escaping @Sendable (EddaApp, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        try await withTestApp { app in
+            try app.register(Self.greet)
+            try app.register(Self.checkout)
+            let api = Application(router: EddaHTTP(app: app, configuration: configuration).router())
+            try await api.test(.router) { client in try await body(app, client) }
+        }
+    }
+
+    func json(_ response: TestResponse) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
+    }
+
+    func errorType(_ response: TestResponse) throws -> String? {
+        (try json(response)["error"] as? [String: Any])?["type"] as? String
+    }
+
+    static func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+    @Test func startListShowAndPageHistory() async throws {
+        try await withAPI { app, client in
+            let created = try await client.execute(
+                uri: "/api/workflows/greet/instances", method: .post, headers: [.contentType: "application/json"],
+                body: Self.body(#"{"input": [{"name": "Ada"}], "instance_id": "g-1"}"#)
+            )
+            #expect(created.status == .created)
+            #expect(try json(created)["instance_id"] as? String == "g-1")
+            #expect(try await app.handle(for: Self.greet, instanceID: "g-1").result() == "Hello, Ada!")
+
+            let list = try await client.execute(uri: "/api/instances?status=completed&workflow=greet", method: .get)
+            #expect(list.status == .ok)
+            let listed = try json(list)
+            let instances = try #require(listed["instances"] as? [[String: Any]])
+            #expect(instances.map { $0["instance_id"] as? String } == ["g-1"])
+            #expect(instances.first?["output"] as? String == "Hello, Ada!")
+            #expect((listed["counts"] as? [String: Int])?["completed"] == 1)
+
+            let one = try await client.execute(uri: "/api/instances/g-1", method: .get)
+            #expect(try json(one)["status"] as? String == "completed")
+            let history = try await client.execute(uri: "/api/instances/g-1/history?limit=10", method: .get)
+            #expect((try json(history)["history"] as? [Any])?.isEmpty == true, "a workflow with no steps has no records")
+
+            let missing = try await client.execute(uri: "/api/instances/nope", method: .get)
+            #expect(missing.status == .notFound)
+            #expect(try errorType(missing) == "NotFound")
+            let badFilter = try await client.execute(uri: "/api/instances?status=sleeping", method: .get)
+            #expect(badFilter.status == .badRequest)
+            #expect(try errorType(badFilter) == "InvalidFilter")
+        }
+    }
+
+    @Test func startingWithBadInputSaysWhyAndCreatesNothing() async throws {
+        try await withAPI { app, client in
+            let invalid = try await client.execute(
+                uri: "/api/workflows/greet/instances", method: .post, body: Self.body(#"{"input": [{"name": ""}], "instance_id": "g-2"}"#)
+            )
+            #expect(invalid.status == .badRequest)
+            #expect(try errorType(invalid) == "EngineError.invalidInput")
+            #expect(String(buffer: invalid.body).contains("must not be empty"))
+            let wrongShape = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, body: Self.body(#"{"input": [42]}"#))
+            #expect(wrongShape.status == .badRequest)
+            let notJSON = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, body: Self.body("name=Ada"))
+            #expect(notJSON.status == .badRequest)
+            let unknown = try await client.execute(uri: "/api/workflows/nope/instances", method: .post, body: Self.body(#"{"input": []}"#))
+            #expect(unknown.status == .notFound)
+            #expect(try errorType(unknown) == "EngineError.unknownWorkflow")
+            #expect(try await app.instance("g-2") == nil)
+        }
+    }
+
+    @Test func cancelAWaitingInstanceThenAFinishedOne() async throws {
+        try await withAPI { app, client in
+            let handle = try await app.start(Self.checkout, "order-7", instanceID: "c-1")
+            let cancelled = try await client.execute(uri: "/api/instances/c-1/cancel", method: .post)
+            #expect(cancelled.status == .accepted)
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            let again = try await client.execute(uri: "/api/instances/c-1/cancel", method: .post)
+            #expect(again.status == .conflict)
+            #expect(try errorType(again) == "EngineError.alreadyFinished")
+            let unknown = try await client.execute(uri: "/api/instances/nope/cancel", method: .post)
+            #expect(unknown.status == .notFound)
+        }
+    }
+
+    @Test func cloudEventsInStructuredAndBinaryModeReachTheirWaiters() async throws {
+        try await withAPI { app, client in
+            let first = try await app.start(Self.checkout, "order-1", instanceID: "o-1")
+            let second = try await app.start(Self.checkout, "order-2", instanceID: "o-2")
+            // Structured mode, routed to one instance by the eddainstanceid extension.
+            let structured = try await client.execute(
+                uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
+                body: Self.body(
+                    #"{"specversion": "1.0", "id": "e-1", "source": "/payments", "type": "payment.completed", "data": 42, "eddainstanceid": "o-1"}"#
+                )
+            )
+            #expect(structured.status == .accepted)
+            #expect(try await first.result() == "order-1 paid 42 via /payments")
+            // Binary mode: attributes in ce- headers, the data as the body.
+            var headers: HTTPFields = [.contentType: "application/json"]
+            headers[HTTPField.Name("ce-specversion")!] = "1.0"
+            headers[HTTPField.Name("ce-id")!] = "e-2"
+            headers[HTTPField.Name("ce-source")!] = "/cards"
+            headers[HTTPField.Name("ce-type")!] = "payment.completed"
+            headers[HTTPField.Name("ce-eddainstanceid")!] = "o-2"
+            let binary = try await client.execute(uri: "/api/events", method: .post, headers: headers, body: Self.body("7"))
+            #expect(binary.status == .accepted)
+            #expect(try await second.result() == "order-2 paid 7 via /cards")
+            #expect(try await app.history(of: "o-2").map(\.kind) == [.messageReceived])
+        }
+    }
+
+    @Test func malformedEventsAreRefusedWithTheReason() async throws {
+        try await withAPI { _, client in
+            let noID = try await client.execute(
+                uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
+                body: Self.body(#"{"specversion": "1.0", "source": "/x", "type": "t"}"#)
+            )
+            #expect(noID.status == .badRequest)
+            #expect(try errorType(noID) == "MalformedEvent")
+            #expect(String(buffer: noID.body).contains("'id' is missing"))
+            let nothing = try await client.execute(uri: "/api/events", method: .post, headers: [.contentType: "application/json"], body: Self.body("{}"))
+            #expect(nothing.status == .badRequest)
+            #expect(String(buffer: nothing.body).contains("no CloudEvent found"))
+            let unknownTarget = try await client.execute(
+                uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
+                body: Self.body(#"{"specversion": "1.0", "id": "e", "source": "/x", "type": "t", "eddainstanceid": "ghost"}"#)
+            )
+            #expect(unknownTarget.status == .notFound)
+        }
+    }
+
+    @Test func aBearerTokenGuardsEveryRouteAndARefusedRequestDoesNothing() async throws {
+        try await withAPI(.init(bearerToken: "s3cret")) { app, client in
+            let start = Self.body(#"{"input": [{"name": "Eve"}], "instance_id": "t-1"}"#)
+            let missing = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, body: start)
+            #expect(missing.status == .unauthorized)
+            #expect(try errorType(missing) == "Unauthorized")
+            let wrong = try await client.execute(
+                uri: "/api/workflows/greet/instances", method: .post, headers: [.authorization: "Bearer guess"], body: start
+            )
+            #expect(wrong.status == .unauthorized)
+            #expect(try await app.instance("t-1") == nil, "nothing was started")
+            let list = try await client.execute(uri: "/api/instances", method: .get)
+            #expect(list.status == .unauthorized)
+            let right = try await client.execute(
+                uri: "/api/workflows/greet/instances", method: .post, headers: [.authorization: "Bearer s3cret"], body: start
+            )
+            #expect(right.status == .created)
+        }
+    }
+
+    @Test func aBodyPastTheLimitIs413() async throws {
+        try await withAPI(.init(maxBodyBytes: 64)) { app, client in
+            let large = try await client.execute(
+                uri: "/api/workflows/greet/instances", method: .post,
+                body: Self.body(#"{"input": [{"name": "\#(String(repeating: "x", count: 200))"}], "instance_id": "big"}"#)
+            )
+            #expect(large.status == .contentTooLarge)
+            #expect(try errorType(large) == "PayloadTooLarge")
+            #expect(try await app.instance("big") == nil)
+        }
+    }
+}
