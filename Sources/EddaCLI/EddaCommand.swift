@@ -10,7 +10,7 @@ struct EddaCommand: AsyncParsableCommand {
         commandName: "edda",
         abstract: "Inspect Edda workflow instances and their history.",
         discussion: "Reading works while a worker process runs on the same SQLite file.",
-        subcommands: [List.self, Show.self, Outbox.self]
+        subcommands: [List.self, Show.self, Outbox.self, Migrate.self]
     )
 }
 
@@ -18,13 +18,35 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: "The SQLite database file.")
     var database = "edda.sqlite"
 
+    /// Opens the database for reading only: never migrates, never writes, so it is safe next to a
+    /// running worker.
     func openStore() throws -> SQLiteStore {
         guard FileManager.default.fileExists(atPath: database) else {
             throw ValidationError("No database at \(database). Pass --database with the path your app uses.")
         }
+        return try SQLiteStore(readingAt: database, logger: Self.logger)
+    }
+
+    static let logger: Logger = {
         var logger = Logger(label: "edda.cli")
         logger.logLevel = .warning
-        return try SQLiteStore(path: database, logger: logger)
+        return logger
+    }()
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Bring a database's schema up to date (the app does this itself when it opens it read-write)."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        guard FileManager.default.fileExists(atPath: store.database) else {
+            throw ValidationError("No database at \(store.database). Pass --database with the path your app uses.")
+        }
+        _ = try SQLiteStore(path: store.database, logger: StoreOptions.logger)
+        out("\(store.database): schema up to date")
     }
 }
 

@@ -27,6 +27,8 @@ public final class SQLiteStore: Store {
     public let path: String?
     /// The GRDB connection, for reading Edda's tables directly or for your own tables.
     public let writer: any DatabaseWriter
+    /// Opened with ``init(readingAt:logger:)``: every write throws ``StoreError/Code-swift.struct/notWritable``.
+    public let isReadOnly: Bool
     let configuration: Configuration
     let logger: Logger
     private let ownership = Mutex<Ownership?>(nil)
@@ -44,6 +46,7 @@ public final class SQLiteStore: Store {
         self.path = path
         self.configuration = configuration
         self.logger = logger
+        self.isReadOnly = false
         let deadline = ContinuousClock.now + configuration.busyTimeout
         let pool: DatabasePool
         do {
@@ -94,6 +97,45 @@ public final class SQLiteStore: Store {
         return false
     }
 
+    /// Opens the database at `path` for reading only: no migration, no write, not even to create the
+    /// file — for tools (the `edda` CLI's `list` and `show`, a viewer) that look at a database a
+    /// running worker owns. Every write throws ``StoreError/Code-swift.struct/notWritable``.
+    ///
+    /// - Throws: ``StoreError`` with code ``StoreError/Code-swift.struct/database`` when there is no
+    ///   database at `path`, or ``StoreError/Code-swift.struct/migrationFailed`` when its schema is
+    ///   older or newer than this version of Edda reads (open it read-write once, or run `edda migrate`).
+    public init(readingAt path: String, logger: Logger = Logger(label: "edda.sqlite")) throws {
+        self.path = path
+        self.configuration = Configuration()
+        self.logger = logger
+        self.isReadOnly = true
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(.database, "No database at \(path). Pass the path the app uses.")
+        }
+        var grdb = Self.grdbConfiguration(configuration)
+        grdb.readonly = true
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: grdb)
+        } catch {
+            throw StoreError(.database, "Cannot open the SQLite database at \(path) for reading.", cause: error)
+        }
+        let (current, superseded) = try pool.read { db in
+            (try Self.migrator.hasCompletedMigrations(db), try Self.migrator.hasBeenSuperseded(db))
+        }
+        guard current, !superseded else {
+            throw StoreError(
+                .migrationFailed,
+                superseded
+                    ? "The database at \(path) was written by a newer version of Edda; use that version to read it."
+                    : "The database at \(path) has an older schema than this version of Edda reads. Nothing was changed; "
+                        + "run `edda migrate --database \(path)` (or start the app once) to bring it up to date."
+            )
+        }
+        self.writer = pool
+        self.committer = GroupCommitter(writer: pool)
+    }
+
     /// A store in memory, gone when the store is: for tests and experiments.
     public static func inMemory(logger: Logger = Logger(label: "edda.sqlite")) throws -> SQLiteStore {
         try SQLiteStore(inMemoryWith: Configuration(), logger: logger)
@@ -103,6 +145,7 @@ public final class SQLiteStore: Store {
         self.path = nil
         self.configuration = configuration
         self.logger = logger
+        self.isReadOnly = false
         let queue: DatabaseQueue
         do {
             queue = try DatabaseQueue(configuration: Self.grdbConfiguration(configuration))
@@ -145,6 +188,9 @@ public final class SQLiteStore: Store {
     // MARK: - Store
 
     public func attachWorker(_ workerID: String) async throws {
+        if isReadOnly {
+            throw StoreError(.notWritable, "The database at \(path ?? "?") was opened for reading only; a worker cannot run on it.")
+        }
         if let path {
             let lock = try ProcessLock(path: path + "-edda.lock")
             ownership.withLock { $0 = .file(lock) }
@@ -564,6 +610,9 @@ public final class SQLiteStore: Store {
 
     /// Every write goes through the group committer: concurrent writes share commits.
     func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        if isReadOnly {
+            throw StoreError(.notWritable, "The database at \(path ?? "?") was opened for reading only (SQLiteStore(readingAt:)); nothing was written.")
+        }
         do {
             return try await committer.perform(updates)
         } catch let error as StoreError {

@@ -1,0 +1,103 @@
+import Edda
+import EddaSQLite
+import EddaTesting
+import Foundation
+import GRDB
+import Testing
+
+/// The built `edda` binary against real database files.
+@Suite("CLI: the edda binary", .timeLimit(.minutes(1)))
+struct CLITests {
+    static let greet = Workflow("greet") { (ctx, name: String) -> String in
+        guard !name.isEmpty else { throw TerminalError("no name") }
+        return "Hello, \(name)!"
+    }
+
+    /// Runs `edda` with `arguments`; returns its exit status, standard output and standard error.
+    func edda(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        let candidates = [
+            URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent(),
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+            URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug"),
+        ]
+        let executable = try #require(
+            candidates.map { $0.appendingPathComponent("edda") }.first { FileManager.default.isExecutableFile(atPath: $0.path) },
+            "the edda binary is not next to the tests; run `swift build --build-tests` first"
+        )
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let (output, error) = (Pipe(), Pipe())
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+    }
+
+    @Test func listAndShowReadAFileWithoutWritingIt() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in
+                _ = try await app.start(Self.greet, "Ada", instanceID: "ok-1").result()
+                _ = try? await app.start(Self.greet, "", instanceID: "bad-1").result()
+            }
+            let before = try Data(contentsOf: URL(fileURLWithPath: path))
+
+            let list = try edda(["list", "--database", path, "--json"])
+            #expect(list.status == 0, "\(list.error)")
+            let ids = list.output.split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["instance_id"] as? String
+            }
+            #expect(Set(ids) == ["ok-1", "bad-1"])
+            let failed = try edda(["list", "--database", path, "--status", "failed"])
+            #expect(failed.output.contains("bad-1") && !failed.output.contains("ok-1"))
+            let show = try edda(["show", "ok-1", "--database", path])
+            #expect(show.status == 0)
+            #expect(show.output.contains("Hello, Ada!"))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before, "reading changed the database file")
+        }
+    }
+
+    @Test func readingNeverMigratesAndMigrateDoes() async throws {
+        try await withTemporaryDatabase { path in
+            // A SQLite file without Edda's schema (an older or foreign database).
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { db in try db.execute(sql: "CREATE TABLE unrelated (x INTEGER)") }
+            try queue.close()
+
+            let list = try edda(["list", "--database", path])
+            #expect(list.status != 0)
+            #expect(list.error.contains("older schema"), "\(list.error)")
+            let tables = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+            #expect(tables == ["unrelated"], "list created tables: \(tables)")
+
+            let migrate = try edda(["migrate", "--database", path])
+            #expect(migrate.status == 0, "\(migrate.error)")
+            let after = try edda(["list", "--database", path])
+            #expect(after.status == 0)
+            #expect(after.output.contains("No instances."))
+        }
+    }
+
+    @Test func aReadOnlyStoreRefusesWritesAndWorkers() async throws {
+        try await withTemporaryDatabase { path in
+            _ = try SQLiteStore(path: path)
+            let reader = try SQLiteStore(readingAt: path)
+            await #expect(throws: StoreError.self) {
+                _ = try await reader.createInstance(
+                    NewInstance(instanceID: "x", workflowName: "w", serviceName: "s", input: JSONPayload(json: "[]")), leasedTo: nil
+                )
+            }
+            do {
+                try await reader.attachWorker("w")
+                Issue.record("a worker attached to a read-only store")
+            } catch let error as StoreError {
+                #expect(error.code == .notWritable)
+            }
+            #expect(try await reader.instance("x") == nil)
+        }
+    }
+}
