@@ -110,12 +110,11 @@ struct APIRoutes: Sendable {
     func receiveEvent(_ request: Request) async throws -> Response {
         let body = try await request.body.collect(upTo: maxBodyBytes)
         let event = try CloudEventParser.parse(headers: request.headers, body: Data(body.readableBytesView))
-        if let target = event.extensions[CloudEventParser.instanceExtension] {
-            let deliveredNow = try await app.sendEvent(event, to: target)
-            return jsonResponse(["id": event.id, "instance_id": target, "delivered": deliveredNow, "kept": !deliveredNow], status: .accepted)
-        }
-        let receivers = try await app.sendEvent(event)
-        return jsonResponse(["id": event.id, "delivered_to": receivers], status: .accepted)
+        let receipt = try await app.ingest(event)
+        return jsonResponse(
+            ["id": event.id, "delivered_to": receipt.deliveredTo, "kept_for": receipt.keptFor ?? NSNull(), "started": receipt.started],
+            status: .accepted
+        )
     }
 
     // MARK: - Documents

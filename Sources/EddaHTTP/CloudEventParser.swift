@@ -6,9 +6,6 @@ import HTTPTypes
 /// structured (`application/cloudevents+json`: the whole event as a JSON document) or binary
 /// (attributes in `ce-` headers, the data as the body). Any other shape is a 400 saying why.
 enum CloudEventParser {
-    /// The extension attribute that routes an event to one instance.
-    static let instanceExtension = "eddainstanceid"
-
     private static let contextAttributes: Set<String> = ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"]
 
     static func parse(headers: HTTPFields, body: Data) throws -> CloudEvent {

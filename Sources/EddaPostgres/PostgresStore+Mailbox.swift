@@ -184,45 +184,31 @@ extension PostgresStore {
             """,
             logger: logger
         )
-        // Waits left by instances that ended while waiting (finishing does not look for them).
-        try await connection.query(
+        // Candidate waits: of instances still running and not being cancelled, not past their deadline;
+        // broadcast and events to every waiter in instance order (two publishes lock rows in the same
+        // order), competing oldest waiter first.
+        let candidates = """
+            SELECT w.instance_id, w.step_id, w.position, w.step_name, w.after_sequence
+            FROM \(tables.waits) AS w JOIN \(tables.instances) AS i ON i.instance_id = w.instance_id
+            WHERE w.channel = $1 AND w.kind = $2 AND i.status = 'running' AND NOT i.cancel_requested
+                AND (w.deadline IS NULL OR w.deadline > $3)
             """
-            DELETE FROM \(unescaped: tables.waits) AS w USING \(unescaped: tables.instances) AS i
-            WHERE w.channel = \(message.channel) AND i.instance_id = w.instance_id AND i.status NOT IN ('running', 'compensating')
-            """,
-            logger: logger
-        )
-        let found: PostgresRowSequence
+        var binds = PostgresBindings()
+        binds.append(message.channel)
+        binds.append(message.kind.rawValue)
+        binds.append(now)
+        let sql: String
         switch (message.kind, message.target) {
         case (_, let target?):
-            found = try await connection.query(
-                """
-                SELECT instance_id, step_id, position, step_name, after_sequence FROM \(unescaped: tables.waits)
-                WHERE instance_id = \(target) AND channel = \(message.channel) AND kind = \(message.kind.rawValue)
-                ORDER BY created_at LIMIT 1
-                """,
-                logger: logger
-            )
+            binds.append(target)
+            sql = candidates + " AND w.instance_id = $4 ORDER BY w.created_at LIMIT 1"
         case (.competing, nil):
-            found = try await connection.query(
-                """
-                SELECT instance_id, step_id, position, step_name, after_sequence FROM \(unescaped: tables.waits)
-                WHERE channel = \(message.channel) AND kind = 'competing'
-                ORDER BY created_at LIMIT 1
-                """,
-                logger: logger
-            )
+            sql = candidates + " ORDER BY w.created_at, w.instance_id LIMIT 20"
         default:
-            found = try await connection.query(
-                """
-                SELECT instance_id, step_id, position, step_name, after_sequence FROM \(unescaped: tables.waits)
-                WHERE channel = \(message.channel) AND kind = \(message.kind.rawValue)
-                ORDER BY created_at
-                """,
-                logger: logger
-            )
+            sql = candidates + " ORDER BY w.instance_id"
         }
         var waits: [MessageWait] = []
+        let found = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
         for try await (instanceID, stepID, position, name, after) in found.decode((String, String, Int64?, String, Int64?).self) {
             waits.append(
                 MessageWait(
@@ -231,35 +217,64 @@ extension PostgresStore {
                 )
             )
         }
-        // Broadcast messages stay for subscribers busy right now; the others only when nobody took them.
+        // Broadcast messages are kept for subscribers busy right now: stored first, for their number.
         var sequence: Int64?
-        if message.isKept, message.kind == .broadcast || waits.isEmpty {
-            let expires = now + Int64((message.retention.seconds * 1000).rounded())
-            let inserted = try await connection.query(
-                """
-                INSERT INTO \(unescaped: tables.messages) (channel, kind, target_instance, envelope, published_at, expires_at)
-                VALUES (\(message.channel), \(message.kind.rawValue), \(message.target), \(envelope), \(now), \(expires))
-                RETURNING sequence
-                """,
-                logger: logger
-            )
-            for try await value in inserted.decode(Int64.self) { sequence = value }
-        }
+        if message.kind == .broadcast { sequence = try await keep(message, envelope: envelope, now: now, on: connection) }
+        var delivered: [String] = []
         for wait in waits {
-            try await deleteWait(wait.instanceID, wait.stepID, on: connection)
-            _ = try await insertUnfenced(wait.deliveryRecord(sequence: sequence, envelope: envelope), on: connection)
-            // Ready now; one still leased (its run is ending) is marked, so that its release makes it ready at once.
-            try await connection.query(
-                """
-                UPDATE \(unescaped: tables.instances)
-                SET ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
-                    wake_pending = lease_owner IS NOT NULL, updated_at = \(unescaped: Self.nowMilliseconds)
-                WHERE instance_id = \(wait.instanceID) AND status IN ('running', 'compensating')
-                """,
-                logger: logger
-            )
+            if try await deliver(envelope, sequence: sequence, to: wait, on: connection) {
+                delivered.append(wait.instanceID)
+                // Competing, direct and targeted: one delivery takes the message.
+                if message.kind != .broadcast && !(message.kind == .event && message.target == nil) { break }
+            }
         }
-        return .published(sequence: sequence, deliveredTo: waits.map(\.instanceID))
+        if delivered.isEmpty, message.isKept, message.kind != .broadcast {
+            sequence = try await keep(message, envelope: envelope, now: now, on: connection)
+        }
+        return .published(sequence: sequence, deliveredTo: delivered)
+    }
+
+    private func keep(_ message: OutgoingMessage, envelope: String, now: Int64, on connection: PostgresConnection) async throws -> Int64? {
+        let expires = now + Int64((message.retention.seconds * 1000).rounded())
+        let inserted = try await connection.query(
+            """
+            INSERT INTO \(unescaped: tables.messages) (channel, kind, target_instance, envelope, published_at, expires_at)
+            VALUES (\(message.channel), \(message.kind.rawValue), \(message.target), \(envelope), \(now), \(expires))
+            RETURNING sequence
+            """,
+            logger: logger
+        )
+        for try await value in inserted.decode(Int64.self) { return value }
+        return nil
+    }
+
+    /// Records the message into the waiter's history and wakes it — only if this transaction removed
+    /// its wait (the guard: a finish or another delivery may have committed since the candidates were
+    /// read) and the instance is still running (the UPDATE waits for a concurrent finish and re-checks).
+    private func deliver(_ envelope: String, sequence: Int64?, to wait: MessageWait, on connection: PostgresConnection) async throws -> Bool {
+        let removed = try await connection.query(
+            "DELETE FROM \(unescaped: tables.waits) WHERE instance_id = \(wait.instanceID) AND step_id = \(wait.stepID) RETURNING 1",
+            logger: logger
+        )
+        var gone = true
+        for try await _ in removed { gone = false }
+        if gone { return false }
+        // Ready now; one still leased (its run is ending) is marked, so that its release makes it ready at once.
+        let woken = try await connection.query(
+            """
+            UPDATE \(unescaped: tables.instances)
+            SET ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                wake_pending = lease_owner IS NOT NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+            WHERE instance_id = \(wait.instanceID) AND status = 'running' AND NOT cancel_requested
+            RETURNING instance_id
+            """,
+            logger: logger
+        )
+        var running = false
+        for try await _ in woken { running = true }
+        if !running { return false }
+        _ = try await insertUnfenced(wait.deliveryRecord(sequence: sequence, envelope: envelope), on: connection)
+        return true
     }
 
     private func deleteWait(_ instanceID: String, _ stepID: String, on connection: PostgresConnection) async throws {

@@ -157,6 +157,12 @@ extension PostgresStore {
                 """,
                 "CREATE INDEX \(t.indexName("waits_by_channel")) ON \(t.waits) (channel, kind, created_at)",
             ]),
+            (7, "children by parent (cancellation cascades)", [
+                """
+                CREATE INDEX \(t.indexName("instances_by_parent")) ON \(t.instances) (parent_instance_id)
+                WHERE parent_instance_id IS NOT NULL
+                """,
+            ]),
         ]
     }
 

@@ -451,10 +451,23 @@ public final class PostgresStore: Store, Service {
     public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
         let (status, output, error) = try outcome.storedColumns()
         let finish: PostgresQuery
-        if let parent {
-            // A child: the outcome, its waits dropped, and the report kept for its parent, which is
-            // made ready (or, leased, marked) — one statement. (The parent's wait takes the report.)
-            let report = try ChildReport.message(childID: lease.instanceID, outcome: outcome, parent: parent)
+        if case .completed = outcome, parent == nil {
+            // The common case stays one plain UPDATE: a run that completed consumed every wait it
+            // registered (a wait ends its run until it is satisfied). Messages sent to it that it
+            // never asked for expire with their retention.
+            finish = """
+                UPDATE \(unescaped: tables.instances)
+                SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
+                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                    AND status IN ('running', 'compensating')
+                RETURNING instance_id
+                """
+        } else {
+            // Failed or cancelled (it may have stopped at a wait), or a child: one statement drops its
+            // waits and what was kept for it, and a child's report is kept for its parent, which is
+            // made ready (or, leased, marked). The parent's wait takes the report.
+            let report = try ChildReport.message(childID: lease.instanceID, outcome: outcome, parent: parent ?? "")
             let envelope = try JSONPayload.encode(report.envelope).json
             finish = """
                 WITH finished AS (
@@ -466,6 +479,8 @@ public final class PostgresStore: Store, Service {
                     RETURNING instance_id
                 ), waits AS (
                     DELETE FROM \(unescaped: tables.waits) WHERE instance_id IN (SELECT instance_id FROM finished)
+                ), kept AS (
+                    DELETE FROM \(unescaped: tables.messages) WHERE target_instance IN (SELECT instance_id FROM finished)
                 ), parent AS (
                     UPDATE \(unescaped: tables.instances)
                     SET ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
@@ -479,18 +494,6 @@ public final class PostgresStore: Store, Service {
                     FROM parent
                 )
                 SELECT instance_id FROM finished
-                """
-        } else {
-            // The common case stays one plain UPDATE. Open waits of an instance that ended while
-            // waiting (a cancellation) are dropped by the next publish on their channel; messages
-            // kept for it expire.
-            finish = """
-                UPDATE \(unescaped: tables.instances)
-                SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
-                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
-                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
-                    AND status IN ('running', 'compensating')
-                RETURNING instance_id
                 """
         }
         try await perform("record an outcome") { [self] in
@@ -563,18 +566,31 @@ public final class PostgresStore: Store, Service {
 
     public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
         let outcome = try await perform("request a cancellation") { [self] () -> CancellationRequest in
-            // A waiter released until later is made ready now, so that a worker runs its cancellation.
+            // The instance and its unfinished descendants (child workflows, theirs…); a waiter released
+            // until later is made ready now, so that a worker runs its cancellation.
             let updated = try await client.query(
                 """
+                WITH RECURSIVE tree(id) AS (
+                    SELECT instance_id FROM \(unescaped: tables.instances)
+                    WHERE instance_id = \(instanceID) AND status IN ('running', 'compensating')
+                    UNION
+                    SELECT c.instance_id FROM \(unescaped: tables.instances) AS c JOIN tree ON c.parent_instance_id = tree.id
+                    WHERE c.status IN ('running', 'compensating')
+                )
                 UPDATE \(unescaped: tables.instances)
                 SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
                     updated_at = \(unescaped: Self.nowMilliseconds)
-                WHERE instance_id = \(instanceID) AND status IN ('running', 'compensating')
+                WHERE instance_id IN (SELECT id FROM tree)
                 RETURNING \(unescaped: Self.instanceColumns)
                 """,
                 logger: logger
             )
-            for try await row in updated { return .requested(try Self.instance(from: row).instance) }
+            var root: WorkflowInstance?
+            for try await row in updated {
+                let instance = try Self.instance(from: row).instance
+                if instance.instanceID == instanceID { root = instance }
+            }
+            if let root { return .requested(root) }
             let current = try await client.query(
                 "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
                 logger: logger

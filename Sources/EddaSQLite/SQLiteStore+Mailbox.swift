@@ -172,26 +172,25 @@ extension SQLiteStore {
             sql: "DELETE FROM channel_messages WHERE sequence IN (SELECT sequence FROM channel_messages WHERE expires_at <= ? LIMIT 100)"
         ).execute(arguments: [now])
 
-        let waits: [Row]
+        // Waits of instances still running and not being cancelled, not past their deadline: broadcast
+        // and events to every waiter, competing to the oldest one.
+        let candidates = """
+            SELECT w.* FROM workflow_waits AS w JOIN workflow_instances AS i ON i.instance_id = w.instance_id
+            WHERE w.channel = ? AND w.kind = ? AND i.status = 'running' AND i.cancel_requested = 0
+                AND (w.deadline IS NULL OR w.deadline > ?)
+            """
+        var arguments: StatementArguments = [message.channel, message.kind.rawValue, now]
+        let sql: String
         switch (message.kind, message.target) {
         case (_, let target?):
-            waits = try Row.fetchAll(
-                db.cachedStatement(
-                    sql: "SELECT * FROM workflow_waits WHERE instance_id = ? AND channel = ? AND kind = ? ORDER BY created_at LIMIT 1"
-                ),
-                arguments: [target, message.channel, message.kind.rawValue]
-            )
+            arguments += [target]
+            sql = candidates + " AND w.instance_id = ? ORDER BY w.created_at LIMIT 1"
         case (.competing, nil):
-            waits = try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT * FROM workflow_waits WHERE channel = ? AND kind = 'competing' ORDER BY created_at LIMIT 1"),
-                arguments: [message.channel]
-            )
+            sql = candidates + " ORDER BY w.created_at, w.instance_id LIMIT 1"
         default:
-            waits = try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT * FROM workflow_waits WHERE channel = ? AND kind = ? ORDER BY created_at"),
-                arguments: [message.channel, message.kind.rawValue]
-            )
+            sql = candidates + " ORDER BY w.instance_id"
         }
+        let waits = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
         // Broadcast messages stay for subscribers busy right now; the others only when nobody took them.
         var sequence: Int64?
         if message.isKept, message.kind == .broadcast || waits.isEmpty {

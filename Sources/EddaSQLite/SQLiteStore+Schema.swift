@@ -188,6 +188,11 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v8: children by parent (cancellation cascades)") { db in
+            try db.execute(
+                sql: "CREATE INDEX workflow_instances_by_parent ON workflow_instances (parent_instance_id) WHERE parent_instance_id IS NOT NULL"
+            )
+        }
         return migrator
     }
 }

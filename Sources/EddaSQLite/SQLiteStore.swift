@@ -412,18 +412,26 @@ public final class SQLiteStore: Store {
 
     public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
         let outcome = try await write { db -> CancellationRequest in
-            // A waiter released until later is made ready now, so that a worker runs its cancellation.
-            if let row = try Row.fetchOne(
+            // The instance and its unfinished descendants (child workflows, theirs…); a waiter released
+            // until later is made ready now, so that a worker runs its cancellation.
+            let rows = try Row.fetchAll(
                 db.cachedStatement(
                     sql: """
+                        WITH RECURSIVE tree(id) AS (
+                            SELECT instance_id FROM workflow_instances WHERE instance_id = ? AND status IN ('running', 'compensating')
+                            UNION
+                            SELECT c.instance_id FROM workflow_instances AS c JOIN tree ON c.parent_instance_id = tree.id
+                            WHERE c.status IN ('running', 'compensating')
+                        )
                         UPDATE workflow_instances
                         SET cancel_requested = 1, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END, updated_at = ?
-                        WHERE instance_id = ? AND status IN ('running', 'compensating')
+                        WHERE instance_id IN (SELECT id FROM tree)
                         RETURNING *
                         """
                 ),
-                arguments: [Self.now(), instanceID]
-            ) {
+                arguments: [instanceID, Self.now()]
+            )
+            if let row = rows.first(where: { $0["instance_id"] == instanceID }) {
                 return .requested(try Self.instance(from: row))
             }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instanceID])

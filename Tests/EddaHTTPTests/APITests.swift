@@ -142,6 +142,30 @@ struct APITests {
         }
     }
 
+    static let fulfil = Workflow("fulfil") { (ctx, order: Int) -> String in "order \(order) fulfilled" }
+
+    @Test func anEventTypeStartsItsHandlerOncePerEventID() async throws {
+        try await withAPI { app, client in
+            try app.startOnEvent("order.created", Self.fulfil)
+            let event = #"{"specversion": "1.0", "id": "e-9", "source": "/shop", "type": "order.created", "data": 17}"#
+            for _ in 1...2 {   // delivered twice, as CloudEvents senders may
+                let accepted = try await client.execute(
+                    uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"], body: Self.body(event)
+                )
+                #expect(accepted.status == .accepted)
+                #expect(try json(accepted)["started"] as? [String] == ["fulfil/e-9"])
+            }
+            #expect(try await app.handle(for: Self.fulfil, instanceID: "fulfil/e-9").result() == "order 17 fulfilled")
+            #expect(try await app.instances(workflowName: "fulfil").count == 1)
+            let wrongData = try await client.execute(
+                uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
+                body: Self.body(#"{"specversion": "1.0", "id": "e-10", "source": "/shop", "type": "order.created", "data": "seventeen"}"#)
+            )
+            #expect(wrongData.status == .badRequest)
+            #expect(try await app.instance("fulfil/e-10") == nil)
+        }
+    }
+
     @Test func malformedEventsAreRefusedWithTheReason() async throws {
         try await withAPI { _, client in
             let noID = try await client.execute(

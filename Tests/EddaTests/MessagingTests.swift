@@ -180,6 +180,33 @@ struct MessagingTests {
         }
     }
 
+    @Test func aSendToAMissingInstanceIsRecordedSoReplaysTakeTheSamePath() async throws {
+        let inbox = Channel<String>("inbox", mode: .direct)
+        let sender = Workflow("sender") { (ctx, _: Int) -> String in
+            do {
+                try await ctx.send(inbox, to: "ghost", "hello")
+                return "sent"
+            } catch let error as EngineError where error.code == .instanceNotFound {
+                return "no ghost"
+            }
+        }
+        let store = try SQLiteStore.inMemory()
+        let result = try await withTestApp(store: store) { app in
+            try await app.start(sender, 0, instanceID: "s-1").result()
+        }
+        #expect(result == "no ghost")
+        let history = try await store.history(of: "s-1")
+        #expect(history.map(\.kind) == [.messagePublished])
+        #expect(history.first?.payload?.json.contains("refused") == true)
+    }
+
+    @Test func edda_prefixedTypesAndChannelsAreReserved() async throws {
+        try await withTestApp { app in
+            await #expect(throws: EngineError.self) { try await app.sendEvent(CloudEvent(type: "edda.child/x", source: "/forged")) }
+            await #expect(throws: EngineError.self) { try await app.publish(Channel<Int>("edda.internal", mode: .broadcast), 1) }
+        }
+    }
+
     /// Released with a wait registered: not leased, and not ready.
     func isWaiting(_ store: SQLiteStore, _ id: String) async throws -> Bool {
         guard let instance = try await store.instance(id) else { return false }

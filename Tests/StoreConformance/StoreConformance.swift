@@ -29,6 +29,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case cancellationIsMarkedWakesWaitersAndSparesFinishedInstances
     case messagesAreConsumedOnceIntoHistory
     case broadcastEventsTimeoutsAndChannelModes
+    case cancellationCascadesAndSparesCancelledOrLateWaiters
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -57,6 +58,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .cancellationIsMarkedWakesWaitersAndSparesFinishedInstances: try await Self.cancellation(store)
             case .messagesAreConsumedOnceIntoHistory: try await Self.messagesConsumedOnce(store)
             case .broadcastEventsTimeoutsAndChannelModes: try await Self.broadcastEventsAndModes(store)
+            case .cancellationCascadesAndSparesCancelledOrLateWaiters: try await Self.cancellationAndWaiters(store)
             }
             completed.mark()
         }
@@ -633,6 +635,55 @@ extension StoreConformance {
             _ = try await store.receive(wait("c", "r:3", channel: "news", kind: .direct), lease: c, now: now)
         }
         await #expect(throws: ChannelModeError.self) { _ = try await store.subscribe(to: "news", mode: .competing, now: now) }
+    }
+}
+
+extension StoreConformance {
+    /// Cancelling an instance marks its unfinished descendants too; a competing message never goes
+    /// to a waiter that is being cancelled or whose deadline has passed: it is kept for the next.
+    static func cancellationAndWaiters(_ store: any Store) async throws {
+        let parent = try #require(try await create(store, "parent"))
+        guard case .created(_, nil) = try await store.createInstance(
+            NewInstance(instanceID: "parent/child", workflowName: "w", serviceName: "conformance", input: JSONPayload(json: "[]"), parentInstanceID: "parent"),
+            leasedTo: nil
+        ) else {
+            Issue.record("the child was not created")
+            return
+        }
+        #expect(try await store.instance("parent/child")?.parentInstanceID == "parent")
+        let now = Date()
+        guard case .waiting = try await store.receive(wait("parent", "r:1", channel: "q", kind: .competing), lease: parent, now: now) else {
+            Issue.record("the parent did not wait")
+            return
+        }
+        try await store.release(parent, readyAt: .distantFuture)
+        guard case .requested = try await store.requestCancellation(of: "parent") else {
+            Issue.record("the parent was not marked")
+            return
+        }
+        #expect(try await store.instance("parent/child")?.cancelRequested == true, "the child was marked with its parent")
+        guard case .published(let kept, let delivered) = try await store.publish(message("q", .competing, "job"), recordedAs: nil, now: now) else {
+            Issue.record("publish failed")
+            return
+        }
+        #expect(delivered.isEmpty, "a waiter being cancelled took a job it will never do")
+        #expect(kept != nil)
+        #expect(try await store.history(of: "parent").isEmpty)
+
+        // A waiter past its deadline (its timeout not recorded yet) is skipped too.
+        let late = try #require(try await create(store, "late"))
+        guard case .waiting = try await store.receive(
+            wait("late", "r:1", channel: "q2", kind: .competing, deadline: now.addingTimeInterval(1)), lease: late, now: now
+        ) else {
+            Issue.record("late did not wait")
+            return
+        }
+        guard case .published(_, let none) = try await store.publish(message("q2", .competing, "job"), recordedAs: nil, now: now.addingTimeInterval(2))
+        else {
+            Issue.record("publish failed")
+            return
+        }
+        #expect(none.isEmpty, "a waiter past its deadline took the message")
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// Events and channel messages from outside a workflow: from a request handler, another service,
@@ -17,6 +18,7 @@ extension EddaApp {
     /// - Returns: The IDs of the instances that received it (empty: nobody was waiting; the event is gone).
     @discardableResult
     public func sendEvent(_ event: CloudEvent) async throws -> [String] {
+        try Self.checkNotReserved(event.type)
         let message = OutgoingMessage(
             channel: event.type, kind: .event, target: nil, envelope: MessageEnvelope(event, sender: nil), retention: .zero
         )
@@ -35,6 +37,7 @@ extension EddaApp {
     ///   ``EngineError/Code-swift.struct/alreadyFinished``; nothing is kept then.
     @discardableResult
     public func sendEvent(_ event: CloudEvent, to instanceID: String, retention: Duration = .seconds(7 * 86_400)) async throws -> Bool {
+        try Self.checkNotReserved(event.type)
         let message = OutgoingMessage(
             channel: event.type, kind: .event, target: instanceID, envelope: MessageEnvelope(event, sender: nil), retention: retention
         )
@@ -74,7 +77,60 @@ extension EddaApp {
         if let error = Self.targetError(outcome, target: instanceID, what: "message on channel '\(channel.name)'") { throw error }
     }
 
+    /// Makes every event of `type` that arrives through ``ingest(_:)`` (the HTTP ingress) start an
+    /// instance of `workflow`, with the event's JSON data as its argument. The instance's ID is
+    /// `<workflow name>/<event ID>`: an event delivered twice (CloudEvents delivery is at least
+    /// once) starts one instance. Registers the workflow.
+    public func startOnEvent<Input, Output>(_ type: String, _ workflow: Workflow<Input, Output>) throws {
+        try register(workflow)
+        addEventHandler(workflow.name, for: type)
+    }
+
+    /// Takes in an event from outside — what the HTTP ingress does with each CloudEvent it accepts:
+    /// - with the extension attribute `eddainstanceid`, it goes to that instance
+    ///   (``sendEvent(_:to:retention:)``: delivered now or kept for it);
+    /// - otherwise it starts the workflows registered for its type (``startOnEvent(_:_:)``) and is
+    ///   delivered to every instance waiting for the type (``sendEvent(_:)``).
+    ///
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/invalidInput`` when a
+    ///   handler's workflow cannot take the event's data (nothing is started or delivered), or the
+    ///   errors of ``sendEvent(_:to:retention:)``.
+    public func ingest(_ event: CloudEvent) async throws -> EventReceipt {
+        if let target = event.extensions[Self.instanceExtension] {
+            let deliveredNow = try await sendEvent(event, to: target)
+            return EventReceipt(deliveredTo: deliveredNow ? [target] : [], keptFor: deliveredNow ? nil : target, started: [])
+        }
+        var inputs: [(name: String, input: JSONPayload)] = []
+        for name in eventHandlers(for: event.type) {
+            guard let data = event.data, let text = String(data: data, encoding: .utf8) else {
+                throw EngineError(.invalidInput, "Event \(event.id) of type '\(event.type)' has no JSON data for workflow '\(name)'. Nothing was started.")
+            }
+            inputs.append((name, JSONPayload(json: "[\(text)]")))
+        }
+        // Check every handler's input before starting any.
+        for (name, input) in inputs {
+            guard let registration = registration(named: name) else { continue }
+            do {
+                try registration.checkInput(input)
+            } catch {
+                throw EngineError(
+                    .invalidInput, "Event \(event.id) of type '\(event.type)' is not valid input for workflow '\(name)': \(error). Nothing was started.",
+                    cause: error
+                )
+            }
+        }
+        var started: [String] = []
+        for (name, input) in inputs {
+            started.append(try await start(workflowNamed: name, input: input, instanceID: "\(name)/\(event.id)"))
+        }
+        return EventReceipt(deliveredTo: try await sendEvent(event), keptFor: nil, started: started)
+    }
+
+    /// The CloudEvents extension attribute that routes an event to one instance: `eddainstanceid`.
+    public static let instanceExtension = "eddainstanceid"
+
     private func outgoing<Message>(_ channel: Channel<Message>, _ message: Message, target: String?) throws -> OutgoingMessage {
+        try Self.checkNotReserved(channel.name)
         let event: CloudEvent
         do {
             event = try CloudEvent(type: channel.name, source: "edda:\(serviceName)", time: configuration.clock.now(), json: message)
@@ -85,6 +141,14 @@ extension EddaApp {
             channel: channel.name, kind: MessageKind(channel.mode), target: target, envelope: MessageEnvelope(event, sender: nil),
             retention: channel.retention
         )
+    }
+
+    /// Event types and channel names starting with `edda.` are Edda's own (a child's report travels
+    /// as `edda.child/<id>`): refused, so that nobody can forge one.
+    static func checkNotReserved(_ name: String) throws {
+        guard !name.hasPrefix("edda.") else {
+            throw EngineError(.invalidInput, "'\(name)': event types and channel names starting with 'edda.' are reserved for Edda. Nothing was sent.")
+        }
     }
 
     /// The error for a message to one instance that does not exist or has finished.
@@ -99,3 +163,20 @@ extension EddaApp {
         }
     }
 }
+
+/// What ``EddaApp/ingest(_:)`` did with an event.
+public struct EventReceipt: Sendable, Hashable {
+    /// The instances that received it now.
+    public var deliveredTo: [String]
+    /// The instance it is kept for, when it was sent to one that does not wait for it yet.
+    public var keptFor: String?
+    /// The instances it started (``EddaApp/startOnEvent(_:_:)``).
+    public var started: [String]
+
+    public init(deliveredTo: [String], keptFor: String?, started: [String]) {
+        self.deliveredTo = deliveredTo
+        self.keptFor = keptFor
+        self.started = started
+    }
+}
+

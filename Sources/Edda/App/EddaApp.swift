@@ -38,6 +38,8 @@ public final class EddaApp: Service, Sendable {
         var waiters: [String: [UUID: AsyncStream<WaiterMessage>.Continuation]] = [:]
         /// Instances of unregistered workflows found at start, by ID: their workflow's name and the error.
         var unresumable: [String: (workflowName: String, error: EngineError)] = [:]
+        /// Workflows started by events of a type (``startOnEvent(_:_:)``), by type.
+        var eventHandlers: [String: [String]] = [:]
     }
 
     private enum Phase: Sendable {
@@ -104,6 +106,18 @@ public final class EddaApp: Service, Sendable {
             // Its instances are claimable now.
             state.unresumable = state.unresumable.filter { $0.value.workflowName != registration.name }
         }
+    }
+
+    /// Adds `name` to the workflows an event of `type` starts.
+    func addEventHandler(_ name: String, for type: String) {
+        state.withLock { state in
+            if !(state.eventHandlers[type] ?? []).contains(name) { state.eventHandlers[type, default: []].append(name) }
+        }
+    }
+
+    /// The workflows an event of `type` starts.
+    func eventHandlers(for type: String) -> [String] {
+        state.withLock { $0.eventHandlers[type] ?? [] }
     }
 
     /// The names of the registered workflows.

@@ -81,15 +81,8 @@ struct InstanceRun: Sendable {
                 // The engine's own cancellation (the app's task was cancelled): stop without an outcome.
                 return stopped(by: error, logger: logger)
             } else if context.wasCancelled {
-                // Cancelled at a step boundary: its children first, then undo what was done, then
-                // record the cancellation. (A crash in between runs all of it again: each is idempotent.)
-                for child in context.children {
-                    do {
-                        _ = try await environment.store.requestCancellation(of: child)
-                    } catch {
-                        return stopped(by: error, logger: logger)
-                    }
-                }
+                // Cancelled at a step boundary (its children were marked with it, by the store): undo
+                // what was done, then record the cancellation.
                 if context.hasCompensations {
                     if let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
                 }

@@ -44,6 +44,9 @@ final class Worker: Sendable {
     private let claimSignal = WakeUpSignal()
     /// Wakes the lease renewer at shutdown.
     private let stopSignal = WakeUpSignal()
+    /// Ends the cancellation loop at shutdown: its own signal, so that a stop notified while the loop
+    /// is busy is still pending when it waits again.
+    private let cancellationLoopStop = WakeUpSignal()
     private let jobs: AsyncStream<Job>
     private let jobsContinuation: AsyncStream<Job>.Continuation
     let leaseRequest: LeaseRequest
@@ -374,10 +377,23 @@ final class Worker: Sendable {
     /// announces a cancellation (PostgreSQL's NOTIFY); the renewals catch any it could not announce.
     private func cancellationLoop() async {
         while !Task.isCancelled {
-            await store.cancellations.wait(upTo: .seconds(3600))
+            // Whichever comes first: an announcement, or this worker's stop.
+            let announced = await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    await self.store.cancellations.wait(upTo: .seconds(3600))
+                    return !Task.isCancelled
+                }
+                group.addTask {
+                    await self.cancellationLoopStop.wait(upTo: .seconds(3600))
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
             let (held, phase) = state.withLock { state in (Array(state.held.keys), state.machine.phase) }
             if phase == .stopped { return }
-            guard !held.isEmpty else { continue }
+            guard announced, !held.isEmpty else { continue }
             do {
                 for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
             } catch {
@@ -434,8 +450,7 @@ final class Worker: Sendable {
         jobsContinuation.finish()
         claimSignal.notify()
         stopSignal.notify()
-        // Ends the cancellation loop's wait (another worker on the same store only looks once more).
-        store.cancellations.notify()
+        cancellationLoopStop.notify()
     }
 
     /// Logs, once at start, the instances left running whose workflow this app has not registered:

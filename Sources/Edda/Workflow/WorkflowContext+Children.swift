@@ -16,8 +16,9 @@ import Foundation
 /// - The child is an instance of its own, claimed by any worker that registered its workflow
 ///   (``startChild(_:_:childID:)`` registers it with the parent's app). It finishes on its own
 ///   schedule; its outcome is kept for the parent, which waits for it holding no lease.
-/// - Cancelling the parent (``EddaApp/cancel(_:)``) cancels its unfinished children, and theirs.
-///   A parent that completes or fails leaves its children running.
+/// - Cancelling the parent (``EddaApp/cancel(_:)``) cancels its unfinished children, and theirs,
+///   in the same statement (the store follows the children's parent links, whichever run started
+///   them). A parent that completes or fails leaves its children running.
 extension WorkflowContext {
     /// Starts `workflow` as a child of this instance, once: a replay returns the recorded child.
     ///
@@ -35,7 +36,6 @@ extension WorkflowContext {
         // A run after a continue-as-new counts its steps from 1 again: its children get IDs of their own.
         let id = runNumber == 1 ? "\(instanceID)/\(reservation.stepID)" : "\(instanceID)/run\(runNumber)/\(reservation.stepID)"
         if try recordedStep(reservation, kind: .childStarted) != nil {
-            noteChild(id)
             return ChildWorkflow(instanceID: id, workflowName: workflow.name, stepID: reservation.stepID, parent: self)
         }
         do {
@@ -78,7 +78,6 @@ extension WorkflowContext {
             throw clash
         }
         try await appendRecord(reservation, kind: .childStarted, payload: try JSONPayload.encode(["child_instance_id": id]))
-        noteChild(id)
         return ChildWorkflow(instanceID: id, workflowName: workflow.name, stepID: reservation.stepID, parent: self)
     }
 
@@ -115,10 +114,12 @@ public struct ChildWorkflow<Output: Codable & Sendable>: Sendable {
             do {
                 return try JSONPayload(json: report.output ?? "null").decode(Output.self)
             } catch {
-                throw EngineError(
+                let failure = EngineError(
                     .corruptHistory, "The result of child instance \(instanceID) cannot be decoded as \(Output.self).",
                     instanceID: parent.instanceID, cause: error
                 )
+                parent.fail(with: failure)
+                throw failure
             }
         case InstanceStatus.cancelled.rawValue:
             throw WorkflowCancelledError(instanceID: instanceID)

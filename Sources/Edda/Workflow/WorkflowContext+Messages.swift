@@ -143,11 +143,15 @@ extension WorkflowContext {
         var channel: String
         var messageID: String
         var target: String?
+        /// Why it was not sent: the target did not exist, or had finished (recorded, so that a replay
+        /// throws the same error).
+        var refused: ErrorRecord?
 
         enum CodingKeys: String, CodingKey {
             case channel
             case messageID = "message_id"
             case target
+            case refused
         }
     }
 
@@ -155,7 +159,13 @@ extension WorkflowContext {
         name: String, channel: Channel<some Any>, target: String?, message: Message, explicitID: String?
     ) async throws {
         let reservation = try reserveStep(name: name, explicitID: explicitID)
-        if try recordedStep(reservation, kind: .messagePublished) != nil { return }
+        if let recorded = try recordedStep(reservation, kind: .messagePublished) {
+            if let refused = try decodeRecorded(recorded, as: PublishRecord.self).refused {
+                throw EngineError(refused.type == "EngineError.alreadyFinished" ? .alreadyFinished : .instanceNotFound, refused.message)
+            }
+            return
+        }
+        try EddaApp.checkNotReserved(channel.name)
         let requested: ChannelMode = target == nil ? (channel.mode == .direct ? .broadcast : channel.mode) : .direct
         guard requested == channel.mode else {
             let misuse = ChannelModeError(channel: channel.name, registered: channel.mode, requested: requested)
@@ -186,6 +196,12 @@ extension WorkflowContext {
         )
         let outcome = try await mailbox { store in try await store.publish(outgoing, recordedAs: (record, lease), now: environment.clock.now()) }
         if let target, let error = EddaApp.targetError(outcome, target: target, what: "message on channel '\(channel.name)'") {
+            // Recorded, so that a replay takes the same path even if the target appears later.
+            let refusal = PublishRecord(
+                channel: channel.name, messageID: event.id, target: target,
+                refused: ErrorRecord(type: "EngineError.\(error.code)", message: error.message)
+            )
+            try await appendRecord(reservation, kind: .messagePublished, payload: try JSONPayload.encode(refusal))
             throw error
         }
     }

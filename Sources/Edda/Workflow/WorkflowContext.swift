@@ -56,8 +56,6 @@ public final class WorkflowContext: Sendable {
         /// Broadcast channels: the sequence number of the last message seen (or of the
         /// subscription), as history says; the next receive takes the first message after it.
         var channelCursors: [String: Int64] = [:]
-        /// Child instances this run started or replayed the start of, in order.
-        var children: [String] = []
     }
 
     init(
@@ -227,16 +225,6 @@ public final class WorkflowContext: Sendable {
         state.withLock { state in
             state.channelCursors[channel] = max(state.channelCursors[channel] ?? sequence, sequence)
         }
-    }
-
-    /// Notes a child instance this run started (or replayed the start of).
-    func noteChild(_ childID: String) {
-        state.withLock { if !$0.children.contains(childID) { $0.children.append(childID) } }
-    }
-
-    /// The child instances this run started, in order.
-    var children: [String] {
-        state.withLock { $0.children }
     }
 
     /// Records that the run met its cancellation (a wait ended by it, say).
