@@ -90,8 +90,11 @@ let package = Package(
         .executableTarget(
             name: "EddaCLI",
             dependencies: [
-                "Edda", "EddaSQLite",
+                "Edda", "EddaSQLite", "EddaHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The seed's examples as one runnable program (README's first command).

@@ -1,8 +1,11 @@
 import ArgumentParser
 import Edda
+import EddaHTTP
 import EddaSQLite
 import Foundation
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct EddaCommand: AsyncParsableCommand {
@@ -10,7 +13,7 @@ struct EddaCommand: AsyncParsableCommand {
         commandName: "edda",
         abstract: "Inspect Edda workflow instances and their history.",
         discussion: "Reading works while a worker process runs on the same SQLite file.",
-        subcommands: [List.self, Show.self, Outbox.self, Migrate.self]
+        subcommands: [List.self, Show.self, Outbox.self, Cancel.self, SendEvent.self, Serve.self, Migrate.self]
     )
 }
 
@@ -32,6 +35,88 @@ struct StoreOptions: ParsableArguments {
         logger.logLevel = .warning
         return logger
     }()
+}
+
+/// An app on the database for the commands that act (cancel, send an event, serve the API): it runs
+/// no worker, so it works next to the app's own process, which owns the file's worker lock.
+func actingApp(_ options: StoreOptions) throws -> EddaApp {
+    guard FileManager.default.fileExists(atPath: options.database) else {
+        throw ValidationError("No database at \(options.database). Pass --database with the path your app uses.")
+    }
+    return EddaApp(store: try SQLiteStore(path: options.database, logger: StoreOptions.logger), serviceName: "edda-cli", logger: StoreOptions.logger)
+}
+
+struct Cancel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Cancel an instance: it stops at its next step, compensates, and ends cancelled (the app's worker runs it)."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Argument(help: "The instance ID.")
+    var instanceID: String
+
+    func run() async throws {
+        try await actingApp(store).cancel(instanceID)
+        out("cancellation requested for \(instanceID)")
+    }
+}
+
+struct SendEvent: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send-event", abstract: "Send a CloudEvent to the instances waiting for its type, or to one instance."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "The event type, such as payment.completed.") var type: String
+    @Option(help: "Who sends it (a URI reference).") var source = "/edda-cli"
+    @Option(help: "The event's data, as JSON.") var data: String?
+    @Option(help: "Send it to this instance only (kept until it waits for the type).") var to: String?
+    @Option(help: "The event ID (a new UUID by default).") var id: String?
+
+    func run() async throws {
+        let payload = data.map { Data($0.utf8) }
+        if let payload, (try? JSONSerialization.jsonObject(with: payload, options: [.fragmentsAllowed])) == nil {
+            throw ValidationError("--data must be JSON, such as '42', '\"text\"' or '{\"amount\": 10}'.")
+        }
+        let event = CloudEvent(
+            id: id ?? UUID().uuidString, type: type, source: source, data: payload, dataContentType: payload == nil ? nil : "application/json"
+        )
+        let app = try actingApp(store)
+        if let to {
+            let deliveredNow = try await app.sendEvent(event, to: to)
+            out(deliveredNow ? "delivered to \(to)" : "kept for \(to) until it waits for '\(type)'")
+        } else {
+            let receivers = try await app.sendEvent(event)
+            out(receivers.isEmpty ? "nobody waits for '\(type)': dropped" : "delivered to \(receivers.joined(separator: ", "))")
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the JSON API and the CloudEvents ingress on a database (no worker: the app's own process runs the instances)."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "The address to bind.") var host = "127.0.0.1"
+    @Option(help: "The port.") var port = 8080
+    @Option(help: "Require 'Authorization: Bearer <token>' (also read from EDDA_TOKEN).") var token: String?
+
+    func run() async throws {
+        let app = try actingApp(store)
+        let configuration = EddaHTTP.Configuration(
+            host: host, port: port, bearerToken: token ?? ProcessInfo.processInfo.environment["EDDA_TOKEN"]
+        )
+        let server = EddaHTTP(app: app, configuration: configuration).server(logger: StoreOptions.logger)
+        out("serving \(store.database) on http://\(host):\(port)/api/instances")
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: StoreOptions.logger)
+        )
+        try await group.run()
+    }
 }
 
 struct Migrate: AsyncParsableCommand {

@@ -83,12 +83,13 @@ struct PostgresWorkerTests {
                 NewInstance(instanceID: "z", workflowName: "w", serviceName: "test", input: JSONPayload(json: "[]")), leasedTo: nil
             )
             let zombie = try #require(
-                try await store.claim(ClaimRequest(lease: LeaseRequest(owner: "zombie", duration: .milliseconds(100)), limit: 1, workflowNames: ["w"])).first
+                try await store.claim(ClaimRequest(lease: LeaseRequest(owner: "zombie", duration: .seconds(1)), limit: 1, workflowNames: ["w"])).first
             )
             #expect(zombie.lease.expiresAt != nil)
             let live = LeaseRequest(owner: "live", duration: .seconds(30))
+            // (A second: a loaded CI machine took more than 100 ms between two claims.)
             #expect(try await store.claim(ClaimRequest(lease: live, limit: 1, workflowNames: ["w"])).isEmpty, "a live lease is not taken")
-            try await Task.sleep(for: .milliseconds(150))
+            try await Task.sleep(for: .milliseconds(1_100))
             let taken = try #require(try await store.claim(ClaimRequest(lease: live, limit: 1, workflowNames: ["w"])).first)
             #expect(taken.lease.token == zombie.lease.token + 1)
 

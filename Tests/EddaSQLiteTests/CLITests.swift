@@ -82,6 +82,37 @@ struct CLITests {
         }
     }
 
+    static let waiter = Workflow("waiter") { (ctx, _: Int) -> Int in
+        try await ctx.waitForEvent(type: "go", as: Int.self).data
+    }
+
+    @Test func sendEventAndCancelActOnARunningApp() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in
+                let first = try await app.start(Self.waiter, 0, instanceID: "w-1")
+                let second = try await app.start(Self.waiter, 0, instanceID: "w-2")
+                for _ in 0..<2000 {
+                    let (one, two) = (try await store.instance("w-1"), try await store.instance("w-2"))
+                    if one?.readyAt != nil, two?.readyAt != nil { break }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                let sent = try edda(["send-event", "--database", path, "--type", "go", "--data", "42", "--to", "w-1"])
+                #expect(sent.status == 0, "\(sent.error)")
+                #expect(sent.output.contains("delivered to w-1"))
+                #expect(try await first.result() == 42)
+                let cancelled = try edda(["cancel", "w-2", "--database", path])
+                #expect(cancelled.status == 0, "\(cancelled.error)")
+                await #expect(throws: WorkflowCancelledError.self) { try await second.result() }
+                let again = try edda(["cancel", "w-2", "--database", path])
+                #expect(again.status != 0)
+                #expect(again.error.contains("already"), "\(again.error)")
+                let badData = try edda(["send-event", "--database", path, "--type", "go", "--data", "not json"])
+                #expect(badData.status != 0)
+            }
+        }
+    }
+
     @Test func aReadOnlyStoreRefusesWritesAndWorkers() async throws {
         try await withTemporaryDatabase { path in
             _ = try SQLiteStore(path: path)
