@@ -4,8 +4,9 @@ public import Logging
 import NIOCore
 
 /// Edda's HTTP face: a JSON API to list, inspect, start and cancel instances and to send events,
-/// and a CloudEvents ingress — on Hummingbird, in a module of its own (a SQLite-only user never
-/// builds it).
+/// a CloudEvents ingress, and a viewer (server-rendered pages: `/` lists instances, `/instances/{id}`
+/// shows one, with a Cancel button) — on Hummingbird, in a module of its own (a SQLite-only user
+/// never builds it).
 ///
 /// ```swift
 /// let api = EddaHTTP(app: app, configuration: .init(bearerToken: ProcessInfo.processInfo.environment["EDDA_TOKEN"]))
@@ -57,6 +58,7 @@ public struct EddaHTTP: Sendable {
             router.add(middleware: BearerTokenMiddleware(token: token))
         }
         APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
+        ViewerPages(app: app).register(on: router)
         return router
     }
 

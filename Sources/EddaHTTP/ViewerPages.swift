@@ -1,0 +1,254 @@
+import Edda
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The viewer: server-rendered HTML pages that need nothing from the network (no CDN, no script
+/// framework): the instance list and an instance's page, with a Cancel button.
+///
+/// Every piece of user data (IDs, inputs, outputs, errors) goes through ``HTML/escape(_:)``. The
+/// one state-changing form (Cancel) posts with a token that must match the `edda_csrf` cookie the
+/// page set (double-submit), and a cross-site `Origin` is refused.
+struct ViewerPages: Sendable {
+    let app: EddaApp
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/") { request, _ in try await list(request) }
+        router.get("/instances/:id") { request, context in try await instancePage(request, context) }
+        router.post("/instances/:id/cancel") { request, context in try await cancel(request, context) }
+    }
+
+    // MARK: - Pages
+
+    func list(_ request: Request) async throws -> Response {
+        let query = request.uri.queryParameters
+        var filter = InstanceQuery(limit: 50)
+        let status = query.get("status").flatMap { $0.isEmpty ? nil : $0 }
+        if let status {
+            guard let parsed = InstanceStatus(rawValue: status) else { throw APIError.badRequest("Unknown status '\(status)'.", type: "InvalidFilter") }
+            filter.status = parsed
+        }
+        let workflow = query.get("workflow").flatMap { $0.isEmpty ? nil : $0 }
+        filter.workflowName = workflow
+        if let after = query.get("after"), !after.isEmpty {
+            guard let cursor = InstanceCursor(after) else { throw APIError.badRequest("'\(after)' is not a cursor.", type: "InvalidFilter") }
+            filter.after = cursor
+        }
+        let page = try await app.instances(matching: filter)
+        let counts = try await app.store.statusCounts(workflowName: workflow)
+        let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
+
+        var body = "<h1>Workflow instances</h1>"
+        body += "<form method=\"get\" action=\"/\" class=\"filters\">"
+        body += "<label>Status <select name=\"status\"><option value=\"\">any</option>"
+        for option in InstanceStatus.all {
+            let selected = option.rawValue == status ? " selected" : ""
+            body += "<option value=\"\(option.rawValue)\"\(selected)>\(option.rawValue) (\(counts[option] ?? 0))</option>"
+        }
+        body += "</select></label> <label>Workflow <input name=\"workflow\" value=\"\(HTML.escape(workflow ?? ""))\"></label>"
+        body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
+        body += " <button type=\"submit\">Filter</button></form>"
+        if page.instances.isEmpty {
+            body += "<p class=\"empty\">No instances.</p>"
+        } else {
+            body += "<table><thead><tr><th>Instance</th><th>Workflow</th><th>Status</th><th>Created</th><th>Updated</th></tr></thead><tbody>"
+            for instance in page.instances {
+                body += "<tr><td><a href=\"/instances/\(HTML.pathComponent(instance.instanceID))\">\(HTML.escape(instance.instanceID))</a></td>"
+                body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.status))</td>"
+                body += "<td>\(HTML.time(instance.createdAt))</td><td>\(HTML.time(instance.updatedAt))</td></tr>"
+            }
+            body += "</tbody></table>"
+        }
+        if let next = page.nextCursor {
+            var items = [URLQueryItem(name: "after", value: next.description)]
+            if let status { items.append(URLQueryItem(name: "status", value: status)) }
+            if let workflow { items.append(URLQueryItem(name: "workflow", value: workflow)) }
+            if let refresh { items.append(URLQueryItem(name: "refresh", value: String(refresh))) }
+            body += "<p><a href=\"/?\(HTML.escape(HTML.query(items)))\">Next page →</a></p>"
+        }
+        // The refresh reloads this same URL: the filters, kept in it, survive.
+        let head = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\">" } ?? ""
+        return HTML.page(title: "Edda — instances", head: head, body: body)
+    }
+
+    func instancePage(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let instance = try await app.instance(id) else {
+            return HTML.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
+        }
+        let query = request.uri.queryParameters
+        let failedOnly = query.get("failed") == "true"
+        let after = query.get("after").flatMap { Int64($0) } ?? 0
+        let limit = 200
+        var history = try await app.history(of: id)
+        let all = history
+        if failedOnly { history = history.filter { [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut].contains($0.kind) } }
+        history = history.filter { $0.sequence > after }
+        let page = Array(history.prefix(limit))
+
+        var body = "<p><a href=\"/\">← All instances</a></p>"
+        body += "<h1>\(HTML.escape(instance.instanceID)) \(HTML.badge(instance.status))</h1>"
+        body += "<dl><dt>Workflow</dt><dd>\(HTML.escape(instance.workflowName)) (service \(HTML.escape(instance.serviceName)), run \(instance.runNumber))</dd>"
+        if let parent = instance.parentInstanceID {
+            body += "<dt>Parent</dt><dd><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a></dd>"
+        }
+        body += "<dt>Created</dt><dd>\(HTML.time(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.time(instance.updatedAt))</dd>"
+        if let readyAt = instance.readyAt, instance.leaseOwner == nil, !instance.status.isTerminal {
+            body += "<dt>Waiting until</dt><dd>\(readyAt == .distantFuture ? "an event or message" : HTML.time(readyAt))</dd>"
+        }
+        body += "<dt>Input</dt><dd><pre>\(HTML.escape(instance.input.json))</pre></dd>"
+        if let output = instance.output { body += "<dt>Output</dt><dd><pre>\(HTML.escape(output.json))</pre></dd>" }
+        if let error = instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
+        body += "</dl>"
+        var headers: HTTPFields = [:]
+        if !instance.status.isTerminal {
+            let token = UUID().uuidString
+            headers[.setCookie] = "edda_csrf=\(token); Path=/; SameSite=Strict; HttpOnly"
+            body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/cancel\">"
+            body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">Cancel</button></form>"
+        }
+        body += "<h2>Steps</h2>" + Diagram.svg(all)
+        body += "<h2>History (\(all.count) records)</h2><p>"
+        body += failedOnly
+            ? "<a href=\"/instances/\(HTML.pathComponent(id))\">Show all</a>" : "<a href=\"/instances/\(HTML.pathComponent(id))?failed=true\">Failed only</a>"
+        body += "</p><table><thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Attempts</th><th>Recorded</th><th>Result or error</th></tr></thead><tbody>"
+        for event in page {
+            let failed = [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut].contains(event.kind)
+            body += "<tr\(failed ? " class=\"failed\"" : "")><td>\(event.sequence)</td><td>\(HTML.escape(event.stepID))</td>"
+            body += "<td>\(HTML.escape(event.kind.rawValue))</td><td>\(event.retry.map { "\($0.totalAttempts)" } ?? "1")</td>"
+            body += "<td>\(HTML.time(event.recordedAt))</td>"
+            let detail = event.error.map { "\($0)" } ?? event.payload?.json ?? ""
+            body += "<td><code>\(HTML.escape(String(detail.prefix(500))))</code></td></tr>"
+        }
+        body += "</tbody></table>"
+        if history.count > limit, let last = page.last {
+            body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
+        }
+        var response = HTML.page(title: "Edda — \(instance.instanceID)", body: body)
+        for field in headers { response.headers.append(field) }
+        return response
+    }
+
+    func cancel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        // A form from another site cannot carry our cookie's value, nor our Origin.
+        if let origin = request.headers[.origin] {
+            let authority = request.head.authority ?? ""
+            guard let originHost = URL(string: origin)?.host, authority == originHost || authority.hasPrefix(originHost + ":") else {
+                throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "A form from another site cannot change anything here.")
+            }
+        }
+        let form = String(buffer: try await request.body.collect(upTo: 4096))
+        let token = URLComponents(string: "/?" + form)?.queryItems?.first { $0.name == "csrf" }?.value
+        let cookie = request.headers[.cookie]?.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            .first { $0.hasPrefix("edda_csrf=") }.map { String($0.dropFirst("edda_csrf=".count)) }
+        guard let token, let cookie, !token.isEmpty, token == cookie else {
+            throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "The form's token does not match: reload the page and try again.")
+        }
+        try await app.cancel(id)
+        return Response(status: .seeOther, headers: [.location: "/instances/\(HTML.pathComponent(id))"])
+    }
+}
+
+/// HTML building, with every piece of user data escaped.
+enum HTML {
+    static func escape(_ text: String) -> String {
+        var escaped = ""
+        escaped.reserveCapacity(text.utf8.count)
+        for character in text {
+            switch character {
+            case "&": escaped += "&amp;"
+            case "<": escaped += "&lt;"
+            case ">": escaped += "&gt;"
+            case "\"": escaped += "&quot;"
+            case "'": escaped += "&#39;"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+
+    /// An instance ID as one URL path component (then HTML-escaped).
+    static func pathComponent(_ text: String) -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove("/")
+        return escape(text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text)
+    }
+
+    static func query(_ items: [URLQueryItem]) -> String {
+        var components = URLComponents()
+        components.queryItems = items
+        return components.percentEncodedQuery ?? ""
+    }
+
+    static func time(_ date: Date) -> String {
+        escape(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false)))
+    }
+
+    static func badge(_ status: InstanceStatus) -> String {
+        "<span class=\"badge \(status.rawValue)\">\(status.rawValue)</span>"
+    }
+
+    static func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {
+        let document = """
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>\(head)
+            <style>\(style)</style></head><body>\(body)</body></html>
+            """
+        return Response(
+            status: status,
+            headers: [.contentType: "text/html; charset=utf-8", .contentSecurityPolicy: "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"],
+            body: .init(byteBuffer: ByteBuffer(string: document))
+        )
+    }
+
+    static let style = """
+        body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}
+        th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}tr.failed{background:#fdecea}
+        .badge{padding:1px 6px;border-radius:8px;font-size:12px;background:#eee}.badge.completed{background:#d4f7d4}
+        .badge.failed{background:#f9c7c3}.badge.cancelled{background:#ddd}.badge.running{background:#d6e8fb}
+        .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
+        code{font-size:12px}
+        """
+}
+
+/// The steps an instance took, as an SVG the server renders: one box per step in history order,
+/// coloured by its outcome.
+enum Diagram {
+    static func svg(_ history: [HistoryEvent]) -> String {
+        var steps: [(id: String, kind: HistoryEventKind)] = []
+        var index: [String: Int] = [:]
+        for event in history {
+            if let at = index[event.stepID] {
+                steps[at].kind = event.kind
+            } else {
+                index[event.stepID] = steps.count
+                steps.append((event.stepID, event.kind))
+            }
+        }
+        guard !steps.isEmpty else { return "<p>No steps yet.</p>" }
+        let shown = steps.prefix(200)
+        let (width, height, gap) = (150, 34, 20)
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"steps\" width=\"\(min(shown.count, 6) * (width + gap))\""
+        let rows = (shown.count + 5) / 6
+        svg += " height=\"\(rows * (height + gap))\">"
+        for (offset, step) in shown.enumerated() {
+            let (x, y) = ((offset % 6) * (width + gap), (offset / 6) * (height + gap))
+            let colour: String
+            switch step.kind {
+            case .activityFailed, .compensationFailed, .attemptFailed: colour = "#f9c7c3"
+            case .compensationCompleted: colour = "#fbe7c6"
+            case .waitTimedOut: colour = "#eee"
+            case .timerScheduled, .messageReceived, .childStarted: colour = "#d6e8fb"
+            default: colour = "#d4f7d4"
+            }
+            svg += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(width)\" height=\"\(height)\" rx=\"6\" fill=\"\(colour)\" stroke=\"#888\"/>"
+            let label = step.id.count > 22 ? String(step.id.prefix(21)) + "…" : step.id
+            svg += "<text x=\"\(x + 8)\" y=\"\(y + 21)\" font-size=\"12\">\(HTML.escape(label))</text>"
+            if offset % 6 != 5, offset + 1 < shown.count {
+                svg += "<line x1=\"\(x + width)\" y1=\"\(y + height / 2)\" x2=\"\(x + width + gap)\" y2=\"\(y + height / 2)\" stroke=\"#888\"/>"
+            }
+        }
+        return svg + "</svg>"
+    }
+}

@@ -1,0 +1,77 @@
+import Edda
+import EddaHTTP
+import EddaTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// The viewer's pages, rendered on the server: content, escaping, the Cancel form's protection.
+@Suite("HTTP: viewer pages", .timeLimit(.minutes(1)))
+struct ViewerTests {
+    static let shout = Activity("shout") { (ctx, text: String) -> String in text.uppercased() }
+    static let echo = Workflow("echo") { (ctx, text: String) -> String in try await shout(ctx, text) }
+    static let waiter = Workflow("waiter") { (ctx, _: Int) -> Int in try await ctx.waitForEvent(type: "go", as: Int.self).data }
+
+    func withViewer(_ body: @escaping @Sendable (EddaApp, any TestClientProtocol) async throws -> Void) async throws {
+        try await withTestApp { app in
+            let server = Application(router: EddaHTTP(app: app).router())
+            try await server.test(.router) { client in try await body(app, client) }
+        }
+    }
+
+    @Test func theListAndAnInstancePageShowUserDataEscaped() async throws {
+        try await withViewer { app, client in
+            let attack = "<script>alert('x')</script>"
+            _ = try await app.start(Self.echo, attack, instanceID: "e-1").result()
+            let list = try await client.execute(uri: "/?status=completed&refresh=5", method: .get)
+            #expect(list.status == .ok)
+            let page = String(buffer: list.body)
+            #expect(page.contains("e-1"))
+            #expect(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "auto-refresh keeps the URL, so the filters")
+            #expect(page.contains("<option value=\"completed\" selected>"))
+
+            let instance = try await client.execute(uri: "/instances/e-1", method: .get)
+            let html = String(buffer: instance.body)
+            #expect(instance.status == .ok)
+            #expect(!html.contains(attack), "user data reached the page unescaped")
+            #expect(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"))
+            #expect(html.contains("<svg") && html.contains(">shout:1</text>"), "the steps diagram")
+            #expect(instance.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+            let missing = try await client.execute(uri: "/instances/nope", method: .get)
+            #expect(missing.status == .notFound)
+        }
+    }
+
+    @Test func cancelNeedsTheFormsTokenAndASameSiteOrigin() async throws {
+        try await withViewer { app, client in
+            let handle = try await app.start(Self.waiter, 0, instanceID: "w-1")
+            let page = try await client.execute(uri: "/instances/w-1", method: .get)
+            let cookie = try #require(page.headers[.setCookie]).split(separator: ";")[0]
+            let token = String(cookie.dropFirst("edda_csrf=".count))
+            #expect(String(buffer: page.body).contains("value=\"\(token)\""))
+
+            let forged = try await client.execute(
+                uri: "/instances/w-1/cancel", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "csrf=guess")
+            )
+            #expect(forged.status == .forbidden)
+            let crossSite = try await client.execute(
+                uri: "/instances/w-1/cancel", method: .post,
+                headers: [.contentType: "application/x-www-form-urlencoded", .cookie: String(cookie), .origin: "https://evil.example"],
+                body: ByteBuffer(string: "csrf=\(token)")
+            )
+            #expect(crossSite.status == .forbidden)
+            #expect(try await app.instance("w-1")?.cancelRequested == false, "a refused form changed nothing")
+
+            let accepted = try await client.execute(
+                uri: "/instances/w-1/cancel", method: .post,
+                headers: [.contentType: "application/x-www-form-urlencoded", .cookie: String(cookie)], body: ByteBuffer(string: "csrf=\(token)")
+            )
+            #expect(accepted.status == .seeOther)
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        }
+    }
+}
