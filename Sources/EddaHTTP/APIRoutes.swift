@@ -14,6 +14,7 @@ struct APIRoutes: Sendable {
         router.get("/api/instances/:id") { _, context in try await instance(context) }
         router.get("/api/instances/:id/history") { request, context in try await history(request, context) }
         router.post("/api/instances/:id/cancel") { _, context in try await cancel(context) }
+        router.post("/api/instances/cancel") { request, _ in try await cancelMatching(request) }
         router.post("/api/workflows/:name/instances") { request, context in try await start(request, context) }
         router.post("/api/events") { request, _ in try await receiveEvent(request) }
     }
@@ -21,29 +22,7 @@ struct APIRoutes: Sendable {
     // MARK: - Instances
 
     func listInstances(_ request: Request) async throws -> Response {
-        let query = request.uri.queryParameters
-        var filter = InstanceQuery()
-        if let status = query.get("status") {
-            guard let parsed = InstanceStatus(rawValue: status) else {
-                throw APIError.badRequest(
-                    "Unknown status '\(status)'; use one of \(InstanceStatus.all.map { $0.rawValue }.joined(separator: ", ")).", type: "InvalidFilter"
-                )
-            }
-            filter.status = parsed
-        }
-        filter.workflowName = query.get("workflow")
-        if let limit = query.get("limit") {
-            guard let value = Int(limit), (1...1000).contains(value) else {
-                throw APIError.badRequest("limit must be a number from 1 to 1000, not '\(limit)'.", type: "InvalidFilter")
-            }
-            filter.limit = value
-        }
-        if let after = query.get("after") {
-            guard let cursor = InstanceCursor(after) else {
-                throw APIError.badRequest("'\(after)' is not a cursor: pass the 'next' value of the previous page.", type: "InvalidFilter")
-            }
-            filter.after = cursor
-        }
+        let filter = try Self.filter(request)
         let page = try await app.instances(matching: filter)
         let counts = try await app.store.statusCounts(workflowName: filter.workflowName)
         var document: [String: Any] = [
@@ -52,6 +31,75 @@ struct APIRoutes: Sendable {
         ]
         document["next"] = page.nextCursor.map { $0.description } ?? NSNull()
         return jsonResponse(document)
+    }
+
+    /// Cancels every unfinished instance the filter matches (the same filters as the list; at least
+    /// one is required, so that an empty query cannot cancel everything).
+    func cancelMatching(_ request: Request) async throws -> Response {
+        var filter = try Self.filter(request)
+        guard filter.status != nil || filter.workflowName != nil || filter.inputKey != nil else {
+            throw APIError.badRequest("Give at least one filter (status, workflow, input_key and input_value) to cancel by.", type: "InvalidFilter")
+        }
+        filter.limit = 500
+        filter.after = nil
+        var cancelled: [String] = []
+        var skipped = 0
+        while true {
+            let page = try await app.instances(matching: filter)
+            for instance in page.instances where !instance.status.isTerminal {
+                do {
+                    try await app.cancel(instance.instanceID)
+                    cancelled.append(instance.instanceID)
+                } catch let error as EngineError where error.code == .alreadyFinished {
+                    skipped += 1   // finished meanwhile
+                }
+            }
+            guard let next = page.nextCursor else { break }
+            filter.after = next
+        }
+        return jsonResponse(["cancelled": cancelled, "already_finished": skipped], status: .accepted)
+    }
+
+    /// The list filters of a request: `status`, `workflow`, `limit`, `after`, `input_key` + `input_value`.
+    static func filter(_ request: Request) throws -> InstanceQuery {
+        let parameters = request.uri.queryParameters
+        // A form sends empty fields for "any": the same as absent.
+        func value(_ name: String) -> String? { parameters.get(name).flatMap { $0.isEmpty ? nil : String($0) } }
+        var filter = InstanceQuery()
+        if let status = value("status") {
+            guard let parsed = InstanceStatus(rawValue: status) else {
+                throw APIError.badRequest(
+                    "Unknown status '\(status)'; use one of \(InstanceStatus.all.map { $0.rawValue }.joined(separator: ", ")).", type: "InvalidFilter"
+                )
+            }
+            filter.status = parsed
+        }
+        filter.workflowName = value("workflow")
+        if let limit = value("limit") {
+            guard let value = Int(limit), (1...1000).contains(value) else {
+                throw APIError.badRequest("limit must be a number from 1 to 1000, not '\(limit)'.", type: "InvalidFilter")
+            }
+            filter.limit = value
+        }
+        if let after = value("after") {
+            guard let cursor = InstanceCursor(after) else {
+                throw APIError.badRequest("'\(after)' is not a cursor: pass the 'next' value of the previous page.", type: "InvalidFilter")
+            }
+            filter.after = cursor
+        }
+        switch (value("input_key"), parameters.get("input_value").map { String($0) }) {
+        case (let key?, let value?):
+            guard key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }) else {
+                throw APIError.badRequest("input_key must be a key or a dotted path of keys, not '\(key)'.", type: "InvalidFilter")
+            }
+            filter.inputKey = key
+            filter.inputValue = value
+        case (nil, _):
+            break
+        case (_?, nil):
+            throw APIError.badRequest("input_key needs an input_value.", type: "InvalidFilter")
+        }
+        return filter
     }
 
     func instance(_ context: BasicRequestContext) async throws -> Response {

@@ -23,18 +23,10 @@ struct ViewerPages: Sendable {
 
     func list(_ request: Request) async throws -> Response {
         let query = request.uri.queryParameters
-        var filter = InstanceQuery(limit: 50)
-        let status = query.get("status").flatMap { $0.isEmpty ? nil : $0 }
-        if let status {
-            guard let parsed = InstanceStatus(rawValue: status) else { throw APIError.badRequest("Unknown status '\(status)'.", type: "InvalidFilter") }
-            filter.status = parsed
-        }
-        let workflow = query.get("workflow").flatMap { $0.isEmpty ? nil : $0 }
-        filter.workflowName = workflow
-        if let after = query.get("after"), !after.isEmpty {
-            guard let cursor = InstanceCursor(after) else { throw APIError.badRequest("'\(after)' is not a cursor.", type: "InvalidFilter") }
-            filter.after = cursor
-        }
+        var filter = try APIRoutes.filter(request)
+        filter.limit = 50
+        let status = filter.status?.rawValue
+        let workflow = filter.workflowName
         let page = try await app.instances(matching: filter)
         let counts = try await app.store.statusCounts(workflowName: workflow)
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
@@ -47,6 +39,8 @@ struct ViewerPages: Sendable {
             body += "<option value=\"\(option.rawValue)\"\(selected)>\(option.rawValue) (\(counts[option] ?? 0))</option>"
         }
         body += "</select></label> <label>Workflow <input name=\"workflow\" value=\"\(HTML.escape(workflow ?? ""))\"></label>"
+        body += " <label>Input <input name=\"input_key\" placeholder=\"key\" size=\"10\" value=\"\(HTML.escape(filter.inputKey ?? ""))\"></label>"
+        body += " = <input name=\"input_value\" placeholder=\"value\" size=\"14\" value=\"\(HTML.escape(filter.inputValue ?? ""))\">"
         body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
         body += " <button type=\"submit\">Filter</button></form>"
         if page.instances.isEmpty {
@@ -64,6 +58,9 @@ struct ViewerPages: Sendable {
             var items = [URLQueryItem(name: "after", value: next.description)]
             if let status { items.append(URLQueryItem(name: "status", value: status)) }
             if let workflow { items.append(URLQueryItem(name: "workflow", value: workflow)) }
+            if let key = filter.inputKey, let value = filter.inputValue {
+                items += [URLQueryItem(name: "input_key", value: key), URLQueryItem(name: "input_value", value: value)]
+            }
             if let refresh { items.append(URLQueryItem(name: "refresh", value: String(refresh))) }
             body += "<p><a href=\"/?\(HTML.escape(HTML.query(items)))\">Next page →</a></p>"
         }

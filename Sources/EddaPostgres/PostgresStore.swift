@@ -156,6 +156,14 @@ public final class PostgresStore: Store, Service {
             binds.append(query.excludingWorkflowNames.sorted())
             conditions.append("NOT (workflow_name = ANY(\(placeholder())))")
         }
+        if let key = query.inputKey, let value = query.inputValue {
+            binds.append(key.split(separator: ".").map(String.init))
+            let path = placeholder()
+            binds.append(value)
+            conditions.append(
+                "EXISTS (SELECT 1 FROM jsonb_array_elements(input::jsonb) AS a WHERE jsonb_typeof(a) = 'object' AND a #>> \(path)::text[] = \(placeholder()))"
+            )
+        }
         if let cursor = query.after {
             binds.append(cursor.createdAtMilliseconds)
             let created = placeholder()

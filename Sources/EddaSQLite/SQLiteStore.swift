@@ -547,6 +547,12 @@ public final class SQLiteStore: Store {
             conditions.append("workflow_name NOT IN (\(query.excludingWorkflowNames.map { _ in "?" }.joined(separator: ", ")))")
             arguments += StatementArguments(query.excludingWorkflowNames.sorted())
         }
+        if let key = query.inputKey, let value = query.inputValue {
+            conditions.append(
+                "EXISTS (SELECT 1 FROM json_each(workflow_instances.input) AS a WHERE a.type = 'object' AND CAST(json_extract(a.value, ?) AS TEXT) = ?)"
+            )
+            arguments += ["$." + key, value]
+        }
         if let cursor = query.after {
             conditions.append("(created_at < ? OR (created_at = ? AND instance_id < ?))")
             arguments += [cursor.createdAtMilliseconds, cursor.createdAtMilliseconds, cursor.instanceID]

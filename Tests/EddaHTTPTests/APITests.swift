@@ -101,6 +101,24 @@ struct APITests {
         }
     }
 
+    @Test func searchByInputAndCancelEveryMatch() async throws {
+        try await withAPI { app, client in
+            for order in ["order-1", "order-2", "order-3"] { _ = try await app.start(Self.checkout, order, instanceID: "bulk-\(order)") }
+            _ = try await app.start(Self.greet, Greeting(name: "Ada"), instanceID: "g-ada").result()
+            let search = try await client.execute(uri: "/api/instances?input_key=name&input_value=Ada", method: .get)
+            #expect((try json(search)["instances"] as? [[String: Any]])?.map { $0["instance_id"] as? String } == ["g-ada"])
+            let unfiltered = try await client.execute(uri: "/api/instances/cancel", method: .post)
+            #expect(unfiltered.status == .badRequest, "cancelling everything takes a filter")
+            let bulk = try await client.execute(uri: "/api/instances/cancel?workflow=checkout&status=running", method: .post)
+            #expect(bulk.status == .accepted)
+            #expect(Set(try json(bulk)["cancelled"] as? [String] ?? []) == ["bulk-order-1", "bulk-order-2", "bulk-order-3"])
+            for order in ["order-1", "order-2", "order-3"] {
+                await #expect(throws: WorkflowCancelledError.self) { try await app.handle(for: Self.checkout, instanceID: "bulk-\(order)").result() }
+            }
+            #expect(try await app.instance("g-ada")?.status == .completed, "outside the filter: untouched")
+        }
+    }
+
     @Test func cancelAWaitingInstanceThenAFinishedOne() async throws {
         try await withAPI { app, client in
             let handle = try await app.start(Self.checkout, "order-7", instanceID: "c-1")

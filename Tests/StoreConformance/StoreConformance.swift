@@ -30,6 +30,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case messagesAreConsumedOnceIntoHistory
     case broadcastEventsTimeoutsAndChannelModes
     case cancellationCascadesAndSparesCancelledOrLateWaiters
+    case searchByAKeyAndValueInTheInput
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -59,6 +60,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .messagesAreConsumedOnceIntoHistory: try await Self.messagesConsumedOnce(store)
             case .broadcastEventsTimeoutsAndChannelModes: try await Self.broadcastEventsAndModes(store)
             case .cancellationCascadesAndSparesCancelledOrLateWaiters: try await Self.cancellationAndWaiters(store)
+            case .searchByAKeyAndValueInTheInput: try await Self.inputSearch(store)
             }
             completed.mark()
         }
@@ -684,6 +686,30 @@ extension StoreConformance {
             return
         }
         #expect(none.isEmpty, "a waiter past its deadline took the message")
+    }
+}
+
+extension StoreConformance {
+    /// An instance is found by a key (or dotted path) and value in one of its arguments.
+    static func inputSearch(_ store: any Store) async throws {
+        for (id, input) in [
+            ("ada", #"[{"email": "ada@example.com", "address": {"city": "Oslo"}, "age": 36}]"#),
+            ("bob", #"["first", {"email": "bob@example.com"}]"#),
+            ("num", "[42]"),
+        ] {
+            _ = try await store.createInstance(new(id, input: input), leasedTo: nil)
+        }
+        func found(_ key: String, _ value: String) async throws -> [String] {
+            var query = InstanceQuery()
+            query.inputKey = key
+            query.inputValue = value
+            return try await store.instances(matching: query).instances.map(\.instanceID)
+        }
+        #expect(try await found("email", "ada@example.com") == ["ada"])
+        #expect(try await found("email", "bob@example.com") == ["bob"], "any argument that is an object")
+        #expect(try await found("address.city", "Oslo") == ["ada"])
+        #expect(try await found("age", "36") == ["ada"], "numbers compare as their text")
+        #expect(try await found("email", "nobody@example.com").isEmpty)
     }
 }
 

@@ -87,6 +87,11 @@ public struct InstanceQuery: Sendable {
     public var limit: Int
     /// Where the page starts: the previous page's ``InstancePage/nextCursor``; `nil` for the first page.
     public var after: InstanceCursor?
+    /// Only instances with an argument (an object) whose value at this key — a dotted path such as
+    /// `email` or `address.city` — is ``inputValue`` (compared as text). Not indexed: each unfinished
+    /// and finished instance's input is read, so use it with another filter on large stores.
+    public var inputKey: String?
+    public var inputValue: String?
 
     public init(
         status: InstanceStatus? = nil, workflowName: String? = nil, excludingWorkflowNames: Set<String> = [],
