@@ -13,7 +13,7 @@ struct EddaCommand: AsyncParsableCommand {
         commandName: "edda",
         abstract: "Inspect Edda workflow instances and their history.",
         discussion: "Reading works while a worker process runs on the same SQLite file.",
-        subcommands: [List.self, Show.self, Outbox.self, Cancel.self, SendEvent.self, Serve.self, Migrate.self]
+        subcommands: [List.self, Show.self, Outbox.self, Cancel.self, Retry.self, SendEvent.self, Serve.self, Migrate.self]
     )
 }
 
@@ -59,6 +59,22 @@ struct Cancel: AsyncParsableCommand {
     func run() async throws {
         try await actingApp(store).cancel(instanceID)
         out("cancellation requested for \(instanceID)")
+    }
+}
+
+struct Retry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a failed instance again from its failed step (recorded steps replay; compensations that ran are not undone)."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Argument(help: "The instance ID.")
+    var instanceID: String
+
+    func run() async throws {
+        let step = try await actingApp(store).retry(instanceID)
+        out("\(instanceID) is running again" + (step.map { " from step \($0)" } ?? ""))
     }
 }
 

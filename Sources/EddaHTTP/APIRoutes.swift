@@ -15,6 +15,11 @@ struct APIRoutes: Sendable {
         router.get("/api/instances/:id/history") { request, context in try await history(request, context) }
         router.post("/api/instances/:id/cancel") { _, context in try await cancel(context) }
         router.post("/api/instances/cancel") { request, _ in try await cancelMatching(request) }
+        router.post("/api/instances/:id/retry") { _, context in
+            let id = try context.parameters.require("id")
+            let step = try await app.retry(id)
+            return jsonResponse(["instance_id": id, "retried_step": step.map { $0 as Any } ?? NSNull()], status: .accepted)
+        }
         router.post("/api/workflows/:name/instances") { request, context in try await start(request, context) }
         router.post("/api/events") { request, _ in try await receiveEvent(request) }
     }

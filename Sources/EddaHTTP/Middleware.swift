@@ -47,7 +47,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         switch code {
         case .invalidInput, .encodingFailed: .badRequest
         case .unknownWorkflow, .instanceNotFound: .notFound
-        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken: .conflict
+        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed: .conflict
         default: .internalServerError
         }
     }

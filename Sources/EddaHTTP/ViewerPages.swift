@@ -5,10 +5,11 @@ import Hummingbird
 import NIOCore
 
 /// The viewer: server-rendered HTML pages that need nothing from the network (no CDN, no script
-/// framework): the instance list and an instance's page, with a Cancel button.
+/// framework): the instance list and an instance's page, with a Cancel button (or, for a failed
+/// instance, Retry from the failed step).
 ///
 /// Every piece of user data (IDs, inputs, outputs, errors) goes through ``HTML/escape(_:)``. The
-/// one state-changing form (Cancel) posts with a token that must match the `edda_csrf` cookie the
+/// state-changing forms (Cancel, Retry) post with a token that must match the `edda_csrf` cookie the
 /// page set (double-submit), and a cross-site `Origin` is refused.
 struct ViewerPages: Sendable {
     let app: EddaApp
@@ -16,7 +17,12 @@ struct ViewerPages: Sendable {
     func register(on router: Router<BasicRequestContext>) {
         router.get("/") { request, _ in try await list(request) }
         router.get("/instances/:id") { request, context in try await instancePage(request, context) }
-        router.post("/instances/:id/cancel") { request, context in try await cancel(request, context) }
+        router.post("/instances/:id/cancel") { request, context in
+            try await act(request, context) { id in try await app.cancel(id) }
+        }
+        router.post("/instances/:id/retry") { request, context in
+            try await act(request, context) { id in _ = try await app.retry(id) }
+        }
     }
 
     // MARK: - Pages
@@ -99,11 +105,13 @@ struct ViewerPages: Sendable {
         if let error = instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
         body += "</dl>"
         var headers: HTTPFields = [:]
-        if !instance.status.isTerminal {
+        let action = instance.status == .failed ? "retry" : instance.status.isTerminal ? nil : "cancel"
+        if let action {
             let token = UUID().uuidString
             headers[.setCookie] = "edda_csrf=\(token); Path=/; SameSite=Strict; HttpOnly"
-            body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/cancel\">"
-            body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">Cancel</button></form>"
+            body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/\(action)\">"
+            body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">"
+            body += action == "retry" ? "Retry from the failed step</button></form>" : "Cancel</button></form>"
         }
         body += "<h2>Steps</h2>" + Diagram.svg(all)
         body += "<h2>History (\(all.count) records)</h2><p>"
@@ -127,7 +135,8 @@ struct ViewerPages: Sendable {
         return response
     }
 
-    func cancel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
+    func act(_ request: Request, _ context: BasicRequestContext, _ action: (String) async throws -> Void) async throws -> Response {
         let id = try context.parameters.require("id")
         // A form from another site cannot carry our cookie's value, nor our Origin.
         if let origin = request.headers[.origin] {
@@ -143,7 +152,7 @@ struct ViewerPages: Sendable {
         guard let token, let cookie, !token.isEmpty, token == cookie else {
             throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "The form's token does not match: reload the page and try again.")
         }
-        try await app.cancel(id)
+        try await action(id)
         return Response(status: .seeOther, headers: [.location: "/instances/\(HTML.pathComponent(id))"])
     }
 }

@@ -615,6 +615,64 @@ public final class PostgresStore: Store, Service {
         return outcome
     }
 
+    public func retry(_ instanceID: String) async throws -> RetryRequest {
+        let outcome = try await perform("retry an instance") { [self] () -> RetryRequest in
+            try await client.withTransaction(logger: logger) { connection -> RetryRequest in
+                var current: WorkflowInstance?
+                let rows = try await connection.query(
+                    "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID) FOR UPDATE",
+                    logger: logger
+                )
+                for try await row in rows { current = try Self.instance(from: row).instance }
+                guard let instance = current else { return .notFound }
+                guard instance.status == .failed else { return .notFailed(instance) }
+                var step: String?
+                let failed = try await connection.query(
+                    """
+                    SELECT step_id FROM \(unescaped: tables.history)
+                    WHERE instance_id = \(instanceID) AND kind = 'ActivityFailed' ORDER BY sequence DESC LIMIT 1
+                    """,
+                    logger: logger
+                )
+                for try await id in failed.decode(String.self) { step = id }
+                // The failure's records and the compensations' move to the archive: nothing is deleted.
+                try await connection.query(
+                    """
+                    WITH moved AS (
+                        DELETE FROM \(unescaped: tables.history)
+                        WHERE instance_id = \(instanceID) AND (kind IN ('CompensationCompleted', 'CompensationFailed')
+                            OR (step_id = \(step) AND kind IN ('ActivityFailed', 'AttemptFailed')))
+                        RETURNING *
+                    )
+                    INSERT INTO \(unescaped: tables.archive)
+                        (sequence, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at, run_generation)
+                    SELECT sequence, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at,
+                           \(Int64(instance.runNumber))
+                    FROM moved
+                    """,
+                    logger: logger
+                )
+                let updated = try await connection.query(
+                    """
+                    UPDATE \(unescaped: tables.instances)
+                    SET status = 'running', error = NULL, output = NULL, ready_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                        cancel_requested = false, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
+                    WHERE instance_id = \(instanceID)
+                    RETURNING \(unescaped: Self.instanceColumns)
+                    """,
+                    logger: logger
+                )
+                for try await row in updated { return .retried(try Self.instance(from: row).instance, step: step) }
+                return .notFound
+            }
+        }
+        if case .retried = outcome {
+            wakeUps.notify()
+            notifier.post(.ready)
+        }
+        return outcome
+    }
+
     public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
         guard !instanceIDs.isEmpty else { return [] }
         return try await perform("read cancellation requests") { [self] in

@@ -445,6 +445,55 @@ public final class SQLiteStore: Store {
         return outcome
     }
 
+    public func retry(_ instanceID: String) async throws -> RetryRequest {
+        let outcome = try await write { db -> RetryRequest in
+            var outcome = RetryRequest.notFound
+            try db.inSavepoint {
+                guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instanceID])
+                else { return .commit }
+                let instance = try Self.instance(from: row)
+                guard instance.status == .failed else {
+                    outcome = .notFailed(instance)
+                    return .commit
+                }
+                let step = try String.fetchOne(
+                    db, sql: "SELECT step_id FROM workflow_history WHERE instance_id = ? AND kind = 'ActivityFailed' ORDER BY sequence DESC LIMIT 1",
+                    arguments: [instanceID]
+                )
+                // The failure's records and the compensations' move to the archive: nothing is deleted.
+                let moved = """
+                    instance_id = ? AND (kind IN ('CompensationCompleted', 'CompensationFailed')
+                        OR (step_id = ? AND kind IN ('ActivityFailed', 'AttemptFailed')))
+                    """
+                try db.execute(
+                    sql: """
+                        INSERT INTO workflow_history_archive
+                        SELECT h.*, w.run_generation FROM workflow_history AS h JOIN workflow_instances AS w ON w.instance_id = h.instance_id
+                        WHERE h.\(moved)
+                        """,
+                    arguments: [instanceID, step]
+                )
+                try db.execute(sql: "DELETE FROM workflow_history WHERE \(moved)", arguments: [instanceID, step])
+                let updated = try Row.fetchOne(
+                    db,
+                    sql: """
+                        UPDATE workflow_instances
+                        SET status = 'running', error = NULL, output = NULL, ready_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                            cancel_requested = 0, wake_pending = 0, updated_at = ?
+                        WHERE instance_id = ? RETURNING *
+                        """,
+                    arguments: [Self.now(), instanceID]
+                )
+                guard let updated else { return .commit }
+                outcome = .retried(try Self.instance(from: updated), step: step)
+                return .commit
+            }
+            return outcome
+        }
+        if case .retried = outcome { wakeUps.notify() }
+        return outcome
+    }
+
     public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
         guard !instanceIDs.isEmpty else { return [] }
         return try await read { db in

@@ -7,6 +7,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 
 struct Greeting: Codable, Sendable, Validatable {
@@ -116,6 +117,25 @@ struct APITests {
                 await #expect(throws: WorkflowCancelledError.self) { try await app.handle(for: Self.checkout, instanceID: "bulk-\(order)").result() }
             }
             #expect(try await app.instance("g-ada")?.status == .completed, "outside the filter: untouched")
+        }
+    }
+
+    @Test func retryAFailedInstanceFromItsFailedStep() async throws {
+        try await withAPI { app, client in
+            let attempts = Atomic<Int>(0)
+            let flaky = Activity("flaky", retry: .noRetry) { (ctx) -> Int in
+                if attempts.add(1, ordering: .relaxed).newValue == 1 { throw TerminalError("first call fails") }
+                return 7
+            }
+            let workflow = Workflow("flaky_once") { (ctx) -> Int in try await flaky(ctx) }
+            await #expect(throws: WorkflowFailedError.self) { try await app.start(workflow, instanceID: "f-1").result() }
+            let retried = try await client.execute(uri: "/api/instances/f-1/retry", method: .post)
+            #expect(retried.status == .accepted)
+            #expect(try json(retried)["retried_step"] as? String == "flaky:1")
+            #expect(try await app.handle(for: workflow, instanceID: "f-1").result() == 7)
+            let notFailed = try await client.execute(uri: "/api/instances/f-1/retry", method: .post)
+            #expect(notFailed.status == .conflict)
+            #expect(try errorType(notFailed) == "EngineError.notFailed")
         }
     }
 

@@ -94,6 +94,9 @@ final class FaultyStore<Base: Store>: Store {
     func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
         try await base.requestCancellation(of: instanceID)
     }
+    func retry(_ instanceID: String) async throws -> RetryRequest {
+        try await base.retry(instanceID)
+    }
     func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
         try await base.cancellationRequests(among: instanceIDs)
     }

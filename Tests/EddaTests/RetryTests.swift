@@ -2,6 +2,7 @@ import Edda
 import EddaSQLite
 import EddaTesting
 import Foundation
+import Synchronization
 import Testing
 
 struct ConnectionError: Error, CustomStringConvertible {
@@ -10,6 +11,37 @@ struct ConnectionError: Error, CustomStringConvertible {
 
 @Suite("Retries and recorded failures", .timeLimit(.minutes(1)))
 struct RetryTests {
+    @Test func aFailedInstanceRetriedRunsOnlyItsFailedStepAgain() async throws {
+        let log = ExecutionLog()
+        let broken = Mutex(true)
+        let first = Activity("first") { (ctx) -> Int in
+            log.record("first")
+            return 1
+        }
+        let fragile = Activity("fragile", retry: .noRetry) { (ctx) -> Int in
+            log.record("fragile")
+            if broken.withLock({ $0 }) { throw TerminalError("the service is down") }
+            return 2
+        }
+        let workflow = Workflow("retried") { (ctx) -> Int in try await first(ctx) + fragile(ctx) }
+        let store = try SQLiteStore.inMemory()
+        let result = try await withTestApp(store: store) { app in
+            await #expect(throws: WorkflowFailedError.self) { try await app.start(workflow, instanceID: "r-1").result() }
+            broken.withLock { $0 = false }   // the service is back
+            #expect(try await app.retry("r-1") == "fragile:1")
+            let again = await #expect(throws: EngineError.self) { try await app.retry("nope") }
+            #expect(again?.code == .instanceNotFound)
+            return try await app.handle(for: workflow, instanceID: "r-1").result()
+        }
+        #expect(result == 3)
+        #expect(log.all == ["first", "fragile", "fragile"], "the recorded step replayed; only the failed one ran again")
+        #expect(try await store.history(of: "r-1").map(\.kind) == [.activityCompleted, .activityCompleted])
+        try await withTestApp(store: store) { app in
+            let notFailed = await #expect(throws: EngineError.self) { try await app.retry("r-1") }
+            #expect(notFailed?.code == .notFailed)
+        }
+    }
+
     @Test func aLongBackoffReleasesTheInstanceUntilTheNextAttemptIsDue() async throws {
         let log = ExecutionLog()
         let policy = RetryPolicy(maxAttempts: 3, initialInterval: .milliseconds(600), backoffCoefficient: 1, maxInterval: .seconds(1), maxDuration: nil)

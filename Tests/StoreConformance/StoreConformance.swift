@@ -31,6 +31,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case broadcastEventsTimeoutsAndChannelModes
     case cancellationCascadesAndSparesCancelledOrLateWaiters
     case searchByAKeyAndValueInTheInput
+    case retryMovesTheFailureAsideAndMakesTheInstanceReady
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -61,6 +62,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .broadcastEventsTimeoutsAndChannelModes: try await Self.broadcastEventsAndModes(store)
             case .cancellationCascadesAndSparesCancelledOrLateWaiters: try await Self.cancellationAndWaiters(store)
             case .searchByAKeyAndValueInTheInput: try await Self.inputSearch(store)
+            case .retryMovesTheFailureAsideAndMakesTheInstanceReady: try await Self.retryFromFailure(store)
             }
             completed.mark()
         }
@@ -710,6 +712,40 @@ extension StoreConformance {
         #expect(try await found("address.city", "Oslo") == ["ada"])
         #expect(try await found("age", "36") == ["ada"], "numbers compare as their text")
         #expect(try await found("email", "nobody@example.com").isEmpty)
+    }
+}
+
+extension StoreConformance {
+    static func retryFromFailure(_ store: any Store) async throws {
+        let lease = try #require(try await create(store, "f"))
+        try await store.append(completed("f", "a:1", position: 1, "1"), lease: lease)
+        let failure = ErrorRecord(type: "TerminalError", message: "no")
+        try await store.append(
+            NewHistoryEvent(instanceID: "f", stepID: "b:1", position: 2, name: "b", kind: .activityFailed, error: failure), lease: lease
+        )
+        try await store.append(
+            NewHistoryEvent(instanceID: "f", stepID: "compensate:a:1", position: nil, name: "undo", kind: .compensationCompleted), lease: lease
+        )
+        try await store.finishInstance(lease: lease, with: .failed(failure))
+
+        guard case .retried(let instance, let step) = try await store.retry("f") else {
+            Issue.record("a failed instance was not retried")
+            return
+        }
+        #expect(step == "b:1")
+        #expect(instance.status == .running)
+        #expect(instance.error == nil)
+        #expect(try await store.history(of: "f").map(\.stepID) == ["a:1"], "the failure and the compensation moved aside")
+        let claimed = try await claim(store, owner: "worker-b")
+        #expect(claimed.map(\.instance.instanceID) == ["f"], "ready again")
+        guard case .notFailed = try await store.retry("f") else {
+            Issue.record("a running instance was retried")
+            return
+        }
+        guard case .notFound = try await store.retry("nope") else {
+            Issue.record("an unknown instance was not reported")
+            return
+        }
     }
 }
 

@@ -277,6 +277,35 @@ public final class EddaApp: Service, Sendable {
         }
     }
 
+    /// Runs a failed instance again from its failed step: the next run replays every step recorded
+    /// as completed (their results, not their code) and runs the step that failed afresh, with a
+    /// fresh retry budget. The failure's records and any compensation records move to the history
+    /// archive under the run's number: nothing is deleted.
+    ///
+    /// Compensations that already ran are **not** undone and do not run again: retry an instance
+    /// whose failure was compensated only if running its remaining steps after those compensations
+    /// is what you want (idempotent compensations, or none).
+    ///
+    /// - Returns: The step ID whose failure was moved aside, or `nil` when the workflow failed
+    ///   outside a step (its code throws again unless it changed).
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/instanceNotFound``, or
+    ///   ``EngineError/Code-swift.struct/notFailed`` when the instance has not failed (nothing is changed).
+    @discardableResult
+    public func retry(_ instanceID: String) async throws -> String? {
+        switch try await store.retry(instanceID) {
+        case .retried(_, let step):
+            logger.debug("instance retried", metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(step ?? "-")"])
+            return step
+        case .notFailed(let instance):
+            throw EngineError(
+                .notFailed, "Instance \(instanceID) is \(instance.status), not failed: there is nothing to retry, and nothing was changed.",
+                instanceID: instanceID
+            )
+        case .notFound:
+            throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID); nothing was retried.", instanceID: instanceID)
+        }
+    }
+
     /// A handle to an existing instance of `workflow`.
     public func handle<each Argument, Output>(
         for workflow: Workflow<repeat each Argument, Output>,

@@ -16,7 +16,7 @@ public struct EngineError: EddaError {
         private enum Base: String {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
-            case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage
+            case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -51,6 +51,8 @@ public struct EngineError: EddaError {
         /// A received event's or channel message's data cannot be decoded as the type the workflow
         /// asked for. The message was consumed and recorded; the error is thrown on every replay too.
         public static let undecodableMessage = Code(.undecodableMessage)
+        /// ``EddaApp/retry(_:)`` was asked for an instance that has not failed. Nothing was changed.
+        public static let notFailed = Code(.notFailed)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

@@ -36,6 +36,13 @@ public protocol WorkQueue: Sendable {
     /// ones learn it from ``cancellationRequests(among:)``, the next time their worker asks.
     func requestCancellation(of instanceID: String) async throws -> CancellationRequest
 
+    /// Makes a failed instance run again from its failed step, in one transaction: the record of the
+    /// step that failed it (its latest ``HistoryEventKind/activityFailed``, with that step's
+    /// ``HistoryEventKind/attemptFailed`` records) and the compensation records move to the archive
+    /// under the run's number — nothing is deleted — and the instance is `running` and ready again.
+    /// The next run replays every other recorded step and runs the failed one afresh.
+    func retry(_ instanceID: String) async throws -> RetryRequest
+
     /// Which of these instances were asked to cancel. A worker asks about the instances it holds,
     /// with each lease renewal.
     func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String>
@@ -63,6 +70,15 @@ public enum CancellationRequest: Sendable {
     /// The instance had already finished; nothing was changed.
     case finished(WorkflowInstance)
     /// No instance has this ID.
+    case notFound
+}
+
+/// Result of ``WorkQueue/retry(_:)``.
+public enum RetryRequest: Sendable {
+    /// The instance is running again; `step` is the step ID whose failure was moved aside, if one was.
+    case retried(WorkflowInstance, step: String?)
+    /// The instance has not failed (it runs, or completed, or was cancelled); nothing was changed.
+    case notFailed(WorkflowInstance)
     case notFound
 }
 
