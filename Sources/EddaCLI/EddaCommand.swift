@@ -43,6 +43,8 @@ func actingApp(_ options: StoreOptions) throws -> EddaApp {
     guard FileManager.default.fileExists(atPath: options.database) else {
         throw ValidationError("No database at \(options.database). Pass --database with the path your app uses.")
     }
+    // Never migrate a database an app runs on: its schema must already be the one this CLI knows.
+    _ = try SQLiteStore(readingAt: options.database, logger: StoreOptions.logger)
     return EddaApp(store: try SQLiteStore(path: options.database, logger: StoreOptions.logger), serviceName: "edda-cli", logger: StoreOptions.logger)
 }
 

@@ -94,7 +94,10 @@ struct APIRoutes: Sendable {
         }
         switch (value("input_key"), parameters.get("input_value").map { String($0) }) {
         case (let key?, let value?):
-            guard key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }) else {
+            let segments = key.split(separator: ".", omittingEmptySubsequences: false)
+            guard segments.allSatisfy({ segment in
+                !segment.isEmpty && !(segment.first!.isNumber) && segment.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
+            }) else {
                 throw APIError.badRequest("input_key must be a key or a dotted path of keys, not '\(key)'.", type: "InvalidFilter")
             }
             filter.inputKey = key

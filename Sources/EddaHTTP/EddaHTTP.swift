@@ -54,6 +54,7 @@ public struct EddaHTTP: Sendable {
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: SameOriginMiddleware())
         if let token = configuration.bearerToken {
             router.add(middleware: BearerTokenMiddleware(token: token))
         }

@@ -58,6 +58,26 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+/// Refuses state-changing requests from other sites: a browser sends `Origin` with a cross-site
+/// POST (a form on any page the operator visits could otherwise cancel everything on a local API),
+/// and it must be exactly this server's origin (scheme, host and port). `Sec-Fetch-Site:
+/// cross-site` is refused too. Requests without either header (curl, other services) pass: they
+/// are not a browser acting for someone else.
+struct SameOriginMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.method != .get, request.method != .head {
+            let authority = request.head.authority ?? ""
+            if let origin = request.headers[.origin], origin != "http://\(authority)", origin != "https://\(authority)" {
+                throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "A request from another site (\(origin)) cannot change anything here.")
+            }
+            if request.headers[HTTPField.Name("Sec-Fetch-Site")!] == "cross-site" {
+                throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "A request from another site cannot change anything here.")
+            }
+        }
+        return try await next(request, context)
+    }
+}
+
 /// Refuses, with 401, every request without `Authorization: Bearer <token>`.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String

@@ -627,21 +627,24 @@ public final class PostgresStore: Store, Service {
                 guard let instance = current else { return .notFound }
                 guard instance.status == .failed else { return .notFailed(instance) }
                 var step: String?
-                let failed = try await connection.query(
+                // The failed step: the last outcome recorded, if it is a failed activity (a workflow that
+                // caught a failure and failed later in its own code has none to run again).
+                let last = try await connection.query(
                     """
-                    SELECT step_id FROM \(unescaped: tables.history)
-                    WHERE instance_id = \(instanceID) AND kind = 'ActivityFailed' ORDER BY sequence DESC LIMIT 1
+                    SELECT step_id, kind FROM \(unescaped: tables.history)
+                    WHERE instance_id = \(instanceID) AND kind NOT IN ('AttemptFailed', 'CompensationCompleted', 'CompensationFailed')
+                    ORDER BY sequence DESC LIMIT 1
                     """,
                     logger: logger
                 )
-                for try await id in failed.decode(String.self) { step = id }
-                // The failure's records and the compensations' move to the archive: nothing is deleted.
+                for try await (id, kind) in last.decode((String, String).self) where kind == "ActivityFailed" { step = id }
+                // Its records move to the archive (nothing is deleted); compensation records stay, so
+                // that a retried run that fails again does not run those compensations twice.
                 try await connection.query(
                     """
                     WITH moved AS (
                         DELETE FROM \(unescaped: tables.history)
-                        WHERE instance_id = \(instanceID) AND (kind IN ('CompensationCompleted', 'CompensationFailed')
-                            OR (step_id = \(step) AND kind IN ('ActivityFailed', 'AttemptFailed')))
+                        WHERE instance_id = \(instanceID) AND step_id = \(step) AND kind IN ('ActivityFailed', 'AttemptFailed')
                         RETURNING *
                     )
                     INSERT INTO \(unescaped: tables.archive)

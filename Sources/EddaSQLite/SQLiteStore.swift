@@ -456,15 +456,21 @@ public final class SQLiteStore: Store {
                     outcome = .notFailed(instance)
                     return .commit
                 }
-                let step = try String.fetchOne(
-                    db, sql: "SELECT step_id FROM workflow_history WHERE instance_id = ? AND kind = 'ActivityFailed' ORDER BY sequence DESC LIMIT 1",
+                // The failed step: the last outcome recorded, if it is a failed activity (a workflow that
+                // caught a failure and failed later in its own code has none to run again).
+                let last = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT step_id, kind FROM workflow_history
+                        WHERE instance_id = ? AND kind NOT IN ('AttemptFailed', 'CompensationCompleted', 'CompensationFailed')
+                        ORDER BY sequence DESC LIMIT 1
+                        """,
                     arguments: [instanceID]
                 )
-                // The failure's records and the compensations' move to the archive: nothing is deleted.
-                let moved = """
-                    instance_id = ? AND (kind IN ('CompensationCompleted', 'CompensationFailed')
-                        OR (step_id = ? AND kind IN ('ActivityFailed', 'AttemptFailed')))
-                    """
+                let step: String? = last.flatMap { $0["kind"] == "ActivityFailed" ? $0["step_id"] : nil }
+                // Its records move to the archive (nothing is deleted); compensation records stay, so
+                // that a retried run that fails again does not run those compensations twice.
+                let moved = "instance_id = ? AND step_id = ? AND kind IN ('ActivityFailed', 'AttemptFailed')"
                 try db.execute(
                     sql: """
                         INSERT INTO workflow_history_archive
@@ -598,9 +604,13 @@ public final class SQLiteStore: Store {
         }
         if let key = query.inputKey, let value = query.inputValue {
             conditions.append(
-                "EXISTS (SELECT 1 FROM json_each(workflow_instances.input) AS a WHERE a.type = 'object' AND CAST(json_extract(a.value, ?) AS TEXT) = ?)"
+                """
+                EXISTS (SELECT 1 FROM json_each(workflow_instances.input) AS a WHERE a.type = 'object' AND
+                    CASE json_type(a.value, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                        ELSE CAST(json_extract(a.value, ?) AS TEXT) END = ?)
+                """
             )
-            arguments += ["$." + key, value]
+            arguments += ["$." + key, "$." + key, value]
         }
         if let cursor = query.after {
             conditions.append("(created_at < ? OR (created_at = ? AND instance_id < ?))")

@@ -110,6 +110,11 @@ struct APITests {
             #expect((try json(search)["instances"] as? [[String: Any]])?.map { $0["instance_id"] as? String } == ["g-ada"])
             let unfiltered = try await client.execute(uri: "/api/instances/cancel", method: .post)
             #expect(unfiltered.status == .badRequest, "cancelling everything takes a filter")
+            let crossSite = try await client.execute(
+                uri: "/api/instances/cancel?workflow=checkout&status=running", method: .post, headers: [.origin: "http://localhost:3000"]
+            )
+            #expect(crossSite.status == .forbidden, "a form on another site cannot cancel through the API")
+            #expect(try await app.instance("bulk-order-1")?.cancelRequested == false)
             let bulk = try await client.execute(uri: "/api/instances/cancel?workflow=checkout&status=running", method: .post)
             #expect(bulk.status == .accepted)
             #expect(Set(try json(bulk)["cancelled"] as? [String] ?? []) == ["bulk-order-1", "bulk-order-2", "bulk-order-3"])

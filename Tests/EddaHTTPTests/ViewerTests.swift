@@ -60,7 +60,7 @@ struct ViewerTests {
             #expect(forged.status == .forbidden)
             let crossSite = try await client.execute(
                 uri: "/instances/w-1/cancel", method: .post,
-                headers: [.contentType: "application/x-www-form-urlencoded", .cookie: String(cookie), .origin: "https://evil.example"],
+                headers: [.contentType: "application/x-www-form-urlencoded", .cookie: String(cookie), .origin: "http://127.0.0.1:3000"],
                 body: ByteBuffer(string: "csrf=\(token)")
             )
             #expect(crossSite.status == .forbidden)

@@ -695,7 +695,7 @@ extension StoreConformance {
     /// An instance is found by a key (or dotted path) and value in one of its arguments.
     static func inputSearch(_ store: any Store) async throws {
         for (id, input) in [
-            ("ada", #"[{"email": "ada@example.com", "address": {"city": "Oslo"}, "age": 36}]"#),
+            ("ada", #"[{"email": "ada@example.com", "address": {"city": "Oslo"}, "age": 36, "vip": true}]"#),
             ("bob", #"["first", {"email": "bob@example.com"}]"#),
             ("num", "[42]"),
         ] {
@@ -711,6 +711,7 @@ extension StoreConformance {
         #expect(try await found("email", "bob@example.com") == ["bob"], "any argument that is an object")
         #expect(try await found("address.city", "Oslo") == ["ada"])
         #expect(try await found("age", "36") == ["ada"], "numbers compare as their text")
+        #expect(try await found("vip", "true") == ["ada"], "booleans as true or false")
         #expect(try await found("email", "nobody@example.com").isEmpty)
     }
 }
@@ -735,7 +736,10 @@ extension StoreConformance {
         #expect(step == "b:1")
         #expect(instance.status == .running)
         #expect(instance.error == nil)
-        #expect(try await store.history(of: "f").map(\.stepID) == ["a:1"], "the failure and the compensation moved aside")
+        #expect(
+            try await store.history(of: "f").map(\.stepID) == ["a:1", "compensate:a:1"],
+            "the failure moved aside; the compensation's record stays, so that it never runs twice"
+        )
         let claimed = try await claim(store, owner: "worker-b")
         #expect(claimed.map(\.instance.instanceID) == ["f"], "ready again")
         guard case .notFailed = try await store.retry("f") else {

@@ -279,12 +279,13 @@ public final class EddaApp: Service, Sendable {
 
     /// Runs a failed instance again from its failed step: the next run replays every step recorded
     /// as completed (their results, not their code) and runs the step that failed afresh, with a
-    /// fresh retry budget. The failure's records and any compensation records move to the history
-    /// archive under the run's number: nothing is deleted.
+    /// fresh retry budget. The failure's records move to the history archive under the run's number:
+    /// nothing is deleted. A workflow that failed in its own code after its last step (not in a step)
+    /// runs again from history as it is: it fails the same way unless its code changed.
     ///
-    /// Compensations that already ran are **not** undone and do not run again: retry an instance
-    /// whose failure was compensated only if running its remaining steps after those compensations
-    /// is what you want (idempotent compensations, or none).
+    /// Compensations that already ran are **not** undone and do not run again, even if the retried
+    /// run fails too (their records stay): retry an instance whose failure was compensated only if
+    /// running its remaining steps after those compensations is what you want.
     ///
     /// - Returns: The step ID whose failure was moved aside, or `nil` when the workflow failed
     ///   outside a step (its code throws again unless it changed).

@@ -36,11 +36,12 @@ public protocol WorkQueue: Sendable {
     /// ones learn it from ``cancellationRequests(among:)``, the next time their worker asks.
     func requestCancellation(of instanceID: String) async throws -> CancellationRequest
 
-    /// Makes a failed instance run again from its failed step, in one transaction: the record of the
-    /// step that failed it (its latest ``HistoryEventKind/activityFailed``, with that step's
-    /// ``HistoryEventKind/attemptFailed`` records) and the compensation records move to the archive
-    /// under the run's number — nothing is deleted — and the instance is `running` and ready again.
-    /// The next run replays every other recorded step and runs the failed one afresh.
+    /// Makes a failed instance run again from its failed step, in one transaction: if the last outcome
+    /// recorded is a failed activity, its records (``HistoryEventKind/activityFailed`` and the step's
+    /// ``HistoryEventKind/attemptFailed``) move to the archive under the run's number — nothing is
+    /// deleted — and the instance is `running` and ready again. Compensation records stay: those
+    /// compensations are not run again. The next run replays every other recorded step and runs the
+    /// failed one afresh.
     func retry(_ instanceID: String) async throws -> RetryRequest
 
     /// Which of these instances were asked to cancel. A worker asks about the instances it holds,
