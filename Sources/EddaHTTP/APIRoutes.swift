@@ -18,7 +18,14 @@ struct APIRoutes: Sendable {
         router.post("/api/instances/:id/retry") { _, context in
             let id = try context.parameters.require("id")
             let step = try await app.retry(id)
-            return jsonResponse(["instance_id": id, "retried_step": step.map { $0 as Any } ?? NSNull()], status: .accepted)
+            let retried: Any = step ?? NSNull()
+            return jsonResponse(["instance_id": id, "retried_step": retried], status: .accepted)
+        }
+        router.get("/api/workflows") { _, _ in
+            let workflows = app.registeredWorkflowNames.map { name -> [String: Any] in
+                ["name": name, "arguments": (app.inputShapes(ofWorkflowNamed: name) ?? []).map(\.jsonSchema)]
+            }
+            return jsonResponse(["workflows": workflows])
         }
         router.post("/api/workflows/:name/instances") { request, context in try await start(request, context) }
         router.post("/api/events") { request, _ in try await receiveEvent(request) }
@@ -55,8 +62,8 @@ struct APIRoutes: Sendable {
                 do {
                     try await app.cancel(instance.instanceID)
                     cancelled.append(instance.instanceID)
-                } catch let error as EngineError where error.code == .alreadyFinished {
-                    skipped += 1   // finished meanwhile
+                } catch let error as EngineError where error.code == .alreadyFinished || error.code == .instanceNotFound {
+                    skipped += 1   // finished (or removed) meanwhile
                 }
             }
             guard let next = page.nextCursor else { break }
@@ -167,8 +174,9 @@ struct APIRoutes: Sendable {
         let body = try await request.body.collect(upTo: maxBodyBytes)
         let event = try CloudEventParser.parse(headers: request.headers, body: Data(body.readableBytesView))
         let receipt = try await app.ingest(event)
+        let keptFor: Any = receipt.keptFor ?? NSNull()
         return jsonResponse(
-            ["id": event.id, "delivered_to": receipt.deliveredTo, "kept_for": receipt.keptFor ?? NSNull(), "started": receipt.started],
+            ["id": event.id, "delivered_to": receipt.deliveredTo, "kept_for": keptFor, "started": receipt.started],
             status: .accepted
         )
     }

@@ -59,7 +59,7 @@ public struct EddaHTTP: Sendable {
             router.add(middleware: BearerTokenMiddleware(token: token))
         }
         APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
-        ViewerPages(app: app).register(on: router)
+        ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
         return router
     }
 

@@ -78,20 +78,55 @@ struct SameOriginMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Refuses, with 401, every request without `Authorization: Bearer <token>`.
+/// Refuses, with 401, every request that proves neither `Authorization: Bearer <token>` nor, from
+/// a browser, the `edda_token` cookie the viewer's login page sets. Nothing is done for a refused
+/// request. The API gets a JSON error; a page gets the login form (`POST /login` checks the token
+/// and sets the cookie: `HttpOnly`, `SameSite=Strict`, so other sites' pages cannot use it).
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let expected = "Bearer \(token)"
-        guard let given = request.headers[.authorization], Self.constantTimeEqual(given, expected) else {
+        let path = request.uri.path
+        if path == "/login", request.method == .post { return try await login(request) }
+        if let given = request.headers[.authorization], Self.constantTimeEqual(given, "Bearer \(token)") {
+            return try await next(request, context)
+        }
+        if let cookie = request.headers[.cookie].flatMap({ ViewerPages.cookie("edda_token", in: $0) }),
+            Self.constantTimeEqual(cookie.removingPercentEncoding ?? "", token)
+        {
+            return try await next(request, context)
+        }
+        if path.hasPrefix("/api/") || request.method != .get {
             var response = JSONErrorMiddleware<Context>.response(
                 APIError(status: .unauthorized, type: "Unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.")
             )
             response.headers[.wwwAuthenticate] = "Bearer"
             return response
         }
-        return try await next(request, context)
+        let next = path == "/login" ? "/" : request.uri.description
+        return Self.loginPage(next: next, message: nil)
+    }
+
+    /// Checks the posted token; when it is right, sets the cookie and goes back to the page asked for.
+    func login(_ request: Request) async throws -> Response {
+        let form = ViewerPages.formFields(String(buffer: try await request.body.collect(upTo: 4096)))
+        // Only a path of this server: never a redirect to another site.
+        let target = form["next"].flatMap { $0.hasPrefix("/") && !$0.hasPrefix("//") && !$0.contains("\\") ? $0 : nil } ?? "/"
+        guard let given = form["token"], Self.constantTimeEqual(given, token) else {
+            return Self.loginPage(next: target, message: "That token is not right.")
+        }
+        let value = token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? token
+        return Response(status: .seeOther, headers: [.location: target, .setCookie: "edda_token=\(value); Path=/; SameSite=Strict; HttpOnly"])
+    }
+
+    static func loginPage(next: String, message: String?) -> Response {
+        var body = "<h1>Edda</h1><p>This viewer is protected by a token (the server's bearer token).</p>"
+        if let message { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
+        body += "<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"next\" value=\"\(HTML.escape(next))\">"
+        body += "<label>Token <input type=\"password\" name=\"token\" autocomplete=\"current-password\"></label> <button type=\"submit\">Sign in</button></form>"
+        var response = HTML.page(title: "Edda — sign in", body: body, status: .unauthorized)
+        response.headers[.wwwAuthenticate] = "Bearer"
+        return response
     }
 
     /// Compares without stopping at the first difference, so timing does not reveal the token.

@@ -13,9 +13,17 @@ import NIOCore
 /// page set (double-submit), and a cross-site `Origin` is refused.
 struct ViewerPages: Sendable {
     let app: EddaApp
+    let maxBodyBytes: Int
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/") { request, _ in try await list(request) }
+        router.get("/workflows") { _, _ in workflows() }
+        router.get("/workflows/:name/start") { _, context in
+            let name = try context.parameters.require("name")
+            guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
+            return startPage(name, StartForm(shapes: shapes))
+        }
+        router.post("/workflows/:name/start") { request, context in try await start(request, context) }
         router.get("/instances/:id") { request, context in try await instancePage(request, context) }
         router.post("/instances/:id/cancel") { request, context in
             try await act(request, context) { id in try await app.cancel(id) }
@@ -37,7 +45,7 @@ struct ViewerPages: Sendable {
         let counts = try await app.store.statusCounts(workflowName: workflow)
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
 
-        var body = "<h1>Workflow instances</h1>"
+        var body = "<p><a href=\"/workflows\">Start a workflow →</a></p><h1>Workflow instances</h1>"
         body += "<form method=\"get\" action=\"/\" class=\"filters\">"
         body += "<label>Status <select name=\"status\"><option value=\"\">any</option>"
         for option in InstanceStatus.all {
@@ -108,7 +116,7 @@ struct ViewerPages: Sendable {
         let action = instance.status == .failed ? "retry" : instance.status.isTerminal ? nil : "cancel"
         if let action {
             let token = UUID().uuidString
-            headers[.setCookie] = "edda_csrf=\(token); Path=/; SameSite=Strict; HttpOnly"
+            headers[.setCookie] = Self.csrfCookie(token)
             body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/\(action)\">"
             body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">"
             body += action == "retry" ? "Retry from the failed step</button></form>" : "Cancel</button></form>"
@@ -138,19 +146,106 @@ struct ViewerPages: Sendable {
     /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
     func act(_ request: Request, _ context: BasicRequestContext, _ action: (String) async throws -> Void) async throws -> Response {
         let id = try context.parameters.require("id")
-        // A form from another site carries neither our cookie's value nor our Origin (the latter is
-        // checked for every state-changing request by SameOriginMiddleware).
-        let form = String(buffer: try await request.body.collect(upTo: 4096))
-        let token = URLComponents(string: "/?" + form)?.queryItems?.first { $0.name == "csrf" }?.value
-        let cookie = request.headers[.cookie]?.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-            .first { $0.hasPrefix("edda_csrf=") }.map { String($0.dropFirst("edda_csrf=".count)) }
-        guard let token, let cookie, !token.isEmpty, token == cookie else {
+        _ = try await postedForm(request)
+        try await action(id)
+        return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
+    }
+
+    // MARK: - Starting
+
+    func workflows() -> Response {
+        let names = app.registeredWorkflowNames
+        var body = "<p><a href=\"/\">← All instances</a></p><h1>Workflows</h1>"
+        if names.isEmpty {
+            body += "<p class=\"empty\">This app has no registered workflows.</p>"
+        } else {
+            body += "<ul>" + names.map { "<li><a href=\"/workflows/\(HTML.pathComponent($0))/start\">\(HTML.escape($0))</a></li>" }.joined() + "</ul>"
+        }
+        return HTML.page(title: "Edda — workflows", body: body)
+    }
+
+    func unknownWorkflow(_ name: String) -> Response {
+        HTML.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow named \(HTML.escape(name)) is registered.</p>", status: .notFound)
+    }
+
+    /// Starts an instance from the posted form, or shows the form again: with one more list element
+    /// after "Add", or with the errors next to their fields.
+    func start(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
+        var values = try await postedForm(request)
+        let instanceID = values.removeValue(forKey: "edda_instance_id").flatMap { $0.isEmpty ? nil : $0 }
+        let adding = values.removeValue(forKey: "edda_add")
+        values = values.filter { !$0.key.hasPrefix("edda_") && $0.key != "csrf" }
+        var form = StartForm(shapes: shapes, values: values, adding: adding)
+        if adding != nil { return startPage(name, form, instanceID: instanceID) }
+        guard let input = form.input() else { return startPage(name, form, instanceID: instanceID, status: .unprocessableContent) }
+        do {
+            let id = try await app.start(
+                workflowNamed: name, input: JSONPayload(data: try JSONSerialization.data(withJSONObject: input)), instanceID: instanceID
+            )
+            return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
+        } catch let error as EngineError {
+            form.place(error)
+            let status: HTTPResponse.Status = error.code == .invalidInput ? .unprocessableContent : JSONErrorMiddleware<BasicRequestContext>.status(of: error.code)
+            return startPage(name, form, instanceID: instanceID, status: status)
+        }
+    }
+
+    func startPage(_ name: String, _ form: StartForm, instanceID: String? = nil, status: HTTPResponse.Status = .ok) -> Response {
+        let token = UUID().uuidString
+        var body = "<p><a href=\"/workflows\">← Workflows</a></p><h1>Start \(HTML.escape(name))</h1>"
+        if let message = form.errors[""] { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
+        if !form.errors.isEmpty { body += "<p class=\"field-error\">Nothing was started: correct the fields marked below.</p>" }
+        body += "<form method=\"post\" action=\"/workflows/\(HTML.pathComponent(name))/start\" class=\"start\">"
+        body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\">" + form.fields()
+        body += "<div class=\"field\"><label>Instance ID <small>(optional: a new UUID otherwise)</small> "
+        body += "<input name=\"edda_instance_id\" value=\"\(HTML.escape(instanceID ?? ""))\"></label></div>"
+        body += "<button type=\"submit\" name=\"edda_start\" value=\"1\">Start</button></form>"
+        var response = HTML.page(title: "Edda — start \(name)", body: body, status: status)
+        response.headers[.setCookie] = Self.csrfCookie(token)
+        return response
+    }
+
+    // MARK: - Forms
+
+    static func csrfCookie(_ token: String) -> String {
+        "edda_csrf=\(token); Path=/; SameSite=Strict; HttpOnly"
+    }
+
+    /// The fields of a posted form, once its `csrf` field matches the `edda_csrf` cookie the page
+    /// set: a form from another site carries neither our cookie's value nor our Origin (the latter
+    /// is checked for every state-changing request by SameOriginMiddleware).
+    func postedForm(_ request: Request) async throws -> [String: String] {
+        let form = Self.formFields(String(buffer: try await request.body.collect(upTo: maxBodyBytes)))
+        let cookie = request.headers[.cookie].flatMap { Self.cookie("edda_csrf", in: $0) }
+        guard let token = form["csrf"], let cookie, !token.isEmpty, token == cookie else {
             throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "The form's token does not match: reload the page and try again.")
         }
-        try await action(id)
+        return form
+    }
+
+    /// An `application/x-www-form-urlencoded` body's fields (the last of a repeated name wins).
+    static func formFields(_ body: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ text: Substring) -> String { text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text) }
+            fields[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
+        }
+        return fields
+    }
+
+    /// A cookie's value in a `Cookie` header.
+    static func cookie(_ name: String, in header: String) -> String? {
+        header.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            .first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+    }
+
+    static func percentEncoded(_ id: String) -> String {
         var allowed = CharacterSet.urlPathAllowed
         allowed.remove("/")
-        return Response(status: .seeOther, headers: [.location: "/instances/\(id.addingPercentEncoding(withAllowedCharacters: allowed) ?? id)"])
+        return id.addingPercentEncoding(withAllowedCharacters: allowed) ?? id
     }
 }
 
@@ -211,7 +306,8 @@ enum HTML {
         .badge{padding:1px 6px;border-radius:8px;font-size:12px;background:#eee}.badge.completed{background:#d4f7d4}
         .badge.failed{background:#f9c7c3}.badge.cancelled{background:#ddd}.badge.running{background:#d6e8fb}
         .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
-        code{font-size:12px}
+        code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
+        .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}
         """
 }
 

@@ -125,6 +125,12 @@ public final class EddaApp: Service, Sendable {
         state.withLock { $0.workflows.keys.sorted() }
     }
 
+    /// The shape of each argument of the registered workflow `name` (see ``InputShape``), or `nil`
+    /// when no workflow has that name: what the viewer's start form is generated from.
+    public func inputShapes(ofWorkflowNamed name: String) -> [InputShape]? {
+        registration(named: name)?.inputShapes()
+    }
+
     // MARK: - Starting instances
 
     /// Validates the arguments, creates an instance and runs it.

@@ -56,6 +56,13 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
         let body = self.body
         return RegisteredWorkflow(
             name: name, identity: ObjectIdentifier(identity),
+            inputShapes: {
+                var shapes: [InputShape] = []
+                for type in repeat (each Argument).self {
+                    shapes.append(InputShape.of(type))
+                }
+                return shapes
+            },
             checkInput: { [self] input in
                 let arguments = try input.decode(ArgumentList<repeat each Argument>.self)
                 try validate(repeat each arguments.values)
@@ -91,6 +98,8 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
 struct RegisteredWorkflow: Sendable {
     let name: String
     let identity: ObjectIdentifier
+    /// The shape of each argument (probed when asked: registration is on every start's path).
+    let inputShapes: @Sendable () -> [InputShape]
     /// Throws unless `input` decodes as this workflow's arguments and they pass its validation.
     let checkInput: @Sendable (JSONPayload) throws -> Void
     let run: @Sendable (WorkflowContext, JSONPayload) async throws -> JSONPayload

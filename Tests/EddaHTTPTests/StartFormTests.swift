@@ -1,0 +1,166 @@
+import Edda
+import EddaHTTP
+import EddaTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// The start form generated from a workflow's input type, and the viewer's login.
+@Suite("HTTP: start form and login", .timeLimit(.minutes(1)))
+struct StartFormTests {
+    enum Priority: String, Codable, Sendable, CaseIterable { case low, high }
+    struct Line: Codable, Sendable, Equatable { var sku: String; var quantity: Int }
+    struct Address: Codable, Sendable, Equatable { var street: String; var zip: String? }
+    struct Order: Codable, Sendable, Equatable, Validatable {
+        var orderID: String
+        var amount: Double
+        var express: Bool
+        var priority: Priority
+        var shipTo: Address
+        var billTo: Address?
+        var lines: [Line]
+        func validate() throws {
+            guard amount > 0 else { throw ValidationError(field: "amount", "must be greater than 0") }
+        }
+    }
+
+    static let order = Workflow("order") { (ctx: WorkflowContext, order: Order) -> String in
+        _ = try await ctx.waitForEvent(type: "never", as: Int.self)
+        return order.orderID
+    }
+
+    func withViewer(token: String? = nil, _ body: @escaping @Sendable (EddaApp, any TestClientProtocol) async throws -> Void) async throws {
+        try await withTestApp { app in
+            try app.register(Self.order)
+            let server = Application(router: EddaHTTP(app: app, configuration: .init(bearerToken: token)).router())
+            try await server.test(.router) { client in try await body(app, client) }
+        }
+    }
+
+    /// Posts the form's fields with the CSRF token of a freshly loaded form.
+    func post(_ client: any TestClientProtocol, _ fields: [(String, String)]) async throws -> TestResponse {
+        let page = try await client.execute(uri: "/workflows/order/start", method: .get)
+        let cookie = try #require(page.headers[.setCookie]).split(separator: ";")[0]
+        let token = String(cookie.dropFirst("edda_csrf=".count))
+        var components = URLComponents()
+        components.queryItems = ([("csrf", token)] + fields).map { URLQueryItem(name: $0.0, value: $0.1) }
+        return try await client.execute(
+            uri: "/workflows/order/start", method: .post,
+            headers: [.contentType: "application/x-www-form-urlencoded", .cookie: String(cookie)],
+            body: ByteBuffer(string: components.percentEncodedQuery!)
+        )
+    }
+
+    static let valid: [(String, String)] = [
+        ("a0.orderID", "ORD-7"), ("a0.amount", "12.5"), ("a0.express", "true"), ("a0.priority", "1"),
+        ("a0.shipTo.street", "1 Main St"), ("a0.shipTo.zip", ""), ("a0.billTo.street", ""), ("a0.billTo.zip", ""),
+        ("a0.lines.0.sku", "A"), ("a0.lines.0.quantity", "2"), ("a0.lines.1.sku", ""), ("a0.lines.1.quantity", ""),
+    ]
+
+    @Test func theFormHasAFieldPerMemberNestedTypesListsOptionalsAndEnums() async throws {
+        try await withViewer { app, client in
+            let index = String(buffer: try await client.execute(uri: "/workflows", method: .get).body)
+            #expect(index.contains("href=\"/workflows/order/start\""))
+            let page = try await client.execute(uri: "/workflows/order/start", method: .get)
+            #expect(page.status == .ok)
+            let html = String(buffer: page.body)
+            for name in ["a0.orderID", "a0.amount", "a0.shipTo.street", "a0.shipTo.zip", "a0.billTo.street", "a0.lines.0.sku", "a0.lines.0.quantity"] {
+                #expect(html.contains("name=\"\(name)\""), "no field \(name)")
+            }
+            #expect(html.contains("<select name=\"a0.priority\"><option value=\"\">—</option><option value=\"0\">low</option><option value=\"1\">high</option>"))
+            #expect(html.contains("<select name=\"a0.express\">"))
+            #expect(html.contains("billTo <small>(optional)</small>"))
+            #expect(html.contains("name=\"edda_add\" value=\"a0.lines\""))
+            #expect(!html.contains("name=\"a0.lines.1.sku\""))
+
+            let added = try await post(client, [("a0.lines.0.sku", "A"), ("edda_add", "a0.lines")])
+            #expect(added.status == .ok)
+            let grown = String(buffer: added.body)
+            #expect(grown.contains("name=\"a0.lines.1.sku\""), "Add shows one more element")
+            #expect(grown.contains("name=\"a0.lines.0.sku\" value=\"A\""), "what was entered stays")
+            #expect(try await app.instances(matching: InstanceQuery()).instances.isEmpty)
+        }
+    }
+
+    @Test func errorsAreShownNextToTheirFieldsAndNothingStarts() async throws {
+        try await withViewer { app, client in
+            var fields = Self.valid
+            fields[1] = ("a0.amount", "lots")
+            fields[3] = ("a0.priority", "")
+            let typed = try await post(client, fields)
+            #expect(typed.status == .unprocessableContent)
+            let html = String(buffer: typed.body)
+            #expect(html.contains("name=\"a0.amount\" inputmode=\"decimal\" value=\"lots\"></label> <span class=\"field-error\">must be a number, not &#39;lots&#39;</span>"))
+            #expect(html.contains("</select></label> <span class=\"field-error\">choose one of the options</span>"))
+
+            fields = Self.valid
+            fields[1] = ("a0.amount", "-3")
+            let rejected = try await post(client, fields)
+            #expect(rejected.status == .unprocessableContent)
+            #expect(String(buffer: rejected.body).contains("value=\"-3\"></label> <span class=\"field-error\">must be greater than 0</span>"),
+                    "the Validatable rule's message sits next to the field it names")
+            #expect(try await app.instances(matching: InstanceQuery()).instances.isEmpty, "a rejected form started nothing")
+        }
+    }
+
+    @Test func aValidFormStartsTheInstanceAndShowsIt() async throws {
+        try await withViewer { app, client in
+            let response = try await post(client, Self.valid + [("edda_instance_id", "form-1")])
+            #expect(response.status == .seeOther)
+            #expect(response.headers[.location] == "/instances/form-1")
+            let instance = try #require(try await app.instance("form-1"))
+            let input = try instance.input.decode([Order].self)
+            #expect(
+                input == [Order(
+                    orderID: "ORD-7", amount: 12.5, express: true, priority: .high, shipTo: Address(street: "1 Main St", zip: nil),
+                    billTo: nil, lines: [Line(sku: "A", quantity: 2)]
+                )]
+            )
+        }
+    }
+
+    @Test func theAPIDescribesEachWorkflowsInputAsAJSONSchema() async throws {
+        try await withViewer { _, client in
+            let response = try await client.execute(uri: "/api/workflows", method: .get)
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
+            let workflow = try #require((document["workflows"] as? [[String: Any]])?.first)
+            #expect(workflow["name"] as? String == "order")
+            let schema = try #require((workflow["arguments"] as? [[String: Any]])?.first)
+            #expect(schema["type"] as? String == "object")
+            #expect(Set(schema["required"] as? [String] ?? []) == ["orderID", "amount", "express", "priority", "shipTo", "lines"])
+            let properties = try #require(schema["properties"] as? [String: Any])
+            #expect((properties["priority"] as? [String: Any])?["enum"] as? [String] == ["low", "high"])
+        }
+    }
+
+    @Test func withATokenTheViewerAsksToSignInAndACookieThenLetsThrough() async throws {
+        try await withViewer(token: "s3cret") { _, client in
+            let anonymous = try await client.execute(uri: "/?status=running", method: .get)
+            #expect(anonymous.status == .unauthorized)
+            let login = String(buffer: anonymous.body)
+            #expect(login.contains("action=\"/login\"") && login.contains("value=\"/?status=running\""), "the sign-in form returns to the page asked for")
+            let api = try await client.execute(uri: "/api/instances", method: .get)
+            #expect(api.status == .unauthorized)
+            #expect(api.headers[.contentType]?.hasPrefix("application/json") == true)
+
+            let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            let wrong = try await client.execute(uri: "/login", method: .post, headers: form, body: ByteBuffer(string: "token=guess&next=%2F"))
+            #expect(wrong.status == .unauthorized)
+            #expect(wrong.headers[.setCookie] == nil)
+            let offsite = try await client.execute(uri: "/login", method: .post, headers: form, body: ByteBuffer(string: "token=s3cret&next=%2F%2Fevil.example"))
+            #expect(offsite.headers[.location] == "/", "never a redirect to another site")
+            let right = try await client.execute(uri: "/login", method: .post, headers: form, body: ByteBuffer(string: "token=s3cret&next=%2F%3Fstatus%3Drunning"))
+            #expect(right.status == .seeOther)
+            #expect(right.headers[.location] == "/?status=running")
+            let cookie = try #require(right.headers[.setCookie])
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+            let signedIn = try await client.execute(uri: "/", method: .get, headers: [.cookie: String(cookie.split(separator: ";")[0])])
+            #expect(signedIn.status == .ok)
+            let forged = try await client.execute(uri: "/", method: .get, headers: [.cookie: "edda_token=guess"])
+            #expect(forged.status == .unauthorized)
+        }
+    }
+}
