@@ -72,6 +72,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -90,8 +91,10 @@ let package = Package(
         .executableTarget(
             name: "EddaCLI",
             dependencies: [
-                "Edda", "EddaSQLite", "EddaHTTP",
+                "Edda", "EddaSQLite", "EddaPostgres", "EddaHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -133,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "EddaSQLiteTests",
             dependencies: [
-                "Edda", "EddaSQLite", "EddaTesting", "EddaStoreConformance", .product(name: "GRDB", package: "GRDB.swift"),
+                "Edda", "EddaSQLite", "EddaTesting", "EddaStoreConformance", "EddaTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .testTarget(
@@ -155,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "EddaHTTPTests",
             dependencies: [
-                "Edda", "EddaSQLite", "EddaHTTP", "EddaTesting",
+                "Edda", "EddaSQLite", "EddaHTTP", "EddaTesting", "EddaTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -33,6 +33,12 @@ extension PostgresStore {
         /// it well above your slowest statement. Defaults to 30 s.
         public var queryTimeout: Duration = .seconds(30)
 
+        /// Whether ``PostgresStore/run()`` brings the schema up to date. Defaults to `true`. Tools
+        /// that only look (the `edda` CLI) set it to `false`: then `run()` creates and changes
+        /// nothing, and fails with ``Edda/StoreError/Code-swift.struct/migrationFailed`` when the
+        /// schema holds no Edda tables or a version other than this one's.
+        public var migratesSchema = true
+
         /// How to open a connection outside the pool, to learn why the pool cannot: known for a
         /// configuration read from a URL.
         var probe: (host: String, port: Int, tls: String)?

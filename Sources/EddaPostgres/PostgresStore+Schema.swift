@@ -234,6 +234,26 @@ extension PostgresStore {
     func migrate() async throws {
         let t = tables
         let migrations = Self.migrations(t)
+        guard configuration.migratesSchema else {
+            let applied: Set<Int>
+            do {
+                applied = try await appliedVersions()
+            } catch where ServerError(error).sqlState == "42P01" {
+                applied = []   // no migrations table: not an Edda schema (yet)
+            }
+            let known = Set(migrations.map(\.version))
+            guard applied == known else {
+                throw StoreError(
+                    .migrationFailed,
+                    applied.isEmpty
+                        ? "The schema \(t.schema) holds no Edda tables. Nothing was changed; check the URL's database and schema, or run `edda migrate`."
+                        : !applied.isSubset(of: known)
+                        ? "The schema \(t.schema) was written by a newer version of Edda; use that version to read it."
+                        : "The schema \(t.schema) is older than this version of Edda reads. Nothing was changed; run `edda migrate` (or start the app once)."
+                )
+            }
+            return
+        }
         // Up to date already: touch nothing, so a role with only read and write rights on a schema a
         // DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
         if let applied = try? await appliedVersions(), Set(migrations.map(\.version)).isSubset(of: applied) {

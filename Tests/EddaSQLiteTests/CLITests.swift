@@ -4,37 +4,19 @@ import EddaTesting
 import Foundation
 import GRDB
 import Testing
+import EddaTestSupport
 
 /// The built `edda` binary against real database files.
 @Suite("CLI: the edda binary", .timeLimit(.minutes(1)))
 struct CLITests {
-    static let greet = Workflow("greet") { (ctx, name: String) -> String in
+    static let hello = Activity("hello") { (_: ActivityContext, name: String) -> String in
         guard !name.isEmpty else { throw TerminalError("no name") }
         return "Hello, \(name)!"
     }
+    static let greet = Workflow("greet") { (ctx: WorkflowContext, name: String) -> String in try await hello(ctx, name) }
 
-    /// Runs `edda` with `arguments`; returns its exit status, standard output and standard error.
-    func edda(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let candidates = [
-            URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent(),
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-            URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug"),
-        ]
-        let executable = try #require(
-            candidates.map { $0.appendingPathComponent("edda") }.first { FileManager.default.isExecutableFile(atPath: $0.path) },
-            "the edda binary is not next to the tests; run `swift build --build-tests` first"
-        )
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let (output, error) = (Pipe(), Pipe())
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+    func edda(_ arguments: [String]) async throws -> EddaBinary.Result {
+        try await EddaBinary.run(arguments)
     }
 
     @Test func listAndShowReadAFileWithoutWritingIt() async throws {
@@ -46,17 +28,20 @@ struct CLITests {
             }
             let before = try Data(contentsOf: URL(fileURLWithPath: path))
 
-            let list = try edda(["list", "--database", path, "--json"])
+            let list = try await edda(["list", "--database", path, "--json"])
             #expect(list.status == 0, "\(list.error)")
             let ids = list.output.split(separator: "\n").compactMap {
                 (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["instance_id"] as? String
             }
             #expect(Set(ids) == ["ok-1", "bad-1"])
-            let failed = try edda(["list", "--database", path, "--status", "failed"])
+            let failed = try await edda(["list", "--database", path, "--status", "failed"])
             #expect(failed.output.contains("bad-1") && !failed.output.contains("ok-1"))
-            let show = try edda(["show", "ok-1", "--database", path])
+            let show = try await edda(["show", "ok-1", "--database", path])
             #expect(show.status == 0)
             #expect(show.output.contains("Hello, Ada!"))
+            let failedSteps = try await edda(["show", "bad-1", "--database", path, "--failed"])
+            #expect(failedSteps.output.contains(" ✗ ") && failedSteps.output.contains("TerminalError: no name"), "\(failedSteps.output)")
+            #expect(!(list.output + failed.output + failedSteps.output).contains("\u{1B}["), "colour codes in piped output")
             #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before, "reading changed the database file")
         }
     }
@@ -68,15 +53,15 @@ struct CLITests {
             try await queue.write { db in try db.execute(sql: "CREATE TABLE unrelated (x INTEGER)") }
             try queue.close()
 
-            let list = try edda(["list", "--database", path])
+            let list = try await edda(["list", "--database", path])
             #expect(list.status != 0)
             #expect(list.error.contains("older schema"), "\(list.error)")
             let tables = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
             #expect(tables == ["unrelated"], "list created tables: \(tables)")
 
-            let migrate = try edda(["migrate", "--database", path])
+            let migrate = try await edda(["migrate", "--database", path])
             #expect(migrate.status == 0, "\(migrate.error)")
-            let after = try edda(["list", "--database", path])
+            let after = try await edda(["list", "--database", path])
             #expect(after.status == 0)
             #expect(after.output.contains("No instances."))
         }
@@ -97,17 +82,17 @@ struct CLITests {
                     if one?.readyAt != nil, two?.readyAt != nil { break }
                     try await Task.sleep(for: .milliseconds(5))
                 }
-                let sent = try edda(["send-event", "--database", path, "--type", "go", "--data", "42", "--to", "w-1"])
+                let sent = try await edda(["send-event", "--database", path, "--type", "go", "--data", "42", "--to", "w-1"])
                 #expect(sent.status == 0, "\(sent.error)")
                 #expect(sent.output.contains("delivered to w-1"))
                 #expect(try await first.result() == 42)
-                let cancelled = try edda(["cancel", "w-2", "--database", path])
+                let cancelled = try await edda(["cancel", "w-2", "--database", path])
                 #expect(cancelled.status == 0, "\(cancelled.error)")
                 await #expect(throws: WorkflowCancelledError.self) { try await second.result() }
-                let again = try edda(["cancel", "w-2", "--database", path])
+                let again = try await edda(["cancel", "w-2", "--database", path])
                 #expect(again.status != 0)
                 #expect(again.error.contains("already"), "\(again.error)")
-                let badData = try edda(["send-event", "--database", path, "--type", "go", "--data", "not json"])
+                let badData = try await edda(["send-event", "--database", path, "--type", "go", "--data", "not json"])
                 #expect(badData.status != 0)
             }
         }

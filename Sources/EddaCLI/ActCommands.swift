@@ -1,0 +1,273 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Edda
+import EddaHTTP
+import EddaPostgres
+import EddaSQLite
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import UnixSignals
+
+struct Cancel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Cancel an instance: it stops at its next step, compensates, and ends cancelled (the app's worker runs it)."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Argument(help: "The instance ID.")
+    var instanceID: String
+
+    func run() async throws {
+        let id = instanceID
+        try await store.withApp { try await $0.cancel(id) }
+        out("cancellation requested for \(instanceID)")
+    }
+}
+
+struct Retry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a failed instance again from its failed step (recorded steps replay; compensations that ran are not undone)."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Argument(help: "The instance ID.")
+    var instanceID: String
+
+    func run() async throws {
+        let id = instanceID
+        let step = try await store.withApp { try await $0.retry(id) }
+        out("\(instanceID) is running again" + (step.map { " from step \($0)" } ?? ""))
+    }
+}
+
+struct SendEvent: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send-event", abstract: "Send a CloudEvent to the instances waiting for its type, or to one instance."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "The event type, such as payment.completed.") var type: String
+    @Option(help: "Who sends it (a URI reference).") var source = "/edda-cli"
+    @Option(help: "The event's data, as JSON.") var data: String?
+    @Option(help: "Send it to this instance only (kept until it waits for the type).") var to: String?
+    @Option(help: "The event ID (a new UUID by default).") var id: String?
+
+    func run() async throws {
+        let payload = data.map { Data($0.utf8) }
+        if let payload, (try? JSONSerialization.jsonObject(with: payload, options: [.fragmentsAllowed])) == nil {
+            throw ValidationError("--data must be JSON, such as '42', '\"text\"' or '{\"amount\": 10}'.")
+        }
+        let event = CloudEvent(
+            id: id ?? UUID().uuidString, type: type, source: source, data: payload, dataContentType: payload == nil ? nil : "application/json"
+        )
+        let (to, type) = (to, type)
+        let message = try await store.withApp { app in
+            if let to {
+                return try await app.sendEvent(event, to: to) ? "delivered to \(to)" : "kept for \(to) until it waits for '\(type)'"
+            }
+            let receivers = try await app.sendEvent(event)
+            return receivers.isEmpty ? "nobody waits for '\(type)': dropped" : "delivered to \(receivers.joined(separator: ", "))"
+        }
+        out(message)
+    }
+}
+
+/// The bearer token for the HTTP commands: `EDDA_TOKEN`, or the first line of a file (never an
+/// argument, which other users of the machine could read in the process list).
+struct TokenOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("A file whose first line is the bearer token.", discussion: "Defaults to $EDDA_TOKEN."))
+    var tokenFile: String?
+
+    func token() throws -> String? {
+        if let tokenFile {
+            do {
+                let text = try String(contentsOfFile: tokenFile, encoding: .utf8)
+                return text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) }
+            } catch {
+                throw CLIError("Cannot read the token file \(tokenFile): \(error.localizedDescription)")
+            }
+        }
+        return ProcessInfo.processInfo.environment["EDDA_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+struct Start: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a workflow through a running app's HTTP API.",
+        discussion: """
+            The CLI cannot run or validate your workflows: their code is in your app. So start asks the app, \
+            which serves EddaHTTP (see the README), to decode and validate the input and create the instance.
+            """
+    )
+
+    @Argument(help: "The workflow's registered name.")
+    var workflow: String
+
+    @Option(help: ArgumentHelp("The arguments as a JSON array, one element per argument.", valueName: "json"))
+    var input = "[]"
+
+    @Option(help: "The instance ID (a new UUID by default).")
+    var instanceID: String?
+
+    @Option(help: ArgumentHelp("The app's HTTP API.", discussion: "Defaults to $EDDA_SERVER, then http://127.0.0.1:8080."))
+    var server: String?
+
+    @OptionGroup var token: TokenOptions
+
+    @Flag(help: "Wait until the instance finishes, then print its output or error.")
+    var wait = false
+
+    func run() async throws {
+        guard let arguments = try? JSONSerialization.jsonObject(with: Data(input.utf8)), arguments is [Any] else {
+            throw ValidationError("--input must be a JSON array with one element per argument, such as '[{\"orderID\": \"ORD-1\"}]' or '[\"ada@example.com\", \"Ada\"]'.")
+        }
+        let base = (server ?? ProcessInfo.processInfo.environment["EDDA_SERVER"] ?? "http://127.0.0.1:8080").trimmingSuffix("/")
+        let api = APIClient(base: base, token: try token.token())
+        defer { api.shutdown() }
+        var body: [String: Any] = ["input": arguments]
+        if let instanceID { body["instance_id"] = instanceID }
+        let created = try await api.send("POST", "/api/workflows/\(APIClient.pathComponent(workflow))/instances", body: body)
+        guard let id = created["instance_id"] as? String else { throw CLIError("The server at \(base) answered without an instance ID.") }
+        out("started \(id)")
+        guard wait else { return }
+        let (status, detail) = try await Progress.during("waiting for \(id)") {
+            while true {
+                let instance = try await api.send("GET", "/api/instances/\(APIClient.pathComponent(id))")
+                if let status = InstanceStatus(rawValue: instance["status"] as? String ?? ""), status.isTerminal {
+                    return (status, APIClient.text(status == .completed ? instance["output"] : instance["error"]))
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        out("\(Terminal.status(status)): \(detail)")
+        if status != .completed { throw ExitCode.failure }
+    }
+}
+
+/// Calls the JSON API of a running app.
+struct APIClient {
+    let base: String
+    let token: String?
+    /// Fails at once when nothing listens (the shared client retries connecting until its deadline).
+    let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(10)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
+    init(base: String, token: String?) {
+        self.base = base
+        self.token = token
+    }
+
+    func shutdown() {
+        http.shutdown { _ in }
+    }
+
+    /// Sends a request and returns the JSON object answered; an error answer throws its message.
+    func send(_ method: String, _ path: String, body: [String: Any]? = nil) async throws -> [String: Any] {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .init(rawValue: method)
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+        }
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await http.execute(request, timeout: .seconds(30))
+            bytes = try await response.body.collect(upTo: 16 << 20)
+        } catch {
+            throw CLIError(
+                "Cannot reach an Edda app at \(base) (\(error)). start needs the app that registers the workflow, serving EddaHTTP; "
+                    + "pass its address with --server or EDDA_SERVER."
+            )
+        }
+        let document = (try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any]
+        guard (200..<300).contains(response.status.code), let document else {
+            let error = document?["error"] as? [String: Any]
+            throw CLIError(
+                "\(error?["message"] as? String ?? "The server answered \(response.status).") (HTTP \(response.status.code)\(error?["type"].map { ", \($0)" } ?? ""))"
+            )
+        }
+        return document
+    }
+
+    static func pathComponent(_ text: String) -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove("/")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    static func text(_ value: Any?) -> String {
+        guard let value, !(value is NSNull) else { return "null" }
+        return (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the viewer, the JSON API and the CloudEvents ingress on a database.",
+        discussion: """
+            It runs no worker (the app's own processes run the instances) and knows no workflow code: its start \
+            form lists no workflows. Serve EddaHTTP from your app to start workflows from the viewer.
+            """
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "The address to bind.") var host = "127.0.0.1"
+    @Option(help: "The port.") var port = 8080
+    @OptionGroup var token: TokenOptions
+
+    func run() async throws {
+        let configuration = EddaHTTP.Configuration(host: host, port: port, bearerToken: try token.token())
+        let name = store.displayName
+        try await store.withApp { app in
+            let server = EddaHTTP(app: app, configuration: configuration).server(logger: StoreOptions.logger)
+            out("serving \(name) on http://\(configuration.host):\(configuration.port)/\(configuration.bearerToken == nil ? "" : " (token required)")")
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: StoreOptions.logger
+                )
+            )
+            try await group.run()
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Bring a database's schema up to date (an app does this itself when it opens the database)."
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        if store.isPostgres {
+            let postgres = try PostgresStore(url: store.location, logger: StoreOptions.logger)
+            try await StoreOptions.withRunning(postgres) { _ in }
+        } else {
+            guard FileManager.default.fileExists(atPath: store.location) else {
+                throw CLIError("No database at \(store.location). Pass --database with the path your app uses (or a postgres:// URL).")
+            }
+            let location = store.location
+            _ = try await Progress.during("migrating") { try SQLiteStore(path: location, logger: StoreOptions.logger) }
+        }
+        out("\(store.displayName): schema up to date")
+    }
+}

@@ -1,0 +1,48 @@
+import Edda
+import EddaHTTP
+import EddaTestSupport
+import EddaTesting
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// `edda start`: the built CLI asks a running app's API, which has the workflow's code.
+@Suite("CLI: edda start through a running app's API", .timeLimit(.minutes(1)))
+struct CLIStartTests {
+    static let greet = Workflow("greet", validate: { (name: String) in
+        guard !name.isEmpty else { throw ValidationError(field: "name", "must not be empty") }
+    }) { (_: WorkflowContext, name: String) -> String in "Hello, \(name)!" }
+
+    @Test func startValidatesThroughTheAppAndWaitsForTheResult() async throws {
+        try await withTestApp { app in
+            try app.register(Self.greet)
+            let server = Application(
+                router: EddaHTTP(app: app, configuration: .init(bearerToken: "t0ken")).router(),
+                configuration: .init(address: .hostname("127.0.0.1", port: 0))
+            )
+            try await server.test(.live) { client in
+                let base = "http://127.0.0.1:\(try #require(client.port))"
+                let token = ["EDDA_TOKEN": "t0ken", "EDDA_SERVER": base]
+
+                let started = try await EddaBinary.run(["start", "greet", "--input", "[\"Ada\"]", "--instance-id", "g-1", "--wait"], environment: token)
+                #expect(started.status == 0, "\(started.error)")
+                #expect(started.output.contains("started g-1") && started.output.contains("completed: \"Hello, Ada!\""), "\(started.output)")
+                #expect(try await app.instance("g-1")?.status == .completed)
+
+                let invalid = try await EddaBinary.run(["start", "greet", "--input", "[\"\"]"], environment: token)
+                #expect(invalid.status != 0)
+                #expect(invalid.error.contains("name must not be empty") && invalid.error.contains("HTTP 400"), "\(invalid.error)")
+                let unknown = try await EddaBinary.run(["start", "nope"], environment: token)
+                #expect(unknown.error.contains("No workflow named 'nope'"), "\(unknown.error)")
+                let notArray = try await EddaBinary.run(["start", "greet", "--input", "\"Ada\""], environment: token)
+                #expect(notArray.status != 0 && notArray.error.contains("JSON array"), "\(notArray.error)")
+                let anonymous = try await EddaBinary.run(["start", "greet", "--input", "[\"Bo\"]", "--server", base], environment: ["EDDA_TOKEN": ""])
+                #expect(anonymous.status != 0 && anonymous.error.contains("HTTP 401"), "\(anonymous.error)")
+                #expect(try await app.instances(matching: InstanceQuery()).instances.count == 1, "only the valid, authorised start created an instance")
+            }
+        }
+        let unreachable = try await EddaBinary.run(["start", "greet", "--server", "http://127.0.0.1:1"])
+        #expect(unreachable.status != 0 && unreachable.error.contains("Cannot reach an Edda app at http://127.0.0.1:1"), "\(unreachable.error)")
+    }
+}

@@ -1,0 +1,82 @@
+import Edda
+import EddaPostgres
+import EddaTestSupport
+import EddaTesting
+import Foundation
+import PostgresNIO
+import Testing
+
+/// The built `edda` binary on a `postgres://` URL.
+@Suite("PostgreSQL: the edda CLI on a URL", .enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"), .timeLimit(.minutes(1)))
+struct PostgresCLITests {
+    static let hello = Activity("hello") { (_: ActivityContext, name: String) -> String in
+        guard !name.isEmpty else { throw TerminalError("no name") }
+        return "Hello, \(name)!"
+    }
+    static let greet = Workflow("greet") { (ctx: WorkflowContext, name: String) -> String in try await hello(ctx, name) }
+    static let waiter = Workflow("waiter") { (ctx: WorkflowContext, _: Int) -> Int in try await ctx.waitForEvent(type: "go", as: Int.self).data }
+
+    /// The test server's URL on `schema`.
+    func url(_ schema: String) throws -> String {
+        let base = try #require(PostgresTestDatabase.url)
+        var components = try #require(URLComponents(string: base))
+        components.queryItems = (components.queryItems ?? []).filter { $0.name != "schema" } + [URLQueryItem(name: "schema", value: schema)]
+        return try #require(components.string)
+    }
+
+    @Test func listShowCancelAndSendEventOnAPostgresDatabase() async throws {
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let database = try url(schema)
+        try await PostgresTestDatabase.withStore(schema: schema) { store in
+            try await withTestApp(store: store) { app in
+                _ = try await app.start(Self.greet, "Ada", instanceID: "ok-1").result()
+                _ = try? await app.start(Self.greet, "", instanceID: "bad-1").result()
+                let waiting = try await app.start(Self.waiter, 0, instanceID: "w-1")
+                let cancelled = try await app.start(Self.waiter, 0, instanceID: "w-2")
+
+                let list = try await EddaBinary.run(["list", "--database", database, "--json"])
+                #expect(list.status == 0, "\(list.error)")
+                #expect(Set(list.output.split(separator: "\n").compactMap {
+                    (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["instance_id"] as? String
+                }) == ["ok-1", "bad-1", "w-1", "w-2"])
+                let show = try await EddaBinary.run(["show", "bad-1", "--failed"], environment: ["EDDA_DATABASE": database])
+                #expect(show.status == 0, "\(show.error)")
+                #expect(show.output.contains(" ✗ ") && show.output.contains("no name"), "\(show.output)")
+
+                for _ in 0..<2000 {
+                    let (one, two) = (try await store.instance("w-1"), try await store.instance("w-2"))
+                    if one?.readyAt != nil, two?.readyAt != nil { break }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                let sent = try await EddaBinary.run(["send-event", "--database", database, "--type", "go", "--data", "7", "--to", "w-1"])
+                #expect(sent.status == 0, "\(sent.error)")
+                #expect(try await waiting.result() == 7)
+                let cancel = try await EddaBinary.run(["cancel", "w-2", "--database", database])
+                #expect(cancel.status == 0, "\(cancel.error)")
+                await #expect(throws: WorkflowCancelledError.self) { try await cancelled.result() }
+            }
+        }
+    }
+
+    @Test func readingASchemaWithoutEddaTablesChangesNothingAndMigrateCreatesThem() async throws {
+        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let database = try url(schema)
+        let list = try await EddaBinary.run(["list", "--database", database])
+        #expect(list.status != 0)
+        #expect(list.error.contains("holds no Edda tables"), "\(list.error)")
+
+        try await PostgresTestDatabase.withStore(schema: "edda_test_probe_\(UUID().uuidString.prefix(6).lowercased())") { store in
+            let rows = try await store.client.query("SELECT count(*)::int FROM information_schema.schemata WHERE schema_name = \(schema)")
+            var count = -1
+            for try await value in rows.decode(Int.self) { count = value }
+            #expect(count == 0, "reading created the schema")
+
+            let migrate = try await EddaBinary.run(["migrate", "--database", database])
+            #expect(migrate.status == 0, "\(migrate.error)")
+            let after = try await EddaBinary.run(["list", "--database", database])
+            #expect(after.status == 0, "\(after.error)")
+            #expect(after.output.contains("No instances."))
+            try await PostgresTestDatabase.dropSchema(schema, using: store)
+        }
+    }
+}
