@@ -479,7 +479,7 @@ struct W3: AsyncParsableCommand {
         let recovery = seconds(restarted.duration(to: clock.now))
         let report = (try? JSONSerialization.jsonObject(with: output) as? [String: Any]) ?? [:]
         let executedAfter = report["executions"] as? Int ?? -1
-        let completed = try await store.statusCounts(workflowName: nil)[.completed] ?? 0
+        let completed = try await store.statusCounts(matching: InstanceQuery())[.completed] ?? 0
         emit([
             "workload": "W3", "workflows": workflows, "steps_per_workflow": steps,
             "killed_with": "SIGKILL", "recorded_at_kill": recordedAtKill,

@@ -11,6 +11,14 @@ func parseStatus<Status: RawRepresentable<String>>(_ text: String?, among all: [
     return status
 }
 
+/// A day (`2026-11-25`, midnight UTC) or an ISO 8601 time (`2026-11-25T14:30:00Z`; UTC without a zone).
+func parseTime(_ text: String, option: String) throws -> Date {
+    for candidate in [text, text + "Z", text + ":00Z", text + "T00:00:00Z"] {
+        if let date = try? Date(candidate, strategy: .iso8601) { return date }
+    }
+    throw ValidationError("\(option) takes a day (2026-11-25) or a time (2026-11-25T14:30:00Z), not '\(text)'.")
+}
+
 struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List instances, newest first.")
 
@@ -24,6 +32,12 @@ struct List: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Only instances whose input has this key (or dotted path) and value.", valueName: "key=value"))
     var input: String?
+
+    @Option(help: ArgumentHelp("Only instances created at or after this time.", valueName: "2026-11-25 or 2026-11-25T14:30:00Z"))
+    var createdFrom: String?
+
+    @Option(help: ArgumentHelp("Only instances created before this time.", valueName: "time"))
+    var createdBefore: String?
 
     @Option(help: "At most this many.")
     var limit = 50
@@ -42,6 +56,8 @@ struct List: AsyncParsableCommand {
             }
             query.after = cursor
         }
+        query.createdFrom = try createdFrom.map { try parseTime($0, option: "--created-from") }
+        query.createdBefore = try createdBefore.map { try parseTime($0, option: "--created-before") }
         if let input {
             guard let equals = input.firstIndex(of: "="), equals != input.startIndex else {
                 throw ValidationError("--input takes key=value, such as --input customer.email=ada@example.com.")
@@ -123,7 +139,7 @@ struct Show: AsyncParsableCommand {
 }
 
 extension HistoryEvent {
-    var isFailure: Bool { [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut].contains(kind) }
+    var isFailure: Bool { HistoryEventKind.failures.contains(kind) }
 }
 
 struct Outbox: AsyncParsableCommand {

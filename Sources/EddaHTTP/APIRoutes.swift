@@ -36,7 +36,7 @@ struct APIRoutes: Sendable {
     func listInstances(_ request: Request) async throws -> Response {
         let filter = try Self.filter(request)
         let page = try await app.instances(matching: filter)
-        let counts = try await app.store.statusCounts(workflowName: filter.workflowName)
+        let counts = try await app.store.statusCounts(matching: filter)
         var document: [String: Any] = [
             "instances": page.instances.map(Self.document(of:)),
             "counts": Dictionary(uniqueKeysWithValues: InstanceStatus.all.map { status -> (String, Int) in (status.rawValue, counts[status] ?? 0) }),
@@ -49,8 +49,10 @@ struct APIRoutes: Sendable {
     /// one is required, so that an empty query cannot cancel everything).
     func cancelMatching(_ request: Request) async throws -> Response {
         var filter = try Self.filter(request)
-        guard filter.status != nil || filter.workflowName != nil || filter.inputKey != nil else {
-            throw APIError.badRequest("Give at least one filter (status, workflow, input_key and input_value) to cancel by.", type: "InvalidFilter")
+        guard filter.status != nil || filter.workflowName != nil || filter.inputKey != nil || filter.createdFrom != nil || filter.createdBefore != nil else {
+            throw APIError.badRequest(
+                "Give at least one filter (status, workflow, input_key and input_value, created_from, created_before) to cancel by.", type: "InvalidFilter"
+            )
         }
         filter.limit = 500
         filter.after = nil
@@ -99,6 +101,13 @@ struct APIRoutes: Sendable {
             }
             filter.after = cursor
         }
+        for (name, keyPath) in [("created_from", \InstanceQuery.createdFrom), ("created_before", \InstanceQuery.createdBefore)] {
+            guard let text = value(name) else { continue }
+            guard let date = Self.date(text) else {
+                throw APIError.badRequest("\(name) must be a date (2026-11-25) or a time (2026-11-25T14:30:00Z; UTC without a zone), not '\(text)'.", type: "InvalidFilter")
+            }
+            filter[keyPath: keyPath] = date
+        }
         switch (value("input_key"), parameters.get("input_value").map { String($0) }) {
         case (let key?, let value?):
             let segments = key.split(separator: ".", omittingEmptySubsequences: false)
@@ -115,6 +124,12 @@ struct APIRoutes: Sendable {
             throw APIError.badRequest("input_key needs an input_value.", type: "InvalidFilter")
         }
         return filter
+    }
+
+    /// A day (`2026-11-25`), a time in UTC (`2026-11-25T14:30`, seconds optional) or an ISO 8601 time with its zone.
+    static func date(_ text: String) -> Date? {
+        if let time = StartForm.date(text) { return time }
+        return try? Date(text + "T00:00:00Z", strategy: .iso8601)
     }
 
     func instance(_ context: BasicRequestContext) async throws -> Response {
@@ -137,11 +152,9 @@ struct APIRoutes: Sendable {
             }
             return value
         } ?? 200
-        let failedOnly = query.get("failed") == "true"
-        var records = try await app.history(of: id).filter { $0.sequence > after }
-        if failedOnly {
-            records = records.filter { [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut].contains($0.kind) }
-        }
+        let kinds = query.get("failed") == "true" ? HistoryEventKind.failures : nil
+        // One more than asked: tells whether there is a next page.
+        let records = try await app.history(of: id, matching: HistoryQuery(after: after, limit: limit + 1, kinds: kinds))
         let page = records.prefix(limit)
         var document: [String: Any] = ["history": page.map(Self.document(of:))]
         document["next"] = records.count > limit ? page.last.map { "\($0.sequence)" } ?? NSNull() : NSNull()

@@ -42,7 +42,7 @@ struct ViewerPages: Sendable {
         let status = filter.status?.rawValue
         let workflow = filter.workflowName
         let page = try await app.instances(matching: filter)
-        let counts = try await app.store.statusCounts(workflowName: workflow)
+        let counts = try await app.store.statusCounts(matching: filter)
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
 
         var body = "<p><a href=\"/workflows\">Start a workflow →</a></p><h1>Workflow instances</h1>"
@@ -55,6 +55,8 @@ struct ViewerPages: Sendable {
         body += "</select></label> <label>Workflow <input name=\"workflow\" value=\"\(HTML.escape(workflow ?? ""))\"></label>"
         body += " <label>Input <input name=\"input_key\" placeholder=\"key\" size=\"10\" value=\"\(HTML.escape(filter.inputKey ?? ""))\"></label>"
         body += " = <input name=\"input_value\" placeholder=\"value\" size=\"14\" value=\"\(HTML.escape(filter.inputValue ?? ""))\">"
+        body += " <label>Created from <input name=\"created_from\" placeholder=\"2026-11-25\" size=\"18\" value=\"\(HTML.escape(query.get("created_from") ?? ""))\"></label>"
+        body += " <label>before <input name=\"created_before\" placeholder=\"2026-11-26T08:00\" size=\"18\" value=\"\(HTML.escape(query.get("created_before") ?? ""))\"></label>"
         body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
         body += " <button type=\"submit\">Filter</button></form>"
         if page.instances.isEmpty {
@@ -75,6 +77,9 @@ struct ViewerPages: Sendable {
             if let key = filter.inputKey, let value = filter.inputValue {
                 items += [URLQueryItem(name: "input_key", value: key), URLQueryItem(name: "input_value", value: value)]
             }
+            for name in ["created_from", "created_before"] {
+                if let value = query.get(name), !value.isEmpty { items.append(URLQueryItem(name: name, value: value)) }
+            }
             if let refresh { items.append(URLQueryItem(name: "refresh", value: String(refresh))) }
             body += "<p><a href=\"/?\(HTML.escape(HTML.query(items)))\">Next page →</a></p>"
         }
@@ -92,11 +97,11 @@ struct ViewerPages: Sendable {
         let failedOnly = query.get("failed") == "true"
         let after = query.get("after").flatMap { Int64($0) } ?? 0
         let limit = 200
-        var history = try await app.history(of: id)
-        let all = history
-        if failedOnly { history = history.filter { [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut].contains($0.kind) } }
-        history = history.filter { $0.sequence > after }
-        let page = Array(history.prefix(limit))
+        // Pages are read in the database: a history of 20,000 records costs one page here.
+        let records = try await app.history(of: id, matching: HistoryQuery(after: after, limit: limit + 1, kinds: failedOnly ? HistoryEventKind.failures : nil))
+        let page = Array(records.prefix(limit))
+        // The diagram shows the first steps (at most 200 boxes), from the first records.
+        let firstRecords = try await app.history(of: id, matching: HistoryQuery(limit: 2_000))
 
         var body = "<p><a href=\"/\">← All instances</a></p>"
         body += "<h1>\(HTML.escape(instance.instanceID)) \(HTML.badge(instance.status))</h1>"
@@ -121,26 +126,49 @@ struct ViewerPages: Sendable {
             body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">"
             body += action == "retry" ? "Retry from the failed step</button></form>" : "Cancel</button></form>"
         }
-        body += "<h2>Steps</h2>" + Diagram.svg(all)
-        body += "<h2>History (\(all.count) records)</h2><p>"
+        body += "<h2>Steps</h2>" + Diagram.svg(firstRecords)
+        body += "<h2>History\(after > 0 ? " after #\(after)" : "")</h2><p>"
         body += failedOnly
             ? "<a href=\"/instances/\(HTML.pathComponent(id))\">Show all</a>" : "<a href=\"/instances/\(HTML.pathComponent(id))?failed=true\">Failed only</a>"
         body += "</p><table><thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Attempts</th><th>Recorded</th><th>Result or error</th></tr></thead><tbody>"
         for event in page {
-            let failed = [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut].contains(event.kind)
+            let failed = HistoryEventKind.failures.contains(event.kind)
             body += "<tr\(failed ? " class=\"failed\"" : "")><td>\(event.sequence)</td><td>\(HTML.escape(event.stepID))</td>"
-            body += "<td>\(HTML.escape(event.kind.rawValue))</td><td>\(event.retry.map { "\($0.totalAttempts)" } ?? "1")</td>"
+            body += "<td>\(HTML.escape(event.kind.rawValue))\(Self.role(of: event.kind).map { " <span class=\"tag\">\($0)</span>" } ?? "")</td>"
+            body += "<td>\(Self.attempts(event.retry))</td>"
             body += "<td>\(HTML.time(event.recordedAt))</td>"
             let detail = event.error.map { "\($0)" } ?? event.payload?.json ?? ""
             body += "<td><code>\(HTML.escape(String(detail.prefix(500))))</code></td></tr>"
         }
         body += "</tbody></table>"
-        if history.count > limit, let last = page.last {
+        if records.count > limit, let last = page.last {
             body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
         }
         var response = HTML.page(title: "Edda — \(instance.instanceID)", body: body)
         for field in headers { response.headers.append(field) }
         return response
+    }
+
+    /// What a record stands for in the timeline, beyond running an activity.
+    static func role(of kind: HistoryEventKind) -> String? {
+        switch kind {
+        case .compensationCompleted, .compensationFailed: "compensation"
+        case .timerScheduled, .messageReceived, .waitTimedOut: "wait"
+        case .childStarted: "child"
+        case .valueRecorded: "value"
+        case .messagePublished: "message"
+        case .attemptFailed: "retrying"
+        default: nil
+        }
+    }
+
+    /// The attempts column: how many, how long they took, whether the policy gave up.
+    static func attempts(_ retry: RetryMetadata?) -> String {
+        guard let retry else { return "1" }
+        var text = "\(retry.totalAttempts)"
+        if retry.totalAttempts > 1 { text += " in \(Double(retry.totalDurationMilliseconds) / 1000) s" }
+        if retry.exhausted { text += ", <span class=\"error\">retries exhausted</span>" }
+        return text
     }
 
     /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
@@ -307,7 +335,7 @@ enum HTML {
         .badge.failed{background:#f9c7c3}.badge.cancelled{background:#ddd}.badge.running{background:#d6e8fb}
         .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
-        .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}
+        .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
         """
 }
 

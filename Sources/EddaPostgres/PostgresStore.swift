@@ -140,29 +140,33 @@ public final class PostgresStore: Store, Service {
         }
     }
 
-    public func instances(matching query: InstanceQuery) async throws -> InstancePage {
-        var conditions: [String] = []
+    public func history(of instanceID: String, matching query: HistoryQuery) async throws -> [HistoryEvent] {
         var binds = PostgresBindings()
+        binds.append(instanceID)
+        binds.append(query.after)
+        var sql = "SELECT \(Self.historyColumns) FROM \(tables.history) WHERE instance_id = $1 AND sequence > $2"
+        if let kinds = query.kinds {
+            binds.append(kinds.map(\.rawValue).sorted())
+            sql += " AND kind = ANY($3)"
+        }
+        binds.append(max(query.limit, 0))
+        sql += " ORDER BY sequence LIMIT $\(binds.count)"
+        let finalBinds = binds
+        return try await perform("read a history") { [self, sql] in
+            var events: [HistoryEvent] = []
+            for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: finalBinds), logger: logger) {
+                events.append(try Self.historyEvent(from: row))
+            }
+            return events
+        }
+    }
+
+    public func instances(matching query: InstanceQuery) async throws -> InstancePage {
+        var (conditions, binds) = Self.conditions(of: query)
         func placeholder() -> String { "$\(binds.count)" }
         if let status = query.status {
             binds.append(status.rawValue)
             conditions.append("status = \(placeholder())")
-        }
-        if let name = query.workflowName {
-            binds.append(name)
-            conditions.append("workflow_name = \(placeholder())")
-        }
-        if !query.excludingWorkflowNames.isEmpty {
-            binds.append(query.excludingWorkflowNames.sorted())
-            conditions.append("NOT (workflow_name = ANY(\(placeholder())))")
-        }
-        if let key = query.inputKey, let value = query.inputValue {
-            binds.append(key.split(separator: ".").map(String.init))
-            let path = placeholder()
-            binds.append(value)
-            conditions.append(
-                "EXISTS (SELECT 1 FROM jsonb_array_elements(input::jsonb) AS a WHERE jsonb_typeof(a) = 'object' AND a #>> \(path)::text[] = \(placeholder()))"
-            )
         }
         if let cursor = query.after {
             binds.append(cursor.createdAtMilliseconds)
@@ -189,18 +193,46 @@ public final class PostgresStore: Store, Service {
         return InstancePage(instances: page, nextCursor: rows.count > limit ? page.last.map(InstanceCursor.init(after:)) : nil)
     }
 
-    public func statusCounts(workflowName: String?) async throws -> [InstanceStatus: Int] {
+    /// The query's filters but its status and page position, as SQL conditions and their binds.
+    private static func conditions(of query: InstanceQuery) -> ([String], PostgresBindings) {
+        var conditions: [String] = []
+        var binds = PostgresBindings()
+        func placeholder() -> String { "$\(binds.count)" }
+        if let name = query.workflowName {
+            binds.append(name)
+            conditions.append("workflow_name = \(placeholder())")
+        }
+        if !query.excludingWorkflowNames.isEmpty {
+            binds.append(query.excludingWorkflowNames.sorted())
+            conditions.append("NOT (workflow_name = ANY(\(placeholder())))")
+        }
+        if let key = query.inputKey, let value = query.inputValue {
+            binds.append(key.split(separator: ".").map(String.init))
+            let path = placeholder()
+            binds.append(value)
+            conditions.append(
+                "EXISTS (SELECT 1 FROM jsonb_array_elements(input::jsonb) AS a WHERE jsonb_typeof(a) = 'object' AND a #>> \(path)::text[] = \(placeholder()))"
+            )
+        }
+        if let from = query.createdFrom {
+            binds.append(from.millisecondsSince1970)
+            conditions.append("created_at >= \(placeholder())")
+        }
+        if let before = query.createdBefore {
+            binds.append(before.millisecondsSince1970)
+            conditions.append("created_at < \(placeholder())")
+        }
+        return (conditions, binds)
+    }
+
+    public func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] {
+        let (conditions, binds) = Self.conditions(of: query)
+        let sql = "SELECT status, count(*) FROM \(tables.instances) \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) GROUP BY status"
         let counted = try await perform("count instances") { [self] in
-            let rows = if let workflowName {
-                try await client.query(
-                    "SELECT status, count(*) FROM \(unescaped: tables.instances) WHERE workflow_name = \(workflowName) GROUP BY status",
-                    logger: logger
-                )
-            } else {
-                try await client.query("SELECT status, count(*) FROM \(unescaped: tables.instances) GROUP BY status", logger: logger)
-            }
             var counted: [(String, Int64)] = []
-            for try await (status, count) in rows.decode((String, Int64).self) { counted.append((status, count)) }
+            for try await (status, count) in try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode((String, Int64).self) {
+                counted.append((status, count))
+            }
             return counted
         }
         var counts: [InstanceStatus: Int] = [:]

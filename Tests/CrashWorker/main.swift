@@ -130,7 +130,7 @@ case "postgres":
     try await postgresApp.run { app in
         if arguments[8] == "start" { try await startInstances() }
         // A failed count (a dropped connection) is no reason to stop: count again.
-        while (try? await store.statusCounts(workflowName: "many_steps"))?[.completed] != instances, !leaving.load(ordering: .relaxed) {
+        while (try? await store.statusCounts(matching: InstanceQuery(workflowName: "many_steps")))?[.completed] != instances, !leaving.load(ordering: .relaxed) {
             try await Task.sleep(for: .milliseconds(20))
         }
     }

@@ -34,6 +34,10 @@ struct CLITests {
                 (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["instance_id"] as? String
             }
             #expect(Set(ids) == ["ok-1", "bad-1"])
+            let none = try await edda(["list", "--database", path, "--created-before", "2020-01-01"])
+            #expect(none.output.contains("No instances."), "\(none.output)\(none.error)")
+            let badTime = try await edda(["list", "--database", path, "--created-from", "soon"])
+            #expect(badTime.status != 0 && badTime.error.contains("--created-from takes a day"), "\(badTime.error)")
             let failed = try await edda(["list", "--database", path, "--status", "failed"])
             #expect(failed.output.contains("bad-1") && !failed.output.contains("ok-1"))
             let show = try await edda(["show", "ok-1", "--database", path])

@@ -94,7 +94,7 @@ struct SQLiteStoreTests {
                     return try await group.reduce(into: []) { $0.append($1) }
                 }
                 #expect(stores.count == 3)
-                #expect(try await stores[0].statusCounts(workflowName: nil).isEmpty)
+                #expect(try await stores[0].statusCounts(matching: InstanceQuery()).isEmpty)
             }
         }
     }

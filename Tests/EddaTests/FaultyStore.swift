@@ -35,7 +35,10 @@ final class FaultyStore<Base: Store>: Store {
     func instance(_ instanceID: String) async throws -> WorkflowInstance? { try await base.instance(instanceID) }
     func history(of instanceID: String) async throws -> [HistoryEvent] { try await base.history(of: instanceID) }
     func instances(matching query: InstanceQuery) async throws -> InstancePage { try await base.instances(matching: query) }
-    func statusCounts(workflowName: String?) async throws -> [InstanceStatus: Int] { try await base.statusCounts(workflowName: workflowName) }
+    func history(of instanceID: String, matching query: HistoryQuery) async throws -> [HistoryEvent] {
+        try await base.history(of: instanceID, matching: query)
+    }
+    func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] { try await base.statusCounts(matching: query) }
 
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         try write()

@@ -162,11 +162,11 @@ struct WorkerTests {
         let app = EddaApp(store: store, serviceName: "test", configuration: configuration, logger: .quiet)
         try app.register(bulk)
         try await app.run { app in
-            try await waitUntil(timeout: .seconds(150)) { try await store.statusCounts(workflowName: "bulk")[.completed] == 10_000 }
+            try await waitUntil(timeout: .seconds(150)) { try await store.statusCounts(matching: InstanceQuery(workflowName: "bulk"))[.completed] == 10_000 }
         }
         #expect(concurrency.maximum <= 8)
         #expect(concurrency.maximum >= 1)
-        #expect(try await store.statusCounts(workflowName: nil) == [.completed: 10_000])
+        #expect(try await store.statusCounts(matching: InstanceQuery()) == [.completed: 10_000])
         let sample = try #require(try await store.instance("bulk-04242"))
         #expect(sample.output?.json == "4242")
     }

@@ -32,6 +32,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case cancellationCascadesAndSparesCancelledOrLateWaiters
     case searchByAKeyAndValueInTheInput
     case retryMovesTheFailureAsideAndMakesTheInstanceReady
+    case historyIsReadAPageAtATime
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -63,6 +64,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .cancellationCascadesAndSparesCancelledOrLateWaiters: try await Self.cancellationAndWaiters(store)
             case .searchByAKeyAndValueInTheInput: try await Self.inputSearch(store)
             case .retryMovesTheFailureAsideAndMakesTheInstanceReady: try await Self.retryFromFailure(store)
+            case .historyIsReadAPageAtATime: try await Self.historyPages(store)
             }
             completed.mark()
         }
@@ -317,9 +319,21 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         let notFive = try await store.instances(matching: InstanceQuery(excludingWorkflowNames: ["five"], limit: 100)).instances
         #expect(notFive.count == 20 && notFive.allSatisfy { $0.workflowName == "w" })
 
-        #expect(try await store.statusCounts(workflowName: nil) == [.completed: 13, .running: 12])
-        #expect(try await store.statusCounts(workflowName: "five") == [.completed: 3, .running: 2])
-        #expect(try await store.statusCounts(workflowName: "none").isEmpty)
+        #expect(try await store.statusCounts(matching: InstanceQuery()) == [.completed: 13, .running: 12])
+        #expect(try await store.statusCounts(matching: InstanceQuery(workflowName: "five")) == [.completed: 3, .running: 2])
+        #expect(try await store.statusCounts(matching: InstanceQuery(status: .completed, workflowName: "five")) == [.completed: 3, .running: 2],
+                "counts ignore the status filter: they are what the status menu offers")
+        #expect(try await store.statusCounts(matching: InstanceQuery(workflowName: "none")).isEmpty)
+
+        // A time range: created at or after `from`, before `before`.
+        let newest = try #require(all.first).createdAt
+        let oldest = try #require(all.last).createdAt
+        #expect(try await store.instances(matching: InstanceQuery(limit: 100, createdFrom: oldest)).instances.count == 25)
+        #expect(try await store.instances(matching: InstanceQuery(limit: 100, createdBefore: oldest)).instances.isEmpty)
+        #expect(try await store.instances(matching: InstanceQuery(limit: 100, createdFrom: newest.addingTimeInterval(0.001))).instances.isEmpty)
+        let range = try await store.instances(matching: InstanceQuery(limit: 100, createdFrom: oldest, createdBefore: newest)).instances
+        #expect(range.allSatisfy { $0.createdAt >= oldest && $0.createdAt < newest } && range.count < 25)
+        #expect(try await store.statusCounts(matching: InstanceQuery(createdBefore: oldest)).isEmpty, "counts follow the time range")
     }
 
     static func oneOutcomePerStep(_ store: any Store) async throws {
@@ -457,7 +471,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         }
         try await store.finishInstance(lease: running, with: .cancelled(ErrorRecord(type: "WorkflowCancelledError", message: "cancelled")))
         #expect(try await store.instance("running")?.status == .cancelled)
-        #expect(try await store.statusCounts(workflowName: nil)[.cancelled] == 1)
+        #expect(try await store.statusCounts(matching: InstanceQuery())[.cancelled] == 1)
     }
 }
 
@@ -713,6 +727,41 @@ extension StoreConformance {
         #expect(try await found("age", "36") == ["ada"], "numbers compare as their text")
         #expect(try await found("vip", "true") == ["ada"], "booleans as true or false")
         #expect(try await found("email", "nobody@example.com").isEmpty)
+        var byEmail = InstanceQuery()
+        byEmail.inputKey = "email"
+        byEmail.inputValue = "ada@example.com"
+        #expect(try await store.statusCounts(matching: byEmail) == [.running: 1], "counts follow the input filter")
+    }
+
+    static func historyPages(_ store: any Store) async throws {
+        let lease = try #require(try await create(store, "h"))
+        for index in 1...30 {
+            let step = "s:\(index)"
+            if index % 10 == 0 {
+                try await store.append(
+                    NewHistoryEvent(instanceID: "h", stepID: step, position: index, name: "s", kind: .activityFailed, error: ErrorRecord(type: "E", message: "\(index)")),
+                    lease: lease
+                )
+            } else {
+                try await store.append(completed("h", step, position: index, "\(index)"), lease: lease)
+            }
+        }
+        let all = try await store.history(of: "h")
+        var paged: [HistoryEvent] = []
+        var after: Int64 = 0
+        while true {
+            let page = try await store.history(of: "h", matching: HistoryQuery(after: after, limit: 7))
+            #expect(page.count <= 7)
+            guard let last = page.last else { break }
+            paged += page
+            after = last.sequence
+        }
+        #expect(paged.map(\.sequence) == all.map(\.sequence), "pages cover the history once, in order")
+        let failed = try await store.history(of: "h", matching: HistoryQuery(kinds: HistoryEventKind.failures))
+        #expect(failed.map(\.stepID) == ["s:10", "s:20", "s:30"])
+        let failedAfter = try await store.history(of: "h", matching: HistoryQuery(after: failed[0].sequence, limit: 1, kinds: [.activityFailed]))
+        #expect(failedAfter.map(\.stepID) == ["s:20"])
+        #expect(try await store.history(of: "nobody", matching: HistoryQuery()).isEmpty)
     }
 }
 

@@ -342,6 +342,11 @@ public final class EddaApp: Service, Sendable {
         try await store.history(of: instanceID)
     }
 
+    /// A page of an instance's history (read in the database: for long histories).
+    public func history(of instanceID: String, matching query: HistoryQuery) async throws -> [HistoryEvent] {
+        try await store.history(of: instanceID, matching: query)
+    }
+
     /// Instances, newest first, optionally filtered by status and workflow name. For more than one
     /// page, use ``instances(matching:)``.
     public func instances(status: InstanceStatus? = nil, workflowName: String? = nil, limit: Int = 100) async throws -> [WorkflowInstance] {

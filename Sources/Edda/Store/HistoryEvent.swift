@@ -49,7 +49,28 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     /// Whether this kind is a step's final outcome (unique per instance and step ID).
     public var isOutcome: Bool { self != .attemptFailed }
 
+    /// The kinds that record something going wrong: a failed attempt, activity or compensation, a
+    /// wait past its deadline. The viewer's and the CLI's "failed only" filter.
+    public static let failures: Set<HistoryEventKind> = [.activityFailed, .attemptFailed, .compensationFailed, .waitTimedOut]
+
     public var description: String { rawValue }
+}
+
+/// A page of an instance's history for ``InstanceReader/history(of:matching:)``: the records after
+/// a sequence number, optionally of some kinds only, in append order.
+public struct HistoryQuery: Sendable {
+    /// Only records with a greater ``HistoryEvent/sequence``: the last one of the previous page.
+    public var after: Int64
+    /// At most this many.
+    public var limit: Int
+    /// Only records of these kinds (``HistoryEventKind/failures`` for "failed only"); `nil` for all.
+    public var kinds: Set<HistoryEventKind>?
+
+    public init(after: Int64 = 0, limit: Int = 200, kinds: Set<HistoryEventKind>? = nil) {
+        self.after = after
+        self.limit = limit
+        self.kinds = kinds
+    }
 }
 
 /// One record of a workflow instance's history: the outcome of one step.

@@ -7,11 +7,15 @@ public protocol InstanceReader: Sendable {
     /// An instance's history in append order.
     func history(of instanceID: String) async throws -> [HistoryEvent]
 
+    /// A page of an instance's history, in append order: read in the database, so that a history
+    /// of many thousand records is shown a page at a time.
+    func history(of instanceID: String, matching query: HistoryQuery) async throws -> [HistoryEvent]
+
     /// A page of instances matching the query, newest first. Pass the page's
     /// ``InstancePage/nextCursor`` as ``InstanceQuery/after`` for the next page.
     func instances(matching query: InstanceQuery) async throws -> InstancePage
 
-    /// How many instances have each status, among those of `workflowName` (all when `nil`).
-    /// Statuses with no instance are absent.
-    func statusCounts(workflowName: String?) async throws -> [InstanceStatus: Int]
+    /// How many instances have each status, among those the query's other filters match (its
+    /// status, cursor and limit are ignored). Statuses with no instance are absent.
+    func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int]
 }

@@ -92,16 +92,22 @@ public struct InstanceQuery: Sendable {
     /// and finished instance's input is read, so use it with another filter on large stores.
     public var inputKey: String?
     public var inputValue: String?
+    /// Only instances created at or after this time.
+    public var createdFrom: Date?
+    /// Only instances created before this time.
+    public var createdBefore: Date?
 
     public init(
         status: InstanceStatus? = nil, workflowName: String? = nil, excludingWorkflowNames: Set<String> = [],
-        limit: Int = 100, after: InstanceCursor? = nil
+        limit: Int = 100, after: InstanceCursor? = nil, createdFrom: Date? = nil, createdBefore: Date? = nil
     ) {
         self.status = status
         self.workflowName = workflowName
         self.excludingWorkflowNames = excludingWorkflowNames
         self.limit = limit
         self.after = after
+        self.createdFrom = createdFrom
+        self.createdBefore = createdBefore
     }
 }
 
