@@ -204,16 +204,23 @@ struct APITests {
                     uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"], body: Self.body(event)
                 )
                 #expect(accepted.status == .accepted)
-                #expect(try json(accepted)["started"] as? [String] == ["fulfil/e-9"])
+                #expect(try json(accepted)["started"] as? [String] == ["fulfil/e-9@/shop"])
             }
-            #expect(try await app.handle(for: Self.fulfil, instanceID: "fulfil/e-9").result() == "order 17 fulfilled")
+            #expect(try await app.handle(for: Self.fulfil, instanceID: "fulfil/e-9@/shop").result() == "order 17 fulfilled")
             #expect(try await app.instances(workflowName: "fulfil").count == 1)
+            // The same ID from another source is another event.
+            let otherSource = try await client.execute(
+                uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
+                body: Self.body(#"{"specversion": "1.0", "id": "e-9", "source": "/warehouse", "type": "order.created", "data": 18}"#)
+            )
+            #expect(try json(otherSource)["started"] as? [String] == ["fulfil/e-9@/warehouse"])
+            #expect(try await app.instances(workflowName: "fulfil").count == 2)
             let wrongData = try await client.execute(
                 uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
                 body: Self.body(#"{"specversion": "1.0", "id": "e-10", "source": "/shop", "type": "order.created", "data": "seventeen"}"#)
             )
             #expect(wrongData.status == .badRequest)
-            #expect(try await app.instance("fulfil/e-10") == nil)
+            #expect(try await app.instance("fulfil/e-10@/shop") == nil)
         }
     }
 
