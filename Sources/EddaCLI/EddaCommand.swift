@@ -65,7 +65,10 @@ struct StoreOptions: ParsableArguments {
             group.addTask { try await store.run() }
             defer { group.cancelAll() }
             try await Progress.during("connecting") { try await store.ready() }
-            return try await body(store)
+            let result = try await body(store)
+            // What the command changed wakes the workers now, not at their next poll.
+            await store.flushNotifications()
+            return result
         }
     }
 

@@ -62,6 +62,9 @@ struct List: AsyncParsableCommand {
             guard let equals = input.firstIndex(of: "="), equals != input.startIndex else {
                 throw ValidationError("--input takes key=value, such as --input customer.email=ada@example.com.")
             }
+            guard InstanceQuery.isValidInputKey(String(input[..<equals])) else {
+                throw ValidationError("--input takes a key or a dotted path of keys before '=', such as customer.email, not '\(input[..<equals])'.")
+            }
             query.inputKey = String(input[..<equals])
             query.inputValue = String(input[input.index(after: equals)...])
         }

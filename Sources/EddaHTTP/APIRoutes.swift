@@ -110,10 +110,7 @@ struct APIRoutes: Sendable {
         }
         switch (value("input_key"), parameters.get("input_value").map { String($0) }) {
         case (let key?, let value?):
-            let segments = key.split(separator: ".", omittingEmptySubsequences: false)
-            guard segments.allSatisfy({ segment in
-                !segment.isEmpty && !(segment.first!.isNumber) && segment.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
-            }) else {
+            guard InstanceQuery.isValidInputKey(key) else {
                 throw APIError.badRequest("input_key must be a key or a dotted path of keys, not '\(key)'.", type: "InvalidFilter")
             }
             filter.inputKey = key

@@ -56,7 +56,7 @@ public struct EddaHTTP: Sendable {
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: SameOriginMiddleware())
         if let token = configuration.bearerToken {
-            router.add(middleware: BearerTokenMiddleware(token: token))
+            router.add(middleware: BearerTokenMiddleware(token: token, sessions: ViewerSessions()))
         }
         APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
         ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)

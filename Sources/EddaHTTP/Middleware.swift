@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// An error of the API, rendered as `{"error": {"type": …, "message": …}}` with its status.
 struct APIError: Error {
@@ -78,45 +79,55 @@ struct SameOriginMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Refuses, with 401, every request that proves neither `Authorization: Bearer <token>` nor, from
-/// a browser, the `edda_token` cookie the viewer's login page sets. Nothing is done for a refused
-/// request. The API gets a JSON error; a page gets the login form (`POST /login` checks the token
-/// and sets the cookie: `HttpOnly`, `SameSite=Strict`, so other sites' pages cannot use it).
+/// Refuses, with 401, every request that proves neither `Authorization: Bearer <token>` nor, for
+/// the viewer's pages, a session the sign-in page opened. Nothing is done for a refused request.
+/// The API gets a JSON error; a page gets the sign-in form (`POST /login` checks the token and sets
+/// an `edda_session` cookie: a random ID, `HttpOnly`, `SameSite=Strict`, good for 12 hours or
+/// until the server restarts — never the token itself, and never accepted by the API).
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String
+    let sessions: ViewerSessions
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
+        let isAPI = path.hasPrefix("/api/")
         if path == "/login", request.method == .post { return try await login(request) }
         if let given = request.headers[.authorization], Self.constantTimeEqual(given, "Bearer \(token)") {
             return try await next(request, context)
         }
-        if let cookie = request.headers[.cookie].flatMap({ ViewerPages.cookie("edda_token", in: $0) }),
-            Self.constantTimeEqual(cookie.removingPercentEncoding ?? "", token)
-        {
+        if !isAPI, let session = request.headers[.cookie].flatMap({ ViewerPages.cookie("edda_session", in: $0) }), sessions.isOpen(session) {
             return try await next(request, context)
         }
-        if path.hasPrefix("/api/") || request.method != .get {
+        if isAPI || request.method != .get {
             var response = JSONErrorMiddleware<Context>.response(
                 APIError(status: .unauthorized, type: "Unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.")
             )
             response.headers[.wwwAuthenticate] = "Bearer"
             return response
         }
-        let next = path == "/login" ? "/" : request.uri.description
-        return Self.loginPage(next: next, message: nil)
+        return Self.loginPage(next: path == "/login" ? "/" : request.uri.description, message: nil)
     }
 
-    /// Checks the posted token; when it is right, sets the cookie and goes back to the page asked for.
+    /// Checks the posted token; when it is right, opens a session and goes back to the page asked for.
     func login(_ request: Request) async throws -> Response {
         let form = ViewerPages.formFields(String(buffer: try await request.body.collect(upTo: 4096)))
-        // Only a path of this server: never a redirect to another site.
-        let target = form["next"].flatMap { $0.hasPrefix("/") && !$0.hasPrefix("//") && !$0.contains("\\") ? $0 : nil } ?? "/"
+        let target = form["next"].flatMap(Self.localPath) ?? "/"
         guard let given = form["token"], Self.constantTimeEqual(given, token) else {
             return Self.loginPage(next: target, message: "That token is not right.")
         }
-        let value = token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? token
-        return Response(status: .seeOther, headers: [.location: target, .setCookie: "edda_token=\(value); Path=/; SameSite=Strict; HttpOnly"])
+        let session = sessions.open()
+        return Response(
+            status: .seeOther,
+            headers: [.location: target, .setCookie: "edda_session=\(session); Path=/; SameSite=Strict; HttpOnly; Max-Age=\(Int(ViewerSessions.lifetime))"]
+        )
+    }
+
+    /// `path` if it is a path on this server (never a redirect to another site), else `nil`.
+    static func localPath(_ path: String) -> String? {
+        guard path.hasPrefix("/"), !path.hasPrefix("//"),
+            path.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F && $0 != "\\" })
+        else { return nil }
+        return path
     }
 
     static func loginPage(next: String, message: String?) -> Response {
@@ -137,6 +148,31 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
             difference |= Int((index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0))
         }
         return difference == 0
+    }
+}
+
+/// The viewer's signed-in sessions: random IDs, kept in memory for ``lifetime`` (a restart signs
+/// everyone out).
+final class ViewerSessions: Sendable {
+    static let lifetime: TimeInterval = 12 * 3600
+    private let opened = Mutex<[String: Date]>([:])
+
+    func open() -> String {
+        let id = UUID().uuidString + UUID().uuidString
+        opened.withLock { sessions in
+            let now = Date()
+            sessions = sessions.filter { now.timeIntervalSince($0.value) < Self.lifetime }
+            if sessions.count >= 10_000, let oldest = sessions.min(by: { $0.value < $1.value }) { sessions[oldest.key] = nil }
+            sessions[id] = now
+        }
+        return id
+    }
+
+    func isOpen(_ id: String) -> Bool {
+        opened.withLock { sessions in
+            guard let since = sessions[id] else { return false }
+            return Date().timeIntervalSince(since) < Self.lifetime
+        }
     }
 }
 

@@ -16,6 +16,14 @@ struct StartForm {
     var errors: [String: String] = [:]
     /// The list field whose "Add" button was pressed.
     var adding: String?
+    /// For each list read from the form, the form row of each element (blank rows are left out).
+    private var listRows: [String: [Int]] = [:]
+
+    init(shapes: [InputShape], values: [String: String] = [:], adding: String? = nil) {
+        self.shapes = shapes
+        self.values = values
+        self.adding = adding
+    }
 
     // MARK: - Rendering
 
@@ -82,13 +90,16 @@ struct StartForm {
         return html + "</select>"
     }
 
+    /// The most elements a list takes from the form: the rest of a larger post is ignored.
+    static let maxListRows = 200
+
     /// How many elements a list shows: those posted, at least one, and one more when "Add" was pressed.
     private func rows(of path: String) -> Int {
-        let posted = Set(values.keys.compactMap { key -> Int? in
+        let posted = values.keys.compactMap { key -> Int? in
             guard key.hasPrefix(path + ".") else { return nil }
-            return Int(key.dropFirst(path.count + 1).prefix { $0 != "." })
-        })
-        return max(posted.max().map { $0 + 1 } ?? 1, 1) + (adding == path ? 1 : 0)
+            return Int(key.dropFirst(path.count + 1).prefix { $0 != "." }).flatMap { (0..<Self.maxListRows).contains($0) ? $0 : nil }
+        }
+        return min(max(posted.max().map { $0 + 1 } ?? 1, 1) + (adding == path ? 1 : 0), Self.maxListRows)
     }
 
     static func caseLabel(_ payload: JSONPayload) -> String {
@@ -127,7 +138,7 @@ struct StartForm {
             return Int64(text).map { $0 as Any } ?? fail("must be a whole number, not '\(text)'")
         case .number:
             guard !text.isEmpty else { return fail("is required") }
-            return Double(text).map { $0 as Any } ?? fail("must be a number, not '\(text)'")
+            return Double(text).flatMap { $0.isFinite ? $0 as Any : nil } ?? fail("must be a number, not '\(text)'")
         case .boolean:
             switch text {
             case "true": return true
@@ -157,12 +168,15 @@ struct StartForm {
             return object
         case .list(let element):
             var list: [Any] = []
+            var taken: [Int] = []
             for index in 0..<rows(of: path) {
                 let item = Self.child(path, String(index))
                 // An element left empty is not one: the form always shows a blank row.
                 if isEmpty(item) { continue }
                 list.append(value(element, path: item) ?? NSNull())
+                taken.append(index)
             }
+            listRows[path] = taken
             return list
         case .optional:
             return nil
@@ -195,12 +209,35 @@ struct StartForm {
             errors[path] = validation.reason
             return
         }
-        if let decoding = cause as? DecodingError, let codingPath = Self.codingPath(of: decoding), let first = codingPath.first?.intValue {
-            let path = codingPath.dropFirst().reduce("a\(first)") { Self.child($0, $1.intValue.map(String.init) ?? $1.stringValue) }
-            errors[path] = "is not accepted: \(Self.reason(of: decoding))"
+        if let decoding = cause as? DecodingError, let codingPath = Self.codingPath(of: decoding), let first = codingPath.first?.intValue,
+            shapes.indices.contains(first)
+        {
+            errors[fieldPath(argument: first, codingPath.dropFirst())] = "is not accepted: \(Self.reason(of: decoding))"
             return
         }
         errors[""] = (error as? EngineError)?.message ?? "\(error)"
+    }
+
+    /// The form field a coding path points into: list indices become the rows they came from, and a
+    /// path into a dictionary or JSON text stops at that field (the one the form shows).
+    private func fieldPath(argument: Int, _ codingPath: ArraySlice<any CodingKey>) -> String {
+        var path = "a\(argument)"
+        var shape = shapes[argument]
+        for key in codingPath {
+            switch shape.unwrapped {
+            case .object(let fields):
+                guard let field = fields.first(where: { $0.name == key.stringValue }) else { return path }
+                path = Self.child(path, field.name)
+                shape = field.shape
+            case .list(let element):
+                guard let index = key.intValue, let rows = listRows[path], rows.indices.contains(index) else { return path }
+                path = Self.child(path, String(rows[index]))
+                shape = element
+            default:
+                return path
+            }
+        }
+        return path
     }
 
     /// The first field whose key path ends with `field` (`"zip"` or `"shipTo.zip"`).

@@ -18,10 +18,10 @@ struct ViewerPages: Sendable {
     func register(on router: Router<BasicRequestContext>) {
         router.get("/") { request, _ in try await list(request) }
         router.get("/workflows") { _, _ in workflows() }
-        router.get("/workflows/:name/start") { _, context in
+        router.get("/workflows/:name/start") { request, context in
             let name = try context.parameters.require("name")
             guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
-            return startPage(name, StartForm(shapes: shapes))
+            return startPage(name, StartForm(shapes: shapes), request: request)
         }
         router.post("/workflows/:name/start") { request, context in try await start(request, context) }
         router.get("/instances/:id") { request, context in try await instancePage(request, context) }
@@ -120,8 +120,8 @@ struct ViewerPages: Sendable {
         var headers: HTTPFields = [:]
         let action = instance.status == .failed ? "retry" : instance.status.isTerminal ? nil : "cancel"
         if let action {
-            let token = UUID().uuidString
-            headers[.setCookie] = Self.csrfCookie(token)
+            let (token, cookie) = Self.csrfToken(request)
+            if let cookie { headers[.setCookie] = cookie }
             body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/\(action)\">"
             body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">"
             body += action == "retry" ? "Retry from the failed step</button></form>" : "Cancel</button></form>"
@@ -174,7 +174,7 @@ struct ViewerPages: Sendable {
     /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
     func act(_ request: Request, _ context: BasicRequestContext, _ action: (String) async throws -> Void) async throws -> Response {
         let id = try context.parameters.require("id")
-        _ = try await postedForm(request)
+        guard (try await postedForm(request)) != nil else { return Self.formRefused() }
         try await action(id)
         return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
     }
@@ -201,13 +201,13 @@ struct ViewerPages: Sendable {
     func start(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
         guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
-        var values = try await postedForm(request)
+        guard var values = try await postedForm(request) else { return Self.formRefused() }
         let instanceID = values.removeValue(forKey: "edda_instance_id").flatMap { $0.isEmpty ? nil : $0 }
         let adding = values.removeValue(forKey: "edda_add")
         values = values.filter { !$0.key.hasPrefix("edda_") && $0.key != "csrf" }
         var form = StartForm(shapes: shapes, values: values, adding: adding)
-        if adding != nil { return startPage(name, form, instanceID: instanceID) }
-        guard let input = form.input() else { return startPage(name, form, instanceID: instanceID, status: .unprocessableContent) }
+        if adding != nil { return startPage(name, form, request: request, instanceID: instanceID) }
+        guard let input = form.input() else { return startPage(name, form, request: request, instanceID: instanceID, status: .unprocessableContent) }
         do {
             let id = try await app.start(
                 workflowNamed: name, input: JSONPayload(data: try JSONSerialization.data(withJSONObject: input)), instanceID: instanceID
@@ -216,12 +216,17 @@ struct ViewerPages: Sendable {
         } catch let error as EngineError {
             form.place(error)
             let status: HTTPResponse.Status = error.code == .invalidInput ? .unprocessableContent : JSONErrorMiddleware<BasicRequestContext>.status(of: error.code)
-            return startPage(name, form, instanceID: instanceID, status: status)
+            return startPage(name, form, request: request, instanceID: instanceID, status: status)
+        } catch let error as StoreError {
+            form.errors[""] = "The database did not take it: \(error.message) Try again."
+            return startPage(name, form, request: request, instanceID: instanceID, status: .serviceUnavailable)
         }
     }
 
-    func startPage(_ name: String, _ form: StartForm, instanceID: String? = nil, status: HTTPResponse.Status = .ok) -> Response {
-        let token = UUID().uuidString
+    func startPage(
+        _ name: String, _ form: StartForm, request: Request, instanceID: String? = nil, status: HTTPResponse.Status = .ok
+    ) -> Response {
+        let (token, cookie) = Self.csrfToken(request)
         var body = "<p><a href=\"/workflows\">← Workflows</a></p><h1>Start \(HTML.escape(name))</h1>"
         if let message = form.errors[""] { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
         if !form.errors.isEmpty { body += "<p class=\"field-error\">Nothing was started: correct the fields marked below.</p>" }
@@ -231,26 +236,40 @@ struct ViewerPages: Sendable {
         body += "<input name=\"edda_instance_id\" value=\"\(HTML.escape(instanceID ?? ""))\"></label></div>"
         body += "<button type=\"submit\" name=\"edda_start\" value=\"1\">Start</button></form>"
         var response = HTML.page(title: "Edda — start \(name)", body: body, status: status)
-        response.headers[.setCookie] = Self.csrfCookie(token)
+        if let cookie { response.headers[.setCookie] = cookie }
         return response
     }
 
     // MARK: - Forms
 
-    static func csrfCookie(_ token: String) -> String {
-        "edda_csrf=\(token); Path=/; SameSite=Strict; HttpOnly"
+    /// The token a page's forms carry: the browser's `edda_csrf` cookie when it has one (so that
+    /// pages open in several tabs all stay valid), or a new one with the cookie to set.
+    static func csrfToken(_ request: Request) -> (token: String, setCookie: String?) {
+        if let existing = request.headers[.cookie].flatMap({ cookie("edda_csrf", in: $0) }), UUID(uuidString: existing) != nil {
+            return (existing, nil)
+        }
+        let token = UUID().uuidString
+        return (token, "edda_csrf=\(token); Path=/; SameSite=Strict; HttpOnly")
     }
 
-    /// The fields of a posted form, once its `csrf` field matches the `edda_csrf` cookie the page
-    /// set: a form from another site carries neither our cookie's value nor our Origin (the latter
-    /// is checked for every state-changing request by SameOriginMiddleware).
-    func postedForm(_ request: Request) async throws -> [String: String] {
+    /// The fields of a posted form, or `nil` unless its `csrf` field matches the `edda_csrf` cookie
+    /// the page set: a form from another site carries neither our cookie's value nor our Origin
+    /// (the latter is checked for every state-changing request by SameOriginMiddleware).
+    func postedForm(_ request: Request) async throws -> [String: String]? {
         let form = Self.formFields(String(buffer: try await request.body.collect(upTo: maxBodyBytes)))
         let cookie = request.headers[.cookie].flatMap { Self.cookie("edda_csrf", in: $0) }
-        guard let token = form["csrf"], let cookie, !token.isEmpty, token == cookie else {
-            throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "The form's token does not match: reload the page and try again.")
-        }
+        guard let token = form["csrf"], let cookie, !token.isEmpty, token == cookie else { return nil }
         return form
+    }
+
+    /// The answer to a form without its token: nothing was done.
+    static func formRefused() -> Response {
+        HTML.page(
+            title: "Edda — form refused",
+            body: "<h1>Nothing was done</h1><p class=\"field-error\">This form's token does not match: it came from another site, "
+                + "or its page is too old. Go back, reload the page, and try again.</p><p><a href=\"/\">All instances</a></p>",
+            status: .forbidden
+        )
     }
 
     /// An `application/x-www-form-urlencoded` body's fields (the last of a repeated name wins).

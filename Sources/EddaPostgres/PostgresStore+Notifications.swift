@@ -99,24 +99,39 @@ final class Notifier: Sendable {
     func sendLoop(store: PostgresStore) async {
         while !Task.isCancelled {
             await signal.wait(upTo: .seconds(3600))
-            let batch = pending.withLock { pending -> Pending in
-                defer { pending = Pending() }
-                return pending
-            }
-            guard !batch.isEmpty else { continue }
-            let payloads = Self.payloads(ready: batch.ready, outbox: batch.outbox, finished: batch.finished, cancel: batch.cancel)
-            var binds = PostgresBindings()
-            binds.append(store.tables.channel)
-            for payload in payloads { binds.append(payload) }
-            let sql = "SELECT " + payloads.indices.map { "pg_notify($1, $\($0 + 2))" }.joined(separator: ", ")
-            do {
-                let query = PostgresQuery(unsafeSQL: sql, binds: binds)
-                try await store.watchdog.run("notify other workers") { try await store.client.query(query, logger: store.logger) }
-            } catch {
-                // Other workers still poll; nothing is lost but latency.
-                store.logger.debug("could not notify other workers", metadata: ["edda.error": "\(ServerError(error))"])
-            }
+            await sendPending(store: store)
         }
+    }
+
+    /// Sends what is pending now, in one statement.
+    func sendPending(store: PostgresStore) async {
+        let batch = pending.withLock { pending -> Pending in
+            defer { pending = Pending() }
+            return pending
+        }
+        guard !batch.isEmpty else { return }
+        let payloads = Self.payloads(ready: batch.ready, outbox: batch.outbox, finished: batch.finished, cancel: batch.cancel)
+        var binds = PostgresBindings()
+        binds.append(store.tables.channel)
+        for payload in payloads { binds.append(payload) }
+        let sql = "SELECT " + payloads.indices.map { "pg_notify($1, $\($0 + 2))" }.joined(separator: ", ")
+        do {
+            let query = PostgresQuery(unsafeSQL: sql, binds: binds)
+            try await store.watchdog.run("notify other workers") { try await store.client.query(query, logger: store.logger) }
+        } catch {
+            // Other workers still poll; nothing is lost but latency.
+            store.logger.debug("could not notify other workers", metadata: ["edda.error": "\(ServerError(error))"])
+        }
+    }
+}
+
+extension PostgresStore {
+    /// Sends now the notifications this store has queued for other workers (work made ready, a
+    /// cancellation). They are sent off the write path in the background; a short-lived process —
+    /// a CLI command — calls this before it stops, so that workers hear at once rather than at
+    /// their next poll.
+    public func flushNotifications() async {
+        await notifier.sendPending(store: self)
     }
 }
 

@@ -240,6 +240,9 @@ extension PostgresStore {
                 applied = try await appliedVersions()
             } catch where ServerError(error).sqlState == "42P01" {
                 applied = []   // no migrations table: not an Edda schema (yet)
+            } catch {
+                // Kept as the cause: a connection failure is still told apart by the caller.
+                throw StoreError(.migrationFailed, "Cannot read the schema version of \(t.schema).", cause: ServerError(error))
             }
             let known = Set(migrations.map(\.version))
             guard applied == known else {

@@ -215,6 +215,12 @@ struct APITests {
             )
             #expect(try json(otherSource)["started"] as? [String] == ["fulfil/e-9@/warehouse"])
             #expect(try await app.instances(workflowName: "fulfil").count == 2)
+            // An '@' in the ID cannot make two events one.
+            let mailID = try await client.execute(
+                uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
+                body: Self.body(#"{"specversion": "1.0", "id": "e-9@/shop", "source": "x", "type": "order.created", "data": 19}"#)
+            )
+            #expect(try json(mailID)["started"] as? [String] == ["fulfil/e-9%40/shop@x"])
             let wrongData = try await client.execute(
                 uri: "/api/events", method: .post, headers: [.contentType: "application/cloudevents+json"],
                 body: Self.body(#"{"specversion": "1.0", "id": "e-10", "source": "/shop", "type": "order.created", "data": "seventeen"}"#)

@@ -22,6 +22,7 @@ struct StartFormTests {
         var shipTo: Address
         var billTo: Address?
         var lines: [Line]
+        var attributes: [String: Int]?
         func validate() throws {
             guard amount > 0 else { throw ValidationError(field: "amount", "must be greater than 0") }
         }
@@ -103,6 +104,39 @@ struct StartFormTests {
             #expect(String(buffer: rejected.body).contains("value=\"-3\"></label> <span class=\"field-error\">must be greater than 0</span>"),
                     "the Validatable rule's message sits next to the field it names")
             #expect(try await app.instances(matching: InstanceQuery()).instances.isEmpty, "a rejected form started nothing")
+
+            fields = Self.valid
+            fields[1] = ("a0.amount", "nan")
+            let notFinite = try await post(client, fields)
+            #expect(notFinite.status == .unprocessableContent)
+            #expect(String(buffer: notFinite.body).contains("must be a number, not &#39;nan&#39;"))
+
+            // An error inside a JSON field is shown at that field.
+            let badJSON = try await post(client, Self.valid + [("a0.attributes", #"{"a": "x"}"#)])
+            #expect(badJSON.status == .unprocessableContent)
+            #expect(String(buffer: badJSON.body).contains("</textarea></label> <span class=\"field-error\">is not accepted"), "\(String(buffer: badJSON.body))")
+
+            // A list index far past what the form shows is ignored, not looped over (or overflowed).
+            let huge = try await post(client, [("a0.lines.9223372036854775807", "x"), ("a0.lines.1000000000.sku", "y"), ("edda_add", "a0.lines")])
+            #expect(huge.status == .ok)
+            #expect(!String(buffer: huge.body).contains("name=\"a0.lines.2.sku\""))
+            #expect(try await app.instances(matching: InstanceQuery()).instances.isEmpty)
+        }
+    }
+
+    @Test func pagesInSeveralTabsShareOneFormToken() async throws {
+        try await withViewer { _, client in
+            let first = try await client.execute(uri: "/workflows/order/start", method: .get)
+            let cookie = try #require(first.headers[.setCookie]).split(separator: ";")[0]
+            let second = try await client.execute(uri: "/workflows/order/start", method: .get, headers: [.cookie: String(cookie)])
+            #expect(second.headers[.setCookie] == nil, "the browser's token is kept")
+            #expect(String(buffer: second.body).contains("value=\"\(cookie.dropFirst("edda_csrf=".count))\""))
+            let forged = try await client.execute(
+                uri: "/workflows/order/start", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .cookie: String(cookie)],
+                body: ByteBuffer(string: "csrf=guess&a0.orderID=x")
+            )
+            #expect(forged.status == .forbidden)
+            #expect(String(buffer: forged.body).contains("Nothing was done"), "a refused form is told in HTML")
         }
     }
 
@@ -116,7 +150,7 @@ struct StartFormTests {
             #expect(
                 input == [Order(
                     orderID: "ORD-7", amount: 12.5, express: true, priority: .high, shipTo: Address(street: "1 Main St", zip: nil),
-                    billTo: nil, lines: [Line(sku: "A", quantity: 2)]
+                    billTo: nil, lines: [Line(sku: "A", quantity: 2)], attributes: nil
                 )]
             )
         }
@@ -156,11 +190,17 @@ struct StartFormTests {
             #expect(right.status == .seeOther)
             #expect(right.headers[.location] == "/?status=running")
             let cookie = try #require(right.headers[.setCookie])
-            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
-            let signedIn = try await client.execute(uri: "/", method: .get, headers: [.cookie: String(cookie.split(separator: ";")[0])])
+            #expect(cookie.hasPrefix("edda_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+            #expect(!cookie.contains("s3cret"), "the cookie is a session, not the token")
+            let session = String(cookie.split(separator: ";")[0])
+            let signedIn = try await client.execute(uri: "/", method: .get, headers: [.cookie: session])
             #expect(signedIn.status == .ok)
-            let forged = try await client.execute(uri: "/", method: .get, headers: [.cookie: "edda_token=guess"])
+            let apiWithCookie = try await client.execute(uri: "/api/instances", method: .get, headers: [.cookie: session])
+            #expect(apiWithCookie.status == .unauthorized, "the API takes the bearer token only")
+            let forged = try await client.execute(uri: "/", method: .get, headers: [.cookie: "edda_session=guess"])
             #expect(forged.status == .unauthorized)
+            let sneaky = try await client.execute(uri: "/login", method: .post, headers: form, body: ByteBuffer(string: "token=s3cret&next=%2F%09%2Fevil.example"))
+            #expect(sneaky.headers[.location] == "/", "a path with control characters is not followed")
         }
     }
 }

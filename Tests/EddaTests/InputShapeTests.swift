@@ -75,6 +75,24 @@ struct InputShapeTests {
         )
     }
 
+    struct Percent: Codable, Sendable, InputShapeDescribing {
+        var value: Int
+        init(from decoder: any Decoder) throws {
+            value = try decoder.singleValueContainer().decode(Int.self)
+            guard (1...100).contains(value) else { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "1 to 100")) }
+        }
+        init(_ value: Int) { self.value = value }
+        static var inputShape: InputShape { .integer }
+        static var inputShapeSample: Percent? { Percent(50) }
+    }
+    struct Discount: Codable, Sendable { var percent: Percent; var code: String }
+
+    @Test func aDescribedTypeCanGiveASampleAndIntKeyedDictionariesAreDictionaries() {
+        #expect(InputShape.of(Discount.self) == .object([InputField("percent", .integer), InputField("code", .string)]))
+        #expect(InputShape.of([Int: String].self) == .dictionary(.string))
+        #expect(InputShape.of([String: [Bool]].self) == .dictionary(.list(.boolean)))
+    }
+
     final class Tree: Codable, @unchecked Sendable {
         var name = ""
         var children: [Tree] = []

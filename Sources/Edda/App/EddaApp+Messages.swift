@@ -80,8 +80,9 @@ extension EddaApp {
     /// Makes every event of `type` that arrives through ``ingest(_:)`` (the HTTP ingress) start an
     /// instance of `workflow`, with the event's JSON data as its argument. The instance's ID is
     /// `<workflow name>/<event ID>@<event source>` (CloudEvents identify an event by its source and
-    /// ID): an event delivered twice (CloudEvents delivery is at least once) starts one instance,
-    /// and two sources may use the same IDs. Registers the workflow.
+    /// ID; `%` and `@` in the ID are percent-encoded, and a name past 255 bytes becomes
+    /// `<workflow name>/#<digest>`): an event delivered twice (CloudEvents delivery is at least
+    /// once) starts one instance, and two sources may use the same IDs. Registers the workflow.
     public func startOnEvent<Input, Output>(_ type: String, _ workflow: Workflow<Input, Output>) throws {
         try register(workflow)
         addEventHandler(workflow.name, for: type)
@@ -127,15 +128,17 @@ extension EddaApp {
         return EventReceipt(deliveredTo: try await sendEvent(event), keptFor: nil, started: started)
     }
 
-    /// `<workflow>/<event id>@<source>`; past the 255 bytes an instance ID may have, the source is
-    /// replaced by a digest of it.
+    /// `<workflow>/<event id>@<source>`, with `%` and `@` in the event ID percent-encoded so that no
+    /// two (ID, source) pairs give one name; past the 255 bytes an instance ID may have, a digest of
+    /// both stands for them.
     static func handlerInstanceID(_ workflow: String, _ event: CloudEvent) -> String {
-        let id = "\(workflow)/\(event.id)@\(event.source)"
+        let escapedID = event.id.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "@", with: "%40")
+        let id = "\(workflow)/\(escapedID)@\(event.source)"
         guard id.utf8.count > 255 else { return id }
         // FNV-1a: stable across processes and versions (Swift's Hasher is seeded per process).
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in event.source.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return "\(workflow)/\(event.id)@#\(String(hash, radix: 16))"
+        for byte in Array(escapedID.utf8) + [0] + Array(event.source.utf8) { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return "\(workflow)/#\(String(hash, radix: 16))"
     }
 
     /// The CloudEvents extension attribute that routes an event to one instance: `eddainstanceid`.

@@ -128,7 +128,7 @@ public final class EddaApp: Service, Sendable {
     /// The shape of each argument of the registered workflow `name` (see ``InputShape``), or `nil`
     /// when no workflow has that name: what the viewer's start form is generated from.
     public func inputShapes(ofWorkflowNamed name: String) -> [InputShape]? {
-        registration(named: name)?.inputShapes()
+        registration(named: name)?.inputShapes.value
     }
 
     // MARK: - Starting instances

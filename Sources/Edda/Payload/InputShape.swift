@@ -14,7 +14,10 @@ public import Foundation
 ///
 /// A type whose `init(from:)` rejects placeholders (a `String`-backed enum that is not
 /// `CaseIterable`, a decoder that checks a value's range) cannot be probed; its argument falls back
-/// to ``json``, edited as JSON text. Conform such a type to ``InputShapeDescribing`` to say its shape:
+/// to ``json``, edited as JSON text. A decoder that *traps* on a placeholder (`URL(string: s)!`)
+/// stops the process, as it would on bad input: throw from `init(from:)` instead. Conform such a
+/// type to ``InputShapeDescribing`` to say its shape (and, if a placeholder of that shape does not
+/// decode, give a sample value):
 ///
 /// ```swift
 /// enum Tier: String, Codable, Sendable, InputShapeDescribing {
@@ -95,6 +98,14 @@ public struct InputField: Sendable, Hashable {
 /// being probed (see ``InputShape``).
 public protocol InputShapeDescribing {
     static var inputShape: InputShape { get }
+    /// A value the probe hands the type's container in its place. By default, `nil`: the probe
+    /// decodes a placeholder of ``inputShape`` (zero, empty, the first case) instead, which a type
+    /// that checks ranges may refuse.
+    static var inputShapeSample: Self? { get }
+}
+
+extension InputShapeDescribing {
+    public static var inputShapeSample: Self? { nil }
 }
 
 // MARK: - The probe
@@ -156,6 +167,7 @@ private struct ShapeProbe: Decoder {
         guard depth < 24 else { throw ProbeError() }   // a recursive type
         if let described = T.self as? any InputShapeDescribing.Type {
             node.fixed = described.inputShape
+            if let sample = described.inputShapeSample as? T { return sample }
             let placeholder = try JSONSerialization.data(withJSONObject: [described.inputShape.placeholder])
             return try JSONCoding.decoder.decode([T].self, from: placeholder)[0]
         }
@@ -248,10 +260,12 @@ private struct KeyedProbe<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let depth: Int
     var codingPath: [any CodingKey] { [] }
 
-    /// Asked by dictionaries (and enums with associated values): one sample key stands for all.
+    /// Asked by dictionaries: one sample key stands for all (`"0"` suits `String` and `Int` keys).
+    /// A type whose keys cannot take it (an enum with associated values) gets none.
     var allKeys: [Key] {
+        guard let sample = Key(stringValue: "0") else { return [] }
         node.iteratedKeys = true
-        return [Key(stringValue: "key")].compactMap { $0 }
+        return [sample]
     }
 
     func contains(_ key: Key) -> Bool { true }

@@ -92,6 +92,15 @@ public struct InstanceQuery: Sendable {
     /// and finished instance's input is read, so use it with another filter on large stores.
     public var inputKey: String?
     public var inputValue: String?
+
+    /// Whether `key` can be an ``inputKey``: a key, or a dotted path of keys, each a letter or `_`
+    /// followed by letters, digits or `_` (the same search on every backend).
+    public static func isValidInputKey(_ key: String) -> Bool {
+        key.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { segment in
+            guard let first = segment.first, !first.isNumber else { return false }
+            return segment.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
+        }
+    }
     /// Only instances created at or after this time.
     public var createdFrom: Date?
     /// Only instances created before this time.

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Orchestration logic: a durable `async` function that calls activities.
 ///
 /// ```swift
@@ -56,7 +58,7 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
         let body = self.body
         return RegisteredWorkflow(
             name: name, identity: ObjectIdentifier(identity),
-            inputShapes: {
+            inputShapes: InputShapes {
                 var shapes: [InputShape] = []
                 for type in repeat (each Argument).self {
                     shapes.append(InputShape.of(type))
@@ -98,11 +100,28 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
 struct RegisteredWorkflow: Sendable {
     let name: String
     let identity: ObjectIdentifier
-    /// The shape of each argument (probed when asked: registration is on every start's path).
-    let inputShapes: @Sendable () -> [InputShape]
+    /// The shape of each argument (probed when first asked: registration is on every start's path).
+    let inputShapes: InputShapes
     /// Throws unless `input` decodes as this workflow's arguments and they pass its validation.
     let checkInput: @Sendable (JSONPayload) throws -> Void
     let run: @Sendable (WorkflowContext, JSONPayload) async throws -> JSONPayload
+}
+
+/// A workflow's argument shapes, probed once, when first asked for.
+final class InputShapes: Sendable {
+    private let probe: @Sendable () -> [InputShape]
+    private let shapes = Mutex<[InputShape]?>(nil)
+
+    init(_ probe: @escaping @Sendable () -> [InputShape]) {
+        self.probe = probe
+    }
+
+    var value: [InputShape] {
+        if let known = shapes.withLock({ $0 }) { return known }
+        let probed = probe()
+        shapes.withLock { $0 = probed }
+        return probed
+    }
 }
 
 /// The identity of one ``Workflow`` value and its copies.
