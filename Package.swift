@@ -132,7 +132,7 @@ let package = Package(
             ],
             path: "Tests/CrashWorker"
         ),
-        .testTarget(name: "EddaTests", dependencies: ["Edda", "EddaTesting"]),
+        .testTarget(name: "EddaTests", dependencies: ["Edda", "EddaTesting", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "EddaSQLiteTests",
             dependencies: [

@@ -266,6 +266,14 @@ struct Migrate: AsyncParsableCommand {
                 throw CLIError("No database at \(store.location). Pass --database with the path your app uses (or a postgres:// URL).")
             }
             let location = store.location
+            do {
+                _ = try SQLiteStore(readingAt: location, logger: StoreOptions.logger)
+            } catch let error as StoreError where error.code == .notAnEddaDatabase {
+                // Never add Edda's tables to another application's database.
+                throw error
+            } catch {
+                // Older (or up to date): migrating is what was asked for.
+            }
             _ = try await Progress.during("migrating") { try SQLiteStore(path: location, logger: StoreOptions.logger) }
         }
         out("\(store.displayName): schema up to date")

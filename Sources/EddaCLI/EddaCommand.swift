@@ -15,7 +15,7 @@ struct EddaCommand: AsyncParsableCommand {
             cancel, retry and send-event act on the database directly: they need no workflow code. \
             start needs it (to decode and validate the input), so it asks a running app's HTTP API (EddaHTTP).
             """,
-        subcommands: [List.self, Show.self, Outbox.self, Start.self, Cancel.self, Retry.self, SendEvent.self, Serve.self, Migrate.self]
+        subcommands: [List.self, Show.self, Outbox.self, Start.self, Cancel.self, Retry.self, SendEvent.self, Serve.self, Migrate.self, Backup.self]
     )
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Edda
+import EddaSQLite
 import Foundation
 
 /// The `--status` option's value, checked against the statuses there are.
@@ -83,8 +84,11 @@ struct List: AsyncParsableCommand {
         for instance in page.instances {
             out(
                 instance.instanceID.padding(38) + instance.workflowName.padding(24) + Terminal.status(instance.status, width: 13)
-                    + instance.createdAt.iso8601
+                    + instance.createdAt.iso8601 + (instance.unreadable == nil ? "" : Terminal.paint("  ⚠ unreadable", .red))
             )
+        }
+        for problem in page.instances.compactMap(\.unreadable) {
+            out(Terminal.paint("⚠ \(problem)", .red))
         }
         if let next = page.nextCursor {
             out("next page: --after '\(next)'")
@@ -126,6 +130,7 @@ struct Show: AsyncParsableCommand {
         out("input:     \(instance.input.json)")
         if let output = instance.output { out("output:    \(output.json)") }
         if let error = instance.error { out("error:     \(Terminal.paint("\(error)", .red))") }
+        if let problem = instance.unreadable { out("⚠          \(Terminal.paint(problem, .red))") }
         let shown = failed ? history.filter(\.isFailure) : history
         out("history:   \(history.count) record\(history.count == 1 ? "" : "s")\(failed ? ", \(shown.count) failed" : "")")
         guard !shown.isEmpty else { return }
@@ -182,6 +187,7 @@ struct InstanceSummary: Encodable {
     var status: String
     var created_at: String
     var error: ErrorRecord?
+    var unreadable: String?
 
     init(_ instance: WorkflowInstance) {
         instance_id = instance.instanceID
@@ -189,5 +195,33 @@ struct InstanceSummary: Encodable {
         status = instance.status.rawValue
         created_at = instance.createdAt.iso8601
         error = instance.error
+        unreadable = instance.unreadable
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy a SQLite database into a new file, consistent at one moment, while workers run on it.",
+        discussion: """
+            The .sqlite file alone is not a backup: recent commits may still be in its -wal file. This uses SQLite's \
+            online backup (so does `sqlite3 app.sqlite ".backup copy.sqlite"`). For PostgreSQL, use pg_dump.
+            """
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "The new file to write (never overwritten).")
+    var to: String
+
+    func run() async throws {
+        guard !store.isPostgres else {
+            throw CLIError("edda backup copies SQLite files; back up a PostgreSQL database with pg_dump (the schema named in the URL).")
+        }
+        let destination = to
+        try await store.withStore(writable: false) { opened in
+            guard let sqlite = opened as? SQLiteStore else { return }
+            try await Progress.during("backing up") { try sqlite.backup(to: destination) }
+        }
+        out("\(store.displayName) copied to \(to)")
     }
 }

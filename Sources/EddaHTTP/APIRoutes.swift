@@ -209,6 +209,7 @@ struct APIRoutes: Sendable {
             "cancel_requested": instance.cancelRequested,
             "parent_instance_id": instance.parentInstanceID ?? NSNull(),
             "run": instance.runNumber,
+            "unreadable": instance.unreadable ?? NSNull(),
         ]
     }
 

@@ -65,7 +65,8 @@ struct ViewerPages: Sendable {
             body += "<table><thead><tr><th>Instance</th><th>Workflow</th><th>Status</th><th>Created</th><th>Updated</th></tr></thead><tbody>"
             for instance in page.instances {
                 body += "<tr><td><a href=\"/instances/\(HTML.pathComponent(instance.instanceID))\">\(HTML.escape(instance.instanceID))</a></td>"
-                body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.status))</td>"
+                let warning = instance.unreadable.map { " <span class=\"badge failed\" title=\"\(HTML.escape($0))\">unreadable</span>" } ?? ""
+                body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.status))\(warning)</td>"
                 body += "<td>\(HTML.time(instance.createdAt))</td><td>\(HTML.time(instance.updatedAt))</td></tr>"
             }
             body += "</tbody></table>"
@@ -110,6 +111,7 @@ struct ViewerPages: Sendable {
             body += "<dt>Parent</dt><dd><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a></dd>"
         }
         body += "<dt>Created</dt><dd>\(HTML.time(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.time(instance.updatedAt))</dd>"
+        if let problem = instance.unreadable { body += "<dt>Unreadable</dt><dd class=\"error\">\(HTML.escape(problem))</dd>" }
         if let readyAt = instance.readyAt, instance.leaseOwner == nil, !instance.status.isTerminal {
             body += "<dt>Waiting until</dt><dd>\(readyAt == .distantFuture ? "an event or message" : HTML.time(readyAt))</dd>"
         }
@@ -332,7 +334,8 @@ enum HTML {
     }
 
     static func badge(_ status: InstanceStatus) -> String {
-        "<span class=\"badge \(status.rawValue)\">\(status.rawValue)</span>"
+        // A stored status may be any text (a newer version's, or edited by hand): escaped like user data.
+        "<span class=\"badge \(HTML.escape(status.rawValue))\">\(HTML.escape(status.rawValue))</span>"
     }
 
     static func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {

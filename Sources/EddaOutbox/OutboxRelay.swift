@@ -55,7 +55,7 @@ public final class OutboxRelay: Service, Sendable {
 
     /// Delivers until graceful shutdown or cancellation.
     public func run() async throws {
-        logger.info("outbox relay started", metadata: ["edda.outbox.endpoint": "\(configuration.endpoint)", "edda.outbox.relay": "\(relayID)"])
+        logger.debug("outbox relay started", metadata: ["edda.outbox.endpoint": "\(configuration.endpoint)", "edda.outbox.relay": "\(relayID)"])
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let claimed: Int
             do {
@@ -69,7 +69,7 @@ public final class OutboxRelay: Service, Sendable {
                 await cancelWhenGracefulShutdown { await self.store.waitForOutboxEvents(upTo: interval) }
             }
         }
-        logger.info("outbox relay stopped", metadata: ["edda.outbox.relay": "\(relayID)"])
+        logger.debug("outbox relay stopped", metadata: ["edda.outbox.relay": "\(relayID)"])
     }
 
     /// One pass: claims up to ``Configuration-swift.struct/batchSize`` due events, delivers them
@@ -127,7 +127,7 @@ public final class OutboxRelay: Service, Sendable {
         }
         switch outcome {
         case .published: logger.debug("event published", metadata: metadata)
-        case .retry: logger.info("event delivery failed; will retry", metadata: metadata)
+        case .retry: logger.debug("event delivery failed; will retry", metadata: metadata)
         case .failed, .invalid: logger.warning("event not delivered", metadata: metadata.merging(["edda.outbox.outcome": "\(outcome)"]) { $1 })
         }
         try await store.recordOutboxDelivery(sequence: stored.sequence, relayID: relayID, outcome)

@@ -27,7 +27,7 @@ extension PostgresStore {
             try row.decode(
                 (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Int64?, Bool, String?, Int32).self
             )
-        let instance = try WorkflowInstance(
+        let instance = WorkflowInstance(
             storedID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: input, output: output,
             error: error, createdAt: createdAt, updatedAt: updatedAt, leaseOwner: leaseOwner, readyAt: readyAt,
             cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber)

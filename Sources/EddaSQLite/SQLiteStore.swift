@@ -59,7 +59,7 @@ public final class SQLiteStore: Store {
                 return pool
             }
         } catch {
-            throw StoreError(.database, "Cannot open the SQLite database at \(path).", cause: error)
+            throw Self.failure("Cannot open the SQLite database at \(path).", path: path, error)
         }
         self.writer = pool
         self.committer = GroupCommitter(writer: pool)
@@ -109,8 +109,12 @@ public final class SQLiteStore: Store {
         self.configuration = Configuration()
         self.logger = logger
         self.isReadOnly = true
-        guard FileManager.default.fileExists(atPath: path) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw StoreError(.database, "No database at \(path). Pass the path the app uses.")
+        }
+        guard !isDirectory.boolValue else {
+            throw StoreError(.database, "\(path) is a directory: pass the path of the database file in it.")
         }
         var grdb = Self.grdbConfiguration(configuration)
         grdb.readonly = true
@@ -118,10 +122,21 @@ public final class SQLiteStore: Store {
         do {
             pool = try DatabasePool(path: path, configuration: grdb)
         } catch {
-            throw StoreError(.database, "Cannot open the SQLite database at \(path) for reading.", cause: error)
+            throw Self.failure("Cannot open the SQLite database at \(path) for reading.", path: path, error)
         }
-        let (current, superseded) = try pool.read { db in
-            (try Self.migrator.hasCompletedMigrations(db), try Self.migrator.hasBeenSuperseded(db))
+        let (isEdda, current, superseded): (Bool, Bool, Bool)
+        do {
+            (isEdda, current, superseded) = try pool.read { db in
+                (try Self.isEddaDatabase(db), try Self.migrator.hasCompletedMigrations(db), try Self.migrator.hasBeenSuperseded(db))
+            }
+        } catch {
+            throw Self.failure("Cannot read the SQLite database at \(path).", path: path, error)
+        }
+        guard isEdda else {
+            throw StoreError(
+                .notAnEddaDatabase,
+                "\(path) is a SQLite database, but not an Edda one (it has other tables and none of Edda's). Nothing was changed; check the path."
+            )
         }
         guard current, !superseded else {
             throw StoreError(
@@ -134,6 +149,37 @@ public final class SQLiteStore: Store {
         }
         self.writer = pool
         self.committer = GroupCommitter(writer: pool)
+    }
+
+    /// Whether the database holds Edda's tables, or nothing at all (a new, empty file).
+    static func isEddaDatabase(_ db: Database) throws -> Bool {
+        let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        return tables.isEmpty || tables.contains("workflow_instances")
+    }
+
+    /// Copies the database, consistent at one moment, into a new file at `path` — safe while
+    /// workers write to it (SQLite's online backup, through GRDB). Copying the `.sqlite` file alone
+    /// is not: recent commits may still be in its `-wal` file.
+    ///
+    /// - Throws: ``StoreError`` with code ``StoreError/Code-swift.struct/database`` when `path`
+    ///   exists (it is never overwritten) or cannot be written; nothing is left at `path` then.
+    public func backup(to path: String) throws {
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(.database, "\(path) exists; a backup never overwrites a file. Choose a new path.")
+        }
+        do {
+            let destination = try DatabaseQueue(path: path)
+            do {
+                try writer.backup(to: destination)
+                try destination.close()
+            } catch {
+                try? destination.close()
+                throw error
+            }
+        } catch {
+            for suffix in ["", "-wal", "-shm", "-journal"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            throw Self.failure("Cannot back up \(self.path ?? "the database") to \(path).", path: path, error)
+        }
     }
 
     /// A store in memory, gone when the store is: for tests and experiments.
@@ -157,10 +203,10 @@ public final class SQLiteStore: Store {
         try migrate()
     }
 
-    private static func grdbConfiguration(_ configuration: Configuration) -> GRDB.Configuration {
+    static func grdbConfiguration(_ configuration: Configuration) -> GRDB.Configuration {
         var grdb = GRDB.Configuration()
         grdb.label = "edda"
-        grdb.busyMode = .timeout(TimeInterval(configuration.busyTimeout.components.seconds))
+        grdb.busyMode = .timeout(configuration.busyTimeout.seconds)
         grdb.foreignKeysEnabled = true
         if let kibibytes = configuration.pageCacheKiB {
             grdb.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -\(kibibytes)") }
@@ -666,10 +712,7 @@ public final class SQLiteStore: Store {
         }
         var counts: [InstanceStatus: Int] = [:]
         for (text, count) in rows {
-            guard let status = InstanceStatus(rawValue: text) else {
-                throw StoreError(.corruptRecord, "Some instances have status '\(text)', which this version of Edda does not know.")
-            }
-            counts[status] = count
+            counts[InstanceStatus(stored: text), default: 0] += count   // an unknown status is counted as it is stored
         }
         return counts
     }
@@ -716,7 +759,7 @@ public final class SQLiteStore: Store {
         } catch let misuse as ChannelModeError {
             throw misuse
         } catch {
-            throw StoreError(.database, "A write to the SQLite database failed.", cause: error)
+            throw Self.failure("A write to the SQLite database at \(path ?? "(memory)") failed; nothing of it was committed.", path: path, error)
         }
     }
 
@@ -726,7 +769,7 @@ public final class SQLiteStore: Store {
         } catch let error as StoreError {
             throw error
         } catch {
-            throw StoreError(.database, "A read from the SQLite database failed.", cause: error)
+            throw Self.failure("A read from the SQLite database at \(path ?? "(memory)") failed.", path: path, error)
         }
     }
 
@@ -739,7 +782,7 @@ public final class SQLiteStore: Store {
     }
 
     static func instance(from row: Row) throws -> WorkflowInstance {
-        try WorkflowInstance(
+        WorkflowInstance(
             storedID: row["instance_id"], workflowName: row["workflow_name"], serviceName: row["service_name"], status: row["status"],
             input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
             leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false,

@@ -92,7 +92,7 @@ case "postgres":
         return total
     }
     var markingLogger = Logger(label: "edda.crash-worker") { _ in LeaseLostMarker(workerID: workerID, forwardingTo: logger) }
-    markingLogger.logLevel = min(logger.logLevel, .info)
+    markingLogger.logLevel = .debug   // the marker needs the engine's debug line; it forwards at the logger's own level
     var storeConfiguration = try PostgresStore.Configuration(url: databasePath)
     storeConfiguration.queryTimeout = .seconds(2)   // a statement lost with its connection is given up quickly
     let store = try PostgresStore(configuration: storeConfiguration, logger: markingLogger)
@@ -325,11 +325,11 @@ default:
 struct TerminalErrorIsNotThis: Error {}
 
 /// Forwards to the worker's logger, and writes "# lease-lost <instance> <worker>" to the executions
-/// file when a run ends because its lease was lost (the engine logs that at info).
+/// file when a run ends because its lease was lost (the engine logs that at debug).
 struct LeaseLostMarker: LogHandler {
     let workerID: String
     var forwardingTo: Logger
-    var logLevel: Logger.Level = .info
+    var logLevel: Logger.Level = .debug
     var metadata: Logger.Metadata = [:]
 
     init(workerID: String, forwardingTo logger: Logger) {
@@ -346,6 +346,7 @@ struct LeaseLostMarker: LogHandler {
         if event.message.description.hasPrefix("lease lost"), let instanceID = event.metadata?["edda.instance.id"] {
             recordExecution("# lease-lost \(instanceID) \(workerID)")
         }
+        guard event.level >= forwardingTo.logLevel else { return }
         forwardingTo.log(
             level: event.level, event.message, metadata: event.metadata, source: event.source, file: event.file, function: event.function,
             line: event.line

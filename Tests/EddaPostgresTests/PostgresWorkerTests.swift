@@ -31,7 +31,9 @@ struct PostgresWorkerTests {
         func workflow(for worker: String) -> Workflow<Int, String> {
             let step = Activity("step") { (ctx, n: Int) -> Int in
                 executions.withLock { $0["\(ctx.instanceID) \(ctx.stepID)", default: []].append(worker) }
-                try await Task.sleep(for: .milliseconds(5))
+                // Long enough that A's four slots fill while it starts the forty: the rest are
+                // created ready, for either worker (with 5 ms, A could finish each before the next start).
+                try await Task.sleep(for: .milliseconds(30))
                 return n
             }
             return Workflow("shared") { (ctx, n: Int) -> String in
@@ -55,6 +57,10 @@ struct PostgresWorkerTests {
 
         let results = try await appB.run { appB in
             try await appA.run { appA in
+                // Both stores migrated and listening before the work arrives (under a loaded test
+                // run, B's start-up could otherwise take longer than A needs for all forty).
+                try await storeA.ready()
+                try await storeB.ready()
                 var handles: [WorkflowHandle<String>] = []
                 for n in 0..<40 {
                     handles.append(try await appA.start(sharedA, n, instanceID: "shared-\(n)"))

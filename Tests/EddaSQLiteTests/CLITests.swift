@@ -50,24 +50,67 @@ struct CLITests {
         }
     }
 
-    @Test func readingNeverMigratesAndMigrateDoes() async throws {
+    @Test func backupCopiesAConsistentDatabaseAndNeverOverwrites() async throws {
         try await withTemporaryDatabase { path in
-            // A SQLite file without Edda's schema (an older or foreign database).
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in
+                _ = try await app.start(Self.greet, "Ada", instanceID: "b-1").result()
+                let copy = path + ".backup"
+                let backup = try await edda(["backup", "--database", path, "--to", copy])
+                #expect(backup.status == 0, "\(backup.error)")
+                let listed = try await edda(["list", "--database", copy, "--json"])
+                #expect(listed.output.contains("\"b-1\""), "\(listed.output)\(listed.error)")
+                let again = try await edda(["backup", "--database", path, "--to", copy])
+                #expect(again.status != 0 && again.error.contains("never overwrites"), "\(again.error)")
+            }
+        }
+    }
+
+    @Test func aForeignDatabaseIsNeitherReadNorMigratedAndAnEmptyFileIsMigrated() async throws {
+        try await withTemporaryDatabase { path in
+            // A SQLite file of another application.
             let queue = try DatabaseQueue(path: path)
             try await queue.write { db in try db.execute(sql: "CREATE TABLE unrelated (x INTEGER)") }
             try queue.close()
+            let before = try Data(contentsOf: URL(fileURLWithPath: path))
 
             let list = try await edda(["list", "--database", path])
             #expect(list.status != 0)
-            #expect(list.error.contains("older schema"), "\(list.error)")
-            let tables = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
-            #expect(tables == ["unrelated"], "list created tables: \(tables)")
-
+            #expect(list.error.contains("not an Edda one"), "\(list.error)")
             let migrate = try await edda(["migrate", "--database", path])
-            #expect(migrate.status == 0, "\(migrate.error)")
-            let after = try await edda(["list", "--database", path])
-            #expect(after.status == 0)
-            #expect(after.output.contains("No instances."))
+            #expect(migrate.status != 0 && migrate.error.contains("not an Edda one"), "\(migrate.error)")
+            let tables = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+            #expect(tables == ["unrelated"], "Edda's tables were added: \(tables)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+
+            let directory = try await edda(["list", "--database", URL(fileURLWithPath: path).deletingLastPathComponent().path])
+            #expect(directory.status != 0 && directory.error.contains("is a directory"), "\(directory.error)")
+
+            let empty = path + ".empty"
+            FileManager.default.createFile(atPath: empty, contents: Data())
+            let migrated = try await edda(["migrate", "--database", empty])
+            #expect(migrated.status == 0, "\(migrated.error)")
+            let after = try await edda(["list", "--database", empty])
+            #expect(after.status == 0 && after.output.contains("No instances."), "\(after.error)")
+        }
+    }
+
+    @Test func aFileThisUserMayOnlyReadIsListed() async throws {
+        // Root reads everything: run the binary as another user (CI runs as root; elsewhere this is skipped).
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") || FileManager.default.isExecutableFile(atPath: "/sbin/runuser")
+        else { return }
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in _ = try await app.start(Self.greet, "Ada", instanceID: "r-1").result() }
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder)
+            for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+                try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file)
+            }
+            let binary = try EddaBinary.executable().path
+            let list = try await EddaBinary.runCommand("/usr/sbin/runuser", ["-u", "nobody", "--", binary, "list", "--database", path])
+            #expect(list.status == 0, "\(list.error)")
+            #expect(list.output.contains("r-1"), "\(list.output)")
         }
     }
 

@@ -73,13 +73,13 @@ struct SQLiteStoreTests {
         #expect(try await store.history(of: "i").first?.retry == metadata)
     }
 
-    @Test func unknownStatusIsACorruptRecordError() async throws {
+    @Test func anUnknownStatusIsReadAsStoredAndMarked() async throws {
         let store = try SQLiteStore.inMemory()
         _ = try await store.createLeasedInstance("i")
         try await store.writer.write { db in try db.execute(sql: "UPDATE workflow_instances SET status = 'exploded'") }
-        let error = try await #require(throws: StoreError.self) { try await store.instance("i") }
-        #expect(error.code == .corruptRecord)
-        #expect(error.message.contains("exploded"))
+        let instance = try #require(try await store.instance("i"))
+        #expect(instance.status.rawValue == "exploded" && !instance.status.isKnown)
+        #expect(instance.unreadable?.contains("exploded") == true)
     }
 
     @Test func storesOpeningANewFileAtOnceBothSucceed() async throws {
@@ -164,4 +164,17 @@ final class ExecutionLogForStore: Sendable {
     private let entries = Mutex<[String]>([])
     func record(_ name: String) { entries.withLock { $0.append(name) } }
     var all: [String] { entries.withLock { $0 } }
+}
+
+@Suite("SQLite: configuration")
+struct SQLiteConfigurationTests {
+    @Test func aBusyTimeoutKeepsItsFractionOfASecond() {
+        var configuration = SQLiteStore.Configuration()
+        configuration.busyTimeout = .milliseconds(500)
+        guard case .timeout(let seconds) = SQLiteStore.grdbConfiguration(configuration).busyMode else {
+            Issue.record("no busy timeout set")
+            return
+        }
+        #expect(seconds == 0.5)
+    }
 }

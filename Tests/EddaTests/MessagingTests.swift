@@ -155,7 +155,7 @@ struct MessagingTests {
                 _ = try await app.start(reader, 0, instanceID: "mixed-1").result()
                 Issue.record("a broadcast receive on a competing channel succeeded")
             } catch let failed as WorkflowFailedError {
-                #expect("\(failed)".contains("Channel 'mixed' is a competing channel"), "\(failed)")
+                #expect(failed.error.message.contains("Channel 'mixed' is a competing channel"), "\(failed)")
             }
             await #expect(throws: ChannelModeError.self) { try await app.publish(asBroadcast, 2) }
         }

@@ -28,7 +28,12 @@ public enum EddaBinary {
     /// Runs `edda` with `arguments` (and `environment` added to this process's), on a thread of its
     /// own so that a server in the test process keeps its threads while the CLI talks to it.
     public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
-        let executable = try executable()
+        try await runCommand(try executable().path, arguments, environment: environment)
+    }
+
+    /// Runs any program the same way (`runuser -u nobody -- edda …`, say).
+    public static func runCommand(_ path: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
+        let executable = URL(fileURLWithPath: path)
         return try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 do {

@@ -575,7 +575,7 @@ public final class EddaApp: Service, Sendable {
                 + "(app.register(…)) to resume it.",
             instanceID: instance.instanceID
         )
-        logger.warning(
+        logger.debug(
             "instance left running by a workflow this app has not registered",
             metadata: ["edda.instance.id": "\(instance.instanceID)", "edda.workflow.name": "\(instance.workflowName)"]
         )

@@ -35,7 +35,7 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
                 )
             }
         case .failed(let record):
-            throw WorkflowFailedError(instanceID: instanceID, workflowName: workflowName, error: record, cause: nil)
+            throw WorkflowFailedError(instanceID: instanceID, workflowName: workflowName, error: record, cause: RecordedError(record))
         case .cancelled:
             throw WorkflowCancelledError(instanceID: instanceID)
         }

@@ -17,6 +17,7 @@ public struct EngineError: EddaError {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
+            case reservedStepID
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -53,6 +54,9 @@ public struct EngineError: EddaError {
         public static let undecodableMessage = Code(.undecodableMessage)
         /// ``EddaApp/retry(_:)`` was asked for an instance that has not failed. Nothing was changed.
         public static let notFailed = Code(.notFailed)
+        /// An explicit step ID (`activityID:` and the like) starts with `compensate:`, which Edda
+        /// keeps for compensations' records. The run fails, as for a duplicate step ID.
+        public static let reservedStepID = Code(.reservedStepID)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

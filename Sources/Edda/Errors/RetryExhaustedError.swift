@@ -33,6 +33,12 @@ public struct RetryExhaustedError: EddaError {
         "Activity '\(activityName)' (\(stepID)) failed after \(attempts) attempt\(attempts == 1 ? "" : "s")"
             + (lastError.map { "; last error: \($0)" } ?? "")
     }
+
+    /// The failure without what the attempts' errors said (it may hold input data): their type only.
+    public var description: String {
+        "RetryExhaustedError: Activity '\(activityName)' (\(stepID)) failed after \(attempts) attempt\(attempts == 1 ? "" : "s")"
+            + (lastError.map { "; last error: \($0.type) (its message is in `errors`)." } ?? ".")
+    }
 }
 
 /// An error read back from history: the type name and message of an error thrown in an earlier run.
@@ -40,7 +46,9 @@ public struct RecordedError: EddaError, Equatable {
     public var record: ErrorRecord
     public var message: String { record.message }
     public var cause: (any Error)? { nil }
-    public var description: String { record.description }
+    /// The recorded error's type only: its message may hold input data (see `debugDescription`).
+    public var description: String { "RecordedError: \(record.type) (its message is in `record`)." }
+    public var debugDescription: String { "RecordedError: \(record.description)" }
 
     public init(_ record: ErrorRecord) {
         self.record = record

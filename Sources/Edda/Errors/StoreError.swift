@@ -7,7 +7,7 @@
 public struct StoreError: EddaError {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String {
-            case databaseInUse, migrationFailed, database, corruptRecord, notWritable, leaseLost
+            case databaseInUse, migrationFailed, database, corruptRecord, notWritable, leaseLost, notAnEddaDatabase
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -20,6 +20,9 @@ public struct StoreError: EddaError {
         public static let database = Code(.database)
         /// A stored row holds a value Edda cannot read (an unknown status, a malformed column).
         public static let corruptRecord = Code(.corruptRecord)
+        /// The database holds other tables and none of Edda's: it is another application's. Edda
+        /// neither reads it nor adds its tables to it.
+        public static let notAnEddaDatabase = Code(.notAnEddaDatabase)
         /// The store was opened read-only and was asked to write.
         public static let notWritable = Code(.notWritable)
         /// A write was refused because the writer's lease on the instance is no longer held: another
@@ -44,6 +47,10 @@ extension StoreError {
     public var description: String {
         guard let cause else { return "StoreError: \(message)" }
         return "StoreError: \(message) Cause: \(cause)"
+    }
+
+    public var debugDescription: String {
+        "StoreError(\(code)): \(message)" + (cause.map { " Cause: \(String(reflecting: $0))" } ?? "")
     }
 }
 

@@ -118,6 +118,9 @@ package struct ReplayState: Sendable {
         "\(name):\(callCounts[name, default: 0] + 1)"
     }
 
+    /// The prefix of compensations' step IDs: `compensate:<step ID>`.
+    package static let compensationPrefix = "compensate:"
+
     /// Reserves the next step.
     ///
     /// - Parameter topLevel: whether the request comes from the workflow's top-level task, whose
@@ -125,6 +128,14 @@ package struct ReplayState: Sendable {
     package mutating func reserve(name: String, explicitID: String?, topLevel: Bool) throws -> Reservation {
         let stepID: String
         if let explicitID {
+            guard !explicitID.hasPrefix(Self.compensationPrefix) else {
+                throw EngineError(
+                    .reservedStepID,
+                    "Step ID '\(explicitID)' starts with '\(Self.compensationPrefix)', which Edda keeps for compensations' records; "
+                        + "choose another activityID:.",
+                    instanceID: instanceID, stepID: explicitID
+                )
+            }
             stepID = explicitID
         } else {
             stepID = nextDefaultID(for: name)

@@ -49,6 +49,19 @@ extension Activity {
         copy.compensation = compensation
         return copy
     }
+
+    /// A copy of this activity that registers an undo needing neither the activity's result nor
+    /// its arguments (the seed's `undo_a(ctx)`) each time a call completes:
+    ///
+    /// ```swift
+    /// let reserveA = Activity("reserve_a") { (ctx) -> Bool in … }
+    ///     .onFailure("undo_a") { ctx in try await releaseA() }
+    /// ```
+    public func onFailure(
+        _ name: String, retry: RetryPolicy? = nil, _ body: @escaping @Sendable (ActivityContext) async throws -> Void
+    ) -> Self {
+        onFailure(Compensation(name, retry: retry) { (context: ActivityContext, _: Output, _: repeat each Argument) in try await body(context) })
+    }
 }
 
 /// A compensation registered by a completed step, waiting in case the workflow fails.

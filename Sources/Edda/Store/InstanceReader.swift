@@ -11,11 +11,13 @@ public protocol InstanceReader: Sendable {
     /// of many thousand records is shown a page at a time.
     func history(of instanceID: String, matching query: HistoryQuery) async throws -> [HistoryEvent]
 
-    /// A page of instances matching the query, newest first. Pass the page's
+    /// A page of instances matching the query, newest first. A row that cannot be fully read is
+    /// listed with ``WorkflowInstance/unreadable`` saying what. Pass the page's
     /// ``InstancePage/nextCursor`` as ``InstanceQuery/after`` for the next page.
     func instances(matching query: InstanceQuery) async throws -> InstancePage
 
     /// How many instances have each status, among those the query's other filters match (its
-    /// status, cursor and limit are ignored). Statuses with no instance are absent.
+    /// status, cursor and limit are ignored). Statuses with no instance are absent; a status this
+    /// version does not know is counted under its stored text.
     func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int]
 }

@@ -14,6 +14,13 @@ public struct InstanceStatus: RawRepresentable, Hashable, Sendable, CustomString
 
     private init(known: String) { self.rawValue = known }
 
+    /// A status as stored, known or not: how a store reports a row with a status this version of
+    /// Edda does not know (see ``WorkflowInstance/unreadable``).
+    package init(stored: String) { self.rawValue = stored }
+
+    /// Whether this version of Edda knows the status (one of ``all``).
+    public var isKnown: Bool { Self.all.contains(self) }
+
     /// Started and not finished: executing, or waiting to be resumed after a crash or a restart.
     public static let running = InstanceStatus(known: "running")
     /// Failed, and running the compensations of its completed activities (Saga rollback).

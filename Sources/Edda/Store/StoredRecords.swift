@@ -30,21 +30,23 @@ extension NewHistoryEvent {
 }
 
 extension WorkflowInstance {
-    /// Builds an instance from its stored columns (times in milliseconds since 1970), or throws
-    /// ``StoreError/Code-swift.struct/corruptRecord`` naming the instance and the bad column.
+    /// Builds an instance from its stored columns (times in milliseconds since 1970). What cannot be
+    /// read — an unknown status, an unreadable error column — is named in ``unreadable`` rather than
+    /// thrown, so that one bad row does not hide the others.
     package init(
         storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
         output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
         cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1
-    ) throws {
-        guard let status = InstanceStatus(rawValue: statusText) else {
-            throw StoreError(.corruptRecord, "Instance \(id) has status '\(statusText)', which this version of Edda does not know.")
-        }
-        let error: ErrorRecord?
+    ) {
+        var problems: [String] = []
+        let status = InstanceStatus(stored: statusText)
+        if !status.isKnown { problems.append("status '\(statusText)' is not one this version of Edda knows") }
+        var error: ErrorRecord?
         do {
             error = try errorText.map { try JSONPayload(json: $0).decode(ErrorRecord.self) }
-        } catch {
-            throw StoreError(.corruptRecord, "Instance \(id) has an unreadable error column.", cause: error)
+        } catch let cause {
+            problems.append("the error column cannot be read (\(cause))")
+            error = ErrorRecord(type: "UnreadableRecord", message: "The stored error cannot be read.")
         }
         self.init(
             instanceID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: JSONPayload(json: input),
@@ -52,6 +54,7 @@ extension WorkflowInstance {
             updatedAt: Date(storedMilliseconds: updatedAt), leaseOwner: leaseOwner, readyAt: readyAt.map(Date.init(storedMilliseconds:)),
             cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: runNumber
         )
+        if !problems.isEmpty { unreadable = "Instance \(id): " + problems.joined(separator: "; ") + "." }
     }
 }
 

@@ -26,6 +26,10 @@ public struct WorkflowInstance: Sendable {
     public var parentInstanceID: String?
     /// Which run of the instance this is: 1, then one more with each continue-as-new.
     public var runNumber: Int
+    /// What of the stored row could not be read, if anything: an unknown status (written by a newer
+    /// version of Edda, or by hand), an unreadable error column. The row is shown as far as it can
+    /// be — a list is never blocked by one bad row — and no worker claims an unknown status.
+    public var unreadable: String?
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,

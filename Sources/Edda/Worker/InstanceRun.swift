@@ -38,6 +38,9 @@ struct InstanceRun: Sendable {
                     if current.cancelRequested { control.requestCancellation() }
                 }
                 history = try await store.history(of: instance.instanceID)
+            } catch let error as StoreError where error.code == .corruptRecord {
+                // Reading again will not help: fail the instance, and leave its history as it is.
+                return await failUnreadable(error, logger: logger)
             } catch {
                 logger.warning("cannot read history; the run is retried", metadata: ["edda.error": "\(error)"])
                 return .released(.storeFailure(error))
@@ -58,11 +61,15 @@ struct InstanceRun: Sendable {
             if context.wasCancelled { throw WorkflowCancelledError(instanceID: instance.instanceID) }
             let (fatal, suspension) = context.pendingTermination()
             if let fatal {
+                // Undo what the steps replayed so far did, then fail (see the README's Saga section).
+                if context.hasCompensations, let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
                 outcome = .failed(ErrorRecord(fatal))
             } else if let suspension {
                 throw suspension
             } else if resumedStatus == .compensating {
-                // It failed before and was rolling back; now the same history leads to success.
+                // It failed before and was rolling back; now the same history leads to success (the
+                // code changed). The rollback it started still finishes.
+                if context.hasCompensations, let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
                 let error = NonDeterminismError(instanceID: instance.instanceID)
                 outcome = .failed(ErrorRecord(error))
             } else {
@@ -72,6 +79,10 @@ struct InstanceRun: Sendable {
         } catch {
             let (fatal, suspension) = context.pendingTermination()
             if let fatal {
+                // Divergent code, a reused step ID, unreadable history: the run cannot go on, but
+                // the steps replayed before that point did happen, so their compensations run (a
+                // run stopped meanwhile leaves them to the next, which meets the same error).
+                if context.hasCompensations, let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
                 outcome = .failed(ErrorRecord(fatal))
             } else if let next = suspension as? ContinueAsNew, control.stopReason == nil {
                 return await continueAsNew(with: next.input, logger: logger)
@@ -105,12 +116,31 @@ struct InstanceRun: Sendable {
             logger.debug("instance completed")
             return .completed(output)
         case .failed(let record):
-            logger.info("instance failed", metadata: ["edda.error.type": "\(record.type)"])
+            logger.debug("instance failed", metadata: ["edda.error.type": "\(record.type)"])
             return .failed(record)
         case .cancelled(let record):
-            logger.info("instance cancelled")
+            logger.debug("instance cancelled")
             return .cancelled(record)
         }
+    }
+
+    /// Fails the instance because a record of its history cannot be read (a kind this version does
+    /// not know, malformed metadata); nothing in its history is changed.
+    private func failUnreadable(_ error: StoreError, logger: InstanceLogger) async -> RunResult {
+        let failure = EngineError(
+            .corruptHistory,
+            "The history of instance \(instance.instanceID) holds a record this version of Edda cannot read, so it cannot be "
+                + "replayed. It was failed and its history left as it is; run the version of Edda that wrote it, or repair the record.",
+            instanceID: instance.instanceID, cause: error
+        )
+        let record = ErrorRecord(failure)
+        do {
+            try await environment.store.finishInstance(lease: lease, with: .failed(record), reportingTo: instance.parentInstanceID)
+        } catch {
+            return stopped(by: error, logger: logger)
+        }
+        logger.debug("instance failed: unreadable history", metadata: ["edda.error": "\(error)"])
+        return .failed(record)
     }
 
     /// Moves the instance to `compensating` and runs its compensations.
@@ -163,7 +193,7 @@ struct InstanceRun: Sendable {
         if control.stopReason == .leaseLost || (error as? StoreError)?.code == .leaseLost
             || (error as? RunStopped)?.reason == .leaseLost
         {
-            logger.info("lease lost; the run stops and writes nothing more")
+            logger.debug("lease lost; the run stops and writes nothing more")
             return .leaseLost
         }
         if let waiting = error as? RunWaiting, control.stopReason == nil {

@@ -88,7 +88,7 @@ final class Worker: Sendable {
             self.shutdown()
         }
         try? await store.detachWorker(leaseRequest.owner)
-        logger.info("edda worker stopped")
+        logger.debug("edda worker stopped")
     }
 
     // MARK: - Instances started in this process
@@ -440,7 +440,7 @@ final class Worker: Sendable {
             let (stop, stopped) = state.machine.shutdown()
             return (stop.compactMap { state.held[$0]?.control }, stopped)
         }
-        logger.info("edda worker stopping: no new claims or steps; running steps record their outcome")
+        logger.debug("edda worker stopping: no new claims or steps; running steps record their outcome")
         for control in controls { control.stop(.shutdown) }
         claimSignal.notify()
         if stopped { finishStopping() }
@@ -457,6 +457,16 @@ final class Worker: Sendable {
     /// this worker never claims them.
     private func reportUnresumable() async {
         let registered = Set(app.registeredWorkflowNames)
+        var unresumable: [String: Int] = [:]
+        defer {
+            // One line for all of them: a deployment missing a workflow may leave thousands.
+            if !unresumable.isEmpty {
+                logger.warning(
+                    "instances left running by workflows this app has not registered; this worker does not claim them",
+                    metadata: ["edda.workflows": "\(unresumable.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", "))"]
+                )
+            }
+        }
         do {
             for status in [InstanceStatus.running, .compensating] {
                 var cursor: InstanceCursor?
@@ -466,6 +476,7 @@ final class Worker: Sendable {
                     )
                     for instance in page.instances {
                         app.markUnresumable(instance)
+                        unresumable[instance.workflowName, default: 0] += 1
                     }
                     cursor = page.nextCursor
                 } while cursor != nil

@@ -124,10 +124,8 @@ public struct ChildWorkflow<Output: Codable & Sendable>: Sendable {
         case InstanceStatus.cancelled.rawValue:
             throw WorkflowCancelledError(instanceID: instanceID)
         default:
-            throw WorkflowFailedError(
-                instanceID: instanceID, workflowName: workflowName,
-                error: report.error ?? ErrorRecord(type: "Error", message: "child failed"), cause: nil
-            )
+            let record = report.error ?? ErrorRecord(type: "Error", message: "child failed")
+            throw WorkflowFailedError(instanceID: instanceID, workflowName: workflowName, error: record, cause: RecordedError(record))
         }
     }
 }

@@ -147,31 +147,34 @@ public final class WorkflowContext: Sendable {
         for compensation in pending.reversed() {
             if replay.compensationOutcome(compensation.stepID) != nil { continue }
             if pendingTermination().suspension != nil { return false }
+            // An unreadable attempt record fails the step, as it does an activity's: the compensation
+            // is recorded as failed with the reason, not run again, and the others still run.
             let prior: ReplayState.PriorAttempts?
+            let unreadable: (any Error)?
             do {
                 prior = try replay.priorAttempts(for: compensation.stepID)
+                unreadable = nil
             } catch {
-                baseLogger.warning(
-                    "unreadable attempt record; retrying the compensation from its first attempt",
-                    metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(compensation.stepID)"]
-                )
                 prior = nil
+                unreadable = error
             }
             let reservation = ReplayState.Reservation(
                 stepID: compensation.stepID, name: compensation.name, position: nil, stepNumber: currentStep,
                 decision: .execute, priorAttempts: prior
             )
             let executor = StepExecutor(
-                context: self, reservation: reservation, policy: compensation.retryPolicy ?? environment.defaultRetryPolicy, kinds: .compensation
+                context: self, reservation: reservation,
+                policy: unreadable == nil ? compensation.retryPolicy ?? environment.defaultRetryPolicy : .noRetry, kinds: .compensation
             )
             do {
                 _ = try await executor.run { activityContext -> Bool in
+                    if let unreadable { throw TerminalError("The compensation's attempt record cannot be read: \(unreadable)") }
                     try await compensation.run(activityContext)
                     return true
                 }
             } catch {
                 if pendingTermination().suspension != nil { return false }
-                baseLogger.info(
+                baseLogger.debug(
                     "compensation failed; continuing with the others",
                     metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(compensation.stepID)"]
                 )
