@@ -46,6 +46,37 @@ struct TransactionTests {
         }
     }
 
+    @Test func anotherTaskCannotUseTheConnectionWhileTheStepCommits() async throws {
+        try await withOrdersApp { (app: EddaApp, store: SQLiteStore) async throws in
+            let stray = StrayOutcome()
+            let place = Activity("place") { (ctx, id: String) -> Int in
+                try ctx.transaction { db in
+                    try db.execute(sql: "INSERT INTO orders (id, note) VALUES (?, 'main')", arguments: [id])
+                    // Another task asks while this body runs on the writer's connection.
+                    let asked = DispatchSemaphore(value: 0)
+                    Task.detached {
+                        do {
+                            try ctx.transaction { db in try db.execute(sql: "INSERT INTO orders (id, note) VALUES ('stray', 'x')") }
+                            try ctx.enqueue(CloudEvent(type: "stray", source: "/test"))
+                            stray.set("accepted")
+                        } catch {
+                            stray.set("\(error)")
+                        }
+                        asked.signal()
+                    }
+                    asked.wait()
+                }
+                return 1
+            }
+            let workflow = Workflow("place_order") { (ctx, id: String) -> Int in try await place(ctx, id) }
+            #expect(try await app.start(workflow, "o1", instanceID: "i1").result() == 1)
+            let refusal = try #require(stray.value)
+            #expect(refusal.contains("from another task or thread while step 'place:1' commits"), "\(refusal)")
+            #expect(try await orderNotes(store) == ["o1": "main"], "the stray body wrote nothing")
+            #expect(try await store.outboxEvents(status: nil, limit: 10).isEmpty)
+        }
+    }
+
     @Test func aFailedAttemptCommitsNothingAndTheRetryCommitsOnce() async throws {
         try await withOrdersApp { (app: EddaApp, store: SQLiteStore) async throws in
             let place = Activity("place") { (ctx, id: String) -> Int in
@@ -298,3 +329,10 @@ struct TransactionTests {
 
 struct FlakyNetwork: Error {}
 struct NotADatabase: Sendable {}
+
+/// What a stray task's call came to.
+final class StrayOutcome: Sendable {
+    private let outcome = Mutex<String?>(nil)
+    func set(_ text: String) { outcome.withLock { $0 = text } }
+    var value: String? { outcome.withLock { $0 } }
+}

@@ -402,6 +402,9 @@ public final class EddaApp: Service, Sendable {
     /// For scripts, demos and tests; a server puts the app in its `ServiceGroup` instead. A store that
     /// is itself a `Service` (`PostgresStore`) runs alongside. If the app fails to run (another
     /// process owns the SQLite file, say), `body` is cancelled and the app's error is thrown.
+    /// Instances `body` started before that stay, ready: starting from a process that runs no worker
+    /// is how work is handed to the one that does, which claims them at its next poll
+    /// (``Configuration-swift.struct/pollInterval``, or at once on PostgreSQL through NOTIFY).
     public func run<Result: Sendable>(_ body: @escaping @Sendable (EddaApp) async throws -> Result) async throws -> Result {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         // A store with a run loop of its own (PostgreSQL's connection pool) runs first and stops last.

@@ -1,5 +1,11 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// What one attempt of a step asked to commit together with the step's history record: the bodies
 /// given to `ctx.transaction`, the events given to ``ActivityContext/enqueue(_:)``, and the
 /// callbacks to run once that commit is durable.
@@ -31,6 +37,25 @@ public final class StepTransaction: Sendable {
     private struct ActiveSession: @unchecked Sendable {
         let value: Any
         let savepoint: Savepoint
+        /// Who runs the bodies: only it may reach the connection while they run.
+        let runner: Caller
+    }
+
+    /// The code asking: a blocking store runs the bodies on one thread (its writer queue), an async
+    /// one in one task. Another task or thread asking while they run would share the connection
+    /// with the commit, so it is refused.
+    private struct Caller: Equatable {
+        let task: Int?
+        let thread: UInt
+
+        static var current: Caller {
+            Caller(task: withUnsafeCurrentTask { $0?.hashValue }, thread: UInt(bitPattern: Int(bitPattern: pthread_self())))
+        }
+
+        /// Whether `self` may use the connection `runner` runs the bodies on.
+        func mayJoin(_ runner: Caller, blocking: Bool) -> Bool {
+            blocking ? thread == runner.thread : task != nil && task == runner.task
+        }
     }
 
     private struct State {
@@ -67,7 +92,7 @@ public final class StepTransaction: Sendable {
     /// - Throws: The first error a body throws (a body registered with `async` work included: this
     ///   connection cannot run it). The caller rolls back everything the bodies wrote.
     public func run<Session>(session: Session, savepoint: @escaping (() throws -> Void) throws -> Void) throws {
-        let work = begin(ActiveSession(value: session, savepoint: .blocking(savepoint)))
+        let work = begin(ActiveSession(value: session, savepoint: .blocking(savepoint), runner: .current))
         defer { end() }
         do {
             for body in work {
@@ -103,7 +128,7 @@ public final class StepTransaction: Sendable {
         savepoint: @escaping @Sendable (@Sendable () async throws -> Void) async throws -> Void,
         then attempt: @Sendable () async throws -> Result
     ) async throws -> Result {
-        let work = begin(ActiveSession(value: session, savepoint: .suspending(savepoint)))
+        let work = begin(ActiveSession(value: session, savepoint: .suspending(savepoint), runner: .current))
         defer { end() }
         do {
             for body in work {
@@ -188,8 +213,12 @@ public final class StepTransaction: Sendable {
 
     /// The open session and how many events and callbacks there were, or `nil` once `work` is queued.
     private func openSessionOrQueue(_ work: Work, stepID: String) throws -> (ActiveSession, (events: Int, callbacks: Int))? {
-        try state.withLock { state in
-            if let active = state.active { return (active, (state.events.count, state.afterCommit.count)) }
+        let caller = Caller.current
+        return try state.withLock { state in
+            if let active = state.active {
+                try Self.checkJoin(caller, active, stepID: stepID, what: "ctx.transaction")
+                return (active, (state.events.count, state.afterCommit.count))
+            }
             guard !state.sealed else { throw Self.sealedError(stepID: stepID, what: "ctx.transaction") }
             state.work.append(work)
             return nil
@@ -232,21 +261,44 @@ public final class StepTransaction: Sendable {
     }
 
     func enqueue(_ event: CloudEvent, stepID: String) throws {
+        let caller = Caller.current
         try state.withLock { state in
             guard state.active != nil || !state.sealed else { throw Self.sealedError(stepID: stepID, what: "ctx.enqueue") }
+            if let active = state.active { try Self.checkJoin(caller, active, stepID: stepID, what: "ctx.enqueue") }
             state.events.append(event)
         }
     }
 
     func afterCommit(_ callback: @escaping @Sendable () async -> Void, stepID: String) throws {
+        let caller = Caller.current
         try state.withLock { state in
             guard !state.sealed || state.active != nil else { throw Self.sealedError(stepID: stepID, what: "ctx.afterCommit") }
+            if let active = state.active { try Self.checkJoin(caller, active, stepID: stepID, what: "ctx.afterCommit") }
             state.afterCommit.append(callback)
         }
     }
 
+    /// The open connection, for the code running the bodies; `nil` for anyone else.
     var activeSession: Any? {
-        state.withLock { $0.active?.value }
+        let caller = Caller.current
+        return state.withLock { state in
+            guard let active = state.active, (try? Self.checkJoin(caller, active, stepID: "", what: "")) != nil else { return nil }
+            return active.value
+        }
+    }
+
+    /// Refuses a caller other than the one running the bodies: it would use the connection while
+    /// the commit does (and what it added could miss the commit).
+    private static func checkJoin(_ caller: Caller, _ active: ActiveSession, stepID: String, what: String) throws {
+        let blocking = if case .blocking = active.savepoint { true } else { false }
+        guard caller.mayJoin(active.runner, blocking: blocking) else {
+            throw EngineError(
+                .transactionClosed,
+                "\(what) was called from another task or thread while step '\(stepID)' commits. Call it from the activity's body "
+                    + "(or a ctx.transaction body), and await the tasks you start before the body returns.",
+                stepID: stepID
+            )
+        }
     }
 
     private static func sealedError(stepID: String, what: String) -> EngineError {
