@@ -45,6 +45,9 @@ struct Common: ParsableArguments {
     @Option(help: "PostgreSQL: the lease duration in milliseconds (the app's default, 15000, when absent).")
     var leaseMs: Int?
 
+    @Option(help: "on: metrics, spans and hooks go to the backends bootstrapped (none here: the no-op ones), as in an app; off: not reported at all.")
+    var instrumentation = "on"
+
     var isPostgres: Bool { database.map { $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://") } ?? false }
 
     /// The backend, as reported in each JSON line.
@@ -93,6 +96,7 @@ struct Common: ParsableArguments {
 
     func makeApp(store: any Store) -> EddaApp {
         var configuration = EddaApp.Configuration()
+        configuration.instrumentation = instrumentation != "off"
         if let leaseMs {
             configuration.leaseDuration = .milliseconds(leaseMs)
             configuration.leaseRenewalInterval = .milliseconds(max(leaseMs / 3, 1))
@@ -243,6 +247,7 @@ struct W1: AsyncParsableCommand {
             "workflows_per_s": Int(Double(workflows) / elapsed),
             "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
             "peak_rss_mb": peakRSSMegabytes(), "durability": common.sqliteDurability.description, "backend": common.backend,
+            "instrumentation": common.instrumentation,
         ])
     }
 }

@@ -17,6 +17,9 @@ extension CloudEvent {
             request.headers.add(name: "ce-type", value: Self.percentEncoded(type))
             request.headers.add(name: "ce-time", value: Self.timestamp(time))
             if let subject { request.headers.add(name: "ce-subject", value: Self.percentEncoded(subject)) }
+            for (name, value) in extensions.sorted(by: { $0.key < $1.key }) where !Self.reserved.contains(name) {
+                request.headers.add(name: "ce-\(name)", value: Self.percentEncoded(value))
+            }
             if let dataContentType { request.headers.add(name: "content-type", value: dataContentType) }
             if let data { request.body = .bytes(ByteBuffer(bytes: data)) }
         case .structured:
@@ -26,6 +29,11 @@ extension CloudEvent {
         return request
     }
 
+    /// Attribute names an extension may not take (the context attributes and the data's keys).
+    static let reserved: Set<String> = [
+        "specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema", "data", "data_base64",
+    ]
+
     /// The JSON event format: JSON data inline under `data`, anything else base64 under `data_base64`.
     func structuredDocument() throws -> Data {
         var document: [String: Any] = [
@@ -33,6 +41,7 @@ extension CloudEvent {
         ]
         if let subject { document["subject"] = subject }
         if let dataContentType { document["datacontenttype"] = dataContentType }
+        for (name, value) in extensions where !Self.reserved.contains(name) { document[name] = value }
         if let data {
             if isJSON, let value = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) {
                 document["data"] = value

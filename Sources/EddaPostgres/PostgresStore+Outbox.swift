@@ -104,23 +104,25 @@ extension PostgresStore: OutboxStore {
     static func outboxColumns(prefix: String) -> String {
         [
             "sequence", "event_id", "type", "source", "subject", "event_time", "data", "data_content_type", "instance_id", "step_id",
-            "status", "attempts", "next_attempt_at", "last_error", "created_at", "published_at",
+            "status", "attempts", "next_attempt_at", "last_error", "created_at", "published_at", "extensions",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
 
     static func outboxEvent(from row: PostgresRow) throws -> OutboxEvent {
         let (sequence, id, type, source, subject, time, data, contentType, instanceID, stepID, statusText, attempts, nextAttemptAt, lastError,
-             createdAt, publishedAt) =
+             createdAt, publishedAt, extensions) =
             try row.decode(
-                (Int64, String, String, String, String?, Double, ByteBuffer?, String?, String?, String?, String, Int, Int64, String?, Int64, Int64?).self
+                (Int64, String, String, String, String?, Double, ByteBuffer?, String?, String?, String?, String, Int, Int64, String?, Int64, Int64?,
+                 String?).self
             )
         guard let status = OutboxStatus(rawValue: statusText) else {
             throw StoreError(.corruptRecord, "Outbox event \(sequence) has status '\(statusText)', which this version of Edda does not know.")
         }
-        let event = CloudEvent(
+        var event = CloudEvent(
             id: id, type: type, source: source, subject: subject, time: Date(timeIntervalSince1970: time),
             data: data.map { Data($0.readableBytesView) }, dataContentType: contentType
         )
+        event.extensions = CloudEvent.extensions(stored: extensions)
         return OutboxEvent(
             sequence: sequence, event: event, instanceID: instanceID, stepID: stepID, status: status, attempts: attempts,
             nextAttemptAt: Date(storedMilliseconds: nextAttemptAt), lastError: lastError, createdAt: Date(storedMilliseconds: createdAt),

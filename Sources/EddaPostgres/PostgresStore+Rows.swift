@@ -16,6 +16,7 @@ extension PostgresStore {
         [
             "instance_id", "workflow_name", "service_name", "status", "input", "output", "error", "created_at",
             "updated_at", "lease_owner", "ready_at", "lease_token", "lease_expires_at", "cancel_requested", "parent_instance_id", "run_generation",
+            "trace_context",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
 
@@ -23,14 +24,14 @@ extension PostgresStore {
 
     static func instance(from row: PostgresRow) throws -> DecodedInstance {
         let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken, leaseExpiresAt,
-             cancelRequested, parentInstanceID, runNumber) =
+             cancelRequested, parentInstanceID, runNumber, traceContext) =
             try row.decode(
-                (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Int64?, Bool, String?, Int32).self
+                (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Int64?, Bool, String?, Int32, String?).self
             )
         let instance = WorkflowInstance(
             storedID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: input, output: output,
             error: error, createdAt: createdAt, updatedAt: updatedAt, leaseOwner: leaseOwner, readyAt: readyAt,
-            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber)
+            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber), traceContext: traceContext
         )
         return DecodedInstance(instance: instance, leaseToken: leaseToken, leaseExpiresAt: leaseExpiresAt.map(Date.init(storedMilliseconds:)))
     }

@@ -163,6 +163,9 @@ extension PostgresStore {
                 WHERE parent_instance_id IS NOT NULL
                 """,
             ]),
+            (8, "outbox events keep their extension attributes (traceparent…)", [
+                "ALTER TABLE \(t.outbox) ADD COLUMN extensions TEXT",
+            ]),
         ]
     }
 

@@ -139,13 +139,14 @@ extension PostgresStore {
             """
             INSERT INTO \(unescaped: tables.outbox)
                 (event_id, instance_id, step_id, type, source, subject, event_time, data_content_type, data,
-                 status, next_attempt_at, created_at, updated_at)
+                 status, next_attempt_at, created_at, updated_at, extensions)
             SELECT e.id, \(instanceID), \(stepID), e.type, e.source, e.subject, e.time, e."dataContentType", decode(e.data, 'base64'),
-                   'pending', \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds)
+                   'pending', \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds),
+                   NULLIF(e.extensions::text, '{}')
             FROM ROWS FROM (
                 json_to_recordset(\(rows)::json)
-                    AS (id text, type text, source text, subject text, time float8, "dataContentType" text, data text)
-            ) WITH ORDINALITY AS e(id, type, source, subject, time, "dataContentType", data, ordinal)
+                    AS (id text, type text, source text, subject text, time float8, "dataContentType" text, data text, extensions json)
+            ) WITH ORDINALITY AS e(id, type, source, subject, time, "dataContentType", data, extensions, ordinal)
             ORDER BY e.ordinal
             """,
             on: connection

@@ -252,10 +252,11 @@ public final class PostgresStore: Store, Service {
                 """
                 INSERT INTO \(unescaped: tables.instances)
                     (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at,
-                     parent_instance_id)
+                     parent_instance_id, trace_context)
                 VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json),
                         \(owner), \(owner == nil ? 0 : 1), \(unescaped: Self.nowMilliseconds) + \(duration)::bigint,
-                        \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.parentInstanceID))
+                        \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.parentInstanceID),
+                        \(instance.storedTraceContext))
                 ON CONFLICT (instance_id) DO NOTHING
                 RETURNING \(unescaped: Self.instanceColumns)
                 """,

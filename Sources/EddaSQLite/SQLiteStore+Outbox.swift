@@ -86,12 +86,12 @@ extension SQLiteStore: OutboxStore {
                 sql: """
                     INSERT INTO outbox_events
                         (event_id, instance_id, step_id, type, source, subject, event_time, data_content_type, data,
-                         status, next_attempt_at, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+                         status, next_attempt_at, created_at, updated_at, extensions)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
                     """
             ).execute(arguments: [
                 event.id, instanceID, stepID, event.type, event.source, event.subject, event.time.timeIntervalSince1970,
-                event.dataContentType, event.data, now, now, now,
+                event.dataContentType, event.data, now, now, now, event.storedExtensions,
             ])
         }
     }
@@ -102,10 +102,11 @@ extension SQLiteStore: OutboxStore {
         guard let status = OutboxStatus(rawValue: statusText) else {
             throw StoreError(.corruptRecord, "Outbox event \(sequence) has status '\(statusText)', which this version of Edda does not know.")
         }
-        let event = CloudEvent(
+        var event = CloudEvent(
             id: row["event_id"], type: row["type"], source: row["source"], subject: row["subject"],
             time: Date(timeIntervalSince1970: row["event_time"]), data: row["data"], dataContentType: row["data_content_type"]
         )
+        event.extensions = CloudEvent.extensions(stored: row["extensions"])
         return OutboxEvent(
             sequence: sequence, event: event, instanceID: row["instance_id"], stepID: row["step_id"], status: status,
             attempts: row["attempts"], nextAttemptAt: date(row["next_attempt_at"]), lastError: row["last_error"],

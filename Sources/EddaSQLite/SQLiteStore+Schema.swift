@@ -193,6 +193,9 @@ extension SQLiteStore {
                 sql: "CREATE INDEX workflow_instances_by_parent ON workflow_instances (parent_instance_id) WHERE parent_instance_id IS NOT NULL"
             )
         }
+        migrator.registerMigration("v9: outbox events keep their extension attributes (traceparent…)") { db in
+            try db.execute(sql: "ALTER TABLE outbox_events ADD COLUMN extensions TEXT")
+        }
         return migrator
     }
 }

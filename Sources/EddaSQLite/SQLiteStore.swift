@@ -283,19 +283,19 @@ public final class SQLiteStore: Store {
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at,
-                         parent_instance_id)
-                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
+                         parent_instance_id, trace_context)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (instance_id) DO NOTHING
                     """
             ).execute(arguments: [
                 instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
-                lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID,
+                lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID, instance.storedTraceContext,
             ])
             if db.changesCount == 1 {
                 let created = WorkflowInstance(
                     instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
                     status: .running, input: instance.input, createdAt: Self.date(now), updatedAt: Self.date(now),
-                    leaseOwner: lease?.owner, parentInstanceID: instance.parentInstanceID
+                    leaseOwner: lease?.owner, parentInstanceID: instance.parentInstanceID, traceContext: instance.traceContext
                 )
                 return .created(created, lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1, expiresAt: nil) })
             }
@@ -786,7 +786,7 @@ public final class SQLiteStore: Store {
             storedID: row["instance_id"], workflowName: row["workflow_name"], serviceName: row["service_name"], status: row["status"],
             input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
             leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false,
-            parentInstanceID: row["parent_instance_id"], runNumber: row["run_generation"] ?? 1
+            parentInstanceID: row["parent_instance_id"], runNumber: row["run_generation"] ?? 1, traceContext: row["trace_context"]
         )
     }
 

@@ -11,7 +11,8 @@ import Testing
 @Suite("Outbox relay", .timeLimit(.minutes(1)))
 struct OutboxRelayTests {
     static let emit = Activity("emit") { (ctx, type: String, subject: String) -> String in
-        let event = try CloudEvent(type: type, source: "/tests", subject: subject, json: ["subject": subject])
+        var event = try CloudEvent(type: type, source: "/tests", subject: subject, json: ["subject": subject])
+        event.extensions = ["tenant": "acme"]   // kept in the outbox and sent
         try ctx.enqueue(event)
         return event.id
     }
@@ -61,6 +62,8 @@ struct OutboxRelayTests {
         #expect(request.headers["ce-source"] == "/tests")
         #expect(request.headers["ce-subject"] == "s-order.placed")
         #expect(request.headers["ce-time"]?.hasPrefix("20") == true)
+        #expect(request.headers["ce-tenant"] == "acme", "an extension attribute is a ce- header")
+        #expect(outbox.first?.event.extensions == ["tenant": "acme"])
         #expect(request.headers["content-type"] == "application/json")
         #expect(String(decoding: request.body, as: UTF8.self) == #"{"subject":"s-order.placed"}"#)
     }
@@ -85,6 +88,7 @@ struct OutboxRelayTests {
         #expect(document["type"] as? String == "order.placed")
         #expect(document["datacontenttype"] as? String == "application/json")
         #expect((document["data"] as? [String: String]) == ["subject": "s-order.placed"])
+        #expect(document["tenant"] as? String == "acme", "an extension attribute is a top-level member")
     }
 
     @Test func retriesOn5xxMarksInvalidOn4xxAndFailsWhenAttemptsAreSpent() async throws {

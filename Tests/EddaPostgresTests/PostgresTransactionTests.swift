@@ -97,7 +97,9 @@ struct PostgresTransactionTests {
                 try await ctx.transaction { conn in   // runs at once, in a savepoint
                     try await conn.query("INSERT INTO \(unescaped: orders) (id, note) VALUES (\(id + "-n"), 'nested')", logger: ctx.logger)
                 }
-                try ctx.enqueue(CloudEvent(id: "evt-\(ctx.attempt)", type: "order.moved", source: "/tests"))
+                var event = CloudEvent(id: "evt-\(ctx.attempt)", type: "order.moved", source: "/tests")
+                event.extensions = ["tenant": "acme"]
+                try ctx.enqueue(event)
                 if ctx.attempt == 1 { throw Flaky() }
                 return count
             }
@@ -106,6 +108,7 @@ struct PostgresTransactionTests {
             #expect(seen.withLock { $0 } == ["attempt 1 sees 1, in transaction: true", "attempt 2 sees 1, in transaction: true"])
             #expect(try await notes(store, orders) == ["attempt 2", "nested"], "the failed attempt's queries rolled back")
             #expect(try await store.outboxEvents(status: nil, limit: 10).map(\.event.id) == ["evt-2"])
+            #expect(try await store.outboxEvents(status: nil, limit: 10).first?.event.extensions == ["tenant": "acme"], "extensions are kept")
             #expect(try await app.history(of: "w").map(\.kind) == [.attemptFailed, .activityCompleted])
         }
     }

@@ -24,6 +24,8 @@ public struct ActivityContext: Sendable {
     let baseLogger: Logger
     /// What this attempt commits with its record; see ``transaction(_:)``.
     let stepTransaction: StepTransaction
+    /// Propagates the trace context into the events this step enqueues.
+    var observer: Observer? = nil
 
     /// Logger with `edda.instance.id`, `edda.workflow.name`, `edda.step.id` and `edda.attempt` metadata.
     ///

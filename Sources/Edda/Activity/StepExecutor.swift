@@ -1,3 +1,5 @@
+import Tracing
+import CoreMetrics
 import Foundation
 import Logging
 
@@ -41,35 +43,60 @@ struct StepExecutor: Sendable {
             try await sleep(until: prior.nextAttemptAt, clock: clock)
         }
 
+        let observer = context.environment.observer
+        let isActivity = kinds.completed == .activityCompleted
+        if isActivity { context.metrics?.stepsExecuted.increment() } else { context.metrics?.compensationsRun.increment() }
         while true {
             try checkNotStopping()
             let transaction = StepTransaction()
             let activityContext = ActivityContext(
                 instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,
                 stepID: reservation.stepID, currentStep: reservation.stepNumber, attempt: attempt, baseLogger: logger,
-                stepTransaction: transaction
+                stepTransaction: transaction, observer: observer
             )
-            let error: any Error
-            do {
-                let output: Output
-                switch transactionMode {
-                case .atCommit:
-                    output = try await body(activityContext)
-                    transaction.seal()
-                    try await attemptFailure(of: transaction) {
-                        let event = try completionEvent(output, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt)
-                        try await record(event, transaction: transaction)
-                    }
-                case .wholeBody:
-                    output = try await attemptFailure(of: transaction) {
-                        try await runWholeBody(body, activityContext, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt)
-                    }
+            if isActivity { observer.hooks?.post(.activityStarted(hookEvent(attempt: attempt))) }
+            let started = ContinuousClock.now
+            // One span per attempt, its commit included; a replayed step has none.
+            let outcome = try await observer.withSpan(
+                "\(isActivity ? "edda.activity" : "edda.compensation") \(reservation.name)",
+                attributes: { attributes in
+                    attributes["edda.instance.id"] = context.instanceID
+                    attributes["edda.workflow.name"] = context.workflowName
+                    attributes["edda.step.id"] = reservation.stepID
+                    attributes["edda.attempt"] = attempt
                 }
+            ) { span -> Result<Output, any Error> in
+                do {
+                    let output: Output
+                    switch transactionMode {
+                    case .atCommit:
+                        output = try await body(activityContext)
+                        transaction.seal()
+                        try await attemptFailure(of: transaction) {
+                            let event = try completionEvent(output, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt)
+                            try await record(event, transaction: transaction)
+                        }
+                    case .wholeBody:
+                        output = try await attemptFailure(of: transaction) {
+                            try await runWholeBody(body, activityContext, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt)
+                        }
+                    }
+                    return .success(output)
+                } catch let failure where !(failure is StepRecordingFailure) {
+                    span.recordError(failure)
+                    return .failure(failure)
+                }
+            }
+            context.metrics?.stepDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            let error: any Error
+            switch outcome {
+            case .success(let output):
                 for callback in transaction.afterCommitCallbacks {
                     await callback()
                 }
+                if isActivity { observer.hooks?.post(.activityCompleted(hookEvent(attempt: attempt), fromHistory: false)) }
                 return output
-            } catch let failure where !(failure is StepRecordingFailure) {
+            case .failure(let failure):
                 error = failure
             }
             // Only the engine's own cancellation suspends the run; a CancellationError the activity
@@ -87,6 +114,7 @@ struct StepExecutor: Sendable {
                     lastError: terminalRecord, errors: errors + [terminalRecord]
                 )
                 try await record(kind: kinds.failed, payload: nil, error: terminalRecord, retry: metadata)
+                if isActivity { observer.hooks?.post(.activityFailed(hookEvent(attempt: attempt), terminalRecord)) }
                 throw terminal
             }
             errors.append(ErrorRecord(error))
@@ -98,6 +126,7 @@ struct StepExecutor: Sendable {
                     lastError: errors.last, errors: errors
                 )
                 try await record(kind: kinds.failed, payload: nil, error: errors.last, retry: metadata)
+                if isActivity, let last = errors.last { observer.hooks?.post(.activityFailed(hookEvent(attempt: attempt), last)) }
                 throw RetryExhaustedError(
                     activityName: reservation.name, stepID: reservation.stepID, attempts: attempt,
                     totalDuration: elapsed, errors: errors, cause: error
@@ -113,6 +142,8 @@ struct StepExecutor: Sendable {
                 lastError: errors.last, errors: errors
             )
             try await record(kind: .attemptFailed, payload: try JSONPayload.encode(schedule), error: errors.last, retry: metadata)
+            context.metrics?.attemptsRetried.increment()
+            if isActivity, let last = errors.last { observer.hooks?.post(.activityRetrying(hookEvent(attempt: attempt), last, delay)) }
             logger.debug(
                 "attempt failed; retrying",
                 metadata: stepMetadata().merging(["edda.attempt": "\(attempt)", "edda.retry.delay_ms": "\(delay.milliseconds)"]) { $1 }
@@ -172,6 +203,14 @@ struct StepExecutor: Sendable {
             lastError: errors.last, errors: errors
         )
         return event(kind: kinds.completed, payload: payload, error: nil, retry: metadata)
+    }
+
+    /// What the hooks are told about this step.
+    private func hookEvent(attempt: Int) -> ActivityHookEvent {
+        ActivityHookEvent(
+            instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,
+            stepID: reservation.stepID, attempt: attempt, time: context.environment.clock.now()
+        )
     }
 
     /// Log metadata of this step, built only when a line is logged.

@@ -1,4 +1,6 @@
+public import CoreMetrics
 import Foundation
+public import Tracing
 
 extension EddaApp {
     /// Settings of an app, fixed once it runs.
@@ -55,6 +57,25 @@ extension EddaApp {
         public var storeRetryPolicy = RetryPolicy(
             maxAttempts: .max, initialInterval: .milliseconds(100), backoffCoefficient: 2, maxInterval: .seconds(30), maxDuration: nil
         )
+
+        /// Whether the app reports metrics, spans and hooks (see ``EngineMetrics``-style names in the
+        /// README's Observability section). Defaults to `true`; with no backend bootstrapped, the
+        /// metrics cost a no-op call and no span is started. `false` is the benchmarks' baseline.
+        public var instrumentation = true
+
+        /// Where metrics go. `nil` (the default) uses `MetricsSystem.factory`, which the application
+        /// bootstraps (swift-prometheus, swift-otel…); tests pass MetricsTestKit's `TestMetrics`.
+        public var metricsFactory: (any MetricsFactory)?
+
+        /// Where spans go. `nil` (the default) uses `InstrumentationSystem.tracer`, which the
+        /// application bootstraps; tests pass an `InMemoryTracer`.
+        public var tracer: (any Tracer)?
+
+        /// Called, off the commit path, as workflows and activities start, finish, fail and retry.
+        public var hooks: [any EddaHooks] = []
+
+        /// How many hook events may wait for slow hooks; past it, the oldest are dropped. Defaults to 10,000.
+        public var hookBufferSize = 10_000
 
         public init() {}
     }

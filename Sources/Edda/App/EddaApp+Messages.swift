@@ -121,9 +121,13 @@ extension EddaApp {
                 )
             }
         }
+        // The sender's trace context (a `traceparent` extension, say) is the handlers' own.
+        let traceContext = observer.traceContext(fromCarrier: event.extensions)
         var started: [String] = []
         for (name, input) in inputs {
-            started.append(try await start(workflowNamed: name, input: input, instanceID: Self.handlerInstanceID(name, event)))
+            let id = Self.handlerInstanceID(name, event)
+            try Self.checkInstanceID(id)
+            started.append(try await create(name, input: input, instanceID: id, traceContext: traceContext))
         }
         return EventReceipt(deliveredTo: try await sendEvent(event), keptFor: nil, started: started)
     }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 public import Logging
 public import ServiceLifecycle
@@ -30,6 +31,8 @@ public final class EddaApp: Service, Sendable {
     /// The configuration.
     public let configuration: Configuration
     let logger: Logger
+    /// Metrics, spans and hooks, set up once from the configuration.
+    let observer: Observer
     private let state = Mutex(State())
 
     private struct State: Sendable {
@@ -73,6 +76,7 @@ public final class EddaApp: Service, Sendable {
         var logger = logger
         logger[metadataKey: "edda.worker.id"] = "\(configuration.workerID)"
         self.logger = logger
+        self.observer = Observer(configuration: configuration)
     }
 
     // MARK: - Registration
@@ -212,7 +216,7 @@ public final class EddaApp: Service, Sendable {
 
     /// Creates the instance (leased to this app's worker when it has room) or checks that an existing
     /// one with that ID has the same workflow and input.
-    private func create(_ name: String, input: JSONPayload, instanceID: String?) async throws -> String {
+    func create(_ name: String, input: JSONPayload, instanceID: String?, traceContext: [String: String]? = nil) async throws -> String {
         let id = instanceID ?? UUID().uuidString.lowercased()
         // Reserve room in this app's worker first, so the instance is created leased to it.
         let worker = runningWorker
@@ -220,7 +224,10 @@ public final class EddaApp: Service, Sendable {
         let outcome: CreateInstanceOutcome
         do {
             outcome = try await store.createInstance(
-                NewInstance(instanceID: id, workflowName: name, serviceName: serviceName, input: input),
+                NewInstance(
+                    instanceID: id, workflowName: name, serviceName: serviceName, input: input,
+                    traceContext: traceContext ?? observer.currentTraceContext()
+                ),
                 leasedTo: reserved ? worker?.leaseRequest : nil
             )
         } catch {
@@ -230,6 +237,8 @@ public final class EddaApp: Service, Sendable {
         switch outcome {
         case .created(let instance, let lease):
             logger.debug("instance created", metadata: ["edda.instance.id": "\(id)", "edda.workflow.name": "\(name)"])
+            observer.metrics?.workflow(name).started.increment()
+            observer.hooks?.post(.workflowStarted(WorkflowHookEvent(instanceID: id, workflowName: name, time: observer.clock.now())))
             if let worker, reserved {
                 if let lease {
                     worker.launch(instance, lease: lease)
@@ -386,7 +395,19 @@ public final class EddaApp: Service, Sendable {
             state.phase = .starting
         }
         defer { finishRun() }
-        try await worker.run()
+        // Hooks are called from a task of their own, off the engine's path; what is queued when the
+        // worker stops is still delivered before run() returns.
+        let delivery = observer.hooks.map { hooks in Task { await hooks.deliver() } }
+        defer { observer.hooks?.finish() }
+        do {
+            try await worker.run()
+        } catch {
+            observer.hooks?.finish()
+            await delivery?.value
+            throw error
+        }
+        observer.hooks?.finish()
+        await delivery?.value
     }
 
     /// The worker holds the store: from now on, instances started here are leased to it. Before

@@ -29,6 +29,13 @@ extension NewHistoryEvent {
     }
 }
 
+extension NewInstance {
+    /// The `trace_context` column: the trace context as a JSON object, or `NULL`.
+    package var storedTraceContext: String? {
+        traceContext.flatMap { try? JSONPayload.encode($0).json }
+    }
+}
+
 extension WorkflowInstance {
     /// Builds an instance from its stored columns (times in milliseconds since 1970). What cannot be
     /// read — an unknown status, an unreadable error column — is named in ``unreadable`` rather than
@@ -36,7 +43,7 @@ extension WorkflowInstance {
     package init(
         storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
         output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
-        cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1
+        cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1, traceContext: String? = nil
     ) {
         var problems: [String] = []
         let status = InstanceStatus(stored: statusText)
@@ -52,7 +59,9 @@ extension WorkflowInstance {
             instanceID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: JSONPayload(json: input),
             output: output.map(JSONPayload.init(json:)), error: error, createdAt: Date(storedMilliseconds: createdAt),
             updatedAt: Date(storedMilliseconds: updatedAt), leaseOwner: leaseOwner, readyAt: readyAt.map(Date.init(storedMilliseconds:)),
-            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: runNumber
+            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: runNumber,
+            // A trace context that cannot be read only costs the link to the starting trace.
+            traceContext: traceContext.flatMap { try? JSONPayload(json: $0).decode([String: String].self) }
         )
         if !problems.isEmpty { unreadable = "Instance \(id): " + problems.joined(separator: "; ") + "." }
     }
@@ -100,5 +109,17 @@ extension Date {
     /// A time stored as milliseconds since 1970.
     package init(storedMilliseconds milliseconds: Int64) {
         self.init(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+}
+
+extension CloudEvent {
+    /// The `extensions` column of an outbox event: a JSON object, or `NULL` when there are none.
+    package var storedExtensions: String? {
+        extensions.isEmpty ? nil : try? JSONPayload.encode(extensions).json
+    }
+
+    /// Reads the `extensions` column; a value that cannot be read leaves the event without them.
+    package static func extensions(stored text: String?) -> [String: String] {
+        text.flatMap { try? JSONPayload(json: $0).decode([String: String].self) } ?? [:]
     }
 }

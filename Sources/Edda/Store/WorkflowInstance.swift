@@ -30,13 +30,16 @@ public struct WorkflowInstance: Sendable {
     /// version of Edda, or by hand), an unreadable error column. The row is shown as far as it can
     /// be — a list is never blocked by one bad row — and no worker claims an unknown status.
     public var unreadable: String?
+    /// The trace context it was started in (``NewInstance/traceContext``).
+    public var traceContext: [String: String]?
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
         output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
         leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false, parentInstanceID: String? = nil,
-        runNumber: Int = 1
+        runNumber: Int = 1, traceContext: [String: String]? = nil
     ) {
+        self.traceContext = traceContext
         self.parentInstanceID = parentInstanceID
         self.runNumber = runNumber
         self.instanceID = instanceID
@@ -62,9 +65,16 @@ public struct NewInstance: Sendable {
     public var input: JSONPayload
     /// The parent instance, for a child workflow; its outcome is reported to the parent when it finishes.
     public var parentInstanceID: String?
+    /// The trace context of the code that started the instance (the keys a tracer propagates, such
+    /// as `traceparent`), so that every run links back to it.
+    public var traceContext: [String: String]?
 
-    public init(instanceID: String, workflowName: String, serviceName: String, input: JSONPayload, parentInstanceID: String? = nil) {
+    public init(
+        instanceID: String, workflowName: String, serviceName: String, input: JSONPayload, parentInstanceID: String? = nil,
+        traceContext: [String: String]? = nil
+    ) {
         self.parentInstanceID = parentInstanceID
+        self.traceContext = traceContext
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.serviceName = serviceName

@@ -51,6 +51,13 @@ extension ActivityContext {
     ///
     /// - Throws: ``EngineError/Code-swift.struct/transactionClosed`` if called after the body returned.
     public func enqueue(_ event: CloudEvent) throws {
+        var event = event
+        // The step's trace context travels with the event (`traceparent`, as W3C tracers name it),
+        // so that its consumer's spans join the trace.
+        for (key, value) in observer?.currentTraceContext() ?? [:] {
+            let name = Observer.extensionName(key)
+            if !name.isEmpty, event.extensions[name] == nil { event.extensions[name] = value }
+        }
         try stepTransaction.enqueue(event, stepID: stepID)
     }
 

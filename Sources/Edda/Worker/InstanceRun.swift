@@ -1,3 +1,6 @@
+import CoreMetrics
+import Foundation
+import Tracing
 import Logging
 
 /// One run of one instance under a lease: reads its history (once), replays the recorded steps,
@@ -15,7 +18,52 @@ struct InstanceRun: Sendable {
     let control: RunControl
     let logger: Logger
 
+    /// Runs in a span of its own, a child of the trace the instance was started in (its stored
+    /// trace context), however many runs, crashes and workers later.
     func run() async -> RunResult {
+        let observer = environment.observer
+        return await observer.withSpan(
+            "edda.workflow \(instance.workflowName)", context: observer.context(from: instance.traceContext),
+            attributes: { attributes in
+                attributes["edda.instance.id"] = instance.instanceID
+                attributes["edda.workflow.name"] = instance.workflowName
+                attributes["edda.run"] = instance.runNumber
+            }
+        ) { _ in
+            let result = await runUntraced()
+            report(result)
+            return result
+        }
+    }
+
+    /// Counts the outcome and tells the hooks.
+    private func report(_ result: RunResult) {
+        let observer = environment.observer
+        let metrics = observer.metrics?.workflow(instance.workflowName)
+        let now = observer.clock.now()
+        let event = WorkflowHookEvent(instanceID: instance.instanceID, workflowName: instance.workflowName, time: now)
+        let duration = Int64(max(now.timeIntervalSince(instance.createdAt), 0) * 1e9)
+        switch result {
+        case .completed:
+            metrics?.completed.increment()
+            metrics?.workflowDuration.recordNanoseconds(duration)
+            observer.hooks?.post(.workflowCompleted(event))
+        case .failed(let record):
+            metrics?.failed.increment()
+            metrics?.workflowDuration.recordNanoseconds(duration)
+            observer.hooks?.post(.workflowFailed(event, record))
+        case .cancelled:
+            metrics?.cancelled.increment()
+            metrics?.workflowDuration.recordNanoseconds(duration)
+            observer.hooks?.post(.workflowCancelled(event))
+        case .leaseLost:
+            observer.metrics?.leasesLost.increment()
+        case .continuedAsNew, .waiting, .released:
+            break
+        }
+    }
+
+    private func runUntraced() async -> RunResult {
         defer { control.stop(.ended) }
         // Metadata goes with each call: setting it on the logger costs more than a whole step.
         let logger = InstanceLogger(logger: self.logger, instanceID: instance.instanceID, workflowName: instance.workflowName)
@@ -48,6 +96,12 @@ struct InstanceRun: Sendable {
             logger.debug("replaying", metadata: ["edda.history.count": "\(history.count)"])
         }
 
+        // The first run of a new instance (created leased here, or claimed with nothing recorded).
+        if history.isEmpty, instance.runNumber == 1, let metrics = environment.observer.metrics {
+            metrics.workflow(instance.workflowName).startToFirstStep.recordNanoseconds(
+                Int64(max(environment.observer.clock.now().timeIntervalSince(instance.createdAt), 0) * 1e9)
+            )
+        }
         // Cancelled while it waited, or before this worker claimed it.
         if instance.cancelRequested { control.requestCancellation() }
         let context = WorkflowContext(

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -42,6 +43,8 @@ final class Worker: Sendable {
     private let state: Mutex<State>
     /// Wakes the claim loop: capacity freed, a wake-up, shutdown.
     private let claimSignal = WakeUpSignal()
+    /// Runs in progress, for the `edda_instances_in_flight` gauge.
+    private let inFlightCount = Atomic<Int>(0)
     /// Wakes the lease renewer at shutdown.
     private let stopSignal = WakeUpSignal()
     /// Ends the cancellation loop at shutdown: its own signal, so that a stop notified while the loop
@@ -59,7 +62,7 @@ final class Worker: Sendable {
         self.environment = EngineEnvironment(
             store: app.store, clock: app.configuration.clock, defaultRetryPolicy: app.configuration.defaultRetryPolicy,
             maxInMemoryWait: app.configuration.maxInMemoryWait, serviceName: app.serviceName,
-            register: { [weak app] registration in try app?.register(registration) }
+            register: { [weak app] registration in try app?.register(registration) }, observer: app.observer
         )
         self.state = Mutex(State(machine: WorkerStateMachine(maxInFlight: app.configuration.maxConcurrentInstances)))
         (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
@@ -227,6 +230,14 @@ final class Worker: Sendable {
 
     private func perform(_ job: Job) async {
         let id = job.instance.instanceID
+        let metrics = app.observer.metrics
+        if let metrics {
+            metrics.inFlight.record(inFlightCount.add(1, ordering: .relaxed).newValue)
+            if !job.isNew, let grantedAt = state.withLock({ $0.held[id]?.grantedAt }) {
+                metrics.claimToRun.recordNanoseconds((ContinuousClock.now - grantedAt).nanoseconds)
+            }
+        }
+        defer { if let metrics { metrics.inFlight.record(inFlightCount.subtract(1, ordering: .relaxed).newValue) } }
         var instance = job.instance
         var isNew = job.isNew
         var storeFailures = 0

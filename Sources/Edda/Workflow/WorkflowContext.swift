@@ -1,4 +1,5 @@
 public import Logging
+import CoreMetrics
 import Synchronization
 
 /// A workflow instance's view of itself while it runs; the first argument of every workflow body.
@@ -32,6 +33,8 @@ public final class WorkflowContext: Sendable {
     }
 
     let environment: EngineEnvironment
+    /// This workflow's metrics, looked up once per run (`nil` without instrumentation).
+    let metrics: EngineMetrics.Workflow?
     /// The lease this run writes under: every record it appends is fenced by it.
     let lease: Lease
     /// How the worker stops this run (shutdown, lost lease).
@@ -68,6 +71,7 @@ public final class WorkflowContext: Sendable {
         self.lease = lease
         self.control = control
         self.environment = environment
+        self.metrics = environment.observer.metrics?.workflow(workflowName)
         self.baseLogger = logger
         self.topLevelTask = withUnsafeCurrentTask { $0?.hashValue }
         self.state = Mutex(State(replay: ReplayState(instanceID: instanceID, history: history)))
@@ -209,7 +213,20 @@ public final class WorkflowContext: Sendable {
                 state.cancelled = true
                 throw WorkflowCancelledError(instanceID: instanceID)
             }
+            if case .replay(let recorded) = reservation.decision { replayed(recorded) }
             return reservation
+        }
+    }
+
+    /// Counts a step answered from history; an activity's result is told to the hooks (`fromHistory`).
+    private func replayed(_ recorded: HistoryEvent) {
+        metrics?.stepsReplayed.increment()
+        if recorded.kind == .activityCompleted, let hooks = environment.observer.hooks {
+            let event = ActivityHookEvent(
+                instanceID: instanceID, workflowName: workflowName, activityName: recorded.name, stepID: recorded.stepID,
+                attempt: recorded.retry?.totalAttempts ?? 1, time: environment.clock.now()
+            )
+            hooks.post(.activityCompleted(event, fromHistory: true))
         }
     }
 
@@ -338,4 +355,6 @@ struct EngineEnvironment: Sendable {
     let serviceName: String
     /// Registers a child's workflow with the app, so that its worker claims the child.
     let register: @Sendable (RegisteredWorkflow) throws -> Void
+    /// Metrics, spans and hooks.
+    let observer: Observer
 }
