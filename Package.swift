@@ -148,6 +148,8 @@ let package = Package(
             dependencies: [
                 "Edda", "EddaSQLite", "EddaOutbox", "EddaPostgres",
                 .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             path: "Tests/CrashWorker"
         ),

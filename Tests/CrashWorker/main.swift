@@ -10,6 +10,10 @@
 //     (a parent runs a step, then a child that runs a step and waits for a "go" event sent to it, then a step)
 //   EddaCrashWorker timer <database> <executions-file> <sleep-ms>
 //     (a step, a durable timer the run is released for, a step)
+//   EddaCrashWorker traced <database> <executions-file> start|resume
+//     (start: inside a span of an in-memory tracer, starts a workflow whose second step stalls, and
+//     writes "# caller <trace ID> <span ID>"; resume: runs it to its end with a tracer of its own and
+//     writes "# run <trace ID> <parent span ID>" for the run's span)
 //   EddaCrashWorker saga  <database> <executions-file>
 //   EddaCrashWorker transaction <database> <executions-file> in-commit|after-commit|none
 //     (kills itself with SIGKILL at that exact point: inside the step's transaction after the
@@ -34,8 +38,10 @@ import EddaPostgres
 import EddaSQLite
 import Foundation
 import GRDB
+import InMemoryTracing
 import Logging
 import Synchronization
+import Tracing
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 4 else {
@@ -194,6 +200,45 @@ case "timer":
     try timerApp.register(workflow)
     let total = try await timerApp.run { app in try await app.start(workflow, instanceID: "timer-1").result() }
     print("completed with \(total)")
+    exit(0)
+
+case "traced":
+    guard arguments.count == 5 else { exit(2) }
+    let resuming = arguments[4] == "resume"
+    let first = Activity("first", retry: .noRetry) { (ctx) -> Int in
+        recordExecution("first")
+        return 1
+    }
+    let second = Activity("second", retry: .noRetry) { (ctx) -> Int in
+        if !resuming {
+            recordExecution("second stalls")
+            try await Task.sleep(for: .seconds(60))   // killed here
+        }
+        recordExecution("second")
+        return 2
+    }
+    let workflow = Workflow("traced_steps") { (ctx) -> Int in try await first(ctx) + second(ctx) }
+    // Each process makes IDs of its own (with the same ones, an unlinked run would look linked).
+    let process = "\(getpid())"
+    let tracer = InMemoryTracer(idGenerator: .init(nextTraceID: { "trace-\(process)-\(UUID().uuidString.prefix(8))" }, nextSpanID: { "span-\(process)-\(UUID().uuidString.prefix(8))" }))
+    var configuration = EddaApp.Configuration()
+    configuration.tracer = tracer
+    let tracedApp = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), serviceName: "crash-test", configuration: configuration, logger: logger)
+    try tracedApp.register(workflow)
+    if resuming {
+        let total = try await tracedApp.run { app in try await app.handle(for: workflow, instanceID: "traced-1").result() }
+        guard let run = tracer.finishedSpans.first(where: { $0.operationName == "edda.workflow traced_steps" }) else { exit(3) }
+        recordExecution("# run \(run.traceID) \(run.parentSpanID ?? "-")")
+        print("completed with \(total)")
+        exit(0)
+    }
+    _ = try await tracedApp.run { app in
+        try await tracer.withSpan("caller") { span in
+            let caller = span.context.inMemorySpanContext
+            recordExecution("# caller \(caller?.traceID ?? "-") \(caller?.spanID ?? "-")")
+            return try await app.start(workflow, instanceID: "traced-1").result()
+        }
+    }
     exit(0)
 
 case "child":

@@ -158,6 +158,28 @@ extension CrashRecoveryTests {
         }
     }
 
+    @Test func aRunResumedAfterASIGKILLJoinsTheTraceThatStartedIt() async throws {
+        try await withScratchDirectory { directory in
+            let database = directory.appendingPathComponent("traced.sqlite").path
+            let executions = directory.appendingPathComponent("executions.log").path
+            let first = try launchWorker(["traced", database, executions, "start"])
+            try await waitUntil(timeout: .seconds(60)) { lines(of: executions).contains("second stalls") }
+            kill(first.processIdentifier, SIGKILL)
+            first.waitUntilExit()
+            #expect(first.terminationReason == .uncaughtSignal)
+            let caller = try #require(lines(of: executions).first { $0.hasPrefix("# caller ") }).split(separator: " ")
+
+            // Another process, with a tracer of its own, resumes the instance from the store.
+            let second = try launchWorker(["traced", database, executions, "resume"])
+            try await waitUntil(timeout: .seconds(60)) { !second.isRunning }
+            #expect(second.terminationStatus == 0)
+            let run = try #require(lines(of: executions).first { $0.hasPrefix("# run ") }).split(separator: " ")
+            #expect(run[2] == caller[2], "the resumed run is in the starter's trace: \(run) vs \(caller)")
+            #expect(run[3] == caller[3], "and a child of the span that started the instance")
+            #expect(lines(of: executions).filter { $0 == "first" }.count == 1, "the recorded step did not run again")
+        }
+    }
+
     @Test func aChildsResultReachesItsParentAcrossASIGKILL() async throws {
         try await withScratchDirectory { directory in
             let database = directory.appendingPathComponent("child.sqlite").path
