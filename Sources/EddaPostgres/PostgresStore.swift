@@ -736,6 +736,21 @@ public final class PostgresStore: Store, Service {
         }
     }
 
+    public func waitingCount(at now: Date) async throws -> Int {
+        try await perform("count waiting instances") { [self] in
+            let rows = try await client.query(
+                """
+                SELECT count(*) FROM \(unescaped: tables.instances)
+                WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
+                    AND ready_at > \(now.millisecondsSince1970)
+                """,
+                logger: logger
+            )
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
     public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         guard let owner = leases.first?.owner else { return [] }
         let ids = leases.map(\.instanceID)

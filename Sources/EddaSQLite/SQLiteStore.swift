@@ -583,6 +583,19 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func waitingCount(at now: Date) async throws -> Int {
+        try await read { db in
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT count(*) FROM workflow_instances INDEXED BY workflow_instances_waiting
+                    WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL AND ready_at > ?
+                    """,
+                arguments: [now.millisecondsSince1970]
+            ) ?? 0
+        }
+    }
+
     public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         guard !leases.isEmpty else { return [] }
         // SQLite leases never lapse: renewing checks that each is still held, in one read.

@@ -38,6 +38,7 @@ final class FaultyStore<Base: Store>: Store {
     func history(of instanceID: String, matching query: HistoryQuery) async throws -> [HistoryEvent] {
         try await base.history(of: instanceID, matching: query)
     }
+    func waitingCount(at now: Date) async throws -> Int { try await base.waitingCount(at: now) }
     func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] { try await base.statusCounts(matching: query) }
 
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {

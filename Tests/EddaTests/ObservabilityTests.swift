@@ -61,6 +61,20 @@ struct ObservabilityTests {
         #expect(try metrics.expectGauge("edda_instances_in_flight").lastValue == 0)
     }
 
+    @Test func theWaitingGaugeCountsInstancesReleasedToWait() async throws {
+        let metrics = TestMetrics()
+        let waiter = Workflow("gauged_waiter") { (ctx: WorkflowContext, _: Int) -> Int in try await ctx.waitForEvent(type: "go", as: Int.self).data }
+        var configuration = configuration(metrics: metrics)
+        configuration.leaseRenewalInterval = .milliseconds(20)
+        try await withTestApp(configuration: configuration) { app in
+            let handle = try await app.start(waiter, 0)
+            try await waitUntil { (try? metrics.expectGauge("edda_instances_waiting").lastValue) == 1 }
+            _ = try await app.sendEvent(try CloudEvent(type: "go", source: "/test", json: 7))
+            #expect(try await handle.result() == 7)
+            try await waitUntil { (try? metrics.expectGauge("edda_instances_waiting").lastValue) == 0 }
+        }
+    }
+
     @Test func aRunIsASpanInTheCallersTraceWithAChildSpanPerAttempt() async throws {
         let tracer = InMemoryTracer()
         let stepA = Activity("a") { (_: ActivityContext, n: Int) -> Int in n + 1 }

@@ -419,6 +419,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         #expect(try await store.nextReadyAt(after: base.addingTimeInterval(10), workflowNames: ["w"]) == base.addingTimeInterval(20))
         #expect(try await store.nextReadyAt(after: base.addingTimeInterval(20), workflowNames: ["w"]) == nil)
         #expect(try await store.nextReadyAt(after: base, workflowNames: ["v"]) == base.addingTimeInterval(5))
+        #expect(try await store.waitingCount(at: base) == 3, "soon, later and other-workflow wait; ready does not")
+        #expect(try await store.waitingCount(at: base.addingTimeInterval(15)) == 1)
 
         let beforeAnyDeadline = try await claim(store, owner: "worker-b", readyBy: base)
         #expect(beforeAnyDeadline.map(\.instance.instanceID) == ["ready"])

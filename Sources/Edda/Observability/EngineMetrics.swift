@@ -17,6 +17,7 @@ import Synchronization
 /// | `edda_compensations_run_total` | counter | `workflow` | compensations run fresh |
 /// | `edda_leases_lost_total` | counter | | runs stopped because their lease was lost |
 /// | `edda_instances_in_flight` | gauge | | instances running in this worker |
+/// | `edda_instances_waiting` | gauge | | instances in the store waiting, released, for a time or a message (read every lease renewal interval) |
 /// | `edda_step_duration_seconds` | timer | `workflow` | one attempt of an activity or compensation, its commit included |
 /// | `edda_workflow_duration_seconds` | timer | `workflow` | from an instance's creation to its end |
 /// | `edda_start_to_first_step_seconds` | timer | `workflow` | from creation to the start of its first run |
@@ -34,12 +35,14 @@ package final class EngineMetrics: Sendable {
     private let byWorkflow = Mutex<[String: Workflow]>([:])
     package let leasesLost: Counter
     package let inFlight: Gauge
+    package let waiting: Gauge
     package let claimToRun: CoreMetrics.Timer
 
     package init(factory: any MetricsFactory) {
         self.factory = factory
         leasesLost = Counter(label: "edda_leases_lost_total", factory: factory)
         inFlight = Gauge(label: "edda_instances_in_flight", factory: factory)
+        waiting = Gauge(label: "edda_instances_waiting", factory: factory)
         claimToRun = CoreMetrics.Timer(label: "edda_claim_to_run_seconds", factory: factory)
     }
 

@@ -26,6 +26,10 @@ public protocol WorkQueue: Sendable {
     /// releasing a lease already lost throws ``StoreError/Code-swift.struct/leaseLost``.
     func release(_ lease: Lease, readyAt: Date?) async throws
 
+    /// How many unfinished instances wait, released, until a time later than `now` or for a message:
+    /// the `edda_instances_waiting` gauge.
+    func waitingCount(at now: Date) async throws -> Int
+
     /// The earliest `readyAt` later than `after` among unfinished instances of these workflows that
     /// were released until then (a durable timer, a backoff), or `nil`. A worker sleeps until it, so
     /// timers fire on time after a restart or when another worker released them.

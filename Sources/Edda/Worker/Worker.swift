@@ -354,6 +354,9 @@ final class Worker: Sendable {
             await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
             let (leases, phase) = state.withLock { state in (state.held.values.map(\.lease), state.machine.phase) }
             if phase == .stopped { return }
+            if let metrics = app.observer.metrics, let waiting = try? await store.waitingCount(at: Date()) {
+                metrics.waiting.record(waiting)
+            }
             guard !leases.isEmpty else { continue }
             let sentAt = ContinuousClock.now
             let sent = Dictionary(leases.map { ($0.instanceID, $0.token) }, uniquingKeysWith: { first, _ in first })
