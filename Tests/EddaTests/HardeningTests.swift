@@ -167,7 +167,11 @@ struct QuietLoggingTests {
         let fail = Activity("fail", retry: .noRetry) { (_: ActivityContext) -> Int in throw TerminalError("no") }
         let ok = Workflow("quiet_ok") { (_: WorkflowContext, n: Int) -> Int in n }
         let bad = Workflow("quiet_bad") { (ctx: WorkflowContext) -> Int in try await fail(ctx) }
-        try await withTestApp(logger: log.logger) { app in
+        // Long leases: on a loaded machine, a late renewal is a real (and logged) event, not routine.
+        var configuration = EddaApp.Configuration.testing
+        configuration.leaseDuration = .seconds(60)
+        configuration.leaseRenewalInterval = .seconds(20)
+        try await withTestApp(configuration: configuration, logger: log.logger) { app in
             for index in 0..<5 { _ = try await app.start(ok, index).result() }
             await #expect(throws: WorkflowFailedError.self) { try await app.start(bad).result() }
         }
