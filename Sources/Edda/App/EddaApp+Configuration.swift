@@ -58,9 +58,9 @@ extension EddaApp {
             maxAttempts: .max, initialInterval: .milliseconds(100), backoffCoefficient: 2, maxInterval: .seconds(30), maxDuration: nil
         )
 
-        /// Whether the app reports metrics, spans and hooks (see ``EngineMetrics``-style names in the
-        /// README's Observability section). Defaults to `true`; with no backend bootstrapped, the
-        /// metrics cost a no-op call and no span is started. `false` is the benchmarks' baseline.
+        /// Whether the app reports metrics, spans and hooks (their names are in the README's
+        /// Observability section). Defaults to `true`; with no backend bootstrapped, the metrics cost
+        /// a no-op call and no span is started. `false` is the benchmarks' baseline.
         public var instrumentation = true
 
         /// Where metrics go. `nil` (the default) uses `MetricsSystem.factory`, which the application
