@@ -1,3 +1,4 @@
+import CoreMetrics
 import Edda
 import Synchronization
 
@@ -31,6 +32,9 @@ final class AppendBatcher: Sendable {
     }
 
     private let state = Mutex(State())
+    /// `edda_commit_duration_seconds{backend="postgres"}`: one batch's statement and commit, through
+    /// the `MetricsSystem` bootstrapped when the store is created.
+    private let commitDuration = CoreMetrics.Timer(label: "edda_commit_duration_seconds", dimensions: [("backend", "postgres")])
 
     /// Appends `record` through `write`, which inserts a batch and returns each record's result in order.
     func append(
@@ -62,7 +66,10 @@ final class AppendBatcher: Sendable {
             defer { state.queue.removeAll(keepingCapacity: true) }
             return state.queue
         }
+        let started = ContinuousClock.now
         let results = await write([own] + followers.map(\.record))
+        let (seconds, attoseconds) = (ContinuousClock.now - started).components
+        commitDuration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         // Hand over before waking anyone, so appends arriving now find a leader or become one.
         let next = state.withLock { state -> Pending? in
             guard !state.queue.isEmpty else {

@@ -1,3 +1,5 @@
+import CoreMetrics
+import Dispatch
 import GRDB
 import Synchronization
 
@@ -41,6 +43,9 @@ final class GroupCommitter: Sendable {
 
     private let writer: any DatabaseWriter
     private let state = Mutex(State())
+    /// `edda_commit_duration_seconds{backend="sqlite"}`: one shared commit, through the
+    /// `MetricsSystem` bootstrapped when the store is created.
+    private let commitDuration = CoreMetrics.Timer(label: "edda_commit_duration_seconds", dimensions: [("backend", "sqlite")])
 
     init(writer: any DatabaseWriter) {
         self.writer = writer
@@ -78,11 +83,13 @@ final class GroupCommitter: Sendable {
         }
         let operations = [own] + followers.map(\.operation)
         let results: [Result<Void, any Error>]
+        let started = DispatchTime.now().uptimeNanoseconds
         do {
             results = try Self.writeOnThisThread(writer) { db in try Self.apply(operations, db) }
         } catch {
             results = Array(repeating: .failure(error), count: operations.count)
         }
+        commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
         // Hand over before waking anyone, so writes arriving now find a leader or become one.
         let next = state.withLock { state -> Pending? in
             guard !state.queue.isEmpty else {
