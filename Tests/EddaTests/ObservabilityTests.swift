@@ -98,6 +98,22 @@ struct ObservabilityTests {
         #expect(attempts.map { $0.attributes.get("edda.step.id") } == [.string("a:1"), .string("a:2")])
     }
 
+    @Test func aChildWorkflowsRunsJoinItsParentsTrace() async throws {
+        let tracer = InMemoryTracer()
+        let metrics = TestMetrics()
+        let child = Workflow("traced_child") { (_: WorkflowContext, n: Int) -> Int in n * 2 }
+        let parent = Workflow("traced_parent") { (ctx: WorkflowContext, n: Int) -> Int in try await ctx.runChild(child, n) }
+        let result = try await withTestApp(configuration: configuration(metrics: metrics, tracer: tracer)) { app in
+            try await app.start(parent, 4).result()
+        }
+        #expect(result == 8)
+        let spans = tracer.finishedSpans
+        let parentRuns = spans.filter { $0.operationName == "edda.workflow traced_parent" }
+        let childRun = try #require(spans.first { $0.operationName == "edda.workflow traced_child" })
+        #expect(parentRuns.contains { $0.traceID == childRun.traceID }, "the child's run is in its parent's trace")
+        #expect(try metrics.expectCounter("edda_instances_started_total", [("workflow", "traced_child")]).totalValue == 1)
+    }
+
     @Test func aRunOnAnotherWorkerLinksBackThroughTheStoredTraceContextAndEventsCarryIt() async throws {
         let tracer = InMemoryTracer()
         let notify = Activity("notify") { (ctx: ActivityContext, n: Int) -> Int in

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 
 /// Child workflows: a workflow starts another and awaits its typed result, durably.
@@ -58,13 +59,21 @@ extension WorkflowContext {
         do {
             created = try await environment.store.createInstance(
                 NewInstance(
-                    instanceID: id, workflowName: workflow.name, serviceName: environment.serviceName, input: input, parentInstanceID: instanceID
+                    instanceID: id, workflowName: workflow.name, serviceName: environment.serviceName, input: input, parentInstanceID: instanceID,
+                    // The child's runs join the parent's trace: its step span is the current context.
+                    traceContext: environment.observer.currentTraceContext()
                 ),
                 leasedTo: nil
             )
         } catch {
             suspend(because: error)
             throw error
+        }
+        if case .created = created {
+            environment.observer.metrics?.workflow(workflow.name).started.increment()
+            environment.observer.hooks?.post(
+                .workflowStarted(WorkflowHookEvent(instanceID: id, workflowName: workflow.name, time: environment.clock.now()))
+            )
         }
         // Created by an earlier run that crashed before recording the start: the same child.
         if case .existing(let existing) = created, existing.workflowName != workflow.name || existing.parentInstanceID != instanceID {
