@@ -173,6 +173,18 @@ struct ObservabilityTests {
         func activityFailed(_ activity: ActivityHookEvent, error: ErrorRecord) async { record("activity failed \(activity.stepID)") }
     }
 
+    @Test func anAppWithHooksThatCannotRunStillReturns() async throws {
+        try await withTemporaryDatabase { path in
+            _ = try SQLiteStore(path: path)
+            // A read-only store refuses a worker at once, before the hook task may have started.
+            let app = EddaApp(
+                store: try SQLiteStore(readingAt: path), serviceName: "test", configuration: configuration(hooks: [RecordingHooks()]), logger: .quiet
+            )
+            let error = await #expect(throws: StoreError.self) { try await app.run() }
+            #expect(error?.code == .notWritable)
+        }
+    }
+
     /// A hook that holds up every event until the test opens it.
     final class GatedHooks: EddaHooks {
         private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))

@@ -397,8 +397,10 @@ public final class EddaApp: Service, Sendable {
         defer { finishRun() }
         // Hooks are called from a task of their own, off the engine's path; what is queued when the
         // worker stops is still delivered before run() returns.
-        let delivery = observer.hooks.map { hooks in Task { await hooks.deliver() } }
-        defer { observer.hooks?.finish() }
+        let delivery = observer.hooks.map { hooks in
+            let events = hooks.currentEvents()
+            return Task { await hooks.deliver(events) }
+        }
         do {
             try await worker.run()
         } catch {

@@ -93,9 +93,14 @@ final class HookDispatcher: Sendable {
         _ = queue.withLock { $0.continuation.yield(event) }
     }
 
-    /// Delivers events until ``finish()`` (then what is queued is delivered, and it returns).
-    func deliver() async {
-        let events = queue.withLock { $0.stream }
+    /// The events of the current run, for ``deliver(_:)``: taken before the delivering task starts,
+    /// so that a ``finish()`` that comes first still ends that task.
+    func currentEvents() -> AsyncStream<Event> {
+        queue.withLock { $0.stream }
+    }
+
+    /// Delivers `events` until ``finish()`` (then what is queued is delivered, and it returns).
+    func deliver(_ events: AsyncStream<Event>) async {
         for await event in events {
             for hook in hooks {
                 switch event {
