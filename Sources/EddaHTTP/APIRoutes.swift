@@ -210,6 +210,7 @@ struct APIRoutes: Sendable {
             "parent_instance_id": instance.parentInstanceID ?? NSNull(),
             "run": instance.runNumber,
             "unreadable": instance.unreadable ?? NSNull(),
+            "last_claimed_at": instance.lastClaimedAt.map(timestamp) ?? NSNull(),
         ]
     }
 

@@ -132,11 +132,18 @@ struct ViewerPages: Sendable {
         body += "<h2>History\(after > 0 ? " after #\(after)" : "")</h2><p>"
         body += failedOnly
             ? "<a href=\"/instances/\(HTML.pathComponent(id))\">Show all</a>" : "<a href=\"/instances/\(HTML.pathComponent(id))?failed=true\">Failed only</a>"
-        body += "</p><table><thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Attempts</th><th>Recorded</th><th>Result or error</th></tr></thead><tbody>"
+        body += "</p>"
+        if let claimedAt = instance.lastClaimedAt {
+            body += "<p class=\"note\">The latest run began at \(HTML.time(claimedAt)): it replayed the records made before then from history, "
+                + "without running them again, and executed the ones after.</p>"
+        }
+        body += "<table><thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Latest run</th><th>Attempts</th><th>Recorded</th><th>Result or error</th></tr></thead><tbody>"
         for event in page {
             let failed = HistoryEventKind.failures.contains(event.kind)
             body += "<tr\(failed ? " class=\"failed\"" : "")><td>\(event.sequence)</td><td>\(HTML.escape(event.stepID))</td>"
             body += "<td>\(HTML.escape(event.kind.rawValue))\(Self.role(of: event.kind).map { " <span class=\"tag\">\($0)</span>" } ?? "")</td>"
+            let replayed = instance.lastClaimedAt.map { event.recordedAt < $0 } ?? false
+            body += "<td>\(instance.lastClaimedAt == nil ? "" : replayed ? "<span class=\"tag\">replayed</span>" : "executed")</td>"
             body += "<td>\(Self.attempts(event.retry))</td>"
             body += "<td>\(HTML.time(event.recordedAt))</td>"
             let detail = event.error.map { "\($0)" } ?? event.payload?.json ?? ""

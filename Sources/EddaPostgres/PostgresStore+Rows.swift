@@ -16,7 +16,7 @@ extension PostgresStore {
         [
             "instance_id", "workflow_name", "service_name", "status", "input", "output", "error", "created_at",
             "updated_at", "lease_owner", "ready_at", "lease_token", "lease_expires_at", "cancel_requested", "parent_instance_id", "run_generation",
-            "trace_context",
+            "trace_context", "claimed_at",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
 
@@ -24,14 +24,16 @@ extension PostgresStore {
 
     static func instance(from row: PostgresRow) throws -> DecodedInstance {
         let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken, leaseExpiresAt,
-             cancelRequested, parentInstanceID, runNumber, traceContext) =
+             cancelRequested, parentInstanceID, runNumber, traceContext, claimedAt) =
             try row.decode(
-                (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Int64?, Bool, String?, Int32, String?).self
+                (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Int64?, Bool, String?, Int32, String?,
+                 Int64?).self
             )
         let instance = WorkflowInstance(
             storedID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: input, output: output,
             error: error, createdAt: createdAt, updatedAt: updatedAt, leaseOwner: leaseOwner, readyAt: readyAt,
-            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber), traceContext: traceContext
+            cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber), traceContext: traceContext,
+            claimedAt: claimedAt
         )
         return DecodedInstance(instance: instance, leaseToken: leaseToken, leaseExpiresAt: leaseExpiresAt.map(Date.init(storedMilliseconds:)))
     }

@@ -166,6 +166,9 @@ extension PostgresStore {
             (8, "outbox events keep their extension attributes (traceparent…)", [
                 "ALTER TABLE \(t.outbox) ADD COLUMN extensions TEXT",
             ]),
+            (9, "when an instance's latest run began (the viewer's replayed vs executed)", [
+                "ALTER TABLE \(t.instances) ADD COLUMN claimed_at BIGINT",
+            ]),
         ]
     }
 

@@ -252,11 +252,11 @@ public final class PostgresStore: Store, Service {
                 """
                 INSERT INTO \(unescaped: tables.instances)
                     (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at,
-                     parent_instance_id, trace_context)
+                     parent_instance_id, trace_context, claimed_at)
                 VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json),
                         \(owner), \(owner == nil ? 0 : 1), \(unescaped: Self.nowMilliseconds) + \(duration)::bigint,
                         \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.parentInstanceID),
-                        \(instance.storedTraceContext))
+                        \(instance.storedTraceContext), CASE WHEN \(owner)::text IS NULL THEN NULL ELSE \(unescaped: Self.nowMilliseconds) END)
                 ON CONFLICT (instance_id) DO NOTHING
                 RETURNING \(unescaped: Self.instanceColumns)
                 """,
@@ -586,7 +586,8 @@ public final class PostgresStore: Store, Service {
                 UPDATE \(unescaped: tables.instances) AS w
                 SET lease_owner = \(owner), lease_token = w.lease_token + 1,
                     lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
-                    ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
+                    ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
+                    claimed_at = \(unescaped: Self.nowMilliseconds)
                 FROM chosen WHERE w.instance_id = chosen.instance_id
                 RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
                 """,

@@ -196,6 +196,9 @@ extension SQLiteStore {
         migrator.registerMigration("v9: outbox events keep their extension attributes (traceparent…)") { db in
             try db.execute(sql: "ALTER TABLE outbox_events ADD COLUMN extensions TEXT")
         }
+        migrator.registerMigration("v10: when an instance's latest run began (the viewer's replayed vs executed)") { db in
+            try db.execute(sql: "ALTER TABLE workflow_instances ADD COLUMN claimed_at INTEGER")
+        }
         return migrator
     }
 }

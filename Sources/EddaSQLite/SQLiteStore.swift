@@ -283,19 +283,20 @@ public final class SQLiteStore: Store {
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at,
-                         parent_instance_id, trace_context)
-                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)
+                         parent_instance_id, trace_context, claimed_at)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (instance_id) DO NOTHING
                     """
             ).execute(arguments: [
                 instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
-                lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID, instance.storedTraceContext,
+                lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID, instance.storedTraceContext, lease == nil ? nil : now,
             ])
             if db.changesCount == 1 {
                 let created = WorkflowInstance(
                     instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
                     status: .running, input: instance.input, createdAt: Self.date(now), updatedAt: Self.date(now),
-                    leaseOwner: lease?.owner, parentInstanceID: instance.parentInstanceID, traceContext: instance.traceContext
+                    leaseOwner: lease?.owner, parentInstanceID: instance.parentInstanceID, traceContext: instance.traceContext,
+                    lastClaimedAt: lease == nil ? nil : Self.date(now)
                 )
                 return .created(created, lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1, expiresAt: nil) })
             }
@@ -421,7 +422,8 @@ public final class SQLiteStore: Store {
         // (every unfinished instance) and sorts — 100,000 waiting instances made each claim slow.
         let sql = """
             UPDATE workflow_instances
-            SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL, wake_pending = 0, updated_at = ?
+            SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL, wake_pending = 0, updated_at = ?,
+                claimed_at = ?
             WHERE instance_id IN (
                 SELECT instance_id FROM (
                     SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_waiting
@@ -442,7 +444,8 @@ public final class SQLiteStore: Store {
             """
         let owner = request.lease.owner
         return try await write { db in
-            var arguments: StatementArguments = [owner, Self.now(), request.readyBy.millisecondsSince1970]
+            let now = Self.now()
+            var arguments: StatementArguments = [owner, now, now, request.readyBy.millisecondsSince1970]
             arguments += StatementArguments(request.workflowNames)
             arguments += [request.limit]
             arguments += StatementArguments(request.workflowNames)
@@ -799,7 +802,8 @@ public final class SQLiteStore: Store {
             storedID: row["instance_id"], workflowName: row["workflow_name"], serviceName: row["service_name"], status: row["status"],
             input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
             leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false,
-            parentInstanceID: row["parent_instance_id"], runNumber: row["run_generation"] ?? 1, traceContext: row["trace_context"]
+            parentInstanceID: row["parent_instance_id"], runNumber: row["run_generation"] ?? 1, traceContext: row["trace_context"],
+            claimedAt: row["claimed_at"]
         )
     }
 

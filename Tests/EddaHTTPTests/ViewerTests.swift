@@ -1,5 +1,6 @@
 import Edda
 import EddaHTTP
+import EddaSQLite
 import EddaTesting
 import Foundation
 import HTTPTypes
@@ -42,6 +43,32 @@ struct ViewerTests {
             #expect(instance.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
             let missing = try await client.execute(uri: "/instances/nope", method: .get)
             #expect(missing.status == .notFound)
+        }
+    }
+
+    @Test func theTimelineTellsReplayedFromExecutedSteps() async throws {
+        let store = try SQLiteStore.inMemory()
+        // A run that died after its first step; the next run replays it and executes the second.
+        try await store.seedInstance("r-1", workflowName: "two_steps", input: try JSONPayload.encode(["x"]), history: [
+            NewHistoryEvent(instanceID: "r-1", stepID: "shout:1", position: 1, name: "shout", kind: .activityCompleted, payload: JSONPayload(json: "\"X\"")),
+        ])
+        try await Task.sleep(for: .milliseconds(5))   // the next claim comes in a later millisecond than the record
+        let twoSteps = Workflow("two_steps") { (ctx: WorkflowContext, text: String) -> String in
+            let first = try await Self.shout(ctx, text)
+            return try await Self.shout(ctx, first + "!")
+        }
+        try await withTestApp(store: store) { app in
+            try app.register(twoSteps)
+            #expect(try await app.handle(for: twoSteps, instanceID: "r-1").result() == "X!")
+            let server = Application(router: EddaHTTP(app: app).router())
+            try await server.test(.router) { client in
+                let html = String(buffer: try await client.execute(uri: "/instances/r-1", method: .get).body)
+                #expect(html.contains("The latest run began at"))
+                let rows = html.components(separatedBy: "<tr").dropFirst().filter { $0.contains("shout:") }
+                #expect(rows.count == 2)
+                #expect(rows.first?.contains("shout:1") == true && rows.first?.contains(">replayed<") == true, "\(rows)")
+                #expect(rows.last?.contains("shout:2") == true && rows.last?.contains("<td>executed</td>") == true, "\(rows)")
+            }
         }
     }
 

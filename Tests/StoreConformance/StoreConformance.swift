@@ -120,6 +120,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         #expect(lease.instanceID == "i1" && lease.owner == "worker-a")
         let created = try #require(try await store.instance("i1"))
         #expect(created.status == .running)
+        #expect(created.lastClaimedAt != nil, "created leased: its first run begins now")
         #expect(created.leaseOwner == "worker-a")
         #expect(created.input.json == "[]")
 
@@ -426,6 +427,9 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         #expect(beforeAnyDeadline.map(\.instance.instanceID) == ["ready"])
         let claimed = try await claim(store, owner: "worker-b", limit: 1, readyBy: base.addingTimeInterval(25))
         #expect(claimed.map(\.instance.instanceID) == ["soon"], "the earliest due waiter first")
+        #expect(claimed.first?.instance.lastClaimedAt != nil, "a claim records when the run began")
+        let readyOne = try #require(try await store.instance("ready"))
+        #expect(readyOne.lastClaimedAt.map { $0 >= readyOne.createdAt } == true, "claimed again by worker-b, after its creation")
         #expect(claimed.first?.instance.readyAt == nil, "a claim clears the deadline")
         let rest = try await claim(store, owner: "worker-b", readyBy: base.addingTimeInterval(25))
         #expect(rest.map(\.instance.instanceID) == ["later"])

@@ -43,7 +43,8 @@ extension WorkflowInstance {
     package init(
         storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
         output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
-        cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1, traceContext: String? = nil
+        cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1, traceContext: String? = nil,
+        claimedAt: Int64? = nil
     ) {
         var problems: [String] = []
         let status = InstanceStatus(stored: statusText)
@@ -61,7 +62,8 @@ extension WorkflowInstance {
             updatedAt: Date(storedMilliseconds: updatedAt), leaseOwner: leaseOwner, readyAt: readyAt.map(Date.init(storedMilliseconds:)),
             cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: runNumber,
             // A trace context that cannot be read only costs the link to the starting trace.
-            traceContext: traceContext.flatMap { try? JSONPayload(json: $0).decode([String: String].self) }
+            traceContext: traceContext.flatMap { try? JSONPayload(json: $0).decode([String: String].self) },
+            lastClaimedAt: claimedAt.map(Date.init(storedMilliseconds:))
         )
         if !problems.isEmpty { unreadable = "Instance \(id): " + problems.joined(separator: "; ") + "." }
     }

@@ -32,14 +32,18 @@ public struct WorkflowInstance: Sendable {
     public var unreadable: String?
     /// The trace context it was started in (``NewInstance/traceContext``).
     public var traceContext: [String: String]?
+    /// When a worker last took the instance (claimed it, or created it leased): its latest run
+    /// began then, so history recorded before it was replayed by that run, not executed.
+    public var lastClaimedAt: Date?
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
         output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
         leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false, parentInstanceID: String? = nil,
-        runNumber: Int = 1, traceContext: [String: String]? = nil
+        runNumber: Int = 1, traceContext: [String: String]? = nil, lastClaimedAt: Date? = nil
     ) {
         self.traceContext = traceContext
+        self.lastClaimedAt = lastClaimedAt
         self.parentInstanceID = parentInstanceID
         self.runNumber = runNumber
         self.instanceID = instanceID
