@@ -3,10 +3,11 @@ public import Hummingbird
 public import Logging
 import NIOCore
 
-/// Edda's HTTP face: a JSON API to list, inspect, start and cancel instances and to send events,
-/// a CloudEvents ingress, and a viewer (server-rendered pages: `/` lists instances, `/instances/{id}`
-/// shows one, with a Cancel button) — on Hummingbird, in a module of its own (a SQLite-only user
-/// never builds it).
+/// Edda's HTTP face: a JSON API to list, inspect, start, cancel and retry instances and to send
+/// events, a CloudEvents ingress, and a viewer (server-rendered pages: `/` lists instances,
+/// `/instances/{id}` shows one with Cancel or Retry, `/workflows/{name}/start` is a start form
+/// generated from the input type) — on Hummingbird, in a module of its own (a SQLite-only user
+/// never builds it). With a bearer token, browsers sign in at `/login`.
 ///
 /// ```swift
 /// let api = EddaHTTP(app: app, configuration: .init(bearerToken: ProcessInfo.processInfo.environment["EDDA_TOKEN"]))
@@ -17,10 +18,13 @@ import NIOCore
 ///
 /// | | |
 /// |---|---|
-/// | `GET /api/instances?status=&workflow=&limit=&after=` | a page of instances, newest first, the next page's cursor, counts per status |
+/// | `GET /api/instances?status=&workflow=&input_key=&input_value=&created_from=&created_before=&limit=&after=` | a page of instances, newest first, the next page's cursor, counts per status |
 /// | `GET /api/instances/{id}` | one instance |
 /// | `GET /api/instances/{id}/history?after=&limit=&failed=true` | its history, paged by sequence number |
 /// | `POST /api/instances/{id}/cancel` | ask it to cancel (202) |
+/// | `POST /api/instances/cancel?<filters>` | cancel every unfinished instance the filters match (202) |
+/// | `POST /api/instances/{id}/retry` | run a failed instance again from its failed step (202) |
+/// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
 /// | `POST /api/workflows/{name}/instances` | start one: `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
 public struct EddaHTTP: Sendable {
