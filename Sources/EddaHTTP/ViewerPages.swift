@@ -325,9 +325,7 @@ enum HTML {
 
     /// An instance ID as one URL path component (then HTML-escaped).
     static func pathComponent(_ text: String) -> String {
-        var allowed = CharacterSet.urlPathAllowed
-        allowed.remove("/")
-        return escape(text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text)
+        escape(ViewerPages.percentEncoded(text))
     }
 
     static func query(_ items: [URLQueryItem]) -> String {
