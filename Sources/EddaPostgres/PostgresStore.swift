@@ -443,13 +443,14 @@ public final class PostgresStore: Store, Service {
         return Set(leases.filter { lease in current[lease.instanceID].map { $0.0 == lease.owner && $0.1 == lease.token } ?? false })
     }
 
-    public func continueAsNew(lease: Lease, input: JSONPayload) async throws {
+    public func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease {
         try await perform("continue an instance as new") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 let updated = try await connection.query(
                     """
                     UPDATE \(unescaped: tables.instances)
-                    SET input = \(input.json), run_generation = run_generation + 1, updated_at = \(unescaped: Self.nowMilliseconds)
+                    SET input = \(input.json), run_generation = run_generation + 1, lease_token = lease_token + 1,
+                        updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                         AND status = 'running'
                     RETURNING run_generation
@@ -475,6 +476,9 @@ public final class PostgresStore: Store, Service {
                 )
             }
         }
+        var next = lease
+        next.token += 1
+        return next
     }
 
     public func markCompensating(lease: Lease) async throws {

@@ -343,12 +343,13 @@ public final class SQLiteStore: Store {
         if wroteEvents { outboxSignal.notify() }
     }
 
-    public func continueAsNew(lease: Lease, input: JSONPayload) async throws {
+    public func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease {
         try await write { db in
             try db.inSavepoint {
                 try db.cachedStatement(
                     sql: """
-                        UPDATE workflow_instances SET input = ?, run_generation = run_generation + 1, updated_at = ?
+                        UPDATE workflow_instances
+                        SET input = ?, run_generation = run_generation + 1, lease_token = lease_token + 1, updated_at = ?
                         WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'
                         """
                 ).execute(arguments: [input.json, Self.now(), lease.instanceID, lease.owner, lease.token])
@@ -368,6 +369,9 @@ public final class SQLiteStore: Store {
                 return .commit
             }
         }
+        var next = lease
+        next.token += 1
+        return next
     }
 
     public func markCompensating(lease: Lease) async throws {

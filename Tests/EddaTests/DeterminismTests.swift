@@ -75,25 +75,75 @@ struct DeterminismTests {
         #expect(failure.error.type == "NonDeterminismError")
     }
 
-    @Test func asyncLetOfDifferentActivitiesGetsStableIDs() async throws {
+    @Test func asyncLetWithExplicitIDsKeepsEachResultAcrossReplay() async throws {
         let log = self.log
         let fetchUser = Activity("fetch_user") { (ctx) -> String in log.record("user"); return "ada" }
         let fetchOrders = Activity("fetch_orders") { (ctx) -> Int in log.record("orders"); return 3 }
         let dashboard = Workflow("dashboard") { (ctx) -> String in
-            async let user = fetchUser(ctx)
-            async let orders = fetchOrders(ctx)
+            async let user = fetchUser(ctx, activityID: "user")
+            async let orders = fetchOrders(ctx, activityID: "orders")
             return "\(try await user):\(try await orders)"
         }
         // Only fetch_orders was recorded before the crash, from a child task (no position).
         let store = try await storeWithHistory(
-            "d1", "dashboard", [try recorded("d1", "fetch_orders:1", position: nil, name: "fetch_orders", result: 7)]
+            "d1", "dashboard", [try recorded("d1", "orders", position: nil, name: "fetch_orders", result: 7)]
         )
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
         try app.register(dashboard)
         let result = try await app.run { app in try await app.handle(for: dashboard, instanceID: "d1").result() }
         #expect(result == "ada:7")
         #expect(log.all == ["user"])
-        #expect(Set(try await store.history(of: "d1").map(\.stepID)) == ["fetch_orders:1", "fetch_user:1"])
+        #expect(Set(try await store.history(of: "d1").map(\.stepID)) == ["orders", "user"])
+    }
+
+    /// Two concurrent calls of one activity with default IDs would be `charge:1`/`charge:2` in arrival
+    /// order; a replay in which they arrive the other way round would hand each the other's result.
+    /// Such a call is refused, naming the step and the fix, before any body runs.
+    @Test func concurrentCallsWithDefaultIDsAreRefusedNotSwapped() async throws {
+        let log = self.log
+        let charge = Activity("charge") { (ctx, amount: Int) -> Int in log.record("charge \(amount)"); return amount }
+        let split = Workflow("split") { (ctx) -> Int in
+            async let first = charge(ctx, 10)
+            async let second = charge(ctx, 20)
+            return try await first - second
+        }
+        let failure = try await withTestApp { app in
+            try await #require(throws: WorkflowFailedError.self) { try await app.start(split, instanceID: "s1").result() }
+        }
+        #expect(failure.error.type == "EngineError")
+        #expect(failure.error.message.contains("charge:"))
+        #expect(failure.error.message.contains("activityID:"))
+        #expect(log.all.isEmpty)
+    }
+
+    /// The forced reordering: history recorded `charge:a` = 10 and `charge:b` = 20 from concurrent
+    /// branches; on replay the branches ask in the opposite order, and each still gets its own result.
+    @Test func concurrentCallsWithExplicitIDsKeepTheirResultsWhateverTheOrder() async throws {
+        let log = self.log
+        let charge = Activity("charge") { (ctx, amount: Int) -> Int in log.record("charge \(amount)"); return amount }
+        let gate = Gate()
+        let split = Workflow("split") { (ctx) -> Int in
+            async let first: Int = {
+                await gate.wait()   // the first branch asks second this time
+                return try await charge(ctx, 10, activityID: "charge:a")
+            }()
+            async let second = charge(ctx, 20, activityID: "charge:b")
+            let b = try await second
+            gate.open()
+            return try await first * 100 + b
+        }
+        let store = try await storeWithHistory(
+            "s2", "split",
+            [
+                try recorded("s2", "charge:a", position: nil, name: "charge", result: 10),
+                try recorded("s2", "charge:b", position: nil, name: "charge", result: 20),
+            ]
+        )
+        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+        try app.register(split)
+        let result = try await app.run { app in try await app.handle(for: split, instanceID: "s2").result() }
+        #expect(result == 10 * 100 + 20)
+        #expect(log.all.isEmpty)
     }
 
     @Test func preparedStepsInATaskGroupKeepTheirIDsAcrossReplay() async throws {

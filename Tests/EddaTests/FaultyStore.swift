@@ -10,14 +10,20 @@ final class FaultyStore<Base: Store>: Store {
     /// Leases carry an expiry, as PostgreSQL's do, and every renewal fails: a store cut off.
     let renewalsFail: Bool
     private let state = Mutex<(writes: Int, failing: Set<Int>, failed: Int)>((0, [], 0))
+    /// Releases: how many to fail before letting them through, and how many were asked for.
+    private let releases = Mutex<(failing: Int, asked: Int)>((0, 0))
 
     /// `failingWrites`: which writes fail, counting every write from 1 (create, append, mark, finish).
-    init(_ base: Base, failingWrites: Set<Int> = [], leasesNewInstances: Bool = true, renewalsFail: Bool = false) {
+    init(_ base: Base, failingWrites: Set<Int> = [], leasesNewInstances: Bool = true, renewalsFail: Bool = false, failingReleases: Int = 0) {
         self.base = base
         self.leasesNewInstances = leasesNewInstances
         self.renewalsFail = renewalsFail
         state.withLock { $0.failing = failingWrites }
+        releases.withLock { $0.failing = failingReleases }
     }
+
+    /// How many releases were asked for, failed ones included.
+    var releasesAsked: Int { releases.withLock { $0.asked } }
 
     /// How many writes failed so far.
     var failedWrites: Int { state.withLock { $0.failed } }
@@ -64,9 +70,9 @@ final class FaultyStore<Base: Store>: Store {
         try await base.append(event, with: transaction, lease: lease)
     }
 
-    func continueAsNew(lease: Lease, input: JSONPayload) async throws {
+    func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease {
         try write()
-        try await base.continueAsNew(lease: lease, input: input)
+        return try await base.continueAsNew(lease: lease, input: input)
     }
 
     func markCompensating(lease: Lease) async throws {
@@ -91,7 +97,16 @@ final class FaultyStore<Base: Store>: Store {
         if renewalsFail { throw StoreError(.database, "Injected failure: the store cannot be reached to renew leases.") }
         return try await base.renew(leases, for: duration)
     }
-    func release(_ lease: Lease, readyAt: Date?) async throws { try await base.release(lease, readyAt: readyAt) }
+    func release(_ lease: Lease, readyAt: Date?) async throws {
+        try releases.withLock { releases in
+            releases.asked += 1
+            if releases.failing > 0 {
+                releases.failing -= 1
+                throw StoreError(.database, "Injected failure of a release (database is locked).")
+            }
+        }
+        try await base.release(lease, readyAt: readyAt)
+    }
     func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
         try await base.nextReadyAt(after: after, workflowNames: workflowNames)
     }

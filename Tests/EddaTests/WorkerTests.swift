@@ -112,7 +112,7 @@ struct WorkerTests {
         let log = self.log
         let slow = Activity("slow", retry: .noRetry) { (ctx) -> Int in
             log.record("slow ran")
-            try await Task.sleep(for: .milliseconds(1200))   // the lease (300 ms) lapses meanwhile
+            try await Task.sleep(for: .milliseconds(2500))   // the lease (2 s) lapses meanwhile
             return 1
         }
         let next = Activity("next", retry: .noRetry) { (ctx) -> Int in
@@ -122,12 +122,14 @@ struct WorkerTests {
         let workflow = Workflow("cut_off") { (ctx) -> Int in try await slow(ctx) + next(ctx) }
         let store = FaultyStore(try SQLiteStore.inMemory(), renewalsFail: true)
         var configuration = EddaApp.Configuration.testing
-        configuration.leaseDuration = .milliseconds(300)
+        // Long enough that a loaded machine still starts the first step in time (no attempt starts
+        // once the lease may have lapsed).
+        configuration.leaseDuration = .seconds(2)
         configuration.leaseRenewalInterval = .milliseconds(100)
         try await withTestApp(store: store, configuration: configuration) { app in
             try await app.start(workflow, instanceID: "c-1")
-            // The lease cannot be renewed: the run is stopped by about 200 ms, before the lease could
-            // lapse and another worker take over. The slow step returns at 1.2 s (its record is
+            // The lease cannot be renewed: the run is stopped by about 1.9 s, before the lease could
+            // lapse and another worker take over. The slow step returns at 2.5 s (its record is
             // still fenced by the store), and the next step never starts.
             try await waitUntil { log.all.contains("slow ran") && app.instancesRunningHere.isEmpty }
         }
@@ -357,15 +359,15 @@ extension WorkerTests {
     }
 
     @Test func aCancelledBackoffThrowsInsteadOfEndingEarly() async throws {
-        let control = RunControl()
+        let run = ActiveRun(lease: Lease(instanceID: "i", owner: "w", token: 1, expiresAt: nil), leaseValidUntil: nil)
         let sleeping = Task {
-            try await control.sleep(until: Date().addingTimeInterval(60), clock: SystemClock(), instanceID: "i")
+            try await run.sleep(until: Date().addingTimeInterval(60), clock: SystemClock())
         }
         sleeping.cancel()
         await #expect(throws: CancellationError.self) { try await sleeping.value }
-        control.stop(.shutdown)
-        await #expect(throws: (any Error).self) {
-            try await control.sleep(until: Date().addingTimeInterval(60), clock: SystemClock(), instanceID: "i")
+        run.stop(.shutdown)
+        await #expect(throws: RunStopped.self) {
+            try await run.sleep(until: Date().addingTimeInterval(60), clock: SystemClock())
         }
     }
 

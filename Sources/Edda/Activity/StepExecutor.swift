@@ -47,7 +47,10 @@ struct StepExecutor: Sendable {
         let isActivity = kinds.completed == .activityCompleted
         if isActivity { context.metrics?.stepsExecuted.increment() } else { context.metrics?.compensationsRun.increment() }
         while true {
-            try checkNotStopping()
+            // Shutdown, a lost lease or a lease that may have lapsed (this process was paused past it),
+            // a cancellation: the state machine says whether this attempt may start.
+            let instant = ContinuousClock.now
+            try context.run.withMachine { try $0.beforeAttempt(isCompensation: kinds.completed == .compensationCompleted, now: instant) }
             let transaction = StepTransaction()
             let activityContext = ActivityContext(
                 instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,
@@ -102,7 +105,7 @@ struct StepExecutor: Sendable {
             // Only the engine's own cancellation suspends the run; a CancellationError the activity
             // throws by itself (a timeout in its HTTP client, say) is a failure like any other.
             if Task.isCancelled {
-                context.suspend(because: error)
+                context.stop(.shutdown)
                 throw error
             }
             let now = clock.now()
@@ -170,6 +173,7 @@ struct StepExecutor: Sendable {
         attempt: Int, errors: [ErrorRecord], firstAttemptAt: Date
     ) async throws -> Output {
         let transaction = activityContext.stepTransaction
+        try context.checkMayRecord()
         do {
             return try await context.environment.store.appendRunningAttempt(transaction, lease: context.lease) {
                 let output = try await body(activityContext)
@@ -177,7 +181,7 @@ struct StepExecutor: Sendable {
             }
         } catch {
             if transaction.bodyFailure != nil { throw error }
-            context.suspend(because: error)
+            context.writeFailed(error)
             throw StepRecordingFailure(error: error)
         }
     }
@@ -225,40 +229,19 @@ struct StepExecutor: Sendable {
     /// run reads the schedule from the recorded failed attempt. (Compensations wait in place: a
     /// rollback is not left half done.)
     private func sleep(until deadline: Date, clock: any WorkflowClock) async throws {
+        // A cancellation ends an activity's backoff (its step has no outcome); compensations run on.
+        let cancellable = kinds.completed != .compensationCompleted
         if kinds.completed == .activityCompleted, deadline.timeIntervalSince(clock.now()) > context.environment.maxInMemoryWait.seconds {
-            if context.control.cancellationRequested {
-                context.noteCancelled()
-                throw WorkflowCancelledError(instanceID: context.instanceID)
-            }
-            let waiting = RunWaiting(until: deadline, instanceID: context.instanceID)
-            context.suspend(because: waiting)
-            throw waiting
+            try context.run.withMachine { try $0.beforeSleep(cancellable: cancellable) }
+            context.stop(.waiting(until: deadline))
+            throw RunWaiting(until: deadline, instanceID: context.instanceID)
         }
         do {
-            try await context.control.sleep(
-                until: deadline, clock: clock, instanceID: context.instanceID, cancellable: kinds.completed != .compensationCompleted
-            )
-        } catch let cancelled as WorkflowCancelledError {
-            // A cancellation ends an activity's backoff (its step has no outcome); compensations run on.
-            context.noteCancelled()
-            throw cancelled
-        } catch {
-            context.suspend(because: error)
-            throw error
-        }
-    }
-
-    private func checkNotStopping() throws {
-        if let reason = context.control.stopReason {
-            let error = RunStopped(reason: reason, instanceID: context.instanceID)
-            context.suspend(because: error)
-            throw error
-        }
-        // A cancelled instance starts no attempt of an activity (one reserved earlier, say by
-        // `prepare`); compensations run on.
-        if kinds.completed == .activityCompleted, context.control.cancellationRequested {
-            context.noteCancelled()
-            throw WorkflowCancelledError(instanceID: context.instanceID)
+            try await context.run.sleep(until: deadline, clock: clock, cancellable: cancellable)
+        } catch is CancellationError {
+            // The engine's own task was cancelled: the app stops.
+            context.stop(.shutdown)
+            throw RunStopped(reason: .shutdown, instanceID: context.instanceID)
         }
     }
 
@@ -284,6 +267,8 @@ struct StepExecutor: Sendable {
     /// ``StepRecordingFailure``, which no retry may swallow.
     private func record(_ event: NewHistoryEvent, transaction: StepTransaction?) async throws {
         do {
+            // A run that ended (this step's task outlived it) or lost its lease writes nothing.
+            try context.checkMayRecord()
             if let transaction, !transaction.isEmpty {
                 try await context.environment.store.append(event, with: transaction, lease: context.lease)
             } else {
@@ -294,7 +279,7 @@ struct StepExecutor: Sendable {
             if transaction?.bodyFailure != nil { throw error }
             // Not durable (or refused: the lease is lost): stop without an outcome; the step runs
             // again in the next run, here or on the instance's next owner.
-            context.suspend(because: error)
+            if !(error is RunStopped) { context.writeFailed(error) }
             throw StepRecordingFailure(error: error)
         }
     }

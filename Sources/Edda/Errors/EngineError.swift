@@ -17,7 +17,7 @@ public struct EngineError: EddaError {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
-            case reservedStepID
+            case reservedStepID, concurrentStepWithoutID
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -57,6 +57,10 @@ public struct EngineError: EddaError {
         /// An explicit step ID (`activityID:` and the like) starts with `compensate:`, which Edda
         /// keeps for compensations' records. The run fails, as for a duplicate step ID.
         public static let reservedStepID = Code(.reservedStepID)
+        /// A step was asked for from a concurrent task (`async let`, a task group) without an
+        /// explicit ID. Default IDs follow arrival order, which a replay may change; the run fails
+        /// rather than risk giving each call another's recorded result.
+        public static let concurrentStepWithoutID = Code(.concurrentStepWithoutID)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

@@ -47,8 +47,14 @@ public protocol WorkflowStore: InstanceReader {
 
     /// Starts a new run of the leased instance with `input` (continue-as-new), in one transaction:
     /// the current run's history is moved to the archive under its run number, the instance's input
-    /// is replaced and its run number grows by one. The lease is kept, for the new run.
-    func continueAsNew(lease: Lease, input: JSONPayload) async throws
+    /// is replaced and its run number grows by one.
+    ///
+    /// The lease is kept, for the new run, but its fencing token grows by one, so that a write of the
+    /// finished run still in flight (from a task its workflow left running) is refused instead of
+    /// landing in the new run's history.
+    ///
+    /// - Returns: The lease the new run writes under: the same owner and expiry, the next token.
+    func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease
 
     /// Moves the leased instance from running to ``InstanceStatus/compensating``.
     func markCompensating(lease: Lease) async throws

@@ -15,7 +15,8 @@ struct InstanceRun: Sendable {
     let statusIsCurrent: Bool
     let workflow: RegisteredWorkflow
     let environment: EngineEnvironment
-    let control: RunControl
+    /// This run's state, fresh for this run.
+    let activeRun: ActiveRun
     let logger: Logger
 
     /// Runs in a span of its own, a child of the trace the instance was started in (its stored
@@ -31,13 +32,13 @@ struct InstanceRun: Sendable {
             }
         ) { _ in
             let result = await runUntraced()
-            report(result)
+            count(result)
             return result
         }
     }
 
     /// Counts the outcome and tells the hooks.
-    private func report(_ result: RunResult) {
+    private func count(_ result: RunResult) {
         let observer = environment.observer
         let metrics = observer.metrics?.workflow(instance.workflowName)
         let now = observer.clock.now()
@@ -64,13 +65,16 @@ struct InstanceRun: Sendable {
     }
 
     private func runUntraced() async -> RunResult {
-        defer { control.stop(.ended) }
+        // Whatever happens, nothing of this run acts after it: a task it left running can neither
+        // start a step nor write.
+        defer { activeRun.end() }
         // Metadata goes with each call: setting it on the logger costs more than a whole step.
         let logger = InstanceLogger(logger: self.logger, instanceID: instance.instanceID, workflowName: instance.workflowName)
         let store = environment.store
 
         let history: [HistoryEvent]
         var resumedStatus = InstanceStatus.running
+        var cancelRequested = instance.cancelRequested
         if isNew {
             history = []
         } else {
@@ -83,7 +87,7 @@ struct InstanceRun: Sendable {
                         return .leaseLost
                     }
                     resumedStatus = current.status
-                    if current.cancelRequested { control.requestCancellation() }
+                    cancelRequested = cancelRequested || current.cancelRequested
                 }
                 history = try await store.history(of: instance.instanceID)
             } catch let error as StoreError where error.code == .corruptRecord {
@@ -103,61 +107,42 @@ struct InstanceRun: Sendable {
             )
         }
         // Cancelled while it waited, or before this worker claimed it.
-        if instance.cancelRequested { control.requestCancellation() }
+        activeRun.withMachine { $0.begin(history: history, resumedCompensating: resumedStatus == .compensating, cancelRequested: cancelRequested) }
         let context = WorkflowContext(
-            instanceID: instance.instanceID, workflowName: instance.workflowName, runNumber: instance.runNumber, history: history,
-            lease: lease, control: control, environment: environment, logger: self.logger
+            instanceID: instance.instanceID, workflowName: instance.workflowName, runNumber: instance.runNumber,
+            lease: lease, run: activeRun, environment: environment, logger: self.logger
         )
-        let outcome: InstanceOutcome
+        let result: Result<JSONPayload, any Error>
         do {
-            let output = try await workflow.run(context, instance.input)
-            // A workflow that caught its cancellation and returned is cancelled all the same.
-            if context.wasCancelled { throw WorkflowCancelledError(instanceID: instance.instanceID) }
-            let (fatal, suspension) = context.pendingTermination()
-            if let fatal {
-                // Undo what the steps replayed so far did, then fail (see the README's Saga section).
-                if context.hasCompensations, let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
-                outcome = .failed(ErrorRecord(fatal))
-            } else if let suspension {
-                throw suspension
-            } else if resumedStatus == .compensating {
-                // It failed before and was rolling back; now the same history leads to success (the
-                // code changed). The rollback it started still finishes.
-                if context.hasCompensations, let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
-                let error = NonDeterminismError(instanceID: instance.instanceID)
-                outcome = .failed(ErrorRecord(error))
-            } else {
-                try context.verifyHistoryConsumed()
-                outcome = .completed(output)
-            }
+            result = .success(try await workflow.run(context, instance.input))
         } catch {
-            let (fatal, suspension) = context.pendingTermination()
-            if let fatal {
-                // Divergent code, a reused step ID, unreadable history: the run cannot go on, but
-                // the steps replayed before that point did happen, so their compensations run (a
-                // run stopped meanwhile leaves them to the next, which meets the same error).
-                if context.hasCompensations, let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
-                outcome = .failed(ErrorRecord(fatal))
-            } else if let next = suspension as? ContinueAsNew, control.stopReason == nil {
-                return await continueAsNew(with: next.input, logger: logger)
-            } else if let suspension {
-                return stopped(by: suspension, logger: logger)
-            } else if Task.isCancelled {
-                // The engine's own cancellation (the app's task was cancelled): stop without an outcome.
-                return stopped(by: error, logger: logger)
-            } else if context.wasCancelled {
-                // Cancelled at a step boundary (its children were marked with it, by the store): undo
-                // what was done, then record the cancellation.
-                if context.hasCompensations {
-                    if let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
+            result = .failure(error)
+        }
+        let taskCancelled = Task.isCancelled
+
+        let outcome: InstanceOutcome
+        switch activeRun.withMachine({ $0.workflowEnded(result, taskCancelled: taskCancelled) }) {
+        case .finish(let ending):
+            outcome = ending
+        case .compensate(let ending):
+            // Undo what the steps replayed or run so far did, then record the outcome (see the
+            // README's Saga section). A run stopped meanwhile leaves the rest to the next run.
+            if resumedStatus != .compensating {
+                do {
+                    try await store.markCompensating(lease: lease)
+                } catch {
+                    return stopped(by: error, logger: logger)
                 }
-                outcome = .cancelled(ErrorRecord(WorkflowCancelledError(instanceID: instance.instanceID)))
-            } else {
-                if context.hasCompensations {
-                    if let stop = await compensate(context, resumedStatus: resumedStatus, logger: logger) { return stop }
-                }
-                outcome = .failed(ErrorRecord(error))
             }
+            logger.debug("compensating")
+            activeRun.withMachine { $0.beginCompensation() }
+            await context.runCompensations()
+            if let stop = activeRun.withMachine({ $0.compensationsEnded() }) { return report(stop, logger: logger) }
+            outcome = ending
+        case .continueAsNew(let input):
+            return await continueAsNew(with: input, logger: logger)
+        case .stop(let result):
+            return report(result, logger: logger)
         }
 
         do {
@@ -187,36 +172,22 @@ struct InstanceRun: Sendable {
                 + "replayed. It was failed and its history left as it is; run the version of Edda that wrote it, or repair the record.",
             instanceID: instance.instanceID, cause: error
         )
-        let record = ErrorRecord(failure)
+        return await fail(ErrorRecord(failure), logger: logger)
+    }
+
+    /// Records that the instance failed with `record`.
+    private func fail(_ record: ErrorRecord, logger: InstanceLogger) async -> RunResult {
         do {
             try await environment.store.finishInstance(lease: lease, with: .failed(record), reportingTo: instance.parentInstanceID)
         } catch {
             return stopped(by: error, logger: logger)
         }
-        logger.debug("instance failed: unreadable history", metadata: ["edda.error": "\(error)"])
+        logger.debug("instance failed", metadata: ["edda.error.type": "\(record.type)"])
         return .failed(record)
     }
 
-    /// Moves the instance to `compensating` and runs its compensations.
-    ///
-    /// - Returns: `nil` when every compensation has an outcome; otherwise how the run stopped.
-    private func compensate(_ context: WorkflowContext, resumedStatus: InstanceStatus, logger: InstanceLogger) async -> RunResult? {
-        if resumedStatus != .compensating {
-            do {
-                try await environment.store.markCompensating(lease: lease)
-            } catch {
-                return stopped(by: error, logger: logger)
-            }
-        }
-        logger.debug("compensating")
-        guard await context.runCompensations() else {
-            let reason = context.pendingTermination().suspension ?? RunStopped(reason: .shutdown, instanceID: instance.instanceID)
-            return stopped(by: reason, logger: logger)
-        }
-        return nil
-    }
-
-    /// Records the start of the next run, once this one asked to continue as new.
+    /// Records the start of the next run, once this one asked to continue as new. The instance stays
+    /// leased here: the next run starts at once, under the lease the store moved on.
     private func continueAsNew(with input: JSONPayload, logger: InstanceLogger) async -> RunResult {
         do {
             try workflow.checkInput(input)
@@ -226,40 +197,38 @@ struct InstanceRun: Sendable {
                     + "'\(instance.workflowName)'; the instance fails and its history is kept.",
                 instanceID: instance.instanceID, cause: error
             )
-            do {
-                try await environment.store.finishInstance(lease: lease, with: .failed(ErrorRecord(failure)), reportingTo: instance.parentInstanceID)
-            } catch {
-                return stopped(by: error, logger: logger)
-            }
-            return .failed(ErrorRecord(failure))
+            return await fail(ErrorRecord(failure), logger: logger)
         }
+        let next: Lease
         do {
-            try await environment.store.continueAsNew(lease: lease, input: input)
+            next = try await environment.store.continueAsNew(lease: lease, input: input)
         } catch {
             return stopped(by: error, logger: logger)
         }
         logger.debug("continued as new")
-        return .continuedAsNew(input)
+        return .continuedAsNew(input, lease: next)
     }
 
-    /// What a run that stopped without an outcome tells the worker.
+    /// A run that stopped on a failed write of its own: nothing more is recorded.
     private func stopped(by error: any Error, logger: InstanceLogger) -> RunResult {
-        if control.stopReason == .leaseLost || (error as? StoreError)?.code == .leaseLost
-            || (error as? RunStopped)?.reason == .leaseLost
-        {
+        report(activeRun.withMachine { $0.stopped(by: error) }, logger: logger)
+    }
+
+    /// Logs how a run stopped without an outcome.
+    private func report(_ result: RunResult, logger: InstanceLogger) -> RunResult {
+        switch result {
+        case .leaseLost:
             logger.debug("lease lost; the run stops and writes nothing more")
-            return .leaseLost
+        case .waiting(let until):
+            logger.debug("waiting; the instance is released", metadata: ["edda.ready_at": "\(String(describing: until))"])
+        case .released(.shutdown):
+            logger.debug("run stopped; the instance is released")
+        case .released(.storeFailure(let error)):
+            logger.warning("store failure; the run is retried", metadata: ["edda.error": "\(error)"])
+        default:
+            break
         }
-        if let waiting = error as? RunWaiting, control.stopReason == nil {
-            logger.debug("waiting; the instance is released", metadata: ["edda.ready_at": "\(waiting.until)"])
-            return .waiting(until: waiting.until)
-        }
-        if error is RunStopped || control.stopReason == .shutdown || error is CancellationError {
-            logger.debug("run stopped; the instance is released", metadata: ["edda.reason": "\(error)"])
-            return .released(.shutdown)
-        }
-        logger.warning("store failure; the run is retried", metadata: ["edda.error": "\(error)"])
-        return .released(.storeFailure(error))
+        return result
     }
 }
 

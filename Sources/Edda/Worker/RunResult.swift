@@ -9,8 +9,9 @@ enum RunResult: Sendable {
     case failed(ErrorRecord)
     /// The instance was cancelled (after its compensations); recorded, and the lease ended.
     case cancelled(ErrorRecord)
-    /// The workflow continued as new: the next run starts at once, under the same lease, with `input`.
-    case continuedAsNew(JSONPayload)
+    /// The workflow continued as new: the next run starts at once with `input`, under `lease` — the
+    /// same lease, its fencing token moved on so that nothing of the finished run can write into the next.
+    case continuedAsNew(JSONPayload, lease: Lease)
     /// The instance waits until `until` (or a wake-up, when `nil`): the worker releases it, ready then.
     case waiting(until: Date?)
     /// The run stopped without an outcome; the worker decides what happens to the lease.
@@ -37,9 +38,16 @@ struct RunWaiting: Error, CustomStringConvertible {
     var description: String { "Instance \(instanceID) waits until \(until); it is released and resumes then." }
 }
 
-/// Thrown inside a run that the worker stopped: shutdown, or a lost lease.
+/// Thrown inside a run that must stop at once: shutdown, a lost lease, or a context used after its run ended.
 struct RunStopped: Error, CustomStringConvertible {
-    let reason: RunControl.StopReason
+    enum Reason: Sendable, Equatable {
+        case shutdown
+        case leaseLost
+        /// The run returned; a context that escaped it (in a stray `Task`) may not run steps.
+        case ended
+    }
+
+    let reason: Reason
     let instanceID: String
 
     var description: String {

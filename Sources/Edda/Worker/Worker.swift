@@ -16,10 +16,10 @@ final class Worker: Sendable {
         var isNew: Bool
     }
 
-    /// A lease this worker holds, and the control of the run using it.
+    /// A lease this worker holds, and the run using it (a new one for each run of the instance).
     private struct Held: Sendable {
         var lease: Lease
-        var control: RunControl
+        var run: ActiveRun
         /// When the store last granted or renewed the lease, by this process's clock: taken before
         /// the request went out, so the lease surely lasts `leaseDuration` from then.
         var grantedAt: ContinuousClock.Instant
@@ -108,13 +108,14 @@ final class Worker: Sendable {
 
     /// Runs an instance this process created under `lease`.
     func launch(_ instance: WorkflowInstance, lease: Lease) {
-        let control = RunControl()
+        let grantedAt = ContinuousClock.now
+        let run = ActiveRun(lease: lease, leaseValidUntil: validUntil(lease, grantedAt: grantedAt))
         let stopping = state.withLock { state -> Bool in
-            state.held[instance.instanceID] = Held(lease: lease, control: control, grantedAt: .now)
+            state.held[instance.instanceID] = Held(lease: lease, run: run, grantedAt: grantedAt)
             return state.machine.phase != .running
         }
         // Shutdown began between reserve and launch: the run stops at its first step and is released.
-        if stopping { control.stop(.shutdown) }
+        if stopping { run.stop(.shutdown) }
         jobsContinuation.yield(Job(instance: instance, lease: lease, isNew: true))
     }
 
@@ -129,7 +130,14 @@ final class Worker: Sendable {
     /// waiter and then found the instance here is sure to hear the outcome.
     /// Cancels the run of `instanceID` if it runs here (its cancellation is already in the store).
     func cancelHere(_ instanceID: String) {
-        state.withLock { $0.held[instanceID]?.control }?.requestCancellation()
+        state.withLock { $0.held[instanceID]?.run }?.requestCancellation()
+    }
+
+    /// Until when a lease granted (or renewed) at `grantedAt` surely holds, on the monotonic clock:
+    /// the time the lapse check would stop its run. `nil` for a lease that never lapses.
+    private func validUntil(_ lease: Lease, grantedAt: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        guard lease.expiresAt != nil else { return nil }
+        return grantedAt + configuration.leaseDuration - configuration.leaseRenewalInterval
     }
 
     func isRunningHere(_ instanceID: String) -> Bool {
@@ -158,12 +166,7 @@ final class Worker: Sendable {
                     await self.claim(upTo: limit)
                     continue
                 }
-                // Deadlines are on the app's clock (the one that set them).
-                var wait = configuration.pollInterval
-                if let nextReadyAt {
-                    wait = min(wait, .seconds(max(nextReadyAt.timeIntervalSince(environment.clock.now()), 0)))
-                }
-                await claimSignal.wait(upTo: wait)
+                await waitForWork(until: nextReadyAt)
                 // Signalled or timed out: either way, ready work may be waiting (the poll).
                 let now = environment.clock.now()
                 state.withLock { state in
@@ -198,7 +201,10 @@ final class Worker: Sendable {
         let (action, stopped) = state.withLock { state in
             let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit)
             for id in action.run {
-                state.held[id] = Held(lease: byID[id]!.lease, control: RunControl(), grantedAt: requestedAt)
+                let lease = byID[id]!.lease
+                state.held[id] = Held(
+                    lease: lease, run: ActiveRun(lease: lease, leaseValidUntil: validUntil(lease, grantedAt: requestedAt)), grantedAt: requestedAt
+                )
             }
             return (action, state.machine.claimSettled())
         }
@@ -239,19 +245,20 @@ final class Worker: Sendable {
         }
         defer { if let metrics { metrics.inFlight.record(inFlightCount.subtract(1, ordering: .relaxed).newValue) } }
         var instance = job.instance
+        var lease = job.lease
         var isNew = job.isNew
         var storeFailures = 0
         while true {
-            guard let control = state.withLock({ $0.held[id]?.control }) else { break }
+            guard let run = state.withLock({ $0.held[id]?.run }) else { break }
             guard let workflow = app.registration(named: job.instance.workflowName) else {
                 // Claims only return registered workflows; kept for safety.
-                await release(job.lease, readyAt: nil)
+                await release(lease, readyAt: nil)
                 stopHolding(id)
                 break
             }
             let result = await InstanceRun(
-                instance: instance, lease: job.lease, isNew: isNew, statusIsCurrent: storeFailures == 0,
-                workflow: workflow, environment: environment, control: control, logger: logger
+                instance: instance, lease: lease, isNew: isNew, statusIsCurrent: storeFailures == 0,
+                workflow: workflow, environment: environment, activeRun: run, logger: logger
             ).run()
             switch result {
             case .completed(let output):
@@ -263,20 +270,24 @@ final class Worker: Sendable {
             case .cancelled(let record):
                 stopHolding(id)
                 app.publish(id, .success(.cancelled(record)))
-            case .continuedAsNew(let input):
-                // The next run starts now, under the same lease, from an empty history.
+            case .continuedAsNew(let input, let next):
+                // The next run starts now, in place, from an empty history: the same lease with the
+                // token the store moved on, and a run state of its own.
                 instance.input = input
                 instance.status = .running
                 instance.runNumber += 1
+                instance.cancelRequested = run.withMachine { $0.cancellationRequested }
+                lease = next
                 isNew = true
                 storeFailures = 0
+                startNextRun(id, lease: next)
                 continue
             case .waiting(let until):
-                await release(job.lease, readyAt: until)
+                await release(lease, readyAt: until)
                 stopHolding(id, nextReadyAt: until)
                 app.publish(id, nil)
             case .released(.shutdown):
-                await release(job.lease, readyAt: nil)
+                await release(lease, readyAt: nil)
                 stopHolding(id)
                 app.publish(id, nil)
             case .released(.storeFailure):
@@ -284,18 +295,12 @@ final class Worker: Sendable {
                 // Keep the lease and run again after a backoff: the history is durable, so the next
                 // run replays what was recorded and retries what was not.
                 let delay = configuration.storeRetryPolicy.delay(afterAttempt: storeFailures)
-                let next = RunControl()
-                let (stopping, lost) = state.withLock { state -> (Bool, Bool) in
-                    state.held[id]?.control = next
-                    return (state.machine.phase != .running, state.held[id]?.lost ?? false)
-                }
+                let next = startNextRun(id, lease: lease)
                 do {
-                    if lost { next.stop(.leaseLost) }
-                    if stopping { next.stop(.shutdown) }
                     // A cancellation does not end this backoff: the next run reads it from the store.
-                    try await next.sleep(until: Date().adding(delay), clock: SystemClock(), instanceID: id, cancellable: false)
+                    try await next.sleep(until: Date().adding(delay), clock: SystemClock(), cancellable: false)
                 } catch {
-                    if next.stopReason != .leaseLost { await release(job.lease, readyAt: nil) }
+                    if !next.withMachine({ $0.leaseLost }) { await release(lease, readyAt: nil) }
                     stopHolding(id)
                     app.publish(id, nil)
                     break
@@ -309,6 +314,38 @@ final class Worker: Sendable {
             break
         }
         runEnded(id)
+    }
+
+    /// Makes the state of the instance's next run, fresh, under `lease`: stopped at once if the worker
+    /// is stopping or the lease was found lost meanwhile.
+    @discardableResult
+    private func startNextRun(_ instanceID: String, lease: Lease) -> ActiveRun {
+        let (run, stopping, lost) = state.withLock { state -> (ActiveRun, Bool, Bool) in
+            let grantedAt = state.held[instanceID]?.grantedAt ?? .now
+            let run = ActiveRun(lease: lease, leaseValidUntil: validUntil(lease, grantedAt: grantedAt))
+            state.held[instanceID]?.run = run
+            state.held[instanceID]?.lease = lease
+            return (run, state.machine.phase != .running, state.held[instanceID]?.lost ?? false)
+        }
+        if lost { run.stop(.leaseLost) }
+        if stopping { run.stop(.shutdown) }
+        return run
+    }
+
+    /// Waits for a reason to claim: a signal (capacity freed, a wake-up, shutdown), the poll interval,
+    /// or the earliest deadline of a released instance — on the app's clock, which set it, so a test's
+    /// manual clock moves released timers and backoffs as it moves those in memory.
+    private func waitForWork(until deadline: Date?) async {
+        guard let deadline else {
+            await claimSignal.wait(upTo: configuration.pollInterval)
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.claimSignal.wait(upTo: self.configuration.pollInterval) }
+            group.addTask { try? await self.environment.clock.sleep(until: deadline) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     /// Forgets the lease of a run that ended, before its waiters hear of it (see ``isRunningHere(_:)``).
@@ -328,12 +365,35 @@ final class Worker: Sendable {
         if sooner { claimSignal.notify() }
     }
 
+    /// Releases a lease, trying again after a failure (a busy database, a dropped connection) for as
+    /// long as the worker runs: a lease that never lapses (SQLite) and was not released would keep its
+    /// instance from every claim until the process restarts. While the worker stops, a few tries; then
+    /// the lease is left to lapse (or, on SQLite, to the next start, which recovers every lease).
     private func release(_ lease: Lease, readyAt: Date?) async {
-        do {
-            try await store.release(lease, readyAt: readyAt)
-        } catch {
-            // The lease lapses on its own (or, on SQLite, with this process): nothing is lost.
-            logger.debug("could not release a lease", metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)"])
+        var failures = 0
+        while true {
+            do {
+                try await store.release(lease, readyAt: readyAt)
+                return
+            } catch let error as StoreError where error.code == .leaseLost {
+                // Another worker holds the instance now: nothing of ours to release.
+                return
+            } catch {
+                failures += 1
+                let stopping = state.withLock { $0.machine.phase != .running }
+                if stopping && failures >= 3 {
+                    logger.warning(
+                        "could not release a lease while stopping; it lapses, or the next start recovers it",
+                        metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)"]
+                    )
+                    return
+                }
+                logger.debug(
+                    "could not release a lease; trying again",
+                    metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)", "edda.attempt": "\(failures)"]
+                )
+                try? await Task.sleep(for: configuration.storeRetryPolicy.delay(afterAttempt: failures))
+            }
         }
     }
 
@@ -362,21 +422,25 @@ final class Worker: Sendable {
             let sent = Dictionary(leases.map { ($0.instanceID, $0.token) }, uniquingKeysWith: { first, _ in first })
             do {
                 let lost = try await store.renew(leases, for: configuration.leaseDuration)
-                let controls = state.withLock { state in
+                let (renewed, lostRuns) = state.withLock { state in
+                    var renewed: [(ActiveRun, ContinuousClock.Instant?)] = []
                     for (id, token) in sent where !lost.contains(id) && state.held[id]?.lease.token == token {
                         state.held[id]?.grantedAt = sentAt
+                        if let held = state.held[id] { renewed.append((held.run, validUntil(held.lease, grantedAt: sentAt))) }
                     }
-                    return lost.compactMap { id -> RunControl? in
+                    let lostRuns = lost.compactMap { id -> ActiveRun? in
                         // Only the lease that was sent: a newer lease on the same instance is not lost.
                         guard let held = state.held[id], held.lease.token == sent[id] else { return nil }
                         state.held[id]?.lost = true
-                        return held.control
+                        return held.run
                     }
+                    return (renewed, lostRuns)
                 }
+                for (run, validUntil) in renewed { run.withMachine { $0.leaseRenewed(validUntil: validUntil) } }
                 if !lost.isEmpty {
                     logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
                 }
-                for control in controls { control.stop(.leaseLost) }
+                for run in lostRuns { run.stop(.leaseLost) }
                 // Cancellations asked for from elsewhere (another process, the CLI) reach runs here.
                 let held = sent.keys.filter { !lost.contains($0) }
                 for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
@@ -432,30 +496,30 @@ final class Worker: Sendable {
     /// anyway: this is about the activities it would start.) Leases that never lapse are kept.
     private func stopRunsWhoseLeasesLapse() {
         let deadline = ContinuousClock.now + configuration.leaseRenewalInterval - configuration.leaseDuration
-        let controls = state.withLock { state -> [RunControl] in
-            state.held.compactMap { id, held -> RunControl? in
+        let runs = state.withLock { state -> [ActiveRun] in
+            state.held.compactMap { id, held -> ActiveRun? in
                 guard held.lease.expiresAt != nil, !held.lost, held.grantedAt <= deadline else { return nil }
                 state.held[id]?.lost = true
-                return held.control
+                return held.run
             }
         }
-        guard !controls.isEmpty else { return }
+        guard !runs.isEmpty else { return }
         logger.warning(
             "leases about to lapse without renewal; stopping their runs",
-            metadata: ["edda.count": "\(controls.count)", "edda.lease.duration": "\(configuration.leaseDuration)"]
+            metadata: ["edda.count": "\(runs.count)", "edda.lease.duration": "\(configuration.leaseDuration)"]
         )
-        for control in controls { control.stop(.leaseLost) }
+        for run in runs { run.stop(.leaseLost) }
     }
 
     // MARK: - Shutdown
 
     private func shutdown() {
-        let (controls, stopped) = state.withLock { state in
+        let (runs, stopped) = state.withLock { state in
             let (stop, stopped) = state.machine.shutdown()
-            return (stop.compactMap { state.held[$0]?.control }, stopped)
+            return (stop.compactMap { state.held[$0]?.run }, stopped)
         }
         logger.debug("edda worker stopping: no new claims or steps; running steps record their outcome")
-        for control in controls { control.stop(.shutdown) }
+        for run in runs { run.stop(.shutdown) }
         claimSignal.notify()
         if stopped { finishStopping() }
     }

@@ -55,20 +55,12 @@ extension WorkflowContext {
             fail(with: error)
             throw error
         }
-        let created: CreateInstanceOutcome
-        do {
-            created = try await environment.store.createInstance(
-                NewInstance(
-                    instanceID: id, workflowName: workflow.name, serviceName: environment.serviceName, input: input, parentInstanceID: instanceID,
-                    // The child's runs join the parent's trace: its step span is the current context.
-                    traceContext: environment.observer.currentTraceContext()
-                ),
-                leasedTo: nil
-            )
-        } catch {
-            suspend(because: error)
-            throw error
-        }
+        let child = NewInstance(
+            instanceID: id, workflowName: workflow.name, serviceName: environment.serviceName, input: input, parentInstanceID: instanceID,
+            // The child's runs join the parent's trace: its step span is the current context.
+            traceContext: environment.observer.currentTraceContext()
+        )
+        let created = try await write { store in try await store.createInstance(child, leasedTo: nil) }
         if case .created = created {
             environment.observer.metrics?.workflow(workflow.name).started.increment()
             environment.observer.hooks?.post(

@@ -32,9 +32,8 @@ extension WorkflowContext {
             fail(with: failure)
             throw failure
         }
-        let request = ContinueAsNew(input: input, instanceID: instanceID)
-        suspend(because: request)
-        throw request
+        stop(.continueAsNew(input))
+        throw ContinueAsNew(input: input, instanceID: instanceID)
     }
 }
 

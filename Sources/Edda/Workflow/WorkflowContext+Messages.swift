@@ -124,9 +124,8 @@ extension WorkflowContext {
                 record = event
             case .waiting(let deadline):
                 // Released until the deadline or a delivery, whichever comes first.
-                let waiting = RunWaiting(until: deadline ?? .distantFuture, instanceID: instanceID)
-                suspend(because: waiting)
-                throw waiting
+                stop(.waiting(until: deadline ?? .distantFuture))
+                throw RunWaiting(until: deadline ?? .distantFuture, instanceID: instanceID)
             }
         }
         if record.kind == .waitTimedOut {
@@ -209,13 +208,14 @@ extension WorkflowContext {
     /// Calls the store: a channel used in the wrong mode fails the run (retrying cannot help); any
     /// other error stops it without an outcome, to be run again.
     private func mailbox<Result>(_ call: (any Store) async throws -> Result) async throws -> Result {
+        try checkMayRecord()
         do {
             return try await call(environment.store)
         } catch let misuse as ChannelModeError {
             fail(with: misuse)
             throw misuse
         } catch {
-            suspend(because: error)
+            writeFailed(error)
             throw error
         }
     }

@@ -64,25 +64,19 @@ extension WorkflowContext {
 
     /// Sleeps in place until `deadline` if it is near, or ends the run as waiting.
     func wait(until deadline: Date) async throws {
-        if control.cancellationRequested {
-            noteCancelled()
-            throw WorkflowCancelledError(instanceID: instanceID)
-        }
+        try run.withMachine { try $0.beforeSleep(cancellable: true) }
         let remaining = deadline.timeIntervalSince(environment.clock.now())
         guard remaining > 0 else { return }
         guard remaining <= environment.maxInMemoryWait.seconds else {
-            let waiting = RunWaiting(until: deadline, instanceID: instanceID)
-            suspend(because: waiting)
-            throw waiting
+            stop(.waiting(until: deadline))
+            throw RunWaiting(until: deadline, instanceID: instanceID)
         }
         do {
-            try await control.sleep(until: deadline, clock: environment.clock, instanceID: instanceID)
-        } catch let cancelled as WorkflowCancelledError {
-            noteCancelled()
-            throw cancelled
-        } catch {
-            suspend(because: error)
-            throw error
+            try await run.sleep(until: deadline, clock: environment.clock)
+        } catch is CancellationError {
+            // The engine's own task was cancelled: the app stops.
+            stop(.shutdown)
+            throw RunStopped(reason: .shutdown, instanceID: instanceID)
         }
     }
 }

@@ -82,11 +82,6 @@ extension WorkflowContext {
             instanceID: instanceID, stepID: reservation.stepID, position: reservation.position, name: reservation.name,
             kind: kind, payload: payload
         )
-        do {
-            try await environment.store.append(record, lease: lease)
-        } catch {
-            suspend(because: error)
-            throw error
-        }
+        try await write { store in try await store.append(record, lease: lease) }
     }
 }

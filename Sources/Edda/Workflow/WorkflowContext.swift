@@ -1,6 +1,5 @@
 public import Logging
 import CoreMetrics
-import Synchronization
 
 /// A workflow instance's view of itself while it runs; the first argument of every workflow body.
 ///
@@ -37,55 +36,34 @@ public final class WorkflowContext: Sendable {
     let metrics: EngineMetrics.Workflow?
     /// The lease this run writes under: every record it appends is fenced by it.
     let lease: Lease
-    /// How the worker stops this run (shutdown, lost lease).
-    let control: RunControl
+    /// This run's state: every step boundary asks it what to do.
+    let run: ActiveRun
     private let topLevelTask: Int?
-    private let state: Mutex<State>
-
-    private struct State: Sendable {
-        var replay: ReplayState
-        /// An error that ends the run whatever the workflow does with it (non-determinism,
-        /// unreadable history). Kept here so a workflow that catches it cannot carry on.
-        var fatalError: (any Error)?
-        /// Set when the run must stop without an outcome (shutdown, store failure): the instance
-        /// stays running and is resumed later.
-        var suspension: (any Error)?
-        /// Compensations of completed steps, in completion order.
-        var compensations: [PendingCompensation] = []
-        var compensationIDs: Set<String> = []
-        var manualCompensationCounts: [String: Int] = [:]
-        /// The run threw ``WorkflowCancelledError`` at a step boundary: it ends cancelled.
-        var cancelled = false
-        /// Broadcast channels: the sequence number of the last message seen (or of the
-        /// subscription), as history says; the next receive takes the first message after it.
-        var channelCursors: [String: Int64] = [:]
-    }
 
     init(
-        instanceID: String, workflowName: String, runNumber: Int, history: [HistoryEvent], lease: Lease, control: RunControl,
+        instanceID: String, workflowName: String, runNumber: Int, lease: Lease, run: ActiveRun,
         environment: EngineEnvironment, logger: Logger
     ) {
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.runNumber = runNumber
         self.lease = lease
-        self.control = control
+        self.run = run
         self.environment = environment
         self.metrics = environment.observer.metrics?.workflow(workflowName)
         self.baseLogger = logger
         self.topLevelTask = withUnsafeCurrentTask { $0?.hashValue }
-        self.state = Mutex(State(replay: ReplayState(instanceID: instanceID, history: history)))
     }
 
     /// `true` while recorded steps lie ahead: the workflow is re-running code whose results are
     /// already in history. Use it to keep logs and metrics from counting replayed work twice.
     public var isReplaying: Bool {
-        state.withLock { $0.replay.isReplaying }
+        run.withMachine { $0.replay.isReplaying }
     }
 
     /// How many steps this run has requested so far.
     public var currentStep: Int {
-        state.withLock { $0.replay.stepCount }
+        run.withMachine { $0.replay.stepCount }
     }
 
     /// A key unique to this instance and the given name, stable across replays: for calls to
@@ -114,43 +92,23 @@ public final class WorkflowContext: Sendable {
         retry: RetryPolicy? = nil,
         _ body: @escaping @Sendable (ActivityContext) async throws -> Void
     ) throws {
-        let key = state.withLock { state -> String in
-            if let id { return id }
-            state.manualCompensationCounts[name, default: 0] += 1
-            return "\(name)#\(state.manualCompensationCounts[name]!)"
-        }
+        let key = id ?? run.withMachine { $0.manualCompensationKey(name) }
         try pushCompensation(PendingCompensation(stepID: "compensate:\(key)", name: name, retryPolicy: retry, run: body))
     }
 
     // MARK: - Engine side
 
     func pushCompensation(_ compensation: PendingCompensation) throws {
-        try state.withLock { state in
-            guard state.compensationIDs.insert(compensation.stepID).inserted else {
-                let error = EngineError(
-                    .duplicateStepID,
-                    "Compensation ID '\(compensation.stepID)' was registered twice in one run of instance \(instanceID); give each a distinct id:.",
-                    instanceID: instanceID, stepID: compensation.stepID
-                )
-                state.fatalError = error
-                throw error
-            }
-            state.compensations.append(compensation)
-        }
-    }
-
-    var hasCompensations: Bool {
-        state.withLock { !$0.compensations.isEmpty }
+        try run.withMachine { try $0.pushCompensation(compensation) }
     }
 
     /// Runs the registered compensations in reverse order, skipping those history has an outcome for.
-    ///
-    /// - Returns: `false` when the run was suspended (shutdown, store failure) before all had an outcome.
-    func runCompensations() async -> Bool {
-        let (pending, replay) = state.withLock { ($0.compensations, $0.replay) }
+    /// Stops early when the run must stop (shutdown, a lost lease, a store failure).
+    func runCompensations() async {
+        let (pending, replay) = run.withMachine { ($0.compensations, $0.replay) }
         for compensation in pending.reversed() {
             if replay.compensationOutcome(compensation.stepID) != nil { continue }
-            if pendingTermination().suspension != nil { return false }
+            if mustStop { return }
             // An unreadable attempt record fails the step, as it does an activity's: the compensation
             // is recorded as failed with the reason, not run again, and the others still run.
             let prior: ReplayState.PriorAttempts?
@@ -177,45 +135,26 @@ public final class WorkflowContext: Sendable {
                     return true
                 }
             } catch {
-                if pendingTermination().suspension != nil { return false }
+                if mustStop { return }
                 baseLogger.debug(
                     "compensation failed; continuing with the others",
                     metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(compensation.stepID)"]
                 )
             }
         }
-        return pendingTermination().suspension == nil
+    }
+
+    /// Whether the run must stop without an outcome.
+    private var mustStop: Bool {
+        run.withMachine { $0.stop != nil }
     }
 
     func reserveStep(name: String, explicitID: String?) throws -> ReplayState.Reservation {
         let topLevel = topLevelTask != nil && withUnsafeCurrentTask { $0?.hashValue } == topLevelTask
-        if let reason = control.stopReason {
-            // Shutdown, a lost lease, or a context used after its run ended (from an escaped Task).
-            let stop = RunStopped(reason: reason, instanceID: instanceID)
-            suspend(because: stop)
-            throw stop
-        }
-        let cancelling = control.cancellationRequested
-        return try state.withLock { state in
-            if let fatal = state.fatalError { throw fatal }
-            if let suspension = state.suspension { throw suspension }
-            let reservation: ReplayState.Reservation
-            do {
-                reservation = try state.replay.reserve(name: name, explicitID: explicitID, topLevel: topLevel)
-            } catch {
-                // Divergence, a reused ID, unreadable history: the run cannot go on.
-                state.fatalError = error
-                throw error
-            }
-            // Cancelled: recorded steps still replay (the compensations need their results); the
-            // first fresh one is where the workflow stops.
-            if cancelling, case .execute = reservation.decision {
-                state.cancelled = true
-                throw WorkflowCancelledError(instanceID: instanceID)
-            }
-            if case .replay(let recorded) = reservation.decision { replayed(recorded) }
-            return reservation
-        }
+        let now = ContinuousClock.now
+        let reservation = try run.withMachine { try $0.reserveStep(name: name, explicitID: explicitID, topLevel: topLevel, now: now) }
+        if case .replay(let recorded) = reservation.decision { replayed(recorded) }
+        return reservation
     }
 
     /// Counts a step answered from history; an activity's result is told to the hooks (`fromHistory`).
@@ -232,58 +171,57 @@ public final class WorkflowContext: Sendable {
 
     /// Whether an earlier run recorded a top-level step after `position`.
     func hasRecordedStep(afterPosition position: Int) -> Bool {
-        state.withLock { $0.replay.hasRecordedStep(afterPosition: position) }
+        run.withMachine { $0.replay.hasRecordedStep(afterPosition: position) }
     }
 
     /// Where this run stands on a broadcast channel, or `nil` before it subscribed.
     func channelCursor(_ channel: String) -> Int64? {
-        state.withLock { $0.channelCursors[channel] }
+        run.withMachine { $0.channelCursor(channel) }
     }
 
     /// Moves this run's position on a broadcast channel forward to `sequence`.
     func advanceChannelCursor(_ channel: String, to sequence: Int64) {
-        state.withLock { state in
-            state.channelCursors[channel] = max(state.channelCursors[channel] ?? sequence, sequence)
-        }
+        run.withMachine { $0.advanceChannelCursor(channel, to: sequence) }
     }
 
     /// Records that the run met its cancellation (a wait ended by it, say).
     func noteCancelled() {
-        state.withLock { $0.cancelled = true }
-    }
-
-    /// Whether the run stopped at a step boundary because the instance was cancelled.
-    var wasCancelled: Bool {
-        state.withLock { $0.cancelled }
+        run.withMachine { $0.noteCancelled() }
     }
 
     /// Marks the run as ending with `error` no matter what the workflow does next.
     func fail(with error: any Error) {
-        state.withLock { if $0.fatalError == nil { $0.fatalError = error } }
+        run.withMachine { $0.fail(with: error) }
     }
 
     /// Marks the run as stopping without an outcome.
-    func suspend(because error: any Error) {
-        state.withLock { state in
-            // Waits in parallel branches: the run resumes at the earliest of them.
-            if let waiting = state.suspension as? RunWaiting, let sooner = error as? RunWaiting, sooner.until < waiting.until {
-                state.suspension = sooner
-            }
-            if state.suspension == nil { state.suspension = error }
+    func stop(_ reason: RunStateMachine.Stop) {
+        run.withMachine { $0.stop(reason) }
+    }
+
+    /// Throws when this run may no longer write: it is over (the context escaped in a task the
+    /// workflow left running) or its lease is lost.
+    func checkMayRecord() throws {
+        let refusal = run.withMachine { machine -> RunStopped.Reason? in
+            guard !machine.mayRecord() else { return nil }
+            return machine.phase == .ended ? .ended : .leaseLost
         }
+        if let refusal { throw RunStopped(reason: refusal, instanceID: instanceID) }
     }
 
-    /// The error that must end the run, if any, taking precedence over what the workflow returned.
-    func pendingTermination() -> (fatal: (any Error)?, suspension: (any Error)?) {
-        state.withLock { ($0.fatalError, $0.suspension) }
+    /// A write of this run failed: the run stops without an outcome (a refused fence: the lease is lost).
+    func writeFailed(_ error: any Error) {
+        run.withMachine { $0.writeFailed(error) }
     }
 
-    func verifyHistoryConsumed() throws {
-        let replay = state.withLock { $0.replay }
+    /// Runs one write of this run's through the store: refused once the run may no longer write,
+    /// and a failure stops the run (the step is asked for again by the next run).
+    func write<Result>(_ operation: (any Store) async throws -> Result) async throws -> Result {
+        try checkMayRecord()
         do {
-            try replay.verifyAllConsumed()
+            return try await operation(environment.store)
         } catch {
-            fail(with: error)
+            writeFailed(error)
             throw error
         }
     }

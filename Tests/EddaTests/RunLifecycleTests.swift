@@ -1,0 +1,135 @@
+@testable import Edda
+import EddaSQLite
+import EddaTesting
+import Foundation
+import Testing
+
+/// The life of one run, end to end: continue-as-new in place, a task left running by a finished
+/// run, a failed release, and released waits on the app's clock.
+@Suite("Run lifecycle", .timeLimit(.minutes(1)))
+struct RunLifecycleTests {
+    static let count = Activity("count") { (ctx, n: Int) -> Int in n }
+    static let counter = Workflow("lifecycle_counter") { (ctx, n: Int, limit: Int) -> Int in
+        let seen = try await count(ctx, n)
+        if seen < limit { try ctx.continueAsNew(with: n + 1, limit) }
+        return seen
+    }
+
+    @Test func continueAsNewRunsInPlaceWithoutReleasingOrReclaiming() async throws {
+        let store = FaultyStore(try SQLiteStore.inMemory())
+        let result = try await withTestApp(store: store) { app in
+            try await app.start(Self.counter, 1, 4, instanceID: "chain").result()
+        }
+        #expect(result == 4)
+        // Released only... never: each continuation ran at once under the same lease, its token moved
+        // on (three continuations after the creation's token 1).
+        #expect(store.releasesAsked == 0, "a continuation released the instance")
+        let instance = try #require(try await store.instance("chain"))
+        #expect(instance.runNumber == 4)
+        #expect(instance.status == .completed)
+    }
+
+    @Test func continueAsNewMovesTheFencingTokenOn() async throws {
+        let store = try SQLiteStore.inMemory()
+        let lease = try await store.createLeasedInstance("c", workflowName: "w", input: JSONPayload(json: "[1]"), owner: "me")
+        let next = try await store.continueAsNew(lease: lease, input: JSONPayload(json: "[2]"))
+        #expect(next.token == lease.token + 1)
+        #expect(next.owner == lease.owner)
+        let stale = NewHistoryEvent(
+            instanceID: "c", stepID: "late:1", position: 1, name: "late", kind: .activityCompleted, payload: JSONPayload(json: "1")
+        )
+        let refused = await #expect(throws: StoreError.self) { try await store.append(stale, lease: lease) }
+        #expect(refused?.code == .leaseLost)
+        try await store.append(stale, lease: next)
+        #expect(try await store.history(of: "c").map(\.stepID) == ["late:1"])
+    }
+
+    @Test func aTaskLeftRunningByAFinishedRunCannotWriteIntoTheNextRun() async throws {
+        let bodyStarted = Gate()
+        let finish = Gate()
+        let strayDone = Gate()
+        let log = ExecutionLog()
+        let stray = Activity("stray", retry: .noRetry) { (ctx) -> Int in
+            bodyStarted.open()
+            await finish.wait()
+            log.record("stray body returned")
+            return 99
+        }
+        let leaver = Workflow("leaves_a_task") { (ctx, n: Int) -> Int in
+            if ctx.runNumber == 1 {
+                // A task the workflow does not await: it outlives the run.
+                Task {
+                    do {
+                        _ = try await stray(ctx, activityID: "stray")
+                        log.record("stray recorded")
+                    } catch {
+                        log.record("stray refused")
+                    }
+                    strayDone.open()
+                }
+                await bodyStarted.wait()
+                try ctx.continueAsNew(with: n + 1)
+            }
+            finish.open()
+            await strayDone.wait()
+            return try await Self.count(ctx, n)
+        }
+        let store = try SQLiteStore.inMemory()
+        let result = try await withTestApp(store: store) { app in
+            try await app.start(leaver, 1, instanceID: "leaver").result()
+        }
+        #expect(result == 2)
+        #expect(log.all == ["stray body returned", "stray refused"])
+        #expect(try await store.history(of: "leaver").map(\.stepID) == ["count:1"], "the old run's step landed in the new run")
+    }
+
+    @Test func aFailedReleaseIsTriedAgainSoTheInstanceResumes() async throws {
+        let clock = ManualClock()
+        var configuration = EddaApp.Configuration.testing
+        configuration.clock = clock
+        // Every release fails twice (SQLITE_BUSY past busyTimeout while the CLI writes, say).
+        let store = FaultyStore(try SQLiteStore.inMemory(), failingReleases: 2)
+        let napper = Workflow("napper") { (ctx, n: Int) -> Int in
+            let before = try await Self.count(ctx, n)
+            try await ctx.sleep(for: .seconds(30))   // released: longer than maxInMemoryWait
+            return before + (try await Self.count(ctx, n + 1))
+        }
+        let result = try await withTestApp(store: store, configuration: configuration) { app in
+            let handle = try await app.start(napper, 1, instanceID: "nap")
+            let wait = await clock.nextSleep()
+            #expect(wait == .seconds(30))
+            clock.advance(by: wait)
+            return try await handle.result()
+        }
+        #expect(result == 3)
+        #expect(store.releasesAsked >= 3)
+    }
+
+    /// The README's recipe, as written: a manual clock walks an activity's whole backoff, 1, 2, 4 and
+    /// 8 seconds, without sleeping — the last two are longer than `maxInMemoryWait`, so the instance
+    /// is released in between and the worker wakes for it on the app's clock.
+    @Test func theManualClockRecipeWalksTheWholeBackoff() async throws {
+        let clock = ManualClock()
+        var configuration = EddaApp.Configuration.testing
+        configuration.clock = clock
+        configuration.defaultRetryPolicy = .default
+        struct Flaky: Error {}
+        let flaky = Activity("flaky") { (ctx) -> Int in
+            if ctx.attempt < 5 { throw Flaky() }
+            return ctx.attempt
+        }
+        let workflow = Workflow("flaky_workflow") { (ctx) -> Int in try await flaky(ctx) }
+        let (waits, result) = try await withTestApp(configuration: configuration) { app in
+            let handle = try await app.start(workflow, instanceID: "flaky")
+            var waits: [Duration] = []
+            for _ in 0..<4 {
+                let wait = await clock.nextSleep()
+                waits.append(wait)
+                clock.advance(by: wait)
+            }
+            return (waits, try await handle.result())
+        }
+        #expect(waits == [.seconds(1), .seconds(2), .seconds(4), .seconds(8)])
+        #expect(result == 5)
+    }
+}
