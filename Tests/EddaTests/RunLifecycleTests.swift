@@ -29,21 +29,6 @@ struct RunLifecycleTests {
         #expect(instance.status == .completed)
     }
 
-    @Test func continueAsNewMovesTheFencingTokenOn() async throws {
-        let store = try SQLiteStore.inMemory()
-        let lease = try await store.createLeasedInstance("c", workflowName: "w", input: JSONPayload(json: "[1]"), owner: "me")
-        let next = try await store.continueAsNew(lease: lease, input: JSONPayload(json: "[2]"))
-        #expect(next.token == lease.token + 1)
-        #expect(next.owner == lease.owner)
-        let stale = NewHistoryEvent(
-            instanceID: "c", stepID: "late:1", position: 1, name: "late", kind: .activityCompleted, payload: JSONPayload(json: "1")
-        )
-        let refused = await #expect(throws: StoreError.self) { try await store.append(stale, lease: lease) }
-        #expect(refused?.code == .leaseLost)
-        try await store.append(stale, lease: next)
-        #expect(try await store.history(of: "c").map(\.stepID) == ["late:1"])
-    }
-
     @Test func aTaskLeftRunningByAFinishedRunCannotWriteIntoTheNextRun() async throws {
         let bodyStarted = Gate()
         let finish = Gate()

@@ -33,6 +33,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case searchByAKeyAndValueInTheInput
     case retryMovesTheFailureAsideAndMakesTheInstanceReady
     case historyIsReadAPageAtATime
+    case continueAsNewKeepsTheLeaseAndMovesItsTokenOn
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -65,6 +66,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .searchByAKeyAndValueInTheInput: try await Self.inputSearch(store)
             case .retryMovesTheFailureAsideAndMakesTheInstanceReady: try await Self.retryFromFailure(store)
             case .historyIsReadAPageAtATime: try await Self.historyPages(store)
+            case .continueAsNewKeepsTheLeaseAndMovesItsTokenOn: try await Self.continueAsNewInPlace(store)
             }
             completed.mark()
         }
@@ -163,6 +165,30 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         }
         #expect(lease == nil)
         #expect(instance.leaseOwner == nil)
+    }
+
+    /// Continue-as-new keeps the instance leased to its worker (the next run starts in place), with the
+    /// token moved on: a write of the finished run still in flight is refused, not added to the new run.
+    static func continueAsNewInPlace(_ store: any Store) async throws {
+        let first = try #require(try await create(store, "i"))
+        try await store.append(completed("i", "a:1", "1"), lease: first)
+        let next = try await store.continueAsNew(lease: first, input: JSONPayload(json: "[2]"))
+        #expect(next.owner == first.owner)
+        #expect(next.token == first.token + 1)
+        #expect(try await store.history(of: "i").isEmpty, "the finished run's history is archived")
+        await expectLeaseLost("append from the finished run") { try await store.append(completed("i", "late:1", "9"), lease: first) }
+        await expectLeaseLost("a second continue-as-new from the finished run") {
+            _ = try await store.continueAsNew(lease: first, input: JSONPayload(json: "[3]"))
+        }
+        let instance = try #require(try await store.instance("i"))
+        #expect(instance.leaseOwner == first.owner, "still leased: no claim needed")
+        #expect(instance.runNumber == 2)
+        #expect(try await claim(store, owner: "worker-b").isEmpty, "nobody else can claim it")
+        try await store.append(completed("i", "a:1", "2"), lease: next)
+        #expect(try await store.renew([next], for: .seconds(30)).isEmpty)
+        try await store.finishInstance(lease: next, with: .completed(JSONPayload(json: "2")))
+        #expect(try await store.history(of: "i").map(\.stepID) == ["a:1"])
+        #expect(try await store.instance("i")?.status == .completed)
     }
 
     static func staleTokenCannotWrite(_ store: any Store) async throws {
