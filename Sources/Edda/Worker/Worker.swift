@@ -16,40 +16,27 @@ final class Worker: Sendable {
         var isNew: Bool
     }
 
-    /// A lease this worker holds, and the run using it (a new one for each run of the instance).
-    private struct Held: Sendable {
-        var lease: Lease
-        var run: ActiveRun
-        /// When the store last granted or renewed the lease, by this process's clock: taken before
-        /// the request went out, so the lease surely lasts `leaseDuration` from then.
-        var grantedAt: ContinuousClock.Instant
-        /// The renewer found the lease lost: a run started under it later (after a store-failure
-        /// backoff) stops at once too.
-        var lost = false
-    }
-
-    private struct State: Sendable {
+    struct State: Sendable {
         var machine: WorkerStateMachine
-        var held: [String: Held] = [:]
-        /// The earliest time a released instance becomes ready again: the claim loop wakes then.
-        var nextReadyAt: Date?
+        /// The leases held, each with the run using it (a new one for each run of the instance).
+        var leases: LeaseBook<ActiveRun>
     }
 
-    private let app: EddaApp
-    private let store: any Store
-    private let configuration: EddaApp.Configuration
-    private let logger: Logger
-    private let environment: EngineEnvironment
-    private let state: Mutex<State>
+    let app: EddaApp
+    let store: any Store
+    let configuration: EddaApp.Configuration
+    let logger: Logger
+    let environment: EngineEnvironment
+    let state: Mutex<State>
     /// Wakes the claim loop: capacity freed, a wake-up, shutdown.
     private let claimSignal = WakeUpSignal()
     /// Runs in progress, for the `edda_instances_in_flight` gauge.
     private let inFlightCount = Atomic<Int>(0)
     /// Wakes the lease renewer at shutdown.
-    private let stopSignal = WakeUpSignal()
+    let stopSignal = WakeUpSignal()
     /// Ends the cancellation loop at shutdown: its own signal, so that a stop notified while the loop
     /// is busy is still pending when it waits again.
-    private let cancellationLoopStop = WakeUpSignal()
+    let cancellationLoopStop = WakeUpSignal()
     private let jobs: AsyncStream<Job>
     private let jobsContinuation: AsyncStream<Job>.Continuation
     let leaseRequest: LeaseRequest
@@ -64,7 +51,12 @@ final class Worker: Sendable {
             maxInMemoryWait: app.configuration.maxInMemoryWait, serviceName: app.serviceName,
             register: { [weak app] registration in try app?.register(registration) }, observer: app.observer
         )
-        self.state = Mutex(State(machine: WorkerStateMachine(maxInFlight: app.configuration.maxConcurrentInstances)))
+        self.state = Mutex(
+            State(
+                machine: WorkerStateMachine(maxInFlight: app.configuration.maxConcurrentInstances),
+                leases: LeaseBook(leaseDuration: app.configuration.leaseDuration, renewalInterval: app.configuration.leaseRenewalInterval)
+            )
+        )
         (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
         self.leaseRequest = LeaseRequest(owner: app.configuration.workerID, duration: app.configuration.leaseDuration)
     }
@@ -109,10 +101,10 @@ final class Worker: Sendable {
     /// Runs an instance this process created under `lease`.
     func launch(_ instance: WorkflowInstance, lease: Lease) {
         let grantedAt = ContinuousClock.now
-        let run = ActiveRun(lease: lease, leaseValidUntil: validUntil(lease, grantedAt: grantedAt))
-        let stopping = state.withLock { state -> Bool in
-            state.held[instance.instanceID] = Held(lease: lease, run: run, grantedAt: grantedAt)
-            return state.machine.phase != .running
+        let (run, stopping) = state.withLock { state -> (ActiveRun, Bool) in
+            let run = ActiveRun(lease: lease, leaseValidUntil: state.leases.validUntil(lease, grantedAt: grantedAt))
+            state.leases.hold(lease, run: run, grantedAt: grantedAt)
+            return (run, state.machine.phase != .running)
         }
         // Shutdown began between reserve and launch: the run stops at its first step and is released.
         if stopping { run.stop(.shutdown) }
@@ -130,18 +122,11 @@ final class Worker: Sendable {
     /// waiter and then found the instance here is sure to hear the outcome.
     /// Cancels the run of `instanceID` if it runs here (its cancellation is already in the store).
     func cancelHere(_ instanceID: String) {
-        state.withLock { $0.held[instanceID]?.run }?.requestCancellation()
-    }
-
-    /// Until when a lease granted (or renewed) at `grantedAt` surely holds, on the monotonic clock:
-    /// the time the lapse check would stop its run. `nil` for a lease that never lapses.
-    private func validUntil(_ lease: Lease, grantedAt: ContinuousClock.Instant) -> ContinuousClock.Instant? {
-        guard lease.expiresAt != nil else { return nil }
-        return grantedAt + configuration.leaseDuration - configuration.leaseRenewalInterval
+        state.withLock { $0.leases.entry(instanceID)?.run }?.requestCancellation()
     }
 
     func isRunningHere(_ instanceID: String) -> Bool {
-        state.withLock { $0.held[instanceID] != nil }
+        state.withLock { $0.leases.entry(instanceID) != nil }
     }
 
     // MARK: - Claiming
@@ -159,7 +144,7 @@ final class Worker: Sendable {
             }
             while !Task.isCancelled {
                 let (claim, phase, nextReadyAt) = state.withLock { state in
-                    (state.machine.nextClaim(), state.machine.phase, state.nextReadyAt)
+                    (state.machine.nextClaim(), state.machine.phase, state.machine.nextReadyAt)
                 }
                 guard phase == .running else { break }
                 if let limit = claim {
@@ -169,10 +154,7 @@ final class Worker: Sendable {
                 await waitForWork(until: nextReadyAt)
                 // Signalled or timed out: either way, ready work may be waiting (the poll).
                 let now = environment.clock.now()
-                state.withLock { state in
-                    if let ready = state.nextReadyAt, ready <= now { state.nextReadyAt = nil }
-                    state.machine.wakeUp()
-                }
+                state.withLock { $0.machine.waited(now: now) }
             }
             group.cancelAll()
         }
@@ -202,9 +184,8 @@ final class Worker: Sendable {
             let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit)
             for id in action.run {
                 let lease = byID[id]!.lease
-                state.held[id] = Held(
-                    lease: lease, run: ActiveRun(lease: lease, leaseValidUntil: validUntil(lease, grantedAt: requestedAt)), grantedAt: requestedAt
-                )
+                let run = ActiveRun(lease: lease, leaseValidUntil: state.leases.validUntil(lease, grantedAt: requestedAt))
+                state.leases.hold(lease, run: run, grantedAt: requestedAt)
             }
             return (action, state.machine.claimSettled())
         }
@@ -239,7 +220,7 @@ final class Worker: Sendable {
         let metrics = app.observer.metrics
         if let metrics {
             metrics.inFlight.record(inFlightCount.add(1, ordering: .relaxed).newValue)
-            if !job.isNew, let grantedAt = state.withLock({ $0.held[id]?.grantedAt }) {
+            if !job.isNew, let grantedAt = state.withLock({ $0.leases.entry(id)?.grantedAt }) {
                 metrics.claimToRun.recordNanoseconds((ContinuousClock.now - grantedAt).nanoseconds)
             }
         }
@@ -249,7 +230,7 @@ final class Worker: Sendable {
         var isNew = job.isNew
         var storeFailures = 0
         while true {
-            guard let run = state.withLock({ $0.held[id]?.run }) else { break }
+            guard let run = state.withLock({ $0.leases.entry(id)?.run }) else { break }
             guard let workflow = app.registration(named: job.instance.workflowName) else {
                 // Claims only return registered workflows; kept for safety.
                 await release(lease, readyAt: nil)
@@ -320,12 +301,11 @@ final class Worker: Sendable {
     /// is stopping or the lease was found lost meanwhile.
     @discardableResult
     private func startNextRun(_ instanceID: String, lease: Lease) -> ActiveRun {
-        let (run, stopping, lost) = state.withLock { state -> (ActiveRun, Bool, Bool) in
-            let grantedAt = state.held[instanceID]?.grantedAt ?? .now
-            let run = ActiveRun(lease: lease, leaseValidUntil: validUntil(lease, grantedAt: grantedAt))
-            state.held[instanceID]?.run = run
-            state.held[instanceID]?.lease = lease
-            return (run, state.machine.phase != .running, state.held[instanceID]?.lost ?? false)
+        let run = ActiveRun(lease: lease, leaseValidUntil: nil)
+        let (stopping, lost) = state.withLock { state -> (Bool, Bool) in
+            let held = state.leases.nextRun(instanceID, run: run, lease: lease)
+            run.withMachine { $0.leaseRenewed(validUntil: held?.validUntil) }
+            return (state.machine.phase != .running, held?.lost ?? false)
         }
         if lost { run.stop(.leaseLost) }
         if stopping { run.stop(.shutdown) }
@@ -350,173 +330,32 @@ final class Worker: Sendable {
 
     /// Forgets the lease of a run that ended, before its waiters hear of it (see ``isRunningHere(_:)``).
     private func stopHolding(_ instanceID: String, nextReadyAt: Date? = nil) {
-        state.withLock { state in state.held[instanceID] = nil }
+        state.withLock { $0.leases.forget(instanceID) }
         if let nextReadyAt { arm(nextReadyAt) }
     }
 
     /// Makes the claim loop wake at `deadline` if that is sooner than what it waits for: a nearer
     /// deadline re-arms its sleep at once (the loop sleeps until its earliest deadline, or its poll).
     private func arm(_ deadline: Date) {
-        let sooner = state.withLock { state -> Bool in
-            guard deadline < state.nextReadyAt ?? .distantFuture else { return false }
-            state.nextReadyAt = deadline
-            return true
-        }
+        let sooner = state.withLock { $0.machine.arm(deadline) }
         if sooner { claimSignal.notify() }
-    }
-
-    /// Releases a lease, trying again after a failure (a busy database, a dropped connection) for as
-    /// long as the worker runs: a lease that never lapses (SQLite) and was not released would keep its
-    /// instance from every claim until the process restarts. While the worker stops, a few tries; then
-    /// the lease is left to lapse (or, on SQLite, to the next start, which recovers every lease).
-    private func release(_ lease: Lease, readyAt: Date?) async {
-        var failures = 0
-        while true {
-            do {
-                try await store.release(lease, readyAt: readyAt)
-                return
-            } catch let error as StoreError where error.code == .leaseLost {
-                // Another worker holds the instance now: nothing of ours to release.
-                return
-            } catch {
-                failures += 1
-                let stopping = state.withLock { $0.machine.phase != .running }
-                if stopping && failures >= 3 {
-                    logger.warning(
-                        "could not release a lease while stopping; it lapses, or the next start recovers it",
-                        metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)"]
-                    )
-                    return
-                }
-                logger.debug(
-                    "could not release a lease; trying again",
-                    metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)", "edda.attempt": "\(failures)"]
-                )
-                try? await Task.sleep(for: configuration.storeRetryPolicy.delay(afterAttempt: failures))
-            }
-        }
     }
 
     private func runEnded(_ instanceID: String) {
         let (claim, stopped) = state.withLock { state in
-            state.held[instanceID] = nil
+            state.leases.forget(instanceID)
             return state.machine.runEnded(instanceID)
         }
         if claim { claimSignal.notify() }
         if stopped { finishStopping() }
     }
 
-    // MARK: - Leases
-
-    /// Renews every held lease in one round trip per interval, and stops the runs whose lease was lost.
-    private func renewLoop() async {
-        while !Task.isCancelled {
-            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
-            let (leases, phase) = state.withLock { state in (state.held.values.map(\.lease), state.machine.phase) }
-            if phase == .stopped { return }
-            if let metrics = app.observer.metrics, let waiting = try? await store.waitingCount(at: Date()) {
-                metrics.waiting.record(waiting)
-            }
-            guard !leases.isEmpty else { continue }
-            let sentAt = ContinuousClock.now
-            let sent = Dictionary(leases.map { ($0.instanceID, $0.token) }, uniquingKeysWith: { first, _ in first })
-            do {
-                let lost = try await store.renew(leases, for: configuration.leaseDuration)
-                let (renewed, lostRuns) = state.withLock { state in
-                    var renewed: [(ActiveRun, ContinuousClock.Instant?)] = []
-                    for (id, token) in sent where !lost.contains(id) && state.held[id]?.lease.token == token {
-                        state.held[id]?.grantedAt = sentAt
-                        if let held = state.held[id] { renewed.append((held.run, validUntil(held.lease, grantedAt: sentAt))) }
-                    }
-                    let lostRuns = lost.compactMap { id -> ActiveRun? in
-                        // Only the lease that was sent: a newer lease on the same instance is not lost.
-                        guard let held = state.held[id], held.lease.token == sent[id] else { return nil }
-                        state.held[id]?.lost = true
-                        return held.run
-                    }
-                    return (renewed, lostRuns)
-                }
-                for (run, validUntil) in renewed { run.withMachine { $0.leaseRenewed(validUntil: validUntil) } }
-                if !lost.isEmpty {
-                    logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
-                }
-                for run in lostRuns { run.stop(.leaseLost) }
-                // Cancellations asked for from elsewhere (another process, the CLI) reach runs here.
-                let held = sent.keys.filter { !lost.contains($0) }
-                for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
-            } catch {
-                logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
-            }
-            stopRunsWhoseLeasesLapse()
-        }
-    }
-
-    /// Stops, at once, the runs here whose instances another process asked to cancel, when the store
-    /// announces a cancellation (PostgreSQL's NOTIFY); the renewals catch any it could not announce.
-    private func cancellationLoop() async {
-        while !Task.isCancelled {
-            // Whichever comes first: an announcement, or this worker's stop.
-            let announced = await withTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    await self.store.cancellations.wait(upTo: .seconds(3600))
-                    return !Task.isCancelled
-                }
-                group.addTask {
-                    await self.cancellationLoopStop.wait(upTo: .seconds(3600))
-                    return false
-                }
-                let first = await group.next() ?? false
-                group.cancelAll()
-                return first
-            }
-            let (held, phase) = state.withLock { state in (Array(state.held.keys), state.machine.phase) }
-            if phase == .stopped { return }
-            guard announced, !held.isEmpty else { continue }
-            do {
-                for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
-            } catch {
-                logger.debug("could not read cancellation requests; the next renewal will", metadata: ["edda.error": "\(error)"])
-            }
-        }
-    }
-
-    /// Checks for leases about to lapse on a clock of its own: a renewal that hangs (a lost
-    /// connection, until the store gives it up) must not keep runs going past their lease.
-    private func lapseLoop() async {
-        while !Task.isCancelled {
-            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
-            if state.withLock({ $0.machine.phase }) == .stopped { return }
-            stopRunsWhoseLeasesLapse()
-        }
-    }
-
-    /// Stops the runs whose lease would lapse before the next renewal could extend it — renewals
-    /// have been failing — so that a run does not go on with side effects while another worker,
-    /// which may claim the instance once the lease lapses, runs it too. (Its writes would be refused
-    /// anyway: this is about the activities it would start.) Leases that never lapse are kept.
-    private func stopRunsWhoseLeasesLapse() {
-        let deadline = ContinuousClock.now + configuration.leaseRenewalInterval - configuration.leaseDuration
-        let runs = state.withLock { state -> [ActiveRun] in
-            state.held.compactMap { id, held -> ActiveRun? in
-                guard held.lease.expiresAt != nil, !held.lost, held.grantedAt <= deadline else { return nil }
-                state.held[id]?.lost = true
-                return held.run
-            }
-        }
-        guard !runs.isEmpty else { return }
-        logger.warning(
-            "leases about to lapse without renewal; stopping their runs",
-            metadata: ["edda.count": "\(runs.count)", "edda.lease.duration": "\(configuration.leaseDuration)"]
-        )
-        for run in runs { run.stop(.leaseLost) }
-    }
-
     // MARK: - Shutdown
 
-    private func shutdown() {
+    func shutdown() {
         let (runs, stopped) = state.withLock { state in
             let (stop, stopped) = state.machine.shutdown()
-            return (stop.compactMap { state.held[$0]?.run }, stopped)
+            return (stop.compactMap { state.leases.entry($0)?.run }, stopped)
         }
         logger.debug("edda worker stopping: no new claims or steps; running steps record their outcome")
         for run in runs { run.stop(.shutdown) }
@@ -524,7 +363,7 @@ final class Worker: Sendable {
         if stopped { finishStopping() }
     }
 
-    private func finishStopping() {
+    func finishStopping() {
         jobsContinuation.finish()
         claimSignal.notify()
         stopSignal.notify()

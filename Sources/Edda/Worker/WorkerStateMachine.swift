@@ -1,3 +1,5 @@
+import Foundation
+
 /// The worker's decisions, as a pure value: when to claim and how many, which instances run here,
 /// and when shutdown is complete. The ``Worker`` feeds it events and performs the actions it
 /// returns; it does no I/O, so every transition is tested on its own.
@@ -33,6 +35,9 @@ struct WorkerStateMachine: Sendable {
     private(set) var claimingLimit = 0
     /// Ready work may be waiting in the store.
     private(set) var claimWanted = true
+    /// The earliest time a released instance becomes ready again (on the app's clock): the claim loop
+    /// wakes then, instead of at its next poll.
+    private(set) var nextReadyAt: Date?
 
     init(maxInFlight: Int, maxClaimBatch: Int = 100) {
         precondition(maxInFlight >= 1, "A worker runs at least one instance at a time")
@@ -45,6 +50,21 @@ struct WorkerStateMachine: Sendable {
     /// Work may be ready: a wake-up from the store, or the poll interval passed.
     mutating func wakeUp() {
         if phase == .running { claimWanted = true }
+    }
+
+    /// Makes the claim loop wake at `deadline`. Returns whether it is sooner than what the loop waits
+    /// for now (then the loop must re-arm its wait at once).
+    mutating func arm(_ deadline: Date) -> Bool {
+        guard deadline < nextReadyAt ?? .distantFuture else { return false }
+        nextReadyAt = deadline
+        return true
+    }
+
+    /// The claim loop woke (a signal, its poll, or its deadline) at `now`: ready work may be waiting,
+    /// and a deadline that has come is done with.
+    mutating func waited(now: Date) {
+        if let ready = nextReadyAt, ready <= now { nextReadyAt = nil }
+        wakeUp()
     }
 
     /// How many instances to claim now, if any; marks the claim as under way.

@@ -1,0 +1,123 @@
+import Foundation
+import CoreMetrics
+import Logging
+import Synchronization
+
+/// The worker's leases at work: renewals, the lapse check, cancellations announced from elsewhere,
+/// and releases. What each renewal or lapse means is decided by the ``LeaseBook``.
+extension Worker {
+    /// Renews every held lease in one round trip per interval, and stops the runs whose lease was lost.
+    func renewLoop() async {
+        while !Task.isCancelled {
+            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
+            let (leases, phase) = state.withLock { state in (state.leases.leases, state.machine.phase) }
+            if phase == .stopped { return }
+            if let metrics = app.observer.metrics, let waiting = try? await store.waitingCount(at: Date()) {
+                metrics.waiting.record(waiting)
+            }
+            guard !leases.isEmpty else { continue }
+            let sentAt = ContinuousClock.now
+            do {
+                let lost = try await store.renew(leases, for: configuration.leaseDuration)
+                let (renewed, lostRuns) = state.withLock { $0.leases.renewed(leases, lost: lost, sentAt: sentAt) }
+                for (run, validUntil) in renewed { run.withMachine { $0.leaseRenewed(validUntil: validUntil) } }
+                if !lost.isEmpty {
+                    logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
+                }
+                for run in lostRuns { run.stop(.leaseLost) }
+                // Cancellations asked for from elsewhere (another process, the CLI) reach runs here.
+                let held = leases.map(\.instanceID).filter { !lost.contains($0) }
+                for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
+            } catch {
+                logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
+            }
+            stopRunsWhoseLeasesLapse()
+        }
+    }
+
+    /// Stops, at once, the runs here whose instances another process asked to cancel, when the store
+    /// announces a cancellation (PostgreSQL's NOTIFY); the renewals catch any it could not announce.
+    func cancellationLoop() async {
+        while !Task.isCancelled {
+            // Whichever comes first: an announcement, or this worker's stop.
+            let announced = await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    await self.store.cancellations.wait(upTo: .seconds(3600))
+                    return !Task.isCancelled
+                }
+                group.addTask {
+                    await self.cancellationLoopStop.wait(upTo: .seconds(3600))
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            let (held, phase) = state.withLock { state in (Array(state.leases.entries.keys), state.machine.phase) }
+            if phase == .stopped { return }
+            guard announced, !held.isEmpty else { continue }
+            do {
+                for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
+            } catch {
+                logger.debug("could not read cancellation requests; the next renewal will", metadata: ["edda.error": "\(error)"])
+            }
+        }
+    }
+
+    /// Checks for leases about to lapse on a clock of its own: a renewal that hangs (a lost
+    /// connection, until the store gives it up) must not keep runs going past their lease.
+    func lapseLoop() async {
+        while !Task.isCancelled {
+            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
+            if state.withLock({ $0.machine.phase }) == .stopped { return }
+            stopRunsWhoseLeasesLapse()
+        }
+    }
+
+    /// Stops the runs whose lease would lapse before the next renewal could extend it — renewals
+    /// have been failing — so that a run does not go on with side effects while another worker,
+    /// which may claim the instance once the lease lapses, runs it too. (Its writes would be refused
+    /// anyway: this is about the activities it would start.) Leases that never lapse are kept.
+    func stopRunsWhoseLeasesLapse() {
+        let now = ContinuousClock.now
+        let runs = state.withLock { $0.leases.lapsing(now: now) }
+        guard !runs.isEmpty else { return }
+        logger.warning(
+            "leases about to lapse without renewal; stopping their runs",
+            metadata: ["edda.count": "\(runs.count)", "edda.lease.duration": "\(configuration.leaseDuration)"]
+        )
+        for run in runs { run.stop(.leaseLost) }
+    }
+
+    /// Releases a lease, trying again after a failure (a busy database, a dropped connection) for as
+    /// long as the worker runs: a lease that never lapses (SQLite) and was not released would keep its
+    /// instance from every claim until the process restarts. While the worker stops, a few tries; then
+    /// the lease is left to lapse (or, on SQLite, to the next start, which recovers every lease).
+    func release(_ lease: Lease, readyAt: Date?) async {
+        var failures = 0
+        while true {
+            do {
+                try await store.release(lease, readyAt: readyAt)
+                return
+            } catch let error as StoreError where error.code == .leaseLost {
+                // Another worker holds the instance now: nothing of ours to release.
+                return
+            } catch {
+                failures += 1
+                let stopping = state.withLock { $0.machine.phase != .running }
+                if stopping && failures >= 3 {
+                    logger.warning(
+                        "could not release a lease while stopping; it lapses, or the next start recovers it",
+                        metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)"]
+                    )
+                    return
+                }
+                logger.debug(
+                    "could not release a lease; trying again",
+                    metadata: ["edda.instance.id": "\(lease.instanceID)", "edda.error": "\(error)", "edda.attempt": "\(failures)"]
+                )
+                try? await Task.sleep(for: configuration.storeRetryPolicy.delay(afterAttempt: failures))
+            }
+        }
+    }
+}
