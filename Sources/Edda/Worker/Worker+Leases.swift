@@ -12,7 +12,7 @@ extension Worker {
             await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
             let (leases, phase) = state.withLock { state in (state.leases.leases, state.machine.phase) }
             if phase == .stopped { return }
-            if let metrics = app.observer.metrics, let waiting = try? await store.waitingCount(at: Date()) {
+            if let metrics = observer.metrics, let waiting = try? await store.waitingCount(at: Date()) {
                 metrics.waiting.record(waiting)
             }
             guard !leases.isEmpty else { continue }

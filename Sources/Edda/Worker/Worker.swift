@@ -22,9 +22,16 @@ final class Worker: Sendable {
         var leases: LeaseBook<ActiveRun>
     }
 
-    let app: EddaApp
     let store: any Store
     let configuration: EddaApp.Configuration
+    let serviceName: String
+    /// The workflows this worker runs.
+    let registry: WorkflowRegistry
+    /// Where a run's outcome goes for the `result()` calls waiting in this process.
+    let outcomes: LocalOutcomes
+    let observer: Observer
+    /// The client of this worker's app: told when the worker is attached, so that it leases what it starts here.
+    private let client: EddaClient
     let logger: Logger
     let environment: EngineEnvironment
     let state: Mutex<State>
@@ -41,31 +48,36 @@ final class Worker: Sendable {
     private let jobsContinuation: AsyncStream<Job>.Continuation
     let leaseRequest: LeaseRequest
 
-    init(app: EddaApp, logger: Logger) {
-        self.app = app
-        self.store = app.store
-        self.configuration = app.configuration
+    init(client: EddaClient, logger: Logger) {
+        self.client = client
+        self.store = client.store
+        self.configuration = client.configuration
+        self.serviceName = client.serviceName
+        self.registry = client.registry
+        self.outcomes = client.outcomes
+        self.observer = client.observer
         self.logger = logger
+        let registry = client.registry
         self.environment = EngineEnvironment(
-            store: app.store, clock: app.configuration.clock, defaultRetryPolicy: app.configuration.defaultRetryPolicy,
-            maxInMemoryWait: app.configuration.maxInMemoryWait, serviceName: app.serviceName,
-            register: { [weak app] registration in try app?.register(registration) }, observer: app.observer
+            store: client.store, clock: client.configuration.clock, defaultRetryPolicy: client.configuration.defaultRetryPolicy,
+            maxInMemoryWait: client.configuration.maxInMemoryWait, serviceName: client.serviceName,
+            register: { registration in try registry.register(registration) }, observer: client.observer
         )
         self.state = Mutex(
             State(
-                machine: WorkerStateMachine(maxInFlight: app.configuration.maxConcurrentInstances),
-                leases: LeaseBook(leaseDuration: app.configuration.leaseDuration, renewalInterval: app.configuration.leaseRenewalInterval)
+                machine: WorkerStateMachine(maxInFlight: client.configuration.maxConcurrentInstances),
+                leases: LeaseBook(leaseDuration: client.configuration.leaseDuration, renewalInterval: client.configuration.leaseRenewalInterval)
             )
         )
         (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
-        self.leaseRequest = LeaseRequest(owner: app.configuration.workerID, duration: app.configuration.leaseDuration)
+        self.leaseRequest = LeaseRequest(owner: client.configuration.workerID, duration: client.configuration.leaseDuration)
     }
 
     /// Runs until graceful shutdown (or cancellation) and every run has stopped.
     func run() async throws {
         try await store.attachWorker(leaseRequest.owner)
-        app.workerAttached(self)
-        logger.info("edda worker running", metadata: ["edda.service": "\(app.serviceName)"])
+        client.attach(self)
+        logger.info("edda worker running", metadata: ["edda.service": "\(serviceName)"])
         await reportUnresumable()
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -161,7 +173,7 @@ final class Worker: Sendable {
     }
 
     private func claim(upTo limit: Int) async {
-        let names = app.registeredWorkflowNames
+        let names = registry.names
         let claimed: [ClaimedInstance]
         let requestedAt = ContinuousClock.now
         let now = environment.clock.now()
@@ -217,7 +229,7 @@ final class Worker: Sendable {
 
     private func perform(_ job: Job) async {
         let id = job.instance.instanceID
-        let metrics = app.observer.metrics
+        let metrics = observer.metrics
         if let metrics {
             metrics.inFlight.record(inFlightCount.add(1, ordering: .relaxed).newValue)
             if !job.isNew, let grantedAt = state.withLock({ $0.leases.entry(id)?.grantedAt }) {
@@ -231,7 +243,7 @@ final class Worker: Sendable {
         var storeFailures = 0
         while true {
             guard let run = state.withLock({ $0.leases.entry(id)?.run }) else { break }
-            guard let workflow = app.registration(named: job.instance.workflowName) else {
+            guard let workflow = registry.registration(named: job.instance.workflowName) else {
                 // Claims only return registered workflows; kept for safety.
                 await release(lease, readyAt: nil)
                 stopHolding(id)
@@ -244,13 +256,13 @@ final class Worker: Sendable {
             switch result {
             case .completed(let output):
                 stopHolding(id)
-                app.publish(id, .success(.completed(output)))
+                outcomes.publish(id, .success(.completed(output)))
             case .failed(let record):
                 stopHolding(id)
-                app.publish(id, .success(.failed(record)))
+                outcomes.publish(id, .success(.failed(record)))
             case .cancelled(let record):
                 stopHolding(id)
-                app.publish(id, .success(.cancelled(record)))
+                outcomes.publish(id, .success(.cancelled(record)))
             case .continuedAsNew(let input, let next):
                 // The next run starts now, in place, from an empty history: the same lease with the
                 // token the store moved on, and a run state of its own.
@@ -266,11 +278,11 @@ final class Worker: Sendable {
             case .waiting(let until):
                 await release(lease, readyAt: until)
                 stopHolding(id, nextReadyAt: until)
-                app.publish(id, nil)
+                outcomes.publish(id, nil)
             case .released(.shutdown):
                 await release(lease, readyAt: nil)
                 stopHolding(id)
-                app.publish(id, nil)
+                outcomes.publish(id, nil)
             case .released(.storeFailure):
                 storeFailures += 1
                 // Keep the lease and run again after a backoff: the history is durable, so the next
@@ -283,14 +295,14 @@ final class Worker: Sendable {
                 } catch {
                     if !next.withMachine({ $0.leaseLost }) { await release(lease, readyAt: nil) }
                     stopHolding(id)
-                    app.publish(id, nil)
+                    outcomes.publish(id, nil)
                     break
                 }
                 isNew = false
                 continue
             case .leaseLost:
                 stopHolding(id)
-                app.publish(id, nil)
+                outcomes.publish(id, nil)
             }
             break
         }
@@ -368,38 +380,5 @@ final class Worker: Sendable {
         claimSignal.notify()
         stopSignal.notify()
         cancellationLoopStop.notify()
-    }
-
-    /// Logs, once at start, the instances left running whose workflow this app has not registered:
-    /// this worker never claims them.
-    private func reportUnresumable() async {
-        let registered = Set(app.registeredWorkflowNames)
-        var unresumable: [String: Int] = [:]
-        defer {
-            // One line for all of them: a deployment missing a workflow may leave thousands.
-            if !unresumable.isEmpty {
-                logger.warning(
-                    "instances left running by workflows this app has not registered; this worker does not claim them",
-                    metadata: ["edda.workflows": "\(unresumable.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", "))"]
-                )
-            }
-        }
-        do {
-            for status in [InstanceStatus.running, .compensating] {
-                var cursor: InstanceCursor?
-                repeat {
-                    let page = try await store.instances(
-                        matching: InstanceQuery(status: status, excludingWorkflowNames: registered, limit: 500, after: cursor)
-                    )
-                    for instance in page.instances {
-                        app.markUnresumable(instance)
-                        unresumable[instance.workflowName, default: 0] += 1
-                    }
-                    cursor = page.nextCursor
-                } while cursor != nil
-            }
-        } catch {
-            logger.warning("cannot list instances of unregistered workflows", metadata: ["edda.error": "\(error)"])
-        }
     }
 }

@@ -164,7 +164,7 @@ extension WorkflowContext {
             }
             return
         }
-        try EddaApp.checkNotReserved(channel.name)
+        try EddaClient.checkNotReserved(channel.name)
         let requested: ChannelMode = target == nil ? (channel.mode == .direct ? .broadcast : channel.mode) : .direct
         guard requested == channel.mode else {
             let misuse = ChannelModeError(channel: channel.name, registered: channel.mode, requested: requested)
@@ -194,7 +194,7 @@ extension WorkflowContext {
             payload: try JSONPayload.encode(PublishRecord(channel: channel.name, messageID: event.id, target: target))
         )
         let outcome = try await mailbox { store in try await store.publish(outgoing, recordedAs: (record, lease), now: environment.clock.now()) }
-        if let target, let error = EddaApp.targetError(outcome, target: target, what: "message on channel '\(channel.name)'") {
+        if let target, let error = EddaClient.targetError(outcome, target: target, what: "message on channel '\(channel.name)'") {
             // Recorded, so that a replay takes the same path even if the target appears later.
             let refusal = PublishRecord(
                 channel: channel.name, messageID: event.id, target: target,

@@ -9,7 +9,7 @@ import Logging
 /// not see it. An event sent to one instance (``sendEvent(_:to:retention:)``) is kept until that
 /// instance waits for its type (for `retention` at most), so sending right after starting an
 /// instance is safe. Channel messages are always kept (``Channel/retention``).
-extension EddaApp {
+extension EddaClient {
     /// Delivers `event` to every instance waiting for its type right now; dropped if none waits.
     ///
     /// Each waiting instance records the event in its history in the same transaction, and is
@@ -84,8 +84,8 @@ extension EddaApp {
     /// `<workflow name>/#<digest>`): an event delivered twice (CloudEvents delivery is at least
     /// once) starts one instance, and two sources may use the same IDs. Registers the workflow.
     public func startOnEvent<Input, Output>(_ type: String, _ workflow: Workflow<Input, Output>) throws {
-        try register(workflow)
-        addEventHandler(workflow.name, for: type)
+        try registry.register(workflow)
+        registry.addEventHandler(workflow.name, for: type)
     }
 
     /// Takes in an event from outside — what the HTTP ingress does with each CloudEvent it accepts:
@@ -103,7 +103,7 @@ extension EddaApp {
             return EventReceipt(deliveredTo: deliveredNow ? [target] : [], keptFor: deliveredNow ? nil : target, started: [])
         }
         var inputs: [(name: String, input: JSONPayload)] = []
-        for name in eventHandlers(for: event.type) {
+        for name in registry.eventHandlers(for: event.type) {
             guard let data = event.data, let text = String(data: data, encoding: .utf8) else {
                 throw EngineError(.invalidInput, "Event \(event.id) of type '\(event.type)' has no JSON data for workflow '\(name)'. Nothing was started.")
             }
@@ -111,7 +111,7 @@ extension EddaApp {
         }
         // Check every handler's input before starting any.
         for (name, input) in inputs {
-            guard let registration = registration(named: name) else { continue }
+            guard let registration = registry.registration(named: name) else { continue }
             do {
                 try registration.checkInput(input)
             } catch {
@@ -183,13 +183,13 @@ extension EddaApp {
     }
 }
 
-/// What ``EddaApp/ingest(_:)`` did with an event.
+/// What ``EddaClient/ingest(_:)`` did with an event.
 public struct EventReceipt: Sendable, Hashable {
     /// The instances that received it now.
     public var deliveredTo: [String]
     /// The instance it is kept for, when it was sent to one that does not wait for it yet.
     public var keptFor: String?
-    /// The instances it started (``EddaApp/startOnEvent(_:_:)``).
+    /// The instances it started (``EddaClient/startOnEvent(_:_:)``).
     public var started: [String]
 
     public init(deliveredTo: [String], keptFor: String?, started: [String]) {

@@ -10,11 +10,11 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
     public let instanceID: String
     /// The workflow's name.
     public let workflowName: String
-    let app: EddaApp
+    let client: EddaClient
 
     /// Waits for the instance to finish and returns its result.
     ///
-    /// For an instance running in this app's worker, waiting costs no polling: the app wakes the
+    /// For an instance running in this app's worker, waiting costs no polling: the worker wakes the
     /// caller when the instance finishes. For one running elsewhere — another process, or any
     /// worker when this app does not run — it reads the store with a backoff from 10 ms up to
     /// ``EddaApp/Configuration-swift.struct/resultPollInterval``.
@@ -24,7 +24,7 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
     ///   ``EngineError/Code-swift.struct/unknownWorkflow`` when the app cannot resume it;
     ///   `CancellationError` when the waiting task is cancelled.
     public func result() async throws -> Output {
-        switch try await app.outcome(of: instanceID) {
+        switch try await client.outcome(of: instanceID) {
         case .completed(let payload):
             do {
                 return try payload.decode(Output.self)
@@ -43,7 +43,7 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
 
     /// The instance as stored now.
     public func instance() async throws -> WorkflowInstance {
-        guard let instance = try await app.instance(instanceID) else {
+        guard let instance = try await client.instance(instanceID) else {
             throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID).", instanceID: instanceID)
         }
         return instance

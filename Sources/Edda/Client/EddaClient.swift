@@ -1,0 +1,364 @@
+import CoreMetrics
+import Foundation
+public import Logging
+import Synchronization
+
+/// Starts, finds, cancels, retries and awaits workflow instances — without running a worker.
+///
+/// A client is all a process needs to hand work to the workers on a store and follow it: a request
+/// handler that starts an order workflow, the viewer, the CLI, another service. ``EddaApp`` has one
+/// (``EddaApp/client``) and offers its methods too; in an app that runs, the client leases what it
+/// starts to the app's own worker, so it starts at once with no claim.
+///
+/// ```swift
+/// let client = EddaClient(store: try SQLiteStore(path: "orders.sqlite"), serviceName: "order-api")
+/// let handle = try await client.start(processOrder, OrderInput(orderID: "ORD-1", amount: 20))
+/// print(try await handle.result())   // waits for whichever worker runs it
+/// ```
+public final class EddaClient: Sendable {
+    /// The name of the service this client belongs to, stored with every instance it creates.
+    public let serviceName: String
+    /// The store.
+    public let store: any Store
+    /// The configuration (its clock, result polling; the worker settings matter to a worker only).
+    public let configuration: EddaApp.Configuration
+    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:)`` and events that start workflows.
+    public let registry: WorkflowRegistry
+    let logger: Logger
+    /// Metrics, spans and hooks, set up once from the configuration.
+    let observer: Observer
+    /// Outcomes of runs in this process, for the waiters here.
+    let outcomes = LocalOutcomes()
+    /// The worker of the app this client belongs to, while it runs: instances started here are leased to it.
+    private let localWorker = Mutex<Worker?>(nil)
+
+    /// Creates a client on `store`.
+    ///
+    /// - Parameters:
+    ///   - store: Where instances and history live.
+    ///   - serviceName: Your service's name, stored with each instance (`"order-api"`).
+    ///   - configuration: The clock and how often ``WorkflowHandle/result()`` reads the store.
+    ///   - registry: The workflows known by name; a client that starts workflows by value needs none.
+    ///   - logger: The logger.
+    public convenience init(
+        store: some Store, serviceName: String, configuration: EddaApp.Configuration = .init(), registry: WorkflowRegistry = WorkflowRegistry(),
+        logger: Logger = Logger(label: "edda")
+    ) {
+        self.init(store: store, serviceName: serviceName, configuration: configuration, registry: registry, observer: Observer(configuration: configuration), logger: logger)
+    }
+
+    init(store: any Store, serviceName: String, configuration: EddaApp.Configuration, registry: WorkflowRegistry, observer: Observer, logger: Logger) {
+        self.store = store
+        self.serviceName = serviceName
+        self.configuration = configuration
+        self.registry = registry
+        self.observer = observer
+        self.logger = logger
+    }
+
+    /// The app's worker attached to the store (or, `nil`, stopped): instances started from now on are leased to it.
+    func attach(_ worker: Worker?) {
+        localWorker.withLock { $0 = worker }
+    }
+
+    var runningWorker: Worker? {
+        localWorker.withLock { $0 }
+    }
+
+    // MARK: - Starting instances
+
+    /// Validates the arguments, creates an instance and runs it.
+    ///
+    /// The instance is durable when this returns: if the process dies now, the next worker to claim
+    /// it runs it. While the app runs and has room (``EddaApp/Configuration-swift.struct/maxConcurrentInstances``),
+    /// the instance is created already leased to this app's worker and starts at once, with no
+    /// claim. Otherwise it is created ready, and the next claim takes it: this app's once it has
+    /// room, or another worker's — an app that does not run can hand work to one that does.
+    ///
+    /// Starting with an `instanceID` that exists never creates a second instance: if the existing
+    /// instance has the same workflow and the same input, you get a handle to it (whatever its
+    /// status); otherwise the call throws ``EngineError/Code-swift.struct/instanceAlreadyExists``.
+    ///
+    /// - Parameters:
+    ///   - workflow: The workflow to run; registered (in ``registry``) if it was not.
+    ///   - arguments: Its arguments.
+    ///   - instanceID: The instance's ID. Defaults to a new UUID.
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/invalidInput`` when
+    ///   validation fails (nothing is written), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
+    ///   ``EngineError/Code-swift.struct/workflowNameTaken``, or a ``StoreError``.
+    @discardableResult
+    public func start<each Argument, Output>(
+        _ workflow: Workflow<repeat each Argument, Output>,
+        _ arguments: repeat each Argument,
+        instanceID: String? = nil
+    ) async throws -> WorkflowHandle<Output> {
+        do {
+            try workflow.validate(repeat each arguments)
+        } catch {
+            throw EngineError(
+                .invalidInput,
+                "Input for workflow '\(workflow.name)' is invalid: \(error). No instance was created.",
+                instanceID: instanceID, cause: error
+            )
+        }
+        if let instanceID {
+            try Self.checkInstanceID(instanceID)
+        }
+        let input: JSONPayload
+        do {
+            input = try JSONPayload.encode(ArgumentList(repeat each arguments))
+        } catch {
+            throw EngineError(.encodingFailed, "The input of workflow '\(workflow.name)' could not be encoded as JSON.", cause: error)
+        }
+        try registry.register(workflow.registration)
+        let id = try await create(workflow.name, input: input, instanceID: instanceID)
+        return WorkflowHandle(instanceID: id, workflowName: workflow.name, client: self)
+    }
+
+    /// Starts an instance of the registered workflow `name` from its arguments as JSON (an array,
+    /// one element per argument: what ``WorkflowInstance/input`` holds): for the HTTP API, the CLI,
+    /// and other callers that cannot name the Swift type.
+    ///
+    /// The input is decoded and validated as in ``start(_:_:instanceID:)`` before anything is written.
+    ///
+    /// - Returns: The instance's ID.
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/unknownWorkflow``,
+    ///   ``EngineError/Code-swift.struct/invalidInput`` (the cause says which field),
+    ///   ``EngineError/Code-swift.struct/instanceAlreadyExists``, or a ``StoreError``.
+    @discardableResult
+    public func start(workflowNamed name: String, input: JSONPayload, instanceID: String? = nil) async throws -> String {
+        guard let registration = registry.registration(named: name) else {
+            throw EngineError(
+                .unknownWorkflow, "No workflow named '\(name)' is registered with this app. Registered: \(registry.names.joined(separator: ", ")).",
+                instanceID: instanceID
+            )
+        }
+        do {
+            try registration.checkInput(input)
+        } catch {
+            throw EngineError(
+                .invalidInput, "Input for workflow '\(name)' is invalid: \(error). No instance was created.", instanceID: instanceID, cause: error
+            )
+        }
+        if let instanceID { try Self.checkInstanceID(instanceID) }
+        return try await create(name, input: input, instanceID: instanceID)
+    }
+
+    /// Creates the instance (leased to this app's worker when it has room) or checks that an existing
+    /// one with that ID has the same workflow and input.
+    func create(_ name: String, input: JSONPayload, instanceID: String?, traceContext: [String: String]? = nil) async throws -> String {
+        let id = instanceID ?? UUID().uuidString.lowercased()
+        // Reserve room in this app's worker first, so the instance is created leased to it.
+        let worker = runningWorker
+        let reserved = worker?.reserve(id) ?? false
+        let outcome: CreateInstanceOutcome
+        do {
+            outcome = try await store.createInstance(
+                NewInstance(
+                    instanceID: id, workflowName: name, serviceName: serviceName, input: input,
+                    traceContext: traceContext ?? observer.currentTraceContext()
+                ),
+                leasedTo: reserved ? worker?.leaseRequest : nil
+            )
+        } catch {
+            if reserved { worker?.unreserve(id) }
+            throw error
+        }
+        switch outcome {
+        case .created(let instance, let lease):
+            logger.debug("instance created", metadata: ["edda.instance.id": "\(id)", "edda.workflow.name": "\(name)"])
+            observer.metrics?.workflow(name).started.increment()
+            observer.hooks?.post(.workflowStarted(WorkflowHookEvent(instanceID: id, workflowName: name, time: observer.clock.now())))
+            if let worker, reserved {
+                if let lease {
+                    worker.launch(instance, lease: lease)
+                } else {
+                    // The store did not lease it: it is ready, and the next claim takes it.
+                    worker.unreserve(id)
+                }
+            }
+        case .existing(let existing):
+            if reserved { worker?.unreserve(id) }
+            guard existing.workflowName == name, existing.input == input else {
+                throw EngineError(
+                    .instanceAlreadyExists,
+                    "Instance \(id) already exists as workflow '\(existing.workflowName)' with "
+                        + (existing.workflowName == name ? "a different input" : "another workflow")
+                        + ". Nothing was changed; choose another instance ID, or omit it to get a new one.",
+                    instanceID: id
+                )
+            }
+        }
+        return id
+    }
+
+    /// Cancels an instance: it stops at its next step boundary (a step already running finishes and
+    /// is recorded; a wait — a timer, a retry backoff — ends at once), its compensations run, and it
+    /// ends with status ``InstanceStatus/cancelled``; its `result()` throws ``WorkflowCancelledError``.
+    ///
+    /// Works from any process on the store: a run in this app stops at once; a run on another worker
+    /// learns it with that worker's next lease renewal (``EddaApp/Configuration-swift.struct/leaseRenewalInterval``);
+    /// an instance waiting on a timer is woken to run its cancellation.
+    ///
+    /// ```swift
+    /// try await client.cancel("order-1042")
+    /// ```
+    ///
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/alreadyFinished`` when the
+    ///   instance has completed, failed or been cancelled (nothing is changed), or
+    ///   ``EngineError/Code-swift.struct/instanceNotFound``.
+    public func cancel(_ instanceID: String) async throws {
+        switch try await store.requestCancellation(of: instanceID) {
+        case .requested:
+            logger.debug("cancellation requested", metadata: ["edda.instance.id": "\(instanceID)"])
+            runningWorker?.cancelHere(instanceID)
+        case .finished(let instance):
+            throw EngineError(
+                .alreadyFinished, "Instance \(instanceID) has already \(instance.status); there is nothing to cancel, and nothing was changed.",
+                instanceID: instanceID
+            )
+        case .notFound:
+            throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID); nothing was cancelled.", instanceID: instanceID)
+        }
+    }
+
+    /// Runs a failed instance again from its failed step: the next run replays every step recorded
+    /// as completed (their results, not their code) and runs the step that failed afresh, with a
+    /// fresh retry budget. The failure's records move to the history archive under the run's number:
+    /// nothing is deleted. A workflow that failed in its own code after its last step (not in a step)
+    /// runs again from history as it is: it fails the same way unless its code changed.
+    ///
+    /// Compensations that already ran are **not** undone and do not run again, even if the retried
+    /// run fails too (their records stay): retry an instance whose failure was compensated only if
+    /// running its remaining steps after those compensations is what you want.
+    ///
+    /// - Returns: The step ID whose failure was moved aside, or `nil` when the workflow failed
+    ///   outside a step (its code throws again unless it changed).
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/instanceNotFound``, or
+    ///   ``EngineError/Code-swift.struct/notFailed`` when the instance has not failed (nothing is changed).
+    @discardableResult
+    public func retry(_ instanceID: String) async throws -> String? {
+        switch try await store.retry(instanceID) {
+        case .retried(_, let step):
+            logger.debug("instance retried", metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(step ?? "-")"])
+            return step
+        case .notFailed(let instance):
+            throw EngineError(
+                .notFailed, "Instance \(instanceID) is \(instance.status), not failed: there is nothing to retry, and nothing was changed.",
+                instanceID: instanceID
+            )
+        case .notFound:
+            throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID); nothing was retried.", instanceID: instanceID)
+        }
+    }
+
+    /// A handle to an existing instance of `workflow`.
+    public func handle<each Argument, Output>(
+        for workflow: Workflow<repeat each Argument, Output>,
+        instanceID: String
+    ) -> WorkflowHandle<Output> {
+        WorkflowHandle(instanceID: instanceID, workflowName: workflow.name, client: self)
+    }
+
+    static func checkInstanceID(_ id: String) throws {
+        guard !id.isEmpty, id.utf8.count <= 255, !id.contains(where: { $0.isNewline || $0 == "\0" }) else {
+            throw EngineError(
+                .invalidInput, "Instance IDs must be 1 to 255 bytes with no line breaks. No instance was created.",
+                instanceID: id
+            )
+        }
+    }
+
+    // MARK: - Looking things up
+
+    /// One instance: status, input, output, error.
+    public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
+        try await store.instance(instanceID)
+    }
+
+    /// An instance's history, in the order it was recorded.
+    public func history(of instanceID: String) async throws -> [HistoryEvent] {
+        try await store.history(of: instanceID)
+    }
+
+    /// A page of an instance's history (read in the database: for long histories).
+    public func history(of instanceID: String, matching query: HistoryQuery) async throws -> [HistoryEvent] {
+        try await store.history(of: instanceID, matching: query)
+    }
+
+    /// Instances, newest first, optionally filtered by status and workflow name. For more than one
+    /// page, use ``instances(matching:)``.
+    public func instances(status: InstanceStatus? = nil, workflowName: String? = nil, limit: Int = 100) async throws -> [WorkflowInstance] {
+        try await store.instances(matching: InstanceQuery(status: status, workflowName: workflowName, limit: limit)).instances
+    }
+
+    /// A page of instances; pass ``InstancePage/nextCursor`` as ``InstanceQuery/after`` for the next.
+    public func instances(matching query: InstanceQuery) async throws -> InstancePage {
+        try await store.instances(matching: query)
+    }
+
+    /// Instances left running that the app's worker does not claim, with the reason (their
+    /// workflow is not registered), as found when the worker started. They stay in the store untouched.
+    public var unresumableInstances: [String: EngineError] {
+        outcomes.unresumable(registry: registry)
+    }
+
+    // MARK: - Outcomes
+
+    /// Waits for the instance's outcome: in memory while it runs in this process, otherwise by
+    /// reading the store again with a backoff (10 ms doubling to ``EddaApp/Configuration-swift.struct/resultPollInterval``).
+    func outcome(of instanceID: String) async throws -> InstanceOutcome {
+        let local = outcomes.watch(instanceID)
+        defer { outcomes.end(local) }
+        let (continuation, registered) = (local.continuation, local.registered)
+        // Watched before the first read: a finish announced in between is not missed.
+        let watch = store.outcomes.watch(instanceID)
+        defer { watch.end() }
+        var pollDelay = Duration.milliseconds(10)
+        var iterator = local.stream.makeAsyncIterator()
+        while true {
+            // Registered first, then read: an outcome published in between is not missed.
+            if runningWorker?.isRunningHere(instanceID) != true {
+                guard let instance = try await store.instance(instanceID) else {
+                    throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID).", instanceID: instanceID)
+                }
+                if instance.status == .completed {
+                    return .completed(instance.output ?? JSONPayload(json: "null"))
+                }
+                if instance.status == .failed {
+                    return .failed(instance.error ?? ErrorRecord(type: "Error", message: "unknown failure"))
+                }
+                if instance.status == .cancelled {
+                    return .cancelled(instance.error ?? ErrorRecord(WorkflowCancelledError(instanceID: instanceID)))
+                }
+                if let problem = outcomes.unresumable(instanceID, registry: registry) {
+                    throw problem
+                }
+                guard registered else {
+                    throw EngineError(.stopped, "The app has stopped; instance \(instanceID) resumes on the next claim.", instanceID: instanceID)
+                }
+                // Running elsewhere (or waiting to be claimed): look again when the store announces an
+                // outcome, or after a while.
+                let delay = pollDelay
+                pollDelay = min(pollDelay * 2, configuration.resultPollInterval)
+                Task {
+                    await watch.wait(upTo: delay)
+                    continuation.yield(.recheck)
+                }
+            }
+            switch await iterator.next() {
+            case .outcome(let result):
+                return try result.get()
+            case .recheck:
+                continue
+            case nil:
+                try Task.checkCancellation()
+                throw EngineError(.stopped, "The app stopped before instance \(instanceID) finished.", instanceID: instanceID)
+            }
+        }
+    }
+}
+
+extension EddaClient: CustomStringConvertible {
+    public var description: String { "EddaClient(\(serviceName))" }
+}
