@@ -100,4 +100,48 @@ struct ChildWorkflowTests {
         }
         #expect(try await store.instance("cp/gate")?.status == .cancelled)
     }
+
+    /// Another process cancels the parent while a step runs; the parent's worker hears of it only
+    /// at its next lease renewal (an hour here), so the parent goes on and starts a child: the child
+    /// is born cancelled, and never runs a step.
+    @Test func aChildStartedAfterItsParentWasCancelledElsewhereIsBornCancelled() async throws {
+        let gate = Gate()
+        let log = ExecutionLog()
+        let step = Activity("child_step") { (ctx) -> Int in
+            log.record("child ran")
+            return 1
+        }
+        let child = Workflow("late_child") { (ctx, n: Int) -> Int in try await step(ctx) + n }
+        let hold = Activity("hold") { (ctx) -> Int in
+            log.record("holding")
+            await gate.wait()
+            return 1
+        }
+        let parent = Workflow("late_parent") { (ctx, n: Int) -> Int in
+            _ = try await hold(ctx)
+            return try await ctx.runChild(child, n, childID: "late")
+        }
+        var configuration = EddaApp.Configuration.testing
+        configuration.leaseDuration = .seconds(7200)
+        configuration.leaseRenewalInterval = .seconds(3600)
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            let elsewhere = try SQLiteStore(path: path)   // another process: this app's worker is not told
+            try await withTestApp(store: store, configuration: configuration) { app in
+                let handle = try await app.start(parent, 3, instanceID: "lp")
+                try await waitUntil { log.all.contains("holding") }
+                guard case .requested = try await elsewhere.requestCancellation(of: "lp") else {
+                    Issue.record("the parent was not marked")
+                    return
+                }
+                gate.open()
+                try await waitUntil { try await store.instance("lp/late") != nil }
+                await #expect(throws: WorkflowCancelledError.self) { try await app.handle(for: child, instanceID: "lp/late").result() }
+                await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            }
+            #expect(log.count("child ran") == 0)
+            #expect(try await store.instance("lp/late")?.status == .cancelled)
+            #expect(try await store.instance("lp")?.status == .cancelled)
+        }
+    }
 }

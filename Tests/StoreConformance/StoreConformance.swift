@@ -33,6 +33,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case searchByAKeyAndValueInTheInput
     case retryMovesTheFailureAsideAndMakesTheInstanceReady
     case historyIsReadAPageAtATime
+    case aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -65,6 +66,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .searchByAKeyAndValueInTheInput: try await Self.inputSearch(store)
             case .retryMovesTheFailureAsideAndMakesTheInstanceReady: try await Self.retryFromFailure(store)
             case .historyIsReadAPageAtATime: try await Self.historyPages(store)
+            case .aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested: try await Self.childOfAStoppingParent(store)
             }
             completed.mark()
         }
@@ -805,6 +807,44 @@ extension StoreConformance {
             Issue.record("an unknown instance was not reported")
             return
         }
+    }
+}
+
+extension StoreConformance {
+    /// A child created while its parent's cancellation is pending, or after the parent finished, is
+    /// born cancel-requested by the statement that creates it: a parent running on another worker
+    /// hears of its cancellation only later, and may start a child in between. Other children are not.
+    static func childOfAStoppingParent(_ store: any Store) async throws {
+        func createChild(_ id: String, of parent: String) async throws -> WorkflowInstance? {
+            let child = NewInstance(instanceID: id, workflowName: "c", serviceName: "conformance", input: JSONPayload(json: "[]"), parentInstanceID: parent)
+            guard case .created(let instance, nil) = try await store.createInstance(child, leasedTo: nil) else {
+                Issue.record("child \(id) was not created")
+                return nil
+            }
+            return instance
+        }
+        _ = try #require(try await create(store, "cancelling"))
+        guard case .requested = try await store.requestCancellation(of: "cancelling") else {
+            Issue.record("the parent was not marked")
+            return
+        }
+        let done = try #require(try await create(store, "done"))
+        try await store.finishInstance(lease: done, with: .completed(JSONPayload(json: "1")))
+        _ = try #require(try await create(store, "calm"))
+
+        #expect(try await createChild("cancelling/late", of: "cancelling")?.cancelRequested == true, "the created instance says so")
+        #expect(try await createChild("done/late", of: "done")?.cancelRequested == true)
+        #expect(try await createChild("calm/child", of: "calm")?.cancelRequested == false, "a parent not asked to cancel")
+        #expect(try await store.instance("cancelling/late")?.cancelRequested == true, "the stored row says so")
+        #expect(
+            try await store.cancellationRequests(among: ["cancelling/late", "done/late", "calm/child"]) == ["cancelling/late", "done/late"]
+        )
+        let claimed = try await claim(store, owner: "worker-b", workflows: ["c"])
+        #expect(
+            Dictionary(uniqueKeysWithValues: claimed.map { ($0.instance.instanceID, $0.instance.cancelRequested) })
+                == ["cancelling/late": true, "done/late": true, "calm/child": false],
+            "the worker that claims a child born cancel-requested runs its cancellation"
+        )
     }
 }
 

@@ -37,7 +37,9 @@ public protocol WorkQueue: Sendable {
 
     /// Asks an unfinished instance to stop: marks it cancel-requested and, if it waits released (a
     /// timer), makes it ready at once so that a worker claims it and runs its cancellation. Running
-    /// ones learn it from ``cancellationRequests(among:)``, the next time their worker asks.
+    /// ones learn it from ``cancellationRequests(among:)``, the next time their worker asks. Its
+    /// unfinished descendants (child workflows, theirs…) are marked with it, and so is a child
+    /// created under it later (``WorkflowStore/createInstance(_:leasedTo:)``).
     func requestCancellation(of instanceID: String) async throws -> CancellationRequest
 
     /// Makes a failed instance run again from its failed step, in one transaction: if the last outcome

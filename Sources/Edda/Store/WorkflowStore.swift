@@ -14,6 +14,12 @@ public protocol WorkflowStore: InstanceReader {
     /// Inserts a new instance in status ``InstanceStatus/running``, or returns the existing one with
     /// the same ID, untouched.
     ///
+    /// A child workflow (``NewInstance/parentInstanceID``) whose parent is cancel-requested or has
+    /// finished is inserted cancel-requested (``WorkflowInstance/cancelRequested``), checked in the
+    /// inserting statement or transaction: its parent may start it before hearing of its own
+    /// cancellation, and no concurrent ``WorkQueue/requestCancellation(of:)`` of the parent may slip
+    /// between the check and the insert (the cancellation marks the child, or the child sees the mark).
+    ///
     /// - Parameter lease: When given, the new instance is created already leased to that worker
     ///   (token 1), so it runs there at once with no claim. When `nil`, it is created ready, for any
     ///   worker to claim, and the store's ``WorkQueue/wakeUps`` are notified.
