@@ -506,7 +506,7 @@ public final class PostgresStore: Store, Service {
             finish = """
                 UPDATE \(unescaped: tables.instances)
                 SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
-                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                    ready_at = NULL, cancel_requested = false, updated_at = \(unescaped: Self.nowMilliseconds)
                 WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                     AND status IN ('running', 'compensating')
                 RETURNING instance_id
@@ -521,7 +521,7 @@ public final class PostgresStore: Store, Service {
                 WITH finished AS (
                     UPDATE \(unescaped: tables.instances)
                     SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
-                        ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                        ready_at = NULL, cancel_requested = false, updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                         AND status IN ('running', 'compensating')
                     RETURNING instance_id

@@ -399,7 +399,8 @@ public final class SQLiteStore: Store {
                     db.cachedStatement(
                         sql: """
                             UPDATE workflow_instances
-                            SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
+                            SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL,
+                                cancel_requested = 0, updated_at = ?
                             WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status IN ('running', 'compensating')
                             RETURNING parent_instance_id
                             """

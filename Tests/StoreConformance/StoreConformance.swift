@@ -34,6 +34,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case retryMovesTheFailureAsideAndMakesTheInstanceReady
     case historyIsReadAPageAtATime
     case aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested
+    case finishingClearsAPendingCancellationAndALaterOneChangesNothing
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -67,6 +68,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .retryMovesTheFailureAsideAndMakesTheInstanceReady: try await Self.retryFromFailure(store)
             case .historyIsReadAPageAtATime: try await Self.historyPages(store)
             case .aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested: try await Self.childOfAStoppingParent(store)
+            case .finishingClearsAPendingCancellationAndALaterOneChangesNothing: try await Self.finishClearsCancellation(store)
             }
             completed.mark()
         }
@@ -845,6 +847,45 @@ extension StoreConformance {
                 == ["cancelling/late": true, "done/late": true, "calm/child": false],
             "the worker that claims a child born cancel-requested runs its cancellation"
         )
+    }
+
+    /// Finishing an instance — completed, failed or cancelled, a child or not — clears a cancellation
+    /// that was pending (it lost the race with the outcome); a cancellation asked for afterwards
+    /// reports the instance finished and changes nothing.
+    static func finishClearsCancellation(_ store: any Store) async throws {
+        let error = ErrorRecord(type: "E", message: "stopped")
+        let cases: [(id: String, parent: String?, outcome: InstanceOutcome, status: InstanceStatus)] = [
+            ("won", nil, .completed(JSONPayload(json: "1")), .completed),
+            ("lost", nil, .failed(error), .failed),
+            ("stopped", nil, .cancelled(error), .cancelled),
+            ("parent/child", "parent", .completed(JSONPayload(json: "2")), .completed),
+        ]
+        _ = try #require(try await create(store, "parent"))
+        for (id, parent, outcome, status) in cases {
+            guard case .created(_, let created) = try await store.createInstance(
+                NewInstance(instanceID: id, workflowName: "w", serviceName: "conformance", input: JSONPayload(json: "[]"), parentInstanceID: parent),
+                leasedTo: leaseRequest
+            ), let lease = created else {
+                Issue.record("\(id) was not created leased")
+                continue
+            }
+            guard case .requested = try await store.requestCancellation(of: id) else {
+                Issue.record("\(id) was not marked")
+                continue
+            }
+            try await store.finishInstance(lease: lease, with: outcome, reportingTo: parent)
+            let finished = try #require(try await store.instance(id))
+            #expect(finished.status == status)
+            #expect(finished.cancelRequested == false, "\(id): a finished instance has no cancellation pending")
+            #expect(try await store.cancellationRequests(among: [id]).isEmpty, "\(id)")
+            guard case .finished(let reported) = try await store.requestCancellation(of: id) else {
+                Issue.record("a cancellation of finished \(id) was not reported as finished")
+                continue
+            }
+            #expect(reported.status == status)
+            let after = try #require(try await store.instance(id))
+            #expect(after.cancelRequested == false && after.updatedAt == finished.updatedAt, "\(id): a late cancellation changed the row")
+        }
     }
 }
 

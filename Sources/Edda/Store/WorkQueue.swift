@@ -70,11 +70,15 @@ public protocol WorkQueue: Sendable {
     var outcomes: OutcomeSignal { get }
 }
 
-/// Result of ``WorkQueue/requestCancellation(of:)``.
+/// Result of ``WorkQueue/requestCancellation(of:)`` and ``EddaApp/requestCancellation(of:)``:
+/// whether the request took effect.
 public enum CancellationRequest: Sendable {
-    /// The instance will stop at its next step boundary (it is marked; it may already have been).
+    /// The request took effect: the instance, as marked, will stop at its next step boundary (it may
+    /// already have been marked). If its last step finishes first, it keeps that outcome and the
+    /// request is cleared.
     case requested(WorkflowInstance)
-    /// The instance had already finished; nothing was changed.
+    /// The instance had already finished (completed, failed or cancelled: its ``WorkflowInstance/status``);
+    /// nothing was changed.
     case finished(WorkflowInstance)
     /// No instance has this ID.
     case notFound

@@ -60,7 +60,8 @@ public protocol WorkflowStore: InstanceReader {
     func markCompensating(lease: Lease) async throws
 
     /// Records how the leased instance ended — status, output or error — and ends the lease; drops
-    /// its open waits. For a child workflow (`parent` is its ``WorkflowInstance/parentInstanceID``),
+    /// its open waits and clears a pending cancellation request (one that lost the race with this
+    /// outcome: a finished instance is never ``WorkflowInstance/cancelRequested``). For a child workflow (`parent` is its ``WorkflowInstance/parentInstanceID``),
     /// reports the outcome to the parent in the same transaction: a ``HistoryEventKind/messageReceived``
     /// record if the parent waits for it, or a message kept for it on the child's event channel, and
     /// the parent made ready (or, leased, marked to be ready when released).
