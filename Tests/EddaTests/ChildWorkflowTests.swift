@@ -144,4 +144,36 @@ struct ChildWorkflowTests {
             #expect(try await store.instance("lp")?.status == .cancelled)
         }
     }
+
+    /// Starts a child, waits for a "resume" event, then awaits the child.
+    static let resumingParent = Workflow("resuming_parent") { (ctx, n: Int) -> Int in
+        let child = try await ctx.startChild(gated, n, childID: "gate")
+        _ = try await ctx.waitForEvent(type: "resume", as: Int.self)
+        return try await child.result() * 10
+    }
+
+    /// After a restart, an app that registered only the parent resumes it: the replay of the
+    /// recorded start registers the child's workflow, so this app's worker runs the child too.
+    @Test func aParentResumedAfterARestartRegistersTheChildItStartedBefore() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in
+                _ = try await app.start(Self.resumingParent, 2, instanceID: "rp")
+                try await waitUntil {
+                    let (child, parent) = (try await store.instance("rp/gate"), try await store.instance("rp"))
+                    return child?.readyAt != nil && parent?.readyAt != nil
+                }
+            }
+            let result = try await withTestApp(store: store) { app -> Int? in
+                try app.register(Self.resumingParent)   // not `gated`
+                try await waitUntil { try await app.sendEvent(try CloudEvent(type: "resume", source: "/test", json: 0), to: "rp") }
+                try await waitUntil(timeout: .seconds(5)) { app.registeredWorkflowNames.contains(Self.gated.name) }
+                guard app.registeredWorkflowNames.contains(Self.gated.name) else { return nil }   // the child would never run here
+                try await waitUntil { try await app.sendEvent(try CloudEvent(type: "go", source: "/test", json: 1), to: "rp/gate") }
+                return try await app.handle(for: Self.resumingParent, instanceID: "rp").result()
+            }
+            #expect(result == 30)
+            #expect(try await store.instance("rp/gate")?.status == .completed)
+        }
+    }
 }
