@@ -23,8 +23,14 @@ struct Cancel: AsyncParsableCommand {
 
     func run() async throws {
         let id = instanceID
-        try await store.withApp { try await $0.cancel(id) }
-        out("cancellation requested for \(instanceID)")
+        switch try await store.withApp({ try await $0.requestCancellation(of: id) }) {
+        case .requested:
+            out("cancellation requested for \(id)")
+        case .finished(let instance):
+            throw CLIError("instance \(id) already \(instance.status); nothing to cancel (nothing was changed).")
+        case .notFound:
+            throw CLIError("No instance has ID \(id) in \(store.displayName); nothing was cancelled. `edda list` shows the instances.")
+        }
     }
 }
 

@@ -61,10 +61,9 @@ struct APIRoutes: Sendable {
         while true {
             let page = try await app.instances(matching: filter)
             for instance in page.instances where !instance.status.isTerminal {
-                do {
-                    try await app.cancel(instance.instanceID)
+                if case .requested = try await app.requestCancellation(of: instance.instanceID) {
                     cancelled.append(instance.instanceID)
-                } catch let error as EngineError where error.code == .alreadyFinished || error.code == .instanceNotFound {
+                } else {
                     skipped += 1   // finished (or removed) meanwhile
                 }
             }
@@ -158,10 +157,25 @@ struct APIRoutes: Sendable {
         return jsonResponse(document)
     }
 
+    /// 202 with `"cancelled": true` and the instance's status (running or compensating: it stops at
+    /// its next step) when the request took effect; 409 with the `EngineError.alreadyFinished` error,
+    /// `"cancelled": false` and the final status when the instance had already finished.
     func cancel(_ context: BasicRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        try await app.cancel(id)
-        return jsonResponse(["instance_id": id, "cancel_requested": true], status: .accepted)
+        switch try await app.requestCancellation(of: id) {
+        case .requested(let instance):
+            return jsonResponse(
+                ["instance_id": id, "cancel_requested": true, "cancelled": true, "status": instance.status.rawValue], status: .accepted
+            )
+        case .finished(let instance):
+            let error: [String: Any] = [
+                "type": "EngineError.\(EngineError.Code.alreadyFinished)",
+                "message": "Instance \(id) has already \(instance.status); there is nothing to cancel, and nothing was changed.",
+            ]
+            return jsonResponse(["error": error, "instance_id": id, "cancelled": false, "status": instance.status.rawValue], status: .conflict)
+        case .notFound:
+            throw EngineError(.instanceNotFound, "No workflow instance has ID \(id); nothing was cancelled.", instanceID: id)
+        }
     }
 
     func start(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -250,13 +250,23 @@ public final class PostgresStore: Store, Service {
             let duration = lease.map { $0.duration.wholeMilliseconds }
             let inserted = try await client.query(
                 """
+                WITH parent AS (
+                    -- A child of a parent asked to cancel (or already finished) is born cancel-requested:
+                    -- the parent's run may not have heard of it yet. FOR SHARE waits for a cancellation
+                    -- of the parent in progress and reads what it wrote; one that comes later waits for
+                    -- this insert, and its cascade (a later statement) finds the child.
+                    SELECT cancel_requested OR status NOT IN ('running', 'compensating') AS stopping
+                    FROM \(unescaped: tables.instances) WHERE instance_id = \(instance.parentInstanceID)
+                    FOR SHARE
+                )
                 INSERT INTO \(unescaped: tables.instances)
                     (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at,
-                     parent_instance_id, trace_context, claimed_at)
+                     parent_instance_id, trace_context, claimed_at, cancel_requested)
                 VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json),
                         \(owner), \(owner == nil ? 0 : 1), \(unescaped: Self.nowMilliseconds) + \(duration)::bigint,
                         \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.parentInstanceID),
-                        \(instance.storedTraceContext), CASE WHEN \(owner)::text IS NULL THEN NULL ELSE \(unescaped: Self.nowMilliseconds) END)
+                        \(instance.storedTraceContext), CASE WHEN \(owner)::text IS NULL THEN NULL ELSE \(unescaped: Self.nowMilliseconds) END,
+                        coalesce((SELECT stopping FROM parent), false))
                 ON CONFLICT (instance_id) DO NOTHING
                 RETURNING \(unescaped: Self.instanceColumns)
                 """,
@@ -500,7 +510,7 @@ public final class PostgresStore: Store, Service {
             finish = """
                 UPDATE \(unescaped: tables.instances)
                 SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
-                    ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                    ready_at = NULL, cancel_requested = false, updated_at = \(unescaped: Self.nowMilliseconds)
                 WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                     AND status IN ('running', 'compensating')
                 RETURNING instance_id
@@ -515,7 +525,7 @@ public final class PostgresStore: Store, Service {
                 WITH finished AS (
                     UPDATE \(unescaped: tables.instances)
                     SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
-                        ready_at = NULL, updated_at = \(unescaped: Self.nowMilliseconds)
+                        ready_at = NULL, cancel_requested = false, updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                         AND status IN ('running', 'compensating')
                     RETURNING instance_id
@@ -609,37 +619,37 @@ public final class PostgresStore: Store, Service {
 
     public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
         let outcome = try await perform("request a cancellation") { [self] () -> CancellationRequest in
-            // The instance and its unfinished descendants (child workflows, theirs…); a waiter released
-            // until later is made ready now, so that a worker runs its cancellation.
-            let updated = try await client.query(
-                """
-                WITH RECURSIVE tree(id) AS (
-                    SELECT instance_id FROM \(unescaped: tables.instances)
+            try await client.withTransaction(logger: logger) { connection -> CancellationRequest in
+                // The instance first, in a statement of its own: a child being created under it (its
+                // insert holds this row FOR SHARE) commits before this mark, and the cascade below
+                // sees it, or waits for the mark and is born cancel-requested. A waiter released until
+                // later is made ready now, so that a worker runs its cancellation.
+                let marked = try await connection.query(
+                    """
+                    UPDATE \(unescaped: tables.instances)
+                    SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                        updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(instanceID) AND status IN ('running', 'compensating')
-                    UNION
-                    SELECT c.instance_id FROM \(unescaped: tables.instances) AS c JOIN tree ON c.parent_instance_id = tree.id
-                    WHERE c.status IN ('running', 'compensating')
+                    RETURNING \(unescaped: Self.instanceColumns)
+                    """,
+                    logger: logger
                 )
-                UPDATE \(unescaped: tables.instances)
-                SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
-                    updated_at = \(unescaped: Self.nowMilliseconds)
-                WHERE instance_id IN (SELECT id FROM tree)
-                RETURNING \(unescaped: Self.instanceColumns)
-                """,
-                logger: logger
-            )
-            var root: WorkflowInstance?
-            for try await row in updated {
-                let instance = try Self.instance(from: row).instance
-                if instance.instanceID == instanceID { root = instance }
+                var root: WorkflowInstance?
+                for try await row in marked { root = try Self.instance(from: row).instance }
+                guard let root else {
+                    let current = try await connection.query(
+                        "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
+                        logger: logger
+                    )
+                    for try await row in current { return .finished(try Self.instance(from: row).instance) }
+                    return .notFound
+                }
+                // Its unfinished descendants (child workflows, theirs…), a pass at a time until one finds
+                // none left to mark: a child created under a descendant while a pass marks it is committed
+                // before that mark, and the next pass, a statement of its own, sees it.
+                while try await markDescendants(of: instanceID, on: connection) > 0 {}
+                return .requested(root)
             }
-            if let root { return .requested(root) }
-            let current = try await client.query(
-                "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
-                logger: logger
-            )
-            for try await row in current { return .finished(try Self.instance(from: row).instance) }
-            return .notFound
         }
         if case .requested = outcome {
             wakeUps.notify()
@@ -648,6 +658,29 @@ public final class PostgresStore: Store, Service {
             cancellations.notify()
         }
         return outcome
+    }
+
+    /// Marks the unfinished descendants of `instanceID` not marked yet as cancel-requested; returns how many.
+    private func markDescendants(of instanceID: String, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query(
+            """
+            WITH RECURSIVE tree(id) AS (
+                SELECT \(instanceID)::text
+                UNION
+                SELECT c.instance_id FROM \(unescaped: tables.instances) AS c JOIN tree ON c.parent_instance_id = tree.id
+                WHERE c.status IN ('running', 'compensating')
+            )
+            UPDATE \(unescaped: tables.instances)
+            SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                updated_at = \(unescaped: Self.nowMilliseconds)
+            WHERE instance_id IN (SELECT id FROM tree) AND NOT cancel_requested
+            RETURNING instance_id
+            """,
+            logger: logger
+        )
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
     }
 
     public func retry(_ instanceID: String) async throws -> RetryRequest {

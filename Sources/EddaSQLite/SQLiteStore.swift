@@ -279,26 +279,33 @@ public final class SQLiteStore: Store {
     public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         let outcome = try await write { db -> CreateInstanceOutcome in
             let now = Self.now()
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO workflow_instances
-                        (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at,
-                         parent_instance_id, trace_context, claimed_at)
-                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (instance_id) DO NOTHING
-                    """
-            ).execute(arguments: [
-                instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
-                lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID, instance.storedTraceContext, lease == nil ? nil : now,
-            ])
-            if db.changesCount == 1 {
-                let created = WorkflowInstance(
-                    instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
-                    status: .running, input: instance.input, createdAt: Self.date(now), updatedAt: Self.date(now),
-                    leaseOwner: lease?.owner, parentInstanceID: instance.parentInstanceID, traceContext: instance.traceContext,
-                    lastClaimedAt: lease == nil ? nil : Self.date(now)
+            // A child of a parent asked to cancel (or already finished) is born cancel-requested: the
+            // parent's run may not have heard of it yet. One writer at a time: no cancel slips between.
+            let inserted = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        INSERT INTO workflow_instances
+                            (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at,
+                             parent_instance_id, trace_context, claimed_at, cancel_requested)
+                        VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
+                            SELECT cancel_requested = 1 OR status NOT IN ('running', 'compensating')
+                            FROM workflow_instances WHERE instance_id = ?
+                        ), 0))
+                        ON CONFLICT (instance_id) DO NOTHING
+                        RETURNING *
+                        """
+                ),
+                arguments: [
+                    instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
+                    lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID, instance.storedTraceContext, lease == nil ? nil : now,
+                    instance.parentInstanceID,
+                ]
+            )
+            if let inserted {
+                return .created(
+                    try Self.instance(from: inserted),
+                    lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1, expiresAt: nil) }
                 )
-                return .created(created, lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1, expiresAt: nil) })
             }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instance.instanceID]) else {
                 throw StoreError(.database, "Instance \(instance.instanceID) vanished while it was being created.")
@@ -396,7 +403,8 @@ public final class SQLiteStore: Store {
                     db.cachedStatement(
                         sql: """
                             UPDATE workflow_instances
-                            SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, updated_at = ?
+                            SET status = ?, output = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL,
+                                cancel_requested = 0, updated_at = ?
                             WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status IN ('running', 'compensating')
                             RETURNING parent_instance_id
                             """

@@ -157,10 +157,15 @@ struct APITests {
             let handle = try await app.start(Self.checkout, "order-7", instanceID: "c-1")
             let cancelled = try await client.execute(uri: "/api/instances/c-1/cancel", method: .post)
             #expect(cancelled.status == .accepted)
+            #expect(try json(cancelled)["cancelled"] as? Bool == true, "the request took effect")
+            #expect(try json(cancelled)["cancel_requested"] as? Bool == true)
+            #expect(try json(cancelled)["status"] as? String == "running", "not finished yet: it stops at its next step")
             await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
             let again = try await client.execute(uri: "/api/instances/c-1/cancel", method: .post)
             #expect(again.status == .conflict)
             #expect(try errorType(again) == "EngineError.alreadyFinished")
+            #expect(try json(again)["cancelled"] as? Bool == false, "nothing to cancel")
+            #expect(try json(again)["status"] as? String == "cancelled", "its final status")
             let unknown = try await client.execute(uri: "/api/instances/nope/cancel", method: .post)
             #expect(unknown.status == .notFound)
         }

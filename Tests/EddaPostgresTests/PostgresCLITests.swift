@@ -54,6 +54,9 @@ struct PostgresCLITests {
                 let cancel = try await EddaBinary.run(["cancel", "w-2", "--database", database])
                 #expect(cancel.status == 0, "\(cancel.error)")
                 await #expect(throws: WorkflowCancelledError.self) { try await cancelled.result() }
+                let late = try await EddaBinary.run(["cancel", "ok-1", "--database", database])
+                #expect(late.status != 0)
+                #expect(late.error.contains("instance ok-1 already completed; nothing to cancel"), "\(late.error)")
             }
         }
     }

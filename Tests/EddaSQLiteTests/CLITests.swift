@@ -135,10 +135,14 @@ struct CLITests {
                 #expect(try await first.result() == 42)
                 let cancelled = try await edda(["cancel", "w-2", "--database", path])
                 #expect(cancelled.status == 0, "\(cancelled.error)")
+                #expect(cancelled.output.contains("cancellation requested for w-2"), "\(cancelled.output)")
                 await #expect(throws: WorkflowCancelledError.self) { try await second.result() }
                 let again = try await edda(["cancel", "w-2", "--database", path])
                 #expect(again.status != 0)
-                #expect(again.error.contains("already"), "\(again.error)")
+                #expect(again.error.contains("instance w-2 already cancelled; nothing to cancel"), "\(again.error)")
+                let done = try await edda(["cancel", "w-1", "--database", path])
+                #expect(done.error.contains("instance w-1 already completed; nothing to cancel"), "\(done.error)")
+                #expect(try await store.instance("w-1")?.cancelRequested == false, "a late cancel changed nothing")
                 let badData = try await edda(["send-event", "--database", path, "--type", "go", "--data", "not json"])
                 #expect(badData.status != 0)
             }

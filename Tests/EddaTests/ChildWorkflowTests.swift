@@ -100,4 +100,80 @@ struct ChildWorkflowTests {
         }
         #expect(try await store.instance("cp/gate")?.status == .cancelled)
     }
+
+    /// Another process cancels the parent while a step runs; the parent's worker hears of it only
+    /// at its next lease renewal (an hour here), so the parent goes on and starts a child: the child
+    /// is born cancelled, and never runs a step.
+    @Test func aChildStartedAfterItsParentWasCancelledElsewhereIsBornCancelled() async throws {
+        let gate = Gate()
+        let log = ExecutionLog()
+        let step = Activity("child_step") { (ctx) -> Int in
+            log.record("child ran")
+            return 1
+        }
+        let child = Workflow("late_child") { (ctx, n: Int) -> Int in try await step(ctx) + n }
+        let hold = Activity("hold") { (ctx) -> Int in
+            log.record("holding")
+            await gate.wait()
+            return 1
+        }
+        let parent = Workflow("late_parent") { (ctx, n: Int) -> Int in
+            _ = try await hold(ctx)
+            return try await ctx.runChild(child, n, childID: "late")
+        }
+        var configuration = EddaApp.Configuration.testing
+        configuration.leaseDuration = .seconds(7200)
+        configuration.leaseRenewalInterval = .seconds(3600)
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            let elsewhere = try SQLiteStore(path: path)   // another process: this app's worker is not told
+            try await withTestApp(store: store, configuration: configuration) { app in
+                let handle = try await app.start(parent, 3, instanceID: "lp")
+                try await waitUntil { log.all.contains("holding") }
+                guard case .requested = try await elsewhere.requestCancellation(of: "lp") else {
+                    Issue.record("the parent was not marked")
+                    return
+                }
+                gate.open()
+                try await waitUntil { try await store.instance("lp/late") != nil }
+                await #expect(throws: WorkflowCancelledError.self) { try await app.handle(for: child, instanceID: "lp/late").result() }
+                await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            }
+            #expect(log.count("child ran") == 0)
+            #expect(try await store.instance("lp/late")?.status == .cancelled)
+            #expect(try await store.instance("lp")?.status == .cancelled)
+        }
+    }
+
+    /// Starts a child, waits for a "resume" event, then awaits the child.
+    static let resumingParent = Workflow("resuming_parent") { (ctx, n: Int) -> Int in
+        let child = try await ctx.startChild(gated, n, childID: "gate")
+        _ = try await ctx.waitForEvent(type: "resume", as: Int.self)
+        return try await child.result() * 10
+    }
+
+    /// After a restart, an app that registered only the parent resumes it: the replay of the
+    /// recorded start registers the child's workflow, so this app's worker runs the child too.
+    @Test func aParentResumedAfterARestartRegistersTheChildItStartedBefore() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in
+                _ = try await app.start(Self.resumingParent, 2, instanceID: "rp")
+                try await waitUntil {
+                    let (child, parent) = (try await store.instance("rp/gate"), try await store.instance("rp"))
+                    return child?.readyAt != nil && parent?.readyAt != nil
+                }
+            }
+            let result = try await withTestApp(store: store) { app -> Int? in
+                try app.register(Self.resumingParent)   // not `gated`
+                try await waitUntil { try await app.sendEvent(try CloudEvent(type: "resume", source: "/test", json: 0), to: "rp") }
+                try await waitUntil(timeout: .seconds(5)) { app.registeredWorkflowNames.contains(Self.gated.name) }
+                guard app.registeredWorkflowNames.contains(Self.gated.name) else { return nil }   // the child would never run here
+                try await waitUntil { try await app.sendEvent(try CloudEvent(type: "go", source: "/test", json: 1), to: "rp/gate") }
+                return try await app.handle(for: Self.resumingParent, instanceID: "rp").result()
+            }
+            #expect(result == 30)
+            #expect(try await store.instance("rp/gate")?.status == .completed)
+        }
+    }
 }

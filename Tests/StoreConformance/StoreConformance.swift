@@ -34,6 +34,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case retryMovesTheFailureAsideAndMakesTheInstanceReady
     case historyIsReadAPageAtATime
     case continueAsNewKeepsTheLeaseAndMovesItsTokenOn
+    case aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested
+    case finishingClearsAPendingCancellationAndALaterOneChangesNothing
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -67,6 +69,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .retryMovesTheFailureAsideAndMakesTheInstanceReady: try await Self.retryFromFailure(store)
             case .historyIsReadAPageAtATime: try await Self.historyPages(store)
             case .continueAsNewKeepsTheLeaseAndMovesItsTokenOn: try await Self.continueAsNewInPlace(store)
+            case .aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested: try await Self.childOfAStoppingParent(store)
+            case .finishingClearsAPendingCancellationAndALaterOneChangesNothing: try await Self.finishClearsCancellation(store)
             }
             completed.mark()
         }
@@ -831,6 +835,83 @@ extension StoreConformance {
         guard case .notFound = try await store.retry("nope") else {
             Issue.record("an unknown instance was not reported")
             return
+        }
+    }
+}
+
+extension StoreConformance {
+    /// A child created while its parent's cancellation is pending, or after the parent finished, is
+    /// born cancel-requested by the statement that creates it: a parent running on another worker
+    /// hears of its cancellation only later, and may start a child in between. Other children are not.
+    static func childOfAStoppingParent(_ store: any Store) async throws {
+        func createChild(_ id: String, of parent: String) async throws -> WorkflowInstance? {
+            let child = NewInstance(instanceID: id, workflowName: "c", serviceName: "conformance", input: JSONPayload(json: "[]"), parentInstanceID: parent)
+            guard case .created(let instance, nil) = try await store.createInstance(child, leasedTo: nil) else {
+                Issue.record("child \(id) was not created")
+                return nil
+            }
+            return instance
+        }
+        _ = try #require(try await create(store, "cancelling"))
+        guard case .requested = try await store.requestCancellation(of: "cancelling") else {
+            Issue.record("the parent was not marked")
+            return
+        }
+        let done = try #require(try await create(store, "done"))
+        try await store.finishInstance(lease: done, with: .completed(JSONPayload(json: "1")))
+        _ = try #require(try await create(store, "calm"))
+
+        #expect(try await createChild("cancelling/late", of: "cancelling")?.cancelRequested == true, "the created instance says so")
+        #expect(try await createChild("done/late", of: "done")?.cancelRequested == true)
+        #expect(try await createChild("calm/child", of: "calm")?.cancelRequested == false, "a parent not asked to cancel")
+        #expect(try await store.instance("cancelling/late")?.cancelRequested == true, "the stored row says so")
+        #expect(
+            try await store.cancellationRequests(among: ["cancelling/late", "done/late", "calm/child"]) == ["cancelling/late", "done/late"]
+        )
+        let claimed = try await claim(store, owner: "worker-b", workflows: ["c"])
+        #expect(
+            Dictionary(uniqueKeysWithValues: claimed.map { ($0.instance.instanceID, $0.instance.cancelRequested) })
+                == ["cancelling/late": true, "done/late": true, "calm/child": false],
+            "the worker that claims a child born cancel-requested runs its cancellation"
+        )
+    }
+
+    /// Finishing an instance — completed, failed or cancelled, a child or not — clears a cancellation
+    /// that was pending (it lost the race with the outcome); a cancellation asked for afterwards
+    /// reports the instance finished and changes nothing.
+    static func finishClearsCancellation(_ store: any Store) async throws {
+        let error = ErrorRecord(type: "E", message: "stopped")
+        let cases: [(id: String, parent: String?, outcome: InstanceOutcome, status: InstanceStatus)] = [
+            ("won", nil, .completed(JSONPayload(json: "1")), .completed),
+            ("lost", nil, .failed(error), .failed),
+            ("stopped", nil, .cancelled(error), .cancelled),
+            ("parent/child", "parent", .completed(JSONPayload(json: "2")), .completed),
+        ]
+        _ = try #require(try await create(store, "parent"))
+        for (id, parent, outcome, status) in cases {
+            guard case .created(_, let created) = try await store.createInstance(
+                NewInstance(instanceID: id, workflowName: "w", serviceName: "conformance", input: JSONPayload(json: "[]"), parentInstanceID: parent),
+                leasedTo: leaseRequest
+            ), let lease = created else {
+                Issue.record("\(id) was not created leased")
+                continue
+            }
+            guard case .requested = try await store.requestCancellation(of: id) else {
+                Issue.record("\(id) was not marked")
+                continue
+            }
+            try await store.finishInstance(lease: lease, with: outcome, reportingTo: parent)
+            let finished = try #require(try await store.instance(id))
+            #expect(finished.status == status)
+            #expect(finished.cancelRequested == false, "\(id): a finished instance has no cancellation pending")
+            #expect(try await store.cancellationRequests(among: [id]).isEmpty, "\(id)")
+            guard case .finished(let reported) = try await store.requestCancellation(of: id) else {
+                Issue.record("a cancellation of finished \(id) was not reported as finished")
+                continue
+            }
+            #expect(reported.status == status)
+            let after = try #require(try await store.instance(id))
+            #expect(after.cancelRequested == false && after.updatedAt == finished.updatedAt, "\(id): a late cancellation changed the row")
         }
     }
 }

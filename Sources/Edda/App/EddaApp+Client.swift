@@ -22,6 +22,12 @@ extension EddaApp {
         try await client.cancel(instanceID)
     }
 
+    /// Cancels an instance and reports whether that took effect: ``EddaClient/requestCancellation(of:)``.
+    @discardableResult
+    public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
+        try await client.requestCancellation(of: instanceID)
+    }
+
     /// Runs a failed instance again from its failed step: ``EddaClient/retry(_:)``.
     @discardableResult
     public func retry(_ instanceID: String) async throws -> String? {

@@ -204,14 +204,17 @@ public final class EddaClient: Sendable {
     /// try await client.cancel("order-1042")
     /// ```
     ///
+    /// A request that races the instance's last step may lose: the instance completes (or fails),
+    /// keeps that outcome, and no cancellation stays pending on it.
+    ///
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/alreadyFinished`` when the
     ///   instance has completed, failed or been cancelled (nothing is changed), or
-    ///   ``EngineError/Code-swift.struct/instanceNotFound``.
+    ///   ``EngineError/Code-swift.struct/instanceNotFound``. ``requestCancellation(of:)`` reports
+    ///   these instead of throwing.
     public func cancel(_ instanceID: String) async throws {
-        switch try await store.requestCancellation(of: instanceID) {
+        switch try await requestCancellation(of: instanceID) {
         case .requested:
-            logger.debug("cancellation requested", metadata: ["edda.instance.id": "\(instanceID)"])
-            runningWorker?.cancelHere(instanceID)
+            return
         case .finished(let instance):
             throw EngineError(
                 .alreadyFinished, "Instance \(instanceID) has already \(instance.status); there is nothing to cancel, and nothing was changed.",
@@ -220,6 +223,32 @@ public final class EddaClient: Sendable {
         case .notFound:
             throw EngineError(.instanceNotFound, "No workflow instance has ID \(instanceID); nothing was cancelled.", instanceID: instanceID)
         }
+    }
+
+    /// Cancels an instance like ``cancel(_:)``, and reports whether the request took effect instead
+    /// of throwing when it did not: for an API or a command that says what happened.
+    ///
+    /// ```swift
+    /// switch try await client.requestCancellation(of: "order-1042") {
+    /// case .requested: print("order-1042 stops at its next step")
+    /// case .finished(let instance): print("order-1042 already \(instance.status); nothing to cancel")
+    /// case .notFound: print("no instance order-1042")
+    /// }
+    /// ```
+    ///
+    /// - Returns: ``CancellationRequest/requested(_:)`` with the instance as marked (still running
+    ///   or compensating: it stops at its next step boundary, unless its last step finishes first);
+    ///   ``CancellationRequest/finished(_:)`` with the instance as it ended — completed, failed or
+    ///   cancelled — and nothing changed; or ``CancellationRequest/notFound``.
+    /// - Throws: A ``StoreError`` when the store cannot be reached.
+    @discardableResult
+    public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
+        let outcome = try await store.requestCancellation(of: instanceID)
+        if case .requested = outcome {
+            logger.debug("cancellation requested", metadata: ["edda.instance.id": "\(instanceID)"])
+            runningWorker?.cancelHere(instanceID)
+        }
+        return outcome
     }
 
     /// Runs a failed instance again from its failed step: the next run replays every step recorded

@@ -37,7 +37,9 @@ public protocol WorkQueue: Sendable {
 
     /// Asks an unfinished instance to stop: marks it cancel-requested and, if it waits released (a
     /// timer), makes it ready at once so that a worker claims it and runs its cancellation. Running
-    /// ones learn it from ``cancellationRequests(among:)``, the next time their worker asks.
+    /// ones learn it from ``cancellationRequests(among:)``, the next time their worker asks. Its
+    /// unfinished descendants (child workflows, theirs…) are marked with it, and so is a child
+    /// created under it later (``WorkflowStore/createInstance(_:leasedTo:)``).
     func requestCancellation(of instanceID: String) async throws -> CancellationRequest
 
     /// Makes a failed instance run again from its failed step, in one transaction: if the last outcome
@@ -68,11 +70,15 @@ public protocol WorkQueue: Sendable {
     var outcomes: OutcomeSignal { get }
 }
 
-/// Result of ``WorkQueue/requestCancellation(of:)``.
+/// Result of ``WorkQueue/requestCancellation(of:)`` and ``EddaApp/requestCancellation(of:)``:
+/// whether the request took effect.
 public enum CancellationRequest: Sendable {
-    /// The instance will stop at its next step boundary (it is marked; it may already have been).
+    /// The request took effect: the instance, as marked, will stop at its next step boundary (it may
+    /// already have been marked). If its last step finishes first, it keeps that outcome and the
+    /// request is cleared.
     case requested(WorkflowInstance)
-    /// The instance had already finished; nothing was changed.
+    /// The instance had already finished (completed, failed or cancelled: its ``WorkflowInstance/status``);
+    /// nothing was changed.
     case finished(WorkflowInstance)
     /// No instance has this ID.
     case notFound

@@ -19,7 +19,8 @@ public struct WorkflowInstance: Sendable {
     public var leaseOwner: String?
     /// When the instance may next be claimed, if not at once: the end of a wait.
     public var readyAt: Date?
-    /// ``EddaApp/cancel(_:)`` was asked for and the instance has not stopped yet.
+    /// ``EddaApp/cancel(_:)`` was asked for (of this instance or an ancestor) and the instance has
+    /// not stopped yet; finishing clears it.
     public var cancelRequested: Bool
     /// The instance that started this one as a child workflow
     /// (``WorkflowContext/startChild(_:_:childID:)``), if any.

@@ -14,6 +14,12 @@ public protocol WorkflowStore: InstanceReader {
     /// Inserts a new instance in status ``InstanceStatus/running``, or returns the existing one with
     /// the same ID, untouched.
     ///
+    /// A child workflow (``NewInstance/parentInstanceID``) whose parent is cancel-requested or has
+    /// finished is inserted cancel-requested (``WorkflowInstance/cancelRequested``), checked in the
+    /// inserting statement or transaction: its parent may start it before hearing of its own
+    /// cancellation, and no concurrent ``WorkQueue/requestCancellation(of:)`` of the parent may slip
+    /// between the check and the insert (the cancellation marks the child, or the child sees the mark).
+    ///
     /// - Parameter lease: When given, the new instance is created already leased to that worker
     ///   (token 1), so it runs there at once with no claim. When `nil`, it is created ready, for any
     ///   worker to claim, and the store's ``WorkQueue/wakeUps`` are notified.
@@ -60,7 +66,8 @@ public protocol WorkflowStore: InstanceReader {
     func markCompensating(lease: Lease) async throws
 
     /// Records how the leased instance ended — status, output or error — and ends the lease; drops
-    /// its open waits. For a child workflow (`parent` is its ``WorkflowInstance/parentInstanceID``),
+    /// its open waits and clears a pending cancellation request (one that lost the race with this
+    /// outcome: a finished instance is never ``WorkflowInstance/cancelRequested``). For a child workflow (`parent` is its ``WorkflowInstance/parentInstanceID``),
     /// reports the outcome to the parent in the same transaction: a ``HistoryEventKind/messageReceived``
     /// record if the parent waits for it, or a message kept for it on the child's event channel, and
     /// the parent made ready (or, leased, marked to be ready when released).

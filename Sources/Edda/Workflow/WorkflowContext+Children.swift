@@ -15,7 +15,8 @@ import Foundation
 ///   `order-1/<childID>`; after a continue-as-new, `order-1/run2/edda.child:1`): a replay finds the
 ///   recorded start and never starts a second child.
 /// - The child is an instance of its own, claimed by any worker that registered its workflow
-///   (``startChild(_:_:childID:)`` registers it with the parent's app). It finishes on its own
+///   (``startChild(_:_:childID:)`` registers it with the parent's app, on a replay too: a parent
+///   resumed after a restart brings its unfinished children with it). It finishes on its own
 ///   schedule; its outcome is kept for the parent, which waits for it holding no lease.
 /// - Cancelling the parent (``EddaApp/cancel(_:)``) cancels its unfinished children, and theirs,
 ///   in the same statement (the store follows the children's parent links, whichever run started
@@ -37,6 +38,9 @@ extension WorkflowContext {
         // A run after a continue-as-new counts its steps from 1 again: its children get IDs of their own.
         let id = runNumber == 1 ? "\(instanceID)/\(reservation.stepID)" : "\(instanceID)/run\(runNumber)/\(reservation.stepID)"
         if try recordedStep(reservation, kind: .childStarted) != nil {
+            // Resumed after a restart, in an app that may not have registered the child: it registers
+            // it here too, so that a worker of this app can run the child if it has not finished.
+            try registerChild(workflow)
             return ChildWorkflow(instanceID: id, workflowName: workflow.name, stepID: reservation.stepID, parent: self)
         }
         do {
@@ -50,11 +54,11 @@ extension WorkflowContext {
         let input: JSONPayload
         do {
             input = try JSONPayload.encode(ArgumentList(repeat each arguments))
-            try environment.register(workflow.registration)
         } catch {
             fail(with: error)
             throw error
         }
+        try registerChild(workflow)
         let child = NewInstance(
             instanceID: id, workflowName: workflow.name, serviceName: environment.serviceName, input: input, parentInstanceID: instanceID,
             // The child's runs join the parent's trace: its step span is the current context.
@@ -80,6 +84,16 @@ extension WorkflowContext {
         }
         try await appendRecord(reservation, kind: .childStarted, payload: try JSONPayload.encode(["child_instance_id": id]))
         return ChildWorkflow(instanceID: id, workflowName: workflow.name, stepID: reservation.stepID, parent: self)
+    }
+
+    /// Registers a child's workflow with the parent's app; a name taken by another workflow fails the run.
+    private func registerChild<each Argument, Output>(_ workflow: Workflow<repeat each Argument, Output>) throws {
+        do {
+            try environment.register(workflow.registration)
+        } catch {
+            fail(with: error)
+            throw error
+        }
     }
 
     /// Starts `workflow` as a child and waits for its result: ``startChild(_:_:childID:)`` then
