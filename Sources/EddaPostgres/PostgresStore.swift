@@ -561,6 +561,9 @@ public final class PostgresStore: Store, Service {
 
     // MARK: - Work queue
 
+    /// `true`: a lease lapses on the server's clock unless renewed, and any worker may then claim the instance.
+    public var leasesLapse: Bool { true }
+
     public func attachWorker(_ workerID: String) async throws {
         // Several workers share the database; nothing to take. Wait until the store is ready.
         try await ready()

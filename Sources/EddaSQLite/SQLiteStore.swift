@@ -233,6 +233,9 @@ public final class SQLiteStore: Store {
 
     // MARK: - Store
 
+    /// `false`: the file's process lock proves every other owner dead, so a lease is held until released.
+    public var leasesLapse: Bool { false }
+
     public func attachWorker(_ workerID: String) async throws {
         if isReadOnly {
             throw StoreError(.notWritable, "The database at \(path ?? "?") was opened for reading only; a worker cannot run on it.")

@@ -131,6 +131,8 @@ final class FaultyStore<Base: Store>: Store {
         try await base.subscribe(to: channel, mode: mode, now: now)
     }
     var wakeUps: WakeUpSignal { base.wakeUps }
+    /// Cut off from renewals, its leases lapse as PostgreSQL's do.
+    var leasesLapse: Bool { renewalsFail || base.leasesLapse }
     var cancellations: WakeUpSignal { base.cancellations }
     var outcomes: OutcomeSignal { base.outcomes }
 }

@@ -8,11 +8,11 @@ import Testing
 struct LeaseBookTests {
     let start = ContinuousClock.now
 
-    func lease(_ id: String, token: Int64 = 1, lapses: Bool = true) -> Lease {
-        Lease(instanceID: id, owner: "w", token: token, expiresAt: lapses ? Date() : nil)
+    func lease(_ id: String, token: Int64 = 1) -> Lease {
+        Lease(instanceID: id, owner: "w", token: token, expiresAt: nil)
     }
 
-    var book: LeaseBook<String> { LeaseBook(leaseDuration: .seconds(15), renewalInterval: .seconds(5)) }
+    var book: LeaseBook<String> { LeaseBook(leaseDuration: .seconds(15), renewalInterval: .seconds(5), leasesLapse: true) }
 
     @Test func aLeaseHoldsUntilOneRenewalIntervalBeforeItLapses() {
         var book = self.book
@@ -25,9 +25,9 @@ struct LeaseBookTests {
     }
 
     @Test func aLeaseThatNeverLapsesIsNeverStopped() {
-        var book = self.book
-        book.hold(lease("a", lapses: false), run: "run-a", grantedAt: start)
-        #expect(book.validUntil(lease("a", lapses: false), grantedAt: start) == nil)
+        var book = LeaseBook<String>(leaseDuration: .seconds(15), renewalInterval: .seconds(5), leasesLapse: false)
+        book.hold(lease("a"), run: "run-a", grantedAt: start)
+        #expect(book.validUntil(lease("a"), grantedAt: start) == nil)
         #expect(book.lapsing(now: start + .seconds(86_400)).isEmpty)
     }
 

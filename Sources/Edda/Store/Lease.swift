@@ -14,8 +14,8 @@ public struct Lease: Sendable, Hashable, CustomStringConvertible {
     public var owner: String
     /// The fencing token: grows with every claim of the instance.
     public var token: Int64
-    /// When the lease lapses unless renewed; `nil` for a lease that never lapses (SQLite, where
-    /// the file's process lock proves every other owner dead).
+    /// When the lease lapses unless renewed, as the store reported it; `nil` when the store does not
+    /// say. For information only: whether leases lapse at all is the store's ``WorkQueue/leasesLapse``.
     public var expiresAt: Date?
 
     public init(instanceID: String, owner: String, token: Int64, expiresAt: Date?) {

@@ -14,6 +14,12 @@ public protocol WorkQueue: Sendable {
     /// Releases what ``attachWorker(_:)`` took.
     func detachWorker(_ workerID: String) async throws
 
+    /// Whether a lease lapses unless renewed within its duration, so that another worker may then
+    /// claim the instance (PostgreSQL: `true`). A store whose leases never lapse says `false` (SQLite:
+    /// the file's process lock proves every other owner dead); its workers then never stop a run for
+    /// a renewal they could not make. The worker asks this, never the shape of a ``Lease``.
+    var leasesLapse: Bool { get }
+
     /// Leases up to ``ClaimRequest/limit`` ready instances of the given workflows to the requesting
     /// worker, oldest first, bumping each one's token. Two concurrent claims never return the same instance.
     func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance]

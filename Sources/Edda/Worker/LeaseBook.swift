@@ -21,17 +21,20 @@ struct LeaseBook<Run: Sendable>: Sendable {
 
     let leaseDuration: Duration
     let renewalInterval: Duration
+    /// Whether the store's leases lapse unless renewed (``WorkQueue/leasesLapse``).
+    let leasesLapse: Bool
     private(set) var entries: [String: Entry] = [:]
 
-    init(leaseDuration: Duration, renewalInterval: Duration) {
+    init(leaseDuration: Duration, renewalInterval: Duration, leasesLapse: Bool) {
         self.leaseDuration = leaseDuration
         self.renewalInterval = renewalInterval
+        self.leasesLapse = leasesLapse
     }
 
     /// Until when a lease granted at `grantedAt` surely holds: the time the lapse check would stop its
-    /// run (one renewal interval before it lapses). `nil` for a lease that never lapses (SQLite).
+    /// run (one renewal interval before it lapses). `nil` when the store's leases never lapse (SQLite).
     func validUntil(_ lease: Lease, grantedAt: Instant) -> Instant? {
-        guard lease.expiresAt != nil else { return nil }
+        guard leasesLapse else { return nil }
         return grantedAt + leaseDuration - renewalInterval
     }
 

@@ -66,7 +66,10 @@ final class Worker: Sendable {
         self.state = Mutex(
             State(
                 machine: WorkerStateMachine(maxInFlight: client.configuration.maxConcurrentInstances),
-                leases: LeaseBook(leaseDuration: client.configuration.leaseDuration, renewalInterval: client.configuration.leaseRenewalInterval)
+                leases: LeaseBook(
+                    leaseDuration: client.configuration.leaseDuration, renewalInterval: client.configuration.leaseRenewalInterval,
+                    leasesLapse: client.store.leasesLapse
+                )
             )
         )
         (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
