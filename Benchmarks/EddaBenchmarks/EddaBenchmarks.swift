@@ -103,7 +103,7 @@ let benchmarks: @Sendable () -> Void = {
             guard case .created(_, let lease?) = outcome else { fatalError("the instance exists already") }
             for index in 0..<100 {
                 try await store.append(
-                    NewHistoryEvent(
+                    HistoryEvent(
                         instanceID: "r", stepID: "noop:\(index + 1)", position: index + 1, name: "noop", kind: .activityCompleted,
                         payload: JSONPayload(json: "\(index)")
                     ),

@@ -12,7 +12,7 @@ import Synchronization
 final class AppendBatcher: Sendable {
     /// One append: the record and the lease that fences it.
     struct Record: Sendable {
-        var event: NewHistoryEvent
+        var event: HistoryEvent
         var lease: Lease
     }
 

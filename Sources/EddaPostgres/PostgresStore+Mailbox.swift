@@ -27,7 +27,7 @@ extension PostgresStore {
         }
     }
 
-    public func publish(_ message: OutgoingMessage, recordedAs record: (event: NewHistoryEvent, lease: Lease)?, now: Date) async throws
+    public func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws
         -> PublishOutcome
     {
         let envelope = try JSONPayload.encode(message.envelope).json
@@ -285,7 +285,7 @@ extension PostgresStore {
 
     /// Appends a wait's outcome without a lease: the wait row it replaces is the guard (the channel
     /// lock orders the transactions that could delete it), and the unique step index refuses a second outcome.
-    private func insertUnfenced(_ event: NewHistoryEvent, on connection: PostgresConnection) async throws -> HistoryEvent {
+    private func insertUnfenced(_ event: HistoryEvent, on connection: PostgresConnection) async throws -> HistoryEvent {
         let rows = try await connection.query(
             """
             INSERT INTO \(unescaped: tables.history) (instance_id, step_id, attempt, position, step_name, kind, payload, recorded_at)

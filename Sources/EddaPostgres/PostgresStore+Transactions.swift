@@ -7,7 +7,7 @@ public import PostgresNIO
 /// ``Edda/TransactionMode/wholeBody`` activities. Each runs in a transaction of its own on one pooled
 /// connection (not in the shared group commit): the user's queries need a connection to themselves.
 extension PostgresStore {
-    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+    public func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
         try await inStepTransaction(transaction, lease: lease) { connection in
             try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger)) { (event, ()) }
         }
@@ -15,7 +15,7 @@ extension PostgresStore {
 
     public func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
-        attempt: @Sendable () async throws -> (NewHistoryEvent, Result)
+        attempt: @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result {
         try await inStepTransaction(transaction, lease: lease) { connection in
             try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger), then: attempt)
@@ -28,7 +28,7 @@ extension PostgresStore {
     /// step's own work is rethrown as is (the attempt failed), others as ``Edda/StoreError``.
     private func inStepTransaction<Result>(
         _ transaction: StepTransaction, lease: Lease,
-        _ work: (PostgresConnection) async throws -> (NewHistoryEvent, Result)
+        _ work: (PostgresConnection) async throws -> (HistoryEvent, Result)
     ) async throws -> Result {
         try await readiness.wait(logger: logger)
         var wroteEvents = false
@@ -115,7 +115,7 @@ extension PostgresStore {
     }
 
     /// Inserts a history record inside a transaction that already holds the fence.
-    private func insertRecord(_ event: NewHistoryEvent, on connection: PostgresConnection) async throws {
+    private func insertRecord(_ event: HistoryEvent, on connection: PostgresConnection) async throws {
         let record = try event.storedColumns()
         try await execute(
             "append a history record",

@@ -291,7 +291,7 @@ public final class PostgresStore: Store, Service {
         return outcome
     }
 
-    public func append(_ event: NewHistoryEvent, lease: Lease) async throws {
+    public func append(_ event: HistoryEvent, lease: Lease) async throws {
         try await readiness.wait(logger: logger)
         try await batcher.append(AppendBatcher.Record(event: event, lease: lease)) { records in
             await self.insert(records)
@@ -411,7 +411,7 @@ public final class PostgresStore: Store, Service {
     }
 
     /// Inserts one record, fenced by its lease: the batch of one, in a statement with typed parameters.
-    private func insertOne(_ event: NewHistoryEvent, lease: Lease) async throws {
+    private func insertOne(_ event: HistoryEvent, lease: Lease) async throws {
         let record = try event.storedColumns()
         try await perform("append a history record") { [self] in
             try await Self.expectRow(try await client.query(fencedInsertion(event, record, lease: lease), logger: logger), lease)
@@ -421,7 +421,7 @@ public final class PostgresStore: Store, Service {
     /// The statement that appends `event` if `lease` still holds its instance (locking the row
     /// `FOR KEY SHARE` until commit), returning a row only then.
     func fencedInsertion(
-        _ event: NewHistoryEvent, _ record: (attempt: Int64, error: String?, retry: String?), lease: Lease
+        _ event: HistoryEvent, _ record: (attempt: Int64, error: String?, retry: String?), lease: Lease
     ) -> PostgresQuery {
         """
         INSERT INTO \(unescaped: tables.history)

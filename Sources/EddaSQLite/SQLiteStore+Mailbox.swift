@@ -22,7 +22,7 @@ extension SQLiteStore {
         }
     }
 
-    public func publish(_ message: OutgoingMessage, recordedAs record: (event: NewHistoryEvent, lease: Lease)?, now: Date) async throws
+    public func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws
         -> PublishOutcome
     {
         let envelope = try JSONPayload.encode(message.envelope).json
@@ -235,7 +235,7 @@ extension SQLiteStore {
 
     /// Appends a wait's outcome without a lease: the wait row it replaces is the guard (only one
     /// transaction can delete it), and the unique step index refuses a second outcome.
-    private static func insertUnfenced(_ event: NewHistoryEvent, _ db: Database) throws -> HistoryEvent {
+    private static func insertUnfenced(_ event: HistoryEvent, _ db: Database) throws -> HistoryEvent {
         let row = try Row.fetchOne(
             db.cachedStatement(
                 sql: """

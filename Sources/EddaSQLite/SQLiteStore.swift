@@ -319,11 +319,11 @@ public final class SQLiteStore: Store {
         return outcome
     }
 
-    public func append(_ event: NewHistoryEvent, lease: Lease) async throws {
+    public func append(_ event: HistoryEvent, lease: Lease) async throws {
         try await write(Self.recordInsertion(event, lease: lease))
     }
 
-    public func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+    public func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
         let insertRecord = try Self.recordInsertion(event, lease: lease)
         let wroteEvents = try await write { db -> Bool in
             // A savepoint of the shared commit: if the user's work or the record fails (a lost lease
@@ -758,7 +758,7 @@ public final class SQLiteStore: Store {
     }
 
     /// The single statement that appends `event` if `lease` is still held, with its JSON encoded up front.
-    static func recordInsertion(_ event: NewHistoryEvent, lease: Lease) throws -> @Sendable (Database) throws -> Void {
+    static func recordInsertion(_ event: HistoryEvent, lease: Lease) throws -> @Sendable (Database) throws -> Void {
         let (attempt, error, retry) = try event.storedColumns()
         return { db in
             try db.cachedStatement(

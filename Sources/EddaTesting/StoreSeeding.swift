@@ -6,7 +6,7 @@ extension Store {
     ///
     /// ```swift
     /// try await store.seedInstance("order-1", workflowName: "process_order", history: [
-    ///     NewHistoryEvent(instanceID: "order-1", stepID: "reserve:1", position: 1, name: "reserve",
+    ///     HistoryEvent(instanceID: "order-1", stepID: "reserve:1", position: 1, name: "reserve",
     ///                     kind: .activityCompleted, payload: try JSONPayload.encode(true)),
     /// ])
     /// ```
@@ -15,7 +15,7 @@ extension Store {
         workflowName: String,
         input: JSONPayload = JSONPayload(json: "[]"),
         serviceName: String = "test",
-        history: [NewHistoryEvent] = [],
+        history: [HistoryEvent] = [],
         compensating: Bool = false
     ) async throws {
         let lease = try await createLeasedInstance(instanceID, workflowName: workflowName, input: input, serviceName: serviceName, owner: "seed")

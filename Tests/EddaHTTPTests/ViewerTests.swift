@@ -50,7 +50,7 @@ struct ViewerTests {
         let store = try SQLiteStore.inMemory()
         // A run that died after its first step; the next run replays it and executes the second.
         try await store.seedInstance("r-1", workflowName: "two_steps", input: try JSONPayload.encode(["x"]), history: [
-            NewHistoryEvent(instanceID: "r-1", stepID: "shout:1", position: 1, name: "shout", kind: .activityCompleted, payload: JSONPayload(json: "\"X\"")),
+            HistoryEvent(instanceID: "r-1", stepID: "shout:1", position: 1, name: "shout", kind: .activityCompleted, payload: JSONPayload(json: "\"X\"")),
         ])
         try await Task.sleep(for: .milliseconds(5))   // the next claim comes in a later millisecond than the record
         let twoSteps = Workflow("two_steps") { (ctx: WorkflowContext, text: String) -> String in

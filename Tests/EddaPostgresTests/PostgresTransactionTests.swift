@@ -141,9 +141,9 @@ struct PostgresTransactionTests {
             let lease = try await store.createLeasedInstance("i", workflowName: "w", owner: "worker-a")
             let stale = Lease(instanceID: "i", owner: lease.owner, token: lease.token + 1, expiresAt: nil)
             let ran = Atomic(false)
-            let event = NewHistoryEvent(instanceID: "i", stepID: "s:1", position: 0, name: "s", kind: .activityCompleted, payload: nil)
+            let event = HistoryEvent(instanceID: "i", stepID: "s:1", position: 0, name: "s", kind: .activityCompleted, payload: nil)
             let error = await #expect(throws: StoreError.self) {
-                try await store.appendRunningAttempt(StepTransaction(), lease: stale) { () -> (NewHistoryEvent, Int) in
+                try await store.appendRunningAttempt(StepTransaction(), lease: stale) { () -> (HistoryEvent, Int) in
                     ran.store(true, ordering: .relaxed)
                     return (event, 1)
                 }

@@ -100,7 +100,7 @@ struct PostgresWorkerTests {
             #expect(taken.lease.token == zombie.lease.token + 1)
 
             // The zombie wakes up: nothing it writes lands, and renewing tells it the lease is gone.
-            let step = NewHistoryEvent(instanceID: "z", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1"))
+            let step = HistoryEvent(instanceID: "z", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1"))
             let refused = await #expect(throws: StoreError.self) { try await store.append(step, lease: zombie.lease) }
             #expect(refused?.code == .leaseLost)
             #expect(try await store.renew([zombie.lease], for: .seconds(30)) == ["z"])
@@ -235,7 +235,7 @@ struct PostgresWorkerTests {
             try await store.release(stale, readyAt: nil)
             _ = try await store.claim(ClaimRequest(lease: LeaseRequest(owner: "other", duration: .seconds(30)), limit: 1, workflowNames: ["w"]))
             try await store.append(
-                NewHistoryEvent(instanceID: "live", stepID: "dup", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")),
+                HistoryEvent(instanceID: "live", stepID: "dup", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")),
                 lease: live
             )
             let outcomes = await withTaskGroup(of: (String, String).self) { group in
@@ -245,7 +245,7 @@ struct PostgresWorkerTests {
                             : index == 5 ? ("live", live, "dup") : ("live", live, "s:\(index)")
                         do {
                             try await store.append(
-                                NewHistoryEvent(instanceID: instance, stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "\(index)")),
+                                HistoryEvent(instanceID: instance, stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "\(index)")),
                                 lease: lease
                             )
                             return (step, "ok")
@@ -283,13 +283,13 @@ struct PostgresWorkerTests {
                 let step = "s:\(trial)"
                 async let fromStale: Bool = {
                     do {
-                        try await store.append(NewHistoryEvent(instanceID: "x", stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")), lease: stale)
+                        try await store.append(HistoryEvent(instanceID: "x", stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "0")), lease: stale)
                         return true
                     } catch { return false }
                 }()
                 async let fromLive: Bool = {
                     do {
-                        try await store.append(NewHistoryEvent(instanceID: "x", stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1")), lease: live)
+                        try await store.append(HistoryEvent(instanceID: "x", stepID: step, position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1")), lease: live)
                         return true
                     } catch { return false }
                 }()
@@ -330,7 +330,7 @@ struct PostgresWorkerTests {
                             step += 1
                             do {
                                 try await store.append(
-                                    NewHistoryEvent(instanceID: lease.instanceID, stepID: "w\(worker):\(step)", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1")),
+                                    HistoryEvent(instanceID: lease.instanceID, stepID: "w\(worker):\(step)", position: nil, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "1")),
                                     lease: lease
                                 )
                             } catch {

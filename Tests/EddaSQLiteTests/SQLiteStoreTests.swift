@@ -63,7 +63,7 @@ struct SQLiteStoreTests {
             lastError: ErrorRecord(type: "ConnectionError", message: "Network timeout"), errors: []
         )
         try await store.append(
-            NewHistoryEvent(instanceID: "i", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "{}"), retry: metadata),
+            HistoryEvent(instanceID: "i", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "{}"), retry: metadata),
             lease: lease
         )
         let raw = try await store.writer.read { db in try String.fetchOne(db, sql: "SELECT retry_metadata FROM workflow_history") }
@@ -144,7 +144,7 @@ struct SQLiteStoreTests {
             try await store1.attachWorker("gone")
             let lease = try await store1.createLeasedInstance("t1", workflowName: "two_steps", owner: "gone")
             try await store1.append(
-                NewHistoryEvent(instanceID: "t1", stepID: "first:1", position: 1, name: "first", kind: .activityCompleted, payload: JSONPayload(json: "1")),
+                HistoryEvent(instanceID: "t1", stepID: "first:1", position: 1, name: "first", kind: .activityCompleted, payload: JSONPayload(json: "1")),
                 lease: lease
             )
             // It dies holding the lease; the file lock dies with it.

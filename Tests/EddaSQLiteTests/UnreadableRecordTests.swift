@@ -40,7 +40,7 @@ struct UnreadableRecordTests {
         try await withTemporaryDatabase { path in
             let store = try SQLiteStore(path: path)
             try await store.seedInstance("h-1", workflowName: "greet", input: try JSONPayload.encode(["Ada"]), history: [
-                NewHistoryEvent(instanceID: "h-1", stepID: "hello:1", position: 1, name: "hello", kind: .activityCompleted, payload: JSONPayload(json: "\"Hello, Ada!\"")),
+                HistoryEvent(instanceID: "h-1", stepID: "hello:1", position: 1, name: "hello", kind: .activityCompleted, payload: JSONPayload(json: "\"Hello, Ada!\"")),
             ])
             try await store.writer.write { db in try db.execute(sql: "UPDATE workflow_history SET kind = 'FromTheFuture' WHERE instance_id = 'h-1'") }
             let failure = try await withTestApp(store: store) { app in

@@ -9,7 +9,7 @@ struct DeterminismTests {
     let log = ExecutionLog()
 
     /// A store holding instance `id` of `workflowName` with the given recorded steps.
-    func storeWithHistory(_ id: String, _ workflowName: String, _ events: [NewHistoryEvent]) async throws -> SQLiteStore {
+    func storeWithHistory(_ id: String, _ workflowName: String, _ events: [HistoryEvent]) async throws -> SQLiteStore {
         let store = try SQLiteStore.inMemory()
         try await store.seedInstance(id, workflowName: workflowName, history: events)
         return store

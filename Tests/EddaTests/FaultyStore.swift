@@ -60,12 +60,12 @@ final class FaultyStore<Base: Store>: Store {
         return lease
     }
 
-    func append(_ event: NewHistoryEvent, lease: Lease) async throws {
+    func append(_ event: HistoryEvent, lease: Lease) async throws {
         try write()
         try await base.append(event, lease: lease)
     }
 
-    func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+    func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
         try write()
         try await base.append(event, with: transaction, lease: lease)
     }
@@ -123,7 +123,7 @@ final class FaultyStore<Base: Store>: Store {
         try write()
         return try await base.receive(wait, lease: lease, now: now)
     }
-    func publish(_ message: OutgoingMessage, recordedAs record: (event: NewHistoryEvent, lease: Lease)?, now: Date) async throws -> PublishOutcome {
+    func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws -> PublishOutcome {
         try write()
         return try await base.publish(message, recordedAs: record, now: now)
     }

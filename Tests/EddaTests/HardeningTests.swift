@@ -96,7 +96,7 @@ struct HardeningTests {
         try await store.seedInstance("r1", workflowName: "rolled_back", history: [
             try recorded("r1", "book:1", position: 1, name: "book", result: 1),
             try recorded("r1", "hold:1", position: 2, name: "hold", result: 2),
-            NewHistoryEvent(instanceID: "r1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .compensationCompleted),
+            HistoryEvent(instanceID: "r1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .compensationCompleted),
         ], compensating: true)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
         try app.register(workflow)
@@ -124,8 +124,8 @@ struct HardeningTests {
         try await store.seedInstance("g1", workflowName: "garbled", history: [
             try recorded("g1", "book:1", position: 1, name: "book", result: 1),
             try recorded("g1", "hold:1", position: 2, name: "hold", result: 2),
-            NewHistoryEvent(instanceID: "g1", stepID: "fail:1", position: 3, name: "fail", kind: .activityFailed, error: ErrorRecord(type: "TerminalError", message: "no")),
-            NewHistoryEvent(instanceID: "g1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .attemptFailed, payload: JSONPayload(json: "\"garbled\"")),
+            HistoryEvent(instanceID: "g1", stepID: "fail:1", position: 3, name: "fail", kind: .activityFailed, error: ErrorRecord(type: "TerminalError", message: "no")),
+            HistoryEvent(instanceID: "g1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .attemptFailed, payload: JSONPayload(json: "\"garbled\"")),
         ], compensating: true)
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
         try app.register(workflow)

@@ -115,7 +115,7 @@ struct InputAndRecoveryTests {
         let store = try SQLiteStore.inMemory()
         let lease = try await store.createLeasedInstance("r1", workflowName: "reader", input: JSONPayload(json: "[]"), owner: "old")
         try await store.append(
-            NewHistoryEvent(instanceID: "r1", stepID: "fetch:1", position: 1, name: "fetch", kind: .activityCompleted, payload: JSONPayload(json: "{\"garbage\":")),
+            HistoryEvent(instanceID: "r1", stepID: "fetch:1", position: 1, name: "fetch", kind: .activityCompleted, payload: JSONPayload(json: "{\"garbage\":")),
             lease: lease
         )
         try await store.release(lease, readyAt: nil)

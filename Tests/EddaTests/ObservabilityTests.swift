@@ -37,7 +37,7 @@ struct ObservabilityTests {
         let store = try SQLiteStore.inMemory()
         // An instance whose first step is already recorded: it replays, it does not execute.
         try await store.seedInstance("resumed", workflowName: "metered", input: try JSONPayload.encode([10]), history: [
-            NewHistoryEvent(instanceID: "resumed", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "11")),
+            HistoryEvent(instanceID: "resumed", stepID: "a:1", position: 1, name: "a", kind: .activityCompleted, payload: JSONPayload(json: "11")),
         ])
         try await withTestApp(store: store, configuration: configuration(metrics: metrics)) { app in
             try app.register(good)
@@ -221,7 +221,7 @@ struct ObservabilityTests {
         let bad = Workflow("hooked_bad") { (ctx: WorkflowContext) -> Int in try await fail(ctx) }
         let store = try SQLiteStore.inMemory()
         try await store.seedInstance("again", workflowName: "hooked", history: [
-            NewHistoryEvent(instanceID: "again", stepID: "flaky:1", position: 1, name: "flaky", kind: .activityCompleted, payload: JSONPayload(json: "1")),
+            HistoryEvent(instanceID: "again", stepID: "flaky:1", position: 1, name: "flaky", kind: .activityCompleted, payload: JSONPayload(json: "1")),
         ])
         let gate = GatedHooks()
         try await withTestApp(store: store, configuration: configuration(hooks: [gate, hooks])) { app in

@@ -57,7 +57,7 @@ struct RecordedValuesTests {
             let store = try SQLiteStore(path: path)
             let lease = try await store.createLeasedInstance("c", workflowName: "changing")
             try await store.append(
-                NewHistoryEvent(instanceID: "c", stepID: "step:1", position: 1, name: "step", kind: .activityCompleted, payload: JSONPayload(json: "1")),
+                HistoryEvent(instanceID: "c", stepID: "step:1", position: 1, name: "step", kind: .activityCompleted, payload: JSONPayload(json: "1")),
                 lease: lease
             )
             try await store.release(lease, readyAt: nil)

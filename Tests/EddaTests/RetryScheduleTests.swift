@@ -96,7 +96,7 @@ struct RetryScheduleTests {
                 nextAttemptAtMilliseconds: Int64(now.addingTimeInterval(attempt == 2 ? 1 : -3).timeIntervalSince1970 * 1000)
             )
             try await store.append(
-                NewHistoryEvent(
+                HistoryEvent(
                     instanceID: "r1", stepID: "flaky:1", position: 1, name: "flaky", kind: .attemptFailed,
                     payload: try JSONPayload.encode(schedule), error: errors[attempt - 1],
                     retry: RetryMetadata(totalAttempts: attempt, totalDurationMilliseconds: 0, exhausted: false, lastError: errors[attempt - 1], errors: Array(errors[..<attempt]))

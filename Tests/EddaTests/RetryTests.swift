@@ -174,7 +174,7 @@ struct RetryTests {
         let store = try SQLiteStore.inMemory()
         let lease = try await store.createLeasedInstance("f1", workflowName: "replayed_failure", input: JSONPayload(json: "[]"), owner: "old")
         try await store.append(
-            NewHistoryEvent(
+            HistoryEvent(
                 instanceID: "f1", stepID: "validate_user:1", position: 1, name: "validate_user", kind: .activityFailed,
                 error: ErrorRecord(type: "TerminalError", message: "User u-1 not found")
             ),

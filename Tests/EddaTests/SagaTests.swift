@@ -172,7 +172,7 @@ struct SagaTests {
         try await store.append(recorded("w1", "a:1", position: 1, name: "a", result: 1), lease: lease)
         try await store.append(recorded("w1", "b:1", position: 2, name: "b", result: 2), lease: lease)
         try await store.append(
-            NewHistoryEvent(
+            HistoryEvent(
                 instanceID: "w1", stepID: "c:1", position: 3, name: "c", kind: .activityFailed,
                 error: ErrorRecord(type: "TerminalError", message: "c broke")
             ),
@@ -180,7 +180,7 @@ struct SagaTests {
         )
         try await store.markCompensating(lease: lease)
         try await store.append(
-            NewHistoryEvent(instanceID: "w1", stepID: "compensate:b:1", position: nil, name: "undo_b", kind: .compensationCompleted, payload: JSONPayload(json: "true")),
+            HistoryEvent(instanceID: "w1", stepID: "compensate:b:1", position: nil, name: "undo_b", kind: .compensationCompleted, payload: JSONPayload(json: "true")),
             lease: lease
         )
         try await store.release(lease, readyAt: nil)

@@ -29,8 +29,8 @@ struct SignupResult: Codable, Sendable, Equatable {
 /// A recorded step, for building histories by hand.
 func recorded<T: Encodable>(
     _ instanceID: String, _ stepID: String, position: Int?, name: String, result: T
-) throws -> NewHistoryEvent {
-    NewHistoryEvent(
+) throws -> HistoryEvent {
+    HistoryEvent(
         instanceID: instanceID, stepID: stepID, position: position, name: name, kind: .activityCompleted,
         payload: try JSONPayload.encode(result)
     )

@@ -96,8 +96,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         return lease
     }
 
-    static func completed(_ id: String, _ step: String, position: Int? = nil, _ json: String) -> NewHistoryEvent {
-        NewHistoryEvent(instanceID: id, stepID: step, position: position, name: "a", kind: .activityCompleted, payload: JSONPayload(json: json))
+    static func completed(_ id: String, _ step: String, position: Int? = nil, _ json: String) -> HistoryEvent {
+        HistoryEvent(instanceID: id, stepID: step, position: position, name: "a", kind: .activityCompleted, payload: JSONPayload(json: json))
     }
 
     static func claim(
@@ -377,7 +377,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         // Failed attempts are not outcomes: several per step, then one outcome.
         for attempt in 1...2 {
             try await store.append(
-                NewHistoryEvent(
+                HistoryEvent(
                     instanceID: "o", stepID: "b:1", position: nil, name: "b", kind: .attemptFailed,
                     payload: JSONPayload(json: "{}"), error: ErrorRecord(type: "E", message: "try \(attempt)"),
                     retry: RetryMetadata(totalAttempts: attempt, totalDurationMilliseconds: 0, exhausted: false, lastError: nil, errors: [])
@@ -603,7 +603,7 @@ extension StoreConformance {
 
         // A publish recorded as a workflow's step is fenced by its lease.
         let c = try #require(try await create(store, "c"))
-        let step = NewHistoryEvent(instanceID: "c", stepID: "p:1", position: 1, name: "edda.publish", kind: .messagePublished, payload: JSONPayload(json: "{}"))
+        let step = HistoryEvent(instanceID: "c", stepID: "p:1", position: 1, name: "edda.publish", kind: .messagePublished, payload: JSONPayload(json: "{}"))
         _ = try await store.publish(message("jobs", .competing, "four"), recordedAs: (step, c), now: now)
         #expect(try await store.history(of: "c").map(\.kind) == [.messagePublished])
         var stale = c
@@ -776,7 +776,7 @@ extension StoreConformance {
             let step = "s:\(index)"
             if index % 10 == 0 {
                 try await store.append(
-                    NewHistoryEvent(instanceID: "h", stepID: step, position: index, name: "s", kind: .activityFailed, error: ErrorRecord(type: "E", message: "\(index)")),
+                    HistoryEvent(instanceID: "h", stepID: step, position: index, name: "s", kind: .activityFailed, error: ErrorRecord(type: "E", message: "\(index)")),
                     lease: lease
                 )
             } else {
@@ -808,10 +808,10 @@ extension StoreConformance {
         try await store.append(completed("f", "a:1", position: 1, "1"), lease: lease)
         let failure = ErrorRecord(type: "TerminalError", message: "no")
         try await store.append(
-            NewHistoryEvent(instanceID: "f", stepID: "b:1", position: 2, name: "b", kind: .activityFailed, error: failure), lease: lease
+            HistoryEvent(instanceID: "f", stepID: "b:1", position: 2, name: "b", kind: .activityFailed, error: failure), lease: lease
         )
         try await store.append(
-            NewHistoryEvent(instanceID: "f", stepID: "compensate:a:1", position: nil, name: "undo", kind: .compensationCompleted), lease: lease
+            HistoryEvent(instanceID: "f", stepID: "compensate:a:1", position: nil, name: "undo", kind: .compensationCompleted), lease: lease
         )
         try await store.finishInstance(lease: lease, with: .failed(failure))
 

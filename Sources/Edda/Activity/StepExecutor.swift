@@ -189,7 +189,7 @@ struct StepExecutor: Sendable {
     /// The record of a successful attempt. A result that cannot be encoded fails the step for good.
     private func completionEvent<Output: Codable & Sendable>(
         _ output: Output, attempt: Int, errors: [ErrorRecord], firstAttemptAt: Date
-    ) throws -> NewHistoryEvent {
+    ) throws -> HistoryEvent {
         let elapsed = context.environment.clock.now().duration(since: firstAttemptAt)
         let payload: JSONPayload
         do {
@@ -252,8 +252,8 @@ struct StepExecutor: Sendable {
         return nil
     }
 
-    private func event(kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?) -> NewHistoryEvent {
-        NewHistoryEvent(
+    private func event(kind: HistoryEventKind, payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?) -> HistoryEvent {
+        HistoryEvent(
             instanceID: context.instanceID, stepID: reservation.stepID, position: kind.isOutcome ? reservation.position : nil,
             name: reservation.name, kind: kind, payload: payload, error: error, retry: retry
         )
@@ -265,7 +265,7 @@ struct StepExecutor: Sendable {
 
     /// Appends a record; a store failure suspends the instance and is thrown as a
     /// ``StepRecordingFailure``, which no retry may swallow.
-    private func record(_ event: NewHistoryEvent, transaction: StepTransaction?) async throws {
+    private func record(_ event: HistoryEvent, transaction: StepTransaction?) async throws {
         do {
             // A run that ended (this step's task outlived it) or lost its lease writes nothing.
             try context.checkMayRecord()

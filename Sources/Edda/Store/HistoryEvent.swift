@@ -73,9 +73,13 @@ public struct HistoryQuery: Sendable {
     }
 }
 
-/// One record of a workflow instance's history: the outcome of one step.
+/// One record of a workflow instance's history: the outcome of one step, or one failed attempt.
+///
+/// The engine makes a record with ``init(instanceID:stepID:position:name:kind:payload:error:retry:)``
+/// and a store appends it; the store then gives it its ``sequence`` and ``recordedAt`` — what
+/// ``InstanceReader/history(of:)`` returns.
 public struct HistoryEvent: Sendable {
-    /// Append order; grows with every record the store writes.
+    /// Append order; grows with every record the store writes. 0 until the record is appended.
     public var sequence: Int64
     public var instanceID: String
     /// The step ID (`"send_email:1"`, or the `activityID:` the code gave).
@@ -93,8 +97,10 @@ public struct HistoryEvent: Sendable {
     /// Attempts and errors of the step, as the seed's `retry_metadata`; `nil` on an outcome means
     /// the first attempt succeeded.
     public var retry: RetryMetadata?
+    /// When the store appended the record, by its clock; `Date.distantPast` until then.
     public var recordedAt: Date
 
+    /// A record as stored.
     public init(
         sequence: Int64, instanceID: String, stepID: String, position: Int?, name: String, kind: HistoryEventKind,
         payload: JSONPayload?, error: ErrorRecord?, retry: RetryMetadata?, recordedAt: Date
@@ -110,31 +116,16 @@ public struct HistoryEvent: Sendable {
         self.retry = retry
         self.recordedAt = recordedAt
     }
-}
 
-/// A history record the engine asks the store to append.
-public struct NewHistoryEvent: Sendable {
-    public var instanceID: String
-    public var stepID: String
-    public var position: Int?
-    public var name: String
-    public var kind: HistoryEventKind
-    public var payload: JSONPayload?
-    public var error: ErrorRecord?
-    public var retry: RetryMetadata?
-
+    /// A record to append: the store gives it its sequence number and time.
     public init(
         instanceID: String, stepID: String, position: Int?, name: String, kind: HistoryEventKind,
         payload: JSONPayload? = nil, error: ErrorRecord? = nil, retry: RetryMetadata? = nil
     ) {
-        self.instanceID = instanceID
-        self.stepID = stepID
-        self.position = position
-        self.name = name
-        self.kind = kind
-        self.payload = payload
-        self.error = error
-        self.retry = retry
+        self.init(
+            sequence: 0, instanceID: instanceID, stepID: stepID, position: position, name: name, kind: kind,
+            payload: payload, error: error, retry: retry, recordedAt: .distantPast
+        )
     }
 }
 

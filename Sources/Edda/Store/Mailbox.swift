@@ -35,7 +35,7 @@ public protocol Mailbox: Sendable {
     /// transaction too, fenced by its lease, so that a publish from a workflow happens exactly once.
     ///
     /// - Throws: ``ChannelModeError``; ``StoreError/Code-swift.struct/leaseLost``.
-    func publish(_ message: OutgoingMessage, recordedAs record: (event: NewHistoryEvent, lease: Lease)?, now: Date) async throws -> PublishOutcome
+    func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws -> PublishOutcome
 
     /// Registers `channel` in `mode` (or checks it) and returns the sequence number of its newest
     /// broadcast message (0 if none): where a new broadcast subscriber starts.
@@ -224,8 +224,8 @@ public struct MessageEnvelope: Codable, Sendable, Hashable {
 extension MessageWait {
     /// The ``HistoryEventKind/messageReceived`` record of this wait taking the message stored as
     /// `envelope` (JSON) under `sequence`.
-    public func deliveryRecord(sequence: Int64?, envelope: String) -> NewHistoryEvent {
-        NewHistoryEvent(
+    public func deliveryRecord(sequence: Int64?, envelope: String) -> HistoryEvent {
+        HistoryEvent(
             instanceID: instanceID, stepID: stepID, position: position, name: name, kind: .messageReceived,
             payload: JSONPayload(json: "{\"channel\":\(Self.quoted(channel)),\"message\":\(envelope),\"seq\":\(sequence.map(String.init) ?? "null")}")
         )
@@ -233,9 +233,9 @@ extension MessageWait {
 
     /// The ``HistoryEventKind/waitTimedOut`` record of this wait; `afterSequence` is the broadcast
     /// position it waited from, kept so that the next wait on the channel goes on from there.
-    public func timeoutRecord(deadline: Date, afterSequence: Int64?) -> NewHistoryEvent {
+    public func timeoutRecord(deadline: Date, afterSequence: Int64?) -> HistoryEvent {
         let after = afterSequence.map(String.init) ?? "null"
-        return NewHistoryEvent(
+        return HistoryEvent(
             instanceID: instanceID, stepID: stepID, position: position, name: name, kind: .waitTimedOut,
             payload: JSONPayload(
                 json: "{\"after_seq\":\(after),\"channel\":\(Self.quoted(channel)),\"deadline_ms\":\(deadline.millisecondsSince1970)}"

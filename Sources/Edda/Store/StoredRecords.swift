@@ -17,7 +17,7 @@ extension InstanceOutcome {
     }
 }
 
-extension NewHistoryEvent {
+extension HistoryEvent {
     /// The `attempt`, `error` and `retry_metadata` columns of this record. Outcomes take attempt 0,
     /// so a unique index on (instance, step, attempt) allows one per step; failed attempts their number.
     package func storedColumns() throws -> (attempt: Int64, error: String?, retry: String?) {

@@ -27,7 +27,7 @@ public protocol WorkflowStore: InstanceReader {
 
     /// Appends one history record in its own transaction (or a shared group commit), fenced by
     /// `lease`. Returns once the record is durable.
-    func append(_ event: NewHistoryEvent, lease: Lease) async throws
+    func append(_ event: HistoryEvent, lease: Lease) async throws
 
     /// Appends a step's outcome together with what the step asked to commit with it, in one
     /// transaction fenced by `lease`: run `transaction`'s bodies with the store's connection
@@ -35,7 +35,7 @@ public protocol WorkflowStore: InstanceReader {
     /// then the record. If a body throws, roll back all of it and rethrow; other writers sharing a
     /// group commit must not be affected. (A body that ends the transaction itself — `COMMIT`,
     /// `ROLLBACK` — breaks this; the API forbids it.)
-    func append(_ event: NewHistoryEvent, with transaction: StepTransaction, lease: Lease) async throws
+    func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws
 
     /// Runs a whole attempt of a ``TransactionMode/wholeBody`` step inside one transaction fenced by
     /// `lease`, and appends the record it returns in that transaction.
@@ -48,7 +48,7 @@ public protocol WorkflowStore: InstanceReader {
     /// ``TerminalError`` (the default implementation does).
     func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
-        attempt: @Sendable () async throws -> (NewHistoryEvent, Result)
+        attempt: @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result
 
     /// Starts a new run of the leased instance with `input` (continue-as-new), in one transaction:
@@ -85,7 +85,7 @@ extension WorkflowStore {
     /// Refuses: this store runs no activity body inside its transaction.
     public func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
-        attempt: @Sendable () async throws -> (NewHistoryEvent, Result)
+        attempt: @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result {
         throw transaction.refuse(
             TerminalError(

@@ -189,7 +189,7 @@ extension WorkflowContext {
             channel: channel.name, kind: MessageKind(channel.mode), target: target, envelope: MessageEnvelope(event, sender: instanceID),
             retention: channel.retention
         )
-        let record = NewHistoryEvent(
+        let record = HistoryEvent(
             instanceID: instanceID, stepID: reservation.stepID, position: reservation.position, name: name, kind: .messagePublished,
             payload: try JSONPayload.encode(PublishRecord(channel: channel.name, messageID: event.id, target: target))
         )

@@ -78,7 +78,7 @@ extension WorkflowContext {
     /// Appends the record of a reserved step, fenced by the run's lease. If it cannot be written,
     /// the run stops without an outcome and the step is asked for again on the next run.
     func appendRecord(_ reservation: ReplayState.Reservation, kind: HistoryEventKind, payload: JSONPayload) async throws {
-        let record = NewHistoryEvent(
+        let record = HistoryEvent(
             instanceID: instanceID, stepID: reservation.stepID, position: reservation.position, name: reservation.name,
             kind: kind, payload: payload
         )
