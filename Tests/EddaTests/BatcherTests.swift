@@ -1,5 +1,5 @@
 import CoreMetrics
-import Edda
+@_spi(EddaStores) import Edda
 import MetricsTestKit
 import Synchronization
 import Testing
