@@ -1,4 +1,4 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 public import Foundation
 public import Logging
 public import PostgresNIO
@@ -39,7 +39,10 @@ public final class PostgresStore: Store, Service {
     /// Wakes outbox relays: a step committed events here, or another process said so.
     let outboxSignal = WakeUpSignal()
     let notifier = Notifier()
-    private let batcher = AppendBatcher()
+    /// Group commit: concurrent appends share one fenced statement and its commit, timed as
+    /// `edda_commit_duration_seconds{backend="postgres"}` through the `MetricsSystem` bootstrapped
+    /// when the store is created.
+    private let appends = Batcher<PendingAppend, Void>(batchDuration: EngineMetrics.commitDuration(backend: "postgres"))
     let logger: Logger
     let tables: Tables
     let readiness = Readiness()
@@ -293,14 +296,20 @@ public final class PostgresStore: Store, Service {
 
     public func append(_ event: HistoryEvent, lease: Lease) async throws {
         try await readiness.wait(logger: logger)
-        try await batcher.append(AppendBatcher.Record(event: event, lease: lease)) { records in
+        try await appends.submit(PendingAppend(event: event, lease: lease)) { records in
             await self.insert(records)
         }
     }
 
+    /// One append waiting for its batch: the record and the lease that fences it.
+    struct PendingAppend: Sendable {
+        var event: HistoryEvent
+        var lease: Lease
+    }
+
     /// Inserts a batch of records in one fenced statement, and says how each fared: inserted, refused
     /// by its fence (``StoreError/Code-swift.struct/leaseLost``), or a second outcome for its step.
-    func insert(_ records: [AppendBatcher.Record]) async -> [Result<Void, any Error>] {
+    func insert(_ records: [PendingAppend]) async -> [Result<Void, any Error>] {
         // Results are matched to records by (instance, step, attempt): a key twice in one statement
         // could not be told apart, so repeats go to a statement of their own, after the first.
         var seen: Set<String> = []

@@ -1,15 +1,13 @@
-import CoreMetrics
-import Dispatch
+@_spi(EddaStores) import Edda
 import GRDB
 import Synchronization
 
-/// Shares SQLite commits between concurrent writers (group commit).
+/// SQLite's group commit: concurrent writes share one transaction through the core's ``Batcher``.
 ///
 /// With `synchronous=FULL` every commit waits for the disk, so one commit per step caps a process
-/// at the disk's commit rate however many workflows run. Here the first writer to arrive becomes
-/// the leader and commits; writers that arrive meanwhile queue up, and the next leader — the first
-/// of them — commits the whole queue in one transaction. Each caller returns only after the commit
-/// that holds its write is durable, so durability is not weakened; a lone writer pays no extra wait.
+/// at the disk's commit rate however many workflows run. Each caller still returns only after the
+/// commit that holds its write is durable, so durability is not weakened; a lone writer pays no
+/// extra wait.
 ///
 /// One write that fails (a duplicate step record, say) fails alone: each operation must change the
 /// database with a single statement (reads around it are fine), which SQLite undoes on its own when
@@ -26,26 +24,10 @@ import Synchronization
 final class GroupCommitter: Sendable {
     typealias Operation = @Sendable (Database) throws -> Void
 
-    private enum Role: Sendable {
-        case done
-        case lead
-    }
-
-    private struct Pending: Sendable {
-        let operation: Operation
-        let continuation: CheckedContinuation<Role, any Error>
-    }
-
-    private struct State: Sendable {
-        var leaderActive = false
-        var queue: [Pending] = []
-    }
-
     private let writer: any DatabaseWriter
-    private let state = Mutex(State())
-    /// `edda_commit_duration_seconds{backend="sqlite"}`: one shared commit, through the
+    /// Times each shared commit as `edda_commit_duration_seconds{backend="sqlite"}`, through the
     /// `MetricsSystem` bootstrapped when the store is created.
-    private let commitDuration = CoreMetrics.Timer(label: "edda_commit_duration_seconds", dimensions: [("backend", "sqlite")])
+    private let batcher = Batcher<Operation, Void>(batchDuration: EngineMetrics.commitDuration(backend: "sqlite"))
 
     init(writer: any DatabaseWriter) {
         self.writer = writer
@@ -55,57 +37,10 @@ final class GroupCommitter: Sendable {
     /// that transaction has committed.
     func perform<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let box = ResultBox<T>()
-        try await perform(operation: { db in box.store(try body(db)) })
+        try await batcher.submit({ db in box.store(try body(db)) }) { [writer] operations in
+            try Self.writeOnThisThread(writer) { db in try Self.apply(operations, db) }
+        }
         return box.take()
-    }
-
-    private func perform(operation: @escaping Operation) async throws {
-        let role: Role = try await withCheckedThrowingContinuation { continuation in
-            let leadNow = state.withLock { state -> Bool in
-                if state.leaderActive {
-                    state.queue.append(Pending(operation: operation, continuation: continuation))
-                    return false
-                }
-                state.leaderActive = true
-                return true
-            }
-            if leadNow { continuation.resume(returning: .lead) }
-        }
-        if case .lead = role {
-            try lead(with: operation)
-        }
-    }
-
-    private func lead(with own: @escaping Operation) throws {
-        let followers = state.withLock { state -> [Pending] in
-            defer { state.queue.removeAll(keepingCapacity: true) }
-            return state.queue
-        }
-        let operations = [own] + followers.map(\.operation)
-        let results: [Result<Void, any Error>]
-        let started = DispatchTime.now().uptimeNanoseconds
-        do {
-            results = try Self.writeOnThisThread(writer) { db in try Self.apply(operations, db) }
-        } catch {
-            results = Array(repeating: .failure(error), count: operations.count)
-        }
-        commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-        // Hand over before waking anyone, so writes arriving now find a leader or become one.
-        let next = state.withLock { state -> Pending? in
-            guard !state.queue.isEmpty else {
-                state.leaderActive = false
-                return nil
-            }
-            return state.queue.removeFirst()
-        }
-        for (pending, result) in zip(followers, results.dropFirst()) {
-            switch result {
-            case .success: pending.continuation.resume(returning: .done)
-            case .failure(let error): pending.continuation.resume(throwing: error)
-            }
-        }
-        next?.continuation.resume(returning: .lead)
-        try results[0].get()
     }
 }
 

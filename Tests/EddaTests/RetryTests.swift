@@ -51,10 +51,14 @@ struct RetryTests {
             return ctx.attempt
         }
         let workflow = Workflow("backing_off") { (ctx) -> Int in try await flaky(ctx) }
+        // The app's clock moves only when the test moves it, so the backoff lasts as long as the test
+        // needs to look at the released instance, however loaded the machine.
+        let clock = ManualClock()
         var configuration = EddaApp.Configuration.testing
+        configuration.clock = clock
         configuration.maxInMemoryWait = .milliseconds(20)   // 600 ms is "long": a durable timer
         let store = try SQLiteStore.inMemory()
-        let (result, released) = try await withTestApp(store: store, configuration: configuration) { app in
+        let (result, released, before) = try await withTestApp(store: store, configuration: configuration) { app in
             let handle = try await app.start(workflow, instanceID: "b1")
             // Released (no lease) with the next attempt's time as its ready time, during the backoff.
             var released: WorkflowInstance?
@@ -64,16 +68,22 @@ struct RetryTests {
                 return released != nil
             }
             let backingOff = try #require(released)
-            return (try await handle.result(), backingOff)
+            let before = log.all
+            // The worker waits for the deadline on the app's clock.
+            let wait = await clock.nextSleep()
+            #expect(wait == .milliseconds(600))
+            clock.advance(by: wait)
+            return (try await handle.result(), backingOff, before)
         }
         #expect(result == 2)
+        #expect(before == ["attempt 1"], "no attempt before the backoff ended")
         #expect(log.all == ["attempt 1", "attempt 2"])
         #expect(released.readyAt != nil, "released until the next attempt is due")
         let history = try await store.history(of: "b1")
         #expect(history.map(\.kind) == [.attemptFailed, .activityCompleted])
         let scheduled = try #require(try history.first?.payload?.decode(AttemptRecord.self))
         #expect(released.readyAt?.millisecondsSince1970Value == scheduled.nextAttemptAtMilliseconds)
-        #expect(history.last!.recordedAt.timeIntervalSince1970 * 1000 >= Double(scheduled.nextAttemptAtMilliseconds) - 1)
+        #expect(scheduled.nextAttemptAtMilliseconds == clock.now().millisecondsSince1970Value, "due at the advanced time")
     }
 
     @Test func succeedsAfterTwoFailuresAndRecordsMetadata() async throws {

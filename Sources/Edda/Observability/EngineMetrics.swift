@@ -46,6 +46,13 @@ package final class EngineMetrics: Sendable {
         claimToRun = CoreMetrics.Timer(label: "edda_claim_to_run_seconds", factory: factory)
     }
 
+    /// `edda_commit_duration_seconds` for the store `backend` (`sqlite`, `postgres`): the stores make
+    /// it through the global `MetricsSystem` when they are created, since a store serves apps with
+    /// different factories, and hand it to their ``Batcher``.
+    package static func commitDuration(backend: String) -> CoreMetrics.Timer {
+        CoreMetrics.Timer(label: "edda_commit_duration_seconds", dimensions: [("backend", backend)])
+    }
+
     /// The metrics of `workflow`, made on first use and kept.
     package func workflow(_ name: String) -> Workflow {
         if let known = byWorkflow.withLock({ $0[name] }) { return known }
