@@ -99,8 +99,7 @@ struct InputAndRecoveryTests {
     @Test(arguments: Backend.allCases)
     func unknownWorkflowAtResumeKeepsTheInstance(_ backend: Backend) async throws {
         try await backend.withStore { store in
-            let lease = try await store.createLeasedInstance("ghost-1", workflowName: "retired_workflow", input: JSONPayload(json: "[]"), owner: "old")
-            try await store.release(lease, readyAt: nil)
+            try await store.seedInstance("ghost-1", workflowName: "retired_workflow")
             let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
             let retired = Workflow("retired_workflow") { (ctx) -> Int in 1 }
             let error = try await app.run { app in
@@ -139,8 +138,7 @@ struct InputAndRecoveryTests {
     @Test(arguments: Backend.allCases)
     func corruptStoredInputFailsWithAClearError(_ backend: Backend) async throws {
         try await backend.withStore { store in
-            let lease = try await store.createLeasedInstance("p1", workflowName: "process_order", input: JSONPayload(json: "[42]"), owner: "old")
-            try await store.release(lease, readyAt: nil)
+            try await store.seedInstance("p1", workflowName: "process_order", input: JSONPayload(json: "[42]"))
             let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
             try app.register(processOrder)
             let failure = try await app.run { app in
