@@ -158,7 +158,8 @@ let package = Package(
         .testTarget(
             name: "EddaTests",
             dependencies: [
-                "Edda", "EddaTesting", .product(name: "Logging", package: "swift-log"),
+                // The engine suites run on both backends (TestSupport's Backend).
+                "Edda", "EddaTesting", "EddaSQLite", "EddaPostgres", "EddaTestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ]
@@ -204,10 +205,14 @@ let package = Package(
         ),
         // The store conformance suite: the checks every backend's tests run against it.
         .target(name: "EddaStoreConformance", dependencies: ["Edda"], path: "Tests/StoreConformance"),
-        // Shared by the test targets: a real HTTP receiver (Hummingbird) for the outbox relay.
+        // Shared by the test targets: a real HTTP receiver (Hummingbird) for the outbox relay, the
+        // PostgreSQL test server (a fresh schema per test) and Backend (the engine suites' stores).
         .target(
             name: "EddaTestSupport",
             dependencies: [
+                "Edda", "EddaSQLite", "EddaPostgres",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -526,10 +526,15 @@ public final class PostgresStore: Store, Service {
                 """
         } else {
             // Failed or cancelled (it may have stopped at a wait), or a child: one statement drops its
-            // waits and what was kept for it, and a child's report is kept for its parent, which is
-            // made ready (or, leased, marked). The parent's wait takes the report.
+            // waits and what was kept for it; a child's report goes into its parent's history if the
+            // parent waits for it (running, not being cancelled: as a publish delivers), and is kept
+            // for it otherwise; the parent is made ready (or, leased, marked).
             let report = try ChildReport.message(childID: lease.instanceID, outcome: outcome, parent: parent ?? "")
             let envelope = try JSONPayload.encode(report.envelope).json
+            let delivery = MessageWait(
+                instanceID: parent ?? "", stepID: "", position: nil, name: "", channel: report.channel, kind: .event, afterSequence: nil,
+                deadline: nil
+            ).deliveryRecord(sequence: nil, envelope: envelope)
             finish = """
                 WITH finished AS (
                     UPDATE \(unescaped: tables.instances)
@@ -547,12 +552,22 @@ public final class PostgresStore: Store, Service {
                     SET ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
                         wake_pending = lease_owner IS NOT NULL, updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(parent) AND status IN ('running', 'compensating') AND EXISTS (SELECT 1 FROM finished)
-                    RETURNING instance_id
+                    RETURNING instance_id, status, cancel_requested
+                ), taken AS (
+                    DELETE FROM \(unescaped: tables.waits)
+                    WHERE instance_id IN (SELECT instance_id FROM parent WHERE status = 'running' AND NOT cancel_requested)
+                        AND channel = \(report.channel) AND kind = 'event'
+                    RETURNING instance_id, step_id, position, step_name
+                ), delivered AS (
+                    INSERT INTO \(unescaped: tables.history) (instance_id, step_id, attempt, position, step_name, kind, payload, recorded_at)
+                    SELECT instance_id, step_id, 0, position, step_name, \(delivery.kind.rawValue), \(delivery.payload?.json),
+                           \(unescaped: Self.nowMilliseconds)
+                    FROM taken
                 ), report AS (
                     INSERT INTO \(unescaped: tables.messages) (channel, kind, target_instance, envelope, published_at, expires_at)
                     SELECT \(report.channel), 'event', instance_id, \(envelope), \(unescaped: Self.nowMilliseconds),
                            \(unescaped: Self.nowMilliseconds) + \(report.retention.wholeMilliseconds)::bigint
-                    FROM parent
+                    FROM parent WHERE NOT EXISTS (SELECT 1 FROM taken)
                 )
                 SELECT instance_id FROM finished
                 """

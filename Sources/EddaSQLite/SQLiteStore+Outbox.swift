@@ -20,6 +20,9 @@ extension SQLiteStore: OutboxStore {
                         sql: "UPDATE outbox_events SET status = 'expired', updated_at = ? WHERE status = 'pending' AND created_at < ?"
                     ).execute(arguments: [now, expiry.millisecondsSince1970])
                 }
+                // Longest due first (as on PostgreSQL): an event waiting for its retry does not hold back
+                // newer ones due before it. The (status, next_attempt_at) index gives this order (its
+                // entries end with the rowid, the sequence), without a sort.
                 claimed = try Row.fetchAll(
                     db.cachedStatement(
                         sql: """
@@ -27,7 +30,7 @@ extension SQLiteStore: OutboxStore {
                             WHERE sequence IN (
                                 SELECT sequence FROM outbox_events
                                 WHERE status = 'pending' AND next_attempt_at <= ?
-                                ORDER BY sequence LIMIT ?
+                                ORDER BY next_attempt_at, sequence LIMIT ?
                             )
                             RETURNING *
                             """

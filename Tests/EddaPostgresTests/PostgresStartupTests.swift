@@ -1,5 +1,6 @@
 import Edda
 import EddaPostgres
+import EddaTestSupport
 import Foundation
 import Testing
 

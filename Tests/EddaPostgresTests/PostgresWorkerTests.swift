@@ -1,5 +1,6 @@
 import Edda
 import EddaPostgres
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import PostgresNIO
@@ -151,29 +152,6 @@ struct PostgresWorkerTests {
         #expect(log.withLock { $0 } == ["step 1", "step 2", "undo 2", "undo 1"])
         let status = try await PostgresTestDatabase.withStore(schema: schema) { store in try await store.instance("long-1")?.status }
         #expect(status == .cancelled)
-    }
-
-    @Test func aRecurChainArchivesEachRunsHistory() async throws {
-        let count = Activity("count") { (ctx, n: Int) -> Int in n }
-        let counter = Workflow("counter") { (ctx, n: Int) -> Int in
-            let seen = try await count(ctx, n)
-            if seen < 3 { try ctx.continueAsNew(with: n + 1) }
-            return seen
-        }
-        let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
-        let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
-        let result = try await withTestApp(store: store) { app in try await app.start(counter, 1, instanceID: "chain").result() }
-        #expect(result == 3)
-        let (live, archived) = try await PostgresTestDatabase.withStore(schema: schema) { store in
-            var archived: [Int] = []
-            let rows = try await store.client.query(
-                PostgresQuery(unsafeSQL: "SELECT run_generation FROM \"\(schema)\".workflow_history_archive ORDER BY run_generation")
-            )
-            for try await run in rows.decode(Int.self) { archived.append(run) }
-            return (try await store.history(of: "chain").map { $0.payload?.json }, archived)
-        }
-        #expect(live == ["3"])
-        #expect(archived == [1, 2])
     }
 
     @Test func notificationsWakeOtherProcessesWorkers() async throws {

@@ -1,5 +1,5 @@
 import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Synchronization
@@ -35,25 +35,28 @@ struct CancellationTests {
         }
     }
 
-    @Test func aRunningInstanceStopsAtItsNextStepCompensatesAndEndsCancelled() async throws {
+    @Test(arguments: Backend.allCases)
+    func aRunningInstanceStopsAtItsNextStepCompensatesAndEndsCancelled(_ backend: Backend) async throws {
         let gate = Gate()
         let workflow = self.workflow(gate: gate)
-        let store = try SQLiteStore.inMemory()
-        try await withTestApp(store: store) { (app: EddaApp) async throws in
-            let handle = try await app.start(workflow, "x", instanceID: "c1")
-            try await waitUntil { log.all.contains("b") }
-            try await app.cancel("c1")
-            gate.open()   // the step in progress finishes and is recorded; the next one does not start
-            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                let handle = try await app.start(workflow, "x", instanceID: "c1")
+                try await waitUntil { log.all.contains("b") }
+                try await app.cancel("c1")
+                gate.open()   // the step in progress finishes and is recorded; the next one does not start
+                await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            }
+            #expect(log.all == ["a", "b", "undo b", "undo a"])
+            let instance = try #require(try await store.instance("c1"))
+            #expect(instance.status == .cancelled)
+            #expect(instance.error?.type == "WorkflowCancelledError")
+            #expect(try await store.history(of: "c1").map(\.stepID) == ["step_a:1", "step_b:1", "compensate:step_b:1", "compensate:step_a:1"])
         }
-        #expect(log.all == ["a", "b", "undo b", "undo a"])
-        let instance = try #require(try await store.instance("c1"))
-        #expect(instance.status == .cancelled)
-        #expect(instance.error?.type == "WorkflowCancelledError")
-        #expect(try await store.history(of: "c1").map(\.stepID) == ["step_a:1", "step_b:1", "compensate:step_b:1", "compensate:step_a:1"])
     }
 
-    @Test func aWaitingInstanceIsWokenToRunItsCancellation() async throws {
+    @Test(arguments: Backend.allCases)
+    func aWaitingInstanceIsWokenToRunItsCancellation(_ backend: Backend) async throws {
         let gate = Gate()
         gate.open()
         let clock = ManualClock()
@@ -61,61 +64,69 @@ struct CancellationTests {
         configuration.clock = clock
         configuration.maxInMemoryWait = .zero
         let workflow = self.workflow(gate: gate, sleep: .seconds(86_400))
-        let store = try SQLiteStore.inMemory()
-        try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
-            let handle = try await app.start(workflow, "y", instanceID: "c2")
-            try await waitUntil { try await store.instance("c2")?.readyAt != nil }
-            try await app.cancel("c2")   // no clock advance: the day-long timer is cut short
-            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        try await backend.withStore { store in
+            try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+                let handle = try await app.start(workflow, "y", instanceID: "c2")
+                try await waitUntil { try await store.instance("c2")?.readyAt != nil }
+                try await app.cancel("c2")   // no clock advance: the day-long timer is cut short
+                await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            }
+            #expect(log.all == ["a", "b", "undo b", "undo a"])
+            #expect(try await store.instance("c2")?.status == .cancelled)
         }
-        #expect(log.all == ["a", "b", "undo b", "undo a"])
-        #expect(try await store.instance("c2")?.status == .cancelled)
     }
 
     /// Another process asks while a step runs; the run reaches a long timer before its worker
     /// hears of it: the release keeps the instance ready, and the cancellation runs now, not in a day.
-    @Test func aCancellationFromElsewhereIsNotPostponedByTheWaitItRacesWith() async throws {
+    @Test(arguments: Backend.allCases)
+    func aCancellationFromElsewhereIsNotPostponedByTheWaitItRacesWith(_ backend: Backend) async throws {
         let gate = Gate()
         let clock = ManualClock()
         var configuration = EddaApp.Configuration.testing
         configuration.clock = clock
         configuration.maxInMemoryWait = .zero
         configuration.leaseRenewalInterval = .seconds(3600)   // the worker would hear of it in an hour
+        configuration.leaseDuration = .seconds(7200)   // PostgreSQL's leases lapse: they outlast the renewal interval
         let workflow = self.workflow(gate: gate, sleep: .seconds(86_400))
-        let store = try SQLiteStore.inMemory()
-        try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
-            let handle = try await app.start(workflow, "w", instanceID: "c5")
-            try await waitUntil { log.all.contains("b") }
-            guard case .requested = try await store.requestCancellation(of: "c5") else {
-                Issue.record("not requested")
-                return
+        try await backend.withStore { store in
+            // Another process asks: PostgreSQL's NOTIFY would tell the worker at once; here it is not told.
+            try await withTestApp(store: FaultyStore(store, hearsCancellations: false), configuration: configuration) { (app: EddaApp) async throws in
+                let handle = try await app.start(workflow, "w", instanceID: "c5")
+                try await waitUntil { log.all.contains("b") }
+                guard case .requested = try await store.requestCancellation(of: "c5") else {
+                    Issue.record("not requested")
+                    return
+                }
+                gate.open()
+                await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
             }
-            gate.open()
-            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            #expect(log.all == ["a", "b", "undo b", "undo a"])
+            #expect(try await store.instance("c5")?.status == .cancelled)
         }
-        #expect(log.all == ["a", "b", "undo b", "undo a"])
-        #expect(try await store.instance("c5")?.status == .cancelled)
     }
 
-    @Test func cancellingAFinishedOrUnknownInstanceSaysSoAndChangesNothing() async throws {
+    @Test(arguments: Backend.allCases)
+    func cancellingAFinishedOrUnknownInstanceSaysSoAndChangesNothing(_ backend: Backend) async throws {
         let gate = Gate()
         gate.open()
         let workflow = self.workflow(gate: gate)
-        let store = try SQLiteStore.inMemory()
-        try await withTestApp(store: store) { (app: EddaApp) async throws in
-            #expect(try await app.start(workflow, "z", instanceID: "c3").result() == "c")
-            let finished = await #expect(throws: EngineError.self) { try await app.cancel("c3") }
-            #expect(finished?.code == .alreadyFinished)
-            #expect(finished?.message.contains("completed") == true)
-            let unknown = await #expect(throws: EngineError.self) { try await app.cancel("nope") }
-            #expect(unknown?.code == .instanceNotFound)
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                #expect(try await app.start(workflow, "z", instanceID: "c3").result() == "c")
+                let finished = await #expect(throws: EngineError.self) { try await app.cancel("c3") }
+                #expect(finished?.code == .alreadyFinished)
+                #expect(finished?.message.contains("completed") == true)
+                let unknown = await #expect(throws: EngineError.self) { try await app.cancel("nope") }
+                #expect(unknown?.code == .instanceNotFound)
+            }
+            let instance = try #require(try await store.instance("c3"))
+            #expect(instance.status == .completed)
+            #expect(instance.cancelRequested == false)
         }
-        let instance = try #require(try await store.instance("c3"))
-        #expect(instance.status == .completed)
-        #expect(instance.cancelRequested == false)
     }
 
-    @Test func aRetryBackoffEndsAtOnce() async throws {
+    @Test(arguments: Backend.allCases)
+    func aRetryBackoffEndsAtOnce(_ backend: Backend) async throws {
         let clock = ManualClock()
         var configuration = EddaApp.Configuration.testing
         configuration.clock = clock
@@ -124,14 +135,15 @@ struct CancellationTests {
             throw URLError(.timedOut)
         }
         let workflow = Workflow("backing_off") { (ctx) -> Int in try await flaky(ctx) }
-        let store = try SQLiteStore.inMemory()
-        try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
-            let handle = try await app.start(workflow, instanceID: "c4")
-            await clock.waitForSleepers(count: 1)   // an hour's backoff, in memory
-            try await app.cancel("c4")
-            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+        try await backend.withStore { store in
+            try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+                let handle = try await app.start(workflow, instanceID: "c4")
+                await clock.waitForSleepers(count: 1)   // an hour's backoff, in memory
+                try await app.cancel("c4")
+                await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            }
+            #expect(try await store.instance("c4")?.status == .cancelled)
+            #expect(try await store.history(of: "c4").map(\.kind) == [.attemptFailed])
         }
-        #expect(try await store.instance("c4")?.status == .cancelled)
-        #expect(try await store.history(of: "c4").map(\.kind) == [.attemptFailed])
     }
 }

@@ -1,5 +1,5 @@
 import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Testing
@@ -13,9 +13,9 @@ struct ClientTests {
         try await ctx.waitForEvent(type: "client.go", as: Int.self).data + n
     }
 
-    @Test func aClientHandsWorkToAWorkerAndAwaitsItsResult() async throws {
-        try await withTemporaryDatabase { path in
-            let store = try SQLiteStore(path: path)
+    @Test(arguments: Backend.allCases)
+    func aClientHandsWorkToAWorkerAndAwaitsItsResult(_ backend: Backend) async throws {
+        try await backend.withStore { store in
             let client = EddaClient(store: store, serviceName: "api", configuration: .testing)
             // Started before any worker runs: created ready, for the next claim.
             let handle = try await client.start(Self.doubler, 21, instanceID: "d")
@@ -29,9 +29,9 @@ struct ClientTests {
         }
     }
 
-    @Test func aClientStartsByNameFromItsRegistryAndSendsEventsAndCancels() async throws {
-        try await withTemporaryDatabase { path in
-            let store = try SQLiteStore(path: path)
+    @Test(arguments: Backend.allCases)
+    func aClientStartsByNameFromItsRegistryAndSendsEventsAndCancels(_ backend: Backend) async throws {
+        try await backend.withStore { store in
             let registry = WorkflowRegistry()
             try registry.register(Self.gated)
             let client = EddaClient(store: store, serviceName: "api", configuration: .testing, registry: registry)

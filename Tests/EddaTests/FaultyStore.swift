@@ -4,18 +4,28 @@ import Synchronization
 
 /// A store that forwards to a real one, failing chosen writes as a flaky disk or a dropped
 /// connection would: before anything is written. It can also ignore `leasedTo`, as a store may.
-final class FaultyStore<Base: Store>: Store {
-    let base: Base
+/// Wraps either backend; a `PostgresStore` underneath must already run (``Backend/withStore(_:)``
+/// runs it): an app runs only a store that is itself a `Service`, which this wrapper is not.
+final class FaultyStore: Store {
+    let base: any Store
     let leasesNewInstances: Bool
     /// Leases carry an expiry, as PostgreSQL's do, and every renewal fails: a store cut off.
     let renewalsFail: Bool
+    /// Whether the worker hears of cancellations asked for elsewhere at once (PostgreSQL's NOTIFY);
+    /// `false`: only at its next lease renewal, as a worker whose notification was lost would.
+    let hearsCancellations: Bool
+    private let deafness = WakeUpSignal()
     private let state = Mutex<(writes: Int, failing: Set<Int>, failed: Int)>((0, [], 0))
     /// Releases: how many to fail before letting them through, and how many were asked for.
     private let releases = Mutex<(failing: Int, asked: Int)>((0, 0))
 
     /// `failingWrites`: which writes fail, counting every write from 1 (create, append, mark, finish).
-    init(_ base: Base, failingWrites: Set<Int> = [], leasesNewInstances: Bool = true, renewalsFail: Bool = false, failingReleases: Int = 0) {
+    init(
+        _ base: any Store, failingWrites: Set<Int> = [], leasesNewInstances: Bool = true, renewalsFail: Bool = false, failingReleases: Int = 0,
+        hearsCancellations: Bool = true
+    ) {
         self.base = base
+        self.hearsCancellations = hearsCancellations
         self.leasesNewInstances = leasesNewInstances
         self.renewalsFail = renewalsFail
         state.withLock { $0.failing = failingWrites }
@@ -133,6 +143,6 @@ final class FaultyStore<Base: Store>: Store {
     var wakeUps: WakeUpSignal { base.wakeUps }
     /// Cut off from renewals, its leases lapse as PostgreSQL's do.
     var leasesLapse: Bool { renewalsFail || base.leasesLapse }
-    var cancellations: WakeUpSignal { base.cancellations }
+    var cancellations: WakeUpSignal { hearsCancellations ? base.cancellations : deafness }
     var outcomes: OutcomeSignal { base.outcomes }
 }

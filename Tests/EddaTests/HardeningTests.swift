@@ -1,5 +1,5 @@
 @testable import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Logging
@@ -10,7 +10,8 @@ import Testing
 /// reserved step IDs, compensations without the result, errors that keep their cause.
 @Suite("Hardening: fatal errors, reserved IDs, compensations", .timeLimit(.minutes(1)))
 struct HardeningTests {
-    @Test func aCompensationThatNeedsNeitherResultNorArgumentsIsDeclaredWithoutThem() async throws {
+    @Test(arguments: Backend.allCases)
+    func aCompensationThatNeedsNeitherResultNorArgumentsIsDeclaredWithoutThem(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let reserveA = Activity("reserve_a") { (_: ActivityContext, item: String) -> Int in log.record("reserve \(item)"); return 1 }
             .onFailure("undo_a") { _ in log.record("undo_a") }
@@ -19,7 +20,7 @@ struct HardeningTests {
             _ = try await reserveA(ctx, item)
             return try await fail(ctx)
         }
-        let history = try await withTestApp { app in
+        let history = try await backend.withTestApp { app in
             let handle = try await app.start(saga, "x")
             await #expect(throws: WorkflowFailedError.self) { try await handle.result() }
             return try await app.history(of: handle.instanceID)
@@ -28,11 +29,12 @@ struct HardeningTests {
         #expect(history.last?.stepID == "compensate:reserve_a:1" && history.last?.name == "undo_a")
     }
 
-    @Test func anExplicitStepIDCannotTakeTheCompensationPrefix() async throws {
+    @Test(arguments: Backend.allCases)
+    func anExplicitStepIDCannotTakeTheCompensationPrefix(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let step = Activity("step") { (_: ActivityContext) -> Int in log.record("step"); return 1 }
         let workflow = Workflow("reserved_id") { (ctx: WorkflowContext) -> Int in try await step(ctx, activityID: "compensate:step:1") }
-        let failure = try await withTestApp { app in
+        let failure = try await backend.withTestApp { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.start(workflow).result() }
         }
         #expect(failure.error.message.contains("'compensate:'"), "\(failure.error)")
@@ -40,7 +42,8 @@ struct HardeningTests {
         #expect((failure.cause as? RecordedError)?.record == failure.error, "the failure carries its recorded cause")
     }
 
-    @Test func aReusedStepIDFailsTheInstanceAfterUndoingWhatRan() async throws {
+    @Test(arguments: Backend.allCases)
+    func aReusedStepIDFailsTheInstanceAfterUndoingWhatRan(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let book = Activity("book") { (_: ActivityContext) -> Int in log.record("book"); return 1 }.onFailure("unbook") { _ in log.record("unbook") }
         let other = Activity("other") { (_: ActivityContext) -> Int in log.record("other"); return 2 }
@@ -48,7 +51,7 @@ struct HardeningTests {
             _ = try await book(ctx)
             return try await other(ctx, activityID: "book:1")
         }
-        let (failure, status) = try await withTestApp { app in
+        let (failure, status) = try await backend.withTestApp { app in
             let handle = try await app.start(workflow)
             let failure = try await #require(throws: WorkflowFailedError.self) { try await handle.result() }
             return (failure, try await handle.instance().status)
@@ -60,7 +63,8 @@ struct HardeningTests {
 
     /// History recorded by version 1: `book` completed (its compensation registers on replay), then
     /// `pay` completed. Version 2 calls `ship` where `pay` was.
-    @Test func divergentCodeCompensatesTheStepsReplayedBeforeTheDivergence() async throws {
+    @Test(arguments: Backend.allCases)
+    func divergentCodeCompensatesTheStepsReplayedBeforeTheDivergence(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let book = Activity("book") { (_: ActivityContext) -> Int in log.record("book"); return 1 }.onFailure("unbook") { _ in log.record("unbook") }
         let ship = Activity("ship") { (_: ActivityContext) -> Int in log.record("ship"); return 3 }
@@ -68,23 +72,25 @@ struct HardeningTests {
             _ = try await book(ctx)
             return try await ship(ctx)
         }
-        let store = try SQLiteStore.inMemory()
-        try await store.seedInstance("d1", workflowName: "diverged", history: [
-            try recorded("d1", "book:1", position: 1, name: "book", result: 1),
-            try recorded("d1", "pay:1", position: 2, name: "pay", result: 2),
-        ])
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        try app.register(workflow)
-        let failure = try await app.run { app in
-            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "d1").result() }
+        try await backend.withStore { store in
+            try await store.seedInstance("d1", workflowName: "diverged", history: [
+                try recorded("d1", "book:1", position: 1, name: "book", result: 1),
+                try recorded("d1", "pay:1", position: 2, name: "pay", result: 2),
+            ])
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            try app.register(workflow)
+            let failure = try await app.run { app in
+                try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "d1").result() }
+            }
+            #expect(failure.error.type == "NonDeterminismError")
+            #expect(log.all == ["unbook"], "no fresh step ran; the replayed step was compensated")
+            #expect(try await store.history(of: "d1").contains { $0.stepID == "compensate:book:1" && $0.kind == .compensationCompleted })
         }
-        #expect(failure.error.type == "NonDeterminismError")
-        #expect(log.all == ["unbook"], "no fresh step ran; the replayed step was compensated")
-        #expect(try await store.history(of: "d1").contains { $0.stepID == "compensate:book:1" && $0.kind == .compensationCompleted })
     }
 
     /// An instance that was rolling back when its worker died, resumed by code that now returns.
-    @Test func aRollbackResumedByCodeThatNowSucceedsStillFinishesItsCompensations() async throws {
+    @Test(arguments: Backend.allCases)
+    func aRollbackResumedByCodeThatNowSucceedsStillFinishesItsCompensations(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let book = Activity("book") { (_: ActivityContext) -> Int in log.record("book"); return 1 }.onFailure("unbook") { _ in log.record("unbook") }
         let hold = Activity("hold") { (_: ActivityContext) -> Int in log.record("hold"); return 2 }.onFailure("release") { _ in log.record("release") }
@@ -92,25 +98,27 @@ struct HardeningTests {
             _ = try await book(ctx)
             return try await hold(ctx)   // version 1 failed after this; version 2 returns
         }
-        let store = try SQLiteStore.inMemory()
-        try await store.seedInstance("r1", workflowName: "rolled_back", history: [
-            try recorded("r1", "book:1", position: 1, name: "book", result: 1),
-            try recorded("r1", "hold:1", position: 2, name: "hold", result: 2),
-            HistoryEvent(instanceID: "r1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .compensationCompleted),
-        ], compensating: true)
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        try app.register(workflow)
-        let failure = try await app.run { app in
-            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "r1").result() }
+        try await backend.withStore { store in
+            try await store.seedInstance("r1", workflowName: "rolled_back", history: [
+                try recorded("r1", "book:1", position: 1, name: "book", result: 1),
+                try recorded("r1", "hold:1", position: 2, name: "hold", result: 2),
+                HistoryEvent(instanceID: "r1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .compensationCompleted),
+            ], compensating: true)
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            try app.register(workflow)
+            let failure = try await app.run { app in
+                try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "r1").result() }
+            }
+            #expect(failure.error.type == "NonDeterminismError")
+            #expect(log.all == ["unbook"], "the compensation not yet run ran; the recorded one did not run again")
+            #expect(try await store.instance("r1")?.status == .failed)
         }
-        #expect(failure.error.type == "NonDeterminismError")
-        #expect(log.all == ["unbook"], "the compensation not yet run ran; the recorded one did not run again")
-        #expect(try await store.instance("r1")?.status == .failed)
     }
 
     /// A compensation whose attempt record cannot be read is recorded as failed with the reason, not
     /// run again from its first attempt, and the other compensations still run.
-    @Test func anUnreadableAttemptRecordFailsTheCompensationAndTheOthersStillRun() async throws {
+    @Test(arguments: Backend.allCases)
+    func anUnreadableAttemptRecordFailsTheCompensationAndTheOthersStillRun(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let book = Activity("book") { (_: ActivityContext) -> Int in log.record("book"); return 1 }.onFailure("unbook") { _ in log.record("unbook") }
         let hold = Activity("hold") { (_: ActivityContext) -> Int in log.record("hold"); return 2 }.onFailure("release") { _ in log.record("release") }
@@ -120,21 +128,22 @@ struct HardeningTests {
             _ = try await hold(ctx)
             return try await fail(ctx)
         }
-        let store = try SQLiteStore.inMemory()
-        try await store.seedInstance("g1", workflowName: "garbled", history: [
-            try recorded("g1", "book:1", position: 1, name: "book", result: 1),
-            try recorded("g1", "hold:1", position: 2, name: "hold", result: 2),
-            HistoryEvent(instanceID: "g1", stepID: "fail:1", position: 3, name: "fail", kind: .activityFailed, error: ErrorRecord(type: "TerminalError", message: "no")),
-            HistoryEvent(instanceID: "g1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .attemptFailed, payload: JSONPayload(json: "\"garbled\"")),
-        ], compensating: true)
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        try app.register(workflow)
-        _ = try await app.run { app in
-            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "g1").result() }
+        try await backend.withStore { store in
+            try await store.seedInstance("g1", workflowName: "garbled", history: [
+                try recorded("g1", "book:1", position: 1, name: "book", result: 1),
+                try recorded("g1", "hold:1", position: 2, name: "hold", result: 2),
+                HistoryEvent(instanceID: "g1", stepID: "fail:1", position: 3, name: "fail", kind: .activityFailed, error: ErrorRecord(type: "TerminalError", message: "no")),
+                HistoryEvent(instanceID: "g1", stepID: "compensate:hold:1", position: nil, name: "release", kind: .attemptFailed, payload: JSONPayload(json: "\"garbled\"")),
+            ], compensating: true)
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            try app.register(workflow)
+            _ = try await app.run { app in
+                try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "g1").result() }
+            }
+            #expect(log.all == ["unbook"], "release did not run again; unbook still ran")
+            let outcome = try #require(try await store.history(of: "g1").first { $0.stepID == "compensate:hold:1" && $0.kind == .compensationFailed })
+            #expect(outcome.error?.message.contains("attempt record cannot be read") == true, "\(String(describing: outcome.error))")
         }
-        #expect(log.all == ["unbook"], "release did not run again; unbook still ran")
-        let outcome = try #require(try await store.history(of: "g1").first { $0.stepID == "compensate:hold:1" && $0.kind == .compensationFailed })
-        #expect(outcome.error?.message.contains("attempt record cannot be read") == true, "\(String(describing: outcome.error))")
     }
 }
 

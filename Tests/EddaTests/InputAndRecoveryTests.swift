@@ -1,5 +1,5 @@
 import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Testing
@@ -46,31 +46,34 @@ struct InputAndRecoveryTests {
         }
     }
 
-    @Test func validInputRuns() async throws {
-        let result = try await withTestApp { app in
+    @Test(arguments: Backend.allCases)
+    func validInputRuns(_ backend: Backend) async throws {
+        let result = try await backend.withTestApp { app in
             try await app.start(processOrder, OrderInput(orderID: "ORD-42", customerEmail: "a@b.c", amount: 100)).result()
         }
         #expect(result.orderID == "ORD-42")
         #expect(abs(result.total - 110) < 0.0001)
     }
 
-    @Test func workflowValidateClosureRuns() async throws {
+    @Test(arguments: Backend.allCases)
+    func workflowValidateClosureRuns(_ backend: Backend) async throws {
         let greet = Workflow("greet", validate: { (name: String) in
             if name.isEmpty { throw ValidationError(field: "name", "must not be empty") }
         }) { (ctx, name: String) -> String in "hi \(name)" }
-        try await withTestApp { app in
+        try await backend.withTestApp { app in
             let error = try await #require(throws: EngineError.self) { try await app.start(greet, "") }
             #expect(error.code == .invalidInput)
             #expect(try await app.start(greet, "ada").result() == "hi ada")
         }
     }
 
-    @Test func startingTwiceWithTheSameIDCreatesOneInstance() async throws {
+    @Test(arguments: Backend.allCases)
+    func startingTwiceWithTheSameIDCreatesOneInstance(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let step = Activity("step") { (ctx, n: Int) -> Int in log.record("step"); return n * 2 }
         let double = Workflow("double") { (ctx, n: Int) -> Int in try await step(ctx, n) }
         let other = Workflow("other") { (ctx, n: Int) -> Int in n }
-        try await withTestApp { app in
+        try await backend.withTestApp { app in
             let first = try await app.start(double, 21, instanceID: "order-1")
             #expect(try await first.result() == 42)
             let second = try await app.start(double, 21, instanceID: "order-1")
@@ -93,56 +96,61 @@ struct InputAndRecoveryTests {
         }
     }
 
-    @Test func unknownWorkflowAtResumeKeepsTheInstance() async throws {
-        let store = try SQLiteStore.inMemory()
-        let lease = try await store.createLeasedInstance("ghost-1", workflowName: "retired_workflow", input: JSONPayload(json: "[]"), owner: "old")
-        try await store.release(lease, readyAt: nil)
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        let retired = Workflow("retired_workflow") { (ctx) -> Int in 1 }
-        let error = try await app.run { app in
-            try await #require(throws: EngineError.self) { try await app.handle(for: retired, instanceID: "ghost-1").result() }
+    @Test(arguments: Backend.allCases)
+    func unknownWorkflowAtResumeKeepsTheInstance(_ backend: Backend) async throws {
+        try await backend.withStore { store in
+            try await store.seedInstance("ghost-1", workflowName: "retired_workflow")
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            let retired = Workflow("retired_workflow") { (ctx) -> Int in 1 }
+            let error = try await app.run { app in
+                try await #require(throws: EngineError.self) { try await app.handle(for: retired, instanceID: "ghost-1").result() }
+            }
+            #expect(error.code == .unknownWorkflow)
+            #expect(error.message.contains("retired_workflow") && error.message.contains("register"))
+            #expect(app.unresumableInstances["ghost-1"]?.code == .unknownWorkflow)
+            let instance = try #require(try await store.instance("ghost-1"))
+            #expect(instance.status == .running)
         }
-        #expect(error.code == .unknownWorkflow)
-        #expect(error.message.contains("retired_workflow") && error.message.contains("register"))
-        #expect(app.unresumableInstances["ghost-1"]?.code == .unknownWorkflow)
-        let instance = try #require(try await store.instance("ghost-1"))
-        #expect(instance.status == .running)
     }
 
-    @Test func corruptPayloadInHistoryNamesInstanceAndStep() async throws {
+    @Test(arguments: Backend.allCases)
+    func corruptPayloadInHistoryNamesInstanceAndStep(_ backend: Backend) async throws {
         let fetch = Activity("fetch") { (ctx) -> User in User(userID: "u", email: "e") }
         let reader = Workflow("reader") { (ctx) -> String in try await fetch(ctx).userID }
-        let store = try SQLiteStore.inMemory()
-        let lease = try await store.createLeasedInstance("r1", workflowName: "reader", input: JSONPayload(json: "[]"), owner: "old")
-        try await store.append(
-            HistoryEvent(instanceID: "r1", stepID: "fetch:1", position: 1, name: "fetch", kind: .activityCompleted, payload: JSONPayload(json: "{\"garbage\":")),
-            lease: lease
-        )
-        try await store.release(lease, readyAt: nil)
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        try app.register(reader)
-        let failure = try await app.run { app in
-            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: reader, instanceID: "r1").result() }
+        try await backend.withStore { store in
+            let lease = try await store.createLeasedInstance("r1", workflowName: "reader", input: JSONPayload(json: "[]"), owner: "old")
+            try await store.append(
+                HistoryEvent(instanceID: "r1", stepID: "fetch:1", position: 1, name: "fetch", kind: .activityCompleted, payload: JSONPayload(json: "{\"garbage\":")),
+                lease: lease
+            )
+            try await store.release(lease, readyAt: nil)
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            try app.register(reader)
+            let failure = try await app.run { app in
+                try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: reader, instanceID: "r1").result() }
+            }
+            #expect(failure.error.type == "EngineError")
+            #expect(failure.error.message.contains("fetch:1") && failure.error.message.contains("r1"))
+            #expect(try await store.history(of: "r1").first?.payload?.json == "{\"garbage\":", "history is left as it is")
         }
-        #expect(failure.error.type == "EngineError")
-        #expect(failure.error.message.contains("fetch:1") && failure.error.message.contains("r1"))
-        #expect(try await store.history(of: "r1").first?.payload?.json == "{\"garbage\":", "history is left as it is")
     }
 
-    @Test func corruptStoredInputFailsWithAClearError() async throws {
-        let store = try SQLiteStore.inMemory()
-        let lease = try await store.createLeasedInstance("p1", workflowName: "process_order", input: JSONPayload(json: "[42]"), owner: "old")
-        try await store.release(lease, readyAt: nil)
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        try app.register(processOrder)
-        let failure = try await app.run { app in
-            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: processOrder, instanceID: "p1").result() }
+    @Test(arguments: Backend.allCases)
+    func corruptStoredInputFailsWithAClearError(_ backend: Backend) async throws {
+        try await backend.withStore { store in
+            try await store.seedInstance("p1", workflowName: "process_order", input: JSONPayload(json: "[42]"))
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            try app.register(processOrder)
+            let failure = try await app.run { app in
+                try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: processOrder, instanceID: "p1").result() }
+            }
+            #expect(failure.error.message.contains("p1") && failure.error.message.contains("process_order"))
         }
-        #expect(failure.error.message.contains("p1") && failure.error.message.contains("process_order"))
     }
 
-    @Test func unknownInstanceIsNotFound() async throws {
-        try await withTestApp { app in
+    @Test(arguments: Backend.allCases)
+    func unknownInstanceIsNotFound(_ backend: Backend) async throws {
+        try await backend.withTestApp { app in
             let error = try await #require(throws: EngineError.self) { try await app.handle(for: processOrder, instanceID: "nope").result() }
             #expect(error.code == .instanceNotFound)
         }

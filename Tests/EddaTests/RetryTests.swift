@@ -1,5 +1,5 @@
 import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Synchronization
@@ -11,7 +11,8 @@ struct ConnectionError: Error, CustomStringConvertible {
 
 @Suite("Retries and recorded failures", .timeLimit(.minutes(1)))
 struct RetryTests {
-    @Test func aFailedInstanceRetriedRunsOnlyItsFailedStepAgain() async throws {
+    @Test(arguments: Backend.allCases)
+    func aFailedInstanceRetriedRunsOnlyItsFailedStepAgain(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let broken = Mutex(true)
         let first = Activity("first") { (ctx) -> Int in
@@ -24,25 +25,27 @@ struct RetryTests {
             return 2
         }
         let workflow = Workflow("retried") { (ctx) -> Int in try await first(ctx) + fragile(ctx) }
-        let store = try SQLiteStore.inMemory()
-        let result = try await withTestApp(store: store) { app in
-            await #expect(throws: WorkflowFailedError.self) { try await app.start(workflow, instanceID: "r-1").result() }
-            broken.withLock { $0 = false }   // the service is back
-            #expect(try await app.retry("r-1") == "fragile:1")
-            let again = await #expect(throws: EngineError.self) { try await app.retry("nope") }
-            #expect(again?.code == .instanceNotFound)
-            return try await app.handle(for: workflow, instanceID: "r-1").result()
-        }
-        #expect(result == 3)
-        #expect(log.all == ["first", "fragile", "fragile"], "the recorded step replayed; only the failed one ran again")
-        #expect(try await store.history(of: "r-1").map(\.kind) == [.activityCompleted, .activityCompleted])
-        try await withTestApp(store: store) { app in
-            let notFailed = await #expect(throws: EngineError.self) { try await app.retry("r-1") }
-            #expect(notFailed?.code == .notFailed)
+        try await backend.withStore { store in
+            let result = try await withTestApp(store: store) { app in
+                await #expect(throws: WorkflowFailedError.self) { try await app.start(workflow, instanceID: "r-1").result() }
+                broken.withLock { $0 = false }   // the service is back
+                #expect(try await app.retry("r-1") == "fragile:1")
+                let again = await #expect(throws: EngineError.self) { try await app.retry("nope") }
+                #expect(again?.code == .instanceNotFound)
+                return try await app.handle(for: workflow, instanceID: "r-1").result()
+            }
+            #expect(result == 3)
+            #expect(log.all == ["first", "fragile", "fragile"], "the recorded step replayed; only the failed one ran again")
+            #expect(try await store.history(of: "r-1").map(\.kind) == [.activityCompleted, .activityCompleted])
+            try await withTestApp(store: store) { app in
+                let notFailed = await #expect(throws: EngineError.self) { try await app.retry("r-1") }
+                #expect(notFailed?.code == .notFailed)
+            }
         }
     }
 
-    @Test func aLongBackoffReleasesTheInstanceUntilTheNextAttemptIsDue() async throws {
+    @Test(arguments: Backend.allCases)
+    func aLongBackoffReleasesTheInstanceUntilTheNextAttemptIsDue(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let policy = RetryPolicy(maxAttempts: 3, initialInterval: .milliseconds(600), backoffCoefficient: 1, maxInterval: .seconds(1), maxDuration: nil)
         let flaky = Activity("flaky", retry: policy) { (ctx) -> Int in
@@ -57,36 +60,38 @@ struct RetryTests {
         var configuration = EddaApp.Configuration.testing
         configuration.clock = clock
         configuration.maxInMemoryWait = .milliseconds(20)   // 600 ms is "long": a durable timer
-        let store = try SQLiteStore.inMemory()
-        let (result, released, before) = try await withTestApp(store: store, configuration: configuration) { app in
-            let handle = try await app.start(workflow, instanceID: "b1")
-            // Released (no lease) with the next attempt's time as its ready time, during the backoff.
-            var released: WorkflowInstance?
-            try await waitUntil {
-                let instance = try await store.instance("b1")
-                if instance?.leaseOwner == nil, instance?.readyAt != nil { released = instance }
-                return released != nil
+        try await backend.withStore { store in
+            let (result, released, before) = try await withTestApp(store: store, configuration: configuration) { app in
+                let handle = try await app.start(workflow, instanceID: "b1")
+                // Released (no lease) with the next attempt's time as its ready time, during the backoff.
+                var released: WorkflowInstance?
+                try await waitUntil {
+                    let instance = try await store.instance("b1")
+                    if instance?.leaseOwner == nil, instance?.readyAt != nil { released = instance }
+                    return released != nil
+                }
+                let backingOff = try #require(released)
+                let before = log.all
+                // The worker waits for the deadline on the app's clock.
+                let wait = await clock.nextSleep()
+                #expect(wait == .milliseconds(600))
+                clock.advance(by: wait)
+                return (try await handle.result(), backingOff, before)
             }
-            let backingOff = try #require(released)
-            let before = log.all
-            // The worker waits for the deadline on the app's clock.
-            let wait = await clock.nextSleep()
-            #expect(wait == .milliseconds(600))
-            clock.advance(by: wait)
-            return (try await handle.result(), backingOff, before)
+            #expect(result == 2)
+            #expect(before == ["attempt 1"], "no attempt before the backoff ended")
+            #expect(log.all == ["attempt 1", "attempt 2"])
+            #expect(released.readyAt != nil, "released until the next attempt is due")
+            let history = try await store.history(of: "b1")
+            #expect(history.map(\.kind) == [.attemptFailed, .activityCompleted])
+            let scheduled = try #require(try history.first?.payload?.decode(AttemptRecord.self))
+            #expect(released.readyAt?.millisecondsSince1970Value == scheduled.nextAttemptAtMilliseconds)
+            #expect(scheduled.nextAttemptAtMilliseconds == clock.now().millisecondsSince1970Value, "due at the advanced time")
         }
-        #expect(result == 2)
-        #expect(before == ["attempt 1"], "no attempt before the backoff ended")
-        #expect(log.all == ["attempt 1", "attempt 2"])
-        #expect(released.readyAt != nil, "released until the next attempt is due")
-        let history = try await store.history(of: "b1")
-        #expect(history.map(\.kind) == [.attemptFailed, .activityCompleted])
-        let scheduled = try #require(try history.first?.payload?.decode(AttemptRecord.self))
-        #expect(released.readyAt?.millisecondsSince1970Value == scheduled.nextAttemptAtMilliseconds)
-        #expect(scheduled.nextAttemptAtMilliseconds == clock.now().millisecondsSince1970Value, "due at the advanced time")
     }
 
-    @Test func succeedsAfterTwoFailuresAndRecordsMetadata() async throws {
+    @Test(arguments: Backend.allCases)
+    func succeedsAfterTwoFailuresAndRecordsMetadata(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let flaky = Activity("call_external_api") { (ctx) -> String in
             log.record("attempt \(ctx.attempt)")
@@ -94,7 +99,7 @@ struct RetryTests {
             return "data"
         }
         let workflow = Workflow("resilient") { (ctx) -> String in try await flaky(ctx) }
-        let history = try await withTestApp { app in
+        let history = try await backend.withTestApp { app in
             let handle = try await app.start(workflow)
             #expect(try await handle.result() == "data")
             return try await app.history(of: handle.instanceID)
@@ -108,7 +113,8 @@ struct RetryTests {
         #expect(retry.errors.count == 2)
     }
 
-    @Test func exhaustionKeepsTheCauseAndEveryAttemptsError() async throws {
+    @Test(arguments: Backend.allCases)
+    func exhaustionKeepsTheCauseAndEveryAttemptsError(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let charge = Activity("charge_payment") { (ctx, orderID: String) -> String in
             log.record("charge")
@@ -130,7 +136,7 @@ struct RetryTests {
                 throw error
             }
         }
-        let (failure, history) = try await withTestApp { app in
+        let (failure, history) = try await backend.withTestApp { app in
             let handle = try await app.start(orderWorkflow, "ORD-1")
             let failure = try await #require(throws: WorkflowFailedError.self) { try await handle.result() }
             return (failure, try await app.history(of: handle.instanceID))
@@ -145,7 +151,8 @@ struct RetryTests {
         #expect(failed.error == ErrorRecord(type: "ConnectionError", message: "Network timeout"))
     }
 
-    @Test func terminalErrorRunsOnceAndReachesTheWorkflowAsItself() async throws {
+    @Test(arguments: Backend.allCases)
+    func terminalErrorRunsOnceAndReachesTheWorkflowAsItself(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let validate = Activity("validate_user") { (ctx, userID: String) -> String in
             log.record("validate")
@@ -158,12 +165,13 @@ struct RetryTests {
                 return "caught: \(error.message)"
             }
         }
-        let result = try await withTestApp { app in try await app.start(workflow, "u-9").result() }
+        let result = try await backend.withTestApp { app in try await app.start(workflow, "u-9").result() }
         #expect(result == "caught: User u-9 not found")
         #expect(log.count("validate") == 1)
     }
 
-    @Test func recordedFailureIsRethrownOnReplayWithoutRunningTheBody() async throws {
+    @Test(arguments: Backend.allCases)
+    func recordedFailureIsRethrownOnReplayWithoutRunningTheBody(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let validate = Activity("validate_user") { (ctx) -> String in
             log.record("validate")
@@ -181,21 +189,22 @@ struct RetryTests {
             }
             return try await charge(ctx)
         }
-        let store = try SQLiteStore.inMemory()
-        let lease = try await store.createLeasedInstance("f1", workflowName: "replayed_failure", input: JSONPayload(json: "[]"), owner: "old")
-        try await store.append(
-            HistoryEvent(
-                instanceID: "f1", stepID: "validate_user:1", position: 1, name: "validate_user", kind: .activityFailed,
-                error: ErrorRecord(type: "TerminalError", message: "User u-1 not found")
-            ),
-            lease: lease
-        )
-        try await store.release(lease, readyAt: nil)
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        try app.register(workflow)
-        let result = try await app.run { app in try await app.handle(for: workflow, instanceID: "f1").result() }
-        #expect(result == "terminal: User u-1 not found")
-        #expect(log.all.isEmpty)
+        try await backend.withStore { store in
+            let lease = try await store.createLeasedInstance("f1", workflowName: "replayed_failure", input: JSONPayload(json: "[]"), owner: "old")
+            try await store.append(
+                HistoryEvent(
+                    instanceID: "f1", stepID: "validate_user:1", position: 1, name: "validate_user", kind: .activityFailed,
+                    error: ErrorRecord(type: "TerminalError", message: "User u-1 not found")
+                ),
+                lease: lease
+            )
+            try await store.release(lease, readyAt: nil)
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            try app.register(workflow)
+            let result = try await app.run { app in try await app.handle(for: workflow, instanceID: "f1").result() }
+            #expect(result == "terminal: User u-1 not found")
+            #expect(log.all.isEmpty)
+        }
     }
 
     @Test func defaultPolicyIsTheSeedsSchedule() {

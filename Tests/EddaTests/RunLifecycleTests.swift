@@ -1,5 +1,5 @@
 @testable import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Testing
@@ -8,28 +8,28 @@ import Testing
 /// run, a failed release, and released waits on the app's clock.
 @Suite("Run lifecycle", .timeLimit(.minutes(1)))
 struct RunLifecycleTests {
-    static let count = Activity("count") { (ctx, n: Int) -> Int in n }
-    static let counter = Workflow("lifecycle_counter") { (ctx, n: Int, limit: Int) -> Int in
-        let seen = try await count(ctx, n)
-        if seen < limit { try ctx.continueAsNew(with: n + 1, limit) }
-        return seen
-    }
+    static let count = ContinueAsNewTests.count
+    static let counter = ContinueAsNewTests.counter
 
-    @Test func continueAsNewRunsInPlaceWithoutReleasingOrReclaiming() async throws {
-        let store = FaultyStore(try SQLiteStore.inMemory())
-        let result = try await withTestApp(store: store) { app in
-            try await app.start(Self.counter, 1, 4, instanceID: "chain").result()
+    @Test(arguments: Backend.allCases)
+    func continueAsNewRunsInPlaceWithoutReleasingOrReclaiming(_ backend: Backend) async throws {
+        try await backend.withStore { base in
+            let store = FaultyStore(base)
+            let result = try await withTestApp(store: store) { app in
+                try await app.start(Self.counter, 1, 4, instanceID: "chain").result()
+            }
+            #expect(result == 400)
+            // Released only... never: each continuation ran at once under the same lease, its token moved
+            // on (three continuations after the creation's token 1).
+            #expect(store.releasesAsked == 0, "a continuation released the instance")
+            let instance = try #require(try await store.instance("chain"))
+            #expect(instance.runNumber == 4)
+            #expect(instance.status == .completed)
         }
-        #expect(result == 4)
-        // Released only... never: each continuation ran at once under the same lease, its token moved
-        // on (three continuations after the creation's token 1).
-        #expect(store.releasesAsked == 0, "a continuation released the instance")
-        let instance = try #require(try await store.instance("chain"))
-        #expect(instance.runNumber == 4)
-        #expect(instance.status == .completed)
     }
 
-    @Test func aTaskLeftRunningByAFinishedRunCannotWriteIntoTheNextRun() async throws {
+    @Test(arguments: Backend.allCases)
+    func aTaskLeftRunningByAFinishedRunCannotWriteIntoTheNextRun(_ backend: Backend) async throws {
         let bodyStarted = Gate()
         let finish = Gate()
         let strayDone = Gate()
@@ -59,41 +59,46 @@ struct RunLifecycleTests {
             await strayDone.wait()
             return try await Self.count(ctx, n)
         }
-        let store = try SQLiteStore.inMemory()
-        let result = try await withTestApp(store: store) { app in
-            try await app.start(leaver, 1, instanceID: "leaver").result()
+        try await backend.withStore { store in
+            let result = try await withTestApp(store: store) { app in
+                try await app.start(leaver, 1, instanceID: "leaver").result()
+            }
+            #expect(result == 2)
+            #expect(log.all == ["stray body returned", "stray refused"])
+            #expect(try await store.history(of: "leaver").map(\.stepID) == ["count:1"], "the old run's step landed in the new run")
         }
-        #expect(result == 2)
-        #expect(log.all == ["stray body returned", "stray refused"])
-        #expect(try await store.history(of: "leaver").map(\.stepID) == ["count:1"], "the old run's step landed in the new run")
     }
 
-    @Test func aFailedReleaseIsTriedAgainSoTheInstanceResumes() async throws {
+    @Test(arguments: Backend.allCases)
+    func aFailedReleaseIsTriedAgainSoTheInstanceResumes(_ backend: Backend) async throws {
         let clock = ManualClock()
         var configuration = EddaApp.Configuration.testing
         configuration.clock = clock
         // Every release fails twice (SQLITE_BUSY past busyTimeout while the CLI writes, say).
-        let store = FaultyStore(try SQLiteStore.inMemory(), failingReleases: 2)
-        let napper = Workflow("napper") { (ctx, n: Int) -> Int in
-            let before = try await Self.count(ctx, n)
-            try await ctx.sleep(for: .seconds(30))   // released: longer than maxInMemoryWait
-            return before + (try await Self.count(ctx, n + 1))
+        try await backend.withStore { base in
+            let store = FaultyStore(base, failingReleases: 2)
+            let napper = Workflow("napper") { (ctx, n: Int) -> Int in
+                let before = try await Self.count(ctx, n)
+                try await ctx.sleep(for: .seconds(30))   // released: longer than maxInMemoryWait
+                return before + (try await Self.count(ctx, n + 1))
+            }
+            let result = try await withTestApp(store: store, configuration: configuration) { app in
+                let handle = try await app.start(napper, 1, instanceID: "nap")
+                let wait = await clock.nextSleep()
+                #expect(wait == .seconds(30))
+                clock.advance(by: wait)
+                return try await handle.result()
+            }
+            #expect(result == 3)
+            #expect(store.releasesAsked >= 3)
         }
-        let result = try await withTestApp(store: store, configuration: configuration) { app in
-            let handle = try await app.start(napper, 1, instanceID: "nap")
-            let wait = await clock.nextSleep()
-            #expect(wait == .seconds(30))
-            clock.advance(by: wait)
-            return try await handle.result()
-        }
-        #expect(result == 3)
-        #expect(store.releasesAsked >= 3)
     }
 
     /// The README's recipe, as written: a manual clock walks an activity's whole backoff, 1, 2, 4 and
     /// 8 seconds, without sleeping — the last two are longer than `maxInMemoryWait`, so the instance
     /// is released in between and the worker wakes for it on the app's clock.
-    @Test func theManualClockRecipeWalksTheWholeBackoff() async throws {
+    @Test(arguments: Backend.allCases)
+    func theManualClockRecipeWalksTheWholeBackoff(_ backend: Backend) async throws {
         let clock = ManualClock()
         var configuration = EddaApp.Configuration.testing
         configuration.clock = clock
@@ -104,7 +109,7 @@ struct RunLifecycleTests {
             return ctx.attempt
         }
         let workflow = Workflow("flaky_workflow") { (ctx) -> Int in try await flaky(ctx) }
-        let (waits, result) = try await withTestApp(configuration: configuration) { app in
+        let (waits, result) = try await backend.withTestApp(configuration: configuration) { app in
             let handle = try await app.start(workflow, instanceID: "flaky")
             var waits: [Duration] = []
             for _ in 0..<4 {

@@ -1,5 +1,5 @@
 import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Testing
@@ -11,7 +11,8 @@ struct Reservation: Codable, Sendable, Equatable {
 
 @Suite("Saga: compensation on failure", .timeLimit(.minutes(1)))
 struct SagaTests {
-    @Test func seedOrderWorkflowCancelsReservationsInReverseOrder() async throws {
+    @Test(arguments: Backend.allCases)
+    func seedOrderWorkflowCancelsReservationsInReverseOrder(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let cancelReservation = Compensation("cancel_reservation") { (ctx, reservation: Reservation, itemID: String) in
             #expect(reservation.itemID == itemID)
@@ -31,7 +32,7 @@ struct SagaTests {
             _ = try await chargePayment(ctx)
             return "completed"
         }
-        let (failure, instance, history) = try await withTestApp { app in
+        let (failure, instance, history) = try await backend.withTestApp { app in
             let handle = try await app.start(orderWorkflow, "item1", "item2")
             let failure = try await #require(throws: WorkflowFailedError.self) { try await handle.result() }
             return (failure, try await handle.instance(), try await app.history(of: handle.instanceID))
@@ -47,7 +48,8 @@ struct SagaTests {
         ])
     }
 
-    @Test func seedSagaWorkflowUndoesBThenAAndNotC() async throws {
+    @Test(arguments: Backend.allCases)
+    func seedSagaWorkflowUndoesBThenAAndNotC(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let undoA = Compensation("undo_a") { (ctx, result: String) in log.record("A: Undo") }
         let undoB = Compensation("undo_b") { (ctx, result: String) in log.record("B: Undo") }
@@ -65,7 +67,7 @@ struct SagaTests {
             _ = try await stepC(ctx)
             return "completed"
         }
-        let failure = try await withTestApp { app in
+        let failure = try await backend.withTestApp { app in
             try await #require(throws: WorkflowFailedError.self) { try await app.start(sagaWorkflow).result() }
         }
         #expect(log.all == ["A: Execute", "B: Execute", "C: Execute", "B: Undo", "A: Undo"])
@@ -73,29 +75,32 @@ struct SagaTests {
         #expect(failure.error.message.contains("C failed!"))
     }
 
-    @Test func statusIsCompensatingWhileCompensationsRun() async throws {
-        let store = try SQLiteStore.inMemory()
-        let seen = ExecutionLog()
-        let undo = Compensation("undo") { (ctx, result: Int) in
-            seen.record(try await store.instance(ctx.instanceID)?.status.rawValue ?? "?")
+    @Test(arguments: Backend.allCases)
+    func statusIsCompensatingWhileCompensationsRun(_ backend: Backend) async throws {
+        try await backend.withStore { store in
+            let seen = ExecutionLog()
+            let undo = Compensation("undo") { (ctx, result: Int) in
+                seen.record(try await store.instance(ctx.instanceID)?.status.rawValue ?? "?")
+            }
+            let step = Activity("step") { (ctx) -> Int in 1 }.onFailure(undo)
+            let failing = Workflow("failing") { (ctx) -> Int in
+                _ = try await step(ctx)
+                throw TerminalError("business rule broken")
+            }
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            let instance = try await app.run { app in
+                let handle = try await app.start(failing)
+                _ = try? await handle.result()
+                return try await handle.instance()
+            }
+            #expect(seen.all == ["compensating"])
+            #expect(instance.status == .failed)
+            #expect(instance.error?.message == "business rule broken")
         }
-        let step = Activity("step") { (ctx) -> Int in 1 }.onFailure(undo)
-        let failing = Workflow("failing") { (ctx) -> Int in
-            _ = try await step(ctx)
-            throw TerminalError("business rule broken")
-        }
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        let instance = try await app.run { app in
-            let handle = try await app.start(failing)
-            _ = try? await handle.result()
-            return try await handle.instance()
-        }
-        #expect(seen.all == ["compensating"])
-        #expect(instance.status == .failed)
-        #expect(instance.error?.message == "business rule broken")
     }
 
-    @Test func failingCompensationIsRetriedRecordedAndTheRestStillRun() async throws {
+    @Test(arguments: Backend.allCases)
+    func failingCompensationIsRetriedRecordedAndTheRestStillRun(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let undoA = Compensation("undo_a") { (ctx, _: Int) in log.record("undo_a") }
         let undoB = Compensation("undo_b", retry: RetryPolicy(maxAttempts: 3, initialInterval: .milliseconds(1))) { (ctx, _: Int) in
@@ -109,7 +114,7 @@ struct SagaTests {
             _ = try await b(ctx)
             throw TerminalError("original failure")
         }
-        let (failure, history) = try await withTestApp { app in
+        let (failure, history) = try await backend.withTestApp { app in
             let handle = try await app.start(workflow)
             let failure = try await #require(throws: WorkflowFailedError.self) { try await handle.result() }
             return (failure, try await app.history(of: handle.instanceID))
@@ -122,7 +127,8 @@ struct SagaTests {
         #expect(outcomes.first?.retry?.totalAttempts == 3)
     }
 
-    @Test func failedOrUnrunActivitiesAreNotCompensated() async throws {
+    @Test(arguments: Backend.allCases)
+    func failedOrUnrunActivitiesAreNotCompensated(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let undo = Compensation("undo") { (ctx, _: Int, name: String) in log.record("undo \(name)") }
         let act = Activity("act", retry: .noRetry) { (ctx, name: String) -> Int in
@@ -135,11 +141,12 @@ struct SagaTests {
             _ = try await act(ctx, "never")
             return 0
         }
-        _ = try await withTestApp { app in try? await app.start(workflow).result() }
+        _ = try await backend.withTestApp { app in try? await app.start(workflow).result() }
         #expect(log.all == ["undo ok"])
     }
 
-    @Test func manualCompensationRunsInOrderWithLinkedOnes() async throws {
+    @Test(arguments: Backend.allCases)
+    func manualCompensationRunsInOrderWithLinkedOnes(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let undoBook = Compensation("cancel_flight") { (ctx, booking: String) in log.record("cancel \(booking)") }
         let book = Activity("book_flight") { (ctx) -> String in "FL-1" }.onFailure(undoBook)
@@ -150,11 +157,12 @@ struct SagaTests {
             try ctx.addCompensation("refund") { _ in log.record("refund \(receipt)") }
             throw TerminalError("hotel full")
         }
-        _ = try await withTestApp { app in try? await app.start(workflow).result() }
+        _ = try await backend.withTestApp { app in try? await app.start(workflow).result() }
         #expect(log.all == ["refund CH-1", "cancel FL-1"])
     }
 
-    @Test func recordedCompensationIsNotRunAgainOnResume() async throws {
+    @Test(arguments: Backend.allCases)
+    func recordedCompensationIsNotRunAgainOnResume(_ backend: Backend) async throws {
         let log = ExecutionLog()
         let undoA = Compensation("undo_a") { (ctx, _: Int) in log.record("undo_a") }
         let undoB = Compensation("undo_b") { (ctx, _: Int) in log.record("undo_b") }
@@ -167,30 +175,31 @@ struct SagaTests {
             return try await c(ctx)
         }
         // The first process failed at c, compensated b, and died before compensating a.
-        let store = try SQLiteStore.inMemory()
-        let lease = try await store.createLeasedInstance("w1", workflowName: "w", input: JSONPayload(json: "[]"), owner: "old")
-        try await store.append(recorded("w1", "a:1", position: 1, name: "a", result: 1), lease: lease)
-        try await store.append(recorded("w1", "b:1", position: 2, name: "b", result: 2), lease: lease)
-        try await store.append(
-            HistoryEvent(
-                instanceID: "w1", stepID: "c:1", position: 3, name: "c", kind: .activityFailed,
-                error: ErrorRecord(type: "TerminalError", message: "c broke")
-            ),
-            lease: lease
-        )
-        try await store.markCompensating(lease: lease)
-        try await store.append(
-            HistoryEvent(instanceID: "w1", stepID: "compensate:b:1", position: nil, name: "undo_b", kind: .compensationCompleted, payload: JSONPayload(json: "true")),
-            lease: lease
-        )
-        try await store.release(lease, readyAt: nil)
-        let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
-        try app.register(workflow)
-        let failure = try await app.run { app in
-            try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "w1").result() }
+        try await backend.withStore { store in
+            let lease = try await store.createLeasedInstance("w1", workflowName: "w", input: JSONPayload(json: "[]"), owner: "old")
+            try await store.append(recorded("w1", "a:1", position: 1, name: "a", result: 1), lease: lease)
+            try await store.append(recorded("w1", "b:1", position: 2, name: "b", result: 2), lease: lease)
+            try await store.append(
+                HistoryEvent(
+                    instanceID: "w1", stepID: "c:1", position: 3, name: "c", kind: .activityFailed,
+                    error: ErrorRecord(type: "TerminalError", message: "c broke")
+                ),
+                lease: lease
+            )
+            try await store.markCompensating(lease: lease)
+            try await store.append(
+                HistoryEvent(instanceID: "w1", stepID: "compensate:b:1", position: nil, name: "undo_b", kind: .compensationCompleted, payload: JSONPayload(json: "true")),
+                lease: lease
+            )
+            try await store.release(lease, readyAt: nil)
+            let app = EddaApp(store: store, serviceName: "test", configuration: .testing)
+            try app.register(workflow)
+            let failure = try await app.run { app in
+                try await #require(throws: WorkflowFailedError.self) { try await app.handle(for: workflow, instanceID: "w1").result() }
+            }
+            #expect(log.all == ["undo_a"])
+            #expect(failure.error.message == "c broke")
+            #expect(try await store.instance("w1")?.status == .failed)
         }
-        #expect(log.all == ["undo_a"])
-        #expect(failure.error.message == "c broke")
-        #expect(try await store.instance("w1")?.status == .failed)
     }
 }

@@ -1,4 +1,6 @@
 import Edda
+import EddaTestSupport
+import EddaTesting
 import Synchronization
 
 /// Counts how often each activity body ran, across tasks.
@@ -34,4 +36,13 @@ func recorded<T: Encodable>(
         instanceID: instanceID, stepID: stepID, position: position, name: name, kind: .activityCompleted,
         payload: try JSONPayload.encode(result)
     )
+}
+
+extension Backend {
+    /// `withTestApp` on a fresh store of this backend (see ``Backend/withStore(_:)``).
+    func withTestApp<Result: Sendable>(
+        configuration: EddaApp.Configuration = .testing, _ body: @escaping @Sendable (EddaApp) async throws -> Result
+    ) async throws -> Result {
+        try await withStore { store in try await EddaTesting.withTestApp(store: store, configuration: configuration, body) }
+    }
 }

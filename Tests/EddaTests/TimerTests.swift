@@ -1,5 +1,5 @@
 import Edda
-import EddaSQLite
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Testing
@@ -33,39 +33,42 @@ struct TimerTests {
         return configuration
     }
 
-    @Test func aLongSleepReleasesTheInstanceAndFiresAtItsDeadline() async throws {
+    @Test(arguments: Backend.allCases)
+    func aLongSleepReleasesTheInstanceAndFiresAtItsDeadline(_ backend: Backend) async throws {
         let clock = ManualClock()
         let started = clock.now()
         let workflow = self.workflow(sleeping: .seconds(3600))
-        let store = try SQLiteStore.inMemory()
-        let result = try await withTestApp(store: store, configuration: configuration(clock, inMemory: .seconds(2))) { app in
-            let handle = try await app.start(workflow, "a", instanceID: "t1")
-            // The run ended as waiting: no lease, no run in memory, ready at the deadline.
-            try await waitUntil { try await store.instance("t1")?.readyAt != nil }
-            let waiting = try #require(try await store.instance("t1"))
-            #expect(waiting.status == .running)
-            #expect(waiting.leaseOwner == nil)
-            #expect(waiting.readyAt == started.addingTimeInterval(3600))
-            #expect(app.instancesRunningHere.isEmpty)
-            clock.advance(by: .seconds(3599))
-            try await Task.sleep(for: .milliseconds(150))   // three polls: still not due
-            #expect(try await store.instance("t1")?.status == .running)
-            clock.advance(by: .seconds(1))
-            return try await handle.result()
+        try await backend.withStore { store in
+            let result = try await withTestApp(store: store, configuration: configuration(clock, inMemory: .seconds(2))) { app in
+                let handle = try await app.start(workflow, "a", instanceID: "t1")
+                // The run ended as waiting: no lease, no run in memory, ready at the deadline.
+                try await waitUntil { try await store.instance("t1")?.readyAt != nil }
+                let waiting = try #require(try await store.instance("t1"))
+                #expect(waiting.status == .running)
+                #expect(waiting.leaseOwner == nil)
+                #expect(waiting.readyAt == started.addingTimeInterval(3600))
+                #expect(app.instancesRunningHere.isEmpty)
+                clock.advance(by: .seconds(3599))
+                try await Task.sleep(for: .milliseconds(150))   // three polls: still not due
+                #expect(try await store.instance("t1")?.status == .running)
+                clock.advance(by: .seconds(1))
+                return try await handle.result()
+            }
+            #expect(result == "done a")
+            #expect(log.all == ["before", "after"], "the step before the timer did not run again")
+            let history = try await store.history(of: "t1")
+            #expect(history.map(\.stepID) == ["before:1", "edda.sleep:1", "after:1"])
+            #expect(history[1].kind == .timerScheduled)
         }
-        #expect(result == "done a")
-        #expect(log.all == ["before", "after"], "the step before the timer did not run again")
-        let history = try await store.history(of: "t1")
-        #expect(history.map(\.stepID) == ["before:1", "edda.sleep:1", "after:1"])
-        #expect(history[1].kind == .timerScheduled)
     }
 
-    @Test func theDeadlineIsFixedByTheFirstRunAndSurvivesARestart() async throws {
+    @Test(arguments: Backend.allCases)
+    func theDeadlineIsFixedByTheFirstRunAndSurvivesARestart(_ backend: Backend) async throws {
         let clock = ManualClock()
         let started = clock.now()
         let workflow = self.workflow(sleeping: .seconds(600))
-        try await withTemporaryDatabase { path in
-            try await withTestApp(store: try SQLiteStore(path: path), configuration: configuration(clock, inMemory: .zero)) { app in
+        try await backend.withDatabase { database in
+            try await withTestApp(store: try await database.open(), configuration: configuration(clock, inMemory: .zero)) { app in
                 try await app.start(workflow, "b", instanceID: "t2")
                 try await waitUntil {
                     let recorded = try await app.history(of: "t2").count
@@ -74,7 +77,7 @@ struct TimerTests {
             }
             // A new process, 5 minutes later: it replays, and the timer keeps its recorded deadline.
             clock.advance(by: .seconds(300))
-            let store = try SQLiteStore(path: path)
+            let store = try await database.open()
             let result = try await withTestApp(store: store, configuration: configuration(clock, inMemory: .zero)) { app in
                 try app.register(workflow)
                 try await waitUntil { try await store.instance("t2")?.readyAt == started.addingTimeInterval(600) }
@@ -87,33 +90,37 @@ struct TimerTests {
         #expect(log.all == ["before", "after"])
     }
 
-    @Test func aShortSleepWaitsInPlaceHoldingItsLease() async throws {
+    @Test(arguments: Backend.allCases)
+    func aShortSleepWaitsInPlaceHoldingItsLease(_ backend: Backend) async throws {
         let clock = ManualClock()
         let workflow = self.workflow(sleeping: .seconds(1))
-        let store = try SQLiteStore.inMemory()
-        let result = try await withTestApp(store: store, configuration: configuration(clock, inMemory: .seconds(2))) { app in
-            let handle = try await app.start(workflow, "c", instanceID: "t3")
-            await clock.waitForSleepers(count: 1)
-            #expect(app.instancesRunningHere == ["t3"])
-            #expect(try await store.instance("t3")?.readyAt == nil)
-            clock.advance(by: .seconds(1))
-            return try await handle.result()
+        try await backend.withStore { store in
+            let result = try await withTestApp(store: store, configuration: configuration(clock, inMemory: .seconds(2))) { app in
+                let handle = try await app.start(workflow, "c", instanceID: "t3")
+                await clock.waitForSleepers(count: 1)
+                #expect(app.instancesRunningHere == ["t3"])
+                #expect(try await store.instance("t3")?.readyAt == nil)
+                clock.advance(by: .seconds(1))
+                return try await handle.result()
+            }
+            #expect(result == "done c")
         }
-        #expect(result == "done c")
     }
 
-    @Test func aDeadlineInThePastGoesOnAtOnce() async throws {
+    @Test(arguments: Backend.allCases)
+    func aDeadlineInThePastGoesOnAtOnce(_ backend: Backend) async throws {
         let clock = ManualClock()
         let past = clock.now().addingTimeInterval(-60)
         let workflow = Workflow("late") { (ctx) -> Int in
             try await ctx.sleep(until: past, timerID: "late-timer")
             return 1
         }
-        let store = try SQLiteStore.inMemory()
-        let result = try await withTestApp(store: store, configuration: configuration(clock, inMemory: .zero)) { app in
-            try await app.start(workflow, instanceID: "t4").result()
+        try await backend.withStore { store in
+            let result = try await withTestApp(store: store, configuration: configuration(clock, inMemory: .zero)) { app in
+                try await app.start(workflow, instanceID: "t4").result()
+            }
+            #expect(result == 1)
+            #expect(try await store.history(of: "t4").map(\.stepID) == ["late-timer"])
         }
-        #expect(result == 1)
-        #expect(try await store.history(of: "t4").map(\.stepID) == ["late-timer"])
     }
 }

@@ -36,6 +36,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case continueAsNewKeepsTheLeaseAndMovesItsTokenOn
     case aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested
     case finishingClearsAPendingCancellationAndALaterOneChangesNothing
+    case aChildsReportGoesIntoItsWaitingParentsHistoryOrIsKeptForIt
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -71,6 +72,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .continueAsNewKeepsTheLeaseAndMovesItsTokenOn: try await Self.continueAsNewInPlace(store)
             case .aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested: try await Self.childOfAStoppingParent(store)
             case .finishingClearsAPendingCancellationAndALaterOneChangesNothing: try await Self.finishClearsCancellation(store)
+            case .aChildsReportGoesIntoItsWaitingParentsHistoryOrIsKeptForIt: try await Self.childReports(store)
             }
             completed.mark()
         }
@@ -527,6 +529,58 @@ extension StoreConformance {
     static func data(_ event: HistoryEvent) -> String? {
         struct Delivered: Decodable { var message: MessageEnvelope }
         return try? event.payload?.decode(Delivered.self).message.data
+    }
+
+    /// A finishing child reports to its parent in the same transaction: into the parent's history if
+    /// it waits for the report (released, waiting: it is made ready), kept for its next receive if not.
+    static func childReports(_ store: any Store) async throws {
+        func finishChild(_ id: String, of parent: String, output: String) async throws {
+            let child = NewInstance(
+                instanceID: id, workflowName: "c", serviceName: "conformance", input: JSONPayload(json: "[]"), parentInstanceID: parent
+            )
+            guard case .created(_, let lease?) = try await store.createInstance(child, leasedTo: leaseRequest) else {
+                Issue.record("child \(id) was not created leased")
+                return
+            }
+            try await store.finishInstance(lease: lease, with: .completed(JSONPayload(json: output)), reportingTo: parent)
+        }
+        func resultWait(_ parent: String, _ child: String) -> MessageWait {
+            MessageWait(
+                instanceID: parent, stepID: "edda.child:1/result", position: 2, name: "edda.child.result", channel: "edda.child/\(child)",
+                kind: .event, afterSequence: nil, deadline: nil
+            )
+        }
+        struct Report: Decodable { var message: MessageEnvelope }
+        func output(_ event: HistoryEvent?) -> String? {
+            struct Body: Decodable { var output: String? }
+            guard let data = try? event?.payload?.decode(Report.self).message.data else { return nil }
+            return try? JSONPayload(json: data).decode(Body.self).output
+        }
+
+        // Waiting, released: the report is its wait's outcome, and the parent is ready.
+        let waiting = try #require(try await create(store, "waiting"))
+        guard case .waiting(nil) = try await store.receive(resultWait("waiting", "waiting/c"), lease: waiting, now: Date()) else {
+            Issue.record("nothing to receive yet")
+            return
+        }
+        try await store.release(waiting, readyAt: .distantFuture)
+        try await finishChild("waiting/c", of: "waiting", output: "42")
+        let recorded = try await store.history(of: "waiting")
+        #expect(recorded.map(\.stepID) == ["edda.child:1/result"], "the report went into the waiting parent's history")
+        #expect(recorded.first?.kind == .messageReceived)
+        #expect(output(recorded.first) == "42")
+        #expect(try await store.instance("waiting")?.readyAt == nil, "the parent is ready")
+
+        // Not waiting yet (still running its step): kept; its receive takes it.
+        let busy = try #require(try await create(store, "busy"))
+        try await finishChild("busy/c", of: "busy", output: "7")
+        #expect(try await store.history(of: "busy").isEmpty)
+        guard case .recorded(let taken) = try await store.receive(resultWait("busy", "busy/c"), lease: busy, now: Date()) else {
+            Issue.record("the kept report was not taken")
+            return
+        }
+        #expect(taken.kind == .messageReceived)
+        #expect(output(taken) == "7")
     }
 
     /// A competing message waits for its consumer and is taken once; a publish delivers into a
