@@ -131,9 +131,8 @@ struct ChildWorkflowTests {
         var configuration = EddaApp.Configuration.testing
         configuration.leaseDuration = .seconds(7200)
         configuration.leaseRenewalInterval = .seconds(3600)
-        // One run at a time: the child is claimed only once the parent waits for it. (Were the child
-        // to finish first, the parent's run, not told of its own cancellation, would take the child's
-        // report and fail with WorkflowCancelledError instead of ending cancelled.)
+        // One run at a time: the child is claimed only once the parent waits for it. (The other
+        // order, the child finishing first, is the next test's.)
         configuration.maxConcurrentInstances = 1
         try await backend.withDatabase { database in
             // Another process asks; this app's worker is not told (on PostgreSQL, NOTIFY would tell it: deaf here).
@@ -154,6 +153,57 @@ struct ChildWorkflowTests {
             #expect(log.count("child ran") == 0)
             #expect(try await store.instance("lp/late")?.status == .cancelled)
             #expect(try await store.instance("lp")?.status == .cancelled)
+        }
+    }
+
+    /// As above, but the born-cancelled child has finished before the parent, still unaware of its
+    /// own cancellation, awaits it: the parent meets the child's cancellation first, and still ends
+    /// cancelled, not failed (it asks the store whether it was asked to cancel).
+    @Test(arguments: Backend.allCases)
+    func aParentThatMeetsItsCancelledChildFirstStillEndsCancelled(_ backend: Backend) async throws {
+        let gate = Gate()
+        let childFinished = Gate()
+        let childStep = Activity("early_child_step") { (ctx, n: Int) -> Int in n }
+        // A step: a cancellation is met at a step boundary.
+        let child = Workflow("early_child") { (ctx, n: Int) -> Int in try await childStep(ctx, n) }
+        let log = ExecutionLog()
+        let hold = Activity("hold_early") { (ctx) -> Int in
+            log.record("holding")
+            await gate.wait()
+            return 1
+        }
+        let holdAgain = Activity("hold_until_the_child_ended") { (ctx) -> Int in
+            await childFinished.wait()
+            return 1
+        }
+        let parent = Workflow("early_parent") { (ctx, n: Int) -> Int in
+            _ = try await hold(ctx)
+            let started = try await ctx.startChild(child, n, childID: "early")
+            // The child ends (cancelled) while the parent, deaf to its own cancellation, waits here.
+            _ = try await holdAgain(ctx)
+            return try await started.result()
+        }
+        var configuration = EddaApp.Configuration.testing
+        configuration.leaseDuration = .seconds(7200)
+        configuration.leaseRenewalInterval = .seconds(3600)
+        try await backend.withDatabase { database in
+            let store = FaultyStore(try await database.open(), hearsCancellations: false)
+            let elsewhere = try await database.open()
+            try await withTestApp(store: store, configuration: configuration) { app in
+                try app.register(child)
+                let handle = try await app.start(parent, 3, instanceID: "ep")
+                // The parent runs its first step, then is asked to cancel from elsewhere.
+                try await waitUntil { log.all.contains("holding") }
+                guard case .requested = try await elsewhere.requestCancellation(of: "ep") else {
+                    Issue.record("the parent was not marked")
+                    return
+                }
+                gate.open()
+                try await waitUntil { try await store.instance("ep/early")?.status == .cancelled }
+                childFinished.open()
+                await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            }
+            #expect(try await store.instance("ep")?.status == .cancelled)
         }
     }
 

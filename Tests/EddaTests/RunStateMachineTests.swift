@@ -201,6 +201,23 @@ struct RunStateMachineTests {
         #expect(record.type == "NonDeterminismError")
     }
 
+    @Test func aCancelledInstanceThatFailsWithAChildsCancellationEndsCancelled() {
+        var machine = machine()
+        machine.requestCancellation()
+        // The child was born cancelled with its parent and reported before the parent took a step.
+        guard case .finish(.cancelled) = machine.workflowEnded(.failure(WorkflowCancelledError(instanceID: "i/edda.child:1")), taskCancelled: false)
+        else {
+            Issue.record("asked to cancel, it ends cancelled, not failed")
+            return
+        }
+        var other = self.machine()
+        guard case .finish(.failed) = other.workflowEnded(.failure(WorkflowCancelledError(instanceID: "i/edda.child:1")), taskCancelled: false)
+        else {
+            Issue.record("not asked to cancel, a child's cancellation it does not handle fails it")
+            return
+        }
+    }
+
     @Test func theEnginesOwnCancellationReleasesWithoutAnOutcome() {
         var machine = machine()
         guard case .stop(.released(.shutdown)) = machine.workflowEnded(.failure(CancellationError()), taskCancelled: true) else {

@@ -49,8 +49,7 @@ struct StepExecutor: Sendable {
         while true {
             // Shutdown, a lost lease or a lease that may have lapsed (this process was paused past it),
             // a cancellation: the state machine says whether this attempt may start.
-            let instant = ContinuousClock.now
-            try context.run.withMachine { try $0.beforeAttempt(isCompensation: kinds.completed == .compensationCompleted, now: instant) }
+            try context.run.withMachine { try $0.beforeAttempt(isCompensation: kinds.completed == .compensationCompleted, now: .now) }
             let transaction = StepTransaction()
             let activityContext = ActivityContext(
                 instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,

@@ -119,6 +119,13 @@ struct InstanceRun: Sendable {
             result = .failure(error)
         }
         let taskCancelled = Task.isCancelled
+        // A workflow that failed with a cancellation (its child's, say) while its own cancellation may
+        // be asked for elsewhere and not heard here yet: ask the store, so that it ends cancelled.
+        if case .failure(let error) = result, error is WorkflowCancelledError, !activeRun.withMachine({ $0.cancellationRequested }),
+            (try? await store.cancellationRequests(among: [instance.instanceID]))?.contains(instance.instanceID) == true
+        {
+            activeRun.requestCancellation()
+        }
 
         let outcome: InstanceOutcome
         switch activeRun.withMachine({ $0.workflowEnded(result, taskCancelled: taskCancelled) }) {

@@ -126,7 +126,9 @@ struct RunStateMachine: Sendable {
     /// - Parameters:
     ///   - topLevel: whether the request comes from the workflow's own task, whose order is deterministic.
     ///   - now: the monotonic time, checked against the lease.
-    mutating func reserveStep(name: String, explicitID: String?, topLevel: Bool, now: ContinuousClock.Instant) throws -> ReplayState.Reservation {
+    mutating func reserveStep(
+        name: String, explicitID: String?, topLevel: Bool, now: @autoclosure () -> ContinuousClock.Instant
+    ) throws -> ReplayState.Reservation {
         try checkRunning(now: now)
         if let fatal { throw fatal }
         if let stop { throw error(for: stop) }
@@ -163,7 +165,7 @@ struct RunStateMachine: Sendable {
 
     /// Whether an attempt of a reserved step may start now; throws why not. Compensations run on
     /// through a cancellation (a rollback is not left half done); activities stop at it.
-    mutating func beforeAttempt(isCompensation: Bool, now: ContinuousClock.Instant) throws {
+    mutating func beforeAttempt(isCompensation: Bool, now: @autoclosure () -> ContinuousClock.Instant) throws {
         try checkRunning(now: now)
         switch stop {
         case .shutdown?, .leaseLost?: throw error(for: stop!)
@@ -322,7 +324,12 @@ struct RunStateMachine: Sendable {
             if let fatal { return compensating(then: .failed(ErrorRecord(fatal))) }
             if let stop { return ending(for: stop) }
             if taskCancelled { return .stop(.released(.shutdown)) }
-            if cancelled { return compensating(then: .cancelled(ErrorRecord(WorkflowCancelledError(instanceID: instanceID)))) }
+            // Cancelled at a step boundary — or, asked to cancel, the workflow met a cancellation some
+            // other way first (its child, born cancelled with it, reported so): cancelled either way.
+            if cancelled || (cancellationRequested && error is WorkflowCancelledError) {
+                cancelled = true
+                return compensating(then: .cancelled(ErrorRecord(WorkflowCancelledError(instanceID: instanceID))))
+            }
             return compensating(then: .failed(ErrorRecord(error)))
         }
     }
@@ -364,9 +371,10 @@ struct RunStateMachine: Sendable {
 
     /// Throws when the run is over, or its lease may have lapsed (the worker may have been paused
     /// past it): no step of a run that may no longer own its instance starts.
-    private mutating func checkRunning(now: ContinuousClock.Instant) throws {
+    private mutating func checkRunning(now: () -> ContinuousClock.Instant) throws {
         if phase == .ended { throw RunStopped(reason: .ended, instanceID: instanceID) }
-        if let leaseValidUntil, now >= leaseValidUntil {
+        // The clock is read only for a lease that can lapse.
+        if let leaseValidUntil, now() >= leaseValidUntil {
             stop(.leaseLost)
             throw RunStopped(reason: .leaseLost, instanceID: instanceID)
         }

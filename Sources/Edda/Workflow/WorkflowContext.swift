@@ -151,8 +151,7 @@ public final class WorkflowContext: Sendable {
 
     func reserveStep(name: String, explicitID: String?) throws -> ReplayState.Reservation {
         let topLevel = topLevelTask != nil && withUnsafeCurrentTask { $0?.hashValue } == topLevelTask
-        let now = ContinuousClock.now
-        let reservation = try run.withMachine { try $0.reserveStep(name: name, explicitID: explicitID, topLevel: topLevel, now: now) }
+        let reservation = try run.withMachine { try $0.reserveStep(name: name, explicitID: explicitID, topLevel: topLevel, now: .now) }
         if case .replay(let recorded) = reservation.decision { replayed(recorded) }
         return reservation
     }
