@@ -67,9 +67,19 @@ final class ActiveRun: Sendable {
     /// Sleeps until `deadline` on `clock`, or throws as soon as the run must stop (``RunStopped``) or,
     /// when `cancellable`, the instance is cancelled (``WorkflowCancelledError``).
     func sleep(until deadline: Date, clock: any WorkflowClock, cancellable: Bool = true) async throws {
+        try await sleep(cancellable: cancellable) { try await clock.sleep(until: deadline) }
+    }
+
+    /// Waits `duration` of real, monotonic time — an I/O backoff, which no workflow clock should
+    /// stretch or skip — or throws as soon as the run must stop.
+    func pause(for duration: Duration) async throws {
+        try await sleep(cancellable: false) { try await Task.sleep(for: duration) }
+    }
+
+    private func sleep(cancellable: Bool, _ wait: @escaping @Sendable () async throws -> Void) async throws {
         try withMachine { try $0.beforeSleep(cancellable: cancellable) }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await clock.sleep(until: deadline) }
+            group.addTask { try await wait() }
             group.addTask {
                 await self.waitForStop(cancellable: cancellable)
                 try self.withMachine { try $0.beforeSleep(cancellable: cancellable) }

@@ -294,7 +294,7 @@ final class Worker: Sendable {
                 let next = startNextRun(id, lease: lease)
                 do {
                     // A cancellation does not end this backoff: the next run reads it from the store.
-                    try await next.sleep(until: Date().adding(delay), clock: SystemClock(), cancellable: false)
+                    try await next.pause(for: delay)
                 } catch {
                     if !next.withMachine({ $0.leaseLost }) { await release(lease, readyAt: nil) }
                     stopHolding(id)
