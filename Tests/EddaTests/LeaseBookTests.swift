@@ -66,7 +66,7 @@ struct LeaseBookTests {
         #expect(next?.validUntil == start + .seconds(10))
         book.forget("a")
         #expect(book.nextRun("a", run: "third", lease: lease("a")) == nil)
-        #expect(book.isEmpty)
+        #expect(book.entries.isEmpty)
     }
 }
 

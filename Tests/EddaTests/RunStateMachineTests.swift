@@ -8,10 +8,7 @@ struct RunStateMachineTests {
     let start = ContinuousClock.now
 
     func machine(validFor: Duration? = nil, history: [HistoryEvent] = [], compensating: Bool = false) -> RunStateMachine {
-        var machine = RunStateMachine(
-            lease: Lease(instanceID: "i", owner: "w", token: 1, expiresAt: validFor == nil ? nil : Date()),
-            leaseValidUntil: validFor.map { start + $0 }
-        )
+        var machine = RunStateMachine(instanceID: "i", leaseValidUntil: validFor.map { start + $0 })
         machine.begin(history: history, resumedCompensating: compensating, cancelRequested: false)
         return machine
     }

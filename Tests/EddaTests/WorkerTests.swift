@@ -359,7 +359,7 @@ extension WorkerTests {
     }
 
     @Test func aCancelledBackoffThrowsInsteadOfEndingEarly() async throws {
-        let run = ActiveRun(lease: Lease(instanceID: "i", owner: "w", token: 1, expiresAt: nil), leaseValidUntil: nil)
+        let run = ActiveRun(instanceID: "i", leaseValidUntil: nil)
         let sleeping = Task {
             try await run.sleep(until: Date().addingTimeInterval(60), clock: SystemClock())
         }

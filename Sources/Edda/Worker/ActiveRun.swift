@@ -18,11 +18,9 @@ final class ActiveRun: Sendable {
     }
 
     private let state: Mutex<State>
-    let instanceID: String
 
-    init(lease: Lease, leaseValidUntil: ContinuousClock.Instant?) {
-        self.instanceID = lease.instanceID
-        self.state = Mutex(State(machine: RunStateMachine(lease: lease, leaseValidUntil: leaseValidUntil)))
+    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?) {
+        self.state = Mutex(State(machine: RunStateMachine(instanceID: instanceID, leaseValidUntil: leaseValidUntil)))
     }
 
     /// Reads or changes the run's state, under its lock.

@@ -42,8 +42,6 @@ struct LeaseBook<Run: Sendable>: Sendable {
         entries[instanceID]
     }
 
-    var isEmpty: Bool { entries.isEmpty }
-
     /// A lease was granted (claimed, or created leased here) at `grantedAt`, for `run`.
     mutating func hold(_ lease: Lease, run: Run, grantedAt: Instant) {
         entries[lease.instanceID] = Entry(lease: lease, run: run, grantedAt: grantedAt)

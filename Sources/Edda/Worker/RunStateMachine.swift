@@ -80,8 +80,6 @@ struct RunStateMachine: Sendable {
     }
 
     let instanceID: String
-    /// The lease this run writes under.
-    private(set) var lease: Lease
     /// Until when the lease surely holds, on the monotonic clock: no attempt starts after it. `nil`
     /// for a lease that never lapses (SQLite).
     private(set) var leaseValidUntil: ContinuousClock.Instant?
@@ -105,11 +103,10 @@ struct RunStateMachine: Sendable {
     /// as history says; the next receive takes the first message after it.
     private var channelCursors: [String: Int64] = [:]
 
-    init(lease: Lease, leaseValidUntil: ContinuousClock.Instant?) {
-        self.instanceID = lease.instanceID
-        self.lease = lease
+    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?) {
+        self.instanceID = instanceID
         self.leaseValidUntil = leaseValidUntil
-        self.replay = ReplayState(instanceID: lease.instanceID, history: [])
+        self.replay = ReplayState(instanceID: instanceID, history: [])
     }
 
     // MARK: - Inputs from the run

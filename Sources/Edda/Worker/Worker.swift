@@ -117,7 +117,7 @@ final class Worker: Sendable {
     func launch(_ instance: WorkflowInstance, lease: Lease) {
         let grantedAt = ContinuousClock.now
         let (run, stopping) = state.withLock { state -> (ActiveRun, Bool) in
-            let run = ActiveRun(lease: lease, leaseValidUntil: state.leases.validUntil(lease, grantedAt: grantedAt))
+            let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: state.leases.validUntil(lease, grantedAt: grantedAt))
             state.leases.hold(lease, run: run, grantedAt: grantedAt)
             return (run, state.machine.phase != .running)
         }
@@ -199,7 +199,7 @@ final class Worker: Sendable {
             let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit)
             for id in action.run {
                 let lease = byID[id]!.lease
-                let run = ActiveRun(lease: lease, leaseValidUntil: state.leases.validUntil(lease, grantedAt: requestedAt))
+                let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: state.leases.validUntil(lease, grantedAt: requestedAt))
                 state.leases.hold(lease, run: run, grantedAt: requestedAt)
             }
             return (action, state.machine.claimSettled())
@@ -316,7 +316,7 @@ final class Worker: Sendable {
     /// is stopping or the lease was found lost meanwhile.
     @discardableResult
     private func startNextRun(_ instanceID: String, lease: Lease) -> ActiveRun {
-        let run = ActiveRun(lease: lease, leaseValidUntil: nil)
+        let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: nil)
         let (stopping, lost) = state.withLock { state -> (Bool, Bool) in
             let held = state.leases.nextRun(instanceID, run: run, lease: lease)
             run.withMachine { $0.leaseRenewed(validUntil: held?.validUntil) }
