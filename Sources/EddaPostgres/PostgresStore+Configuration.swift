@@ -1,4 +1,4 @@
-import Edda
+@_spi(EddaStores) import Edda
 import Foundation
 public import PostgresNIO
 

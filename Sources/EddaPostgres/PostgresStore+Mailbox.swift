@@ -1,4 +1,4 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 public import Foundation
 import Logging
 import PostgresNIO
@@ -7,7 +7,7 @@ import PostgresNIO
 /// advisory lock on the channel's name first: under READ COMMITTED, a publisher and a waiter that
 /// ran side by side could each miss the other's uncommitted row, and the message would sit unseen.
 extension PostgresStore {
-    public func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome {
+    @_spi(EddaStores) public func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome {
         let now = now.millisecondsSince1970
         return try await perform("receive a message") { [self] in
             try await client.withTransaction(logger: logger) { connection in
@@ -27,7 +27,7 @@ extension PostgresStore {
         }
     }
 
-    public func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws
+    @_spi(EddaStores) public func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws
         -> PublishOutcome
     {
         let envelope = try JSONPayload.encode(message.envelope).json
@@ -59,7 +59,7 @@ extension PostgresStore {
         return outcome
     }
 
-    public func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64 {
+    @_spi(EddaStores) public func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64 {
         try await perform("subscribe to a channel") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await lockChannel(channel, on: connection)

@@ -1,4 +1,4 @@
-import Edda
+@_spi(EddaStores) import Edda
 import Foundation
 import Logging
 import PostgresNIO
@@ -117,7 +117,7 @@ final class Notifier: Sendable {
         let sql = "SELECT " + payloads.indices.map { "pg_notify($1, $\($0 + 2))" }.joined(separator: ", ")
         do {
             let query = PostgresQuery(unsafeSQL: sql, binds: binds)
-            try await store.watchdog.run("notify other workers") { try await store.client.query(query, logger: store.logger) }
+            _ = try await store.watchdog.run("notify other workers") { try await store.client.query(query, logger: store.logger) }
         } catch {
             // Other workers still poll; nothing is lost but latency.
             store.logger.debug("could not notify other workers", metadata: ["edda.error": "\(ServerError(error))"])

@@ -1,4 +1,4 @@
-import Edda
+@_spi(EddaStores) import Edda
 import Foundation
 import PostgresNIO
 
@@ -7,7 +7,6 @@ extension PostgresStore {
     struct DecodedInstance {
         var instance: WorkflowInstance
         var leaseToken: Int64
-        var leaseExpiresAt: Date?
     }
 
     static let instanceColumns = instanceColumns(prefix: "")
@@ -15,7 +14,7 @@ extension PostgresStore {
     static func instanceColumns(prefix: String) -> String {
         [
             "instance_id", "workflow_name", "service_name", "status", "input", "output", "error", "created_at",
-            "updated_at", "lease_owner", "ready_at", "lease_token", "lease_expires_at", "cancel_requested", "parent_instance_id", "run_generation",
+            "updated_at", "lease_owner", "ready_at", "lease_token", "cancel_requested", "parent_instance_id", "run_generation",
             "trace_context", "claimed_at",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
@@ -23,10 +22,10 @@ extension PostgresStore {
     static let historyColumns = "sequence, instance_id, step_id, position, step_name, kind, payload, error, retry_metadata, recorded_at"
 
     static func instance(from row: PostgresRow) throws -> DecodedInstance {
-        let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken, leaseExpiresAt,
+        let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken,
              cancelRequested, parentInstanceID, runNumber, traceContext, claimedAt) =
             try row.decode(
-                (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Int64?, Bool, String?, Int32, String?,
+                (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Bool, String?, Int32, String?,
                  Int64?).self
             )
         let instance = WorkflowInstance(
@@ -35,7 +34,7 @@ extension PostgresStore {
             cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber), traceContext: traceContext,
             claimedAt: claimedAt
         )
-        return DecodedInstance(instance: instance, leaseToken: leaseToken, leaseExpiresAt: leaseExpiresAt.map(Date.init(storedMilliseconds:)))
+        return DecodedInstance(instance: instance, leaseToken: leaseToken)
     }
 
     static func historyEvent(from row: PostgresRow) throws -> HistoryEvent {

@@ -1,4 +1,4 @@
-import Edda
+@_spi(EddaStores) import Edda
 import Logging
 import NIOSSL
 import PostgresNIO

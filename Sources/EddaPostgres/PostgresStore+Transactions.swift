@@ -1,19 +1,19 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 import Foundation
 import Logging
-public import PostgresNIO
+import PostgresNIO
 
 /// Steps whose database work commits with their record: `ctx.transaction` bodies, outbox events and
 /// ``Edda/TransactionMode/wholeBody`` activities. Each runs in a transaction of its own on one pooled
 /// connection (not in the shared group commit): the user's queries need a connection to themselves.
 extension PostgresStore {
-    public func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+    @_spi(EddaStores) public func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
         try await inStepTransaction(transaction, lease: lease) { connection in
             try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger)) { (event, ()) }
         }
     }
 
-    public func appendRunningAttempt<Result: Sendable>(
+    @_spi(EddaStores) public func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
         attempt: @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result {

@@ -33,9 +33,9 @@ public final class PostgresStore: Store, Service {
     /// The connection pool. Run by ``run()``.
     public let client: PostgresClient
     public let configuration: Configuration
-    public let wakeUps = WakeUpSignal()
-    public let outcomes = OutcomeSignal()
-    public let cancellations = WakeUpSignal()
+    @_spi(EddaStores) public let wakeUps = WakeUpSignal()
+    @_spi(EddaStores) public let outcomes = OutcomeSignal()
+    @_spi(EddaStores) public let cancellations = WakeUpSignal()
     /// Wakes outbox relays: a step committed events here, or another process said so.
     let outboxSignal = WakeUpSignal()
     let notifier = Notifier()
@@ -247,7 +247,7 @@ public final class PostgresStore: Store, Service {
 
     // MARK: - Writing
 
-    public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
+    @_spi(EddaStores) public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         let outcome = try await perform("create an instance") { [self] () -> CreateInstanceOutcome in
             let owner = lease?.owner
             let duration = lease.map { $0.duration.wholeMilliseconds }
@@ -278,7 +278,7 @@ public final class PostgresStore: Store, Service {
             for try await row in inserted {
                 let created = try Self.instance(from: row)
                 let lease = lease.map {
-                    Lease(instanceID: created.instance.instanceID, owner: $0.owner, token: 1, expiresAt: created.leaseExpiresAt)
+                    Lease(instanceID: created.instance.instanceID, owner: $0.owner, token: 1)
                 }
                 return .created(created.instance, lease: lease)
             }
@@ -294,7 +294,7 @@ public final class PostgresStore: Store, Service {
         return outcome
     }
 
-    public func append(_ event: HistoryEvent, lease: Lease) async throws {
+    @_spi(EddaStores) public func append(_ event: HistoryEvent, lease: Lease) async throws {
         try await readiness.wait(logger: logger)
         try await appends.submit(PendingAppend(event: event, lease: lease)) { records in
             await self.insert(records)
@@ -462,7 +462,7 @@ public final class PostgresStore: Store, Service {
         return Set(leases.filter { lease in current[lease.instanceID].map { $0.0 == lease.owner && $0.1 == lease.token } ?? false })
     }
 
-    public func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease {
+    @_spi(EddaStores) public func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease {
         try await perform("continue an instance as new") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 let updated = try await connection.query(
@@ -500,7 +500,7 @@ public final class PostgresStore: Store, Service {
         return next
     }
 
-    public func markCompensating(lease: Lease) async throws {
+    @_spi(EddaStores) public func markCompensating(lease: Lease) async throws {
         try await fencedUpdate(
             "mark an instance compensating",
             set: "status = 'compensating', updated_at = \(Self.nowMilliseconds)",
@@ -509,7 +509,7 @@ public final class PostgresStore: Store, Service {
         )
     }
 
-    public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
+    @_spi(EddaStores) public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
         let (status, output, error) = try outcome.storedColumns()
         let finish: PostgresQuery
         if case .completed = outcome, parent == nil {
@@ -586,16 +586,16 @@ public final class PostgresStore: Store, Service {
     // MARK: - Work queue
 
     /// `true`: a lease lapses on the server's clock unless renewed, and any worker may then claim the instance.
-    public var leasesLapse: Bool { true }
+    @_spi(EddaStores) public var leasesLapse: Bool { true }
 
-    public func attachWorker(_ workerID: String) async throws {
+    @_spi(EddaStores) public func attachWorker(_ workerID: String) async throws {
         // Several workers share the database; nothing to take. Wait until the store is ready.
         try await ready()
     }
 
-    public func detachWorker(_ workerID: String) async throws {}
+    @_spi(EddaStores) public func detachWorker(_ workerID: String) async throws {}
 
-    public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
+    @_spi(EddaStores) public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
         guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
         let owner = request.lease.owner
         return try await perform("claim instances") { [self] in
@@ -637,7 +637,7 @@ public final class PostgresStore: Store, Service {
             var claimed: [ClaimedInstance] = []
             for try await row in rows {
                 let decoded = try Self.instance(from: row)
-                let lease = Lease(instanceID: decoded.instance.instanceID, owner: owner, token: decoded.leaseToken, expiresAt: decoded.leaseExpiresAt)
+                let lease = Lease(instanceID: decoded.instance.instanceID, owner: owner, token: decoded.leaseToken)
                 claimed.append(ClaimedInstance(instance: decoded.instance, lease: lease))
             }
             return claimed.sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
@@ -771,7 +771,7 @@ public final class PostgresStore: Store, Service {
         return outcome
     }
 
-    public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
+    @_spi(EddaStores) public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
         guard !instanceIDs.isEmpty else { return [] }
         return try await perform("read cancellation requests") { [self] in
             var requested: Set<String> = []
@@ -784,7 +784,7 @@ public final class PostgresStore: Store, Service {
         }
     }
 
-    public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
+    @_spi(EddaStores) public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
         guard !workflowNames.isEmpty else { return nil }
         return try await perform("find the next deadline") { [self] in
             let rows = try await client.query(
@@ -801,7 +801,7 @@ public final class PostgresStore: Store, Service {
         }
     }
 
-    public func waitingCount(at now: Date) async throws -> Int {
+    @_spi(EddaStores) public func waitingCount(at now: Date) async throws -> Int {
         try await perform("count waiting instances") { [self] in
             let rows = try await client.query(
                 """
@@ -816,7 +816,7 @@ public final class PostgresStore: Store, Service {
         }
     }
 
-    public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
+    @_spi(EddaStores) public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         guard let owner = leases.first?.owner else { return [] }
         let ids = leases.map(\.instanceID)
         let tokens = leases.map(\.token)
@@ -838,7 +838,7 @@ public final class PostgresStore: Store, Service {
         return Set(ids).subtracting(renewed)
     }
 
-    public func release(_ lease: Lease, readyAt: Date?) async throws {
+    @_spi(EddaStores) public func release(_ lease: Lease, readyAt: Date?) async throws {
         try await perform("release a lease") { [self] in
             let updated = try await client.query(
                 """

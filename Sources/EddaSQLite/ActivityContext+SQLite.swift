@@ -1,4 +1,4 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 public import GRDB
 
 extension ActivityContext {

@@ -6,7 +6,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
-import Edda
+@_spi(EddaStores) import Edda
 
 /// An exclusive advisory lock (`flock`) on a file beside the database, held by the one process
 /// that runs workers on it.

@@ -1,11 +1,11 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 public import Foundation
 import GRDB
 
 /// Events and channel messages. SQLite's single writer serializes every receive and publish, so a
 /// message and a wait registered at the same moment always meet.
 extension SQLiteStore {
-    public func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome {
+    @_spi(EddaStores) public func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome {
         try await write { db -> ReceiveOutcome in
             var outcome = ReceiveOutcome.waiting(deadline: nil)
             try db.inSavepoint {
@@ -22,7 +22,7 @@ extension SQLiteStore {
         }
     }
 
-    public func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws
+    @_spi(EddaStores) public func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws
         -> PublishOutcome
     {
         let envelope = try JSONPayload.encode(message.envelope).json
@@ -49,7 +49,7 @@ extension SQLiteStore {
         return outcome
     }
 
-    public func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64 {
+    @_spi(EddaStores) public func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64 {
         try await write { db in
             try Self.register(channel, mode: mode, db)
             return try Self.newestBroadcast(on: channel, db)

@@ -1,4 +1,4 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 import Foundation
 import GRDB
 

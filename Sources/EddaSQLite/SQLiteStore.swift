@@ -1,4 +1,4 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 public import Foundation
 public import GRDB
 public import Logging
@@ -34,9 +34,9 @@ public final class SQLiteStore: Store {
     private let ownership = Mutex<Ownership?>(nil)
     private let committer: GroupCommitter
     let outboxSignal = WakeUpSignal()
-    public let wakeUps = WakeUpSignal()
-    public let outcomes = OutcomeSignal()
-    public let cancellations = WakeUpSignal()
+    @_spi(EddaStores) public let wakeUps = WakeUpSignal()
+    @_spi(EddaStores) public let outcomes = OutcomeSignal()
+    @_spi(EddaStores) public let cancellations = WakeUpSignal()
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -234,9 +234,9 @@ public final class SQLiteStore: Store {
     // MARK: - Store
 
     /// `false`: the file's process lock proves every other owner dead, so a lease is held until released.
-    public var leasesLapse: Bool { false }
+    @_spi(EddaStores) public var leasesLapse: Bool { false }
 
-    public func attachWorker(_ workerID: String) async throws {
+    @_spi(EddaStores) public func attachWorker(_ workerID: String) async throws {
         if isReadOnly {
             throw StoreError(.notWritable, "The database at \(path ?? "?") was opened for reading only; a worker cannot run on it.")
         }
@@ -269,7 +269,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func detachWorker(_ workerID: String) async throws {
+    @_spi(EddaStores) public func detachWorker(_ workerID: String) async throws {
         ownership.withLock { $0 = nil }
     }
 
@@ -279,7 +279,7 @@ public final class SQLiteStore: Store {
         case memory(String)
     }
 
-    public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
+    @_spi(EddaStores) public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         let outcome = try await write { db -> CreateInstanceOutcome in
             let now = Self.now()
             // A child of a parent asked to cancel (or already finished) is born cancel-requested: the
@@ -307,7 +307,7 @@ public final class SQLiteStore: Store {
             if let inserted {
                 return .created(
                     try Self.instance(from: inserted),
-                    lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1, expiresAt: nil) }
+                    lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1) }
                 )
             }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instance.instanceID]) else {
@@ -319,11 +319,11 @@ public final class SQLiteStore: Store {
         return outcome
     }
 
-    public func append(_ event: HistoryEvent, lease: Lease) async throws {
+    @_spi(EddaStores) public func append(_ event: HistoryEvent, lease: Lease) async throws {
         try await write(Self.recordInsertion(event, lease: lease))
     }
 
-    public func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
+    @_spi(EddaStores) public func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws {
         let insertRecord = try Self.recordInsertion(event, lease: lease)
         let wroteEvents = try await write { db -> Bool in
             // A savepoint of the shared commit: if the user's work or the record fails (a lost lease
@@ -353,7 +353,7 @@ public final class SQLiteStore: Store {
         if wroteEvents { outboxSignal.notify() }
     }
 
-    public func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease {
+    @_spi(EddaStores) public func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease {
         try await write { db in
             try db.inSavepoint {
                 try db.cachedStatement(
@@ -384,7 +384,7 @@ public final class SQLiteStore: Store {
         return next
     }
 
-    public func markCompensating(lease: Lease) async throws {
+    @_spi(EddaStores) public func markCompensating(lease: Lease) async throws {
         try await write { db in
             try db.cachedStatement(
                 sql: """
@@ -396,7 +396,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
+    @_spi(EddaStores) public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
         // The parent comes from the row itself (RETURNING), in the same statement.
         let (status, output, error) = try outcome.storedColumns()
         let parentWoken = try await write { db -> Bool in
@@ -429,7 +429,7 @@ public final class SQLiteStore: Store {
         outcomes.notify([lease.instanceID])
     }
 
-    public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
+    @_spi(EddaStores) public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
         guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
         let names = request.workflowNames.map { _ in "?" }.joined(separator: ", ")
         // Due waiters first (their deadline has come), then ready instances, oldest first; each
@@ -467,7 +467,7 @@ public final class SQLiteStore: Store {
             arguments += [request.limit, request.limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
                 let instance = try Self.instance(from: row)
-                let lease = Lease(instanceID: instance.instanceID, owner: owner, token: row["lease_token"], expiresAt: nil)
+                let lease = Lease(instanceID: instance.instanceID, owner: owner, token: row["lease_token"])
                 return ClaimedInstance(instance: instance, lease: lease)
             }
             .sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
@@ -564,7 +564,7 @@ public final class SQLiteStore: Store {
         return outcome
     }
 
-    public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
+    @_spi(EddaStores) public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
         guard !instanceIDs.isEmpty else { return [] }
         return try await read { db in
             var requested: Set<String> = []
@@ -582,7 +582,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
+    @_spi(EddaStores) public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
         guard !workflowNames.isEmpty else { return nil }
         let names = workflowNames.map { _ in "?" }.joined(separator: ", ")
         return try await read { db in
@@ -601,7 +601,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func waitingCount(at now: Date) async throws -> Int {
+    @_spi(EddaStores) public func waitingCount(at now: Date) async throws -> Int {
         try await read { db in
             try Int.fetchOne(
                 db,
@@ -614,7 +614,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
+    @_spi(EddaStores) public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         guard !leases.isEmpty else { return [] }
         // SQLite leases never lapse: renewing checks that each is still held, in one read.
         let held = try await read { db -> [String: (owner: String?, token: Int64)] in
@@ -636,7 +636,7 @@ public final class SQLiteStore: Store {
         }.map(\.instanceID))
     }
 
-    public func release(_ lease: Lease, readyAt: Date?) async throws {
+    @_spi(EddaStores) public func release(_ lease: Lease, readyAt: Date?) async throws {
         try await write { db in
             try db.cachedStatement(
                 sql: """

@@ -1,4 +1,4 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 
 extension Store {
     /// Writes an instance as a worker that died mid-run leaves it: running (or compensating) with

@@ -1,8 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Edda
-import EddaSQLite
+@_spi(EddaStores) import Edda
+@_spi(EddaStores) import EddaSQLite
 import Foundation
 import EddaTestSupport
 import GRDB

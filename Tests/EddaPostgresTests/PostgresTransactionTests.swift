@@ -1,6 +1,6 @@
-import Edda
+@_spi(EddaStores) import Edda
 import EddaOutbox
-import EddaPostgres
+@_spi(EddaStores) import EddaPostgres
 import EddaTesting
 import EddaTestSupport
 import Foundation
@@ -139,7 +139,7 @@ struct PostgresTransactionTests {
     @Test func aStaleLeaseRunsNoneOfTheStepsWork() async throws {
         try await PostgresTestDatabase.withStore { store in
             let lease = try await store.createLeasedInstance("i", workflowName: "w", owner: "worker-a")
-            let stale = Lease(instanceID: "i", owner: lease.owner, token: lease.token + 1, expiresAt: nil)
+            let stale = Lease(instanceID: "i", owner: lease.owner, token: lease.token + 1)
             let ran = Atomic(false)
             let event = HistoryEvent(instanceID: "i", stepID: "s:1", position: 0, name: "s", kind: .activityCompleted, payload: nil)
             let error = await #expect(throws: StoreError.self) {

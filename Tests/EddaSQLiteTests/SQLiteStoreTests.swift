@@ -1,5 +1,5 @@
-import Edda
-@testable import EddaSQLite
+@_spi(EddaStores) import Edda
+@_spi(EddaStores) @testable import EddaSQLite
 import EddaTesting
 import Foundation
 import GRDB

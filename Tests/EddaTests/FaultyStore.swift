@@ -1,4 +1,4 @@
-import Edda
+@_spi(EddaStores) import Edda
 import Foundation
 import Synchronization
 
@@ -59,15 +59,7 @@ final class FaultyStore: Store {
 
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         try write()
-        let outcome = try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)
-        guard renewalsFail, case .created(let created, let lease?) = outcome else { return outcome }
-        return .created(created, lease: lapsing(lease))
-    }
-
-    private func lapsing(_ lease: Lease) -> Lease {
-        var lease = lease
-        lease.expiresAt = Date().addingTimeInterval(3600)
-        return lease
+        return try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)
     }
 
     func append(_ event: HistoryEvent, lease: Lease) async throws {
@@ -97,11 +89,7 @@ final class FaultyStore: Store {
 
     func attachWorker(_ workerID: String) async throws { try await base.attachWorker(workerID) }
     func detachWorker(_ workerID: String) async throws { try await base.detachWorker(workerID) }
-    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
-        let claimed = try await base.claim(request)
-        guard renewalsFail else { return claimed }
-        return claimed.map { ClaimedInstance(instance: $0.instance, lease: lapsing($0.lease)) }
-    }
+    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] { try await base.claim(request) }
 
     func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         if renewalsFail { throw StoreError(.database, "Injected failure: the store cannot be reached to renew leases.") }

@@ -9,7 +9,7 @@ struct LeaseBookTests {
     let start = ContinuousClock.now
 
     func lease(_ id: String, token: Int64 = 1) -> Lease {
-        Lease(instanceID: id, owner: "w", token: token, expiresAt: nil)
+        Lease(instanceID: id, owner: "w", token: token)
     }
 
     var book: LeaseBook<String> { LeaseBook(leaseDuration: .seconds(15), renewalInterval: .seconds(5), leasesLapse: true) }

@@ -1,4 +1,4 @@
-import Edda
+@_spi(EddaStores) import Edda
 import Testing
 
 /// `result()` waiters wake for their own instance's finish, not for every finish in the process.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Edda
+@_spi(EddaStores) @testable import Edda
 
 @Suite("Run state machine (no I/O)")
 struct RunStateMachineTests {
@@ -109,7 +109,7 @@ struct RunStateMachineTests {
 
     @Test func aWriteRefusedByTheFenceLosesTheLease() {
         var machine = machine()
-        machine.writeFailed(StoreError.leaseLost(Lease(instanceID: "i", owner: "w", token: 1, expiresAt: nil)))
+        machine.writeFailed(StoreError.leaseLost(Lease(instanceID: "i", owner: "w", token: 1)))
         #expect(machine.leaseLost)
         var other = self.machine()
         other.writeFailed(CancellationError())

@@ -1,5 +1,5 @@
-@testable import Edda
-import EddaSQLite
+@_spi(EddaStores) @testable import Edda
+@_spi(EddaStores) import EddaSQLite
 import EddaTesting
 import Foundation
 import GRDB

@@ -1,4 +1,4 @@
-public import Edda
+@_spi(EddaStores) public import Edda
 import Foundation
 import Synchronization
 import Testing
@@ -208,7 +208,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
         #expect(fresh.owner == "worker-b")
 
         // A zombie with the old lease — same owner name, old token — changes nothing.
-        let zombie = Lease(instanceID: "i", owner: "worker-b", token: stale.token, expiresAt: nil)
+        let zombie = Lease(instanceID: "i", owner: "worker-b", token: stale.token)
         for lease in [stale, zombie] {
             await expectLeaseLost("append") { try await store.append(completed("i", "a:2", "2"), lease: lease) }
             await expectLeaseLost("append with a transaction") {

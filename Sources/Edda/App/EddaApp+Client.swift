@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// The ``client``'s operations, on the app: start, find, cancel, retry and await instances, and
 /// send events and messages. Each does exactly what the ``EddaClient`` method of the same name does.

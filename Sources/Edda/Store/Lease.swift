@@ -1,5 +1,3 @@
-public import Foundation
-
 /// A worker's right to run one workflow instance, and the fence on every write it makes.
 ///
 /// A store hands out a lease when a worker claims an instance (``WorkQueue/claim(_:)``) or creates
@@ -14,22 +12,20 @@ public struct Lease: Sendable, Hashable, CustomStringConvertible {
     public var owner: String
     /// The fencing token: grows with every claim of the instance.
     public var token: Int64
-    /// When the lease lapses unless renewed, as the store reported it; `nil` when the store does not
-    /// say. For information only: whether leases lapse at all is the store's ``WorkQueue/leasesLapse``.
-    public var expiresAt: Date?
 
-    public init(instanceID: String, owner: String, token: Int64, expiresAt: Date?) {
+    /// A lease as a store hands it out. Whether and when it lapses is the store's business
+    /// (``WorkQueue/leasesLapse``), not the lease's: the worker keeps its own deadline.
+    public init(instanceID: String, owner: String, token: Int64) {
         self.instanceID = instanceID
         self.owner = owner
         self.token = token
-        self.expiresAt = expiresAt
     }
 
     public var description: String { "Lease(\(instanceID), owner: \(owner), token: \(token))" }
 }
 
 /// What a worker asks for when it takes leases: who it is, and how long a lease lasts between renewals.
-public struct LeaseRequest: Sendable, Hashable {
+@_spi(EddaStores) public struct LeaseRequest: Sendable, Hashable {
     /// The worker's ID.
     public var owner: String
     /// How long a lease lasts unless renewed. A store whose leases never lapse (SQLite) ignores it.

@@ -28,24 +28,24 @@ public protocol Mailbox: Sendable {
     ///
     /// - Throws: ``ChannelModeError`` when the channel is used in another mode;
     ///   ``StoreError/Code-swift.struct/leaseLost``.
-    func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome
+    @_spi(EddaStores) func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome
 
     /// Publishes one message (or event) and delivers it to the instances waiting for it, in one
     /// transaction. With `recordedAs`, the publishing workflow's step record is appended in that
     /// transaction too, fenced by its lease, so that a publish from a workflow happens exactly once.
     ///
     /// - Throws: ``ChannelModeError``; ``StoreError/Code-swift.struct/leaseLost``.
-    func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws -> PublishOutcome
+    @_spi(EddaStores) func publish(_ message: OutgoingMessage, recordedAs record: (event: HistoryEvent, lease: Lease)?, now: Date) async throws -> PublishOutcome
 
     /// Registers `channel` in `mode` (or checks it) and returns the sequence number of its newest
     /// broadcast message (0 if none): where a new broadcast subscriber starts.
     ///
     /// - Throws: ``ChannelModeError``.
-    func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64
+    @_spi(EddaStores) func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64
 }
 
 /// What a workflow waits for: a message on a channel, or an event of a type.
-public struct MessageWait: Sendable, Hashable {
+@_spi(EddaStores) public struct MessageWait: Sendable, Hashable {
     /// The waiting instance and the step it waits at.
     public var instanceID: String
     public var stepID: String
@@ -77,7 +77,7 @@ public struct MessageWait: Sendable, Hashable {
 }
 
 /// Result of ``Mailbox/receive(_:lease:now:)``.
-public enum ReceiveOutcome: Sendable {
+@_spi(EddaStores) public enum ReceiveOutcome: Sendable {
     /// The wait's outcome is in history: a ``HistoryEventKind/messageReceived`` or a
     /// ``HistoryEventKind/waitTimedOut`` record.
     case recorded(HistoryEvent)
@@ -86,7 +86,7 @@ public enum ReceiveOutcome: Sendable {
 }
 
 /// A message to publish.
-public struct OutgoingMessage: Sendable {
+@_spi(EddaStores) public struct OutgoingMessage: Sendable {
     /// The channel's name, or the event's type.
     public var channel: String
     public var kind: MessageKind
@@ -111,7 +111,7 @@ public struct OutgoingMessage: Sendable {
 }
 
 /// Result of ``Mailbox/publish(_:recordedAs:now:)``.
-public enum PublishOutcome: Sendable, Equatable {
+@_spi(EddaStores) public enum PublishOutcome: Sendable, Equatable {
     /// Published. `sequence` is the stored message's number (`nil` if it was not kept);
     /// `deliveredTo` the waiting instances it was recorded into, in delivery order.
     case published(sequence: Int64?, deliveredTo: [String])

@@ -12,7 +12,7 @@ import Synchronization
 ///     await watch.wait(upTo: .seconds(1))
 /// }
 /// ```
-public final class OutcomeSignal: Sendable {
+@_spi(EddaStores) public final class OutcomeSignal: Sendable {
     private struct State {
         var watches: [String: [Int: WakeUpSignal]] = [:]
         var lastID = 0

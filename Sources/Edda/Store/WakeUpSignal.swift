@@ -5,7 +5,7 @@ import Synchronization
 /// ``wait(upTo:)`` returns at the first notification or when the time is up, whichever comes first.
 /// A notification that arrives while nobody waits is remembered once, so a waiter that was busy
 /// does not sleep through it.
-public final class WakeUpSignal: Sendable {
+@_spi(EddaStores) public final class WakeUpSignal: Sendable {
     private enum Waiter {
         case waiting(CheckedContinuation<Void, Never>)
         /// Woken before its continuation was registered.

@@ -9,37 +9,37 @@ public protocol WorkQueue: Sendable {
     /// Makes this process a worker on the store. A SQLite store takes the file's ownership lock here
     /// — throwing ``StoreError/Code-swift.struct/databaseInUse`` if another process holds it — and,
     /// since the lock proves every earlier owner dead, frees every lease they left.
-    func attachWorker(_ workerID: String) async throws
+    @_spi(EddaStores) func attachWorker(_ workerID: String) async throws
 
     /// Releases what ``attachWorker(_:)`` took.
-    func detachWorker(_ workerID: String) async throws
+    @_spi(EddaStores) func detachWorker(_ workerID: String) async throws
 
     /// Whether a lease lapses unless renewed within its duration, so that another worker may then
     /// claim the instance (PostgreSQL: `true`). A store whose leases never lapse says `false` (SQLite:
     /// the file's process lock proves every other owner dead); its workers then never stop a run for
     /// a renewal they could not make. The worker asks this, never the shape of a ``Lease``.
-    var leasesLapse: Bool { get }
+    @_spi(EddaStores) var leasesLapse: Bool { get }
 
     /// Leases up to ``ClaimRequest/limit`` ready instances of the given workflows to the requesting
     /// worker, oldest first, bumping each one's token. Two concurrent claims never return the same instance.
-    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance]
+    @_spi(EddaStores) func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance]
 
     /// Extends every lease in `leases` that is still held, in one round trip, and returns the IDs
     /// of the instances whose lease was lost (claimed by another worker, finished, or released).
-    func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String>
+    @_spi(EddaStores) func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String>
 
     /// Gives the instance back: unleased, ready again at `readyAt` (at once when `nil`). Fenced:
     /// releasing a lease already lost throws ``StoreError/Code-swift.struct/leaseLost``.
-    func release(_ lease: Lease, readyAt: Date?) async throws
+    @_spi(EddaStores) func release(_ lease: Lease, readyAt: Date?) async throws
 
     /// How many unfinished instances wait, released, until a time later than `now` or for a message:
     /// the `edda_instances_waiting` gauge.
-    func waitingCount(at now: Date) async throws -> Int
+    @_spi(EddaStores) func waitingCount(at now: Date) async throws -> Int
 
     /// The earliest `readyAt` later than `after` among unfinished instances of these workflows that
     /// were released until then (a durable timer, a backoff), or `nil`. A worker sleeps until it, so
     /// timers fire on time after a restart or when another worker released them.
-    func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date?
+    @_spi(EddaStores) func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date?
 
     /// Asks an unfinished instance to stop: marks it cancel-requested and, if it waits released (a
     /// timer), makes it ready at once so that a worker claims it and runs its cancellation. Running
@@ -58,22 +58,22 @@ public protocol WorkQueue: Sendable {
 
     /// Which of these instances were asked to cancel. A worker asks about the instances it holds,
     /// with each lease renewal.
-    func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String>
+    @_spi(EddaStores) func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String>
 
     /// Notified when an instance may have become ready (created without a lease, released), here or
     /// — where the store can tell (PostgreSQL's LISTEN/NOTIFY) — in another process. A worker also
     /// polls, for changes the store cannot announce (another process on a SQLite file, say).
-    var wakeUps: WakeUpSignal { get }
+    @_spi(EddaStores) var wakeUps: WakeUpSignal { get }
 
     /// Notified when an instance was asked to cancel (``requestCancellation(of:)``), here or — where
     /// the store can tell (PostgreSQL's LISTEN/NOTIFY) — in another process: a worker then asks
     /// ``cancellationRequests(among:)`` about the runs it holds at once, instead of at its next renewal.
-    var cancellations: WakeUpSignal { get }
+    @_spi(EddaStores) var cancellations: WakeUpSignal { get }
 
     /// Notified with the IDs of instances that may have finished, here or, where the store can tell,
     /// in another process: `result()` of an instance running elsewhere looks at the store again at
     /// once instead of waiting for its next poll.
-    var outcomes: OutcomeSignal { get }
+    @_spi(EddaStores) var outcomes: OutcomeSignal { get }
 }
 
 /// Result of ``WorkQueue/requestCancellation(of:)`` and ``EddaApp/requestCancellation(of:)``:
@@ -100,7 +100,7 @@ public enum RetryRequest: Sendable {
 }
 
 /// What ``WorkQueue/claim(_:)`` is asked for.
-public struct ClaimRequest: Sendable, Hashable {
+@_spi(EddaStores) public struct ClaimRequest: Sendable, Hashable {
     /// The claiming worker and its lease duration.
     public var lease: LeaseRequest
     /// At most this many instances.
@@ -120,7 +120,7 @@ public struct ClaimRequest: Sendable, Hashable {
 }
 
 /// An instance a claim returned, with the lease to run it under.
-public struct ClaimedInstance: Sendable {
+@_spi(EddaStores) public struct ClaimedInstance: Sendable {
     public var instance: WorkflowInstance
     public var lease: Lease
 

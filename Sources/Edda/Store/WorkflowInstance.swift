@@ -63,7 +63,7 @@ public struct WorkflowInstance: Sendable {
 }
 
 /// What ``WorkflowStore/createInstance(_:leasedTo:)`` is asked to insert.
-public struct NewInstance: Sendable {
+@_spi(EddaStores) public struct NewInstance: Sendable {
     public var instanceID: String
     public var workflowName: String
     public var serviceName: String
@@ -88,7 +88,7 @@ public struct NewInstance: Sendable {
 }
 
 /// How a workflow instance ended.
-public enum InstanceOutcome: Sendable {
+@_spi(EddaStores) public enum InstanceOutcome: Sendable {
     case completed(JSONPayload)
     case failed(ErrorRecord)
     /// Stopped by a cancellation; the record says why.

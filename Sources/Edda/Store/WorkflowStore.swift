@@ -23,11 +23,11 @@ public protocol WorkflowStore: InstanceReader {
     /// - Parameter lease: When given, the new instance is created already leased to that worker
     ///   (token 1), so it runs there at once with no claim. When `nil`, it is created ready, for any
     ///   worker to claim, and the store's ``WorkQueue/wakeUps`` are notified.
-    func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome
+    @_spi(EddaStores) func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome
 
     /// Appends one history record in its own transaction (or a shared group commit), fenced by
     /// `lease`. Returns once the record is durable.
-    func append(_ event: HistoryEvent, lease: Lease) async throws
+    @_spi(EddaStores) func append(_ event: HistoryEvent, lease: Lease) async throws
 
     /// Appends a step's outcome together with what the step asked to commit with it, in one
     /// transaction fenced by `lease`: run `transaction`'s bodies with the store's connection
@@ -35,7 +35,7 @@ public protocol WorkflowStore: InstanceReader {
     /// then the record. If a body throws, roll back all of it and rethrow; other writers sharing a
     /// group commit must not be affected. (A body that ends the transaction itself — `COMMIT`,
     /// `ROLLBACK` — breaks this; the API forbids it.)
-    func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws
+    @_spi(EddaStores) func append(_ event: HistoryEvent, with transaction: StepTransaction, lease: Lease) async throws
 
     /// Runs a whole attempt of a ``TransactionMode/wholeBody`` step inside one transaction fenced by
     /// `lease`, and appends the record it returns in that transaction.
@@ -46,7 +46,7 @@ public protocol WorkflowStore: InstanceReader {
     /// commit. If `attempt` throws, roll back and rethrow. A store that cannot hold a transaction
     /// across async work fails the step: throw ``StepTransaction/refuse(_:)`` with a
     /// ``TerminalError`` (the default implementation does).
-    func appendRunningAttempt<Result: Sendable>(
+    @_spi(EddaStores) func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
         attempt: @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result
@@ -60,10 +60,10 @@ public protocol WorkflowStore: InstanceReader {
     /// landing in the new run's history.
     ///
     /// - Returns: The lease the new run writes under: the same owner and expiry, the next token.
-    func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease
+    @_spi(EddaStores) func continueAsNew(lease: Lease, input: JSONPayload) async throws -> Lease
 
     /// Moves the leased instance from running to ``InstanceStatus/compensating``.
-    func markCompensating(lease: Lease) async throws
+    @_spi(EddaStores) func markCompensating(lease: Lease) async throws
 
     /// Records how the leased instance ended — status, output or error — and ends the lease; drops
     /// its open waits and clears a pending cancellation request (one that lost the race with this
@@ -71,19 +71,19 @@ public protocol WorkflowStore: InstanceReader {
     /// reports the outcome to the parent in the same transaction: a ``HistoryEventKind/messageReceived``
     /// record if the parent waits for it, or a message kept for it on the child's event channel, and
     /// the parent made ready (or, leased, marked to be ready when released).
-    func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws
+    @_spi(EddaStores) func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws
 }
 
 extension WorkflowStore {
     /// Records how the leased instance (not a child workflow) ended.
-    public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
+    @_spi(EddaStores) public func finishInstance(lease: Lease, with outcome: InstanceOutcome) async throws {
         try await finishInstance(lease: lease, with: outcome, reportingTo: nil)
     }
 }
 
 extension WorkflowStore {
     /// Refuses: this store runs no activity body inside its transaction.
-    public func appendRunningAttempt<Result: Sendable>(
+    @_spi(EddaStores) public func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
         attempt: @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result {
@@ -97,7 +97,7 @@ extension WorkflowStore {
 }
 
 /// Result of ``WorkflowStore/createInstance(_:leasedTo:)``.
-public enum CreateInstanceOutcome: Sendable {
+@_spi(EddaStores) public enum CreateInstanceOutcome: Sendable {
     /// The instance was inserted; `lease` is the creator's when it asked for one.
     case created(WorkflowInstance, lease: Lease?)
     /// An instance with that ID already existed; it is returned as stored.

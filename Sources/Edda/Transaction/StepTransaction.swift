@@ -19,7 +19,7 @@ import Darwin
 /// Each backend registers bodies typed for its connection — `(Database) throws` on SQLite,
 /// `(PostgresConnection) async throws` on PostgreSQL — through its own `ctx.transaction` overload.
 /// A body typed for another backend's connection fails the attempt with a ``TerminalError``.
-public final class StepTransaction: Sendable {
+@_spi(EddaStores) public final class StepTransaction: Sendable {
     /// A body, erased to the connection type it was registered for.
     private enum Work: Sendable {
         case blocking(@Sendable (Any) throws -> Void)
