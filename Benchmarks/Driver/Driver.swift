@@ -626,7 +626,7 @@ struct PostgresFloor: AsyncParsableCommand {
             for index in 0..<count {
                 let began = clock.now
                 if prepared {
-                    try await client.execute(Insert(key: "key-\(index)"))
+                    _ = try await client.execute(Insert(key: "key-\(index)"))
                 } else {
                     try await client.query("INSERT INTO \(unescaped: schema).t (k, v) VALUES (\("key-\(index)"), 'value')")
                 }
@@ -635,7 +635,7 @@ struct PostgresFloor: AsyncParsableCommand {
             try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"))
             return latencies
         }
-        let sorted = (latencies ?? []).sorted()
+        let sorted = latencies.sorted()
         emit([
             "workload": "pg-floor", "inserts": count, "backend": "postgres", "prepared": prepared,
             "inserts_per_s": Int(Double(count) / (sorted.reduce(0, +) / 1000)),

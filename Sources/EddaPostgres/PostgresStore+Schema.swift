@@ -169,6 +169,19 @@ extension PostgresStore {
             (9, "when an instance's latest run began (the viewer's replayed vs executed)", [
                 "ALTER TABLE \(t.instances) ADD COLUMN claimed_at BIGINT",
             ]),
+            (10, "claims read no leased row", [
+                // The ready index leaves leased rows out (as SQLite's does); lapsed leases are found
+                // through an index of their own, by expiry, where a claim reads only the lapsed ones.
+                "DROP INDEX \(t.schema).\(t.indexName("instances_ready"))",
+                """
+                CREATE INDEX \(t.indexName("instances_ready")) ON \(t.instances) (created_at, instance_id)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
+                """,
+                """
+                CREATE INDEX \(t.indexName("instances_leased")) ON \(t.instances) (lease_expires_at)
+                WHERE status IN ('running', 'compensating') AND lease_owner IS NOT NULL
+                """,
+            ]),
         ]
     }
 

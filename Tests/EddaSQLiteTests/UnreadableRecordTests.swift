@@ -69,7 +69,7 @@ struct SQLiteErrorTextTests {
 
     @Test func aGarbageFileADirectoryAndAMissingFolderEachSayWhatIsWrong() async throws {
         try await withTemporaryDatabase { path in
-            FileManager.default.createFile(atPath: path, contents: Data(String(repeating: "not a database ", count: 100).utf8))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(String(repeating: "not a database ", count: 100).utf8))
             let garbage = openError(path)
             #expect(garbage.contains("is not a SQLite database: check the path") && garbage.contains("file is not a database"), "\(garbage)")
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path

@@ -1,4 +1,4 @@
-public import Edda
+import Edda
 public import EddaPostgres
 import Foundation
 public import Logging

@@ -1,0 +1,298 @@
+@_spi(EddaStores) public import Edda
+public import Foundation
+import Logging
+import PostgresNIO
+
+/// How workers share instances: claims with leases, renewals, releases, cancellation and retry requests.
+extension PostgresStore {
+    // MARK: - Work queue
+
+    /// `true`: a lease lapses on the server's clock unless renewed, and any worker may then claim the instance.
+    @_spi(EddaStores) public var leasesLapse: Bool { true }
+
+    @_spi(EddaStores) public func attachWorker(_ workerID: String) async throws {
+        // Several workers share the database; nothing to take. Wait until the store is ready.
+        try await ready()
+    }
+
+    @_spi(EddaStores) public func detachWorker(_ workerID: String) async throws {}
+
+    @_spi(EddaStores) public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
+        guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
+        let owner = request.lease.owner
+        return try await perform("claim instances") { [self] in
+            let rows = try await client.query(Self.claimQuery(request, tables: tables), logger: logger)
+            var claimed: [ClaimedInstance] = []
+            for try await row in rows {
+                let decoded = try Self.instance(from: row)
+                let lease = Lease(instanceID: decoded.instance.instanceID, owner: owner, token: decoded.leaseToken)
+                claimed.append(ClaimedInstance(instance: decoded.instance, lease: lease))
+            }
+            return claimed.sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
+        }
+    }
+
+    /// The claim: one statement that takes, each through an index of its own, released instances
+    /// whose time has come, instances whose lease lapsed, and ready unleased instances, oldest first.
+    /// Leased rows are in none of those indexes but the lapse index, where only the lapsed ones are
+    /// read: an idle worker's poll costs the same with 50,000 instances running elsewhere as with none.
+    static func claimQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
+        """
+        WITH due AS (
+            -- Released instances whose time has come (a timer's deadline, a backoff's end),
+            -- earliest first; readyBy is the worker's clock, which set ready_at.
+            SELECT instance_id FROM \(unescaped: tables.instances)
+            WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at <= \(request.readyBy.millisecondsSince1970)
+                AND lease_owner IS NULL AND workflow_name = ANY(\(request.workflowNames))
+            ORDER BY ready_at
+            LIMIT \(request.limit)
+            FOR UPDATE SKIP LOCKED
+        ), server AS (
+            -- Read once (an index can compare with it): clock_timestamp() changes row by row.
+            SELECT \(unescaped: Self.nowMilliseconds) AS now
+        ), lapsed AS (
+            -- Instances whose worker stopped renewing (it died, or was cut off), longest lapsed
+            -- first; lease times on the server's clock.
+            SELECT instance_id FROM \(unescaped: tables.instances)
+            WHERE status IN ('running', 'compensating') AND lease_owner IS NOT NULL
+                AND lease_expires_at < (SELECT now FROM server)
+                AND workflow_name = ANY(\(request.workflowNames))
+            ORDER BY lease_expires_at
+            LIMIT \(request.limit)
+            FOR UPDATE SKIP LOCKED
+        ), ready AS (
+            -- Unleased instances ready to run, oldest first.
+            SELECT instance_id FROM \(unescaped: tables.instances)
+            WHERE status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
+                AND workflow_name = ANY(\(request.workflowNames))
+            ORDER BY created_at, instance_id
+            LIMIT \(request.limit)
+            FOR UPDATE SKIP LOCKED
+        ), chosen AS (
+            SELECT instance_id FROM due UNION ALL SELECT instance_id FROM lapsed UNION ALL SELECT instance_id FROM ready
+            LIMIT \(request.limit)
+        )
+        UPDATE \(unescaped: tables.instances) AS w
+        SET lease_owner = \(request.lease.owner), lease_token = w.lease_token + 1,
+            lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
+            ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
+            claimed_at = \(unescaped: Self.nowMilliseconds)
+        FROM chosen WHERE w.instance_id = chosen.instance_id
+        RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
+        """
+    }
+
+    public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
+        let outcome = try await perform("request a cancellation") { [self] () -> CancellationRequest in
+            try await client.withTransaction(logger: logger) { connection -> CancellationRequest in
+                // The instance first, in a statement of its own: a child being created under it (its
+                // insert holds this row FOR SHARE) commits before this mark, and the cascade below
+                // sees it, or waits for the mark and is born cancel-requested. A waiter released until
+                // later is made ready now, so that a worker runs its cancellation.
+                let marked = try await connection.query(
+                    """
+                    UPDATE \(unescaped: tables.instances)
+                    SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                        updated_at = \(unescaped: Self.nowMilliseconds)
+                    WHERE instance_id = \(instanceID) AND status IN ('running', 'compensating')
+                    RETURNING \(unescaped: Self.instanceColumns)
+                    """,
+                    logger: logger
+                )
+                var root: WorkflowInstance?
+                for try await row in marked { root = try Self.instance(from: row).instance }
+                guard let root else {
+                    let current = try await connection.query(
+                        "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
+                        logger: logger
+                    )
+                    for try await row in current { return .finished(try Self.instance(from: row).instance) }
+                    return .notFound
+                }
+                // Its unfinished descendants (child workflows, theirs…), a pass at a time until one finds
+                // none left to mark: a child created under a descendant while a pass marks it is committed
+                // before that mark, and the next pass, a statement of its own, sees it.
+                while try await markDescendants(of: instanceID, on: connection) > 0 {}
+                return .requested(root)
+            }
+        }
+        if case .requested = outcome {
+            wakeUps.notify()
+            notifier.post(.ready)
+            notifier.post(.cancel)
+            cancellations.notify()
+        }
+        return outcome
+    }
+
+    /// Marks the unfinished descendants of `instanceID` not marked yet as cancel-requested; returns how many.
+    private func markDescendants(of instanceID: String, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query(
+            """
+            WITH RECURSIVE tree(id) AS (
+                SELECT \(instanceID)::text
+                UNION
+                SELECT c.instance_id FROM \(unescaped: tables.instances) AS c JOIN tree ON c.parent_instance_id = tree.id
+                WHERE c.status IN ('running', 'compensating')
+            )
+            UPDATE \(unescaped: tables.instances)
+            SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                updated_at = \(unescaped: Self.nowMilliseconds)
+            WHERE instance_id IN (SELECT id FROM tree) AND NOT cancel_requested
+            RETURNING instance_id
+            """,
+            logger: logger
+        )
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+
+    public func retry(_ instanceID: String) async throws -> RetryRequest {
+        let outcome = try await perform("retry an instance") { [self] () -> RetryRequest in
+            try await client.withTransaction(logger: logger) { connection -> RetryRequest in
+                var current: WorkflowInstance?
+                let rows = try await connection.query(
+                    "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID) FOR UPDATE",
+                    logger: logger
+                )
+                for try await row in rows { current = try Self.instance(from: row).instance }
+                guard let instance = current else { return .notFound }
+                guard instance.status == .failed else { return .notFailed(instance) }
+                var step: String?
+                // The failed step: the last outcome recorded, if it is a failed activity (a workflow that
+                // caught a failure and failed later in its own code has none to run again).
+                let last = try await connection.query(
+                    """
+                    SELECT step_id, kind FROM \(unescaped: tables.history)
+                    WHERE instance_id = \(instanceID) AND kind NOT IN ('AttemptFailed', 'CompensationCompleted', 'CompensationFailed')
+                    ORDER BY sequence DESC LIMIT 1
+                    """,
+                    logger: logger
+                )
+                for try await (id, kind) in last.decode((String, String).self) where kind == "ActivityFailed" { step = id }
+                // Its records move to the archive (nothing is deleted); compensation records stay, so
+                // that a retried run that fails again does not run those compensations twice.
+                try await connection.query(
+                    """
+                    WITH moved AS (
+                        DELETE FROM \(unescaped: tables.history)
+                        WHERE instance_id = \(instanceID) AND step_id = \(step) AND kind IN ('ActivityFailed', 'AttemptFailed')
+                        RETURNING *
+                    )
+                    INSERT INTO \(unescaped: tables.archive)
+                        (sequence, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at, run_generation)
+                    SELECT sequence, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at,
+                           \(Int64(instance.runNumber))
+                    FROM moved
+                    """,
+                    logger: logger
+                )
+                let updated = try await connection.query(
+                    """
+                    UPDATE \(unescaped: tables.instances)
+                    SET status = 'running', error = NULL, output = NULL, ready_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                        cancel_requested = false, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
+                    WHERE instance_id = \(instanceID)
+                    RETURNING \(unescaped: Self.instanceColumns)
+                    """,
+                    logger: logger
+                )
+                for try await row in updated { return .retried(try Self.instance(from: row).instance, step: step) }
+                return .notFound
+            }
+        }
+        if case .retried = outcome {
+            wakeUps.notify()
+            notifier.post(.ready)
+        }
+        return outcome
+    }
+
+    @_spi(EddaStores) public func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
+        guard !instanceIDs.isEmpty else { return [] }
+        return try await perform("read cancellation requests") { [self] in
+            var requested: Set<String> = []
+            let rows = try await client.query(
+                "SELECT instance_id FROM \(unescaped: tables.instances) WHERE cancel_requested AND instance_id = ANY(\(instanceIDs))",
+                logger: logger
+            )
+            for try await id in rows.decode(String.self) { requested.insert(id) }
+            return requested
+        }
+    }
+
+    @_spi(EddaStores) public func nextReadyAt(after: Date, workflowNames: [String]) async throws -> Date? {
+        guard !workflowNames.isEmpty else { return nil }
+        return try await perform("find the next deadline") { [self] in
+            let rows = try await client.query(
+                """
+                SELECT ready_at FROM \(unescaped: tables.instances)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at > \(after.millisecondsSince1970)
+                    AND lease_owner IS NULL AND workflow_name = ANY(\(workflowNames))
+                ORDER BY ready_at LIMIT 1
+                """,
+                logger: logger
+            )
+            for try await readyAt in rows.decode(Int64.self) { return Date(storedMilliseconds: readyAt) }
+            return nil
+        }
+    }
+
+    @_spi(EddaStores) public func waitingCount(at now: Date) async throws -> Int {
+        try await perform("count waiting instances") { [self] in
+            let rows = try await client.query(
+                """
+                SELECT count(*) FROM \(unescaped: tables.instances)
+                WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
+                    AND ready_at > \(now.millisecondsSince1970)
+                """,
+                logger: logger
+            )
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
+    @_spi(EddaStores) public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
+        guard let owner = leases.first?.owner else { return [] }
+        let ids = leases.map(\.instanceID)
+        let tokens = leases.map(\.token)
+        let renewed = try await perform("renew leases") { [self] in
+            let rows = try await client.query(
+                """
+                UPDATE \(unescaped: tables.instances) AS w
+                SET lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(duration.wholeMilliseconds)::bigint
+                FROM unnest(\(ids)::text[], \(tokens)::bigint[]) AS held(instance_id, token)
+                WHERE w.instance_id = held.instance_id AND w.lease_token = held.token AND w.lease_owner = \(owner)
+                RETURNING w.instance_id
+                """,
+                logger: logger
+            )
+            var renewed: Set<String> = []
+            for try await id in rows.decode(String.self) { renewed.insert(id) }
+            return renewed
+        }
+        return Set(ids).subtracting(renewed)
+    }
+
+    @_spi(EddaStores) public func release(_ lease: Lease, readyAt: Date?) async throws {
+        try await perform("release a lease") { [self] in
+            let updated = try await client.query(
+                """
+                UPDATE \(unescaped: tables.instances)
+                SET lease_owner = NULL, lease_expires_at = NULL,
+                    -- A cancellation asked for meanwhile is run at once, not at the wait's end.
+                    ready_at = CASE WHEN cancel_requested OR wake_pending THEN NULL ELSE \(readyAt?.millisecondsSince1970)::bigint END,
+                    wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
+                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
+                RETURNING instance_id
+                """,
+                logger: logger
+            )
+            try await Self.expectRow(updated, lease)
+        }
+        wakeUps.notify()
+        notifier.post(.ready)
+    }
+}

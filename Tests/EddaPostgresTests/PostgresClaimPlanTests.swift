@@ -1,0 +1,81 @@
+@_spi(EddaStores) import Edda
+@_spi(EddaStores) @testable import EddaPostgres
+import EddaTestSupport
+import Foundation
+import PostgresNIO
+import Testing
+
+/// What a claim reads: its cost must not grow with the instances other workers hold.
+@Suite("PostgreSQL: claims read no leased row", .enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"), .timeLimit(.minutes(2)))
+struct PostgresClaimPlanTests {
+    @Test func aClaimAmong50000LeasedInstancesReadsOnlyWhatItTakes() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let t = store.tables
+            // 50,000 instances leased by a live worker elsewhere, 3 whose lease lapsed, 3 ready.
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token,
+                            lease_expires_at, created_at, updated_at)
+                        SELECT 'leased-' || n, 'w', 'test', 'running', '[]', 'other', 1,
+                            (extract(epoch from now()) * 1000)::bigint + 3600000, n, n
+                        FROM generate_series(1, 50000) AS n
+                        """
+                )
+            )
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token,
+                            lease_expires_at, created_at, updated_at)
+                        SELECT 'lapsed-' || n, 'w', 'test', 'running', '[]', 'dead', 1, 1000 + n, 60000 + n, 60000 + n
+                        FROM generate_series(1, 3) AS n
+                        UNION ALL
+                        SELECT 'ready-' || n, 'w', 'test', 'running', '[]', NULL, 0, NULL, 70000 + n, 70000 + n
+                        FROM generate_series(1, 3) AS n
+                        """
+                )
+            )
+            try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
+
+            let request = ClaimRequest(lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 10, workflowNames: ["w"])
+            let claim = PostgresStore.claimQuery(request, tables: t)
+            var plan = ""
+            for try await line in try await store.client.query(
+                PostgresQuery(unsafeSQL: "EXPLAIN (ANALYZE, FORMAT JSON) " + claim.sql, binds: claim.binds)
+            ).decode(String.self) {
+                plan += line
+            }
+            let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
+            // Before: the ready index held leased rows, and every claim filtered all 50,000 of them.
+            #expect(read < 100, "a claim read \(read) instance rows; the plan: \(plan)")
+
+            // It took the lapsed and the ready ones, and none of the live leases.
+            let taken = try await store.client.query(
+                PostgresQuery(unsafeSQL: "SELECT instance_id FROM \(t.instances) WHERE lease_owner = 'me' ORDER BY instance_id")
+            )
+            var ids: [String] = []
+            for try await id in taken.decode(String.self) { ids.append(id) }
+            #expect(ids == ["lapsed-1", "lapsed-2", "lapsed-3", "ready-1", "ready-2", "ready-3"])
+        }
+    }
+
+    /// Rows the plan's scans of `relation` read: those they returned and those their filters dropped.
+    static func rowsRead(fromPlan json: String, relation: String) throws -> Int {
+        let root = try JSONSerialization.jsonObject(with: Data(json.utf8))
+        var total = 0
+        func walk(_ node: Any) {
+            if let list = node as? [Any] { list.forEach(walk) }
+            guard let node = node as? [String: Any] else { return }
+            if let plan = node["Plan"] { walk(plan) }
+            if (node["Relation Name"] as? String) == relation, (node["Node Type"] as? String)?.contains("Scan") == true {
+                let loops = node["Actual Loops"] as? Int ?? 1
+                let rows = (node["Actual Rows"] as? Int ?? 0) + (node["Rows Removed by Filter"] as? Int ?? 0)
+                total += rows * loops
+            }
+            (node["Plans"] as? [Any])?.forEach(walk)
+        }
+        walk(root)
+        return total
+    }
+}
