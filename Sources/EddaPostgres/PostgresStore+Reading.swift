@@ -92,6 +92,10 @@ extension PostgresStore {
             binds.append(name)
             conditions.append("workflow_name = \(placeholder())")
         }
+        if let service = query.serviceName {
+            binds.append(service)
+            conditions.append("service_name = \(placeholder())")
+        }
         if !query.excludingWorkflowNames.isEmpty {
             binds.append(query.excludingWorkflowNames.sorted())
             conditions.append("NOT (workflow_name = ANY(\(placeholder())))")

@@ -710,6 +710,10 @@ public final class SQLiteStore: Store {
             conditions.append("workflow_name = ?")
             arguments += [name]
         }
+        if let service = query.serviceName {
+            conditions.append("service_name = ?")
+            arguments += [service]
+        }
         if !query.excludingWorkflowNames.isEmpty {
             conditions.append("workflow_name NOT IN (\(query.excludingWorkflowNames.map { _ in "?" }.joined(separator: ", ")))")
             arguments += StatementArguments(query.excludingWorkflowNames.sorted())

@@ -84,6 +84,45 @@ struct PostgresWorkerTests {
         try await PostgresTestDatabase.withStore(schema: schema) { _ in }
     }
 
+    @Test func twoServicesShareOneSchemaAndEachJudgesOnlyItsOwnInstances() async throws {
+        let schema = PostgresTestDatabase.freshSchema()
+        let charge = Workflow("charge") { (ctx, amount: Int) -> Int in
+            let go = try await ctx.waitForEvent(type: "charge.go", as: Int.self)
+            return amount + go.data
+        }
+        let ship = Workflow("ship") { (ctx, parcel: String) -> String in "shipped \(parcel)" }
+        func app(_ service: String, _ workerID: String) throws -> (EddaApp, PostgresStore) {
+            var configuration = EddaApp.Configuration.testing
+            configuration.workerID = workerID
+            let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+            return (EddaApp(store: store, serviceName: service, configuration: configuration, logger: PostgresTestDatabase.quiet), store)
+        }
+        let (billing, billingStore) = try app("billing", "billing-1")
+        try billing.register(charge)
+        let (shipping, shippingStore) = try app("shipping", "shipping-1")
+        try shipping.register(ship)
+
+        let (charged, shipped) = try await billing.run { billing in
+            try await billingStore.ready()
+            // Running (waiting for its event) when the shipping service's worker starts.
+            let handle = try await billing.start(charge, 40, instanceID: "charge-1")
+            return try await shipping.run { shipping in
+                try await shippingStore.ready()
+                let shipped = try await shipping.start(ship, "box").result()
+                // The other service's instance is not this worker's to judge: its result is awaited
+                // like any instance running elsewhere, not refused as unresumable.
+                let awaited = Task { try await shipping.handle(for: charge, instanceID: handle.instanceID).result() }
+                try await shipping.sendEvent(try CloudEvent(type: "charge.go", source: "/test", json: 2), to: handle.instanceID)
+                return (try await awaited.value, shipped)
+            }
+        }
+        #expect(charged == 42)
+        #expect(shipped == "shipped box")
+        #expect(shipping.unresumableWorkflows.isEmpty, "shipping judged billing's instances: \(shipping.unresumableWorkflows)")
+        #expect(billing.unresumableWorkflows.isEmpty)
+        try await PostgresTestDatabase.withStore(schema: schema) { _ in }
+    }
+
     @Test func anExpiredLeaseMovesOnAndItsHolderCanWriteNothing() async throws {
         try await PostgresTestDatabase.withStore { store in
             _ = try await store.createInstance(

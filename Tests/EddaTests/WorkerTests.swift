@@ -337,9 +337,9 @@ extension WorkerTests {
         try await store.seedInstance("old", workflowName: "late", input: try JSONPayload.encode([41]))
         let app = EddaApp(store: store, serviceName: "test", configuration: .testing, logger: .quiet)
         let result = try await app.run { app in
-            try await waitUntil { app.unresumableInstances["old"] != nil }
+            try await waitUntil { app.unresumableWorkflows["late"] == 1 }
             try app.register(late)
-            #expect(app.unresumableInstances["old"] == nil)
+            #expect(app.unresumableWorkflows["late"] == nil)
             return try await app.handle(for: late, instanceID: "old").result()
         }
         #expect(result == 42)

@@ -64,9 +64,10 @@ extension EddaApp {
         try await client.instances(matching: query)
     }
 
-    /// Instances left running that this app's worker does not claim: ``EddaClient/unresumableInstances``.
-    public var unresumableInstances: [String: EngineError] {
-        client.unresumableInstances
+    /// Workflows this service started instances of that this app's worker does not claim:
+    /// ``EddaClient/unresumableWorkflows``.
+    public var unresumableWorkflows: [String: Int] {
+        client.unresumableWorkflows
     }
 
     /// The names of the registered workflows.

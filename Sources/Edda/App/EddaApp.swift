@@ -66,7 +66,7 @@ public final class EddaApp: Service, Sendable {
     /// Registers a workflow so the app's worker claims and resumes its instances.
     ///
     /// Register every workflow before ``run()``: a worker claims only instances of registered
-    /// workflows, and reports the others (``unresumableInstances``) without touching them.
+    /// workflows, and reports the others (``unresumableWorkflows``, this service's only) without touching them.
     /// ``start(_:_:instanceID:)`` registers the workflow it starts. Registering the same workflow
     /// value again does nothing.
     ///

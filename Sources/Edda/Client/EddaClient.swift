@@ -326,9 +326,14 @@ public final class EddaClient: Sendable {
         try await store.instances(matching: query)
     }
 
-    /// Instances left running that the app's worker does not claim, with the reason (their
-    /// workflow is not registered), as found when the worker started. They stay in the store untouched.
-    public var unresumableInstances: [String: EngineError] {
+    /// Workflows this service started instances of that the app's worker does not claim (they are
+    /// not registered here), with how many were left running when the worker started. They stay
+    /// in the store untouched; registering the workflow resumes them, and drops it from here.
+    ///
+    /// Only this service's instances (``WorkflowInstance/serviceName``) are counted: another
+    /// service sharing the database runs its own. `result()` of such an instance waits, as for
+    /// any instance running elsewhere.
+    public var unresumableWorkflows: [String: Int] {
         outcomes.unresumable(registry: registry)
     }
 
@@ -359,9 +364,6 @@ public final class EddaClient: Sendable {
                 }
                 if instance.status == .cancelled {
                     return .cancelled(instance.error ?? ErrorRecord(WorkflowCancelledError(instanceID: instanceID)))
-                }
-                if let problem = outcomes.unresumable(instanceID, registry: registry) {
-                    throw problem
                 }
                 guard registered else {
                     throw EngineError(.stopped, "The app has stopped; instance \(instanceID) resumes on the next claim.", instanceID: instanceID)

@@ -26,8 +26,8 @@ final class LocalOutcomes: Sendable {
     private struct State: Sendable {
         var waiters: [String: [UUID: AsyncStream<Message>.Continuation]] = [:]
         var stopped = false
-        /// Instances of unregistered workflows found at start, by ID: their workflow's name and the error.
-        var unresumable: [String: (workflowName: String, error: EngineError)] = [:]
+        /// How many of this service's instances of each unregistered workflow were found at start.
+        var unresumable: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -83,30 +83,13 @@ final class LocalOutcomes: Sendable {
         }
     }
 
-    /// Marks an instance this worker will not claim (its workflow is not registered), and tells its waiters.
-    func markUnresumable(_ instance: WorkflowInstance, registry: WorkflowRegistry) {
-        let error = EngineError(
-            .unknownWorkflow,
-            "Instance \(instance.instanceID) belongs to workflow '\(instance.workflowName)', which this app has not "
-                + "registered, so its worker does not claim it. The instance was kept as it is; register the workflow "
-                + "(app.register(…)) to resume it.",
-            instanceID: instance.instanceID
-        )
-        guard registry.registration(named: instance.workflowName) == nil else { return }
-        state.withLock { $0.unresumable[instance.instanceID] = (instance.workflowName, error) }
-        publish(instance.instanceID, .failure(error))
+    /// Notes how many instances of each unregistered workflow the worker found at start.
+    func noteUnresumable(_ counts: [String: Int]) {
+        state.withLock { $0.unresumable.merge(counts, uniquingKeysWith: +) }
     }
 
-    /// The unresumable instances whose workflow is still not registered.
-    func unresumable(registry: WorkflowRegistry) -> [String: EngineError] {
-        state.withLock { $0.unresumable }.filter { registry.registration(named: $0.value.workflowName) == nil }.mapValues(\.error)
-    }
-
-    /// Why `instanceID` will not be resumed here, if it will not.
-    func unresumable(_ instanceID: String, registry: WorkflowRegistry) -> EngineError? {
-        guard let entry = state.withLock({ $0.unresumable[instanceID] }), registry.registration(named: entry.workflowName) == nil else {
-            return nil
-        }
-        return entry.error
+    /// Those counts, for the workflows still not registered.
+    func unresumable(registry: WorkflowRegistry) -> [String: Int] {
+        state.withLock { $0.unresumable }.filter { registry.registration(named: $0.key) == nil }
     }
 }

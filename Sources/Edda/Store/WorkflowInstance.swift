@@ -99,6 +99,9 @@ public struct WorkflowInstance: Sendable {
 public struct InstanceQuery: Sendable {
     public var status: InstanceStatus?
     public var workflowName: String?
+    /// Only instances started by this service (``WorkflowInstance/serviceName``): several services
+    /// may share one database.
+    public var serviceName: String?
     /// Leaves out instances of these workflows: `excludingWorkflowNames: registered` lists the
     /// instances a deployment cannot run.
     public var excludingWorkflowNames: Set<String>
@@ -126,11 +129,12 @@ public struct InstanceQuery: Sendable {
     public var createdBefore: Date?
 
     public init(
-        status: InstanceStatus? = nil, workflowName: String? = nil, excludingWorkflowNames: Set<String> = [],
+        status: InstanceStatus? = nil, workflowName: String? = nil, serviceName: String? = nil, excludingWorkflowNames: Set<String> = [],
         limit: Int = 100, after: InstanceCursor? = nil, createdFrom: Date? = nil, createdBefore: Date? = nil
     ) {
         self.status = status
         self.workflowName = workflowName
+        self.serviceName = serviceName
         self.excludingWorkflowNames = excludingWorkflowNames
         self.limit = limit
         self.after = after

@@ -2,40 +2,40 @@ import Logging
 
 /// Instances this worker will not claim because their workflow is not registered here.
 extension Worker {
-    /// Logs, once at start, the instances left running whose workflow this app has not registered:
-    /// this worker never claims them.
+    /// Logs, once at start, how many instances this service started are left running by workflows
+    /// this app has not registered: this worker never claims them.
+    ///
+    /// Only this service's instances are judged: several services may share one database, each
+    /// running its own workflows, and an instance another service started is that service's
+    /// business. What is kept is a count per workflow name, never a list of instances.
     func reportUnresumable() async {
         let registered = Set(registry.names)
         var unresumable: [String: Int] = [:]
-        defer {
-            // One line for all of them: a deployment missing a workflow may leave thousands.
-            if !unresumable.isEmpty {
-                logger.warning(
-                    "instances left running by workflows this app has not registered; this worker does not claim them",
-                    metadata: ["edda.workflows": "\(unresumable.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", "))"]
-                )
-            }
-        }
         do {
             for status in [InstanceStatus.running, .compensating] {
                 var cursor: InstanceCursor?
                 repeat {
                     let page = try await store.instances(
-                        matching: InstanceQuery(status: status, excludingWorkflowNames: registered, limit: 500, after: cursor)
-                    )
-                    for instance in page.instances {
-                        logger.debug(
-                            "instance left running by a workflow this app has not registered",
-                            metadata: ["edda.instance.id": "\(instance.instanceID)", "edda.workflow.name": "\(instance.workflowName)"]
+                        matching: InstanceQuery(
+                            status: status, serviceName: serviceName, excludingWorkflowNames: registered, limit: 500, after: cursor
                         )
-                        outcomes.markUnresumable(instance, registry: registry)
-                        unresumable[instance.workflowName, default: 0] += 1
-                    }
+                    )
+                    for instance in page.instances { unresumable[instance.workflowName, default: 0] += 1 }
                     cursor = page.nextCursor
                 } while cursor != nil
             }
         } catch {
             logger.warning("cannot list instances of unregistered workflows", metadata: ["edda.error": "\(error)"])
         }
+        guard !unresumable.isEmpty else { return }
+        outcomes.noteUnresumable(unresumable)
+        // One line for all of them: a deployment missing a workflow may leave thousands.
+        logger.warning(
+            "instances this service started are left running by workflows this app has not registered; this worker does not claim them",
+            metadata: [
+                "edda.service": "\(serviceName)",
+                "edda.workflows": "\(unresumable.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", "))",
+            ]
+        )
     }
 }
