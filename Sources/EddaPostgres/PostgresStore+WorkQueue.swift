@@ -213,7 +213,7 @@ extension PostgresStore {
         guard !instanceIDs.isEmpty else { return [] }
         return try await perform("read cancellation requests") { [self] in
             var requested: Set<String> = []
-            let rows = try await client.query(
+            let rows = try await lifeline.query(
                 "SELECT instance_id FROM \(unescaped: tables.instances) WHERE cancel_requested AND instance_id = ANY(\(instanceIDs))",
                 logger: logger
             )
@@ -258,8 +258,10 @@ extension PostgresStore {
         guard let owner = leases.first?.owner else { return [] }
         let ids = leases.map(\.instanceID)
         let tokens = leases.map(\.token)
-        let renewed = try await perform("renew leases") { [self] in
-            let rows = try await client.query(
+        // On the lifeline, and given up while the leases still hold: a renewal that cannot be made
+        // in time is tried again on the worker's next beat, before the lapse check stops any run.
+        let renewed = try await perform("renew leases", timeout: min(configuration.queryTimeout, duration / 3)) { [self] in
+            let rows = try await lifeline.query(
                 """
                 UPDATE \(unescaped: tables.instances) AS w
                 SET lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(duration.wholeMilliseconds)::bigint

@@ -32,6 +32,11 @@ import Synchronization
 public final class PostgresStore: Store, Service {
     /// The connection pool. Run by ``run()``.
     public let client: PostgresClient
+    /// A pool of one connection of its own for a worker's lifeline — lease renewals and the
+    /// cancellation requests read with them — so that they never queue behind step traffic
+    /// (transactional steps hold a pooled connection for their whole body). Connects on first use:
+    /// a store without a worker (the CLI, the viewer) never opens it.
+    let lifeline: PostgresClient
     public let configuration: Configuration
     @_spi(EddaStores) public let wakeUps = WakeUpSignal()
     @_spi(EddaStores) public let outcomes = OutcomeSignal()
@@ -66,6 +71,10 @@ public final class PostgresStore: Store, Service {
         self.tables = try Tables(schema: configuration.schema)
         self.watchdog = QueryWatchdog(timeout: configuration.queryTimeout)
         self.client = PostgresClient(configuration: configuration.client, backgroundLogger: logger)
+        var lifeline = configuration.client
+        lifeline.options.minimumConnections = 0
+        lifeline.options.maximumConnections = 1
+        self.lifeline = PostgresClient(configuration: lifeline, backgroundLogger: logger)
     }
 
     /// Creates a store from a `postgres://user:password@host:port/database?schema=name` URL.
@@ -88,8 +97,11 @@ public final class PostgresStore: Store, Service {
                 await cancelWhenGracefulShutdown { await self.client.run() }
             }
             group.addTask {
+                await cancelWhenGracefulShutdown { await self.lifeline.run() }
+            }
+            group.addTask {
                 await cancelWhenGracefulShutdown {
-                    await self.watchdog.watch(every: min(self.configuration.queryTimeout / 4, .seconds(1)))
+                    await self.watchdog.watch(every: min(self.configuration.queryTimeout / 4, .milliseconds(250)))
                 }
             }
             do {
@@ -475,10 +487,12 @@ public final class PostgresStore: Store, Service {
     }
 
     /// Runs a database operation once the store is ready, wrapping driver errors in ``StoreError``.
-    func perform<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func perform<T: Sendable>(
+        _ what: String, timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         try await readiness.wait(logger: logger)
         do {
-            return try await watchdog.run(what, body)
+            return try await watchdog.run(what, timeout: timeout, body)
         } catch let error as StoreError {
             throw error
         } catch let misuse as ChannelModeError {

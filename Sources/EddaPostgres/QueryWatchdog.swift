@@ -14,6 +14,7 @@ import Synchronization
 final class QueryWatchdog: Sendable {
     private struct Waiter {
         let deadline: ContinuousClock.Instant
+        let timeout: Duration
         let what: String
         let fail: @Sendable (any Error) -> Void
     }
@@ -26,8 +27,12 @@ final class QueryWatchdog: Sendable {
         self.timeout = timeout
     }
 
-    /// Runs `operation`, failing with a `StoreError` if it has not answered within the timeout.
-    func run<T: Sendable>(_ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Runs `operation`, failing with a `StoreError` if it has not answered within the timeout
+    /// (`timeout`, when given, instead of the store's: a lease renewal must fail while the lease holds).
+    func run<T: Sendable>(
+        _ what: String, timeout: Duration? = nil, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let timeout = timeout ?? self.timeout
         let id = nextID.add(1, ordering: .relaxed).newValue
         let gate = Gate<T>()
         let work = Task {
@@ -41,7 +46,7 @@ final class QueryWatchdog: Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 gate.arm(continuation)
                 waiters.withLock {
-                    $0[id] = Waiter(deadline: .now + timeout, what: what) { error in
+                    $0[id] = Waiter(deadline: .now + timeout, timeout: timeout, what: what) { error in
                         if gate.resume(with: .failure(error)) { work.cancel() }
                     }
                 }
@@ -66,7 +71,7 @@ final class QueryWatchdog: Sendable {
                 waiter.fail(
                     StoreError(
                         .database,
-                        "PostgreSQL did not answer '\(waiter.what)' within \(timeout); the connection is taken as lost and the operation is retried.",
+                        "PostgreSQL did not answer '\(waiter.what)' within \(waiter.timeout); the connection is taken as lost and the operation is retried.",
                         cause: QueryTimedOut()
                     )
                 )

@@ -123,6 +123,43 @@ struct PostgresWorkerTests {
         try await PostgresTestDatabase.withStore(schema: schema) { _ in }
     }
 
+    /// Whole-body transactional steps hold a pooled connection for their whole body: six of them on
+    /// a pool of four (one of which listens) used to starve the renewals queued behind them, and the
+    /// worker lost its own leases and ran the steps again.
+    @Test func renewalsNeverQueueBehindStepsHoldingThePool() async throws {
+        let schema = PostgresTestDatabase.freshSchema()
+        let runs = Mutex<[String: Int]>([:])
+        let hold = Activity("hold", transaction: .wholeBody) { (ctx) -> Int in
+            runs.withLock { $0[ctx.instanceID, default: 0] += 1 }
+            try await Task.sleep(for: .milliseconds(1_500))
+            return 1
+        }
+        let workflow = Workflow("holding") { (ctx) -> Int in try await hold(ctx) }
+        var configuration = EddaApp.Configuration.testing
+        configuration.leaseDuration = .seconds(1)
+        configuration.leaseRenewalInterval = .milliseconds(250)
+        let store = try PostgresStore(
+            configuration: PostgresTestDatabase.configuration(schema: schema, maximumConnections: 4), logger: PostgresTestDatabase.quiet
+        )
+        let results = try await withTestApp(store: store, configuration: configuration) { app in
+            var handles: [WorkflowHandle<Int>] = []
+            for n in 0..<6 { handles.append(try await app.start(workflow, instanceID: "hold-\(n)")) }
+            var results: [Int] = []
+            for handle in handles { results.append(try await handle.result()) }
+            return results
+        }
+        #expect(results == Array(repeating: 1, count: 6))
+        #expect(runs.withLock { $0 }.values.sorted() == Array(repeating: 1, count: 6), "a step ran again: \(runs.withLock { $0 })")
+        try await PostgresTestDatabase.withStore(schema: schema) { store in
+            let rows = try await store.client.query(
+                PostgresQuery(unsafeSQL: "SELECT instance_id, lease_token::bigint FROM \"\(schema)\".workflow_instances ORDER BY instance_id")
+            )
+            var tokens: [String: Int64] = [:]
+            for try await (id, token) in rows.decode((String, Int64).self) { tokens[id] = token }
+            #expect(tokens.values.allSatisfy { $0 == 1 }, "an instance was claimed again after its lease lapsed: \(tokens)")
+        }
+    }
+
     @Test func anExpiredLeaseMovesOnAndItsHolderCanWriteNothing() async throws {
         try await PostgresTestDatabase.withStore { store in
             _ = try await store.createInstance(

@@ -12,26 +12,40 @@ extension Worker {
             await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
             let (leases, phase) = state.withLock { state in (state.leases.leases, state.machine.phase) }
             if phase == .stopped { return }
-            if let metrics = observer.metrics, let waiting = try? await store.waitingCount(at: Date()) {
-                metrics.waiting.record(waiting)
-            }
-            guard !leases.isEmpty else { continue }
-            let sentAt = ContinuousClock.now
-            do {
-                let lost = try await store.renew(leases, for: configuration.leaseDuration)
-                let (renewed, lostRuns) = state.withLock { $0.leases.renewed(leases, lost: lost, sentAt: sentAt) }
-                for (run, validUntil) in renewed { run.withMachine { $0.leaseRenewed(validUntil: validUntil) } }
-                if !lost.isEmpty {
-                    logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
-                }
-                for run in lostRuns { run.stop(.leaseLost) }
-                // Cancellations asked for from elsewhere (another process, the CLI) reach runs here.
-                let held = leases.map(\.instanceID).filter { !lost.contains($0) }
-                for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
-            } catch {
-                logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
-            }
+            await renew(leases)
             stopRunsWhoseLeasesLapse()
+        }
+    }
+
+    /// Records the `edda_instances_waiting` gauge every renewal interval, in a loop of its own: its
+    /// query shares the store's pool with steps, and must never hold up a renewal.
+    func waitingGaugeLoop() async {
+        guard let metrics = observer.metrics else { return }
+        while !Task.isCancelled {
+            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
+            if state.withLock({ $0.machine.phase }) == .stopped { return }
+            if let waiting = try? await store.waitingCount(at: Date()) { metrics.waiting.record(waiting) }
+        }
+    }
+
+    /// Renews `leases` in one round trip, stops the runs whose lease was lost, and hears the
+    /// cancellations asked for from elsewhere.
+    private func renew(_ leases: [Lease]) async {
+        guard !leases.isEmpty else { return }
+        let sentAt = ContinuousClock.now
+        do {
+            let lost = try await store.renew(leases, for: configuration.leaseDuration)
+            let (renewed, lostRuns) = state.withLock { $0.leases.renewed(leases, lost: lost, sentAt: sentAt) }
+            for (run, validUntil) in renewed { run.withMachine { $0.leaseRenewed(validUntil: validUntil) } }
+            if !lost.isEmpty {
+                logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
+            }
+            for run in lostRuns { run.stop(.leaseLost) }
+            // Cancellations asked for from elsewhere (another process, the CLI) reach runs here.
+            let held = leases.map(\.instanceID).filter { !lost.contains($0) }
+            for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
+        } catch {
+            logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
         }
     }
 

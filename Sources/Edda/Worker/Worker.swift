@@ -86,6 +86,7 @@ final class Worker: Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.claimLoop() }
                 group.addTask { await self.renewLoop() }
+                group.addTask { await self.waitingGaugeLoop() }
                 group.addTask { await self.lapseLoop() }
                 group.addTask { await self.cancellationLoop() }
                 for await job in jobs {
