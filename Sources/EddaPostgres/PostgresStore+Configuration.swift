@@ -33,6 +33,22 @@ extension PostgresStore {
         /// it well above your slowest statement. Defaults to 30 s.
         public var queryTimeout: Duration = .seconds(30)
 
+        /// How long one attempt of a ``Edda/TransactionMode/wholeBody`` activity may run inside its
+        /// transaction. Past it, the store closes the attempt's connection — the server rolls the
+        /// transaction back and frees its locks, so the instance is not pinned — and fails the attempt
+        /// with ``WholeBodyTimeoutError``, retried by the activity's policy. Defaults to 60 s.
+        ///
+        /// The server also ends an Edda session left idle inside a transaction for longer than this
+        /// plus 10 s (`idle_in_transaction_session_timeout`): a worker paused or cut off in the middle
+        /// of a step does not hold its locks past its lease for ever.
+        public var wholeBodyTimeout: Duration = .seconds(60)
+
+        /// The longest one statement on an Edda connection may run before the server cancels it
+        /// (`statement_timeout`): the store's own statements, and the queries of `ctx.transaction`
+        /// bodies and whole-body activities. `nil` leaves the server's setting. Defaults to the
+        /// ``queryTimeout`` the store waits for an answer, 30 s. Migrations are not bounded.
+        public var statementTimeout: Duration? = .seconds(30)
+
         /// Whether ``PostgresStore/run()`` brings the schema up to date. Defaults to `true`. Tools
         /// that only look (the `edda` CLI) set it to `false`: then `run()` creates and changes
         /// nothing, and fails with ``Edda/StoreError/Code-swift.struct/migrationFailed`` when the
@@ -115,6 +131,19 @@ extension PostgresStore {
             let user = credentials.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
             let hidden = credentials.contains(":") ? "\(user):***" : user
             return String(url[..<scheme.upperBound]) + hidden + String(rest[at...])
+        }
+
+        /// The client configuration with Edda's session settings (statement and idle-in-transaction
+        /// timeouts) sent at connection start, unless already set there.
+        var clientWithSessionSettings: PostgresClient.Configuration {
+            var client = self.client
+            func set(_ name: String, _ value: Duration?) {
+                guard let value, !client.options.additionalStartupParameters.contains(where: { $0.0 == name }) else { return }
+                client.options.additionalStartupParameters.append((name, "\(value.wholeMilliseconds)"))
+            }
+            set("statement_timeout", statementTimeout)
+            set("idle_in_transaction_session_timeout", wholeBodyTimeout + .seconds(10))
+            return client
         }
     }
 }

@@ -284,6 +284,9 @@ extension PostgresStore {
         do {
             try await client.withTransaction(logger: logger) { connection in
                 // One migrator at a time, across every process on the database.
+                // Waiting for another migrator, or building an index on a large table, may take longer
+                // than Edda's statement timeout.
+                try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: logger)
                 try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(t.schema)"), logger: logger)
                 try await connection.query(

@@ -15,10 +15,22 @@ extension PostgresStore {
 
     @_spi(EddaStores) public func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
-        attempt: @Sendable () async throws -> (HistoryEvent, Result)
+        attempt: @escaping @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result {
-        try await inStepTransaction(transaction, lease: lease) { connection in
-            try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger), then: attempt)
+        let timeout = configuration.wholeBodyTimeout
+        return try await inStepTransaction(transaction, lease: lease) { [logger] connection in
+            do {
+                // In a task of its own, given up after the timeout: a body that hangs (a call that
+                // never answers) must not hold the transaction, its locks and the instance for ever.
+                return try await watchdog.run("run a whole-body activity", timeout: timeout) {
+                    try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger), then: attempt)
+                }
+            } catch where QueryTimedOut.caused(error) {
+                // The body may still hold the connection: close it, so that the server rolls the
+                // transaction back and nothing the body does later reaches the database.
+                try? await connection.close()
+                throw transaction.refuse(WholeBodyTimeoutError(timeout: timeout))
+            }
         }
     }
 
@@ -57,7 +69,9 @@ extension PostgresStore {
                     wroteEvents = !events.isEmpty
                     return result
                 } catch {
-                    if QueryTimedOut.caused(error) {
+                    if connection.isClosed {
+                        // Closed on purpose (an abandoned whole-body attempt) or lost: the server rolled back.
+                    } else if QueryTimedOut.caused(error) {
                         // A statement went unanswered: the connection may be lost, or stalled mid-transaction.
                         // Close it rather than hand it back to the pool with a transaction open.
                         try? await connection.close()
@@ -158,4 +172,19 @@ extension PostgresStore {
         encoder.dateEncodingStrategy = .secondsSince1970
         return encoder
     }()
+}
+
+/// A ``Edda/TransactionMode/wholeBody`` activity ran longer than
+/// ``PostgresStore/Configuration-swift.struct/wholeBodyTimeout``: its transaction was rolled back and
+/// its connection closed. The attempt failed, and is retried by the activity's policy.
+public struct WholeBodyTimeoutError: EddaError {
+    /// The limit it ran past.
+    public var timeout: Duration
+    public var cause: (any Error)? { nil }
+
+    public var message: String {
+        "A whole-body transactional activity ran longer than wholeBodyTimeout (\(timeout)); its transaction was rolled back "
+            + "and its connection closed, and the attempt is retried by the activity's policy. If it needs longer, raise "
+            + "PostgresStore.Configuration.wholeBodyTimeout; if it waits on the network, move that wait out of the transaction."
+    }
 }

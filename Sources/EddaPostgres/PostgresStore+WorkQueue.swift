@@ -260,7 +260,7 @@ extension PostgresStore {
         let tokens = leases.map(\.token)
         // On the lifeline, and given up while the leases still hold: a renewal that cannot be made
         // in time is tried again on the worker's next beat, before the lapse check stops any run.
-        let renewed = try await perform("renew leases", timeout: min(configuration.queryTimeout, duration / 3)) { [self] in
+        let renewed = try await perform("renew leases", timeout: min(configuration.queryTimeout, duration / 2)) { [self] in
             let rows = try await lifeline.query(
                 """
                 UPDATE \(unescaped: tables.instances) AS w

@@ -70,8 +70,9 @@ public final class PostgresStore: Store, Service {
         self.logger = logger
         self.tables = try Tables(schema: configuration.schema)
         self.watchdog = QueryWatchdog(timeout: configuration.queryTimeout)
-        self.client = PostgresClient(configuration: configuration.client, backgroundLogger: logger)
-        var lifeline = configuration.client
+        let client = configuration.clientWithSessionSettings
+        self.client = PostgresClient(configuration: client, backgroundLogger: logger)
+        var lifeline = client
         lifeline.options.minimumConnections = 0
         lifeline.options.maximumConnections = 1
         self.lifeline = PostgresClient(configuration: lifeline, backgroundLogger: logger)

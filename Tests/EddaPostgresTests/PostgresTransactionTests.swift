@@ -15,9 +15,14 @@ struct PostgresTransactionTests {
     struct Flaky: Error {}
 
     /// Runs `body` with an app on a fresh schema that has an `orders (id, note)` table; drops it after.
-    func withOrders<T: Sendable>(_ body: @escaping @Sendable (EddaApp, PostgresStore, _ orders: String) async throws -> T) async throws -> T {
+    func withOrders<T: Sendable>(
+        configuring configure: (inout PostgresStore.Configuration) -> Void = { _ in },
+        _ body: @escaping @Sendable (EddaApp, PostgresStore, _ orders: String) async throws -> T
+    ) async throws -> T {
         let schema = "edda_test_\(UUID().uuidString.prefix(8).lowercased())"
-        let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        var configuration = try PostgresTestDatabase.configuration(schema: schema)
+        configure(&configuration)
+        let store = try PostgresStore(configuration: configuration, logger: PostgresTestDatabase.quiet)
         let orders = "\"\(schema)\".orders"
         do {
             let result = try await withTestApp(store: store) { app in
@@ -110,6 +115,39 @@ struct PostgresTransactionTests {
             #expect(try await store.outboxEvents(status: nil, limit: 10).map(\.event.id) == ["evt-2"])
             #expect(try await store.outboxEvents(status: nil, limit: 10).first?.event.extensions == ["tenant": "acme"], "extensions are kept")
             #expect(try await app.history(of: "w").map(\.kind) == [.attemptFailed, .activityCompleted])
+        }
+    }
+
+    /// A whole-body activity that hangs (a call that never answers, deaf to cancellation) must not
+    /// hold its transaction, its locks and its instance for ever.
+    @Test func aWholeBodyAttemptThatHangsIsAbandonedRolledBackAndRetried() async throws {
+        try await withOrders(configuring: { $0.wholeBodyTimeout = .milliseconds(500) }) { (app: EddaApp, store: PostgresStore, orders: String) async throws in
+            let hang = Activity("hang", transaction: .wholeBody) { (ctx, id: String) -> Int in
+                try await ctx.connection.query("INSERT INTO \(unescaped: orders) (id, note) VALUES (\(id + "-\(ctx.attempt)"), \("attempt \(ctx.attempt)"))", logger: ctx.logger)
+                if ctx.attempt == 1 {
+                    await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }   // never answers
+                }
+                return ctx.attempt
+            }
+            let workflow = Workflow("hanging") { (ctx, id: String) -> Int in try await hang(ctx, id) }
+            #expect(try await app.start(workflow, "h", instanceID: "hung").result() == 2)
+            #expect(try await notes(store, orders) == ["attempt 2"], "the hung attempt's insert was rolled back")
+            let failed = try await app.history(of: "hung").filter { $0.kind == .attemptFailed }
+            #expect(failed.count == 1)
+            #expect(failed.first?.error?.type.contains("WholeBodyTimeoutError") == true, "\(String(describing: failed.first?.error))")
+        }
+    }
+
+    @Test func eddasSessionsCarryAStatementAndAnIdleInTransactionTimeout() async throws {
+        try await withOrders(configuring: { $0.wholeBodyTimeout = .seconds(20); $0.statementTimeout = .seconds(7) }) {
+            (_: EddaApp, store: PostgresStore, _: String) async throws in
+            var settings: [String] = []
+            for name in ["statement_timeout", "idle_in_transaction_session_timeout"] {
+                for try await value in try await store.client.query(PostgresQuery(unsafeSQL: "SHOW \(name)")).decode(String.self) {
+                    settings.append(value)
+                }
+            }
+            #expect(settings == ["7s", "30s"], "the server ends a session idle in a transaction 10 s past the whole-body limit")
         }
     }
 

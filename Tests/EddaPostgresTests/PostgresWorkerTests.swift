@@ -125,18 +125,20 @@ struct PostgresWorkerTests {
 
     /// Whole-body transactional steps hold a pooled connection for their whole body: six of them on
     /// a pool of four (one of which listens) used to starve the renewals queued behind them, and the
-    /// worker lost its own leases and ran the steps again.
+    /// worker lost its own leases and claimed its own instances again.
     @Test func renewalsNeverQueueBehindStepsHoldingThePool() async throws {
         let schema = PostgresTestDatabase.freshSchema()
         let runs = Mutex<[String: Int]>([:])
         let hold = Activity("hold", transaction: .wholeBody) { (ctx) -> Int in
             runs.withLock { $0[ctx.instanceID, default: 0] += 1 }
-            try await Task.sleep(for: .milliseconds(1_500))
+            try await Task.sleep(for: .milliseconds(2_500))
             return 1
         }
         let workflow = Workflow("holding") { (ctx) -> Int in try await hold(ctx) }
         var configuration = EddaApp.Configuration.testing
-        configuration.leaseDuration = .seconds(1)
+        // Margins wide enough for a loaded CI machine: a 2 s lease, renewed every 250 ms, against
+        // steps that hold their connections for 2.5 s.
+        configuration.leaseDuration = .seconds(2)
         configuration.leaseRenewalInterval = .milliseconds(250)
         let store = try PostgresStore(
             configuration: PostgresTestDatabase.configuration(schema: schema, maximumConnections: 4), logger: PostgresTestDatabase.quiet

@@ -21,7 +21,7 @@ struct StepExecutor: Sendable {
     var kinds: Kinds = .activity
     var transactionMode: TransactionMode = .atCommit
 
-    func run<Output: Codable & Sendable>(_ body: @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
+    func run<Output: Codable & Sendable>(_ body: @escaping @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
         do {
             return try await runAttempts(body)
         } catch let failure as StepRecordingFailure {
@@ -29,7 +29,7 @@ struct StepExecutor: Sendable {
         }
     }
 
-    private func runAttempts<Output: Codable & Sendable>(_ body: @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
+    private func runAttempts<Output: Codable & Sendable>(_ body: @escaping @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
         let clock = context.environment.clock
         let prior = reservation.priorAttempts
         let firstAttemptAt = prior?.firstAttemptAt ?? clock.now()
@@ -168,7 +168,7 @@ struct StepExecutor: Sendable {
     /// A ``TransactionMode/wholeBody`` attempt: the store opens the step's transaction, the body runs
     /// inside it, and its record commits with it.
     private func runWholeBody<Output: Codable & Sendable>(
-        _ body: @Sendable (ActivityContext) async throws -> Output, _ activityContext: ActivityContext,
+        _ body: @escaping @Sendable (ActivityContext) async throws -> Output, _ activityContext: ActivityContext,
         attempt: Int, errors: [ErrorRecord], firstAttemptAt: Date
     ) async throws -> Output {
         let transaction = activityContext.stepTransaction

@@ -43,12 +43,15 @@ public protocol WorkflowStore: InstanceReader {
     /// Open a transaction, check the fence (and hold it: a claim of the instance must wait for this
     /// transaction or make it fail), call ``StepTransaction/run(session:savepoint:then:)`` with the
     /// connection and `attempt`, insert ``StepTransaction/outboxEvents`` and the returned record, and
-    /// commit. If `attempt` throws, roll back and rethrow. A store that cannot hold a transaction
+    /// commit. If `attempt` throws, roll back and rethrow. A store may bound how long `attempt` runs
+    /// (it cannot be stopped, only abandoned): past that, close the connection — so that the
+    /// transaction rolls back and nothing the abandoned body still holds can reach the database —
+    /// and fail the attempt through ``StepTransaction/refuse(_:)``. A store that cannot hold a transaction
     /// across async work fails the step: throw ``StepTransaction/refuse(_:)`` with a
     /// ``TerminalError`` (the default implementation does).
     @_spi(EddaStores) func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
-        attempt: @Sendable () async throws -> (HistoryEvent, Result)
+        attempt: @escaping @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result
 
     /// Starts a new run of the leased instance with `input` (continue-as-new), in one transaction:
@@ -85,7 +88,7 @@ extension WorkflowStore {
     /// Refuses: this store runs no activity body inside its transaction.
     @_spi(EddaStores) public func appendRunningAttempt<Result: Sendable>(
         _ transaction: StepTransaction, lease: Lease,
-        attempt: @Sendable () async throws -> (HistoryEvent, Result)
+        attempt: @escaping @Sendable () async throws -> (HistoryEvent, Result)
     ) async throws -> Result {
         throw transaction.refuse(
             TerminalError(

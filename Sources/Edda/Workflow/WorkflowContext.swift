@@ -229,7 +229,7 @@ public final class WorkflowContext: Sendable {
         _ reservation: ReplayState.Reservation,
         retryPolicy: RetryPolicy?,
         transactionMode: TransactionMode,
-        _ body: @Sendable (ActivityContext) async throws -> Output
+        _ body: @escaping @Sendable (ActivityContext) async throws -> Output
     ) async throws -> Output {
         switch reservation.decision {
         case .replay(let event):
