@@ -14,7 +14,9 @@ import NIOCore
 /// try await ServiceGroup(services: [app, api.server()], logger: logger).run()
 /// ```
 ///
-/// Routes (errors are JSON: `{"error": {"type": "…", "message": "…"}}`):
+/// Routes (an error is JSON of one shape: `{"error": {"type": "invalid_filter", "message": "…",
+/// "field": "limit"}}`, with `type` in snake_case and `field` naming the part of the request at
+/// fault or `null`; another method on a known path is a 405 with `Allow`):
 ///
 /// | | |
 /// |---|---|
@@ -25,7 +27,7 @@ import NIOCore
 /// | `POST /api/instances/cancel?<filters>` | cancel every unfinished instance the filters match (202) |
 /// | `POST /api/instances/{id}/retry` | run a failed instance again from its failed step (202) |
 /// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
-/// | `POST /api/workflows/{name}/instances` | start one: `{"input": [arguments…], "instance_id": "…"}` (201) |
+/// | `POST /api/workflows/{name}/instances` | start one: an `application/json` body `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
 public struct EddaHTTP: Sendable {
     /// Where and how the API listens.
@@ -35,7 +37,7 @@ public struct EddaHTTP: Sendable {
         public var port: Int = 8080
         /// When set, every request must carry `Authorization: Bearer <token>`; others get 401 and nothing is done.
         public var bearerToken: String?
-        /// The largest request body accepted; larger ones get 413.
+        /// The largest request body accepted; larger ones get 413, which states it.
         public var maxBodyBytes: Int = 1 << 20
 
         public init(host: String = "127.0.0.1", port: Int = 8080, bearerToken: String? = nil, maxBodyBytes: Int = 1 << 20) {
@@ -56,14 +58,16 @@ public struct EddaHTTP: Sendable {
 
     /// The routes, for embedding in your own Hummingbird application or for tests.
     public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: SameOriginMiddleware())
         if let token = configuration.bearerToken {
             router.add(middleware: BearerTokenMiddleware(token: token, sessions: ViewerSessions()))
         }
-        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
-        ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
+        var routes = RouteTable(router: router)
+        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: &routes)
+        ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: &routes)
+        routes.refuseOtherMethods()
         return router
     }
 

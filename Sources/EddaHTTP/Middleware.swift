@@ -5,60 +5,6 @@ import Hummingbird
 import NIOCore
 import Synchronization
 
-/// An error of the API, rendered as `{"error": {"type": …, "message": …}}` with its status.
-struct APIError: Error {
-    var status: HTTPResponse.Status
-    var type: String
-    var message: String
-
-    static func badRequest(_ message: String, type: String = "BadRequest") -> APIError {
-        APIError(status: .badRequest, type: type, message: message)
-    }
-
-    static func notFound(_ message: String) -> APIError {
-        APIError(status: .notFound, type: "NotFound", message: message)
-    }
-}
-
-/// Turns every error into a JSON body: the API's own, Edda's (by code), Hummingbird's (413 for a
-/// body past the limit), and anything else as a 500 that says only what kind of error it was.
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch let error as APIError {
-            return Self.response(error)
-        } catch let error as EngineError {
-            return Self.response(APIError(status: Self.status(of: error.code), type: "EngineError.\(error.code)", message: error.message))
-        } catch let error as ChannelModeError {
-            return Self.response(APIError(status: .conflict, type: "ChannelModeError", message: error.message))
-        } catch let error as StoreError {
-            return Self.response(APIError(status: .serviceUnavailable, type: "StoreError.\(error.code)", message: error.message))
-        } catch is NIOTooManyBytesError {
-            return Self.response(APIError(status: .contentTooLarge, type: "PayloadTooLarge", message: "The request body is larger than the server accepts."))
-        } catch let error as any HTTPResponseError {
-            let type = error.status == .notFound ? "NotFound" : "HTTPError"
-            return Self.response(APIError(status: error.status, type: type, message: error.status.reasonPhrase))
-        } catch {
-            return Self.response(APIError(status: .internalServerError, type: "InternalError", message: "The request failed: \(type(of: error))."))
-        }
-    }
-
-    static func status(of code: EngineError.Code) -> HTTPResponse.Status {
-        switch code {
-        case .invalidInput, .encodingFailed: .badRequest
-        case .unknownWorkflow, .instanceNotFound: .notFound
-        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed: .conflict
-        default: .internalServerError
-        }
-    }
-
-    static func response(_ error: APIError) -> Response {
-        let document: [String: Any] = ["error": ["type": error.type, "message": error.message]]
-        return jsonResponse(document, status: error.status)
-    }
-}
-
 /// Refuses state-changing requests from other sites: a browser sends `Origin` with a cross-site
 /// POST (a form on any page the operator visits could otherwise cancel everything on a local API),
 /// and it must be exactly this server's origin (scheme, host and port). `Sec-Fetch-Site:
@@ -69,10 +15,16 @@ struct SameOriginMiddleware<Context: RequestContext>: RouterMiddleware {
         if request.method != .get, request.method != .head {
             let authority = request.head.authority ?? ""
             if let origin = request.headers[.origin], origin != "http://\(authority)", origin != "https://\(authority)" {
-                throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "A request from another site (\(origin)) cannot change anything here.")
+                throw APIError(
+                    status: .forbidden, type: "cross_site_request", message: "A request from another site (\(origin)) cannot change anything here.",
+                    field: "Origin"
+                )
             }
             if request.headers[HTTPField.Name("Sec-Fetch-Site")!] == "cross-site" {
-                throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "A request from another site cannot change anything here.")
+                throw APIError(
+                    status: .forbidden, type: "cross_site_request", message: "A request from another site cannot change anything here.",
+                    field: "Sec-Fetch-Site"
+                )
             }
         }
         return try await next(request, context)
@@ -99,18 +51,17 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         }
         if isAPI || request.method != .get {
-            var response = JSONErrorMiddleware<Context>.response(
-                APIError(status: .unauthorized, type: "Unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.")
-            )
-            response.headers[.wwwAuthenticate] = "Bearer"
-            return response
+            return APIError(
+                status: .unauthorized, type: "unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.",
+                field: "Authorization", headers: [.wwwAuthenticate: "Bearer"]
+            ).response
         }
         return Self.loginPage(next: path == "/login" ? "/" : request.uri.description, message: nil)
     }
 
     /// Checks the posted token; when it is right, opens a session and goes back to the page asked for.
     func login(_ request: Request) async throws -> Response {
-        let form = ViewerPages.formFields(String(buffer: try await request.body.collect(upTo: 4096)))
+        let form = ViewerPages.formFields(String(buffer: try await collectBody(request, upTo: 4096)))
         let target = form["next"].flatMap(Self.localPath) ?? "/"
         guard let given = form["token"], Self.constantTimeEqual(given, token) else {
             return Self.loginPage(next: target, message: "That token is not right.")

@@ -15,21 +15,21 @@ struct ViewerPages: Sendable {
     let app: EddaApp
     let maxBodyBytes: Int
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/") { request, _ in try await list(request) }
-        router.get("/workflows") { _, _ in workflows() }
-        router.get("/workflows/:name/start") { request, context in
+    func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
+        routes.on("/", .get) { request, _ in try await list(request) }
+        routes.on("/workflows", .get) { _, _ in workflows() }
+        routes.on("/workflows/:name/start", .get) { request, context in
             let name = try context.parameters.require("name")
             guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
             return startPage(name, StartForm(shapes: shapes), request: request)
         }
-        router.post("/workflows/:name/start") { request, context in try await start(request, context) }
-        router.get("/instances/:id") { request, context in try await instancePage(request, context) }
-        router.post("/instances/:id/cancel") { request, context in
-            try await act(request, context) { id in try await app.cancel(id) }
+        routes.on("/workflows/:name/start", .post) { request, context in try await start(request, name: try context.parameters.require("name")) }
+        routes.on("/instances/:id", .get) { request, context in try await instancePage(request, id: try context.parameters.require("id")) }
+        routes.on("/instances/:id/cancel", .post) { request, context in
+            try await act(request, id: try context.parameters.require("id")) { id in try await app.cancel(id) }
         }
-        router.post("/instances/:id/retry") { request, context in
-            try await act(request, context) { id in _ = try await app.retry(id) }
+        routes.on("/instances/:id/retry", .post) { request, context in
+            try await act(request, id: try context.parameters.require("id")) { id in _ = try await app.retry(id) }
         }
     }
 
@@ -89,8 +89,7 @@ struct ViewerPages: Sendable {
         return HTML.page(title: "Edda — instances", head: head, body: body)
     }
 
-    func instancePage(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
+    func instancePage(_ request: Request, id: String) async throws -> Response {
         guard let instance = try await app.instance(id) else {
             return HTML.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
         }
@@ -181,8 +180,7 @@ struct ViewerPages: Sendable {
     }
 
     /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
-    func act(_ request: Request, _ context: BasicRequestContext, _ action: (String) async throws -> Void) async throws -> Response {
-        let id = try context.parameters.require("id")
+    func act(_ request: Request, id: String, _ action: (String) async throws -> Void) async throws -> Response {
         guard (try await postedForm(request)) != nil else { return Self.formRefused() }
         try await action(id)
         return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
@@ -207,8 +205,7 @@ struct ViewerPages: Sendable {
 
     /// Starts an instance from the posted form, or shows the form again: with one more list element
     /// after "Add", or with the errors next to their fields.
-    func start(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try context.parameters.require("name")
+    func start(_ request: Request, name: String) async throws -> Response {
         guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
         guard var values = try await postedForm(request) else { return Self.formRefused() }
         let instanceID = values.removeValue(forKey: "edda_instance_id").flatMap { $0.isEmpty ? nil : $0 }
@@ -265,7 +262,7 @@ struct ViewerPages: Sendable {
     /// the page set: a form from another site carries neither our cookie's value nor our Origin
     /// (the latter is checked for every state-changing request by SameOriginMiddleware).
     func postedForm(_ request: Request) async throws -> [String: String]? {
-        let form = Self.formFields(String(buffer: try await request.body.collect(upTo: maxBodyBytes)))
+        let form = Self.formFields(String(buffer: try await collectBody(request, upTo: maxBodyBytes)))
         let cookie = request.headers[.cookie].flatMap { Self.cookie("edda_csrf", in: $0) }
         guard let token = form["csrf"], let cookie, !token.isEmpty, token == cookie else { return nil }
         return form
