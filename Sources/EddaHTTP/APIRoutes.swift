@@ -11,12 +11,12 @@ struct APIRoutes: Sendable {
 
     func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
         routes.on("/api/instances", .get) { request, _ in try await listInstances(request) }
-        routes.on("/api/instances/:id", .get) { _, context in try await instance(try context.parameters.require("id")) }
-        routes.on("/api/instances/:id/history", .get) { request, context in try await history(request, id: try context.parameters.require("id")) }
-        routes.on("/api/instances/:id/cancel", .post) { _, context in try await cancel(try context.parameters.require("id")) }
+        routes.on("/api/instances/:id", .get) { _, context in try await instance(try context.parameters.decoded("id")) }
+        routes.on("/api/instances/:id/history", .get) { request, context in try await history(request, id: try context.parameters.decoded("id")) }
+        routes.on("/api/instances/:id/cancel", .post) { _, context in try await cancel(try context.parameters.decoded("id")) }
         routes.on("/api/instances/cancel", .post) { request, _ in try await cancelMatching(request) }
         routes.on("/api/instances/:id/retry", .post) { _, context in
-            let id = try context.parameters.require("id")
+            let id = try context.parameters.decoded("id")
             let step = try await app.retry(id)
             let retried: Any = step ?? NSNull()
             return jsonResponse(["instance_id": id, "retried_step": retried], status: .accepted)
@@ -27,7 +27,7 @@ struct APIRoutes: Sendable {
             }
             return jsonResponse(["workflows": workflows])
         }
-        routes.on("/api/workflows/:name/instances", .post) { request, context in try await start(request, name: try context.parameters.require("name")) }
+        routes.on("/api/workflows/:name/instances", .post) { request, context in try await start(request, name: try context.parameters.decoded("name")) }
         routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
     }
 

@@ -29,6 +29,9 @@ import NIOCore
 /// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
 /// | `POST /api/workflows/{name}/instances` | start one: an `application/json` body `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
+///
+/// `{id}` and `{name}` are one path segment each, percent-encoded (a child's ID `parent/child:1` is
+/// `parent%2Fchild%3A1`).
 public struct EddaHTTP: Sendable {
     /// Where and how the API listens.
     public struct Configuration: Sendable {

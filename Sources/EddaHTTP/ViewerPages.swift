@@ -19,17 +19,17 @@ struct ViewerPages: Sendable {
         routes.on("/", .get) { request, _ in try await list(request) }
         routes.on("/workflows", .get) { _, _ in workflows() }
         routes.on("/workflows/:name/start", .get) { request, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
             return startPage(name, StartForm(shapes: shapes), request: request)
         }
-        routes.on("/workflows/:name/start", .post) { request, context in try await start(request, name: try context.parameters.require("name")) }
-        routes.on("/instances/:id", .get) { request, context in try await instancePage(request, id: try context.parameters.require("id")) }
+        routes.on("/workflows/:name/start", .post) { request, context in try await start(request, name: try context.parameters.decoded("name")) }
+        routes.on("/instances/:id", .get) { request, context in try await instancePage(request, id: try context.parameters.decoded("id")) }
         routes.on("/instances/:id/cancel", .post) { request, context in
-            try await act(request, id: try context.parameters.require("id")) { id in try await app.cancel(id) }
+            try await act(request, id: try context.parameters.decoded("id")) { id in try await app.cancel(id) }
         }
         routes.on("/instances/:id/retry", .post) { request, context in
-            try await act(request, id: try context.parameters.require("id")) { id in _ = try await app.retry(id) }
+            try await act(request, id: try context.parameters.decoded("id")) { id in _ = try await app.retry(id) }
         }
     }
 
@@ -295,11 +295,19 @@ struct ViewerPages: Sendable {
             .first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
     }
 
+    /// An ID or name as one URL path segment: everything but unreserved characters and a few safe
+    /// sub-delimiters is percent-encoded (`/`, `?`, `#`, `%`, space, non-ASCII), and so are the
+    /// dots of `.` and `..`, which browsers would resolve as relative paths.
     static func percentEncoded(_ id: String) -> String {
-        var allowed = CharacterSet.urlPathAllowed
-        allowed.remove("/")
-        return id.addingPercentEncoding(withAllowedCharacters: allowed) ?? id
+        if id == "." || id == ".." { return String(repeating: "%2E", count: id.count) }
+        return id.addingPercentEncoding(withAllowedCharacters: segmentAllowed) ?? id
     }
+
+    private static let segmentAllowed: CharacterSet = {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "/;")
+        return allowed
+    }()
 }
 
 /// HTML building, with every piece of user data escaped.
