@@ -14,6 +14,8 @@ import NIOCore
 struct ViewerPages: Sendable {
     let app: EddaApp
     let maxBodyBytes: Int
+    /// Whether the server takes a token, so pages offer Sign out.
+    let signsIn: Bool
 
     func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
         routes.on("/", .get) { request, _ in try await list(request) }
@@ -31,6 +33,12 @@ struct ViewerPages: Sendable {
         routes.on("/instances/:id/retry", .post) { request, context in
             try await act(request, id: try context.parameters.decoded("id")) { id in _ = try await app.retry(id) }
         }
+    }
+
+    /// A viewer page, with Sign out when the server takes a token.
+    func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {
+        let signOut = signsIn ? "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>" : ""
+        return HTML.page(title: title, head: head, body: signOut + body, status: status)
     }
 
     // MARK: - Pages
@@ -86,12 +94,12 @@ struct ViewerPages: Sendable {
         }
         // The refresh reloads this same URL: the filters, kept in it, survive.
         let head = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\">" } ?? ""
-        return HTML.page(title: "Edda — instances", head: head, body: body)
+        return self.page(title: "Edda — instances", head: head, body: body)
     }
 
     func instancePage(_ request: Request, id: String) async throws -> Response {
         guard let instance = try await app.instance(id) else {
-            return HTML.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
+            return self.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
         }
         let query = request.uri.queryParameters
         let failedOnly = query.get("failed") == "true"
@@ -152,7 +160,7 @@ struct ViewerPages: Sendable {
         if records.count > limit, let last = page.last {
             body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
         }
-        var response = HTML.page(title: "Edda — \(instance.instanceID)", body: body)
+        var response = self.page(title: "Edda — \(instance.instanceID)", body: body)
         for field in headers { response.headers.append(field) }
         return response
     }
@@ -196,11 +204,11 @@ struct ViewerPages: Sendable {
         } else {
             body += "<ul>" + names.map { "<li><a href=\"/workflows/\(HTML.pathComponent($0))/start\">\(HTML.escape($0))</a></li>" }.joined() + "</ul>"
         }
-        return HTML.page(title: "Edda — workflows", body: body)
+        return self.page(title: "Edda — workflows", body: body)
     }
 
     func unknownWorkflow(_ name: String) -> Response {
-        HTML.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow named \(HTML.escape(name)) is registered.</p>", status: .notFound)
+        self.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow named \(HTML.escape(name)) is registered.</p>", status: .notFound)
     }
 
     /// Starts an instance from the posted form, or shows the form again: with one more list element
@@ -241,7 +249,7 @@ struct ViewerPages: Sendable {
         body += "<div class=\"field\"><label>Instance ID <small>(optional: a new UUID otherwise)</small> "
         body += "<input name=\"edda_instance_id\" value=\"\(HTML.escape(instanceID ?? ""))\"></label></div>"
         body += "<button type=\"submit\" name=\"edda_start\" value=\"1\">Start</button></form>"
-        var response = HTML.page(title: "Edda — start \(name)", body: body, status: status)
+        var response = self.page(title: "Edda — start \(name)", body: body, status: status)
         if let cookie { response.headers[.setCookie] = cookie }
         return response
     }
@@ -368,6 +376,7 @@ enum HTML {
         .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
         .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
+        .signout{float:right}
         """
 }
 
