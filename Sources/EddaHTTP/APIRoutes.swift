@@ -158,7 +158,7 @@ struct APIRoutes: Sendable {
     }
 
     /// 202 with `"cancelled": true` and the instance's status (running or compensating: it stops at
-    /// its next step) when the request took effect; 409 with the `EngineError.alreadyFinished` error,
+    /// its next step) when the request took effect; 409 with the `already_finished` error,
     /// `"cancelled": false` and the final status when the instance had already finished.
     func cancel(_ id: String) async throws -> Response {
         switch try await app.requestCancellation(of: id) {
@@ -250,15 +250,16 @@ struct APIRoutes: Sendable {
     /// The Levenshtein distance, to suggest the key a typo meant.
     static func editDistance(_ a: String, _ b: String) -> Int {
         let (x, y) = (Array(a), Array(b))
+        guard !x.isEmpty, !y.isEmpty else { return max(x.count, y.count) }
         var previous = Array(0...y.count)
-        for i in 1...max(x.count, 1) where !x.isEmpty {
+        for i in 1...x.count {
             var current = [i] + Array(repeating: 0, count: y.count)
-            for j in stride(from: 1, through: y.count, by: 1) {
+            for j in 1...y.count {
                 current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
             }
             previous = current
         }
-        return x.isEmpty ? y.count : previous[y.count]
+        return previous[y.count]
     }
 
     // MARK: - Events

@@ -105,17 +105,20 @@ struct SecurityTests {
 
     static let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
 
+    /// Through ``EddaHTTP/server(logger:)`` on a real socket, whose request context knows the client's address.
     @Test func wrongTokensAreThrottledWith429() async throws {
-        try await withGuardedViewer { _, client in
-            for attempt in 1...5 {
-                let wrong = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=guess\(attempt)"))
-                #expect(wrong.status == .unauthorized)
+        try await withTestApp { app in
+            try await EddaHTTP(app: app, configuration: .init(port: 0, bearerToken: "s3cret")).server().test(.live) { client in
+                for attempt in 1...5 {
+                    let wrong = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=guess\(attempt)"))
+                    #expect(wrong.status == .unauthorized)
+                }
+                let throttled = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=s3cret"))
+                #expect(throttled.status == .tooManyRequests, "even the right token waits")
+                #expect(throttled.headers[.setCookie] == nil)
+                #expect(Int(throttled.headers[.retryAfter] ?? "") ?? 0 > 0)
+                #expect(String(buffer: throttled.body).contains("Too many wrong tokens"))
             }
-            let throttled = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=s3cret"))
-            #expect(throttled.status == .tooManyRequests, "even the right token waits")
-            #expect(throttled.headers[.setCookie] == nil)
-            #expect(Int(throttled.headers[.retryAfter] ?? "") ?? 0 > 0)
-            #expect(String(buffer: throttled.body).contains("Too many wrong tokens"))
         }
     }
 
