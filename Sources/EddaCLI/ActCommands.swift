@@ -239,7 +239,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The address to bind.") var host = "127.0.0.1"
     @Option(help: "The port.") var port = 8080
     @OptionGroup var token: TokenOptions
-    @Option(help: "Another name the server answers to in the Host header (repeatable; loopback names and --host always).") var allowedHost: [String] = []
+    @Option(help: "Another name the server answers to in the Host header (repeatable; loopback names and --host always).")
+    var allowedHost: [String] = []
 
     func run() async throws {
         let configuration = EddaHTTP.Configuration(host: host, port: port, bearerToken: try token.token(), allowedHosts: allowedHost)

@@ -64,7 +64,7 @@ struct APIError: Error {
         var result = ""
         for character in name {
             let separates = character == "." || character == " " || character == "-"
-            if (separates || character.isUppercase), !result.isEmpty, result.last != "_" { result += "_" }
+            if separates || character.isUppercase, !result.isEmpty, result.last != "_" { result += "_" }
             if !separates { result += character.lowercased() }
         }
         return result

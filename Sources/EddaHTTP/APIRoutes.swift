@@ -27,7 +27,9 @@ struct APIRoutes: Sendable {
             }
             return jsonResponse(["workflows": workflows])
         }
-        routes.on("/api/workflows/:name/instances", .post) { request, context in try await start(request, name: try context.parameters.decoded("name")) }
+        routes.on("/api/workflows/:name/instances", .post) { request, context in
+            try await start(request, name: try context.parameters.decoded("name"))
+        }
         routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
     }
 
@@ -51,7 +53,8 @@ struct APIRoutes: Sendable {
         var filter = try Self.filter(request)
         guard filter.status != nil || filter.workflowName != nil || filter.inputKey != nil || filter.createdFrom != nil || filter.createdBefore != nil else {
             throw APIError.badRequest(
-                "Give at least one filter (status, workflow, input_key and input_value, created_from, created_before) to cancel by.", type: "invalid_filter"
+                "Give at least one filter (status, workflow, input_key and input_value, created_from, created_before) to cancel by.",
+                type: "invalid_filter"
             )
         }
         filter.limit = 500
@@ -171,7 +174,9 @@ struct APIRoutes: Sendable {
                 status: .conflict, type: APIError.snakeCase("\(EngineError.Code.alreadyFinished)"),
                 message: "Instance \(id) has already \(instance.status); there is nothing to cancel, and nothing was changed."
             )
-            return jsonResponse(["error": error.document, "instance_id": id, "cancelled": false, "status": instance.status.rawValue], status: .conflict)
+            return jsonResponse(
+                ["error": error.document, "instance_id": id, "cancelled": false, "status": instance.status.rawValue], status: .conflict
+            )
         case .notFound:
             throw EngineError(.instanceNotFound, "No workflow instance has ID \(id); nothing was cancelled.", instanceID: id)
         }
@@ -199,7 +204,8 @@ struct APIRoutes: Sendable {
             throw APIError.badRequest("The body must be a JSON object: \(shape).", type: "invalid_body")
         }
         for key in document.keys.sorted() where !Self.startKeys.contains(key) {
-            let guess = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
+            let nearest = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }
+            let guess = nearest.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
             throw APIError.badRequest(
                 "Unknown key '\(key)' in the body\(guess.map { ": did you mean '\($0)'?" } ?? ".") The body takes 'input' (the workflow's arguments "
                     + "as a JSON array) and 'instance_id' (optional): \(shape).",
@@ -208,7 +214,9 @@ struct APIRoutes: Sendable {
         }
         let input = document["input"] ?? []
         guard input is [Any], let inputData = try? JSONSerialization.data(withJSONObject: input) else {
-            throw APIError.badRequest("'input' must be a JSON array: the workflow's arguments, one element per argument.", type: "invalid_body", field: "input")
+            throw APIError.badRequest(
+                "'input' must be a JSON array: the workflow's arguments, one element per argument.", type: "invalid_body", field: "input"
+            )
         }
         let instanceID = document["instance_id"].flatMap { $0 is NSNull ? nil : $0 }
         if let instanceID, !(instanceID is String) {

@@ -26,7 +26,7 @@ struct AllowedHosts: Sendable {
             if entry == "*" {
                 any = true
             } else if !entry.hasPrefix("["), entry.filter({ $0 == ":" }).count > 1 {
-                anyPort.insert(Self.normalized(entry))   // a bare IPv6 address
+                anyPort.insert(Self.normalized(entry))  // a bare IPv6 address
             } else if let (name, port) = Self.split(entry) {
                 if let port { withPort.insert("\(name):\(port)") } else { anyPort.insert(name) }
             }

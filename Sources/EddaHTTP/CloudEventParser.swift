@@ -15,7 +15,8 @@ enum CloudEventParser {
         }
         if contentType.hasPrefix("application/cloudevents") {
             throw APIError.badRequest(
-                "Only the JSON event format is accepted in structured mode (application/cloudevents+json).", type: "malformed_event", field: "Content-Type"
+                "Only the JSON event format is accepted in structured mode (application/cloudevents+json).", type: "malformed_event",
+                field: "Content-Type"
             )
         }
         return try binary(headers: headers, body: body, contentType: headers[.contentType])

@@ -89,25 +89,28 @@ struct APITests {
 
     static let json: HTTPFields = [.contentType: "application/json"]
 
+    /// Posts `body` as JSON to the start route of `workflow`.
+    func start(_ client: any TestClientProtocol, _ body: String, workflow: String = "greet") async throws -> TestResponse {
+        try await client.execute(uri: "/api/workflows/\(workflow)/instances", method: .post, headers: Self.json, body: Self.body(body))
+    }
+
     @Test func startingWithBadInputSaysWhyAndCreatesNothing() async throws {
         try await withAPI { app, client in
-            let invalid = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post, headers: Self.json, body: Self.body(#"{"input": [{"name": ""}], "instance_id": "g-2"}"#)
-            )
+            let invalid = try await start(client, #"{"input": [{"name": ""}], "instance_id": "g-2"}"#)
             #expect(invalid.status == .badRequest)
             #expect(try errorType(invalid) == "invalid_input")
             #expect(try error(invalid)["field"] as? String == "input.0.name", "the field the workflow's validation names, in the body")
             #expect(String(buffer: invalid.body).contains("must not be empty"))
-            let wrongShape = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, headers: Self.json, body: Self.body(#"{"input": [42]}"#))
+            let wrongShape = try await start(client, #"{"input": [42]}"#)
             #expect(wrongShape.status == .badRequest)
             #expect(try error(wrongShape)["field"] as? String == "input.0")
-            let notJSON = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, headers: Self.json, body: Self.body("name=Ada"))
+            let notJSON = try await start(client, "name=Ada")
             #expect(notJSON.status == .badRequest)
             #expect(try errorType(notJSON) == "invalid_body")
-            let notArray = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, headers: Self.json, body: Self.body(#"{"input": {"name": "Ada"}}"#))
+            let notArray = try await start(client, #"{"input": {"name": "Ada"}}"#)
             #expect(notArray.status == .badRequest)
             #expect(try error(notArray)["field"] as? String == "input")
-            let unknown = try await client.execute(uri: "/api/workflows/nope/instances", method: .post, headers: Self.json, body: Self.body(#"{"input": []}"#))
+            let unknown = try await start(client, #"{"input": []}"#, workflow: "nope")
             #expect(unknown.status == .notFound)
             #expect(try errorType(unknown) == "unknown_workflow")
             #expect(try await app.instance("g-2") == nil)
@@ -135,20 +138,14 @@ struct APITests {
 
     @Test func aTypoInTheBodyNamesTheKeyExpected() async throws {
         try await withAPI { app, client in
-            let typo = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post, headers: Self.json, body: Self.body(#"{"inputs": [{"name": "Ada"}], "instance_id": "t-1"}"#)
-            )
+            let typo = try await start(client, #"{"inputs": [{"name": "Ada"}], "instance_id": "t-1"}"#)
             #expect(typo.status == .badRequest)
             #expect(try errorType(typo) == "unknown_key")
             #expect(try error(typo)["field"] as? String == "inputs")
             #expect(((try error(typo)["message"] as? String) ?? "").contains("did you mean 'input'?"))
-            let camel = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post, headers: Self.json, body: Self.body(#"{"input": [{"name": "Ada"}], "instanceID": "t-1"}"#)
-            )
+            let camel = try await start(client, #"{"input": [{"name": "Ada"}], "instanceID": "t-1"}"#)
             #expect(((try error(camel)["message"] as? String) ?? "").contains("did you mean 'instance_id'?"))
-            let wrongType = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post, headers: Self.json, body: Self.body(#"{"input": [{"name": "Ada"}], "instance_id": 7}"#)
-            )
+            let wrongType = try await start(client, #"{"input": [{"name": "Ada"}], "instance_id": 7}"#)
             #expect(try error(wrongType)["field"] as? String == "instance_id")
             #expect(try await app.instance("t-1") == nil, "nothing was started")
         }
@@ -372,7 +369,8 @@ struct APITests {
             let list = try await client.execute(uri: "/api/instances", method: .get)
             #expect(list.status == .unauthorized)
             let right = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post, headers: [.authorization: "Bearer s3cret", .contentType: "application/json"], body: start
+                uri: "/api/workflows/greet/instances", method: .post, headers: [.authorization: "Bearer s3cret", .contentType: "application/json"],
+                body: start
             )
             #expect(right.status == .created)
         }

@@ -67,13 +67,17 @@ struct EncodedIDTests {
         id.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
     }
 
-    /// Posts a viewer form (Cancel, Retry) with the page's CSRF token.
-    static func submit(_ action: String, page: TestResponse, client: any TestClientProtocol, cookie: String) async throws -> TestResponse {
+    /// Posts a viewer form (Cancel, Retry, Start) with the page's CSRF token and cookie, and `fields`.
+    static func submit(_ action: String, page: TestResponse, client: any TestClientProtocol, fields: [URLQueryItem] = []) async throws -> TestResponse
+    {
         let html = String(buffer: page.body)
+        let cookie = String(try #require(page.headers[.setCookie]).split(separator: ";")[0])
         let token = try #require(html.range(of: "name=\"csrf\" value=\"").map { String(html[$0.upperBound...].prefix { $0 != "\"" }) })
+        var form = URLComponents()
+        form.queryItems = [URLQueryItem(name: "csrf", value: token)] + fields
         return try await client.execute(
             uri: action, method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .cookie: cookie],
-            body: ByteBuffer(string: "csrf=\(token)")
+            body: ByteBuffer(string: form.percentEncodedQuery!)
         )
     }
 
@@ -112,9 +116,8 @@ struct EncodedIDTests {
 
             // Cancel from the child's page: the form posts to the child, and its answer leads back to it.
             let pageResponse = try await client.execute(uri: childLink, method: .get)
-            let cookie = String(try #require(pageResponse.headers[.setCookie]).split(separator: ";")[0])
             let action = try #require(Self.formAction(endingWith: "/cancel", in: String(buffer: pageResponse.body)))
-            let cancelled = try await Self.submit(action, page: pageResponse, client: client, cookie: cookie)
+            let cancelled = try await Self.submit(action, page: pageResponse, client: client)
             #expect(cancelled.status == .seeOther)
             #expect(try await app.instance(Self.childID)?.cancelRequested == true, "the cancel reached the child")
             let back = try await client.execute(uri: try #require(cancelled.headers[.location]), method: .get)
@@ -156,9 +159,8 @@ struct EncodedIDTests {
             await #expect(throws: WorkflowFailedError.self) { try await app.start(workflow, instanceID: failedID).result() }
             let failedLink = try #require(Self.link(to: failedID, in: String(buffer: try await client.execute(uri: "/", method: .get).body)))
             let failedPage = try await client.execute(uri: failedLink, method: .get)
-            let cookie = String(try #require(failedPage.headers[.setCookie]).split(separator: ";")[0])
             let retry = try #require(Self.formAction(endingWith: "/retry", in: String(buffer: failedPage.body)))
-            let retried = try await Self.submit(retry, page: failedPage, client: client, cookie: cookie)
+            let retried = try await Self.submit(retry, page: failedPage, client: client)
             #expect(retried.status == .seeOther)
             #expect(try await client.execute(uri: try #require(retried.headers[.location]), method: .get).status == .ok)
             #expect(try await app.handle(for: workflow, instanceID: failedID).result() == 7)
@@ -170,20 +172,42 @@ struct EncodedIDTests {
     @Test func aStartFormWithSuchAnInstanceIDLeadsToItsPage() async throws {
         try await withViewer { app, client in
             let form = try await client.execute(uri: "/workflows/encoded_child/start", method: .get)
-            let cookie = String(try #require(form.headers[.setCookie]).split(separator: ";")[0])
-            let html = String(buffer: form.body)
-            let token = try #require(html.range(of: "name=\"csrf\" value=\"").map { String(html[$0.upperBound...].prefix { $0 != "\"" }) })
-            var fields = URLComponents()
-            fields.queryItems = [.init(name: "csrf", value: token), .init(name: "a0", value: "3"), .init(name: "edda_instance_id", value: "form/ü @1")]
-            let started = try await client.execute(
-                uri: "/workflows/encoded_child/start", method: .post,
-                headers: [.contentType: "application/x-www-form-urlencoded", .cookie: cookie], body: ByteBuffer(string: fields.percentEncodedQuery!)
+            let action = try #require(Self.formAction(endingWith: "/start", in: String(buffer: form.body)))
+            let started = try await Self.submit(
+                action, page: form, client: client, fields: [.init(name: "a0", value: "3"), .init(name: "edda_instance_id", value: "form/ü @1")]
             )
             #expect(started.status == .seeOther)
             let page = try await client.execute(uri: try #require(started.headers[.location]), method: .get)
             #expect(page.status == .ok)
             #expect(String(buffer: page.body).contains("<h1>form/ü @1 "))
             #expect(try await app.instance("form/ü @1") != nil)
+        }
+    }
+
+    static let oddlyNamed = Workflow("orders/ship ü@1") { (ctx, n: Int) -> Int in n * 2 }
+
+    @Test func aWorkflowNameWithSlashSpaceAndUnicodeHasItsStartFormAndRoute() async throws {
+        try await withViewer { app, client in
+            try app.register(Self.oddlyNamed)
+            let index = String(buffer: try await client.execute(uri: "/workflows", method: .get).body)
+            let link = try #require(Self.link(to: Self.oddlyNamed.name, in: index))
+            let form = try await client.execute(uri: link, method: .get)
+            #expect(form.status == .ok, "\(link)")
+            let html = String(buffer: form.body)
+            #expect(html.contains("<h1>Start \(Self.escape(Self.oddlyNamed.name))</h1>"))
+            let action = try #require(Self.formAction(endingWith: "/start", in: html))
+            let started = try await Self.submit(
+                action, page: form, client: client, fields: [.init(name: "a0", value: "4"), .init(name: "edda_instance_id", value: "odd-1")]
+            )
+            #expect(started.status == .seeOther)
+            #expect(try await app.handle(for: Self.oddlyNamed, instanceID: "odd-1").result() == 8)
+
+            let api = try await client.execute(
+                uri: "/api/workflows/\(Self.segment(Self.oddlyNamed.name))/instances", method: .post, headers: [.contentType: "application/json"],
+                body: ByteBuffer(string: #"{"input": [5], "instance_id": "odd-2"}"#)
+            )
+            #expect(api.status == .created, "\(String(buffer: api.body))")
+            #expect(try await app.handle(for: Self.oddlyNamed, instanceID: "odd-2").result() == 10)
         }
     }
 

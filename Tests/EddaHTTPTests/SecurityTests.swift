@@ -1,5 +1,4 @@
 import Edda
-@testable import EddaHTTP
 import EddaTesting
 import Foundation
 import HTTPTypes
@@ -10,6 +9,8 @@ import Logging
 import NIOCore
 import Testing
 
+@testable import EddaHTTP
+
 /// DNS rebinding (the Host check), the warning for an unprotected public address, sign-in
 /// throttling, sign-out, and the Bearer scheme's case.
 @Suite("HTTP: host check, sign-in and sign-out", .timeLimit(.minutes(1)))
@@ -19,10 +20,14 @@ struct SecurityTests {
     /// A live server on a free port, and a raw client that sets the `Host` header as it likes.
     func withLiveServer(
         _ configuration: EddaHTTP.Configuration = .init(),
-        _ body: @escaping @Sendable (EddaApp, _ port: Int, _ send: @escaping @Sendable (String, HTTPRequest.Method, String, HTTPFields) async throws -> TestClient.Response) async throws -> Void
+        _ body:
+            @escaping @Sendable (
+                EddaApp, _ port: Int, _ send: @escaping @Sendable (String, HTTPRequest.Method, String, HTTPFields) async throws -> TestClient.Response
+            ) async throws -> Void
     ) async throws {
         try await withTestApp { app in
-            let server = Application(router: EddaHTTP(app: app, configuration: configuration).router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+            let server = Application(
+                router: EddaHTTP(app: app, configuration: configuration).router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
             try await server.test(.live) { client in
                 let port = try #require(client.port)
                 try await TestClient.withClient(host: "127.0.0.1", port: port) { raw in
@@ -110,7 +115,8 @@ struct SecurityTests {
         try await withTestApp { app in
             try await EddaHTTP(app: app, configuration: .init(port: 0, bearerToken: "s3cret")).server().test(.live) { client in
                 for attempt in 1...5 {
-                    let wrong = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=guess\(attempt)"))
+                    let wrong = try await client.execute(
+                        uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=guess\(attempt)"))
                     #expect(wrong.status == .unauthorized)
                 }
                 let throttled = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=s3cret"))
@@ -139,7 +145,8 @@ struct SecurityTests {
 
     @Test func signOutEndsTheSessionAndClearsTheCookie() async throws {
         try await withGuardedViewer { _, client in
-            let signedIn = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=s3cret&next=%2F"))
+            let signedIn = try await client.execute(
+                uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "token=s3cret&next=%2F"))
             let session = String(try #require(signedIn.headers[.setCookie]).split(separator: ";")[0])
             let page = try await client.execute(uri: "/", method: .get, headers: [.cookie: session])
             #expect(page.status == .ok)
