@@ -7,7 +7,8 @@ import NIOCore
 /// events, a CloudEvents ingress, and a viewer (server-rendered pages: `/` lists instances,
 /// `/instances/{id}` shows one with Cancel or Retry, `/workflows/{name}/start` is a start form
 /// generated from the input type) — on Hummingbird, in a module of its own (a SQLite-only user
-/// never builds it). With a bearer token, browsers sign in at `/login`.
+/// never builds it). With a bearer token, browsers sign in at `/login` (wrong tokens are
+/// throttled per client) and out with the pages' Sign out button (`POST /logout`).
 ///
 /// ```swift
 /// let api = EddaHTTP(app: app, configuration: .init(bearerToken: ProcessInfo.processInfo.environment["EDDA_TOKEN"]))
