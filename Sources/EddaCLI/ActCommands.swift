@@ -239,12 +239,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The address to bind.") var host = "127.0.0.1"
     @Option(help: "The port.") var port = 8080
     @OptionGroup var token: TokenOptions
+    @Option(help: "Another name the server answers to in the Host header (repeatable; loopback names and --host always).")
+    var allowedHost: [String] = []
 
     func run() async throws {
-        let configuration = EddaHTTP.Configuration(host: host, port: port, bearerToken: try token.token())
+        let configuration = EddaHTTP.Configuration(host: host, port: port, bearerToken: try token.token(), allowedHosts: allowedHost)
         let name = store.displayName
         try await store.withApp { app in
-            let server = EddaHTTP(app: app, configuration: configuration).server(logger: StoreOptions.logger)
+            var logger = StoreOptions.logger
+            logger.logLevel = .warning   // shows EddaHTTP's warning about an unprotected non-loopback address
+            let server = EddaHTTP(app: app, configuration: configuration).server(logger: logger)
             out("serving \(name) on http://\(configuration.host):\(configuration.port)/\(configuration.bearerToken == nil ? "" : " (token required)")")
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(

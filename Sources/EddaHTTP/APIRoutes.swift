@@ -9,26 +9,28 @@ struct APIRoutes: Sendable {
     let app: EddaApp
     let maxBodyBytes: Int
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/api/instances") { request, _ in try await listInstances(request) }
-        router.get("/api/instances/:id") { _, context in try await instance(context) }
-        router.get("/api/instances/:id/history") { request, context in try await history(request, context) }
-        router.post("/api/instances/:id/cancel") { _, context in try await cancel(context) }
-        router.post("/api/instances/cancel") { request, _ in try await cancelMatching(request) }
-        router.post("/api/instances/:id/retry") { _, context in
-            let id = try context.parameters.require("id")
+    func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
+        routes.on("/api/instances", .get) { request, _ in try await listInstances(request) }
+        routes.on("/api/instances/:id", .get) { _, context in try await instance(try context.parameters.decoded("id")) }
+        routes.on("/api/instances/:id/history", .get) { request, context in try await history(request, id: try context.parameters.decoded("id")) }
+        routes.on("/api/instances/:id/cancel", .post) { _, context in try await cancel(try context.parameters.decoded("id")) }
+        routes.on("/api/instances/cancel", .post) { request, _ in try await cancelMatching(request) }
+        routes.on("/api/instances/:id/retry", .post) { _, context in
+            let id = try context.parameters.decoded("id")
             let step = try await app.retry(id)
             let retried: Any = step ?? NSNull()
             return jsonResponse(["instance_id": id, "retried_step": retried], status: .accepted)
         }
-        router.get("/api/workflows") { _, _ in
+        routes.on("/api/workflows", .get) { _, _ in
             let workflows = app.registeredWorkflowNames.map { name -> [String: Any] in
                 ["name": name, "arguments": (app.inputShapes(ofWorkflowNamed: name) ?? []).map(\.jsonSchema)]
             }
             return jsonResponse(["workflows": workflows])
         }
-        router.post("/api/workflows/:name/instances") { request, context in try await start(request, context) }
-        router.post("/api/events") { request, _ in try await receiveEvent(request) }
+        routes.on("/api/workflows/:name/instances", .post) { request, context in
+            try await start(request, name: try context.parameters.decoded("name"))
+        }
+        routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
     }
 
     // MARK: - Instances
@@ -51,7 +53,8 @@ struct APIRoutes: Sendable {
         var filter = try Self.filter(request)
         guard filter.status != nil || filter.workflowName != nil || filter.inputKey != nil || filter.createdFrom != nil || filter.createdBefore != nil else {
             throw APIError.badRequest(
-                "Give at least one filter (status, workflow, input_key and input_value, created_from, created_before) to cancel by.", type: "InvalidFilter"
+                "Give at least one filter (status, workflow, input_key and input_value, created_from, created_before) to cancel by.",
+                type: "invalid_filter"
             )
         }
         filter.limit = 500
@@ -81,8 +84,8 @@ struct APIRoutes: Sendable {
         var filter = InstanceQuery()
         if let status = value("status") {
             guard let parsed = InstanceStatus(rawValue: status) else {
-                throw APIError.badRequest(
-                    "Unknown status '\(status)'; use one of \(InstanceStatus.all.map { $0.rawValue }.joined(separator: ", ")).", type: "InvalidFilter"
+                throw APIError.invalidFilter(
+                    "Unknown status '\(status)'; use one of \(InstanceStatus.all.map { $0.rawValue }.joined(separator: ", ")).", field: "status"
                 )
             }
             filter.status = parsed
@@ -90,34 +93,36 @@ struct APIRoutes: Sendable {
         filter.workflowName = value("workflow")
         if let limit = value("limit") {
             guard let value = Int(limit), (1...1000).contains(value) else {
-                throw APIError.badRequest("limit must be a number from 1 to 1000, not '\(limit)'.", type: "InvalidFilter")
+                throw APIError.invalidFilter("limit must be a number from 1 to 1000, not '\(limit)'.", field: "limit")
             }
             filter.limit = value
         }
         if let after = value("after") {
             guard let cursor = InstanceCursor(after) else {
-                throw APIError.badRequest("'\(after)' is not a cursor: pass the 'next' value of the previous page.", type: "InvalidFilter")
+                throw APIError.invalidFilter("'\(after)' is not a cursor: pass the 'next' value of the previous page.", field: "after")
             }
             filter.after = cursor
         }
         for (name, keyPath) in [("created_from", \InstanceQuery.createdFrom), ("created_before", \InstanceQuery.createdBefore)] {
             guard let text = value(name) else { continue }
             guard let date = Self.date(text) else {
-                throw APIError.badRequest("\(name) must be a date (2026-11-25) or a time (2026-11-25T14:30:00Z; UTC without a zone), not '\(text)'.", type: "InvalidFilter")
+                throw APIError.invalidFilter(
+                    "\(name) must be a date (2026-11-25) or a time (2026-11-25T14:30:00Z; UTC without a zone), not '\(text)'.", field: name
+                )
             }
             filter[keyPath: keyPath] = date
         }
         switch (value("input_key"), parameters.get("input_value").map { String($0) }) {
         case (let key?, let value?):
             guard InstanceQuery.isValidInputKey(key) else {
-                throw APIError.badRequest("input_key must be a key or a dotted path of keys, not '\(key)'.", type: "InvalidFilter")
+                throw APIError.invalidFilter("input_key must be a key or a dotted path of keys, not '\(key)'.", field: "input_key")
             }
             filter.inputKey = key
             filter.inputValue = value
         case (nil, _):
             break
         case (_?, nil):
-            throw APIError.badRequest("input_key needs an input_value.", type: "InvalidFilter")
+            throw APIError.invalidFilter("input_key needs an input_value.", field: "input_value")
         }
         return filter
     }
@@ -128,23 +133,21 @@ struct APIRoutes: Sendable {
         return try? Date(text + "T00:00:00Z", strategy: .iso8601)
     }
 
-    func instance(_ context: BasicRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
-        guard let instance = try await app.instance(id) else { throw APIError.notFound("No workflow instance has ID \(id).") }
+    func instance(_ id: String) async throws -> Response {
+        guard let instance = try await app.instance(id) else { throw APIError.notFound("No workflow instance has ID \(id).", field: "id") }
         return jsonResponse(Self.document(of: instance))
     }
 
-    func history(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
-        guard try await app.instance(id) != nil else { throw APIError.notFound("No workflow instance has ID \(id).") }
+    func history(_ request: Request, id: String) async throws -> Response {
+        guard try await app.instance(id) != nil else { throw APIError.notFound("No workflow instance has ID \(id).", field: "id") }
         let query = request.uri.queryParameters
         let after = try query.get("after").map { text -> Int64 in
-            guard let value = Int64(text) else { throw APIError.badRequest("after must be a sequence number, not '\(text)'.", type: "InvalidFilter") }
+            guard let value = Int64(text) else { throw APIError.invalidFilter("after must be a sequence number, not '\(text)'.", field: "after") }
             return value
         } ?? 0
         let limit = try query.get("limit").map { text -> Int in
             guard let value = Int(text), (1...1000).contains(value) else {
-                throw APIError.badRequest("limit must be a number from 1 to 1000, not '\(text)'.", type: "InvalidFilter")
+                throw APIError.invalidFilter("limit must be a number from 1 to 1000, not '\(text)'.", field: "limit")
             }
             return value
         } ?? 200
@@ -158,44 +161,119 @@ struct APIRoutes: Sendable {
     }
 
     /// 202 with `"cancelled": true` and the instance's status (running or compensating: it stops at
-    /// its next step) when the request took effect; 409 with the `EngineError.alreadyFinished` error,
+    /// its next step) when the request took effect; 409 with the `already_finished` error,
     /// `"cancelled": false` and the final status when the instance had already finished.
-    func cancel(_ context: BasicRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
+    func cancel(_ id: String) async throws -> Response {
         switch try await app.requestCancellation(of: id) {
         case .requested(let instance):
             return jsonResponse(
                 ["instance_id": id, "cancel_requested": true, "cancelled": true, "status": instance.status.rawValue], status: .accepted
             )
         case .finished(let instance):
-            let error: [String: Any] = [
-                "type": "EngineError.\(EngineError.Code.alreadyFinished)",
-                "message": "Instance \(id) has already \(instance.status); there is nothing to cancel, and nothing was changed.",
-            ]
-            return jsonResponse(["error": error, "instance_id": id, "cancelled": false, "status": instance.status.rawValue], status: .conflict)
+            let error = APIError(
+                status: .conflict, type: APIError.snakeCase("\(EngineError.Code.alreadyFinished)"),
+                message: "Instance \(id) has already \(instance.status); there is nothing to cancel, and nothing was changed."
+            )
+            return jsonResponse(
+                ["error": error.document, "instance_id": id, "cancelled": false, "status": instance.status.rawValue], status: .conflict
+            )
         case .notFound:
             throw EngineError(.instanceNotFound, "No workflow instance has ID \(id); nothing was cancelled.", instanceID: id)
         }
     }
 
-    func start(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try context.parameters.require("name")
-        let body = try await request.body.collect(upTo: maxBodyBytes)
+    /// The keys a start's body takes.
+    static let startKeys = ["input", "instance_id"]
+
+    /// Starts an instance from an `application/json` body `{"input": [arguments…], "instance_id": "…"}`.
+    /// Anything else is refused with the key or header at fault: another media type (415), an unknown
+    /// key (400, naming the key expected), an input the workflow does not take (400, with the
+    /// field the workflow's decoding or validation names, as `input.0.name`).
+    func start(_ request: Request, name: String) async throws -> Response {
+        guard Self.isJSON(request.headers[.contentType]) else {
+            throw APIError(
+                status: .unsupportedMediaType, type: "unsupported_media_type",
+                message: "The body must be JSON, sent with 'Content-Type: application/json'"
+                    + (request.headers[.contentType].map { ", not '\($0)'." } ?? "; the request has no Content-Type."),
+                field: "Content-Type"
+            )
+        }
+        let body = try await collectBody(request, upTo: maxBodyBytes)
+        let shape = #"{"input": [arguments…], "instance_id": "optional"}"#
         guard let document = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
-            throw APIError.badRequest("The body must be a JSON object: {\"input\": [arguments…], \"instance_id\": \"optional\"}.")
+            throw APIError.badRequest("The body must be a JSON object: \(shape).", type: "invalid_body")
+        }
+        for key in document.keys.sorted() where !Self.startKeys.contains(key) {
+            let nearest = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }
+            let guess = nearest.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
+            throw APIError.badRequest(
+                "Unknown key '\(key)' in the body\(guess.map { ": did you mean '\($0)'?" } ?? ".") The body takes 'input' (the workflow's arguments "
+                    + "as a JSON array) and 'instance_id' (optional): \(shape).",
+                type: "unknown_key", field: key
+            )
         }
         let input = document["input"] ?? []
-        guard JSONSerialization.isValidJSONObject([input]), let inputData = try? JSONSerialization.data(withJSONObject: input, options: [.fragmentsAllowed])
-        else { throw APIError.badRequest("'input' must be JSON: the workflow's arguments as an array.") }
-        let instanceID = document["instance_id"] as? String
-        let id = try await app.start(workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID)
-        return jsonResponse(["instance_id": id, "workflow_name": name], status: .created)
+        guard input is [Any], let inputData = try? JSONSerialization.data(withJSONObject: input) else {
+            throw APIError.badRequest(
+                "'input' must be a JSON array: the workflow's arguments, one element per argument.", type: "invalid_body", field: "input"
+            )
+        }
+        let instanceID = document["instance_id"].flatMap { $0 is NSNull ? nil : $0 }
+        if let instanceID, !(instanceID is String) {
+            throw APIError.badRequest("'instance_id' must be a string, or left out for a new UUID.", type: "invalid_body", field: "instance_id")
+        }
+        do {
+            let id = try await app.start(workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID as? String)
+            return jsonResponse(["instance_id": id, "workflow_name": name], status: .created)
+        } catch let error as EngineError where error.code == .invalidInput {
+            throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: inputField(of: error, workflowName: name))
+        } catch let error as EngineError where error.code == .unknownWorkflow {
+            throw APIError(status: .notFound, type: APIError.snakeCase("\(error.code)"), message: error.message, field: "name")
+        }
+    }
+
+    /// Where in the body a rejected input went wrong: the decoding error's coding path, or the
+    /// field a ``ValidationError`` names (found in the input's shape), as `input.0.shipTo.zip`.
+    func inputField(of error: EngineError, workflowName: String) -> String {
+        let cause = error.cause
+        if let decoding = cause as? DecodingError, let path = StartForm.codingPath(of: decoding) {
+            return (["input"] + path.map { $0.intValue.map(String.init) ?? $0.stringValue }).joined(separator: ".")
+        }
+        if let validation = cause as? ValidationError, let field = validation.field {
+            let shapes = app.inputShapes(ofWorkflowNamed: workflowName) ?? []
+            guard let formPath = StartForm(shapes: shapes).path(named: field) else { return "input.\(field)" }
+            // The form's path: `a0.shipTo.zip`, keys percent-escaped.
+            let parts = formPath.split(separator: ".").map { String($0).removingPercentEncoding ?? String($0) }
+            return (["input", String(parts[0].dropFirst())] + parts.dropFirst()).joined(separator: ".")
+        }
+        return "input"
+    }
+
+    /// `application/json`, with parameters (`; charset=utf-8`) or not, in any case.
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        return contentType.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "application/json"
+    }
+
+    /// The Levenshtein distance, to suggest the key a typo meant.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let (x, y) = (Array(a), Array(b))
+        guard !x.isEmpty, !y.isEmpty else { return max(x.count, y.count) }
+        var previous = Array(0...y.count)
+        for i in 1...x.count {
+            var current = [i] + Array(repeating: 0, count: y.count)
+            for j in 1...y.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[y.count]
     }
 
     // MARK: - Events
 
     func receiveEvent(_ request: Request) async throws -> Response {
-        let body = try await request.body.collect(upTo: maxBodyBytes)
+        let body = try await collectBody(request, upTo: maxBodyBytes)
         let event = try CloudEventParser.parse(headers: request.headers, body: Data(body.readableBytesView))
         let receipt = try await app.ingest(event)
         let keptFor: Any = receipt.keptFor ?? NSNull()

@@ -14,7 +14,10 @@ enum CloudEventParser {
             return try structured(body)
         }
         if contentType.hasPrefix("application/cloudevents") {
-            throw APIError.badRequest("Only the JSON event format is accepted in structured mode (application/cloudevents+json).", type: "MalformedEvent")
+            throw APIError.badRequest(
+                "Only the JSON event format is accepted in structured mode (application/cloudevents+json).", type: "malformed_event",
+                field: "Content-Type"
+            )
         }
         return try binary(headers: headers, body: body, contentType: headers[.contentType])
     }
@@ -98,6 +101,6 @@ enum CloudEventParser {
     }
 
     private static func malformed(_ reason: String) -> APIError {
-        APIError.badRequest("Malformed CloudEvent: \(reason).", type: "MalformedEvent")
+        APIError.badRequest("Malformed CloudEvent: \(reason).", type: "malformed_event")
     }
 }

@@ -7,14 +7,17 @@ import NIOCore
 /// events, a CloudEvents ingress, and a viewer (server-rendered pages: `/` lists instances,
 /// `/instances/{id}` shows one with Cancel or Retry, `/workflows/{name}/start` is a start form
 /// generated from the input type) — on Hummingbird, in a module of its own (a SQLite-only user
-/// never builds it). With a bearer token, browsers sign in at `/login`.
+/// never builds it). With a bearer token, browsers sign in at `/login` (wrong tokens are
+/// throttled per client) and out with the pages' Sign out button (`POST /logout`).
 ///
 /// ```swift
 /// let api = EddaHTTP(app: app, configuration: .init(bearerToken: ProcessInfo.processInfo.environment["EDDA_TOKEN"]))
 /// try await ServiceGroup(services: [app, api.server()], logger: logger).run()
 /// ```
 ///
-/// Routes (errors are JSON: `{"error": {"type": "…", "message": "…"}}`):
+/// Routes (an error is JSON of one shape: `{"error": {"type": "invalid_filter", "message": "…",
+/// "field": "limit"}}`, with `type` in snake_case and `field` naming the part of the request at
+/// fault or `null`; another method on a known path is a 405 with `Allow`):
 ///
 /// | | |
 /// |---|---|
@@ -25,24 +28,50 @@ import NIOCore
 /// | `POST /api/instances/cancel?<filters>` | cancel every unfinished instance the filters match (202) |
 /// | `POST /api/instances/{id}/retry` | run a failed instance again from its failed step (202) |
 /// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
-/// | `POST /api/workflows/{name}/instances` | start one: `{"input": [arguments…], "instance_id": "…"}` (201) |
+/// | `POST /api/workflows/{name}/instances` | start one: an `application/json` body `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
+///
+/// `{id}` and `{name}` are one path segment each, percent-encoded (a child's ID `parent/child:1` is
+/// `parent%2Fchild%3A1`).
+///
+/// Every request's `Host` must be one of the server's names (``Configuration-swift.struct/allowedHosts``):
+/// others get 421 Misdirected Request, so a web page cannot reach the server through DNS rebinding.
 public struct EddaHTTP: Sendable {
     /// Where and how the API listens.
+    ///
+    /// ```swift
+    /// var configuration = EddaHTTP.Configuration(host: "0.0.0.0", port: 8080, bearerToken: token)
+    /// configuration.allowedHosts = ["edda.internal", "10.0.0.5:8080"]
+    /// ```
     public struct Configuration: Sendable {
-        /// The address to bind. `127.0.0.1` by default: reachable from this machine only.
+        /// The address to bind. Defaults to `127.0.0.1`: reachable from this machine only. Another
+        /// address without a ``bearerToken`` is logged as a warning when the server is built.
         public var host: String = "127.0.0.1"
+        /// The port to listen on. Defaults to 8080.
         public var port: Int = 8080
-        /// When set, every request must carry `Authorization: Bearer <token>`; others get 401 and nothing is done.
+        /// When set, every request must carry `Authorization: Bearer <token>` (the scheme in any
+        /// case); others get 401 and nothing is done. Browsers sign in at `/login` and out with
+        /// `POST /logout`. Defaults to `nil`: no token.
         public var bearerToken: String?
-        /// The largest request body accepted; larger ones get 413.
+        /// The largest request body accepted; larger ones get 413, which states it. Defaults to 1 MiB.
         public var maxBodyBytes: Int = 1 << 20
+        /// Host names, besides the loopback names (`localhost`, `127.0.0.1`, `[::1]`) and ``host``
+        /// (unless it is a wildcard such as `0.0.0.0`), that requests may give in their `Host`
+        /// header; any other gets 421 Misdirected Request and nothing is done. This is what stops
+        /// DNS rebinding: a web page whose own name was re-pointed at this server sends its own name.
+        /// An entry `name` admits that name on any port, `name:port` only on that port, `[::1]` an
+        /// IPv6 address, and `*` any name (then only a ``bearerToken`` protects the server).
+        /// Defaults to `[]`.
+        public var allowedHosts: [String] = []
 
-        public init(host: String = "127.0.0.1", port: Int = 8080, bearerToken: String? = nil, maxBodyBytes: Int = 1 << 20) {
+        public init(
+            host: String = "127.0.0.1", port: Int = 8080, bearerToken: String? = nil, maxBodyBytes: Int = 1 << 20, allowedHosts: [String] = []
+        ) {
             self.host = host
             self.port = port
             self.bearerToken = bearerToken
             self.maxBodyBytes = maxBodyBytes
+            self.allowedHosts = allowedHosts
         }
     }
 
@@ -56,22 +85,58 @@ public struct EddaHTTP: Sendable {
 
     /// The routes, for embedding in your own Hummingbird application or for tests.
     public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+        router(context: BasicRequestContext.self)
+    }
+
+    /// The routes on a request context of your own. When it conforms to Hummingbird's
+    /// `RemoteAddressRequestContext`, sign-in attempts are throttled per client address; otherwise
+    /// all clients share one budget of wrong tokens.
+    public func router<Context: RequestContext>(context: Context.Type) -> Router<Context> {
+        let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: AllowedHostsMiddleware(hosts: AllowedHosts(bindHost: configuration.host, additional: configuration.allowedHosts)))
         router.add(middleware: SameOriginMiddleware())
         if let token = configuration.bearerToken {
-            router.add(middleware: BearerTokenMiddleware(token: token, sessions: ViewerSessions()))
+            router.add(middleware: BearerTokenMiddleware(token: token, sessions: ViewerSessions(), throttle: LoginThrottle()))
         }
-        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
-        ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: router)
+        var routes = RouteTable(router: router)
+        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: &routes)
+        ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
+        routes.refuseOtherMethods()
         return router
     }
 
     /// A Hummingbird application serving ``router()`` on ``Configuration-swift.struct/host`` and
     /// ``Configuration-swift.struct/port``: a `Service` to run next to the ``EddaApp``.
+    ///
+    /// Bound to an address other than loopback without a ``Configuration-swift.struct/bearerToken``,
+    /// it logs a warning at once: anyone who can reach the address can read every input and start,
+    /// cancel and retry instances.
     public func server(logger: Logger = Logger(label: "edda.http")) -> some ApplicationProtocol {
-        Application(
-            router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port)), logger: logger
+        if configuration.bearerToken == nil, !AllowedHosts.isLoopback(configuration.host) {
+            logger.warning(
+                """
+                EddaHTTP listens beyond this machine without a bearer token: anyone who can reach it can read every instance's input \
+                and start, cancel and retry instances. Set a bearer token (edda serve: EDDA_TOKEN or --token-file), or bind 127.0.0.1.
+                """,
+                metadata: ["edda.http.host": "\(configuration.host)", "edda.http.port": "\(configuration.port)"]
+            )
+        }
+        return Application(
+            router: router(context: EddaRequestContext.self),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port)), logger: logger
         )
+    }
+}
+
+/// ``EddaHTTP/server(logger:)``'s request context: Hummingbird's basic one plus the client's
+/// address, by which sign-in attempts are throttled.
+struct EddaRequestContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 }

@@ -5,60 +5,6 @@ import Hummingbird
 import NIOCore
 import Synchronization
 
-/// An error of the API, rendered as `{"error": {"type": …, "message": …}}` with its status.
-struct APIError: Error {
-    var status: HTTPResponse.Status
-    var type: String
-    var message: String
-
-    static func badRequest(_ message: String, type: String = "BadRequest") -> APIError {
-        APIError(status: .badRequest, type: type, message: message)
-    }
-
-    static func notFound(_ message: String) -> APIError {
-        APIError(status: .notFound, type: "NotFound", message: message)
-    }
-}
-
-/// Turns every error into a JSON body: the API's own, Edda's (by code), Hummingbird's (413 for a
-/// body past the limit), and anything else as a 500 that says only what kind of error it was.
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch let error as APIError {
-            return Self.response(error)
-        } catch let error as EngineError {
-            return Self.response(APIError(status: Self.status(of: error.code), type: "EngineError.\(error.code)", message: error.message))
-        } catch let error as ChannelModeError {
-            return Self.response(APIError(status: .conflict, type: "ChannelModeError", message: error.message))
-        } catch let error as StoreError {
-            return Self.response(APIError(status: .serviceUnavailable, type: "StoreError.\(error.code)", message: error.message))
-        } catch is NIOTooManyBytesError {
-            return Self.response(APIError(status: .contentTooLarge, type: "PayloadTooLarge", message: "The request body is larger than the server accepts."))
-        } catch let error as any HTTPResponseError {
-            let type = error.status == .notFound ? "NotFound" : "HTTPError"
-            return Self.response(APIError(status: error.status, type: type, message: error.status.reasonPhrase))
-        } catch {
-            return Self.response(APIError(status: .internalServerError, type: "InternalError", message: "The request failed: \(type(of: error))."))
-        }
-    }
-
-    static func status(of code: EngineError.Code) -> HTTPResponse.Status {
-        switch code {
-        case .invalidInput, .encodingFailed: .badRequest
-        case .unknownWorkflow, .instanceNotFound: .notFound
-        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed: .conflict
-        default: .internalServerError
-        }
-    }
-
-    static func response(_ error: APIError) -> Response {
-        let document: [String: Any] = ["error": ["type": error.type, "message": error.message]]
-        return jsonResponse(document, status: error.status)
-    }
-}
-
 /// Refuses state-changing requests from other sites: a browser sends `Origin` with a cross-site
 /// POST (a form on any page the operator visits could otherwise cancel everything on a local API),
 /// and it must be exactly this server's origin (scheme, host and port). `Sec-Fetch-Site:
@@ -69,56 +15,100 @@ struct SameOriginMiddleware<Context: RequestContext>: RouterMiddleware {
         if request.method != .get, request.method != .head {
             let authority = request.head.authority ?? ""
             if let origin = request.headers[.origin], origin != "http://\(authority)", origin != "https://\(authority)" {
-                throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "A request from another site (\(origin)) cannot change anything here.")
+                throw APIError(
+                    status: .forbidden, type: "cross_site_request", message: "A request from another site (\(origin)) cannot change anything here.",
+                    field: "Origin"
+                )
             }
             if request.headers[HTTPField.Name("Sec-Fetch-Site")!] == "cross-site" {
-                throw APIError(status: .forbidden, type: "CrossSiteRequest", message: "A request from another site cannot change anything here.")
+                throw APIError(
+                    status: .forbidden, type: "cross_site_request", message: "A request from another site cannot change anything here.",
+                    field: "Sec-Fetch-Site"
+                )
             }
         }
         return try await next(request, context)
     }
 }
 
-/// Refuses, with 401, every request that proves neither `Authorization: Bearer <token>` nor, for
-/// the viewer's pages, a session the sign-in page opened. Nothing is done for a refused request.
-/// The API gets a JSON error; a page gets the sign-in form (`POST /login` checks the token and sets
-/// an `edda_session` cookie: a random ID, `HttpOnly`, `SameSite=Strict`, good for 12 hours or
-/// until the server restarts — never the token itself, and never accepted by the API).
+/// Refuses, with 401, every request that proves neither `Authorization: Bearer <token>` (the scheme
+/// in any case) nor, for the viewer's pages, a session the sign-in page opened. Nothing is done for
+/// a refused request. The API gets a JSON error; a page gets the sign-in form (`POST /login` checks
+/// the token and sets an `edda_session` cookie: a random ID, `HttpOnly`, `SameSite=Strict`, good
+/// for 12 hours or until the server restarts — never the token itself, and never accepted by the
+/// API). Wrong tokens are throttled per client (``LoginThrottle``: 429 with `Retry-After`);
+/// `POST /logout` closes the session and clears the cookie.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String
     let sessions: ViewerSessions
+    let throttle: LoginThrottle
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         let isAPI = path.hasPrefix("/api/")
-        if path == "/login", request.method == .post { return try await login(request) }
-        if let given = request.headers[.authorization], Self.constantTimeEqual(given, "Bearer \(token)") {
+        if path == "/login", request.method == .post { return try await login(request, client: Self.client(of: context)) }
+        if path == "/logout", request.method == .post { return logout(request) }
+        if let given = request.headers[.authorization], Self.isBearer(given, token: token) {
             return try await next(request, context)
         }
-        if !isAPI, let session = request.headers[.cookie].flatMap({ ViewerPages.cookie("edda_session", in: $0) }), sessions.isOpen(session) {
+        if !isAPI, let session = Self.session(of: request), sessions.isOpen(session) {
             return try await next(request, context)
         }
         if isAPI || request.method != .get {
-            var response = JSONErrorMiddleware<Context>.response(
-                APIError(status: .unauthorized, type: "Unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.")
-            )
-            response.headers[.wwwAuthenticate] = "Bearer"
-            return response
+            return APIError(
+                status: .unauthorized, type: "unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.",
+                field: "Authorization", headers: [.wwwAuthenticate: "Bearer"]
+            ).response
         }
         return Self.loginPage(next: path == "/login" ? "/" : request.uri.description, message: nil)
     }
 
-    /// Checks the posted token; when it is right, opens a session and goes back to the page asked for.
-    func login(_ request: Request) async throws -> Response {
-        let form = ViewerPages.formFields(String(buffer: try await request.body.collect(upTo: 4096)))
+    /// Whether an `Authorization` header carries `token` in the `Bearer` scheme, whose name is
+    /// case-insensitive (RFC 9110 §11.1).
+    static func isBearer(_ header: String, token: String) -> Bool {
+        let parts = header.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
+        return constantTimeEqual(parts[1].trimmingCharacters(in: .whitespaces), token)
+    }
+
+    /// The client's address, when the request context knows it (``EddaHTTP/server(logger:)``'s does).
+    static func client(of context: Context) -> String {
+        (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress ?? "unknown client"
+    }
+
+    static func session(of request: Request) -> String? {
+        request.headers[.cookie].flatMap { ViewerPages.cookie("edda_session", in: $0) }
+    }
+
+    /// Checks the posted token; when it is right, opens a session and goes back to the page asked
+    /// for. A client that has got it wrong too often is told to wait (429), whatever it sends.
+    func login(_ request: Request, client: String) async throws -> Response {
+        let form = ViewerPages.formFields(String(buffer: try await collectBody(request, upTo: 4096)))
         let target = form["next"].flatMap(Self.localPath) ?? "/"
+        if let seconds = throttle.wait(for: client) {
+            var response = Self.loginPage(
+                next: target, message: "Too many wrong tokens from here: try again in \(seconds) s.", status: .tooManyRequests
+            )
+            response.headers[.retryAfter] = String(seconds)
+            return response
+        }
         guard let given = form["token"], Self.constantTimeEqual(given, token) else {
+            throttle.recordFailure(of: client)
             return Self.loginPage(next: target, message: "That token is not right.")
         }
+        throttle.recordSuccess(of: client)
         let session = sessions.open()
         return Response(
             status: .seeOther,
             headers: [.location: target, .setCookie: "edda_session=\(session); Path=/; SameSite=Strict; HttpOnly; Max-Age=\(Int(ViewerSessions.lifetime))"]
+        )
+    }
+
+    /// Closes the browser's session (so its cookie is worthless even if kept) and clears the cookie.
+    func logout(_ request: Request) -> Response {
+        if let session = Self.session(of: request) { sessions.close(session) }
+        return Response(
+            status: .seeOther, headers: [.location: "/", .setCookie: "edda_session=; Path=/; SameSite=Strict; HttpOnly; Max-Age=0"]
         )
     }
 
@@ -130,12 +120,12 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         return path
     }
 
-    static func loginPage(next: String, message: String?) -> Response {
+    static func loginPage(next: String, message: String?, status: HTTPResponse.Status = .unauthorized) -> Response {
         var body = "<h1>Edda</h1><p>This viewer is protected by a token (the server's bearer token).</p>"
         if let message { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
         body += "<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"next\" value=\"\(HTML.escape(next))\">"
         body += "<label>Token <input type=\"password\" name=\"token\" autocomplete=\"current-password\"></label> <button type=\"submit\">Sign in</button></form>"
-        var response = HTML.page(title: "Edda — sign in", body: body, status: .unauthorized)
+        var response = HTML.page(title: "Edda — sign in", body: body, status: status)
         response.headers[.wwwAuthenticate] = "Bearer"
         return response
     }
@@ -166,6 +156,10 @@ final class ViewerSessions: Sendable {
             sessions[id] = now
         }
         return id
+    }
+
+    func close(_ id: String) {
+        _ = opened.withLock { $0.removeValue(forKey: id) }
     }
 
     func isOpen(_ id: String) -> Bool {

@@ -241,7 +241,7 @@ struct StartForm {
     }
 
     /// The first field whose key path ends with `field` (`"zip"` or `"shipTo.zip"`).
-    private func path(named field: String) -> String? {
+    func path(named field: String) -> String? {
         let wanted = field.split(separator: ".").map(String.init)
         func search(_ shape: InputShape, _ path: String, _ keys: [String]) -> String? {
             if keys.count >= wanted.count, Array(keys.suffix(wanted.count)) == wanted { return path }
@@ -257,7 +257,7 @@ struct StartForm {
         return nil
     }
 
-    private static func codingPath(of error: DecodingError) -> [any CodingKey]? {
+    static func codingPath(of error: DecodingError) -> [any CodingKey]? {
         switch error {
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context): context.codingPath
         case .keyNotFound(let key, let context): context.codingPath + [key]

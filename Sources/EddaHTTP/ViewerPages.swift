@@ -14,23 +14,31 @@ import NIOCore
 struct ViewerPages: Sendable {
     let app: EddaApp
     let maxBodyBytes: Int
+    /// Whether the server takes a token, so pages offer Sign out.
+    let signsIn: Bool
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/") { request, _ in try await list(request) }
-        router.get("/workflows") { _, _ in workflows() }
-        router.get("/workflows/:name/start") { request, context in
-            let name = try context.parameters.require("name")
+    func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
+        routes.on("/", .get) { request, _ in try await list(request) }
+        routes.on("/workflows", .get) { _, _ in workflows() }
+        routes.on("/workflows/:name/start", .get) { request, context in
+            let name = try context.parameters.decoded("name")
             guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
             return startPage(name, StartForm(shapes: shapes), request: request)
         }
-        router.post("/workflows/:name/start") { request, context in try await start(request, context) }
-        router.get("/instances/:id") { request, context in try await instancePage(request, context) }
-        router.post("/instances/:id/cancel") { request, context in
-            try await act(request, context) { id in try await app.cancel(id) }
+        routes.on("/workflows/:name/start", .post) { request, context in try await start(request, name: try context.parameters.decoded("name")) }
+        routes.on("/instances/:id", .get) { request, context in try await instancePage(request, id: try context.parameters.decoded("id")) }
+        routes.on("/instances/:id/cancel", .post) { request, context in
+            try await act(request, id: try context.parameters.decoded("id")) { id in try await app.cancel(id) }
         }
-        router.post("/instances/:id/retry") { request, context in
-            try await act(request, context) { id in _ = try await app.retry(id) }
+        routes.on("/instances/:id/retry", .post) { request, context in
+            try await act(request, id: try context.parameters.decoded("id")) { id in _ = try await app.retry(id) }
         }
+    }
+
+    /// A viewer page, with Sign out when the server takes a token.
+    func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {
+        let signOut = signsIn ? "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>" : ""
+        return HTML.page(title: title, head: head, body: signOut + body, status: status)
     }
 
     // MARK: - Pages
@@ -86,13 +94,12 @@ struct ViewerPages: Sendable {
         }
         // The refresh reloads this same URL: the filters, kept in it, survive.
         let head = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\">" } ?? ""
-        return HTML.page(title: "Edda — instances", head: head, body: body)
+        return self.page(title: "Edda — instances", head: head, body: body)
     }
 
-    func instancePage(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
+    func instancePage(_ request: Request, id: String) async throws -> Response {
         guard let instance = try await app.instance(id) else {
-            return HTML.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
+            return self.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
         }
         let query = request.uri.queryParameters
         let failedOnly = query.get("failed") == "true"
@@ -153,7 +160,7 @@ struct ViewerPages: Sendable {
         if records.count > limit, let last = page.last {
             body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
         }
-        var response = HTML.page(title: "Edda — \(instance.instanceID)", body: body)
+        var response = self.page(title: "Edda — \(instance.instanceID)", body: body)
         for field in headers { response.headers.append(field) }
         return response
     }
@@ -181,8 +188,7 @@ struct ViewerPages: Sendable {
     }
 
     /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
-    func act(_ request: Request, _ context: BasicRequestContext, _ action: (String) async throws -> Void) async throws -> Response {
-        let id = try context.parameters.require("id")
+    func act(_ request: Request, id: String, _ action: (String) async throws -> Void) async throws -> Response {
         guard (try await postedForm(request)) != nil else { return Self.formRefused() }
         try await action(id)
         return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
@@ -198,17 +204,16 @@ struct ViewerPages: Sendable {
         } else {
             body += "<ul>" + names.map { "<li><a href=\"/workflows/\(HTML.pathComponent($0))/start\">\(HTML.escape($0))</a></li>" }.joined() + "</ul>"
         }
-        return HTML.page(title: "Edda — workflows", body: body)
+        return self.page(title: "Edda — workflows", body: body)
     }
 
     func unknownWorkflow(_ name: String) -> Response {
-        HTML.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow named \(HTML.escape(name)) is registered.</p>", status: .notFound)
+        self.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow named \(HTML.escape(name)) is registered.</p>", status: .notFound)
     }
 
     /// Starts an instance from the posted form, or shows the form again: with one more list element
     /// after "Add", or with the errors next to their fields.
-    func start(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try context.parameters.require("name")
+    func start(_ request: Request, name: String) async throws -> Response {
         guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
         guard var values = try await postedForm(request) else { return Self.formRefused() }
         let instanceID = values.removeValue(forKey: "edda_instance_id").flatMap { $0.isEmpty ? nil : $0 }
@@ -244,7 +249,7 @@ struct ViewerPages: Sendable {
         body += "<div class=\"field\"><label>Instance ID <small>(optional: a new UUID otherwise)</small> "
         body += "<input name=\"edda_instance_id\" value=\"\(HTML.escape(instanceID ?? ""))\"></label></div>"
         body += "<button type=\"submit\" name=\"edda_start\" value=\"1\">Start</button></form>"
-        var response = HTML.page(title: "Edda — start \(name)", body: body, status: status)
+        var response = self.page(title: "Edda — start \(name)", body: body, status: status)
         if let cookie { response.headers[.setCookie] = cookie }
         return response
     }
@@ -265,7 +270,7 @@ struct ViewerPages: Sendable {
     /// the page set: a form from another site carries neither our cookie's value nor our Origin
     /// (the latter is checked for every state-changing request by SameOriginMiddleware).
     func postedForm(_ request: Request) async throws -> [String: String]? {
-        let form = Self.formFields(String(buffer: try await request.body.collect(upTo: maxBodyBytes)))
+        let form = Self.formFields(String(buffer: try await collectBody(request, upTo: maxBodyBytes)))
         let cookie = request.headers[.cookie].flatMap { Self.cookie("edda_csrf", in: $0) }
         guard let token = form["csrf"], let cookie, !token.isEmpty, token == cookie else { return nil }
         return form
@@ -298,11 +303,19 @@ struct ViewerPages: Sendable {
             .first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
     }
 
+    /// An ID or name as one URL path segment: everything but unreserved characters and a few safe
+    /// sub-delimiters is percent-encoded (`/`, `?`, `#`, `%`, space, non-ASCII), and so are the
+    /// dots of `.` and `..`, which browsers would resolve as relative paths.
     static func percentEncoded(_ id: String) -> String {
-        var allowed = CharacterSet.urlPathAllowed
-        allowed.remove("/")
-        return id.addingPercentEncoding(withAllowedCharacters: allowed) ?? id
+        if id == "." || id == ".." { return String(repeating: "%2E", count: id.count) }
+        return id.addingPercentEncoding(withAllowedCharacters: segmentAllowed) ?? id
     }
+
+    private static let segmentAllowed: CharacterSet = {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "/;")
+        return allowed
+    }()
 }
 
 /// HTML building, with every piece of user data escaped.
@@ -363,6 +376,7 @@ enum HTML {
         .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
         .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
+        .signout{float:right}
         """
 }
 

@@ -45,8 +45,12 @@ struct APITests {
         try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
     }
 
+    func error(_ response: TestResponse) throws -> [String: Any] {
+        try #require(try json(response)["error"] as? [String: Any])
+    }
+
     func errorType(_ response: TestResponse) throws -> String? {
-        (try json(response)["error"] as? [String: Any])?["type"] as? String
+        try error(response)["type"] as? String
     }
 
     static func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
@@ -76,29 +80,125 @@ struct APITests {
 
             let missing = try await client.execute(uri: "/api/instances/nope", method: .get)
             #expect(missing.status == .notFound)
-            #expect(try errorType(missing) == "NotFound")
+            #expect(try errorType(missing) == "not_found")
             let badFilter = try await client.execute(uri: "/api/instances?status=sleeping", method: .get)
             #expect(badFilter.status == .badRequest)
-            #expect(try errorType(badFilter) == "InvalidFilter")
+            #expect(try errorType(badFilter) == "invalid_filter")
         }
+    }
+
+    static let json: HTTPFields = [.contentType: "application/json"]
+
+    /// Posts `body` as JSON to the start route of `workflow`.
+    func start(_ client: any TestClientProtocol, _ body: String, workflow: String = "greet") async throws -> TestResponse {
+        try await client.execute(uri: "/api/workflows/\(workflow)/instances", method: .post, headers: Self.json, body: Self.body(body))
     }
 
     @Test func startingWithBadInputSaysWhyAndCreatesNothing() async throws {
         try await withAPI { app, client in
-            let invalid = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post, body: Self.body(#"{"input": [{"name": ""}], "instance_id": "g-2"}"#)
-            )
+            let invalid = try await start(client, #"{"input": [{"name": ""}], "instance_id": "g-2"}"#)
             #expect(invalid.status == .badRequest)
-            #expect(try errorType(invalid) == "EngineError.invalidInput")
+            #expect(try errorType(invalid) == "invalid_input")
+            #expect(try error(invalid)["field"] as? String == "input.0.name", "the field the workflow's validation names, in the body")
             #expect(String(buffer: invalid.body).contains("must not be empty"))
-            let wrongShape = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, body: Self.body(#"{"input": [42]}"#))
+            let wrongShape = try await start(client, #"{"input": [42]}"#)
             #expect(wrongShape.status == .badRequest)
-            let notJSON = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, body: Self.body("name=Ada"))
+            #expect(try error(wrongShape)["field"] as? String == "input.0")
+            let notJSON = try await start(client, "name=Ada")
             #expect(notJSON.status == .badRequest)
-            let unknown = try await client.execute(uri: "/api/workflows/nope/instances", method: .post, body: Self.body(#"{"input": []}"#))
+            #expect(try errorType(notJSON) == "invalid_body")
+            let notArray = try await start(client, #"{"input": {"name": "Ada"}}"#)
+            #expect(notArray.status == .badRequest)
+            #expect(try error(notArray)["field"] as? String == "input")
+            let unknown = try await start(client, #"{"input": []}"#, workflow: "nope")
             #expect(unknown.status == .notFound)
-            #expect(try errorType(unknown) == "EngineError.unknownWorkflow")
+            #expect(try errorType(unknown) == "unknown_workflow")
             #expect(try await app.instance("g-2") == nil)
+        }
+    }
+
+    @Test func aStartBodyThatIsNotJSONIs415() async throws {
+        try await withAPI { app, client in
+            let start = Self.body(#"{"input": [{"name": "Ada"}], "instance_id": "m-1"}"#)
+            for contentType in [nil, "text/plain", "application/x-www-form-urlencoded"] {
+                let headers: HTTPFields = contentType.map { [.contentType: $0] } ?? [:]
+                let refused = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, headers: headers, body: start)
+                #expect(refused.status == .unsupportedMediaType, "\(contentType ?? "no Content-Type")")
+                #expect(try errorType(refused) == "unsupported_media_type")
+                #expect(try error(refused)["field"] as? String == "Content-Type")
+                #expect(String(buffer: refused.body).contains("application/json"), "it says what to send")
+            }
+            #expect(try await app.instance("m-1") == nil)
+            let withCharset = try await client.execute(
+                uri: "/api/workflows/greet/instances", method: .post, headers: [.contentType: "Application/JSON; charset=utf-8"], body: start
+            )
+            #expect(withCharset.status == .created)
+        }
+    }
+
+    @Test func aTypoInTheBodyNamesTheKeyExpected() async throws {
+        try await withAPI { app, client in
+            let typo = try await start(client, #"{"inputs": [{"name": "Ada"}], "instance_id": "t-1"}"#)
+            #expect(typo.status == .badRequest)
+            #expect(try errorType(typo) == "unknown_key")
+            #expect(try error(typo)["field"] as? String == "inputs")
+            #expect(((try error(typo)["message"] as? String) ?? "").contains("did you mean 'input'?"))
+            let camel = try await start(client, #"{"input": [{"name": "Ada"}], "instanceID": "t-1"}"#)
+            #expect(((try error(camel)["message"] as? String) ?? "").contains("did you mean 'instance_id'?"))
+            let wrongType = try await start(client, #"{"input": [{"name": "Ada"}], "instance_id": 7}"#)
+            #expect(try error(wrongType)["field"] as? String == "instance_id")
+            #expect(try await app.instance("t-1") == nil, "nothing was started")
+        }
+    }
+
+    @Test func aWrongMethodOnAKnownRouteIs405WithAllow() async throws {
+        try await withAPI { _, client in
+            let get = try await client.execute(uri: "/api/workflows/greet/instances", method: .get)
+            #expect(get.status == .methodNotAllowed)
+            #expect(get.headers[.allow] == "POST")
+            #expect(try errorType(get) == "method_not_allowed")
+            let delete = try await client.execute(uri: "/api/instances/x", method: .delete)
+            #expect(delete.status == .methodNotAllowed)
+            #expect(delete.headers[.allow] == "GET, HEAD")
+            let post = try await client.execute(uri: "/api/instances", method: .post)
+            #expect(post.status == .methodNotAllowed)
+            let page = try await client.execute(uri: "/instances/x", method: .put)
+            #expect(page.status == .methodNotAllowed)
+            let head = try await client.execute(uri: "/api/instances", method: .head)
+            #expect(head.status == .ok, "HEAD comes with GET")
+            let unknown = try await client.execute(uri: "/api/nothing", method: .get)
+            #expect(unknown.status == .notFound, "an unknown path stays 404")
+        }
+    }
+
+    @Test func everyErrorHasOneShapeInOneNamingStyle() async throws {
+        try await withAPI(.init(maxBodyBytes: 4096)) { _, client in
+            let requests: [(String, HTTPRequest.Method, HTTPFields, String?)] = [
+                ("/api/instances/nope", .get, [:], nil),
+                ("/api/instances?limit=0", .get, [:], nil),
+                ("/api/instances/nope/history?after=x", .get, [:], nil),
+                ("/api/instances/nope/cancel", .post, [:], nil),
+                ("/api/instances/nope/retry", .post, [:], nil),
+                ("/api/instances/cancel", .post, [:], nil),
+                ("/api/workflows/greet/instances", .post, [:], "{}"),
+                ("/api/workflows/greet/instances", .post, Self.json, "[]"),
+                ("/api/workflows/greet/instances", .get, [:], nil),
+                ("/api/events", .post, [.contentType: "application/cloudevents+json"], "{}"),
+                ("/api/instances", .post, [.origin: "http://elsewhere.example"], nil),
+                ("/api/unknown", .get, [:], nil),
+            ]
+            for (uri, method, headers, body) in requests {
+                let response = try await client.execute(uri: uri, method: method, headers: headers, body: body.map(Self.body))
+                #expect(response.status.code >= 400, "\(method) \(uri)")
+                let document = try json(response)
+                #expect(Set(document.keys) == ["error"], "\(method) \(uri): \(document)")
+                let error = try #require(document["error"] as? [String: Any])
+                #expect(Set(error.keys) == ["type", "message", "field"], "\(method) \(uri): \(error)")
+                let type = try #require(error["type"] as? String)
+                #expect(!type.isEmpty && type.allSatisfy { $0.isLowercase || $0 == "_" }, "\(method) \(uri): '\(type)' is not snake_case")
+                #expect((error["message"] as? String)?.isEmpty == false)
+                #expect(error["field"] is String || error["field"] is NSNull)
+            }
         }
     }
 
@@ -115,7 +215,7 @@ struct APITests {
             #expect((try json(today)["instances"] as? [[String: Any]])?.count == 4)
             let garbled = try await client.execute(uri: "/api/instances?created_from=yesterday", method: .get)
             #expect(garbled.status == .badRequest)
-            #expect(try errorType(garbled) == "InvalidFilter")
+            #expect(try errorType(garbled) == "invalid_filter")
             let unfiltered = try await client.execute(uri: "/api/instances/cancel", method: .post)
             #expect(unfiltered.status == .badRequest, "cancelling everything takes a filter")
             let crossSite = try await client.execute(
@@ -148,7 +248,7 @@ struct APITests {
             #expect(try await app.handle(for: workflow, instanceID: "f-1").result() == 7)
             let notFailed = try await client.execute(uri: "/api/instances/f-1/retry", method: .post)
             #expect(notFailed.status == .conflict)
-            #expect(try errorType(notFailed) == "EngineError.notFailed")
+            #expect(try errorType(notFailed) == "not_failed")
         }
     }
 
@@ -163,7 +263,7 @@ struct APITests {
             await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
             let again = try await client.execute(uri: "/api/instances/c-1/cancel", method: .post)
             #expect(again.status == .conflict)
-            #expect(try errorType(again) == "EngineError.alreadyFinished")
+            #expect(try errorType(again) == "already_finished")
             #expect(try json(again)["cancelled"] as? Bool == false, "nothing to cancel")
             #expect(try json(again)["status"] as? String == "cancelled", "its final status")
             let unknown = try await client.execute(uri: "/api/instances/nope/cancel", method: .post)
@@ -242,7 +342,7 @@ struct APITests {
                 body: Self.body(#"{"specversion": "1.0", "source": "/x", "type": "t"}"#)
             )
             #expect(noID.status == .badRequest)
-            #expect(try errorType(noID) == "MalformedEvent")
+            #expect(try errorType(noID) == "malformed_event")
             #expect(String(buffer: noID.body).contains("'id' is missing"))
             let nothing = try await client.execute(uri: "/api/events", method: .post, headers: [.contentType: "application/json"], body: Self.body("{}"))
             #expect(nothing.status == .badRequest)
@@ -260,7 +360,7 @@ struct APITests {
             let start = Self.body(#"{"input": [{"name": "Eve"}], "instance_id": "t-1"}"#)
             let missing = try await client.execute(uri: "/api/workflows/greet/instances", method: .post, body: start)
             #expect(missing.status == .unauthorized)
-            #expect(try errorType(missing) == "Unauthorized")
+            #expect(try errorType(missing) == "unauthorized")
             let wrong = try await client.execute(
                 uri: "/api/workflows/greet/instances", method: .post, headers: [.authorization: "Bearer guess"], body: start
             )
@@ -269,7 +369,8 @@ struct APITests {
             let list = try await client.execute(uri: "/api/instances", method: .get)
             #expect(list.status == .unauthorized)
             let right = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post, headers: [.authorization: "Bearer s3cret"], body: start
+                uri: "/api/workflows/greet/instances", method: .post, headers: [.authorization: "Bearer s3cret", .contentType: "application/json"],
+                body: start
             )
             #expect(right.status == .created)
         }
@@ -278,11 +379,12 @@ struct APITests {
     @Test func aBodyPastTheLimitIs413() async throws {
         try await withAPI(.init(maxBodyBytes: 64)) { app, client in
             let large = try await client.execute(
-                uri: "/api/workflows/greet/instances", method: .post,
+                uri: "/api/workflows/greet/instances", method: .post, headers: Self.json,
                 body: Self.body(#"{"input": [{"name": "\#(String(repeating: "x", count: 200))"}], "instance_id": "big"}"#)
             )
             #expect(large.status == .contentTooLarge)
-            #expect(try errorType(large) == "PayloadTooLarge")
+            #expect(try errorType(large) == "payload_too_large")
+            #expect(((try error(large)["message"] as? String) ?? "").contains("64 bytes"), "a 413 states the limit")
             #expect(try await app.instance("big") == nil)
         }
     }

@@ -30,6 +30,12 @@ struct CLIStartTests {
                 #expect(started.output.contains("started g-1") && started.output.contains("completed: \"Hello, Ada!\""), "\(started.output)")
                 #expect(try await app.instance("g-1")?.status == .completed)
 
+                // An ID with '/', '@', a space and non-ASCII characters: the wait finds it too.
+                let odd = "cli/ü @1"
+                let waited = try await EddaBinary.run(["start", "greet", "--input", "[\"Bo\"]", "--instance-id", odd, "--wait"], environment: token)
+                #expect(waited.status == 0, "\(waited.error)")
+                #expect(waited.output.contains("completed: \"Hello, Bo!\""), "\(waited.output)")
+
                 let invalid = try await EddaBinary.run(["start", "greet", "--input", "[\"\"]"], environment: token)
                 #expect(invalid.status != 0)
                 #expect(invalid.error.contains("name must not be empty") && invalid.error.contains("HTTP 400"), "\(invalid.error)")
@@ -39,7 +45,8 @@ struct CLIStartTests {
                 #expect(notArray.status != 0 && notArray.error.contains("JSON array"), "\(notArray.error)")
                 let anonymous = try await EddaBinary.run(["start", "greet", "--input", "[\"Bo\"]", "--server", base], environment: ["EDDA_TOKEN": ""])
                 #expect(anonymous.status != 0 && anonymous.error.contains("HTTP 401"), "\(anonymous.error)")
-                #expect(try await app.instances(matching: InstanceQuery()).instances.count == 1, "only the valid, authorised start created an instance")
+                let created = try await app.instances(matching: InstanceQuery()).instances.count
+                #expect(created == 2, "only the valid, authorised starts created instances")
             }
         }
         let unreachable = try await EddaBinary.run(["start", "greet", "--server", "http://127.0.0.1:1"])
