@@ -54,6 +54,14 @@ struct PostgresTestSchema {
         Set(try await values("SELECT instance_id || ' ' || step_id FROM \"\(name)\".workflow_history"))
     }
 
+    /// The "instance step" pairs recorded at or before `date` (server clock, this machine's): what
+    /// was in history at a kill, read after it — by then a survivor may have taken over a lapsed
+    /// lease and recorded the step that was in flight.
+    func recordedSteps(before date: Date) async throws -> Set<String> {
+        let until = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        return Set(try await values("SELECT instance_id || ' ' || step_id FROM \"\(name)\".workflow_history WHERE recorded_at <= \(until)"))
+    }
+
     /// When the first history record written after `date` was recorded (server clock), among
     /// `instances` if given; `nil` when there is none.
     func firstRecordAfter(_ date: Date, instances: [String]? = nil) async throws -> Date? {

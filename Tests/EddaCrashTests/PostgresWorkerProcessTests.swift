@@ -59,7 +59,7 @@ struct PostgresWorkerProcessTests {
             victim.waitUntilExit()
             #expect(victim.terminationReason == .uncaughtSignal)
             let held = try await Self.leases(held: "worker-3", in: workers.schema)
-            let recordedAtKill = try await workers.schema.recordedSteps()
+            let recordedAtKill = try await workers.schema.recordedSteps(before: killedAt)
             try #require(!held.isEmpty, "the kill must land while worker 3 holds instances")
 
             for worker in survivors { try await expectCleanExit(worker) }
@@ -119,7 +119,7 @@ struct PostgresWorkerProcessTests {
             worker1.waitUntilExit()
             #expect(worker1.terminationReason == .uncaughtSignal)
             let lease = try #require(try await Self.leases(held: "worker-1", in: workers.schema)["pg-0"], "nothing released A's lease")
-            let recordedAtKill = try await workers.schema.recordedSteps()
+            let recordedAtKill = try await workers.schema.recordedSteps(before: killedAt)
             let recordedOfA = recordedAtKill.filter { $0.hasPrefix("pg-0 ") }
             try #require(!recordedOfA.isEmpty && recordedOfA.count < steps, "the kill must land in the middle of A")
 
