@@ -134,7 +134,7 @@ struct Show: AsyncParsableCommand {
         let shown = failed ? history.filter(\.isFailure) : history
         out("history:   \(history.count) record\(history.count == 1 ? "" : "s")\(failed ? ", \(shown.count) failed" : "")")
         guard !shown.isEmpty else { return }
-        let stepWidth = min(max(shown.map(\.stepID.count).max() ?? 4, 4) + 1, 40)
+        let stepWidth = min(max(shown.map(\.stepID.displayWidth).max() ?? 4, 4) + 1, 40)
         out(Terminal.paint("   " + "#".padding(6) + "STEP".padding(stepWidth) + "KIND".padding(22) + "TRIES".padding(6) + "RECORDED".padding(26) + "RESULT OR ERROR", .bold))
         for event in shown {
             let attempts = event.retry.map { "\($0.totalAttempts)\($0.exhausted ? "!" : "")" } ?? "1"
