@@ -6,7 +6,8 @@ import Foundation
 import GRDB
 import Testing
 
-/// The built `edda` binary's commands on SQLite files: wide characters in tables.
+/// The built `edda` binary's commands on SQLite files: `list` paging and `--json`, `show --json`,
+/// wide characters in tables, retried attempts in `show`.
 @Suite("CLI: edda commands, --json, usage and tables", .timeLimit(.minutes(1)))
 struct CLICommandTests {
     static let hello = Activity("hello") { (_: ActivityContext, name: String) -> String in
@@ -30,6 +31,90 @@ struct CLICommandTests {
             _ = try await store.createInstance(
                 NewInstance(instanceID: id(index), workflowName: workflow, serviceName: "test", input: JSONPayload(json: "[\(index)]")), leasedTo: nil
             )
+        }
+    }
+
+    @Test func listJSONPrintsEveryInstanceAndLimitPagesWithACursor() async throws {
+        try await withTemporaryDatabase { path in
+            try await create(60, in: try SQLiteStore(path: path))
+
+            let all = try await edda(["list", "--database", path, "--json"])
+            #expect(all.status == 0, "\(all.error)")
+            #expect(Set(objects(all.output).compactMap { $0["instance_id"] as? String }).count == 60, "\(all.output.split(separator: "\n").count) lines")
+            #expect(all.error.isEmpty, "\(all.error)")
+
+            // --limit cuts the JSON short: the cursor goes to standard error, standard output stays objects.
+            let first = try await edda(["list", "--database", path, "--json", "--limit", "25"])
+            #expect(objects(first.output).count == 25 && first.output.split(separator: "\n").count == 25, "\(first.output)")
+            let cursor = try #require(first.error.split(separator: "'").dropFirst().first.map(String.init), "no cursor in: \(first.error)")
+            let rest = try await edda(["list", "--database", path, "--json", "--after", cursor])
+            let ids = (objects(first.output) + objects(rest.output)).compactMap { $0["instance_id"] as? String }
+            #expect(ids.count == 60 && Set(ids).count == 60, "\(ids)")
+
+            // A table shows 50 and the next page's cursor; --limit 0 shows all.
+            let table = try await edda(["list", "--database", path])
+            #expect(table.output.contains("next page: --after '"), "\(table.output)")
+            let everything = try await edda(["list", "--database", path, "--limit", "0"])
+            #expect(everything.status == 0, "\(everything.error)")
+            #expect(everything.output.split(separator: "\n").filter { $0.hasPrefix("i-") }.count == 60 && !everything.output.contains("next page"))
+            let zeroJSON = try await edda(["list", "--database", path, "--json", "--limit", "0"])
+            #expect(objects(zeroJSON.output).count == 60)
+
+            let negative = try await edda(["list", "--database", path, "--limit=-1"])
+            #expect(negative.status != 0 && negative.error.contains("--limit takes how many to print (0 for all)"), "\(negative.error)")
+        }
+    }
+
+    @Test func showJSONHoldsTheInstanceAndItsHistory() async throws {
+        try await withTemporaryDatabase { path in
+            try await withTestApp(store: try SQLiteStore(path: path)) { app in
+                _ = try await app.start(Self.greet, "Ada", instanceID: "ok-1").result()
+                _ = try? await app.start(Self.greet, "", instanceID: "bad-1").result()
+            }
+            let ok = try await edda(["show", "ok-1", "--database", path, "--json"])
+            #expect(ok.status == 0, "\(ok.error)")
+            let document = try #require(objects(ok.output).first, "\(ok.output)")
+            #expect(ok.output.split(separator: "\n").count == 1)
+            #expect(document["instance_id"] as? String == "ok-1" && document["status"] as? String == "completed")
+            #expect(document["output"] as? String == "Hello, Ada!" && document["input"] as? [String] == ["Ada"])
+            let history = try #require(document["history"] as? [[String: Any]])
+            #expect(history.map { $0["kind"] as? String } == ["ActivityCompleted"] && history.first?["payload"] as? String == "Hello, Ada!")
+
+            let bad = try await edda(["show", "bad-1", "--database", path, "--json", "--failed"])
+            let failed = try #require(objects(bad.output).first?["history"] as? [[String: Any]], "\(bad.output)\(bad.error)")
+            #expect(!failed.isEmpty && failed.allSatisfy { $0["failed"] as? Bool == true }, "\(failed)")
+            #expect((failed.first?["error"] as? [String: Any])?["message"] as? String == "no name")
+
+            let missing = try await edda(["show", "nope", "--database", path, "--json"])
+            #expect(missing.status != 0 && missing.output.isEmpty && missing.error.contains("No instance with ID nope"), "\(missing.error)")
+        }
+    }
+
+    struct Flaky: Error {}
+    static let flakyAttempts = Activity("flaky", retry: RetryPolicy(maxAttempts: 3, initialInterval: .milliseconds(1), maxDuration: nil)) {
+        (ctx: ActivityContext) -> Int in
+        if ctx.attempt < 2 { throw Flaky() }
+        return ctx.attempt
+    }
+    static let retried = Workflow("retried") { (ctx: WorkflowContext) -> Int in try await flakyAttempts(ctx) }
+
+    @Test func aRetriedAttemptIsNotMarkedAsAFinalFailure() async throws {
+        try await withTemporaryDatabase { path in
+            try await withTestApp(store: try SQLiteStore(path: path)) { app in
+                let result = try await app.start(Self.retried, instanceID: "r-1").result()
+                #expect(result == 2)
+            }
+            let show = try await edda(["show", "r-1", "--database", path])
+            #expect(show.status == 0, "\(show.error)")
+            let attempt = try #require(show.output.split(separator: "\n").first { $0.contains("AttemptFailed") }, "\(show.output)")
+            #expect(attempt.hasPrefix(" ↻ "), "\(attempt)")
+            #expect(!show.output.contains("✗ "), "a retried-then-succeeded step is marked as failed:\n\(show.output)")
+            #expect(show.output.split(separator: "\n").contains { $0.contains("ActivityCompleted") && $0.hasPrefix("   ") })
+
+            let json = try await edda(["show", "r-1", "--database", path, "--json"])
+            let history = try #require(objects(json.output).first?["history"] as? [[String: Any]])
+            let failedAttempt = try #require(history.first { $0["kind"] as? String == "AttemptFailed" })
+            #expect(failedAttempt["retried"] as? Bool == true && failedAttempt["failed"] as? Bool == false)
         }
     }
 
