@@ -255,33 +255,3 @@ struct Serve: AsyncParsableCommand {
         }
     }
 }
-
-struct Migrate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Bring a database's schema up to date (an app does this itself when it opens the database)."
-    )
-
-    @OptionGroup var store: StoreOptions
-
-    func run() async throws {
-        if store.isPostgres {
-            let postgres = try PostgresStore(url: store.location, logger: StoreOptions.logger)
-            try await StoreOptions.withRunning(postgres) { _ in }
-        } else {
-            guard FileManager.default.fileExists(atPath: store.location) else {
-                throw CLIError("No database at \(store.location). Pass --database with the path your app uses (or a postgres:// URL).")
-            }
-            let location = store.location
-            do {
-                _ = try SQLiteStore(readingAt: location, logger: StoreOptions.logger)
-            } catch let error as StoreError where error.code == .notAnEddaDatabase {
-                // Never add Edda's tables to another application's database.
-                throw error
-            } catch {
-                // Older (or up to date): migrating is what was asked for.
-            }
-            _ = try await Progress.during("migrating") { try SQLiteStore(path: location, logger: StoreOptions.logger) }
-        }
-        out("\(store.displayName): schema up to date")
-    }
-}

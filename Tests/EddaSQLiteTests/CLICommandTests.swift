@@ -7,14 +7,11 @@ import GRDB
 import Testing
 
 /// The built `edda` binary's commands on SQLite files: `list` paging and `--json`, `show --json`,
-/// wide characters in tables, retried attempts in `show`.
+/// `--version`, `migrate`'s report, wide characters in tables, retried attempts in `show`.
 @Suite("CLI: edda commands, --json, usage and tables", .timeLimit(.minutes(1)))
 struct CLICommandTests {
-    static let hello = Activity("hello") { (_: ActivityContext, name: String) -> String in
-        guard !name.isEmpty else { throw TerminalError("no name") }
-        return "Hello, \(name)!"
-    }
-    static let greet = Workflow("greet") { (ctx: WorkflowContext, name: String) -> String in try await hello(ctx, name) }
+    /// `greet` fails with a TerminalError for an empty name.
+    static let greet = CLITests.greet
 
     func edda(_ arguments: [String]) async throws -> EddaBinary.Result {
         try await EddaBinary.run(arguments)
@@ -63,6 +60,12 @@ struct CLICommandTests {
             let negative = try await edda(["list", "--database", path, "--limit=-1"])
             #expect(negative.status != 0 && negative.error.contains("--limit takes how many to print (0 for all)"), "\(negative.error)")
         }
+    }
+
+    @Test func versionPrintsThisBuildsVersion() async throws {
+        let version = try await edda(["--version"])
+        #expect(version.status == 0, "\(version.error)")
+        #expect(version.output.range(of: #"^edda \d+\.\d+\.\d+\n$"#, options: .regularExpression) != nil, "\(version.output)")
     }
 
     @Test func showJSONHoldsTheInstanceAndItsHistory() async throws {
@@ -151,6 +154,27 @@ struct CLICommandTests {
             #expect(steps.count == 2, "\(show.output)")
             let kindColumns = Set(steps.map { row in columns(row[..<row.range(of: "ActivityCompleted")!.lowerBound]) })
             #expect(kindColumns.count == 1, "KIND starts at columns \(kindColumns):\n\(show.output)")
+        }
+    }
+
+    @Test func migrateSaysWhetherItCreatedMigratedOrFoundTheSchemaAndRefusesANewerOne() async throws {
+        try await withTemporaryDatabase { path in
+            #expect(FileManager.default.createFile(atPath: path, contents: Data()))
+            let created = try await edda(["migrate", "--database", path])
+            #expect(created.status == 0, "\(created.error)")
+            #expect(created.output.contains("created Edda's schema") && !created.output.contains("up to date"), "\(created.output)")
+            let again = try await edda(["migrate", "--database", path, "--json"])
+            #expect(objects(again.output).first?["schema"] as? String == "up_to_date", "\(again.output)\(again.error)")
+
+            // A migration this build does not know: a newer Edda wrote the file.
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99: from a newer Edda')") }
+            try queue.close()
+            let newer = try await edda(["migrate", "--database", path])
+            #expect(newer.status != 0, "\(newer.output)")
+            #expect(newer.error.contains("has a newer schema than this edda") && !newer.output.contains("up to date"), "\(newer.output)\(newer.error)")
+            let identifiers = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+            #expect(identifiers.contains("v99: from a newer Edda"))
         }
     }
 }
