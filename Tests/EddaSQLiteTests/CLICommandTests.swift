@@ -6,7 +6,7 @@ import Foundation
 import GRDB
 import Testing
 
-/// The built `edda` binary's commands on SQLite files: `list` paging and `--json`, `show --json`,
+/// The built `edda` binary's commands on SQLite files: `--json` everywhere, paging, usage errors,
 /// `--version`, `migrate`'s report, wide characters in tables, retried attempts in `show`.
 @Suite("CLI: edda commands, --json, usage and tables", .timeLimit(.minutes(1)))
 struct CLICommandTests {
@@ -59,6 +59,26 @@ struct CLICommandTests {
 
             let negative = try await edda(["list", "--database", path, "--limit=-1"])
             #expect(negative.status != 0 && negative.error.contains("--limit takes how many to print (0 for all)"), "\(negative.error)")
+        }
+    }
+
+    @Test func usageErrorsShowTheSubcommandsUsage() async throws {
+        try await withTemporaryDatabase { path in
+            _ = try SQLiteStore(path: path)
+            let cases: [([String], String, String)] = [
+                (["list", "--database", path, "--status", "nope"], "Unknown status 'nope'", "Usage: edda list"),
+                (["list", "--database", path, "--after", "bogus"], "is not a cursor", "Usage: edda list"),
+                (["list", "--database", path, "--input", "=x"], "--input takes key=value", "Usage: edda list"),
+                (["outbox", "--database", path, "--status", "nope"], "Unknown status 'nope'", "Usage: edda outbox"),
+                (["send-event", "--database", path, "--type", "go", "--data", "not json"], "--data must be JSON", "Usage: edda send-event"),
+                (["start", "greet", "--input", "\"Ada\""], "JSON array", "Usage: edda start"),
+                (["serve", "--database", path, "--port", "70000"], "--port takes a port number", "Usage: edda serve"),
+            ]
+            for (arguments, message, usage) in cases {
+                let result = try await edda(arguments)
+                #expect(result.status != 0, "\(arguments)")
+                #expect(result.error.contains(message) && result.error.contains(usage), "\(arguments): \(result.error)")
+            }
         }
     }
 
@@ -175,6 +195,42 @@ struct CLICommandTests {
             #expect(newer.error.contains("has a newer schema than this edda") && !newer.output.contains("up to date"), "\(newer.output)\(newer.error)")
             let identifiers = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
             #expect(identifiers.contains("v99: from a newer Edda"))
+        }
+    }
+
+    static let waiter = Workflow("waiter") { (ctx: WorkflowContext, _: Int) -> Int in try await ctx.waitForEvent(type: "go", as: Int.self).data }
+
+    @Test func everyCommandThatActsPrintsJSON() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await withTestApp(store: store) { app in
+                _ = try await app.start(Self.waiter, 0, instanceID: "w-1")
+                _ = try await app.start(Self.waiter, 0, instanceID: "w-2")
+                _ = try? await app.start(Self.greet, "", instanceID: "bad-1").result()
+                for _ in 0..<2000 {
+                    let (one, two) = (try await store.instance("w-1"), try await store.instance("w-2"))
+                    if one?.readyAt != nil, two?.readyAt != nil { break }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                let sent = try await edda(["send-event", "--database", path, "--type", "go", "--data", "1", "--to", "w-1", "--id", "e-1", "--json"])
+                let receipt = try #require(objects(sent.output).first, "\(sent.output)\(sent.error)")
+                #expect(receipt["id"] as? String == "e-1" && receipt["delivered_to"] as? [String] == ["w-1"] && receipt["kept_for"] is NSNull)
+                let dropped = try await edda(["send-event", "--database", path, "--type", "nobody", "--json"])
+                #expect(objects(dropped.output).first?["delivered_to"] as? [String] == [], "\(dropped.output)\(dropped.error)")
+
+                let cancel = try await edda(["cancel", "w-2", "--database", path, "--json"])
+                let cancelled = try #require(objects(cancel.output).first, "\(cancel.output)\(cancel.error)")
+                #expect(cancelled["instance_id"] as? String == "w-2" && cancelled["cancel_requested"] as? Bool == true)
+
+                let retry = try await edda(["retry", "bad-1", "--database", path, "--json"])
+                let retried = try #require(objects(retry.output).first, "\(retry.output)\(retry.error)")
+                #expect(retried["instance_id"] as? String == "bad-1" && retried["retried_step"] is String, "\(retried)")
+            }
+            let copy = path + ".copy"
+            let backup = try await edda(["backup", "--database", path, "--to", copy, "--json"])
+            #expect(objects(backup.output).first?["copy"] as? String == copy, "\(backup.output)\(backup.error)")
+            let outbox = try await edda(["outbox", "--database", path, "--json"])
+            #expect(outbox.status == 0 && outbox.output.isEmpty, "\(outbox.output)\(outbox.error)")
         }
     }
 }
