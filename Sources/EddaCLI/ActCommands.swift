@@ -11,6 +11,12 @@ import NIOHTTP1
 import ServiceLifecycle
 import UnixSignals
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 struct Cancel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cancel an instance: it stops at its next step, compensates, and ends cancelled (the app's worker runs it)."
@@ -21,11 +27,13 @@ struct Cancel: AsyncParsableCommand {
     @Argument(help: "The instance ID.")
     var instanceID: String
 
+    @OptionGroup var output: JSONFlag
+
     func run() async throws {
         let id = instanceID
         switch try await store.withApp({ try await $0.requestCancellation(of: id) }) {
         case .requested:
-            out("cancellation requested for \(id)")
+            output.json ? JSONOutput.print(["instance_id": id, "cancel_requested": true]) : out("cancellation requested for \(id)")
         case .finished(let instance):
             throw CLIError("instance \(id) already \(instance.status); nothing to cancel (nothing was changed).")
         case .notFound:
@@ -44,9 +52,12 @@ struct Retry: AsyncParsableCommand {
     @Argument(help: "The instance ID.")
     var instanceID: String
 
+    @OptionGroup var output: JSONFlag
+
     func run() async throws {
         let id = instanceID
         let step = try await store.withApp { try await $0.retry(id) }
+        guard !output.json else { return JSONOutput.print(["instance_id": id, "retried_step": step ?? NSNull()]) }
         out("\(instanceID) is running again" + (step.map { " from step \($0)" } ?? ""))
     }
 }
@@ -63,31 +74,45 @@ struct SendEvent: AsyncParsableCommand {
     @Option(help: "The event's data, as JSON.") var data: String?
     @Option(help: "Send it to this instance only (kept until it waits for the type).") var to: String?
     @Option(help: "The event ID (a new UUID by default).") var id: String?
+    @OptionGroup var output: JSONFlag
+
+    func validate() throws {
+        if let data, (try? JSONSerialization.jsonObject(with: Data(data.utf8), options: [.fragmentsAllowed])) == nil {
+            throw ValidationError("--data must be JSON, such as '42', '\"text\"' or '{\"amount\": 10}'.")
+        }
+    }
 
     func run() async throws {
         let payload = data.map { Data($0.utf8) }
-        if let payload, (try? JSONSerialization.jsonObject(with: payload, options: [.fragmentsAllowed])) == nil {
-            throw ValidationError("--data must be JSON, such as '42', '\"text\"' or '{\"amount\": 10}'.")
-        }
         let event = CloudEvent(
             id: id ?? UUID().uuidString, type: type, source: source, data: payload, dataContentType: payload == nil ? nil : "application/json"
         )
-        let (to, type) = (to, type)
-        let message = try await store.withApp { app in
-            if let to {
-                return try await app.sendEvent(event, to: to) ? "delivered to \(to)" : "kept for \(to) until it waits for '\(type)'"
-            }
-            let receivers = try await app.sendEvent(event)
-            return receivers.isEmpty ? "nobody waits for '\(type)': dropped" : "delivered to \(receivers.joined(separator: ", "))"
+        let to = to
+        // Who got it now, and whom it is kept for.
+        let (deliveredTo, keptFor) = try await store.withApp { app -> ([String], String?) in
+            guard let to else { return (try await app.sendEvent(event), nil) }
+            return try await app.sendEvent(event, to: to) ? ([to], nil) : ([], to)
         }
-        out(message)
+        if output.json {
+            return JSONOutput.print(["id": event.id, "type": type, "delivered_to": deliveredTo, "kept_for": keptFor ?? NSNull()])
+        }
+        if let keptFor {
+            out("kept for \(keptFor) until it waits for '\(type)'")
+        } else {
+            out(deliveredTo.isEmpty ? "nobody waits for '\(type)': dropped" : "delivered to \(deliveredTo.joined(separator: ", "))")
+        }
     }
 }
 
 /// The bearer token for the HTTP commands: `EDDA_TOKEN`, or the first line of a file (never an
 /// argument, which other users of the machine could read in the process list).
 struct TokenOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("A file whose first line is the bearer token.", discussion: "Defaults to $EDDA_TOKEN."))
+    @Option(
+        help: ArgumentHelp(
+            "A file whose first line is the bearer token.",
+            discussion: "Without it, the token is $EDDA_TOKEN when that is set and not empty; with it, $EDDA_TOKEN is not read."
+        )
+    )
     var tokenFile: String?
 
     func token() throws -> String? {
@@ -129,19 +154,45 @@ struct Start: AsyncParsableCommand {
     @Flag(help: "Wait until the instance finishes, then print its output or error.")
     var wait = false
 
-    func run() async throws {
-        guard let arguments = try? JSONSerialization.jsonObject(with: Data(input.utf8)), arguments is [Any] else {
+    @Flag(help: "Print the instance ID (and with --wait its status and output or error) as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        _ = try arguments()
+    }
+
+    func arguments() throws -> [Any] {
+        guard let arguments = try? JSONSerialization.jsonObject(with: Data(input.utf8)) as? [Any] else {
             throw ValidationError("--input must be a JSON array with one element per argument, such as '[{\"orderID\": \"ORD-1\"}]' or '[\"ada@example.com\", \"Ada\"]'.")
         }
+        return arguments
+    }
+
+    func run() async throws {
         let base = (server ?? ProcessInfo.processInfo.environment["EDDA_SERVER"] ?? "http://127.0.0.1:8080").trimmingSuffix("/")
         let api = APIClient(base: base, token: try token.token())
         defer { api.shutdown() }
-        var body: [String: Any] = ["input": arguments]
+        var body: [String: Any] = ["input": try arguments()]
         if let instanceID { body["instance_id"] = instanceID }
-        let created = try await api.send("POST", "/api/workflows/\(APIClient.pathComponent(workflow))/instances", body: body)
+        let created: [String: Any]
+        do {
+            created = try await api.send("POST", "/api/workflows/\(APIClient.pathComponent(workflow))/instances", body: body)
+        } catch let error as APIClient.Failure where error.status == 404 {
+            // `edda serve` answers the API but knows no workflow: say so rather than "not registered".
+            if let listed = try? await api.send("GET", "/api/workflows"), (listed["workflows"] as? [Any])?.isEmpty == true {
+                throw CLIError(
+                    "The server at \(base) has no workflows registered, so it cannot start '\(workflow)'. It is probably `edda serve`, "
+                        + "which runs no workflow code. Pass the address of your app, the one that registers '\(workflow)' and serves EddaHTTP, "
+                        + "with --server or EDDA_SERVER."
+                )
+            }
+            throw error
+        }
         guard let id = created["instance_id"] as? String else { throw CLIError("The server at \(base) answered without an instance ID.") }
-        out("started \(id)")
-        guard wait else { return }
+        guard wait else {
+            return json ? JSONOutput.print(["instance_id": id, "workflow_name": workflow]) : out("started \(id)")
+        }
+        if !json { out("started \(id)") }
         let (status, detail) = try await Progress.during("waiting for \(id)") {
             while true {
                 let instance = try await api.send("GET", "/api/instances/\(APIClient.pathComponent(id))")
@@ -151,7 +202,12 @@ struct Start: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
-        out("\(Terminal.status(status)): \(detail)")
+        if json {
+            let value = (try? JSONSerialization.jsonObject(with: Data(detail.utf8), options: [.fragmentsAllowed])) ?? detail
+            JSONOutput.print(["instance_id": id, "workflow_name": workflow, "status": status.rawValue, status == .completed ? "output" : "error": value])
+        } else {
+            out("\(Terminal.status(status)): \(detail)")
+        }
         if status != .completed { throw ExitCode.failure }
     }
 }
@@ -200,11 +256,18 @@ struct APIClient {
         let document = (try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any]
         guard (200..<300).contains(response.status.code), let document else {
             let error = document?["error"] as? [String: Any]
-            throw CLIError(
-                "\(error?["message"] as? String ?? "The server answered \(response.status).") (HTTP \(response.status.code)\(error?["type"].map { ", \($0)" } ?? ""))"
+            throw Failure(
+                status: Int(response.status.code),
+                description: "\(error?["message"] as? String ?? "The server answered \(response.status).") (HTTP \(response.status.code)\(error?["type"].map { ", \($0)" } ?? ""))"
             )
         }
         return document
+    }
+
+    /// An error answer: its HTTP status and the server's message.
+    struct Failure: Error, CustomStringConvertible {
+        var status: Int
+        var description: String
     }
 
     static func pathComponent(_ text: String) -> String {
@@ -230,7 +293,8 @@ struct Serve: AsyncParsableCommand {
         abstract: "Serve the viewer, the JSON API and the CloudEvents ingress on a database.",
         discussion: """
             It runs no worker (the app's own processes run the instances) and knows no workflow code: its start \
-            form lists no workflows. Serve EddaHTTP from your app to start workflows from the viewer.
+            form lists no workflows, and `edda start` sent to it says so. Serve EddaHTTP from your app to start \
+            workflows from the viewer or with `edda start`.
             """
     )
 
@@ -242,50 +306,40 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Another name the server answers to in the Host header (repeatable; loopback names and --host always).")
     var allowedHost: [String] = []
 
+    @Flag(help: "Print the address served (and the database) as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port takes a port number from 0 to 65535, not \(port).") }
+    }
+
     func run() async throws {
         let configuration = EddaHTTP.Configuration(host: host, port: port, bearerToken: try token.token(), allowedHosts: allowedHost)
-        let name = store.displayName
-        try await store.withApp { app in
-            var logger = StoreOptions.logger
-            logger.logLevel = .warning   // shows EddaHTTP's warning about an unprotected non-loopback address
-            let server = EddaHTTP(app: app, configuration: configuration).server(logger: logger)
-            out("serving \(name) on http://\(configuration.host):\(configuration.port)/\(configuration.bearerToken == nil ? "" : " (token required)")")
-            let group = ServiceGroup(
-                configuration: ServiceGroupConfiguration(
-                    services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: StoreOptions.logger
+        let (name, json) = (store.displayName, json)
+        do {
+            try await store.withApp { app in
+                var logger = StoreOptions.logger
+                logger.logLevel = .warning   // shows EddaHTTP's warning about an unprotected non-loopback address
+                let server = EddaHTTP(app: app, configuration: configuration).server(logger: logger)
+                let url = "http://\(configuration.host):\(configuration.port)/"
+                if json {
+                    JSONOutput.print(["database": name, "url": url, "token_required": configuration.bearerToken != nil])
+                } else {
+                    out("serving \(name) on \(url)\(configuration.bearerToken == nil ? "" : " (token required)")")
+                }
+                let group = ServiceGroup(
+                    configuration: ServiceGroupConfiguration(
+                        services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: StoreOptions.logger
+                    )
                 )
-            )
-            try await group.run()
-        }
-    }
-}
-
-struct Migrate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Bring a database's schema up to date (an app does this itself when it opens the database)."
-    )
-
-    @OptionGroup var store: StoreOptions
-
-    func run() async throws {
-        if store.isPostgres {
-            let postgres = try PostgresStore(url: store.location, logger: StoreOptions.logger)
-            try await StoreOptions.withRunning(postgres) { _ in }
-        } else {
-            guard FileManager.default.fileExists(atPath: store.location) else {
-                throw CLIError("No database at \(store.location). Pass --database with the path your app uses (or a postgres:// URL).")
+                try await group.run()
             }
-            let location = store.location
-            do {
-                _ = try SQLiteStore(readingAt: location, logger: StoreOptions.logger)
-            } catch let error as StoreError where error.code == .notAnEddaDatabase {
-                // Never add Edda's tables to another application's database.
-                throw error
-            } catch {
-                // Older (or up to date): migrating is what was asked for.
-            }
-            _ = try await Progress.during("migrating") { try SQLiteStore(path: location, logger: StoreOptions.logger) }
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw CLIError("Port \(port) on \(host) is in use by another program; pick a free one with --port (such as --port \(port == 8080 ? 8081 : port + 1)).")
+        } catch let error as IOError where error.errnoCode == EACCES {
+            throw CLIError("Port \(port) on \(host) needs more rights than this user has; pick one above 1023 with --port.")
+        } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL {
+            throw CLIError("\(host) is not an address of this machine; pass one of its addresses with --host (127.0.0.1 by default).")
         }
-        out("\(store.displayName): schema up to date")
     }
 }

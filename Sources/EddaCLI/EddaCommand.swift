@@ -15,8 +15,14 @@ struct EddaCommand: AsyncParsableCommand {
             cancel, retry and send-event act on the database directly: they need no workflow code. \
             start needs it (to decode and validate the input), so it asks a running app's HTTP API (EddaHTTP).
             """,
+        version: "edda \(EddaCommand.version)",
         subcommands: [List.self, Show.self, Outbox.self, Start.self, Cancel.self, Retry.self, SendEvent.self, Serve.self, Migrate.self, Backup.self]
     )
+}
+
+extension EddaCommand {
+    /// This build's version, printed by `edda --version`.
+    static let version = "0.1.0"
 }
 
 /// Every store the CLI opens: the workflow roles and the outbox.

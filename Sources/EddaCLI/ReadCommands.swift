@@ -20,8 +20,36 @@ func parseTime(_ text: String, option: String) throws -> Date {
     throw ValidationError("\(option) takes a day (2026-11-25) or a time (2026-11-25T14:30:00Z), not '\(text)'.")
 }
 
+/// `--limit` of the commands that list: how many to print.
+struct LimitOption: ParsableArguments {
+    @Option(help: ArgumentHelp("At most this many; 0 for all.", discussion: "Defaults to 50 in a table, all with --json."))
+    var limit: Int?
+
+    func validate() throws {
+        if let limit, limit < 0 {
+            throw ValidationError("--limit takes how many to print (0 for all), not \(limit).")
+        }
+    }
+
+    /// How many to print, or `nil` for all.
+    func count(json: Bool) -> Int? {
+        switch limit {
+        case nil: json ? nil : 50
+        case 0?: nil
+        case let limit?: limit
+        }
+    }
+}
+
 struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List instances, newest first.")
+    static let configuration = CommandConfiguration(
+        abstract: "List instances, newest first.",
+        discussion: """
+            A table shows 50 and ends with the cursor of the next page: pass it to --after. With --json, \
+            every match is printed (one JSON object per line) unless --limit is given; when --limit cuts the \
+            list short, the next page's cursor is printed on standard error.
+            """
+    )
 
     @OptionGroup var store: StoreOptions
 
@@ -40,17 +68,22 @@ struct List: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Only instances created before this time.", valueName: "time"))
     var createdBefore: String?
 
-    @Option(help: "At most this many.")
-    var limit = 50
+    @OptionGroup var limit: LimitOption
 
     @Option(help: "Start after this cursor: the one printed at the end of the previous page.")
     var after: String?
 
-    @Flag(help: "One JSON object per line.")
+    @Flag(help: "One JSON object per line: every match unless --limit is given.")
     var json = false
 
-    func run() async throws {
-        var query = InstanceQuery(status: try parseStatus(status, among: InstanceStatus.all), workflowName: workflow, limit: limit)
+    /// Bad filters are usage errors, reported with this command's usage before anything is opened.
+    func validate() throws {
+        _ = try filters()
+    }
+
+    /// The query without its limit.
+    func filters() throws -> InstanceQuery {
+        var query = InstanceQuery(status: try parseStatus(status, among: InstanceStatus.all), workflowName: workflow)
         if let after {
             guard let cursor = InstanceCursor(after) else {
                 throw ValidationError("'\(after)' is not a cursor; pass the value printed after 'next page: --after'.")
@@ -69,28 +102,47 @@ struct List: AsyncParsableCommand {
             query.inputKey = String(input[..<equals])
             query.inputValue = String(input[input.index(after: equals)...])
         }
-        let page = try await store.withStore(writable: false) { [query] in try await $0.instances(matching: query) }
-        if json {
-            for instance in page.instances {
-                out(try JSONPayload.encode(InstanceSummary(instance)).json)
+        return query
+    }
+
+    func run() async throws {
+        let (query, wanted) = (try filters(), limit.count(json: json))
+        // Pages of at most 500 until `wanted` (or the last page): the cursor is where the next page starts.
+        let (instances, next) = try await store.withStore(writable: false) { store in
+            var query = query
+            var instances: [WorkflowInstance] = []
+            while true {
+                query.limit = min(wanted.map { $0 - instances.count } ?? 500, 500)
+                let page = try await store.instances(matching: query)
+                instances += page.instances
+                guard let cursor = page.nextCursor else { return (instances, InstanceCursor?.none) }
+                if let wanted, instances.count >= wanted { return (instances, cursor) }
+                query.after = cursor
             }
+        }
+        if json {
+            for instance in instances {
+                JSONOutput.print(JSONOutput.instance(instance))
+            }
+            // Standard output stays one instance per line.
+            if let next { FileHandle.standardError.write(Data("next page: --after '\(next)'\n".utf8)) }
             return
         }
-        guard !page.instances.isEmpty else {
+        guard !instances.isEmpty else {
             out("No instances.")
             return
         }
         out(Terminal.paint("INSTANCE".padding(38) + "WORKFLOW".padding(24) + "STATUS".padding(13) + "CREATED", .bold))
-        for instance in page.instances {
+        for instance in instances {
             out(
                 instance.instanceID.padding(38) + instance.workflowName.padding(24) + Terminal.status(instance.status, width: 13)
                     + instance.createdAt.iso8601 + (instance.unreadable == nil ? "" : Terminal.paint("  ⚠ unreadable", .red))
             )
         }
-        for problem in page.instances.compactMap(\.unreadable) {
+        for problem in instances.compactMap(\.unreadable) {
             out(Terminal.paint("⚠ \(problem)", .red))
         }
-        if let next = page.nextCursor {
+        if let next {
             out("next page: --after '\(next)'")
         }
     }
@@ -98,7 +150,11 @@ struct List: AsyncParsableCommand {
 
 struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show one instance: input, output or error, and its history as a table (failed steps marked ✗, in red on a terminal)."
+        abstract: "Show one instance: input, output or error, and its history as a table.",
+        discussion: """
+            A step's final failure is marked ✗ (in red on a terminal); a failed attempt after which the step \
+            was tried again is marked ↻ (in yellow), whatever the later attempts did.
+            """
     )
 
     @OptionGroup var store: StoreOptions
@@ -106,8 +162,11 @@ struct Show: AsyncParsableCommand {
     @Argument(help: "The instance ID.")
     var instanceID: String
 
-    @Flag(help: "Only the failed records of the history.")
+    @Flag(help: "Only the failed records of the history: final failures and failed attempts.")
     var failed = false
+
+    @Flag(help: "Print the instance and its history (under \"history\") as one JSON object.")
+    var json = false
 
     func run() async throws {
         let id = instanceID
@@ -116,7 +175,14 @@ struct Show: AsyncParsableCommand {
             return (instance, try await store.history(of: id))
         }
         guard let instance = found else {
-            throw CLIError("No instance with ID \(instanceID) in \(store.displayName).")
+            throw CLIError("No instance with ID \(instanceID) in \(store.displayName). `edda list` shows the instances.")
+        }
+        let shown = failed ? history.filter(\.isFailure) : history
+        if json {
+            var document = JSONOutput.instance(instance)
+            document["history"] = shown.map(JSONOutput.history)
+            JSONOutput.print(document)
+            return
         }
         out("instance:  \(instance.instanceID)")
         out("workflow:  \(instance.workflowName) (service \(instance.serviceName), run \(instance.runNumber))")
@@ -131,23 +197,33 @@ struct Show: AsyncParsableCommand {
         if let output = instance.output { out("output:    \(output.json)") }
         if let error = instance.error { out("error:     \(Terminal.paint("\(error)", .red))") }
         if let problem = instance.unreadable { out("⚠          \(Terminal.paint(problem, .red))") }
-        let shown = failed ? history.filter(\.isFailure) : history
         out("history:   \(history.count) record\(history.count == 1 ? "" : "s")\(failed ? ", \(shown.count) failed" : "")")
         guard !shown.isEmpty else { return }
-        let stepWidth = min(max(shown.map(\.stepID.count).max() ?? 4, 4) + 1, 40)
+        let stepWidth = min(max(shown.map(\.stepID.displayWidth).max() ?? 4, 4) + 1, 40)
         out(Terminal.paint("   " + "#".padding(6) + "STEP".padding(stepWidth) + "KIND".padding(22) + "TRIES".padding(6) + "RECORDED".padding(26) + "RESULT OR ERROR", .bold))
         for event in shown {
             let attempts = event.retry.map { "\($0.totalAttempts)\($0.exhausted ? "!" : "")" } ?? "1"
             let detail = event.error.map { "\($0)" } ?? event.payload?.json ?? ""
-            let line = (event.isFailure ? " ✗ " : "   ") + "\(event.sequence)".padding(6) + event.stepID.clipped(stepWidth - 1).padding(stepWidth)
+            let mark = event.isFinalFailure ? " ✗ " : event.isRetriedAttempt ? " ↻ " : "   "
+            let line = mark + "\(event.sequence)".padding(6) + event.stepID.clipped(stepWidth - 1).padding(stepWidth)
                 + event.kind.rawValue.padding(22) + attempts.padding(6) + event.recordedAt.iso8601.padding(26) + detail.clipped(80)
-            out(event.isFailure ? Terminal.paint(line, .red) : line)
+            out(event.isFinalFailure ? Terminal.paint(line, .red) : event.isRetriedAttempt ? Terminal.paint(line, .yellow) : line)
+        }
+        // The marks used, explained.
+        let legend = [(shown.contains(where: \.isFinalFailure), "✗ a final failure"), (shown.contains(where: \.isRetriedAttempt), "↻ a failed attempt, tried again")]
+        if legend.contains(where: \.0) {
+            out(Terminal.paint(legend.filter(\.0).map(\.1).joined(separator: "   "), .grey))
         }
     }
 }
 
 extension HistoryEvent {
+    /// Any record of something going wrong: `--failed` shows these.
     var isFailure: Bool { HistoryEventKind.failures.contains(kind) }
+    /// A failed attempt after which the step was tried again: not the step's outcome.
+    var isRetriedAttempt: Bool { kind == .attemptFailed }
+    /// A step's final failure (a failed activity or compensation, a wait past its deadline).
+    var isFinalFailure: Bool { isFailure && !isRetriedAttempt }
 }
 
 struct Outbox: AsyncParsableCommand {
@@ -158,13 +234,30 @@ struct Outbox: AsyncParsableCommand {
     @Option(help: "Only events with this status (pending, processing, published, failed, invalid, expired).")
     var status: String?
 
-    @Option(help: "At most this many.")
-    var limit = 50
+    @OptionGroup var limit: LimitOption
+
+    @Flag(help: "One JSON object per line: every match unless --limit is given.")
+    var json = false
+
+    func validate() throws {
+        _ = try parseStatus(status, among: OutboxStatus.allCases)
+    }
 
     func run() async throws {
         let statusFilter = try parseStatus(status, among: OutboxStatus.allCases)
-        let limit = limit
-        let events = try await store.withStore(writable: false) { try await $0.outboxEvents(status: statusFilter, limit: limit) }
+        let wanted = limit.count(json: json)
+        // One more than asked for, to tell whether there are more.
+        let fetching = wanted.map { $0 == .max ? $0 : $0 + 1 } ?? .max
+        let fetched = try await store.withStore(writable: false) { try await $0.outboxEvents(status: statusFilter, limit: fetching) }
+        let events = wanted.map { Array(fetched.prefix($0)) } ?? fetched
+        let more = fetched.count > events.count ? "more events: pass a larger --limit, or --limit 0 for all" : nil
+        if json {
+            for event in events {
+                JSONOutput.print(JSONOutput.outboxEvent(event))
+            }
+            if let more { FileHandle.standardError.write(Data((more + "\n").utf8)) }
+            return
+        }
         guard !events.isEmpty else {
             out("No outbox events.")
             return
@@ -178,24 +271,7 @@ struct Outbox: AsyncParsableCommand {
             )
             if let error = event.lastError { out("      last error: \(error)") }
         }
-    }
-}
-
-struct InstanceSummary: Encodable {
-    var instance_id: String
-    var workflow_name: String
-    var status: String
-    var created_at: String
-    var error: ErrorRecord?
-    var unreadable: String?
-
-    init(_ instance: WorkflowInstance) {
-        instance_id = instance.instanceID
-        workflow_name = instance.workflowName
-        status = instance.status.rawValue
-        created_at = instance.createdAt.iso8601
-        error = instance.error
-        unreadable = instance.unreadable
+        if let more { out(more) }
     }
 }
 
@@ -213,6 +289,8 @@ struct Backup: AsyncParsableCommand {
     @Option(help: "The new file to write (never overwritten).")
     var to: String
 
+    @OptionGroup var output: JSONFlag
+
     func run() async throws {
         guard !store.isPostgres else {
             throw CLIError("edda backup copies SQLite files; back up a PostgreSQL database with pg_dump (the schema named in the URL).")
@@ -222,6 +300,6 @@ struct Backup: AsyncParsableCommand {
             guard let sqlite = opened as? SQLiteStore else { return }
             try await Progress.during("backing up") { try sqlite.backup(to: destination) }
         }
-        out("\(store.displayName) copied to \(to)")
+        output.json ? JSONOutput.print(["database": store.displayName, "copy": to]) : out("\(store.displayName) copied to \(to)")
     }
 }

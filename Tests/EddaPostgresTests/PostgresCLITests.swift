@@ -76,9 +76,20 @@ struct PostgresCLITests {
 
             let migrate = try await EddaBinary.run(["migrate", "--database", database])
             #expect(migrate.status == 0, "\(migrate.error)")
+            #expect(migrate.output.contains("created Edda's schema"), "\(migrate.output)")
             let after = try await EddaBinary.run(["list", "--database", database])
             #expect(after.status == 0, "\(after.error)")
             #expect(after.output.contains("No instances."))
+            let again = try await EddaBinary.run(["migrate", "--database", database])
+            #expect(again.output.contains("schema already up to date"), "\(again.output)\(again.error)")
+
+            // A migration this build does not know: a newer Edda wrote the schema.
+            try await store.client.query(
+                PostgresQuery(unsafeSQL: "INSERT INTO \"\(schema)\".edda_schema_migrations (version, name, applied_at) VALUES (999, 'from a newer Edda', 0)")
+            )
+            let newer = try await EddaBinary.run(["migrate", "--database", database])
+            #expect(newer.status != 0 && newer.error.contains("has a newer schema than this edda"), "\(newer.output)\(newer.error)")
+            #expect(!newer.output.contains("up to date"))
             try await PostgresTestDatabase.dropSchema(schema, using: store)
         }
     }
