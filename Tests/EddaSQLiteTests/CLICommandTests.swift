@@ -1,5 +1,5 @@
-import Edda
-import EddaSQLite
+@_spi(EddaStores) import Edda
+@_spi(EddaStores) import EddaSQLite
 import EddaTestSupport
 import EddaTesting
 import Foundation
