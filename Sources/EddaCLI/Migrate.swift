@@ -51,14 +51,12 @@ struct Migrate: AsyncParsableCommand {
         do {
             try await store.withStore(writable: false) { _ in }
             return .current
+        } catch let error as StoreError where error.code == .schemaTooNew {
+            throw CLIError(
+                "\(store.displayName) has a newer schema than this edda (\(EddaCommand.version)) knows: a newer version of Edda wrote it. "
+                    + "Nothing was changed; use that version's edda or app."
+            )
         } catch let error as StoreError where error.code == .migrationFailed {
-            // StoreError has no code of its own for these: the stores' messages tell them apart.
-            if error.message.contains("newer version of Edda") {
-                throw CLIError(
-                    "\(store.displayName) has a newer schema than this edda (\(EddaCommand.version)) knows: a newer version of Edda wrote it. "
-                        + "Nothing was changed; use that version's edda or app."
-                )
-            }
             if store.isPostgres { return error.message.contains("holds no Edda tables") ? .none : .older }
             return try Self.hasTables(store.location) ? .older : .none
         }

@@ -264,22 +264,32 @@ extension PostgresStore {
                 throw StoreError(.migrationFailed, "Cannot read the schema version of \(t.schema).", cause: ServerError(error))
             }
             let known = Set(migrations.map(\.version))
+            if !applied.isSubset(of: known) { throw tooNew() }
             guard applied == known else {
                 throw StoreError(
                     .migrationFailed,
                     applied.isEmpty
                         ? "The schema \(t.schema) holds no Edda tables. Nothing was changed; check the URL's database and schema, or run `edda migrate`."
-                        : !applied.isSubset(of: known)
-                        ? "The schema \(t.schema) was written by a newer version of Edda; use that version to read it."
                         : "The schema \(t.schema) is older than this version of Edda reads. Nothing was changed; run `edda migrate` (or start the app once)."
                 )
             }
             return
         }
-        // Up to date already: touch nothing, so a role with only read and write rights on a schema a
-        // DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
-        if let applied = try? await appliedVersions(), Set(migrations.map(\.version)).isSubset(of: applied) {
-            return
+        let known = Set(migrations.map(\.version))
+        if let applied = try? await appliedVersions() {
+            // A newer Edda's schema is not this version's to run on.
+            if !applied.isSubset(of: known) { throw tooNew() }
+            // Up to date already: touch nothing, so a role with only read and write rights on a schema
+            // a DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
+            if known.isSubset(of: applied) { return }
+        } else if let tables = try await otherTables(), !tables.isEmpty {
+            // No Edda tables, but others: another application's schema. Never add Edda's next to them.
+            throw StoreError(
+                .notAnEddaDatabase,
+                "The schema \(t.schema) holds other tables (\(tables.prefix(3).joined(separator: ", "))\(tables.count > 3 ? ", …" : "")) "
+                    + "and none of Edda's: it is another application's. Nothing was changed; give Edda a schema of its own "
+                    + "(`?schema=edda` in the URL, or Configuration.schema)."
+            )
         }
         do {
             try await client.withTransaction(logger: logger) { connection in
@@ -315,6 +325,28 @@ extension PostgresStore {
         } catch {
             throw StoreError(.migrationFailed, "Cannot bring Edda's schema \(t.schema) up to date. Nothing was changed.", cause: ServerError(error))
         }
+    }
+
+    /// The tables in the schema (none when it does not exist), or `nil` if they cannot be listed.
+    private func otherTables() async throws -> [String]? {
+        var names: [String] = []
+        do {
+            let rows = try await client.query(
+                "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = \(configuration.schema) ORDER BY tablename LIMIT 10",
+                logger: logger
+            )
+            for try await name in rows.decode(String.self) { names.append(name) }
+        } catch {
+            return nil
+        }
+        return names
+    }
+
+    private func tooNew() -> StoreError {
+        StoreError(
+            .schemaTooNew,
+            "The schema \(tables.schema) was written by a newer version of Edda than this one. Nothing was changed; use that version."
+        )
     }
 
     /// The versions recorded as applied; throws if the migrations table does not exist.

@@ -138,13 +138,12 @@ public final class SQLiteStore: Store {
                 "\(path) is a SQLite database, but not an Edda one (it has other tables and none of Edda's). Nothing was changed; check the path."
             )
         }
-        guard current, !superseded else {
+        if superseded { throw Self.tooNew(path) }
+        guard current else {
             throw StoreError(
                 .migrationFailed,
-                superseded
-                    ? "The database at \(path) was written by a newer version of Edda; use that version to read it."
-                    : "The database at \(path) has an older schema than this version of Edda reads. Nothing was changed; "
-                        + "run `edda migrate --database \(path)` (or start the app once) to bring it up to date."
+                "The database at \(path) has an older schema than this version of Edda reads. Nothing was changed; "
+                    + "run `edda migrate --database \(path)` (or start the app once) to bring it up to date."
             )
         }
         self.writer = pool
@@ -215,6 +214,9 @@ public final class SQLiteStore: Store {
     }
 
     private func migrate() throws {
+        // A newer Edda's schema is not this version's to run on (its migrations could have changed
+        // what a row means): refuse, before touching anything.
+        if try writer.read({ db in try Self.migrator.hasBeenSuperseded(db) }) { throw Self.tooNew(path ?? "the in-memory database") }
         do {
             try Self.migrator.migrate(writer)
         } catch {
@@ -224,6 +226,13 @@ public final class SQLiteStore: Store {
                 cause: error
             )
         }
+    }
+
+    static func tooNew(_ path: String) -> StoreError {
+        StoreError(
+            .schemaTooNew,
+            "The database at \(path) was written by a newer version of Edda than this one. Nothing was changed; use that version."
+        )
     }
 
     /// The `PRAGMA synchronous` value in force on the writing connection (2 = FULL, 1 = NORMAL).

@@ -2,6 +2,7 @@ import Edda
 import EddaPostgres
 import EddaTestSupport
 import Foundation
+import PostgresNIO
 import Testing
 
 /// A store that cannot reach its server fails its start quickly, saying why.
@@ -24,6 +25,56 @@ struct PostgresStartupTests {
         #expect(error.message.contains("Cannot reach PostgreSQL at 127.0.0.1:1 as 'edda', database 'orders'"))
         #expect("\(error)".lowercased().contains("refused"), "the cause says what happened: \(error)")
         #expect(!"\(error)".contains("secret"))
+    }
+
+    /// Runs a store on `schema` and returns how its start ended.
+    func start(on schema: String) async throws -> (any Error)? {
+        let store = try PostgresStore(configuration: PostgresTestDatabase.configuration(schema: schema), logger: PostgresTestDatabase.quiet)
+        return await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                do { try await store.run() } catch { return error }
+                return nil
+            }
+            group.addTask {
+                do { try await store.ready() } catch { return error }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))
+    func aSchemaANewerEddaMigratedIsRefusedAndLeftAsItIs() async throws {
+        let schema = PostgresTestDatabase.freshSchema()
+        try await PostgresTestDatabase.withStore(schema: schema) { store in
+            try await store.client.query(
+                PostgresQuery(unsafeSQL: "INSERT INTO \"\(schema)\".edda_schema_migrations (version, name, applied_at) VALUES (999, 'from a newer Edda', 0)")
+            )
+            // Before, a worker started on it silently.
+            let error = try #require(try await start(on: schema) as? StoreError)
+            #expect(error.code == .schemaTooNew, "\(error)")
+            #expect(error.message.contains("newer version of Edda"))
+        }
+    }
+
+    @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))
+    func anotherApplicationsSchemaGetsNoEddaTables() async throws {
+        let schema = PostgresTestDatabase.freshSchema()
+        try await PostgresTestDatabase.withStore(schema: PostgresTestDatabase.freshSchema()) { admin in
+            try await admin.client.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA \"\(schema)\""))
+            try await admin.client.query(PostgresQuery(unsafeSQL: "CREATE TABLE \"\(schema)\".customers (id INT PRIMARY KEY)"))
+            let error = try #require(try await start(on: schema) as? StoreError)
+            #expect(error.code == .notAnEddaDatabase, "\(error)")
+            #expect(error.message.contains("customers") && error.message.contains("?schema="))
+            var tables: [String] = []
+            for try await name in try await admin.client.query(
+                PostgresQuery(unsafeSQL: "SELECT tablename FROM pg_tables WHERE schemaname = '\(schema)' ORDER BY tablename")
+            ).decode(String.self) { tables.append(name) }
+            #expect(tables == ["customers"], "nothing of Edda's was added")
+            try await PostgresTestDatabase.dropSchema(schema, using: admin)
+        }
     }
 
     @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))

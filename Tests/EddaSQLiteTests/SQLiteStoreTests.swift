@@ -16,6 +16,24 @@ struct SQLiteStoreTests {
         }
     }
 
+    @Test func aDatabaseANewerEddaMigratedIsRefusedByAWorkerAndAReaderAndLeftAsItIs() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await store.writer.write { db in
+                try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99: from a newer Edda')")
+            }
+            try store.writer.close()
+            // Before, an app opened it and ran on it silently.
+            let error = try #require(throws: StoreError.self) { try SQLiteStore(path: path) }
+            #expect(error.code == .schemaTooNew)
+            #expect(error.message.contains("newer version of Edda") && error.message.contains("Nothing was changed"))
+            let reading = try #require(throws: StoreError.self) { try SQLiteStore(readingAt: path) }
+            #expect(reading.code == .schemaTooNew)
+            let queue = try DatabaseQueue(path: path)
+            #expect(try await queue.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }.contains("v99: from a newer Edda"))
+        }
+    }
+
     @Test func normalDurabilityIsAChoice() async throws {
         try await withTemporaryDatabase { path in
             var configuration = SQLiteStore.Configuration()

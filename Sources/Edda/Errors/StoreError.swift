@@ -7,7 +7,7 @@
 public struct StoreError: EddaError {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String {
-            case databaseInUse, migrationFailed, database, corruptRecord, notWritable, leaseLost, notAnEddaDatabase
+            case databaseInUse, migrationFailed, database, corruptRecord, notWritable, leaseLost, notAnEddaDatabase, schemaTooNew
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -23,6 +23,9 @@ public struct StoreError: EddaError {
         /// The database holds other tables and none of Edda's: it is another application's. Edda
         /// neither reads it nor adds its tables to it.
         public static let notAnEddaDatabase = Code(.notAnEddaDatabase)
+        /// The schema was written by a newer version of Edda than this one: this version neither
+        /// reads nor runs on it, and changes nothing. Use the newer version.
+        public static let schemaTooNew = Code(.schemaTooNew)
         /// The store was opened read-only and was asked to write.
         public static let notWritable = Code(.notWritable)
         /// A write was refused because the writer's lease on the instance is no longer held: another
