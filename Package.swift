@@ -178,6 +178,7 @@ let package = Package(
                 "Edda", "EddaPostgres", "EddaTesting", "EddaStoreConformance", "EddaOutbox", "EddaTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

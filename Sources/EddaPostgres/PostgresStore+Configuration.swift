@@ -124,13 +124,14 @@ extension PostgresStore {
         /// The URL with its password replaced, for messages. Done by hand: a URL that does not parse
         /// (a password with `#` or `/` in it) must not leak either.
         static func redacted(_ url: String) -> String {
-            guard let scheme = url.range(of: "://") else { return "(not a URL)" }
-            let rest = url[scheme.upperBound...]
+            // Without a scheme (`user:secret@host/db`), the credentials are still hidden.
+            let scheme = url.range(of: "://")
+            let rest = scheme.map { url[$0.upperBound...] } ?? url[...]
             guard let at = rest.lastIndex(of: "@") else { return url }
             let credentials = rest[..<at]
             let user = credentials.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
             let hidden = credentials.contains(":") ? "\(user):***" : user
-            return String(url[..<scheme.upperBound]) + hidden + String(rest[at...])
+            return String(url[..<rest.startIndex]) + hidden + String(rest[at...])
         }
 
         /// The client configuration with Edda's session settings (statement and idle-in-transaction

@@ -189,22 +189,40 @@ extension PostgresStore {
     /// server could not be reached (the pool alone only reports that it gave up).
     func migrateWithinStartupTimeout() async throws {
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.migrate() }
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await self.migrate()
+                    return true
+                }
                 group.addTask {
                     try await Task.sleep(for: self.configuration.startupTimeout)
                     throw StartupTimedOut()
                 }
+                group.addTask {
+                    // What waiting cannot heal — no such database or role, a wrong password — fails
+                    // the start at once (the pool would retry it until the timeout).
+                    if let error = await self.probeConnection(), Self.cannotHeal(error) { throw StartupCannotHeal(underlying: error) }
+                    return false
+                }
                 defer { group.cancelAll() }
-                try await group.next()
+                while let migrated = try await group.next() {
+                    if migrated { return }
+                }
             }
+        } catch let error as StartupCannotHeal {
+            throw StoreError(
+                .database,
+                "PostgreSQL at \(target) refused '\(configuration.client.username)'"
+                    + (configuration.client.database.map { " for database '\($0)'" } ?? "")
+                    + ", and waiting will not change that. Check the URL's database name, user and password.",
+                cause: ServerError(error.underlying)
+            )
         } catch let error as StoreError where !isConnectionFailure(error.cause) {
             throw error
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             let reason = await probeConnection()
-            let target = "\(configuration.client.host ?? configuration.client.unixSocketPath ?? "?"):\(configuration.client.port ?? 5432)"
             throw StoreError(
                 .database,
                 "Cannot reach PostgreSQL at \(target) as '\(configuration.client.username)'"
@@ -213,6 +231,22 @@ extension PostgresStore {
                 cause: reason.map(ServerError.init) ?? (error as? StoreError)?.cause ?? error
             )
         }
+    }
+
+    /// The server, as messages name it.
+    private var target: String {
+        "\(configuration.client.host ?? configuration.client.unixSocketPath ?? "?"):\(configuration.client.port ?? 5432)"
+    }
+
+    /// Whether a failure to connect is the server's answer that no retry changes: the database or
+    /// the role does not exist, or the password is wrong.
+    static func cannotHeal(_ error: any Error) -> Bool {
+        guard let state = ServerError(error).sqlState else { return false }
+        return state == "3D000" || state == "28000" || state == "28P01"
+    }
+
+    struct StartupCannotHeal: Error {
+        let underlying: any Error
     }
 
     /// Whether an error says the pool could not connect, rather than what a query did.
@@ -293,11 +327,13 @@ extension PostgresStore {
         }
         do {
             try await client.withTransaction(logger: logger) { connection in
-                // One migrator at a time, across every process on the database.
                 // Waiting for another migrator, or building an index on a large table, may take longer
                 // than Edda's statement timeout.
                 try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
-                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: logger)
+                // One migrator at a time per schema: services with schemas of their own migrate at once.
+                try await connection.query(
+                    "SELECT pg_advisory_xact_lock(\(Self.migrationLockKey), hashtext(\(configuration.schema)))", logger: logger
+                )
                 try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(t.schema)"), logger: logger)
                 try await connection.query(
                     PostgresQuery(
@@ -364,6 +400,6 @@ extension PostgresStore {
         var description: String { "no connection to the server within the startup timeout" }
     }
 
-    /// The advisory lock key migrations take ("edda" in ASCII).
-    static let migrationLockKey: Int64 = 0x6564_6461
+    /// The first key of the advisory lock migrations take ("edda" in ASCII); the second is the schema's hash.
+    static let migrationLockKey: Int32 = 0x6564_6461
 }

@@ -85,6 +85,13 @@ final class Readiness: Sendable {
     }
 
     private let state = Mutex(State.waiting([:]))
+    /// Whether the store's `run()` has begun: a long wait then means a slow server, not a store
+    /// nobody runs.
+    private let starting = Atomic(false)
+
+    func markStarting() {
+        starting.store(true, ordering: .relaxed)
+    }
 
     func open(_ error: (any Error)?) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
@@ -111,7 +118,11 @@ final class Readiness: Sendable {
             group.addTask { try await self.waitOpen() }
             group.addTask {
                 try await Task.sleep(for: .seconds(10))
-                logger.warning("still waiting for the PostgreSQL store to start: is its run() running (EddaApp.run or a ServiceGroup)?")
+                if self.starting.load(ordering: .relaxed) {
+                    logger.debug("still waiting for the PostgreSQL store: it is connecting and migrating (it gives up after its startup timeout)")
+                } else {
+                    logger.warning("still waiting for the PostgreSQL store to start: is its run() running (EddaApp.run or a ServiceGroup)?")
+                }
                 try await Task.sleep(for: .seconds(3600 * 24 * 365))
             }
             try await group.next()

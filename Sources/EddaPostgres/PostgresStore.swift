@@ -93,10 +93,17 @@ public final class PostgresStore: Store, Service {
             try? await gracefulShutdown()
             return
         }
+        readiness.markStarting()
         try await withThrowingTaskGroup(of: Void.self) { group in
+            // The pool runs before the first query (PostgresNIO warns of a lease taken before its run()).
+            let (poolStarting, poolStarted) = AsyncStream.makeStream(of: Never.self)
             group.addTask {
-                await cancelWhenGracefulShutdown { await self.client.run() }
+                await cancelWhenGracefulShutdown {
+                    poolStarted.finish()
+                    await self.client.run()
+                }
             }
+            for await _ in poolStarting {}
             group.addTask {
                 await cancelWhenGracefulShutdown { await self.lifeline.run() }
             }

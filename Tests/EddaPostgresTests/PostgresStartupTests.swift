@@ -2,20 +2,22 @@ import Edda
 import EddaPostgres
 import EddaTestSupport
 import Foundation
+import InMemoryLogging
+import Logging
 import PostgresNIO
 import Testing
 
 /// A store that cannot reach its server fails its start quickly, saying why.
 @Suite("PostgreSQL: start-up failures", .timeLimit(.minutes(1)))
 struct PostgresStartupTests {
-    func startupError(_ url: String) async throws -> StoreError {
+    func startupError(_ url: String, timeout: Duration = .seconds(1)) async throws -> StoreError {
         var configuration = try PostgresStore.Configuration(url: url)
-        configuration.startupTimeout = .seconds(1)
+        configuration.startupTimeout = timeout
         let store = try PostgresStore(configuration: configuration, logger: PostgresTestDatabase.quiet)
         let clock = ContinuousClock()
         let started = clock.now
         let error = try await #require(throws: StoreError.self) { try await store.run() }
-        #expect(clock.now - started < .seconds(20), "it fails within the startup timeout, not after the pool's own minute")
+        #expect(clock.now - started < timeout + .seconds(20), "it fails within the startup timeout, not after the pool's own minute")
         await #expect(throws: StoreError.self, "operations fail with the same reason") { try await store.ready() }
         return error
     }
@@ -82,7 +84,45 @@ struct PostgresStartupTests {
         let url = try #require(PostgresTestDatabase.url)
         var components = try #require(URLComponents(string: url))
         components.path = "/no_such_database_\(UUID().uuidString.prefix(6).lowercased())"
-        let error = try await startupError(try #require(components.string))
+        // With a 60 s start-up timeout: no such database does not heal by waiting.
+        let started = ContinuousClock.now
+        let error = try await startupError(try #require(components.string), timeout: .seconds(60))
+        #expect(ContinuousClock.now - started < .seconds(30), "it failed at once, not after the start-up timeout")
         #expect("\(error)".contains("does not exist"), "\(error)")
+        #expect(error.message.contains("waiting will not change that"), "\(error)")
+    }
+
+    @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))
+    func aMissingRoleFailsAtOnceWithTheServersOwnMessage() async throws {
+        let url = try #require(PostgresTestDatabase.url)
+        var components = try #require(URLComponents(string: url))
+        components.user = "no_such_role_\(UUID().uuidString.prefix(6).lowercased())"
+        let started = ContinuousClock.now
+        let error = try await startupError(try #require(components.string), timeout: .seconds(60))
+        #expect(ContinuousClock.now - started < .seconds(30), "it failed at once, not after the start-up timeout")
+        #expect("\(error)".contains("does not exist"), "\(error)")
+    }
+
+    @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))
+    func aStoreStartsWithoutPostgresNIOsWarningOfAPoolNotRunning() async throws {
+        let log = InMemoryLogHandler()
+        let schema = PostgresTestDatabase.freshSchema()
+        let store = try PostgresStore(
+            configuration: PostgresTestDatabase.configuration(schema: schema), logger: Logger(label: "edda.postgres.test") { _ in log }
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await store.run() }
+            try await store.ready()
+            try await PostgresTestDatabase.dropSchema(schema, using: store)
+            group.cancelAll()
+        }
+        let warnings = log.entries.filter { $0.level >= .warning }.map { "\($0.message)" }
+        #expect(warnings.isEmpty, "\(warnings)")
+    }
+
+    @Test func aURLWithoutSchemeIsNamedWithItsPasswordHidden() throws {
+        let error = try #require(throws: StoreError.self) { try PostgresStore.Configuration(url: "edda:secret@db.internal:5432/orders") }
+        #expect(error.message.contains("'edda:***@db.internal:5432/orders' is not a PostgreSQL URL"), "\(error.message)")
+        #expect(!"\(error)".contains("secret"))
     }
 }
