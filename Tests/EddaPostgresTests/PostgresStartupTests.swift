@@ -79,28 +79,24 @@ struct PostgresStartupTests {
         }
     }
 
-    @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))
-    func aMissingDatabaseIsNamedByTheServersOwnMessage() async throws {
+    /// What waiting cannot heal: a database or a role that does not exist.
+    enum Missing: String, CaseIterable, Sendable { case database, role }
+
+    @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"), arguments: Missing.allCases)
+    func aMissingDatabaseOrRoleFailsAtOnceWithTheServersOwnMessage(_ missing: Missing) async throws {
         let url = try #require(PostgresTestDatabase.url)
         var components = try #require(URLComponents(string: url))
-        components.path = "/no_such_database_\(UUID().uuidString.prefix(6).lowercased())"
-        // With a 60 s start-up timeout: no such database does not heal by waiting.
+        let name = "no_such_\(missing.rawValue)_\(UUID().uuidString.prefix(6).lowercased())"
+        switch missing {
+        case .database: components.path = "/" + name
+        case .role: components.user = name
+        }
+        // With a 60 s start-up timeout: it does not heal by waiting.
         let started = ContinuousClock.now
         let error = try await startupError(try #require(components.string), timeout: .seconds(60))
         #expect(ContinuousClock.now - started < .seconds(30), "it failed at once, not after the start-up timeout")
         #expect("\(error)".contains("does not exist"), "\(error)")
         #expect(error.message.contains("waiting will not change that"), "\(error)")
-    }
-
-    @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))
-    func aMissingRoleFailsAtOnceWithTheServersOwnMessage() async throws {
-        let url = try #require(PostgresTestDatabase.url)
-        var components = try #require(URLComponents(string: url))
-        components.user = "no_such_role_\(UUID().uuidString.prefix(6).lowercased())"
-        let started = ContinuousClock.now
-        let error = try await startupError(try #require(components.string), timeout: .seconds(60))
-        #expect(ContinuousClock.now - started < .seconds(30), "it failed at once, not after the start-up timeout")
-        #expect("\(error)".contains("does not exist"), "\(error)")
     }
 
     @Test(.enabled(if: PostgresTestDatabase.isAvailable, "set EDDA_POSTGRES_URL"))
