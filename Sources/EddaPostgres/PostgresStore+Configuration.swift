@@ -135,7 +135,7 @@ extension PostgresStore {
         }
 
         /// The client configuration with Edda's session settings (statement and idle-in-transaction
-        /// timeouts) sent at connection start, unless already set there.
+        /// timeouts, READ COMMITTED) sent at connection start, unless already set there.
         var clientWithSessionSettings: PostgresClient.Configuration {
             var client = self.client
             func set(_ name: String, _ value: Duration?) {
@@ -144,6 +144,11 @@ extension PostgresStore {
             }
             set("statement_timeout", statementTimeout)
             set("idle_in_transaction_session_timeout", wholeBodyTimeout + .seconds(10))
+            // Edda's statements are written for READ COMMITTED (fenced writes, SKIP LOCKED claims):
+            // stated, not assumed from the server's or the role's default.
+            if !client.options.additionalStartupParameters.contains(where: { $0.0 == "default_transaction_isolation" }) {
+                client.options.additionalStartupParameters.append(("default_transaction_isolation", "read committed"))
+            }
             return client
         }
     }

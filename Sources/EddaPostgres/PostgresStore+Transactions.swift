@@ -63,9 +63,13 @@ extension PostgresStore {
                     let (event, result) = try await work(connection)
                     workRan = true
                     let events = transaction.outboxEvents
-                    try await insertOutboxEvents(events, instanceID: event.instanceID, stepID: event.stepID, on: connection)
-                    try await insertRecord(event, on: connection)
-                    try await execute("commit a step's transaction", "COMMIT", on: connection)
+                    do {
+                        try await insertOutboxEvents(events, instanceID: event.instanceID, stepID: event.stepID, on: connection)
+                        try await insertRecord(event, on: connection)
+                        try await execute("commit a step's transaction", "COMMIT", on: connection)
+                    } catch where ServerError(error).sqlState?.hasPrefix("40") == true {
+                        throw OwnStatementConflict(underlying: error)
+                    }
                     wroteEvents = !events.isEmpty
                     return result
                 } catch {
@@ -84,9 +88,20 @@ extension PostgresStore {
             }
         } catch {
             if let failure = transaction.bodyFailure { throw failure }
+            if let conflict = error as? OwnStatementConflict {
+                // A serialization failure or deadlock met by Edda's own statements (the record, the
+                // outbox rows, the commit): the store's failure, run again like any other, and not a
+                // failed attempt of the activity.
+                throw StoreError(
+                    .database,
+                    "PostgreSQL could not record a step: Edda's own statements met a serialization failure or deadlock. "
+                        + "The step runs again; this is not counted as a failed attempt.",
+                    cause: ServerError(conflict.underlying)
+                )
+            }
             // The step's own work left the transaction unable to commit — a body that caught a failed
-            // query (25P02), a deferred constraint (23…), a serialization failure or deadlock (40…):
-            // the attempt failed, to be retried by its policy, not the store.
+            // query (25P02), a deferred constraint (23…), a serialization failure or deadlock of its
+            // own queries (40…): the attempt failed, to be retried by its policy, not the store.
             if workRan, let state = ServerError(error).sqlState, state == "25P02" || state.hasPrefix("23") || state.hasPrefix("40") {
                 throw transaction.refuse(ServerError(error))
             }
@@ -187,4 +202,10 @@ public struct WholeBodyTimeoutError: EddaError {
             + "and its connection closed, and the attempt is retried by the activity's policy. If it needs longer, raise "
             + "PostgresStore.Configuration.wholeBodyTimeout; if it waits on the network, move that wait out of the transaction."
     }
+}
+
+/// A serialization failure or deadlock (SQLSTATE 40…) raised by one of Edda's own statements in a
+/// step's transaction, after the step's work ran.
+struct OwnStatementConflict: Error {
+    let underlying: any Error
 }

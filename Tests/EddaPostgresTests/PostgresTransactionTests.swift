@@ -151,6 +151,40 @@ struct PostgresTransactionTests {
         }
     }
 
+    /// Edda's statements are written for READ COMMITTED; a role whose default is SERIALIZABLE must
+    /// not change that (its claims and fenced writes would fail with serialization errors).
+    @Test func eddasTransactionsAreReadCommittedWhateverTheRolesDefault() async throws {
+        let role = "edda_serializable_\(UUID().uuidString.prefix(6).lowercased())"
+        try await PostgresTestDatabase.withStore { admin in
+            try await admin.client.query(PostgresQuery(unsafeSQL: "CREATE ROLE \(role) LOGIN SUPERUSER"))
+            try await admin.client.query(PostgresQuery(unsafeSQL: "ALTER ROLE \(role) SET default_transaction_isolation = 'serializable'"))
+            let url = try #require(PostgresTestDatabase.url)
+            var components = try #require(URLComponents(string: url))
+            components.user = role
+            var configuration = try PostgresStore.Configuration(url: try #require(components.string))
+            configuration.schema = PostgresTestDatabase.freshSchema()
+            let store = try PostgresStore(configuration: configuration, logger: PostgresTestDatabase.quiet)
+            let isolation = try await withThrowingTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    try await store.run()
+                    return nil
+                }
+                try await store.ready()
+                var isolation = ""
+                try await store.client.withTransaction(logger: PostgresTestDatabase.quiet) { connection in
+                    for try await value in try await connection.query("SHOW transaction_isolation", logger: PostgresTestDatabase.quiet).decode(String.self) {
+                        isolation = value
+                    }
+                }
+                try await PostgresTestDatabase.dropSchema(configuration.schema, using: store)
+                group.cancelAll()
+                return isolation
+            }
+            #expect(isolation == "read committed")
+            try await admin.client.query(PostgresQuery(unsafeSQL: "DROP ROLE \(role)"))
+        }
+    }
+
     /// A body that swallows a failed query leaves the transaction unable to commit: that is the
     /// attempt's failure (retried by its policy), not the store's (which would retry it for ever).
     @Test func aBodyThatSwallowsAFailedQueryFailsItsAttempt() async throws {
