@@ -18,6 +18,8 @@ final class FaultyStore: Store {
     private let state = Mutex<(writes: Int, failing: Set<Int>, failed: Int)>((0, [], 0))
     /// Releases: how many to fail before letting them through, and how many were asked for.
     private let releases = Mutex<(failing: Int, asked: Int)>((0, 0))
+    /// How many creates commit and then fail, as a statement whose answer was lost (a timeout) would.
+    let lostCreateAnswers = Mutex(0)
 
     /// `failingWrites`: which writes fail, counting every write from 1 (create, append, mark, finish).
     init(
@@ -59,7 +61,13 @@ final class FaultyStore: Store {
 
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         try write()
-        return try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)
+        let outcome = try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)
+        let loseAnswer = lostCreateAnswers.withLock { lost in
+            defer { lost = max(lost - 1, 0) }
+            return lost > 0
+        }
+        if loseAnswer { throw StoreError(.database, "Injected: the create committed, and its answer was lost.") }
+        return outcome
     }
 
     func append(_ event: HistoryEvent, lease: Lease) async throws {

@@ -2,6 +2,7 @@
 import EddaTestSupport
 import EddaTesting
 import Foundation
+import Synchronization
 import Testing
 
 /// The life of one run, end to end: continue-as-new in place, a task left running by a finished
@@ -25,6 +26,24 @@ struct RunLifecycleTests {
             let instance = try #require(try await store.instance("chain"))
             #expect(instance.runNumber == 4)
             #expect(instance.status == .completed)
+        }
+    }
+
+    /// A start whose insert committed but whose answer was lost (a statement timeout) is tried again
+    /// with the same generated ID: one instance, run here, not two.
+    @Test(arguments: Backend.allCases)
+    func aStartWhoseAnswerWasLostCreatesOneInstanceAndRunsIt(_ backend: Backend) async throws {
+        let double = Workflow("double_once") { (ctx, n: Int) -> Int in n * 2 }
+        try await backend.withStore { base in
+            let store = FaultyStore(base)
+            store.lostCreateAnswers.withLock { $0 = 1 }
+            let result = try await withTestApp(store: store) { app in
+                try await app.start(double, 21).result()
+            }
+            #expect(result == 42)
+            let instances = try await store.instances(matching: InstanceQuery(workflowName: "double_once")).instances
+            #expect(instances.count == 1, "a second instance was created: \(instances.map(\.instanceID))")
+            #expect(instances.first?.status == .completed)
         }
     }
 

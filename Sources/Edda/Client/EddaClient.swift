@@ -151,18 +151,29 @@ public final class EddaClient: Sendable {
         // Reserve room in this app's worker first, so the instance is created leased to it.
         let worker = runningWorker
         let reserved = worker?.reserve(id) ?? false
+        let new = NewInstance(
+            instanceID: id, workflowName: name, serviceName: serviceName, input: input, traceContext: traceContext ?? observer.currentTraceContext()
+        )
+        var failures = 0
         let outcome: CreateInstanceOutcome
-        do {
-            outcome = try await store.createInstance(
-                NewInstance(
-                    instanceID: id, workflowName: name, serviceName: serviceName, input: input,
-                    traceContext: traceContext ?? observer.currentTraceContext()
-                ),
-                leasedTo: reserved ? worker?.leaseRequest : nil
-            )
-        } catch {
-            if reserved { worker?.unreserve(id) }
-            throw error
+        while true {
+            do {
+                outcome = try await store.createInstance(new, leasedTo: reserved ? worker?.leaseRequest : nil)
+                break
+            } catch let error as StoreError where error.code == .database && failures < 2 {
+                // The store failed, or its answer was lost after the insert committed: try again with
+                // the same ID, which finds the instance if it was created (a new ID would make a second).
+                failures += 1
+                logger.debug("creating an instance failed; trying again with its ID", metadata: ["edda.instance.id": "\(id)", "edda.error": "\(error)"])
+                try? await Task.sleep(for: configuration.storeRetryPolicy.delay(afterAttempt: failures))
+                if Task.isCancelled {
+                    if reserved { worker?.unreserve(id) }
+                    throw CancellationError()
+                }
+            } catch {
+                if reserved { worker?.unreserve(id) }
+                throw error
+            }
         }
         switch outcome {
         case .created(let instance, let lease):
@@ -178,6 +189,14 @@ public final class EddaClient: Sendable {
                 }
             }
         case .existing(let existing):
+            if failures > 0, reserved, let worker, existing.leaseOwner == worker.leaseRequest.owner, existing.workflowName == name,
+                existing.input == input
+            {
+                // Created by the try whose answer was lost, leased to this worker (token 1): run it
+                // here. Should the lease have moved on since, the store's fence refuses the run's writes.
+                worker.launch(existing, lease: Lease(instanceID: id, owner: existing.leaseOwner ?? "", token: 1))
+                return id
+            }
             if reserved { worker?.unreserve(id) }
             guard existing.workflowName == name, existing.input == input else {
                 throw EngineError(
