@@ -254,6 +254,16 @@ extension PostgresStore {
         }
     }
 
+    @_spi(EddaStores) public func serverNow() async throws -> Date? {
+        try await perform("read the server's clock") { [self] in
+            var now: Int64 = 0
+            for try await value in try await lifeline.query("SELECT \(unescaped: Self.nowMilliseconds)", logger: logger).decode(Int64.self) {
+                now = value
+            }
+            return Date(storedMilliseconds: now)
+        }
+    }
+
     @_spi(EddaStores) public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         guard let owner = leases.first?.owner else { return [] }
         let ids = leases.map(\.instanceID)

@@ -3,6 +3,8 @@
 import EddaTestSupport
 import EddaTesting
 import Foundation
+import InMemoryLogging
+import Logging
 import PostgresNIO
 import Synchronization
 import Testing
@@ -159,6 +161,37 @@ struct PostgresWorkerTests {
             var tokens: [String: Int64] = [:]
             for try await (id, token) in rows.decode((String, Int64).self) { tokens[id] = token }
             #expect(tokens.values.allSatisfy { $0 == 1 }, "an instance was claimed again after its lease lapsed: \(tokens)")
+        }
+    }
+
+    /// A worker's wall clock, off from the database server's by `offset`.
+    struct OffsetClock: WorkflowClock {
+        let offset: TimeInterval
+        func now() -> Date { Date().addingTimeInterval(offset) }
+        func sleep(until deadline: Date) async throws { try await SystemClock().sleep(until: deadline.addingTimeInterval(-offset)) }
+    }
+
+    /// Timers and backoffs are set and claimed on workers' clocks: a worker whose clock is off from
+    /// the database server's by more than `maxClockSkew` says so, and by how much.
+    @Test(arguments: [-10.0, 0, 10.0])
+    func aWorkerWhoseClockIsOffFromTheServersWarns(_ offset: TimeInterval) async throws {
+        let log = InMemoryLogHandler()
+        var configuration = EddaApp.Configuration.testing
+        configuration.clock = OffsetClock(offset: offset)
+        try await PostgresTestDatabase.withStore { store in
+            try await withTestApp(store: store, configuration: configuration, logger: Logger(label: "skew") { _ in log }) { app in
+                try await app.start(Workflow("skewed") { (ctx) -> Int in 1 }).result()
+            }
+        }
+        let warnings = log.entries.filter { $0.level == .warning }.map { "\($0.message)" }.filter { $0.contains("clock") }
+        if offset == 0 {
+            #expect(warnings.isEmpty, "\(warnings)")
+        } else {
+            #expect(warnings.count == 1, "\(warnings)")
+            // About 10 s (less half a round trip, which a loaded machine may make long).
+            #expect(warnings.first?.contains(offset > 0 ? "s ahead of the database server's" : "s behind the database server's") == true, "\(warnings)")
+            #expect(warnings.first?.hasPrefix("this worker's clock is 9.") == true || warnings.first?.hasPrefix("this worker's clock is 10.") == true, "\(warnings)")
+            #expect(warnings.first?.contains(offset > 0 ? "early" : "late") == true)
         }
     }
 

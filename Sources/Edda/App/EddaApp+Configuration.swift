@@ -47,6 +47,13 @@ extension EddaApp {
         /// by another process on a SQLite file, say). Defaults to 1 second.
         public var pollInterval: Duration = .seconds(1)
 
+        /// How far this worker's clock (``clock``) may differ from the database server's before the
+        /// worker warns, when it starts and every minute (PostgreSQL; a SQLite file has one machine).
+        /// Durable timers and retry backoffs are set and claimed on workers' clocks: a worker whose
+        /// clock runs ahead fires them early, one behind fires them late, by that much. Keep the
+        /// machines' clocks in sync (NTP). Defaults to 1 second.
+        public var maxClockSkew: Duration = .seconds(1)
+
         /// How often `result()` reads the store, at most, for an instance that runs in another
         /// process: it starts at 10 ms and doubles up to this. Defaults to 1 second.
         public var resultPollInterval: Duration = .seconds(1)

@@ -60,6 +60,11 @@ public protocol WorkQueue: Sendable {
     /// with each lease renewal.
     @_spi(EddaStores) func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String>
 
+    /// The database server's clock now, where workers on several machines share the store
+    /// (PostgreSQL), or `nil` (SQLite: one machine). A worker compares it with its own clock: the
+    /// deadlines of durable timers and backoffs are set and claimed on workers' clocks.
+    @_spi(EddaStores) func serverNow() async throws -> Date?
+
     /// Notified when an instance may have become ready (created without a lease, released), here or
     /// — where the store can tell (PostgreSQL's LISTEN/NOTIFY) — in another process. A worker also
     /// polls, for changes the store cannot announce (another process on a SQLite file, say).
@@ -128,4 +133,9 @@ public enum RetryRequest: Sendable {
         self.instance = instance
         self.lease = lease
     }
+}
+
+extension WorkQueue {
+    /// `nil`: the store has no clock of its own to compare with.
+    @_spi(EddaStores) public func serverNow() async throws -> Date? { nil }
 }

@@ -49,6 +49,35 @@ extension Worker {
         }
     }
 
+    /// Compares this worker's clock with the database server's, at start and every minute, and
+    /// warns when they differ by more than ``EddaApp/Configuration-swift.struct/maxClockSkew``.
+    func clockSkewLoop() async {
+        while !Task.isCancelled {
+            await checkClockSkew()
+            // A minute, in beats short enough that a stop (whose signal this loop may miss while it
+            // reads the server's clock) never waits for it.
+            let next = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < next {
+                await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
+                if state.withLock({ $0.machine.phase }) == .stopped { return }
+            }
+        }
+    }
+
+    func checkClockSkew() async {
+        let sent = ContinuousClock.now
+        guard let server = try? await store.serverNow() else { return }
+        // The server read its clock about halfway through the round trip.
+        let roundTrip = ContinuousClock.now - sent
+        let skew = configuration.clock.now().addingTimeInterval(-roundTrip.seconds / 2).timeIntervalSince(server)
+        guard abs(skew) > configuration.maxClockSkew.seconds else { return }
+        let amount = String(format: "%.1f s", abs(skew))
+        logger.warning(
+            "this worker's clock is \(amount) \(skew > 0 ? "ahead of" : "behind") the database server's: the durable timers and retry backoffs it claims fire up to \(amount) \(skew > 0 ? "early" : "late"), and those it sets are off by as much for other workers. Sync the clocks (NTP).",
+            metadata: ["edda.clock.skew_seconds": "\(skew)", "edda.clock.max_skew": "\(configuration.maxClockSkew)"]
+        )
+    }
+
     /// Stops, at once, the runs here whose instances another process asked to cancel, when the store
     /// announces a cancellation (PostgreSQL's NOTIFY); the renewals catch any it could not announce.
     func cancellationLoop() async {

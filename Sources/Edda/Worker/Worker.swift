@@ -87,6 +87,7 @@ final class Worker: Sendable {
                 group.addTask { await self.claimLoop() }
                 group.addTask { await self.renewLoop() }
                 group.addTask { await self.waitingGaugeLoop() }
+                group.addTask { await self.clockSkewLoop() }
                 group.addTask { await self.lapseLoop() }
                 group.addTask { await self.cancellationLoop() }
                 for await job in jobs {
