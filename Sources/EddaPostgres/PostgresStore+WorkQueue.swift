@@ -38,7 +38,14 @@ extension PostgresStore {
     /// read: an idle worker's poll costs the same with 50,000 instances running elsewhere as with none.
     static func claimQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
         """
-        WITH due AS (
+        WITH orphans AS (
+            -- After a claim whose answer was lost: what it leased here that this worker does not hold.
+            SELECT instance_id FROM \(unescaped: tables.instances)
+            WHERE \(request.adoptingLeasedExcept != nil) AND lease_owner = \(request.lease.owner)
+                AND status IN ('running', 'compensating')
+                AND NOT (instance_id = ANY(\(request.adoptingLeasedExcept.map { Array($0) } ?? [])))
+            FOR UPDATE SKIP LOCKED
+        ), due AS (
             -- Released instances whose time has come (a timer's deadline, a backoff's end),
             -- earliest first; readyBy is the worker's clock, which set ready_at.
             SELECT instance_id FROM \(unescaped: tables.instances)
@@ -69,7 +76,8 @@ extension PostgresStore {
             LIMIT \(request.limit)
             FOR UPDATE SKIP LOCKED
         ), chosen AS (
-            SELECT instance_id FROM due UNION ALL SELECT instance_id FROM lapsed UNION ALL SELECT instance_id FROM ready
+            SELECT instance_id FROM orphans UNION ALL SELECT instance_id FROM due UNION ALL SELECT instance_id FROM lapsed
+            UNION ALL SELECT instance_id FROM ready
             LIMIT \(request.limit)
         )
         UPDATE \(unescaped: tables.instances) AS w

@@ -450,6 +450,13 @@ public final class SQLiteStore: Store {
                 claimed_at = ?
             WHERE instance_id IN (
                 SELECT instance_id FROM (
+                    -- After a claim whose answer was lost: what it leased here that this worker does not hold.
+                    SELECT instance_id FROM workflow_instances
+                    WHERE ? AND lease_owner = ? AND status IN ('running', 'compensating')
+                        AND instance_id NOT IN (SELECT value FROM json_each(?))
+                )
+                UNION ALL
+                SELECT instance_id FROM (
                     SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_waiting
                     WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
                         AND ready_at <= ? AND workflow_name IN (\(names))
@@ -469,7 +476,10 @@ public final class SQLiteStore: Store {
         let owner = request.lease.owner
         return try await write { db in
             let now = Self.now()
-            var arguments: StatementArguments = [owner, now, now, request.readyBy.millisecondsSince1970]
+            let except = request.adoptingLeasedExcept.map { Array($0).sorted() } ?? []
+            let exceptJSON = String(decoding: try JSONEncoder().encode(except), as: UTF8.self)
+            var arguments: StatementArguments = [owner, now, now, request.adoptingLeasedExcept != nil, owner, exceptJSON]
+            arguments += [request.readyBy.millisecondsSince1970]
             arguments += StatementArguments(request.workflowNames)
             arguments += [request.limit]
             arguments += StatementArguments(request.workflowNames)

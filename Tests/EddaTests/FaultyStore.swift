@@ -20,6 +20,8 @@ final class FaultyStore: Store {
     private let releases = Mutex<(failing: Int, asked: Int)>((0, 0))
     /// How many creates commit and then fail, as a statement whose answer was lost (a timeout) would.
     let lostCreateAnswers = Mutex(0)
+    /// How many claims that take something commit and then fail, the same way.
+    let lostClaimAnswers = Mutex(0)
 
     /// `failingWrites`: which writes fail, counting every write from 1 (create, append, mark, finish).
     init(
@@ -97,7 +99,15 @@ final class FaultyStore: Store {
 
     func attachWorker(_ workerID: String) async throws { try await base.attachWorker(workerID) }
     func detachWorker(_ workerID: String) async throws { try await base.detachWorker(workerID) }
-    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] { try await base.claim(request) }
+    func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
+        let claimed = try await base.claim(request)
+        let loseAnswer = !claimed.isEmpty && lostClaimAnswers.withLock { lost in
+            defer { lost = max(lost - 1, 0) }
+            return lost > 0
+        }
+        if loseAnswer { throw StoreError(.database, "Injected: the claim committed, and its answer was lost.") }
+        return claimed
+    }
 
     func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         if renewalsFail { throw StoreError(.database, "Injected failure: the store cannot be reached to renew leases.") }

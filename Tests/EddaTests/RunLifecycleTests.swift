@@ -47,6 +47,27 @@ struct RunLifecycleTests {
         }
     }
 
+    /// A claim whose answer was lost leased instances to a worker that does not know it holds them;
+    /// its next claim takes them back, long before their lease (30 s here; never, on SQLite) lapses.
+    @Test(arguments: Backend.allCases)
+    func aClaimWhoseAnswerWasLostIsTakenBackByTheNextClaim(_ backend: Backend) async throws {
+        let double = Workflow("double_claimed") { (ctx, n: Int) -> Int in n * 2 }
+        try await backend.withStore { base in
+            let store = FaultyStore(base, leasesNewInstances: false)
+            store.lostClaimAnswers.withLock { $0 = 1 }
+            var configuration = EddaApp.Configuration.testing
+            configuration.leaseDuration = .seconds(30)
+            configuration.leaseRenewalInterval = .seconds(10)
+            let started = ContinuousClock.now
+            let result = try await withTestApp(store: store, configuration: configuration) { app in
+                try await app.start(double, 21).result()
+            }
+            #expect(result == 42)
+            #expect(ContinuousClock.now - started < .seconds(20), "it waited for the lease to lapse")
+            #expect(store.lostClaimAnswers.withLock { $0 } == 0, "no claim answer was lost: the test tested nothing")
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func aTaskLeftRunningByAFinishedRunCannotWriteIntoTheNextRun(_ backend: Backend) async throws {
         let bodyStarted = Gate()

@@ -22,6 +22,21 @@ struct WorkerStateMachineTests {
         #expect(value5 == 2)
     }
 
+    @Test func afterAFailedClaimTheNextTakesBackWhatItMayHaveLeasedHere() {
+        var machine = WorkerStateMachine(maxInFlight: 8, maxClaimBatch: 5)
+        _ = machine.nextClaim()
+        _ = machine.claimSucceeded(["a"], requested: 5)
+        #expect(machine.adoptingLeasedExcept == nil, "no claim failed: nothing to take back")
+        machine.wakeUp()
+        _ = machine.nextClaim()
+        machine.claimFailed()
+        #expect(machine.adoptingLeasedExcept == ["a"], "the next claim takes back what is leased here, but what runs here")
+        machine.wakeUp()
+        _ = machine.nextClaim()
+        _ = machine.claimSucceeded(["b"], requested: 5)
+        #expect(machine.adoptingLeasedExcept == nil, "taken back once")
+    }
+
     @Test func aStartDuringAClaimCannotTakeTheRoomTheClaimMayFill() {
         var machine = WorkerStateMachine(maxInFlight: 1)
         let claim = machine.nextClaim()

@@ -115,12 +115,18 @@ public enum RetryRequest: Sendable {
     /// Released instances are ready once their `readyAt` is at or before this time: the worker's
     /// now on its app's clock, the clock `readyAt` was set with (a timer's deadline, a backoff).
     public var readyBy: Date
+    /// When set, the claim also takes back, first, the instances leased to this worker
+    /// (``LeaseRequest/owner``) that are not in this set — the ones it runs or is starting. A claim
+    /// whose answer was lost (a statement given up that committed anyway) leaves instances leased to
+    /// a worker that does not know it holds them; its next claim asks for them this way.
+    public var adoptingLeasedExcept: Set<String>?
 
-    public init(lease: LeaseRequest, limit: Int, workflowNames: [String], readyBy: Date = Date()) {
+    public init(lease: LeaseRequest, limit: Int, workflowNames: [String], readyBy: Date = Date(), adoptingLeasedExcept: Set<String>? = nil) {
         self.lease = lease
         self.limit = limit
         self.workflowNames = workflowNames
         self.readyBy = readyBy
+        self.adoptingLeasedExcept = adoptingLeasedExcept
     }
 }
 

@@ -182,8 +182,14 @@ final class Worker: Sendable {
         let claimed: [ClaimedInstance]
         let requestedAt = ContinuousClock.now
         let now = environment.clock.now()
+        let adopting = state.withLock { $0.machine.adoptingLeasedExcept }
         do {
-            claimed = names.isEmpty ? [] : try await store.claim(ClaimRequest(lease: leaseRequest, limit: limit, workflowNames: names, readyBy: now))
+            claimed =
+                names.isEmpty
+                ? []
+                : try await store.claim(
+                    ClaimRequest(lease: leaseRequest, limit: limit, workflowNames: names, readyBy: now, adoptingLeasedExcept: adopting)
+                )
         } catch {
             logger.warning("claim failed; retrying at the next poll", metadata: ["edda.error": "\(error)"])
             let stopped = state.withLock { state in

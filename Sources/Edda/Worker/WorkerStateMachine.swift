@@ -33,6 +33,8 @@ struct WorkerStateMachine: Sendable {
     /// How many instances the claim in flight may bring: counted against capacity until it returns,
     /// so that a `start` reserving meanwhile cannot push the worker past its limit.
     private(set) var claimingLimit = 0
+    /// A claim failed since the last that succeeded: it may have leased instances here anyway.
+    private(set) var mayHoldUnknownLeases = false
     /// Ready work may be waiting in the store.
     private(set) var claimWanted = true
     /// The earliest time a released instance becomes ready again (on the app's clock): the claim loop
@@ -81,6 +83,7 @@ struct WorkerStateMachine: Sendable {
     mutating func claimSucceeded(_ claimed: [String], requested: Int) -> ClaimedAction {
         claiming = false
         claimingLimit = 0
+        mayHoldUnknownLeases = false
         guard phase == .running else { return ClaimedAction(run: [], release: claimed) }
         var run: [String] = []
         var release: [String] = []
@@ -93,11 +96,17 @@ struct WorkerStateMachine: Sendable {
         return ClaimedAction(run: run, release: release)
     }
 
-    /// The claim failed; the next poll tries again.
+    /// The claim failed; the next poll tries again, and takes back what the failed one may have
+    /// leased here after all (its answer lost, its statement committed).
     mutating func claimFailed() {
         claiming = false
         claimingLimit = 0
+        mayHoldUnknownLeases = true
     }
+
+    /// The instances to keep out of a claim that takes back this worker's unknown leases, or `nil`
+    /// when no claim failed since the last one that did.
+    var adoptingLeasedExcept: Set<String>? { mayHoldUnknownLeases ? inFlight : nil }
 
     /// An instance started in this process wants to run here at once, under a lease taken when it is
     /// created. Returns `false` when the worker is full or stopping: the instance is then created
