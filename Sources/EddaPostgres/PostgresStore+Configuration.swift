@@ -17,6 +17,8 @@ extension PostgresStore {
         public var schema: String = "public"
 
         /// The most connections the pool opens (PostgresNIO's `maximumConnections`). Defaults to 20.
+        /// A worker also opens one more, outside the pool, for its lease renewals, and the store one
+        /// for a moment when it starts, to check that the server accepts it.
         public var maximumConnections: Int {
             get { client.options.maximumConnections }
             set { client.options.maximumConnections = newValue }
@@ -45,9 +47,17 @@ extension PostgresStore {
 
         /// The longest one statement on an Edda connection may run before the server cancels it
         /// (`statement_timeout`): the store's own statements, and the queries of `ctx.transaction`
-        /// bodies and whole-body activities. `nil` leaves the server's setting. Defaults to the
-        /// ``queryTimeout`` the store waits for an answer, 30 s. Migrations are not bounded.
+        /// bodies and whole-body activities, and your own queries on ``PostgresStore/client``. `nil`
+        /// leaves the server's setting. Defaults to 30 s, as ``queryTimeout`` does (it does not follow
+        /// it). Migrations are not bounded by it.
         public var statementTimeout: Duration? = .seconds(30)
+
+        /// Whether Edda's connections send their session settings — `statement_timeout`,
+        /// `idle_in_transaction_session_timeout` and `default_transaction_isolation` (READ COMMITTED)
+        /// — as startup parameters. Defaults to `true`. A connection pooler that refuses startup
+        /// parameters it does not know (PgBouncer without them in `ignore_startup_parameters`) needs
+        /// `false`; then set them on the role instead (`ALTER ROLE edda SET statement_timeout = '30s'`, …).
+        public var sendsSessionSettings = true
 
         /// Whether ``PostgresStore/run()`` brings the schema up to date. Defaults to `true`. Tools
         /// that only look (the `edda` CLI) set it to `false`: then `run()` creates and changes
@@ -138,6 +148,7 @@ extension PostgresStore {
         /// timeouts, READ COMMITTED) sent at connection start, unless already set there.
         var clientWithSessionSettings: PostgresClient.Configuration {
             var client = self.client
+            guard sendsSessionSettings else { return client }
             func set(_ name: String, _ value: Duration?) {
                 guard let value, !client.options.additionalStartupParameters.contains(where: { $0.0 == name }) else { return }
                 client.options.additionalStartupParameters.append((name, "\(value.wholeMilliseconds)"))

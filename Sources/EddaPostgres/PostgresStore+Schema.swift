@@ -223,6 +223,16 @@ extension PostgresStore {
             throw CancellationError()
         } catch {
             let reason = await probeConnection()
+            if reason == nil, configuration.probe != nil, error is StartupTimedOut {
+                // The server answers: it is the schema's migration that took too long.
+                throw StoreError(
+                    .migrationFailed,
+                    "PostgreSQL at \(target) answers, but bringing Edda's schema \(tables.schema) up to date took longer than the start-up "
+                        + "timeout (\(configuration.startupTimeout)): another process may hold the migration lock, or an index is being "
+                        + "built on a large table. Raise startupTimeout, or run `edda migrate` first.",
+                    cause: error
+                )
+            }
             throw StoreError(
                 .database,
                 "Cannot reach PostgreSQL at \(target) as '\(configuration.client.username)'"
@@ -310,12 +320,14 @@ extension PostgresStore {
             return
         }
         let known = Set(migrations.map(\.version))
-        if let applied = try? await appliedVersions() {
-            // A newer Edda's schema is not this version's to run on.
-            if !applied.isSubset(of: known) { throw tooNew() }
-            // Up to date already: touch nothing, so a role with only read and write rights on a schema
-            // a DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
-            if known.isSubset(of: applied) { return }
+        if try await hasMigrationsTable() {
+            if let applied = try? await appliedVersions() {
+                // A newer Edda's schema is not this version's to run on.
+                if !applied.isSubset(of: known) { throw tooNew() }
+                // Up to date already: touch nothing, so a role with only read and write rights on a
+                // schema a DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
+                if known.isSubset(of: applied) { return }
+            }
         } else if let tables = try await otherTables(), !tables.isEmpty {
             // No Edda tables, but others: another application's schema. Never add Edda's next to them.
             throw StoreError(
@@ -330,10 +342,10 @@ extension PostgresStore {
                 // Waiting for another migrator, or building an index on a large table, may take longer
                 // than Edda's statement timeout.
                 try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
-                // One migrator at a time per schema: services with schemas of their own migrate at once.
-                try await connection.query(
-                    "SELECT pg_advisory_xact_lock(\(Self.migrationLockKey), hashtext(\(configuration.schema)))", logger: logger
-                )
+                // One migrator at a time, across every process on the database (the lock earlier
+                // versions take too). Per schema, the seventy schemas of the test suite migrating at
+                // once loaded the server until one-second leases lapsed.
+                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: logger)
                 try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(t.schema)"), logger: logger)
                 try await connection.query(
                     PostgresQuery(
@@ -347,6 +359,8 @@ extension PostgresStore {
                 {
                     applied.insert(version)
                 }
+                // Again under the lock: a newer Edda may have migrated since the check above.
+                if !applied.isSubset(of: known) { throw tooNew() }
                 for migration in migrations where !applied.contains(migration.version) {
                     for statement in migration.statements {
                         try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
@@ -359,8 +373,22 @@ extension PostgresStore {
                 }
             }
         } catch {
+            let own = (error as? StoreError) ?? ((error as? PostgresTransactionError)?.closureError as? StoreError)
+            if let own, own.code == .schemaTooNew { throw own }
             throw StoreError(.migrationFailed, "Cannot bring Edda's schema \(t.schema) up to date. Nothing was changed.", cause: ServerError(error))
         }
+    }
+
+    /// Whether the schema has Edda's migrations table (whether or not this role may read it).
+    private func hasMigrationsTable() async throws -> Bool {
+        var exists = false
+        do {
+            let rows = try await client.query("SELECT to_regclass(\(tables.migrations)) IS NOT NULL", logger: logger)
+            for try await value in rows.decode(Bool.self) { exists = value }
+        } catch {
+            throw StoreError(.migrationFailed, "Cannot read the schema version of \(tables.schema).", cause: ServerError(error))
+        }
+        return exists
     }
 
     /// The tables in the schema (none when it does not exist), or `nil` if they cannot be listed.
@@ -400,6 +428,6 @@ extension PostgresStore {
         var description: String { "no connection to the server within the startup timeout" }
     }
 
-    /// The first key of the advisory lock migrations take ("edda" in ASCII); the second is the schema's hash.
-    static let migrationLockKey: Int32 = 0x6564_6461
+    /// The advisory lock key migrations take ("edda" in ASCII).
+    static let migrationLockKey: Int64 = 0x6564_6461
 }

@@ -25,6 +25,11 @@ extension PostgresStore {
                 return try await watchdog.run("run a whole-body activity", timeout: timeout) {
                     try await transaction.run(session: connection, savepoint: Self.savepoint(on: connection, logger: logger), then: attempt)
                 }
+            } catch is CancellationError {
+                // Abandoned (the run was cancelled) while the body may still run: the same as a timeout,
+                // without failing the attempt.
+                try? await connection.close()
+                throw CancellationError()
             } catch where QueryTimedOut.caused(error) {
                 // The body may still hold the connection: close it, so that the server rolls the
                 // transaction back and nothing the body does later reaches the database.

@@ -2,6 +2,7 @@
 public import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// How workers share instances: claims with leases, renewals, releases, cancellation and retry requests.
 extension PostgresStore {
@@ -35,7 +36,9 @@ extension PostgresStore {
     /// The claim: one statement that takes, each through an index of its own, released instances
     /// whose time has come, instances whose lease lapsed, and ready unleased instances, oldest first.
     /// Leased rows are in none of those indexes but the lapse index, where only the lapsed ones are
-    /// read: an idle worker's poll costs the same with 50,000 instances running elsewhere as with none.
+    /// read: an idle worker's poll costs the same with 50,000 live leases held elsewhere as with none.
+    /// (Ready instances of other services' workflows, in a shared schema, are still read and
+    /// filtered: the indexes do not lead with the workflow's name.)
     static func claimQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
         """
         WITH orphans AS (
@@ -221,7 +224,7 @@ extension PostgresStore {
         guard !instanceIDs.isEmpty else { return [] }
         return try await perform("read cancellation requests") { [self] in
             var requested: Set<String> = []
-            let rows = try await lifeline.query(
+            let rows = try await client.query(
                 "SELECT instance_id FROM \(unescaped: tables.instances) WHERE cancel_requested AND instance_id = ANY(\(instanceIDs))",
                 logger: logger
             )
@@ -276,10 +279,15 @@ extension PostgresStore {
         guard let owner = leases.first?.owner else { return [] }
         let ids = leases.map(\.instanceID)
         let tokens = leases.map(\.token)
-        // On the lifeline, and given up while the leases still hold: a renewal that cannot be made
-        // in time is tried again on the worker's next beat, before the lapse check stops any run.
-        let renewed = try await perform("renew leases", timeout: min(configuration.queryTimeout, duration / 2)) { [self] in
-            let rows = try await lifeline.query(
+        // On the lifeline, and given up once the leases could have lapsed (the worker's lapse check
+        // stops their runs by then anyway: a slow renewal that still lands in time keeps them going).
+        // After a renewal on the lifeline failed (its connection lost, half-open, or busy with a
+        // query given up), the next goes through the pool, and the one after tries the lifeline again.
+        let onLifeline = !lifelineFailed.load(ordering: .relaxed)
+        let pool = onLifeline ? lifeline : client
+        lifelineFailed.store(onLifeline, ordering: .relaxed)
+        let renewed = try await perform("renew leases", timeout: min(configuration.queryTimeout, duration)) { [self] in
+            let rows = try await pool.query(
                 """
                 UPDATE \(unescaped: tables.instances) AS w
                 SET lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(duration.wholeMilliseconds)::bigint
@@ -291,6 +299,7 @@ extension PostgresStore {
             )
             var renewed: Set<String> = []
             for try await id in rows.decode(String.self) { renewed.insert(id) }
+            if onLifeline { lifelineFailed.store(false, ordering: .relaxed) }
             return renewed
         }
         return Set(ids).subtracting(renewed)

@@ -32,11 +32,13 @@ import Synchronization
 public final class PostgresStore: Store, Service {
     /// The connection pool. Run by ``run()``.
     public let client: PostgresClient
-    /// A pool of one connection of its own for a worker's lifeline — lease renewals and the
-    /// cancellation requests read with them — so that they never queue behind step traffic
+    /// A pool of one connection of its own for a worker's lifeline — lease renewals — so that they
+    /// never queue behind step traffic
     /// (transactional steps hold a pooled connection for their whole body). Connects on first use:
     /// a store without a worker (the CLI, the viewer) never opens it.
     let lifeline: PostgresClient
+    /// The last renewal sent on the lifeline failed (or went through the pool instead).
+    let lifelineFailed = Atomic(false)
     public let configuration: Configuration
     @_spi(EddaStores) public let wakeUps = WakeUpSignal()
     @_spi(EddaStores) public let outcomes = OutcomeSignal()

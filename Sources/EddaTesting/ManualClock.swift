@@ -15,6 +15,9 @@ import Synchronization
 /// clock.advance(by: wait)
 /// ```
 public final class ManualClock: WorkflowClock {
+    /// `false`: a test moves it, so it is not compared with a database server's clock.
+    public var isRealTime: Bool { false }
+
     private struct Sleeper {
         let id: UUID
         let deadline: Date

@@ -121,7 +121,7 @@ struct PostgresTransactionTests {
     /// A whole-body activity that hangs (a call that never answers, deaf to cancellation) must not
     /// hold its transaction, its locks and its instance for ever.
     @Test func aWholeBodyAttemptThatHangsIsAbandonedRolledBackAndRetried() async throws {
-        try await withOrders(configuring: { $0.wholeBodyTimeout = .milliseconds(500) }) { (app: EddaApp, store: PostgresStore, orders: String) async throws in
+        try await withOrders(configuring: { $0.wholeBodyTimeout = .milliseconds(1_500) }) { (app: EddaApp, store: PostgresStore, orders: String) async throws in
             let hang = Activity("hang", transaction: .wholeBody) { (ctx, id: String) -> Int in
                 try await ctx.connection.query("INSERT INTO \(unescaped: orders) (id, note) VALUES (\(id + "-\(ctx.attempt)"), \("attempt \(ctx.attempt)"))", logger: ctx.logger)
                 if ctx.attempt == 1 {

@@ -180,7 +180,12 @@ struct PostgresWorkerTests {
         configuration.clock = OffsetClock(offset: offset)
         try await PostgresTestDatabase.withStore { store in
             try await withTestApp(store: store, configuration: configuration, logger: Logger(label: "skew") { _ in log }) { app in
-                try await app.start(Workflow("skewed") { (ctx) -> Int in 1 }).result()
+                _ = try await app.start(Workflow("skewed") { (ctx) -> Int in 1 }).result()
+                // The check runs as the worker starts; give it time to answer (a loaded machine is slow).
+                let deadline = ContinuousClock.now + (offset == 0 ? .milliseconds(500) : .seconds(20))
+                while ContinuousClock.now < deadline, !log.entries.contains(where: { "\($0.message)".contains("clock is") }) {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
             }
         }
         let warnings = log.entries.filter { $0.level == .warning }.map { "\($0.message)" }.filter { $0.contains("clock") }

@@ -34,6 +34,10 @@ struct WorkerStateMachineTests {
         machine.wakeUp()
         _ = machine.nextClaim()
         _ = machine.claimSucceeded(["b"], requested: 5)
+        #expect(machine.adoptingLeasedExcept == ["a", "b"], "a claim asked before the failure was known took nothing back")
+        machine.wakeUp()
+        _ = machine.nextClaim()
+        _ = machine.claimSucceeded(["c"], requested: 5, adopted: true)
         #expect(machine.adoptingLeasedExcept == nil, "taken back once")
     }
 

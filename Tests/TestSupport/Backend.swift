@@ -27,9 +27,9 @@ public enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible
     public var testDescription: String { rawValue }
 
     /// How many PostgreSQL databases the engine suites use at once. Swift Testing starts every test
-    /// together, and some seventy stores migrating and running at once on a loaded 2-core machine
-    /// left the last waiting past the store's 30 s startup timeout (when migrations also took one
-    /// server-wide lock in turn; they now lock per schema). `EDDA_TEST_POSTGRES_PARALLEL` overrides it.
+    /// together, and each fresh schema's migration takes the server-wide migration lock in turn:
+    /// unbounded, the last of some seventy waited past the store's 30 s startup timeout on a loaded
+    /// 2-core machine. `EDDA_TEST_POSTGRES_PARALLEL` overrides it.
     static let postgresSlots = Slots(
         ProcessInfo.processInfo.environment["EDDA_TEST_POSTGRES_PARALLEL"].flatMap { Int($0) }.map { max($0, 1) } ?? 6
     )

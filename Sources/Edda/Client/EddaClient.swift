@@ -189,15 +189,13 @@ public final class EddaClient: Sendable {
                 }
             }
         case .existing(let existing):
-            if failures > 0, reserved, let worker, existing.leaseOwner == worker.leaseRequest.owner, existing.workflowName == name,
-                existing.input == input
-            {
-                // Created by the try whose answer was lost, leased to this worker (token 1): run it
-                // here. Should the lease have moved on since, the store's fence refuses the run's writes.
-                worker.launch(existing, lease: Lease(instanceID: id, owner: existing.leaseOwner ?? "", token: 1))
-                return id
-            }
             if reserved { worker?.unreserve(id) }
+            if failures > 0, let worker, existing.leaseOwner == worker.leaseRequest.owner {
+                // Created by the try whose answer was lost, leased to this worker by a lease that may
+                // have lapsed meanwhile: the worker's next claim takes it back under a lease of its own
+                // (and reads its history), unless another worker claimed it since.
+                worker.takeBackUnknownLeases()
+            }
             guard existing.workflowName == name, existing.input == input else {
                 throw EngineError(
                     .instanceAlreadyExists,

@@ -85,7 +85,7 @@ final class LocalOutcomes: Sendable {
 
     /// Notes how many instances of each unregistered workflow the worker found at start.
     func noteUnresumable(_ counts: [String: Int]) {
-        state.withLock { $0.unresumable.merge(counts, uniquingKeysWith: +) }
+        state.withLock { $0.unresumable = counts }
     }
 
     /// Those counts, for the workflows still not registered.

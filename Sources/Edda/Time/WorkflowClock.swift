@@ -10,6 +10,14 @@ public protocol WorkflowClock: Sendable {
     func now() -> Date
     /// Suspends until `deadline` has passed, or throws `CancellationError` when the task is cancelled.
     func sleep(until deadline: Date) async throws
+    /// Whether ``now()`` is meant to be this machine's real time, which a worker compares with a
+    /// shared database server's (``EddaApp/Configuration-swift.struct/maxClockSkew``). `true` by
+    /// default; a manual clock, meant to differ, says `false`.
+    var isRealTime: Bool { get }
+}
+
+extension WorkflowClock {
+    public var isRealTime: Bool { true }
 }
 
 /// The real clock: `Date()` for now, `Task.sleep` for waiting.

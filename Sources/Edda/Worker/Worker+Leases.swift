@@ -18,12 +18,13 @@ extension Worker {
     }
 
     /// Records the `edda_instances_waiting` gauge every renewal interval, in a loop of its own: its
-    /// query shares the store's pool with steps, and must never hold up a renewal.
+    /// query shares the store's pool with steps, and must never hold up a renewal. Runs until
+    /// cancelled, as the worker stops.
     func waitingGaugeLoop() async {
         guard let metrics = observer.metrics else { return }
         while !Task.isCancelled {
-            await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
-            if state.withLock({ $0.machine.phase }) == .stopped { return }
+            try? await Task.sleep(for: configuration.leaseRenewalInterval)
+            if Task.isCancelled { return }
             if let waiting = try? await store.waitingCount(at: Date()) { metrics.waiting.record(waiting) }
         }
     }
@@ -41,9 +42,9 @@ extension Worker {
                 logger.info("leases lost; stopping their runs", metadata: ["edda.count": "\(lost.count)"])
             }
             for run in lostRuns { run.stop(.leaseLost) }
-            // Cancellations asked for from elsewhere (another process, the CLI) reach runs here.
-            let held = leases.map(\.instanceID).filter { !lost.contains($0) }
-            for id in try await store.cancellationRequests(among: held) { cancelHere(id) }
+            // Cancellations asked for from elsewhere (another process, the CLI) are read now, in the
+            // cancellation loop: nothing holds up the next renewal.
+            self.renewed.notify()
         } catch {
             logger.warning("lease renewal failed; retrying", metadata: ["edda.error": "\(error)"])
         }
@@ -51,16 +52,13 @@ extension Worker {
 
     /// Compares this worker's clock with the database server's, at start and every minute, and
     /// warns when they differ by more than ``EddaApp/Configuration-swift.struct/maxClockSkew``.
+    /// Runs until cancelled, as the worker stops.
     func clockSkewLoop() async {
+        // A test's manual clock is meant to differ from the server's.
+        guard configuration.clock.isRealTime else { return }
         while !Task.isCancelled {
             await checkClockSkew()
-            // A minute, in beats short enough that a stop (whose signal this loop may miss while it
-            // reads the server's clock) never waits for it.
-            let next = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < next {
-                await stopSignal.wait(upTo: configuration.leaseRenewalInterval)
-                if state.withLock({ $0.machine.phase }) == .stopped { return }
-            }
+            try? await Task.sleep(for: .seconds(60))
         }
     }
 
@@ -79,13 +77,18 @@ extension Worker {
     }
 
     /// Stops, at once, the runs here whose instances another process asked to cancel, when the store
-    /// announces a cancellation (PostgreSQL's NOTIFY); the renewals catch any it could not announce.
+    /// announces a cancellation (PostgreSQL's NOTIFY), and after each lease renewal, for those it
+    /// could not announce.
     func cancellationLoop() async {
         while !Task.isCancelled {
-            // Whichever comes first: an announcement, or this worker's stop.
+            // Whichever comes first: an announcement, a renewal, or this worker's stop.
             let announced = await withTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     await self.store.cancellations.wait(upTo: .seconds(3600))
+                    return !Task.isCancelled
+                }
+                group.addTask {
+                    await self.renewed.wait(upTo: .seconds(3600))
                     return !Task.isCancelled
                 }
                 group.addTask {

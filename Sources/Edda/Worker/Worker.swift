@@ -41,6 +41,8 @@ final class Worker: Sendable {
     private let inFlightCount = Atomic<Int>(0)
     /// Wakes the lease renewer at shutdown.
     let stopSignal = WakeUpSignal()
+    /// A renewal went through: the cancellation loop reads the requests made elsewhere.
+    let renewed = WakeUpSignal()
     /// Ends the cancellation loop at shutdown: its own signal, so that a stop notified while the loop
     /// is busy is still pending when it waits again.
     let cancellationLoopStop = WakeUpSignal()
@@ -82,12 +84,18 @@ final class Worker: Sendable {
         client.attach(self)
         logger.info("edda worker running", metadata: ["edda.service": "\(serviceName)"])
         await reportUnresumable()
+        // The gauge and the clock check hold nothing: cancelled as the worker stops, not waited for.
+        let auxiliary = Task {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.waitingGaugeLoop() }
+                group.addTask { await self.clockSkewLoop() }
+            }
+        }
+        defer { auxiliary.cancel() }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.claimLoop() }
                 group.addTask { await self.renewLoop() }
-                group.addTask { await self.waitingGaugeLoop() }
-                group.addTask { await self.clockSkewLoop() }
                 group.addTask { await self.lapseLoop() }
                 group.addTask { await self.cancellationLoop() }
                 for await job in jobs {
@@ -104,6 +112,13 @@ final class Worker: Sendable {
     }
 
     // MARK: - Instances started in this process
+
+    /// Instances may be leased to this worker without its knowing (a create whose answer was lost):
+    /// the next claim, at once, takes them back.
+    func takeBackUnknownLeases() {
+        state.withLock { $0.machine.takeBackUnknownLeases() }
+        claimSignal.notify()
+    }
 
     /// Reserves room for an instance this process is about to create leased to itself.
     func reserve(_ instanceID: String) -> Bool {
@@ -204,7 +219,7 @@ final class Worker: Sendable {
         }
         let byID = Dictionary(claimed.map { ($0.instance.instanceID, $0) }, uniquingKeysWith: { first, _ in first })
         let (action, stopped) = state.withLock { state in
-            let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit)
+            let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit, adopted: adopting != nil)
             for id in action.run {
                 let lease = byID[id]!.lease
                 let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: state.leases.validUntil(lease, grantedAt: requestedAt))

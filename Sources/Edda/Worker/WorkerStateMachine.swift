@@ -80,10 +80,11 @@ struct WorkerStateMachine: Sendable {
     }
 
     /// A claim for `requested` instances returned `claimed`.
-    mutating func claimSucceeded(_ claimed: [String], requested: Int) -> ClaimedAction {
+    /// `adopted`: the claim took back this worker's unknown leases (``adoptingLeasedExcept``).
+    mutating func claimSucceeded(_ claimed: [String], requested: Int, adopted: Bool = false) -> ClaimedAction {
         claiming = false
         claimingLimit = 0
-        mayHoldUnknownLeases = false
+        if adopted { mayHoldUnknownLeases = false }
         guard phase == .running else { return ClaimedAction(run: [], release: claimed) }
         var run: [String] = []
         var release: [String] = []
@@ -102,6 +103,13 @@ struct WorkerStateMachine: Sendable {
         claiming = false
         claimingLimit = 0
         mayHoldUnknownLeases = true
+    }
+
+    /// Instances may be leased here that this worker does not know of (a store call whose answer
+    /// was lost): the next claim takes them back.
+    mutating func takeBackUnknownLeases() {
+        mayHoldUnknownLeases = true
+        claimWanted = true
     }
 
     /// The instances to keep out of a claim that takes back this worker's unknown leases, or `nil`
