@@ -182,6 +182,18 @@ extension PostgresStore {
                 WHERE status IN ('running', 'compensating') AND lease_owner IS NOT NULL
                 """,
             ]),
+            (11, "retention: finished instances and done outbox events by age", [
+                // What the pruner reads (PostgresStore+Retention.swift): one short range per workflow,
+                // and per outbox status, oldest first. Unfinished rows are not in these indexes.
+                """
+                CREATE INDEX \(t.indexName("instances_finished")) ON \(t.instances) (workflow_name, updated_at)
+                WHERE status IN ('completed', 'failed', 'cancelled')
+                """,
+                """
+                CREATE INDEX \(t.indexName("outbox_done")) ON \(t.outbox) (status, updated_at)
+                WHERE status IN ('published', 'failed', 'invalid', 'expired')
+                """,
+            ]),
         ]
     }
 

@@ -84,6 +84,10 @@ extension EddaApp {
         /// How many hook events may wait for slow hooks; past it, the oldest are dropped. Defaults to 10,000.
         public var hookBufferSize = 10_000
 
+        /// What the app's pruner deletes, and how often it runs (see ``RetentionPolicy``). Defaults
+        /// to keeping finished instances forever and deleting published outbox events after 7 days.
+        public var retention = RetentionPolicy()
+
         public init() {}
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 public import Logging
 public import ServiceLifecycle
@@ -109,7 +110,7 @@ public final class EddaApp: Service, Sendable {
             return Task { await hooks.deliver(events) }
         }
         do {
-            try await worker.run()
+            try await runWithPruner(worker)
         } catch {
             observer.hooks?.finish()
             await delivery?.value
@@ -117,6 +118,19 @@ public final class EddaApp: Service, Sendable {
         }
         observer.hooks?.finish()
         await delivery?.value
+    }
+
+    /// Runs `worker` with the retention pruner beside it; the pruner stops when the worker does.
+    private func runWithPruner(_ worker: Worker) async throws {
+        let pruner = Pruner(
+            store: store, policy: configuration.retention, clock: ContinuousClock(),
+            metricsFactory: configuration.instrumentation ? (configuration.metricsFactory ?? MetricsSystem.factory) : nil, logger: logger
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await pruner.run() }
+            defer { group.cancelAll() }
+            try await worker.run()
+        }
     }
 
     /// Runs the app while `body` runs, then shuts it down gracefully and returns `body`'s result.

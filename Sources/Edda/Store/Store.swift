@@ -8,7 +8,8 @@
 ///   leases held, release one, and hear when work becomes ready.
 ///
 /// - ``Mailbox``: events and channel messages, consumed exactly once into history.
+/// - ``PruningStore``: deletes what a ``RetentionPolicy`` no longer keeps, in small batches.
 ///
 /// Backends: `SQLiteStore` in `EddaSQLite` (the embedded default). Every backend passes the same
 /// conformance suite (`Tests/StoreConformance`).
-public protocol Store: WorkflowStore, WorkQueue, Mailbox {}
+public protocol Store: WorkflowStore, WorkQueue, Mailbox, PruningStore {}
