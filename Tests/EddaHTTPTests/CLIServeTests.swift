@@ -17,7 +17,7 @@ struct CLIServeTests {
         let database = directory.appendingPathComponent("serve.sqlite").path
         _ = try SQLiteStore(path: database)
         let errors = directory.appendingPathComponent("stderr.txt")
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
 
         let port = Int.random(in: 20_000..<60_000)
         let process = Process()

@@ -87,7 +87,7 @@ struct CLITests {
             #expect(directory.status != 0 && directory.error.contains("is a directory"), "\(directory.error)")
 
             let empty = path + ".empty"
-            FileManager.default.createFile(atPath: empty, contents: Data())
+            _ = FileManager.default.createFile(atPath: empty, contents: Data())
             let migrated = try await edda(["migrate", "--database", empty])
             #expect(migrated.status == 0, "\(migrated.error)")
             let after = try await edda(["list", "--database", empty])

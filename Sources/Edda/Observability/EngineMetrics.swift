@@ -1,4 +1,4 @@
-public import CoreMetrics
+package import CoreMetrics
 import Synchronization
 
 /// The metrics an app reports through swift-metrics, created once (per workflow for those with a

@@ -1,6 +1,6 @@
 package import CoreMetrics
-public import Logging
-public import ServiceLifecycle
+package import Logging
+import ServiceLifecycle
 
 /// Deletes, every ``RetentionPolicy/interval``, what the policy no longer keeps: batch after batch
 /// of at most ``RetentionPolicy/batchSize`` rows per table, each batch its own short transaction,
