@@ -182,6 +182,11 @@ extension PostgresStore {
                 WHERE status IN ('running', 'compensating') AND lease_owner IS NOT NULL
                 """,
             ]),
+            (11, "retries recorded in history", [
+                // A retry appends a 'Retried' record, which an earlier version cannot read: this
+                // migration makes it refuse the schema instead. Retries count theirs through this index.
+                "CREATE INDEX \(t.indexName("history_retries")) ON \(t.history) (instance_id) WHERE kind = 'Retried'",
+            ]),
         ]
     }
 

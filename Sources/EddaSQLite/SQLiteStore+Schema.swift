@@ -199,6 +199,11 @@ extension SQLiteStore {
         migrator.registerMigration("v10: when an instance's latest run began (the viewer's replayed vs executed)") { db in
             try db.execute(sql: "ALTER TABLE workflow_instances ADD COLUMN claimed_at INTEGER")
         }
+        migrator.registerMigration("v11: retries recorded in history") { db in
+            // A retry appends a 'Retried' record (an earlier version cannot read that kind: this
+            // migration makes it refuse the file instead). Retries count theirs through this index.
+            try db.execute(sql: "CREATE INDEX workflow_history_retries ON workflow_history (instance_id) WHERE kind = 'Retried'")
+        }
         return migrator
     }
 }
