@@ -8,14 +8,16 @@ import NIOCore
 /// `/instances/{id}` shows one with Cancel or Retry, `/workflows/{name}/start` is a start form
 /// generated from the input type) — on Hummingbird, in a module of its own (a SQLite-only user
 /// never builds it). With a bearer token, browsers sign in at `/login` (wrong tokens are
-/// throttled per client) and out with the pages' Sign out button (`POST /logout`).
+/// throttled per client) and out with the pages' Sign out button (`POST /logout`). The viewer's
+/// errors (a bad filter, a form over the size limit, an unknown instance, another method) are
+/// HTML pages in its layout, a filter's error next to its field.
 ///
 /// ```swift
 /// let api = EddaHTTP(app: app, configuration: .init(bearerToken: ProcessInfo.processInfo.environment["EDDA_TOKEN"]))
 /// try await ServiceGroup(services: [app, api.server()], logger: logger).run()
 /// ```
 ///
-/// Routes (an error is JSON of one shape: `{"error": {"type": "invalid_filter", "message": "…",
+/// API routes (an error is JSON of one shape: `{"error": {"type": "invalid_filter", "message": "…",
 /// "field": "limit"}}`, with `type` in snake_case and `field` naming the part of the request at
 /// fault or `null`; another method on a known path is a 405 with `Allow`):
 ///
@@ -93,7 +95,7 @@ public struct EddaHTTP: Sendable {
     /// all clients share one budget of wrong tokens.
     public func router<Context: RequestContext>(context: Context.Type) -> Router<Context> {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
-        router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: ErrorMiddleware(signsIn: configuration.bearerToken != nil))
         router.add(middleware: AllowedHostsMiddleware(hosts: AllowedHosts(bindHost: configuration.host, additional: configuration.allowedHosts)))
         router.add(middleware: SameOriginMiddleware())
         if let token = configuration.bearerToken {

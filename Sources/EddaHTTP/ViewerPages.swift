@@ -6,7 +6,8 @@ import NIOCore
 
 /// The viewer: server-rendered HTML pages that need nothing from the network (no CDN, no script
 /// framework): the instance list and an instance's page, with a Cancel button (or, for a failed
-/// instance, Retry from the failed step).
+/// instance, Retry from the failed step). Its errors are pages too (``errorPage(_:signsIn:)``),
+/// with a filter's error next to its field.
 ///
 /// Every piece of user data (IDs, inputs, outputs, errors) goes through ``HTML/escape(_:)``. The
 /// state-changing forms (Cancel, Retry) post with a token that must match the `edda_csrf` cookie the
@@ -37,36 +38,71 @@ struct ViewerPages: Sendable {
 
     /// A viewer page, with Sign out when the server takes a token.
     func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {
+        Self.page(title: title, head: head, body: body, status: status, signsIn: signsIn)
+    }
+
+    static func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok, signsIn: Bool) -> Response {
         let signOut = signsIn ? "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>" : ""
         return HTML.page(title: title, head: head, body: signOut + body, status: status)
+    }
+
+    /// The page for an error a viewer route threw (an unknown instance or page, another method, a
+    /// form over the size limit, a refused request): its status and message in the viewer's
+    /// layout, with the error's headers (`Allow`, `Retry-After`). The API answers the same errors as JSON.
+    static func errorPage(_ error: APIError, signsIn: Bool) -> Response {
+        let title = error.status.reasonPhrase
+        var body = "<p><a href=\"/\">← All instances</a></p><h1>\(HTML.escape(title))</h1>"
+        body += "<p class=\"field-error\">\(HTML.escape(error.message))</p>"
+        var response = page(title: "Edda — \(title)", body: body, status: error.status, signsIn: signsIn)
+        for header in error.headers { response.headers.append(header) }
+        return response
     }
 
     // MARK: - Pages
 
     func list(_ request: Request) async throws -> Response {
         let query = request.uri.queryParameters
-        var filter = try APIRoutes.filter(request)
-        filter.limit = 50
-        let status = filter.status?.rawValue
+        let (parsed, errors) = APIRoutes.filter(request, emptyValueIsAbsent: true)
+        var filter = parsed
+        filter.limit = 50   // the viewer's page size, whatever the URL says
+        // Each error goes next to its field; one about a field the form does not show, above it.
+        let shown = ["status", "workflow", "input_key", "input_value", "created_from", "created_before"]
+        var fieldErrors: [String: String] = [:]
+        var otherErrors: [String] = []
+        for error in errors where error.field != "limit" {
+            if let field = error.field, shown.contains(field) { fieldErrors[field] = fieldErrors[field] ?? error.message } else { otherErrors.append(error.message) }
+        }
+        let valid = fieldErrors.isEmpty && otherErrors.isEmpty
+        func mark(_ field: String) -> String {
+            fieldErrors[field].map { " <span class=\"field-error\">\(HTML.escape($0))</span>" } ?? ""
+        }
+        let status = query.get("status")
         let workflow = filter.workflowName
-        let page = try await app.instances(matching: filter)
-        let counts = try await app.store.statusCounts(matching: filter)
+        let page = valid ? try await app.instances(matching: filter) : InstancePage(instances: [], nextCursor: nil)
+        let counts = valid ? try await app.store.statusCounts(matching: filter) : nil
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
 
         var body = "<p><a href=\"/workflows\">Start a workflow →</a></p><h1>Workflow instances</h1>"
+        for message in otherErrors { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
+        if !fieldErrors.isEmpty { body += "<p class=\"field-error\">No instances are listed: correct the filters marked below.</p>" }
         body += "<form method=\"get\" action=\"/\" class=\"filters\">"
         body += "<label>Status <select name=\"status\"><option value=\"\">any</option>"
         for option in InstanceStatus.all {
             let selected = option.rawValue == status ? " selected" : ""
-            body += "<option value=\"\(option.rawValue)\"\(selected)>\(option.rawValue) (\(counts[option] ?? 0))</option>"
+            body += "<option value=\"\(option.rawValue)\"\(selected)>\(option.rawValue)\(counts.map { " (\($0[option] ?? 0))" } ?? "")</option>"
         }
-        body += "</select></label> <label>Workflow <input name=\"workflow\" value=\"\(HTML.escape(workflow ?? ""))\"></label>"
-        body += " <label>Input <input name=\"input_key\" placeholder=\"key\" size=\"10\" value=\"\(HTML.escape(filter.inputKey ?? ""))\"></label>"
-        body += " = <input name=\"input_value\" placeholder=\"value\" size=\"14\" value=\"\(HTML.escape(filter.inputValue ?? ""))\">"
+        body += "</select></label>\(mark("status")) <label>Workflow <input name=\"workflow\" value=\"\(HTML.escape(workflow ?? ""))\"></label>"
+        body += " <label>Input <input name=\"input_key\" placeholder=\"key\" size=\"10\" value=\"\(HTML.escape(query.get("input_key") ?? ""))\"></label>"
+        body += mark("input_key")
+        body += " = <input name=\"input_value\" placeholder=\"value\" size=\"14\" value=\"\(HTML.escape(query.get("input_value") ?? ""))\">"
+        body += mark("input_value")
         body += " <label>Created from <input name=\"created_from\" placeholder=\"2026-11-25\" size=\"18\" value=\"\(HTML.escape(query.get("created_from") ?? ""))\"></label>"
+        body += mark("created_from")
         body += " <label>before <input name=\"created_before\" placeholder=\"2026-11-26T08:00\" size=\"18\" value=\"\(HTML.escape(query.get("created_before") ?? ""))\"></label>"
+        body += mark("created_before")
         body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
         body += " <button type=\"submit\">Filter</button></form>"
+        guard valid else { return self.page(title: "Edda — instances", body: body, status: .badRequest) }
         if page.instances.isEmpty {
             body += "<p class=\"empty\">No instances.</p>"
         } else {
@@ -81,7 +117,7 @@ struct ViewerPages: Sendable {
         }
         if let next = page.nextCursor {
             var items = [URLQueryItem(name: "after", value: next.description)]
-            if let status { items.append(URLQueryItem(name: "status", value: status)) }
+            if let status = filter.status?.rawValue { items.append(URLQueryItem(name: "status", value: status)) }
             if let workflow { items.append(URLQueryItem(name: "workflow", value: workflow)) }
             if let key = filter.inputKey, let value = filter.inputValue {
                 items += [URLQueryItem(name: "input_key", value: key), URLQueryItem(name: "input_value", value: value)]
@@ -215,7 +251,16 @@ struct ViewerPages: Sendable {
     /// after "Add", or with the errors next to their fields.
     func start(_ request: Request, name: String) async throws -> Response {
         guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
-        guard var values = try await postedForm(request) else { return Self.formRefused() }
+        let posted: [String: String]?
+        do {
+            posted = try await postedForm(request)
+        } catch let error as APIError where error.status == .contentTooLarge {
+            // The form could not be read: shown again empty, with the limit above it.
+            var form = StartForm(shapes: shapes)
+            form.errors[""] = error.message + " Nothing was started: enter shorter values."
+            return startPage(name, form, request: request, status: .contentTooLarge)
+        }
+        guard var values = posted else { return Self.formRefused() }
         let instanceID = values.removeValue(forKey: "edda_instance_id").flatMap { $0.isEmpty ? nil : $0 }
         let adding = values.removeValue(forKey: "edda_add")
         values = values.filter { !$0.key.hasPrefix("edda_") && $0.key != "csrf" }
@@ -229,7 +274,7 @@ struct ViewerPages: Sendable {
             return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
         } catch let error as EngineError {
             form.place(error)
-            let status: HTTPResponse.Status = error.code == .invalidInput ? .unprocessableContent : JSONErrorMiddleware<BasicRequestContext>.status(of: error.code)
+            let status: HTTPResponse.Status = error.code == .invalidInput ? .unprocessableContent : ErrorMiddleware<BasicRequestContext>.status(of: error.code)
             return startPage(name, form, request: request, instanceID: instanceID, status: status)
         } catch let error as StoreError {
             form.errors[""] = "The database did not take it: \(error.message) Try again."
@@ -243,7 +288,9 @@ struct ViewerPages: Sendable {
         let (token, cookie) = Self.csrfToken(request)
         var body = "<p><a href=\"/workflows\">← Workflows</a></p><h1>Start \(HTML.escape(name))</h1>"
         if let message = form.errors[""] { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
-        if !form.errors.isEmpty { body += "<p class=\"field-error\">Nothing was started: correct the fields marked below.</p>" }
+        if form.errors.keys.contains(where: { !$0.isEmpty }) {
+            body += "<p class=\"field-error\">Nothing was started: correct the fields marked below.</p>"
+        }
         body += "<form method=\"post\" action=\"/workflows/\(HTML.pathComponent(name))/start\" class=\"start\">"
         body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\">" + form.fields()
         body += "<div class=\"field\"><label>Instance ID <small>(optional: a new UUID otherwise)</small> "
