@@ -8,6 +8,8 @@ import NIOCore
 struct APIRoutes: Sendable {
     let app: EddaApp
     let maxBodyBytes: Int
+    /// Whether the server takes a token: a retry records how its caller proved it.
+    var signsIn = false
 
     func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
         routes.on("/api/instances", .get) { request, _ in try await listInstances(request) }
@@ -15,11 +17,15 @@ struct APIRoutes: Sendable {
         routes.on("/api/instances/:id/history", .get) { request, context in try await history(request, id: try context.parameters.decoded("id")) }
         routes.on("/api/instances/:id/cancel", .post) { _, context in try await cancel(try context.parameters.decoded("id")) }
         routes.on("/api/instances/cancel", .post) { request, _ in try await cancelMatching(request) }
-        routes.on("/api/instances/:id/retry", .post) { _, context in
+        routes.on("/api/instances/:id/retry", .post) { request, context in
             let id = try context.parameters.decoded("id")
-            let step = try await app.retry(id)
+            let requestedBy = ViewerPages.requester("api", request, context, signsIn: signsIn)
+            let step = try await app.retry(id, requestedBy: requestedBy)
             let retried: Any = step ?? NSNull()
-            return jsonResponse(["instance_id": id, "retried_step": retried], status: .accepted)
+            // Whether this server's app registers the workflow: `edda serve` registers none, and then
+            // only another app on the database runs the retried instance.
+            let servedHere = try await app.instance(id).map { app.registeredWorkflowNames.contains($0.workflowName) } ?? false
+            return jsonResponse(["instance_id": id, "retried_step": retried, "requested_by": requestedBy, "served_here": servedHere], status: .accepted)
         }
         routes.on("/api/workflows", .get) { _, _ in
             let workflows = app.registeredWorkflowNames.map { name -> [String: Any] in

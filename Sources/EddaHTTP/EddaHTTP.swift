@@ -5,7 +5,8 @@ import NIOCore
 
 /// Edda's HTTP face: a JSON API to list, inspect, start, cancel and retry instances and to send
 /// events, a CloudEvents ingress, and a viewer (server-rendered pages: `/` lists instances,
-/// `/instances/{id}` shows one with Cancel or Retry, `/workflows/{name}/start` is a start form
+/// `/instances/{id}` shows one with Cancel or Retry — Retry asks for confirmation at
+/// `/instances/{id}/retry` and is recorded in history —, `/workflows/{name}/start` is a start form
 /// generated from the input type) — on Hummingbird, in a module of its own (a SQLite-only user
 /// never builds it). With a bearer token, browsers sign in at `/login` (wrong tokens are
 /// throttled per client) and out with the pages' Sign out button (`POST /logout`). The viewer's
@@ -28,7 +29,7 @@ import NIOCore
 /// | `GET /api/instances/{id}/history?after=&limit=&failed=true` | its history, paged by sequence number |
 /// | `POST /api/instances/{id}/cancel` | ask it to cancel (202) |
 /// | `POST /api/instances/cancel?<filters>` | cancel every unfinished instance the filters match (202) |
-/// | `POST /api/instances/{id}/retry` | run a failed instance again from its failed step (202) |
+/// | `POST /api/instances/{id}/retry` | run a failed instance again from its failed step, recorded in its history as retried by `api` (202: `retried_step`, `requested_by`, and `served_here`, whether this server's app registers the workflow — `edda serve` registers none) |
 /// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
 /// | `POST /api/workflows/{name}/instances` | start one: an `application/json` body `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
@@ -102,7 +103,7 @@ public struct EddaHTTP: Sendable {
             router.add(middleware: BearerTokenMiddleware(token: token, sessions: ViewerSessions(), throttle: LoginThrottle()))
         }
         var routes = RouteTable(router: router)
-        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: &routes)
+        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         routes.refuseOtherMethods()
         return router

@@ -6,8 +6,9 @@ import NIOCore
 
 /// The viewer: server-rendered HTML pages that need nothing from the network (no CDN, no script
 /// framework): the instance list and an instance's page, with a Cancel button (or, for a failed
-/// instance, Retry from the failed step). Its errors are pages too (``errorPage(_:signsIn:)``),
-/// with a filter's error next to its field.
+/// instance, Retry from the failed step, which asks for confirmation on a page of its own and is
+/// recorded in history). Its errors are pages too (``errorPage(_:signsIn:)``), with a filter's
+/// error next to its field.
 ///
 /// Every piece of user data (IDs, inputs, outputs, errors) goes through ``HTML/escape(_:)``. The
 /// state-changing forms (Cancel, Retry) post with a token that must match the `edda_csrf` cookie the
@@ -31,8 +32,14 @@ struct ViewerPages: Sendable {
         routes.on("/instances/:id/cancel", .post) { request, context in
             try await act(request, id: try context.parameters.decoded("id")) { id in try await app.cancel(id) }
         }
+        routes.on("/instances/:id/retry", .get) { request, context in try await retryPage(request, id: try context.parameters.decoded("id")) }
         routes.on("/instances/:id/retry", .post) { request, context in
-            try await act(request, id: try context.parameters.decoded("id")) { id in _ = try await app.retry(id) }
+            let id = try context.parameters.decoded("id")
+            guard let form = try await postedForm(request) else { return Self.formRefused() }
+            // Only the confirmation page's form retries; any other post shows that page.
+            guard form["confirm"] == "yes" else { return try await retryPage(request, id: id) }
+            try await app.retry(id, requestedBy: Self.requester("viewer", request, context, signsIn: signsIn))
+            return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
         }
     }
 
@@ -142,7 +149,10 @@ struct ViewerPages: Sendable {
         let after = query.get("after").flatMap { Int64($0) } ?? 0
         let limit = 200
         // Pages are read in the database: a history of 20,000 records costs one page here.
-        let records = try await app.history(of: id, matching: HistoryQuery(after: after, limit: limit + 1, kinds: failedOnly ? HistoryEventKind.failures : nil))
+        // "Failed only" keeps the retries, which carry the failures they moved to the archive.
+        let failedKinds = HistoryEventKind.failures.union([.retried])
+        let records = try await app.history(of: id, matching: HistoryQuery(after: after, limit: limit + 1, kinds: failedOnly ? failedKinds : nil))
+        let retries = try await app.history(of: id, matching: HistoryQuery(limit: 100, kinds: [.retried]))
         let page = Array(records.prefix(limit))
         // The diagram shows the first steps (at most 200 boxes), from the first records.
         let firstRecords = try await app.history(of: id, matching: HistoryQuery(limit: 2_000))
@@ -162,15 +172,19 @@ struct ViewerPages: Sendable {
         if let output = instance.output { body += "<dt>Output</dt><dd><pre>\(HTML.escape(output.json))</pre></dd>" }
         if let error = instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
         body += "</dl>"
+        if !instance.status.isTerminal { body += noWorkerNote(instance.workflowName, retrying: false) }
         var headers: HTTPFields = [:]
-        let action = instance.status == .failed ? "retry" : instance.status.isTerminal ? nil : "cancel"
-        if let action {
+        if instance.status == .failed {
+            // A page of its own asks for confirmation first: a GET here changes nothing.
+            body += "<form method=\"get\" action=\"/instances/\(HTML.pathComponent(id))/retry\">"
+            body += "<button type=\"submit\">Retry from the failed step…</button></form>"
+        } else if !instance.status.isTerminal {
             let (token, cookie) = Self.csrfToken(request)
             if let cookie { headers[.setCookie] = cookie }
-            body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/\(action)\">"
-            body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">"
-            body += action == "retry" ? "Retry from the failed step</button></form>" : "Cancel</button></form>"
+            body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/cancel\">"
+            body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">Cancel</button></form>"
         }
+        if !retries.isEmpty { body += Self.retriesSection(retries) }
         body += "<h2>Steps</h2>" + Diagram.svg(firstRecords)
         body += "<h2>History\(after > 0 ? " after #\(after)" : "")</h2><p>"
         body += failedOnly
@@ -182,6 +196,10 @@ struct ViewerPages: Sendable {
         }
         body += "<table><thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Latest run</th><th>Attempts</th><th>Recorded</th><th>Result or error</th></tr></thead><tbody>"
         for event in page {
+            if event.kind == .retried, let failure = Self.retryRecord(event)?.failure {
+                // The failure this retry moved to the archive, where it happened in the history.
+                body += Self.archivedRow(failure, stepID: event.stepID)
+            }
             let failed = HistoryEventKind.failures.contains(event.kind)
             body += "<tr\(failed ? " class=\"failed\"" : "")><td>\(event.sequence)</td><td>\(HTML.escape(event.stepID))</td>"
             body += "<td>\(HTML.escape(event.kind.rawValue))\(Self.role(of: event.kind).map { " <span class=\"tag\">\($0)</span>" } ?? "")</td>"
@@ -189,7 +207,7 @@ struct ViewerPages: Sendable {
             body += "<td>\(instance.lastClaimedAt == nil ? "" : replayed ? "<span class=\"tag\">replayed</span>" : "executed")</td>"
             body += "<td>\(Self.attempts(event.retry))</td>"
             body += "<td>\(HTML.time(event.recordedAt))</td>"
-            let detail = event.error.map { "\($0)" } ?? event.payload?.json ?? ""
+            let detail = event.error.map { "\($0)" } ?? Self.retryRecord(event).map(Self.retrySummary) ?? event.payload?.json ?? ""
             body += "<td><code>\(HTML.escape(String(detail.prefix(500))))</code></td></tr>"
         }
         body += "</tbody></table>"
@@ -210,6 +228,7 @@ struct ViewerPages: Sendable {
         case .valueRecorded: "value"
         case .messagePublished: "message"
         case .attemptFailed: "retrying"
+        case .retried: "retried by hand"
         default: nil
         }
     }
@@ -223,7 +242,114 @@ struct ViewerPages: Sendable {
         return text
     }
 
-    /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
+    // MARK: - Retrying
+
+    /// Asks before retrying a failed instance: what runs again, which compensations already ran
+    /// (they do not run again), and whether anything here will run it. Its form posts `confirm=yes`.
+    func retryPage(_ request: Request, id: String) async throws -> Response {
+        guard let instance = try await app.instance(id) else { throw APIError.notFound("No workflow instance has ID \(id).", field: "id") }
+        guard instance.status == .failed else {
+            throw APIError(
+                status: .conflict, type: "not_failed",
+                message: "Instance \(id) is \(instance.status), not failed: there is nothing to retry, and nothing was changed."
+            )
+        }
+        // What the store's retry will find: the last outcome, if it is a failed activity.
+        let history = try await app.history(of: id)
+        let notOutcomes: Set<HistoryEventKind> = [.attemptFailed, .compensationCompleted, .compensationFailed, .retried]
+        let outcomes = history.filter { !notOutcomes.contains($0.kind) }
+        let failed = outcomes.last.flatMap { $0.kind == .activityFailed ? $0 : nil }
+        let compensations = history.filter { $0.kind == .compensationCompleted || $0.kind == .compensationFailed }
+        let link = "/instances/\(HTML.pathComponent(id))"
+
+        var body = "<p><a href=\"\(link)\">← \(HTML.escape(id))</a></p>"
+        body += "<h1>Retry \(HTML.escape(id))\(failed.map { " from step \(HTML.escape($0.stepID))" } ?? "")?</h1>"
+        body += "<dl><dt>Workflow</dt><dd>\(HTML.escape(instance.workflowName)) (run \(instance.runNumber))</dd>"
+        if let error = failed?.error ?? instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
+        if let failed { body += "<dt>Attempts</dt><dd>\(Self.attempts(failed.retry))</dd>" }
+        body += "</dl>"
+        if let failed {
+            body += "<p>The next run replays the \(outcomes.count - 1) step\(outcomes.count == 2 ? "" : "s") recorded before it (their results, not their code) "
+                + "and runs step \(HTML.escape(failed.stepID)) afresh, with a fresh retry budget. Its failure moves to the history archive: "
+                + "it stays on the instance page, marked archived.</p>"
+        } else {
+            body += "<p class=\"field-error\">The workflow failed in its own code, not in a step: it runs again from history as it is, "
+                + "and fails the same way unless its code changed.</p>"
+        }
+        if !compensations.isEmpty {
+            body += "<div class=\"warning\" id=\"compensations\"><p class=\"field-error\">Compensations already ran: "
+                + compensations.map { "<code>\(HTML.escape($0.stepID))</code> (\(HTML.escape($0.kind == .compensationFailed ? "failed" : "completed")))" }
+                .joined(separator: ", ")
+                + ".</p><p>They are not undone and do not run again, even if the retried run fails too. Retry only if running "
+                + "the remaining steps after them is what you want.</p></div>"
+        }
+        body += noWorkerNote(instance.workflowName, retrying: true)
+        body += "<p>The retry is recorded in the instance's history: who asked, when, and which step.</p>"
+        let (token, cookie) = Self.csrfToken(request)
+        body += "<form method=\"post\" action=\"\(link)/retry\"><input type=\"hidden\" name=\"csrf\" value=\"\(token)\">"
+        body += "<input type=\"hidden\" name=\"confirm\" value=\"yes\">"
+        body += "<button type=\"submit\">\(failed.map { "Retry from step \(HTML.escape($0.stepID))" } ?? "Run it again")</button> "
+        body += "<a href=\"\(link)\">Back, without retrying</a></form>"
+        var response = self.page(title: "Edda — retry \(id)?", body: body)
+        if let cookie { response.headers[.setCookie] = cookie }
+        return response
+    }
+
+    /// Says that no worker here runs the workflow (`edda serve` registers none), or nothing.
+    func noWorkerNote(_ workflowName: String, retrying: Bool) -> String {
+        guard !app.registeredWorkflowNames.contains(workflowName) else { return "" }
+        let name = HTML.escape(workflowName)
+        return "<p class=\"field-error\" id=\"no-worker\">No worker here runs workflow \(name): this server registers no such workflow "
+            + "(<code>edda serve</code> runs none). " + (retrying ? "The retry is recorded, but nothing runs it" : "Nothing here runs this instance")
+            + " until an app that registers \(name) runs on this database.</p>"
+    }
+
+    /// The instance's retries: who, when, which step, and the failure each moved to the archive.
+    static func retriesSection(_ retries: [HistoryEvent]) -> String {
+        var html = "<h2>Retries</h2><table class=\"retries\"><thead><tr><th>Retried</th><th>By</th><th>Step</th><th>Archived failure</th></tr></thead><tbody>"
+        for event in retries {
+            let record = retryRecord(event)
+            html += "<tr><td>\(HTML.time(event.recordedAt))</td><td>\(HTML.escape(record?.requestedBy ?? "?"))</td>"
+            html += "<td>\(record?.step.map(HTML.escape) ?? "<small>(none: the workflow failed outside a step)</small>")</td><td>"
+            if let failure = record?.failure {
+                html += "<span class=\"tag\">archived</span> #\(failure.sequence), recorded \(HTML.time(failure.recordedAt)), "
+                html += "\(attempts(failure.retry)) attempt\(failure.retry.map { $0.totalAttempts == 1 ? "" : "s" } ?? ""): "
+                html += "<code class=\"error\">\(HTML.escape(failure.error.map { "\($0)" } ?? "(unreadable)"))</code>"
+            }
+            html += "</td></tr>"
+        }
+        return html + "</tbody></table>"
+    }
+
+    /// A history row for a failure a retry moved to the archive, marked archived.
+    static func archivedRow(_ failure: RetryRecord.ArchivedFailure, stepID: String) -> String {
+        var html = "<tr class=\"failed archived\"><td>\(failure.sequence)</td><td>\(HTML.escape(stepID))</td>"
+        html += "<td>\(HTML.escape(HistoryEventKind.activityFailed.rawValue)) <span class=\"tag\">archived</span></td><td></td>"
+        html += "<td>\(attempts(failure.retry))</td><td>\(HTML.time(failure.recordedAt))</td>"
+        html += "<td><code>\(HTML.escape(String((failure.error.map { "\($0)" } ?? "").prefix(500))))</code></td></tr>"
+        return html
+    }
+
+    static func retryRecord(_ event: HistoryEvent) -> RetryRecord? {
+        guard event.kind == .retried else { return nil }
+        return try? event.payload?.decode(RetryRecord.self)
+    }
+
+    static func retrySummary(_ record: RetryRecord) -> String {
+        "by \(record.requestedBy)" + (record.step.map { ", from step \($0)" } ?? ", the workflow again (no failed step)")
+            + (record.failure.map { "; its failure (#\($0.sequence)) moved to the archive" } ?? "")
+    }
+
+    /// Who a request acts for, as a retry records it: the viewer or the API, with the client's
+    /// address (when the request context knows it) and how it proved the token (when there is one).
+    static func requester<Context: RequestContext>(_ surface: String, _ request: Request, _ context: Context, signsIn: Bool) -> String {
+        var details: [String] = []
+        if let address = (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress { details.append(address) }
+        if signsIn { details.append(request.headers[.authorization] != nil ? "bearer token" : "signed in") }
+        return details.isEmpty ? surface : "\(surface) (\(details.joined(separator: ", ")))"
+    }
+
+    /// A state-changing form (Cancel): checked against cross-site requests, then done.
     func act(_ request: Request, id: String, _ action: (String) async throws -> Void) async throws -> Response {
         guard (try await postedForm(request)) != nil else { return Self.formRefused() }
         try await action(id)
@@ -423,7 +549,7 @@ enum HTML {
         .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
         .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
-        .signout{float:right}
+        .signout{float:right}tr.archived{opacity:.75}.warning{border-left:4px solid #e0a030;padding-left:8px}
         """
 }
 
@@ -433,7 +559,7 @@ enum Diagram {
     static func svg(_ history: [HistoryEvent]) -> String {
         var steps: [(id: String, kind: HistoryEventKind)] = []
         var index: [String: Int] = [:]
-        for event in history {
+        for event in history where event.kind != .retried {
             if let at = index[event.stepID] {
                 steps[at].kind = event.kind
             } else {
