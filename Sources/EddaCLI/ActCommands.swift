@@ -44,7 +44,12 @@ struct Cancel: AsyncParsableCommand {
 
 struct Retry: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a failed instance again from its failed step (recorded steps replay; compensations that ran are not undone)."
+        abstract: "Run a failed instance again from its failed step (recorded steps replay; compensations that ran are not undone).",
+        discussion: """
+            The retry is recorded in the instance's history (a Retried record: by cli, when, which step, and the failure \
+            moved to the archive; `edda show` lists it). edda runs no workflow code: the instance runs when an app that \
+            registers its workflow runs on the database.
+            """
     )
 
     @OptionGroup var store: StoreOptions
@@ -56,9 +61,16 @@ struct Retry: AsyncParsableCommand {
 
     func run() async throws {
         let id = instanceID
-        let step = try await store.withApp { try await $0.retry(id) }
-        guard !output.json else { return JSONOutput.print(["instance_id": id, "retried_step": step ?? NSNull()]) }
-        out("\(instanceID) is running again" + (step.map { " from step \($0)" } ?? ""))
+        let (step, workflow) = try await store.withApp { app in
+            let step = try await app.retry(id, requestedBy: "cli")
+            return (step, try await app.instance(id)?.workflowName)
+        }
+        guard !output.json else {
+            return JSONOutput.print(["instance_id": id, "retried_step": step ?? NSNull(), "requested_by": "cli", "workflow_name": workflow ?? NSNull()])
+        }
+        out("\(instanceID) is ready to run again" + (step.map { " from step \($0)" } ?? "") + "; the retry is recorded in its history (by cli).")
+        // edda runs no workflow code: say who will.
+        out("edda runs no workflows: it runs when an app that registers workflow '\(workflow ?? "?")' runs on \(store.displayName).")
     }
 }
 

@@ -80,15 +80,26 @@ func collectBody(_ request: Request, upTo limit: Int) async throws -> ByteBuffer
     }
 }
 
-/// Turns every error into the API's JSON error shape: the API's own, Edda's (by code), Hummingbird's
-/// (a 404 for an unknown path), and anything else as a 500 that says only what kind of error it was.
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Turns every error into an answer: under `/api/` the API's JSON error shape, on the viewer's
+/// paths an HTML page in the viewer's layout saying the same (its status, its message, the `Allow`
+/// or `Retry-After` header). The errors are the API's own, Edda's (by code), Hummingbird's (a 404 for
+/// an unknown path), and anything else as a 500 that says only what kind of error it was.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Whether the server takes a token, so that error pages offer Sign out.
+    var signsIn = false
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch {
-            return Self.apiError(for: error, request: request).response
+            let apiError = Self.apiError(for: error, request: request)
+            return Self.isAPI(request.uri.path) ? apiError.response : ViewerPages.errorPage(apiError, signsIn: signsIn)
         }
+    }
+
+    /// Whether a path is the JSON API's (and the CloudEvents ingress's): `/api` and below.
+    static func isAPI(_ path: String) -> Bool {
+        path == "/api" || path.hasPrefix("/api/")
     }
 
     /// The API's error for any error a route threw.
@@ -105,6 +116,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case is NIOTooManyBytesError:
             return .payloadTooLarge(limit: nil)
         case let error as any HTTPResponseError where error.status == .notFound:
+            guard isAPI(request.uri.path) else { return .notFound("There is no page at \(request.uri.path).") }
             return .notFound("Nothing is at \(request.method) \(request.uri.path): see the API's routes in the README.")
         case let error as any HTTPResponseError:
             let message = (error as? HTTPError)?.body ?? error.status.reasonPhrase

@@ -8,6 +8,8 @@ import NIOCore
 struct APIRoutes: Sendable {
     let app: EddaApp
     let maxBodyBytes: Int
+    /// Whether the server takes a token: a retry records how its caller proved it.
+    var signsIn = false
 
     func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
         routes.on("/api/instances", .get) { request, _ in try await listInstances(request) }
@@ -15,11 +17,15 @@ struct APIRoutes: Sendable {
         routes.on("/api/instances/:id/history", .get) { request, context in try await history(request, id: try context.parameters.decoded("id")) }
         routes.on("/api/instances/:id/cancel", .post) { _, context in try await cancel(try context.parameters.decoded("id")) }
         routes.on("/api/instances/cancel", .post) { request, _ in try await cancelMatching(request) }
-        routes.on("/api/instances/:id/retry", .post) { _, context in
+        routes.on("/api/instances/:id/retry", .post) { request, context in
             let id = try context.parameters.decoded("id")
-            let step = try await app.retry(id)
+            let requestedBy = ViewerPages.requester("api", request, context, signsIn: signsIn)
+            let step = try await app.retry(id, requestedBy: requestedBy)
             let retried: Any = step ?? NSNull()
-            return jsonResponse(["instance_id": id, "retried_step": retried], status: .accepted)
+            // Whether this server's app registers the workflow: `edda serve` registers none, and then
+            // only another app on the database runs the retried instance.
+            let servedHere = try await app.instance(id).map { app.registeredWorkflowNames.contains($0.workflowName) } ?? false
+            return jsonResponse(["instance_id": id, "retried_step": retried, "requested_by": requestedBy, "served_here": servedHere], status: .accepted)
         }
         routes.on("/api/workflows", .get) { _, _ in
             let workflows = app.registeredWorkflowNames.map { name -> [String: Any] in
@@ -76,55 +82,79 @@ struct APIRoutes: Sendable {
         return jsonResponse(["cancelled": cancelled, "already_finished": skipped], status: .accepted)
     }
 
-    /// The list filters of a request: `status`, `workflow`, `limit`, `after`, `input_key` + `input_value`.
+    /// The list filters of a request: `status`, `workflow`, `limit`, `after`, `input_key` +
+    /// `input_value`, `created_from`, `created_before`. Throws the first one at fault.
     static func filter(_ request: Request) throws -> InstanceQuery {
+        let (filter, errors) = Self.filter(request, emptyValueIsAbsent: false)
+        if let first = errors.first { throw first }
+        return filter
+    }
+
+    /// The list filters of a request and an error for each one at fault (naming it as its field),
+    /// so that the viewer can mark every field at once. With `emptyValueIsAbsent` (the viewer's
+    /// form sends every field, empty for "any") an empty `input_value` is no value, and a value
+    /// without a key is an error too.
+    static func filter(_ request: Request, emptyValueIsAbsent: Bool) -> (InstanceQuery, [APIError]) {
         let parameters = request.uri.queryParameters
         // A form sends empty fields for "any": the same as absent.
         func value(_ name: String) -> String? { parameters.get(name).flatMap { $0.isEmpty ? nil : String($0) } }
         var filter = InstanceQuery()
+        var errors: [APIError] = []
         if let status = value("status") {
-            guard let parsed = InstanceStatus(rawValue: status) else {
-                throw APIError.invalidFilter(
+            if let parsed = InstanceStatus(rawValue: status) {
+                filter.status = parsed
+            } else {
+                errors.append(.invalidFilter(
                     "Unknown status '\(status)'; use one of \(InstanceStatus.all.map { $0.rawValue }.joined(separator: ", ")).", field: "status"
-                )
+                ))
             }
-            filter.status = parsed
         }
         filter.workflowName = value("workflow")
         if let limit = value("limit") {
-            guard let value = Int(limit), (1...1000).contains(value) else {
-                throw APIError.invalidFilter("limit must be a number from 1 to 1000, not '\(limit)'.", field: "limit")
+            if let value = Int(limit), (1...1000).contains(value) {
+                filter.limit = value
+            } else {
+                errors.append(.invalidFilter("limit must be a number from 1 to 1000, not '\(limit)'.", field: "limit"))
             }
-            filter.limit = value
         }
         if let after = value("after") {
-            guard let cursor = InstanceCursor(after) else {
-                throw APIError.invalidFilter("'\(after)' is not a cursor: pass the 'next' value of the previous page.", field: "after")
+            if let cursor = InstanceCursor(after) {
+                filter.after = cursor
+            } else {
+                errors.append(.invalidFilter("'\(after)' is not a cursor: pass the 'next' value of the previous page.", field: "after"))
             }
-            filter.after = cursor
         }
         for (name, keyPath) in [("created_from", \InstanceQuery.createdFrom), ("created_before", \InstanceQuery.createdBefore)] {
             guard let text = value(name) else { continue }
-            guard let date = Self.date(text) else {
-                throw APIError.invalidFilter(
+            if let date = Self.date(text) {
+                filter[keyPath: keyPath] = date
+            } else {
+                errors.append(.invalidFilter(
                     "\(name) must be a date (2026-11-25) or a time (2026-11-25T14:30:00Z; UTC without a zone), not '\(text)'.", field: name
-                )
+                ))
             }
-            filter[keyPath: keyPath] = date
         }
-        switch (value("input_key"), parameters.get("input_value").map { String($0) }) {
+        let inputValue = emptyValueIsAbsent ? value("input_value") : parameters.get("input_value").map { String($0) }
+        switch (value("input_key"), inputValue) {
         case (let key?, let value?):
-            guard InstanceQuery.isValidInputKey(key) else {
-                throw APIError.invalidFilter("input_key must be a key or a dotted path of keys, not '\(key)'.", field: "input_key")
+            if InstanceQuery.isValidInputKey(key) {
+                filter.inputKey = key
+                filter.inputValue = value
+            } else {
+                errors.append(.invalidFilter("input_key must be a key or a dotted path of keys, not '\(key)'.", field: "input_key"))
             }
-            filter.inputKey = key
-            filter.inputValue = value
+        case (nil, let value?) where emptyValueIsAbsent:
+            errors.append(.invalidFilter(
+                "input_value '\(value)' needs an input_key: the key (or dotted path, such as customer.id) whose value it is.", field: "input_key"
+            ))
         case (nil, _):
             break
-        case (_?, nil):
-            throw APIError.invalidFilter("input_key needs an input_value.", field: "input_value")
+        case (let key?, nil):
+            errors.append(.invalidFilter(
+                "input_key needs an input_value: give the value that input key '\(key)' must have, or clear the key.", field: "input_value"
+            ))
         }
-        return filter
+        return (filter, errors)
     }
 
     /// A day (`2026-11-25`), a time in UTC (`2026-11-25T14:30`, seconds optional) or an ISO 8601 time with its zone.

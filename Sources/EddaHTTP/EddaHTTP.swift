@@ -5,17 +5,20 @@ import NIOCore
 
 /// Edda's HTTP face: a JSON API to list, inspect, start, cancel and retry instances and to send
 /// events, a CloudEvents ingress, and a viewer (server-rendered pages: `/` lists instances,
-/// `/instances/{id}` shows one with Cancel or Retry, `/workflows/{name}/start` is a start form
+/// `/instances/{id}` shows one with Cancel or Retry — Retry asks for confirmation at
+/// `/instances/{id}/retry` and is recorded in history —, `/workflows/{name}/start` is a start form
 /// generated from the input type) — on Hummingbird, in a module of its own (a SQLite-only user
 /// never builds it). With a bearer token, browsers sign in at `/login` (wrong tokens are
-/// throttled per client) and out with the pages' Sign out button (`POST /logout`).
+/// throttled per client) and out with the pages' Sign out button (`POST /logout`). The viewer's
+/// errors (a bad filter, a form over the size limit, an unknown instance, another method) are
+/// HTML pages in its layout, a filter's error next to its field.
 ///
 /// ```swift
 /// let api = EddaHTTP(app: app, configuration: .init(bearerToken: ProcessInfo.processInfo.environment["EDDA_TOKEN"]))
 /// try await ServiceGroup(services: [app, api.server()], logger: logger).run()
 /// ```
 ///
-/// Routes (an error is JSON of one shape: `{"error": {"type": "invalid_filter", "message": "…",
+/// API routes (an error is JSON of one shape: `{"error": {"type": "invalid_filter", "message": "…",
 /// "field": "limit"}}`, with `type` in snake_case and `field` naming the part of the request at
 /// fault or `null`; another method on a known path is a 405 with `Allow`):
 ///
@@ -26,7 +29,7 @@ import NIOCore
 /// | `GET /api/instances/{id}/history?after=&limit=&failed=true` | its history, paged by sequence number |
 /// | `POST /api/instances/{id}/cancel` | ask it to cancel (202) |
 /// | `POST /api/instances/cancel?<filters>` | cancel every unfinished instance the filters match (202) |
-/// | `POST /api/instances/{id}/retry` | run a failed instance again from its failed step (202) |
+/// | `POST /api/instances/{id}/retry` | run a failed instance again from its failed step, recorded in its history as retried by `api` (202: `retried_step`, `requested_by`, and `served_here`, whether this server's app registers the workflow — `edda serve` registers none) |
 /// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
 /// | `POST /api/workflows/{name}/instances` | start one: an `application/json` body `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
@@ -93,14 +96,14 @@ public struct EddaHTTP: Sendable {
     /// all clients share one budget of wrong tokens.
     public func router<Context: RequestContext>(context: Context.Type) -> Router<Context> {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
-        router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: ErrorMiddleware(signsIn: configuration.bearerToken != nil))
         router.add(middleware: AllowedHostsMiddleware(hosts: AllowedHosts(bindHost: configuration.host, additional: configuration.allowedHosts)))
         router.add(middleware: SameOriginMiddleware())
         if let token = configuration.bearerToken {
             router.add(middleware: BearerTokenMiddleware(token: token, sessions: ViewerSessions(), throttle: LoginThrottle()))
         }
         var routes = RouteTable(router: router)
-        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes).register(on: &routes)
+        APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         routes.refuseOtherMethods()
         return router

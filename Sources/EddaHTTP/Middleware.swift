@@ -54,6 +54,10 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         if !isAPI, let session = Self.session(of: request), sessions.isOpen(session) {
             return try await next(request, context)
         }
+        if !isAPI, request.method != .get, request.method != .head {
+            // A form posted without a session (it ended, or the server restarted): the sign-in page, not JSON.
+            return Self.loginPage(next: "/", message: "Nothing was done: sign in first (your session has ended, or you have not signed in), then do it again.")
+        }
         if isAPI || request.method != .get {
             return APIError(
                 status: .unauthorized, type: "unauthorized", message: "A valid 'Authorization: Bearer <token>' header is required.",

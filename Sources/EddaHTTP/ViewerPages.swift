@@ -6,7 +6,9 @@ import NIOCore
 
 /// The viewer: server-rendered HTML pages that need nothing from the network (no CDN, no script
 /// framework): the instance list and an instance's page, with a Cancel button (or, for a failed
-/// instance, Retry from the failed step).
+/// instance, Retry from the failed step, which asks for confirmation on a page of its own and is
+/// recorded in history). Its errors are pages too (``errorPage(_:signsIn:)``), with a filter's
+/// error next to its field.
 ///
 /// Every piece of user data (IDs, inputs, outputs, errors) goes through ``HTML/escape(_:)``. The
 /// state-changing forms (Cancel, Retry) post with a token that must match the `edda_csrf` cookie the
@@ -30,43 +32,84 @@ struct ViewerPages: Sendable {
         routes.on("/instances/:id/cancel", .post) { request, context in
             try await act(request, id: try context.parameters.decoded("id")) { id in try await app.cancel(id) }
         }
+        routes.on("/instances/:id/retry", .get) { request, context in try await retryPage(request, id: try context.parameters.decoded("id")) }
         routes.on("/instances/:id/retry", .post) { request, context in
-            try await act(request, id: try context.parameters.decoded("id")) { id in _ = try await app.retry(id) }
+            let id = try context.parameters.decoded("id")
+            guard let form = try await postedForm(request) else { return Self.formRefused() }
+            // Only the confirmation page's form retries; any other post shows that page.
+            guard form["confirm"] == "yes" else { return try await retryPage(request, id: id) }
+            try await app.retry(id, requestedBy: Self.requester("viewer", request, context, signsIn: signsIn))
+            return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
         }
     }
 
     /// A viewer page, with Sign out when the server takes a token.
     func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {
+        Self.page(title: title, head: head, body: body, status: status, signsIn: signsIn)
+    }
+
+    static func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok, signsIn: Bool) -> Response {
         let signOut = signsIn ? "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>" : ""
         return HTML.page(title: title, head: head, body: signOut + body, status: status)
+    }
+
+    /// The page for an error a viewer route threw (an unknown instance or page, another method, a
+    /// form over the size limit, a refused request): its status and message in the viewer's
+    /// layout, with the error's headers (`Allow`, `Retry-After`). The API answers the same errors as JSON.
+    static func errorPage(_ error: APIError, signsIn: Bool) -> Response {
+        let title = error.status.reasonPhrase
+        var body = "<p><a href=\"/\">← All instances</a></p><h1>\(HTML.escape(title))</h1>"
+        body += "<p class=\"field-error\">\(HTML.escape(error.message))</p>"
+        var response = page(title: "Edda — \(title)", body: body, status: error.status, signsIn: signsIn)
+        for header in error.headers { response.headers.append(header) }
+        return response
     }
 
     // MARK: - Pages
 
     func list(_ request: Request) async throws -> Response {
         let query = request.uri.queryParameters
-        var filter = try APIRoutes.filter(request)
-        filter.limit = 50
-        let status = filter.status?.rawValue
+        let (parsed, errors) = APIRoutes.filter(request, emptyValueIsAbsent: true)
+        var filter = parsed
+        filter.limit = 50   // the viewer's page size, whatever the URL says
+        // Each error goes next to its field; one about a field the form does not show, above it.
+        let shown = ["status", "workflow", "input_key", "input_value", "created_from", "created_before"]
+        var fieldErrors: [String: String] = [:]
+        var otherErrors: [String] = []
+        for error in errors where error.field != "limit" {
+            if let field = error.field, shown.contains(field) { fieldErrors[field] = fieldErrors[field] ?? error.message } else { otherErrors.append(error.message) }
+        }
+        let valid = fieldErrors.isEmpty && otherErrors.isEmpty
+        func mark(_ field: String) -> String {
+            fieldErrors[field].map { " <span class=\"field-error\">\(HTML.escape($0))</span>" } ?? ""
+        }
+        let status = query.get("status")
         let workflow = filter.workflowName
-        let page = try await app.instances(matching: filter)
-        let counts = try await app.store.statusCounts(matching: filter)
+        let page = valid ? try await app.instances(matching: filter) : InstancePage(instances: [], nextCursor: nil)
+        let counts = valid ? try await app.store.statusCounts(matching: filter) : nil
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
 
         var body = "<p><a href=\"/workflows\">Start a workflow →</a></p><h1>Workflow instances</h1>"
+        for message in otherErrors { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
+        if !fieldErrors.isEmpty { body += "<p class=\"field-error\">No instances are listed: correct the filters marked below.</p>" }
         body += "<form method=\"get\" action=\"/\" class=\"filters\">"
         body += "<label>Status <select name=\"status\"><option value=\"\">any</option>"
         for option in InstanceStatus.all {
             let selected = option.rawValue == status ? " selected" : ""
-            body += "<option value=\"\(option.rawValue)\"\(selected)>\(option.rawValue) (\(counts[option] ?? 0))</option>"
+            body += "<option value=\"\(option.rawValue)\"\(selected)>\(option.rawValue)\(counts.map { " (\($0[option] ?? 0))" } ?? "")</option>"
         }
-        body += "</select></label> <label>Workflow <input name=\"workflow\" value=\"\(HTML.escape(workflow ?? ""))\"></label>"
-        body += " <label>Input <input name=\"input_key\" placeholder=\"key\" size=\"10\" value=\"\(HTML.escape(filter.inputKey ?? ""))\"></label>"
-        body += " = <input name=\"input_value\" placeholder=\"value\" size=\"14\" value=\"\(HTML.escape(filter.inputValue ?? ""))\">"
+        body += "</select></label>\(mark("status")) <label>Workflow <input name=\"workflow\" value=\"\(HTML.escape(workflow ?? ""))\"></label>"
+        body += " <label>Input <input name=\"input_key\" placeholder=\"key\" size=\"10\" value=\"\(HTML.escape(query.get("input_key") ?? ""))\"></label>"
+        body += mark("input_key")
+        body += " = <input name=\"input_value\" placeholder=\"value\" size=\"14\" value=\"\(HTML.escape(query.get("input_value") ?? ""))\">"
+        body += mark("input_value")
         body += " <label>Created from <input name=\"created_from\" placeholder=\"2026-11-25\" size=\"18\" value=\"\(HTML.escape(query.get("created_from") ?? ""))\"></label>"
+        body += mark("created_from")
         body += " <label>before <input name=\"created_before\" placeholder=\"2026-11-26T08:00\" size=\"18\" value=\"\(HTML.escape(query.get("created_before") ?? ""))\"></label>"
+        body += mark("created_before")
         body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
         body += " <button type=\"submit\">Filter</button></form>"
+        guard valid else { return self.page(title: "Edda — instances", body: body, status: .badRequest) }
         if page.instances.isEmpty {
             body += "<p class=\"empty\">No instances.</p>"
         } else {
@@ -81,7 +124,7 @@ struct ViewerPages: Sendable {
         }
         if let next = page.nextCursor {
             var items = [URLQueryItem(name: "after", value: next.description)]
-            if let status { items.append(URLQueryItem(name: "status", value: status)) }
+            if let status = filter.status?.rawValue { items.append(URLQueryItem(name: "status", value: status)) }
             if let workflow { items.append(URLQueryItem(name: "workflow", value: workflow)) }
             if let key = filter.inputKey, let value = filter.inputValue {
                 items += [URLQueryItem(name: "input_key", value: key), URLQueryItem(name: "input_value", value: value)]
@@ -106,7 +149,10 @@ struct ViewerPages: Sendable {
         let after = query.get("after").flatMap { Int64($0) } ?? 0
         let limit = 200
         // Pages are read in the database: a history of 20,000 records costs one page here.
-        let records = try await app.history(of: id, matching: HistoryQuery(after: after, limit: limit + 1, kinds: failedOnly ? HistoryEventKind.failures : nil))
+        // "Failed only" keeps the retries, which carry the failures they moved to the archive.
+        let failedKinds = HistoryEventKind.failures.union([.retried])
+        let records = try await app.history(of: id, matching: HistoryQuery(after: after, limit: limit + 1, kinds: failedOnly ? failedKinds : nil))
+        let retries = try await app.history(of: id, matching: HistoryQuery(limit: 100, kinds: [.retried]))
         let page = Array(records.prefix(limit))
         // The diagram shows the first steps (at most 200 boxes), from the first records.
         let firstRecords = try await app.history(of: id, matching: HistoryQuery(limit: 2_000))
@@ -126,15 +172,19 @@ struct ViewerPages: Sendable {
         if let output = instance.output { body += "<dt>Output</dt><dd><pre>\(HTML.escape(output.json))</pre></dd>" }
         if let error = instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
         body += "</dl>"
+        if !instance.status.isTerminal { body += noWorkerNote(instance.workflowName, retrying: false) }
         var headers: HTTPFields = [:]
-        let action = instance.status == .failed ? "retry" : instance.status.isTerminal ? nil : "cancel"
-        if let action {
+        if instance.status == .failed {
+            // A page of its own asks for confirmation first: a GET here changes nothing.
+            body += "<form method=\"get\" action=\"/instances/\(HTML.pathComponent(id))/retry\">"
+            body += "<button type=\"submit\">Retry from the failed step…</button></form>"
+        } else if !instance.status.isTerminal {
             let (token, cookie) = Self.csrfToken(request)
             if let cookie { headers[.setCookie] = cookie }
-            body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/\(action)\">"
-            body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">"
-            body += action == "retry" ? "Retry from the failed step</button></form>" : "Cancel</button></form>"
+            body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/cancel\">"
+            body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">Cancel</button></form>"
         }
+        if !retries.isEmpty { body += Self.retriesSection(retries) }
         body += "<h2>Steps</h2>" + Diagram.svg(firstRecords)
         body += "<h2>History\(after > 0 ? " after #\(after)" : "")</h2><p>"
         body += failedOnly
@@ -146,6 +196,10 @@ struct ViewerPages: Sendable {
         }
         body += "<table><thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Latest run</th><th>Attempts</th><th>Recorded</th><th>Result or error</th></tr></thead><tbody>"
         for event in page {
+            if event.kind == .retried, let failure = Self.retryRecord(event)?.failure {
+                // The failure this retry moved to the archive, where it happened in the history.
+                body += Self.archivedRow(failure, stepID: event.stepID)
+            }
             let failed = HistoryEventKind.failures.contains(event.kind)
             body += "<tr\(failed ? " class=\"failed\"" : "")><td>\(event.sequence)</td><td>\(HTML.escape(event.stepID))</td>"
             body += "<td>\(HTML.escape(event.kind.rawValue))\(Self.role(of: event.kind).map { " <span class=\"tag\">\($0)</span>" } ?? "")</td>"
@@ -153,7 +207,7 @@ struct ViewerPages: Sendable {
             body += "<td>\(instance.lastClaimedAt == nil ? "" : replayed ? "<span class=\"tag\">replayed</span>" : "executed")</td>"
             body += "<td>\(Self.attempts(event.retry))</td>"
             body += "<td>\(HTML.time(event.recordedAt))</td>"
-            let detail = event.error.map { "\($0)" } ?? event.payload?.json ?? ""
+            let detail = event.error.map { "\($0)" } ?? Self.retryRecord(event).map(Self.retrySummary) ?? event.payload?.json ?? ""
             body += "<td><code>\(HTML.escape(String(detail.prefix(500))))</code></td></tr>"
         }
         body += "</tbody></table>"
@@ -174,6 +228,7 @@ struct ViewerPages: Sendable {
         case .valueRecorded: "value"
         case .messagePublished: "message"
         case .attemptFailed: "retrying"
+        case .retried: "retried by hand"
         default: nil
         }
     }
@@ -187,7 +242,114 @@ struct ViewerPages: Sendable {
         return text
     }
 
-    /// A state-changing form (Cancel, Retry): checked against cross-site requests, then done.
+    // MARK: - Retrying
+
+    /// Asks before retrying a failed instance: what runs again, which compensations already ran
+    /// (they do not run again), and whether anything here will run it. Its form posts `confirm=yes`.
+    func retryPage(_ request: Request, id: String) async throws -> Response {
+        guard let instance = try await app.instance(id) else { throw APIError.notFound("No workflow instance has ID \(id).", field: "id") }
+        guard instance.status == .failed else {
+            throw APIError(
+                status: .conflict, type: "not_failed",
+                message: "Instance \(id) is \(instance.status), not failed: there is nothing to retry, and nothing was changed."
+            )
+        }
+        // What the store's retry will find: the last outcome, if it is a failed activity.
+        let history = try await app.history(of: id)
+        let notOutcomes: Set<HistoryEventKind> = [.attemptFailed, .compensationCompleted, .compensationFailed, .retried]
+        let outcomes = history.filter { !notOutcomes.contains($0.kind) }
+        let failed = outcomes.last.flatMap { $0.kind == .activityFailed ? $0 : nil }
+        let compensations = history.filter { $0.kind == .compensationCompleted || $0.kind == .compensationFailed }
+        let link = "/instances/\(HTML.pathComponent(id))"
+
+        var body = "<p><a href=\"\(link)\">← \(HTML.escape(id))</a></p>"
+        body += "<h1>Retry \(HTML.escape(id))\(failed.map { " from step \(HTML.escape($0.stepID))" } ?? "")?</h1>"
+        body += "<dl><dt>Workflow</dt><dd>\(HTML.escape(instance.workflowName)) (run \(instance.runNumber))</dd>"
+        if let error = failed?.error ?? instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
+        if let failed { body += "<dt>Attempts</dt><dd>\(Self.attempts(failed.retry))</dd>" }
+        body += "</dl>"
+        if let failed {
+            body += "<p>The next run replays the \(outcomes.count - 1) step\(outcomes.count == 2 ? "" : "s") recorded before it (their results, not their code) "
+                + "and runs step \(HTML.escape(failed.stepID)) afresh, with a fresh retry budget. Its failure moves to the history archive: "
+                + "it stays on the instance page, marked archived.</p>"
+        } else {
+            body += "<p class=\"field-error\">The workflow failed in its own code, not in a step: it runs again from history as it is, "
+                + "and fails the same way unless its code changed.</p>"
+        }
+        if !compensations.isEmpty {
+            body += "<div class=\"warning\" id=\"compensations\"><p class=\"field-error\">Compensations already ran: "
+                + compensations.map { "<code>\(HTML.escape($0.stepID))</code> (\(HTML.escape($0.kind == .compensationFailed ? "failed" : "completed")))" }
+                .joined(separator: ", ")
+                + ".</p><p>They are not undone and do not run again, even if the retried run fails too. Retry only if running "
+                + "the remaining steps after them is what you want.</p></div>"
+        }
+        body += noWorkerNote(instance.workflowName, retrying: true)
+        body += "<p>The retry is recorded in the instance's history: who asked, when, and which step.</p>"
+        let (token, cookie) = Self.csrfToken(request)
+        body += "<form method=\"post\" action=\"\(link)/retry\"><input type=\"hidden\" name=\"csrf\" value=\"\(token)\">"
+        body += "<input type=\"hidden\" name=\"confirm\" value=\"yes\">"
+        body += "<button type=\"submit\">\(failed.map { "Retry from step \(HTML.escape($0.stepID))" } ?? "Run it again")</button> "
+        body += "<a href=\"\(link)\">Back, without retrying</a></form>"
+        var response = self.page(title: "Edda — retry \(id)?", body: body)
+        if let cookie { response.headers[.setCookie] = cookie }
+        return response
+    }
+
+    /// Says that no worker here runs the workflow (`edda serve` registers none), or nothing.
+    func noWorkerNote(_ workflowName: String, retrying: Bool) -> String {
+        guard !app.registeredWorkflowNames.contains(workflowName) else { return "" }
+        let name = HTML.escape(workflowName)
+        return "<p class=\"field-error\" id=\"no-worker\">No worker here runs workflow \(name): this server registers no such workflow "
+            + "(<code>edda serve</code> runs none). " + (retrying ? "The retry is recorded, but nothing runs it" : "Nothing here runs this instance")
+            + " until an app that registers \(name) runs on this database.</p>"
+    }
+
+    /// The instance's retries: who, when, which step, and the failure each moved to the archive.
+    static func retriesSection(_ retries: [HistoryEvent]) -> String {
+        var html = "<h2>Retries</h2><table class=\"retries\"><thead><tr><th>Retried</th><th>By</th><th>Step</th><th>Archived failure</th></tr></thead><tbody>"
+        for event in retries {
+            let record = retryRecord(event)
+            html += "<tr><td>\(HTML.time(event.recordedAt))</td><td>\(HTML.escape(record?.requestedBy ?? "?"))</td>"
+            html += "<td>\(record?.step.map(HTML.escape) ?? "<small>(none: the workflow failed outside a step)</small>")</td><td>"
+            if let failure = record?.failure {
+                html += "<span class=\"tag\">archived</span> #\(failure.sequence), recorded \(HTML.time(failure.recordedAt)), "
+                html += "\(attempts(failure.retry)) attempt\(failure.retry.map { $0.totalAttempts == 1 ? "" : "s" } ?? ""): "
+                html += "<code class=\"error\">\(HTML.escape(failure.error.map { "\($0)" } ?? "(unreadable)"))</code>"
+            }
+            html += "</td></tr>"
+        }
+        return html + "</tbody></table>"
+    }
+
+    /// A history row for a failure a retry moved to the archive, marked archived.
+    static func archivedRow(_ failure: RetryRecord.ArchivedFailure, stepID: String) -> String {
+        var html = "<tr class=\"failed archived\"><td>\(failure.sequence)</td><td>\(HTML.escape(stepID))</td>"
+        html += "<td>\(HTML.escape(HistoryEventKind.activityFailed.rawValue)) <span class=\"tag\">archived</span></td><td></td>"
+        html += "<td>\(attempts(failure.retry))</td><td>\(HTML.time(failure.recordedAt))</td>"
+        html += "<td><code>\(HTML.escape(String((failure.error.map { "\($0)" } ?? "").prefix(500))))</code></td></tr>"
+        return html
+    }
+
+    static func retryRecord(_ event: HistoryEvent) -> RetryRecord? {
+        guard event.kind == .retried else { return nil }
+        return try? event.payload?.decode(RetryRecord.self)
+    }
+
+    static func retrySummary(_ record: RetryRecord) -> String {
+        "by \(record.requestedBy)" + (record.step.map { ", from step \($0)" } ?? ", the workflow again (no failed step)")
+            + (record.failure.map { "; its failure (#\($0.sequence)) moved to the archive" } ?? "")
+    }
+
+    /// Who a request acts for, as a retry records it: the viewer or the API, with the client's
+    /// address (when the request context knows it) and how it proved the token (when there is one).
+    static func requester<Context: RequestContext>(_ surface: String, _ request: Request, _ context: Context, signsIn: Bool) -> String {
+        var details: [String] = []
+        if let address = (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress { details.append(address) }
+        if signsIn { details.append(request.headers[.authorization] != nil ? "bearer token" : "signed in") }
+        return details.isEmpty ? surface : "\(surface) (\(details.joined(separator: ", ")))"
+    }
+
+    /// A state-changing form (Cancel): checked against cross-site requests, then done.
     func act(_ request: Request, id: String, _ action: (String) async throws -> Void) async throws -> Response {
         guard (try await postedForm(request)) != nil else { return Self.formRefused() }
         try await action(id)
@@ -215,7 +377,16 @@ struct ViewerPages: Sendable {
     /// after "Add", or with the errors next to their fields.
     func start(_ request: Request, name: String) async throws -> Response {
         guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
-        guard var values = try await postedForm(request) else { return Self.formRefused() }
+        let posted: [String: String]?
+        do {
+            posted = try await postedForm(request)
+        } catch let error as APIError where error.status == .contentTooLarge {
+            // The form could not be read: shown again empty, with the limit above it.
+            var form = StartForm(shapes: shapes)
+            form.errors[""] = error.message + " Nothing was started: enter shorter values."
+            return startPage(name, form, request: request, status: .contentTooLarge)
+        }
+        guard var values = posted else { return Self.formRefused() }
         let instanceID = values.removeValue(forKey: "edda_instance_id").flatMap { $0.isEmpty ? nil : $0 }
         let adding = values.removeValue(forKey: "edda_add")
         values = values.filter { !$0.key.hasPrefix("edda_") && $0.key != "csrf" }
@@ -229,7 +400,7 @@ struct ViewerPages: Sendable {
             return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
         } catch let error as EngineError {
             form.place(error)
-            let status: HTTPResponse.Status = error.code == .invalidInput ? .unprocessableContent : JSONErrorMiddleware<BasicRequestContext>.status(of: error.code)
+            let status: HTTPResponse.Status = error.code == .invalidInput ? .unprocessableContent : ErrorMiddleware<BasicRequestContext>.status(of: error.code)
             return startPage(name, form, request: request, instanceID: instanceID, status: status)
         } catch let error as StoreError {
             form.errors[""] = "The database did not take it: \(error.message) Try again."
@@ -243,7 +414,9 @@ struct ViewerPages: Sendable {
         let (token, cookie) = Self.csrfToken(request)
         var body = "<p><a href=\"/workflows\">← Workflows</a></p><h1>Start \(HTML.escape(name))</h1>"
         if let message = form.errors[""] { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
-        if !form.errors.isEmpty { body += "<p class=\"field-error\">Nothing was started: correct the fields marked below.</p>" }
+        if form.errors.keys.contains(where: { !$0.isEmpty }) {
+            body += "<p class=\"field-error\">Nothing was started: correct the fields marked below.</p>"
+        }
         body += "<form method=\"post\" action=\"/workflows/\(HTML.pathComponent(name))/start\" class=\"start\">"
         body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\">" + form.fields()
         body += "<div class=\"field\"><label>Instance ID <small>(optional: a new UUID otherwise)</small> "
@@ -376,7 +549,7 @@ enum HTML {
         .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
         .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
-        .signout{float:right}
+        .signout{float:right}tr.archived{opacity:.75}.warning{border-left:4px solid #e0a030;padding-left:8px}
         """
 }
 
@@ -386,7 +559,7 @@ enum Diagram {
     static func svg(_ history: [HistoryEvent]) -> String {
         var steps: [(id: String, kind: HistoryEventKind)] = []
         var index: [String: Int] = [:]
-        for event in history {
+        for event in history where event.kind != .retried {
             if let at = index[event.stepID] {
                 steps[at].kind = event.kind
             } else {

@@ -194,6 +194,11 @@ extension PostgresStore {
                 WHERE status IN ('published', 'failed', 'invalid', 'expired')
                 """,
             ]),
+            (12, "retries recorded in history", [
+                // A retry appends a 'Retried' record, which an earlier version cannot read: this
+                // migration makes it refuse the schema instead. Retries count theirs through this index.
+                "CREATE INDEX \(t.indexName("history_retries")) ON \(t.history) (instance_id) WHERE kind = 'Retried'",
+            ]),
         ]
     }
 

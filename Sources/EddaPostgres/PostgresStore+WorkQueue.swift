@@ -159,7 +159,7 @@ extension PostgresStore {
         return count
     }
 
-    public func retry(_ instanceID: String) async throws -> RetryRequest {
+    public func retry(_ instanceID: String, requestedBy: String) async throws -> RetryRequest {
         let outcome = try await perform("retry an instance") { [self] () -> RetryRequest in
             try await client.withTransaction(logger: logger) { connection -> RetryRequest in
                 var current: WorkflowInstance?
@@ -176,12 +176,59 @@ extension PostgresStore {
                 let last = try await connection.query(
                     """
                     SELECT step_id, kind FROM \(unescaped: tables.history)
-                    WHERE instance_id = \(instanceID) AND kind NOT IN ('AttemptFailed', 'CompensationCompleted', 'CompensationFailed')
+                    WHERE instance_id = \(instanceID) AND kind NOT IN ('AttemptFailed', 'CompensationCompleted', 'CompensationFailed', 'Retried')
                     ORDER BY sequence DESC LIMIT 1
                     """,
                     logger: logger
                 )
                 for try await (id, kind) in last.decode((String, String).self) where kind == "ActivityFailed" { step = id }
+                // The retry is recorded first, with the failure as it was recorded and the compensations that ran.
+                var movedCount = 0
+                var failed: (sequence: Int64, name: String, error: String?, retry: String?, recordedAt: Int64)?
+                let moving = try await connection.query(
+                    """
+                    SELECT sequence, step_name, kind, error, retry_metadata, recorded_at FROM \(unescaped: tables.history)
+                    WHERE instance_id = \(instanceID) AND step_id = \(step) AND kind IN ('ActivityFailed', 'AttemptFailed')
+                    """,
+                    logger: logger
+                )
+                for try await (sequence, name, kind, error, retry, recordedAt) in moving.decode((Int64, String, String, String?, String?, Int64).self) {
+                    movedCount += 1
+                    if kind == "ActivityFailed" { failed = (sequence, name, error, retry, recordedAt) }
+                }
+                var compensations: [String] = []
+                let compensationRows = try await connection.query(
+                    """
+                    SELECT step_id FROM \(unescaped: tables.history)
+                    WHERE instance_id = \(instanceID) AND kind IN ('CompensationCompleted', 'CompensationFailed') ORDER BY sequence
+                    """,
+                    logger: logger
+                )
+                for try await id in compensationRows.decode(String.self) { compensations.append(id) }
+                var retries = 0
+                let counted = try await connection.query(
+                    "SELECT COUNT(*) FROM \(unescaped: tables.history) WHERE instance_id = \(instanceID) AND kind = 'Retried'", logger: logger
+                )
+                for try await count in counted.decode(Int64.self) { retries = Int(count) }
+                let record = RetryRecord(
+                    requestedBy: requestedBy, step: step, run: instance.runNumber, compensationsRan: compensations,
+                    failure: failed.map {
+                        RetryRecord.ArchivedFailure(
+                            storedSequence: $0.sequence, name: $0.name, error: $0.error, retry: $0.retry, recordedAt: $0.recordedAt,
+                            archivedRecords: movedCount
+                        )
+                    }
+                )
+                let payload = try record.storedPayload()
+                try await connection.query(
+                    """
+                    INSERT INTO \(unescaped: tables.history)
+                        (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+                    VALUES (\(instanceID), \(record.storedStepID), \(RetryRecord.storedAttempt(retriesBefore: retries)), NULL,
+                        \(RetryRecord.storedName), 'Retried', \(payload), NULL, NULL, \(unescaped: Self.nowMilliseconds))
+                    """,
+                    logger: logger
+                )
                 // Its records move to the archive (nothing is deleted); compensation records stay, so
                 // that a retried run that fails again does not run those compensations twice.
                 try await connection.query(

@@ -211,6 +211,11 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v12: retries recorded in history") { db in
+            // A retry appends a 'Retried' record (an earlier version cannot read that kind: this
+            // migration makes it refuse the file instead). Retries count theirs through this index.
+            try db.execute(sql: "CREATE INDEX workflow_history_retries ON workflow_history (instance_id) WHERE kind = 'Retried'")
+        }
         return migrator
     }
 }

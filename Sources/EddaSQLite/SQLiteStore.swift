@@ -528,7 +528,7 @@ public final class SQLiteStore: Store {
         return outcome
     }
 
-    public func retry(_ instanceID: String) async throws -> RetryRequest {
+    public func retry(_ instanceID: String, requestedBy: String) async throws -> RetryRequest {
         let outcome = try await write { db -> RetryRequest in
             var outcome = RetryRequest.notFound
             try db.inSavepoint {
@@ -545,7 +545,7 @@ public final class SQLiteStore: Store {
                     db,
                     sql: """
                         SELECT step_id, kind FROM workflow_history
-                        WHERE instance_id = ? AND kind NOT IN ('AttemptFailed', 'CompensationCompleted', 'CompensationFailed')
+                        WHERE instance_id = ? AND kind NOT IN ('AttemptFailed', 'CompensationCompleted', 'CompensationFailed', 'Retried')
                         ORDER BY sequence DESC LIMIT 1
                         """,
                     arguments: [instanceID]
@@ -554,6 +554,43 @@ public final class SQLiteStore: Store {
                 // Its records move to the archive (nothing is deleted); compensation records stay, so
                 // that a retried run that fails again does not run those compensations twice.
                 let moved = "instance_id = ? AND step_id = ? AND kind IN ('ActivityFailed', 'AttemptFailed')"
+                // The retry is recorded first (so that its sequence number is a new one), with the
+                // failure as it was recorded and the compensations that ran.
+                let movedRows = try Row.fetchAll(
+                    db, sql: "SELECT sequence, step_name, kind, error, retry_metadata, recorded_at FROM workflow_history WHERE \(moved)",
+                    arguments: [instanceID, step]
+                )
+                let failure = movedRows.first { $0["kind"] == "ActivityFailed" }.map { row in
+                    RetryRecord.ArchivedFailure(
+                        storedSequence: row["sequence"], name: row["step_name"], error: row["error"], retry: row["retry_metadata"],
+                        recordedAt: row["recorded_at"], archivedRecords: movedRows.count
+                    )
+                }
+                let compensations = try String.fetchAll(
+                    db,
+                    sql: """
+                        SELECT step_id FROM workflow_history
+                        WHERE instance_id = ? AND kind IN ('CompensationCompleted', 'CompensationFailed') ORDER BY sequence
+                        """,
+                    arguments: [instanceID]
+                )
+                let retries = try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM workflow_history WHERE instance_id = ? AND kind = 'Retried'", arguments: [instanceID]
+                ) ?? 0
+                let record = RetryRecord(
+                    requestedBy: requestedBy, step: step, run: instance.runNumber, compensationsRan: compensations, failure: failure
+                )
+                try db.execute(
+                    sql: """
+                        INSERT INTO workflow_history
+                            (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
+                        VALUES (?, ?, ?, NULL, ?, 'Retried', ?, NULL, NULL, ?)
+                        """,
+                    arguments: [
+                        instanceID, record.storedStepID, RetryRecord.storedAttempt(retriesBefore: retries), RetryRecord.storedName,
+                        try record.storedPayload(), Self.now(),
+                    ]
+                )
                 try db.execute(
                     sql: """
                         INSERT INTO workflow_history_archive

@@ -54,6 +54,17 @@ struct BrowserTests {
                 #expect(instance.contains("<svg") && instance.contains("charge_card:1"))
                 #expect(instance.contains("&lt;b&gt;hi&lt;/b&gt;") && !instance.contains("<b>hi</b>"), "user data stays text in the browser's DOM")
 
+                // Retry asks first, on a page of its own; loading it changes nothing.
+                #expect(instance.contains("action=\"/instances/ORD-declined/retry\""))
+                let confirmation = try await Chromium.dumpDOM(chromium, "\(base)/instances/ORD-declined/retry")
+                #expect(confirmation.contains("Retry ORD-declined from step charge_card:1?"), "\(confirmation)")
+                #expect(confirmation.contains("name=\"confirm\" value=\"yes\"") && confirmation.contains("Back, without retrying"))
+                #expect(try await app.instance("ORD-declined")?.status == .failed, "the confirmation page changed nothing")
+
+                // The viewer's own errors are pages, the error next to its field.
+                let badFilter = try await Chromium.dumpDOM(chromium, "\(base)/?created_from=someday")
+                #expect(badFilter.contains("value=\"someday\"></label> <span class=\"field-error\">created_from must be a date"), "\(badFilter)")
+
                 let form = try await Chromium.dumpDOM(chromium, "\(base)/workflows/order_processing/start")
                 #expect(form.contains("name=\"a0.orderID\""))
                 #expect(form.contains("<option value=\"1\">large</option>"))

@@ -160,7 +160,11 @@ struct EncodedIDTests {
             let failedLink = try #require(Self.link(to: failedID, in: String(buffer: try await client.execute(uri: "/", method: .get).body)))
             let failedPage = try await client.execute(uri: failedLink, method: .get)
             let retry = try #require(Self.formAction(endingWith: "/retry", in: String(buffer: failedPage.body)))
-            let retried = try await Self.submit(retry, page: failedPage, client: client)
+            // Retry asks first: its confirmation page, reached by the encoded ID, holds the form that retries.
+            let confirmation = try await client.execute(uri: retry, method: .get)
+            #expect(confirmation.status == .ok, "\(retry): \(String(buffer: confirmation.body))")
+            let confirm = try #require(Self.formAction(endingWith: "/retry", in: String(buffer: confirmation.body)))
+            let retried = try await Self.submit(confirm, page: confirmation, client: client, fields: [URLQueryItem(name: "confirm", value: "yes")])
             #expect(retried.status == .seeOther)
             #expect(try await client.execute(uri: try #require(retried.headers[.location]), method: .get).status == .ok)
             #expect(try await app.handle(for: workflow, instanceID: failedID).result() == 7)

@@ -129,8 +129,8 @@ final class FaultyStore: Store {
     func requestCancellation(of instanceID: String) async throws -> CancellationRequest {
         try await base.requestCancellation(of: instanceID)
     }
-    func retry(_ instanceID: String) async throws -> RetryRequest {
-        try await base.retry(instanceID)
+    func retry(_ instanceID: String, requestedBy: String) async throws -> RetryRequest {
+        try await base.retry(instanceID, requestedBy: requestedBy)
     }
     func cancellationRequests(among instanceIDs: [String]) async throws -> Set<String> {
         try await base.cancellationRequests(among: instanceIDs)

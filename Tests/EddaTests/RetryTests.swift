@@ -36,7 +36,10 @@ struct RetryTests {
             }
             #expect(result == 3)
             #expect(log.all == ["first", "fragile", "fragile"], "the recorded step replayed; only the failed one ran again")
-            #expect(try await store.history(of: "r-1").map(\.kind) == [.activityCompleted, .activityCompleted])
+            #expect(
+                try await store.history(of: "r-1").map(\.kind) == [.activityCompleted, .retried, .activityCompleted],
+                "the retry is recorded between the replayed step and the one run again"
+            )
             try await withTestApp(store: store) { app in
                 let notFailed = await #expect(throws: EngineError.self) { try await app.retry("r-1") }
                 #expect(notFailed?.code == .notFailed)

@@ -860,36 +860,83 @@ extension StoreConformance {
     static func retryFromFailure(_ store: any Store) async throws {
         let lease = try #require(try await create(store, "f"))
         try await store.append(completed("f", "a:1", position: 1, "1"), lease: lease)
-        let failure = ErrorRecord(type: "TerminalError", message: "no")
         try await store.append(
-            HistoryEvent(instanceID: "f", stepID: "b:1", position: 2, name: "b", kind: .activityFailed, error: failure), lease: lease
+            HistoryEvent(
+                instanceID: "f", stepID: "b:1", position: nil, name: "b", kind: .attemptFailed, payload: JSONPayload(json: "{}"),
+                error: ErrorRecord(type: "E", message: "try 1"),
+                retry: RetryMetadata(totalAttempts: 1, totalDurationMilliseconds: 0, exhausted: false, lastError: nil, errors: [])
+            ),
+            lease: lease
+        )
+        let failure = ErrorRecord(type: "TerminalError", message: "no")
+        let attempts = RetryMetadata(totalAttempts: 2, totalDurationMilliseconds: 5, exhausted: true, lastError: failure, errors: [failure])
+        try await store.append(
+            HistoryEvent(instanceID: "f", stepID: "b:1", position: 2, name: "b", kind: .activityFailed, error: failure, retry: attempts), lease: lease
         )
         try await store.append(
             HistoryEvent(instanceID: "f", stepID: "compensate:a:1", position: nil, name: "undo", kind: .compensationCompleted), lease: lease
         )
         try await store.finishInstance(lease: lease, with: .failed(failure))
+        let failedRecord = try #require(try await store.history(of: "f").first { $0.kind == .activityFailed })
 
-        guard case .retried(let instance, let step) = try await store.retry("f") else {
+        guard case .retried(let instance, let step) = try await store.retry("f", requestedBy: "operator (ticket 7)") else {
             Issue.record("a failed instance was not retried")
             return
         }
         #expect(step == "b:1")
         #expect(instance.status == .running)
         #expect(instance.error == nil)
+        let history = try await store.history(of: "f")
         #expect(
-            try await store.history(of: "f").map(\.stepID) == ["a:1", "compensate:a:1"],
-            "the failure moved aside; the compensation's record stays, so that it never runs twice"
+            history.map(\.stepID) == ["a:1", "compensate:a:1", "b:1"],
+            "the failure moved aside; the compensation's record stays, so that it never runs twice; the retry is recorded"
         )
+        // The retry's record: who, when, which step, and the failure it moved to the archive.
+        let retried = try #require(history.last)
+        #expect(retried.kind == .retried && retried.name == "retry" && retried.position == nil && retried.error == nil)
+        #expect(retried.sequence > failedRecord.sequence, "a new sequence number, after every record before it")
+        #expect(abs(retried.recordedAt.timeIntervalSinceNow) < 60)
+        let record = try #require(try retried.payload?.decode(RetryRecord.self))
+        #expect(record.requestedBy == "operator (ticket 7)" && record.step == "b:1" && record.run == 1)
+        #expect(record.compensationsRan == ["compensate:a:1"])
+        let archived = try #require(record.failure)
+        #expect(archived.sequence == failedRecord.sequence && archived.name == "b" && archived.archivedRecords == 2)
+        #expect(archived.error == failure && archived.retry == attempts)
+        #expect(archived.recordedAtMilliseconds == failedRecord.recordedAt.millisecondsSince1970)
+        #expect(try await store.history(of: "f", matching: HistoryQuery(kinds: [.retried])).map(\.sequence) == [retried.sequence])
+
         let claimed = try await claim(store, owner: "worker-b")
         #expect(claimed.map(\.instance.instanceID) == ["f"], "ready again")
-        guard case .notFailed = try await store.retry("f") else {
+        guard case .notFailed = try await store.retry("f", requestedBy: "x") else {
             Issue.record("a running instance was retried")
             return
         }
-        guard case .notFound = try await store.retry("nope") else {
+        guard case .notFound = try await store.retry("nope", requestedBy: "x") else {
             Issue.record("an unknown instance was not reported")
             return
         }
+
+        // It fails at the same step again, and is retried again: a second record, which the unique
+        // index on (instance, step, attempt) takes; then it fails outside a step (no step to move).
+        let again = try #require(claimed.first?.lease)
+        try await store.append(HistoryEvent(instanceID: "f", stepID: "b:1", position: 2, name: "b", kind: .activityFailed, error: failure), lease: again)
+        try await store.finishInstance(lease: again, with: .failed(failure))
+        guard case .retried(_, "b:1"?) = try await store.retry("f", requestedBy: "cli") else {
+            Issue.record("the second failure of the step was not retried")
+            return
+        }
+        let third = try #require(try await claim(store, owner: "worker-c").first?.lease)
+        try await store.append(completed("f", "b:1", position: 2, "2"), lease: third)
+        try await store.finishInstance(lease: third, with: .failed(ErrorRecord(type: "E", message: "after the steps")))
+        guard case .retried(_, nil) = try await store.retry("f", requestedBy: "cli") else {
+            Issue.record("a failure outside a step was not retried, or a step was retried")
+            return
+        }
+        let records = try await store.history(of: "f", matching: HistoryQuery(kinds: [.retried])).map { try #require(try $0.payload?.decode(RetryRecord.self)) }
+        #expect(records.map(\.requestedBy) == ["operator (ticket 7)", "cli", "cli"])
+        #expect(records.map(\.step) == ["b:1", "b:1", nil])
+        #expect(records.last?.failure == nil)
+        #expect(try await store.history(of: "f").map(\.kind).filter { $0 == .activityCompleted }.count == 2, "the step's outcome stays")
     }
 }
 

@@ -28,10 +28,10 @@ extension EddaApp {
         try await client.requestCancellation(of: instanceID)
     }
 
-    /// Runs a failed instance again from its failed step: ``EddaClient/retry(_:)``.
+    /// Runs a failed instance again from its failed step, recording who asked: ``EddaClient/retry(_:requestedBy:)``.
     @discardableResult
-    public func retry(_ instanceID: String) async throws -> String? {
-        try await client.retry(instanceID)
+    public func retry(_ instanceID: String, requestedBy: String = "app") async throws -> String? {
+        try await client.retry(instanceID, requestedBy: requestedBy)
     }
 
     /// A handle to an existing instance of `workflow`: ``EddaClient/handle(for:instanceID:)``.

@@ -278,15 +278,33 @@ public final class EddaClient: Sendable {
     /// run fails too (their records stay): retry an instance whose failure was compensated only if
     /// running its remaining steps after those compensations is what you want.
     ///
+    /// The retry is recorded in the instance's history, in the same transaction: a
+    /// ``HistoryEventKind/retried`` record whose ``RetryRecord`` payload says who asked
+    /// (`requestedBy`), which step runs again, and the failure moved to the archive — so that the
+    /// failure stays in view (the viewer shows it, marked archived).
+    ///
+    /// The instance runs on a worker that registers its workflow: this app's, once it runs, or
+    /// another app's on the same store. Until one does (`edda serve` and the `edda` CLI run none),
+    /// the retry stays recorded and the instance waits, ready.
+    ///
+    /// ```swift
+    /// let step = try await client.retry("order-1042", requestedBy: "support: ticket 311")
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - instanceID: The failed instance.
+    ///   - requestedBy: Who asks, as recorded in history. Defaults to `"app"`.
     /// - Returns: The step ID whose failure was moved aside, or `nil` when the workflow failed
     ///   outside a step (its code throws again unless it changed).
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/instanceNotFound``, or
     ///   ``EngineError/Code-swift.struct/notFailed`` when the instance has not failed (nothing is changed).
     @discardableResult
-    public func retry(_ instanceID: String) async throws -> String? {
-        switch try await store.retry(instanceID) {
+    public func retry(_ instanceID: String, requestedBy: String = "app") async throws -> String? {
+        switch try await store.retry(instanceID, requestedBy: requestedBy) {
         case .retried(_, let step):
-            logger.debug("instance retried", metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(step ?? "-")"])
+            logger.debug(
+                "instance retried", metadata: ["edda.instance.id": "\(instanceID)", "edda.step.id": "\(step ?? "-")", "edda.retry.by": "\(requestedBy)"]
+            )
             return step
         case .notFailed(let instance):
             throw EngineError(

@@ -52,7 +52,7 @@ public struct EngineError: EddaError {
         /// A received event's or channel message's data cannot be decoded as the type the workflow
         /// asked for. The message was consumed and recorded; the error is thrown on every replay too.
         public static let undecodableMessage = Code(.undecodableMessage)
-        /// ``EddaApp/retry(_:)`` was asked for an instance that has not failed. Nothing was changed.
+        /// ``EddaApp/retry(_:requestedBy:)`` was asked for an instance that has not failed. Nothing was changed.
         public static let notFailed = Code(.notFailed)
         /// An explicit step ID (`activityID:` and the like) starts with `compensate:`, which Edda
         /// keeps for compensations' records. The run fails, as for a duplicate step ID.

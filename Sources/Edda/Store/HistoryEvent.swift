@@ -41,13 +41,19 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     /// payload names the child instance.
     public static let childStarted = HistoryEventKind(known: "ChildStarted")
 
+    /// Someone ran the failed instance again from its failed step (``EddaClient/retry(_:requestedBy:)``),
+    /// written in the retry's transaction. The step ID is the step run again (empty when the workflow
+    /// failed outside a step); the payload is a ``RetryRecord``: who asked, and the failure the retry
+    /// moved to the archive. Replay skips it: it records an operator's act, not a step.
+    public static let retried = HistoryEventKind(known: "Retried")
+
     public static let all: [HistoryEventKind] = [
         .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed, .valueRecorded,
-        .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished, .childStarted,
+        .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished, .childStarted, .retried,
     ]
 
     /// Whether this kind is a step's final outcome (unique per instance and step ID).
-    public var isOutcome: Bool { self != .attemptFailed }
+    public var isOutcome: Bool { self != .attemptFailed && self != .retried }
 
     /// The kinds that record something going wrong: a failed attempt, activity or compensation, a
     /// wait past its deadline. The viewer's and the CLI's "failed only" filter.

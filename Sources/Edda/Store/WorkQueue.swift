@@ -54,7 +54,12 @@ public protocol WorkQueue: Sendable {
     /// deleted — and the instance is `running` and ready again. Compensation records stay: those
     /// compensations are not run again. The next run replays every other recorded step and runs the
     /// failed one afresh.
-    func retry(_ instanceID: String) async throws -> RetryRequest
+    ///
+    /// The same transaction appends a ``HistoryEventKind/retried`` record, before moving the failure:
+    /// step ID the failed step (empty if there is none), name `retry`, and a ``RetryRecord`` payload
+    /// naming `requestedBy`, the run, the compensations recorded, and the failure as it was recorded.
+    /// Outcomes recorded later are after it in history; the last outcome a retry looks for skips it.
+    func retry(_ instanceID: String, requestedBy: String) async throws -> RetryRequest
 
     /// Which of these instances were asked to cancel. A worker asks about the instances it holds,
     /// with each lease renewal.
@@ -95,7 +100,7 @@ public enum CancellationRequest: Sendable {
     case notFound
 }
 
-/// Result of ``WorkQueue/retry(_:)``.
+/// Result of ``WorkQueue/retry(_:requestedBy:)``.
 public enum RetryRequest: Sendable {
     /// The instance is running again; `step` is the step ID whose failure was moved aside, if one was.
     case retried(WorkflowInstance, step: String?)
