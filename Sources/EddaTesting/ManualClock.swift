@@ -103,9 +103,13 @@ public final class ManualClock: WorkflowClock {
 
     /// Waits for the next sleeper and returns how long it asked to sleep from now.
     public func nextSleep() async -> Duration {
-        await waitForSleepers(count: 1)
-        let (now, deadline) = state.withLock { ($0.now, $0.sleepers.map(\.deadline).min()!) }
-        let milliseconds = (deadline.timeIntervalSince(now) * 1000).rounded()
-        return .milliseconds(Int64(milliseconds))
+        while true {
+            await waitForSleepers(count: 1)
+            // A sleeper may have been cancelled meanwhile: then wait for the next.
+            let next = state.withLock { state in state.sleepers.map(\.deadline).min().map { (state.now, $0) } }
+            guard let (now, deadline) = next else { continue }
+            let milliseconds = (deadline.timeIntervalSince(now) * 1000).rounded()
+            return .milliseconds(Int64(milliseconds))
+        }
     }
 }
