@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// The shape of a workflow argument as JSON: what the viewer's start form and the API's schema are
 /// generated from.
