@@ -115,13 +115,15 @@ extension PostgresStore {
         var names: [String] = []
         let nameRows = try await connection.query(
             """
-            WITH RECURSIVE names (name) AS (
-                SELECT min(workflow_name) FROM \(unescaped: t.instances) WHERE \(unescaped: Self.finished)
+            WITH RECURSIVE names (status, name) AS (
+                SELECT s.status, (SELECT min(workflow_name) FROM \(unescaped: t.instances) WHERE status = s.status)
+                FROM unnest(ARRAY['completed', 'failed', 'cancelled']) AS s(status)
                 UNION ALL
-                SELECT (SELECT min(workflow_name) FROM \(unescaped: t.instances) WHERE \(unescaped: Self.finished) AND workflow_name > names.name)
+                SELECT names.status,
+                    (SELECT min(workflow_name) FROM \(unescaped: t.instances) WHERE status = names.status AND workflow_name > names.name)
                 FROM names WHERE names.name IS NOT NULL
             )
-            SELECT name FROM names WHERE name IS NOT NULL
+            SELECT DISTINCT name FROM names WHERE name IS NOT NULL ORDER BY name
             """,
             logger: logger
         )
@@ -135,6 +137,8 @@ extension PostgresStore {
                 """
                 SELECT i.instance_id FROM \(unescaped: t.instances) AS i
                 WHERE i.\(unescaped: Self.finished) AND i.workflow_name = \(name)
+                    -- created before it ended, so created before the cutoff too: a range of the status index
+                    AND i.created_at < \(unescaped: Self.nowMilliseconds) - \(age)
                     AND i.updated_at < \(unescaped: Self.nowMilliseconds) - \(age)
                     -- a child waits for its parent to finish: the parent may still ask for its result
                     AND NOT EXISTS (
@@ -147,7 +151,7 @@ extension PostgresStore {
                         SELECT 1 FROM \(unescaped: t.instances) AS c
                         WHERE c.parent_instance_id = i.instance_id AND c.status NOT IN ('completed', 'failed', 'cancelled')
                     )
-                ORDER BY i.updated_at
+                ORDER BY i.created_at
                 \(unescaped: remaining.map { "LIMIT \($0)" } ?? "")
                 \(unescaped: locking ? "FOR UPDATE OF i SKIP LOCKED" : "")
                 """,

@@ -84,21 +84,27 @@ extension SQLiteStore {
     /// The IDs of the finished instances `policy` no longer keeps, oldest first within each
     /// workflow; at most `limit` (all when `nil`).
     private static func prunableInstances(_ policy: RetentionPolicy, now: Int64, limit: Int?, _ db: Database) throws -> [String] {
-        // The workflows with finished instances, one probe each of the index of finished instances
-        // by (workflow, time) — a loose index scan — then one short range of it per workflow.
-        let names = try String.fetchAll(
-            db.cachedStatement(
-                sql: """
-                    WITH RECURSIVE names (name) AS (
-                        SELECT min(workflow_name) FROM workflow_instances WHERE \(finished)
-                        UNION ALL
-                        SELECT (SELECT min(workflow_name) FROM workflow_instances WHERE \(finished) AND workflow_name > names.name)
-                        FROM names WHERE names.name IS NOT NULL
-                    )
-                    SELECT name FROM names WHERE name IS NOT NULL
-                    """
+        // The workflows with finished instances: a loose scan of the status index (status, workflow,
+        // created), one probe per workflow and finished status. No index of its own: one more index
+        // written at every finish cost W1 about a tenth of its throughput.
+        var names: [String] = []
+        for status in ["completed", "failed", "cancelled"] {
+            names += try String.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        WITH RECURSIVE names (name) AS (
+                            SELECT min(workflow_name) FROM workflow_instances WHERE status = ?
+                            UNION ALL
+                            SELECT (SELECT min(workflow_name) FROM workflow_instances WHERE status = ? AND workflow_name > names.name)
+                            FROM names WHERE names.name IS NOT NULL
+                        )
+                        SELECT name FROM names WHERE name IS NOT NULL
+                        """
+                ),
+                arguments: [status, status]
             )
-        )
+        }
+        names = Array(Set(names)).sorted()
         var ids: [String] = []
         for name in names {
             guard let age = policy.finishedInstances(of: name).milliseconds else { continue }
@@ -108,7 +114,8 @@ extension SQLiteStore {
                 db.cachedStatement(
                     sql: """
                         SELECT i.instance_id FROM workflow_instances AS i
-                        WHERE i.\(finished) AND i.workflow_name = ? AND i.updated_at < ?
+                        -- created before it ended, so created before the cutoff too: a range of the status index
+                        WHERE i.\(finished) AND i.workflow_name = ? AND i.created_at < ? AND i.updated_at < ?
                             -- a child waits for its parent to finish: the parent may still ask for its result
                             AND NOT EXISTS (
                                 SELECT 1 FROM workflow_instances AS p
@@ -120,10 +127,10 @@ extension SQLiteStore {
                                 SELECT 1 FROM workflow_instances AS c
                                 WHERE c.parent_instance_id = i.instance_id AND c.status NOT IN ('completed', 'failed', 'cancelled')
                             )
-                        ORDER BY i.updated_at LIMIT ?
+                        ORDER BY i.created_at LIMIT ?
                         """
                 ),
-                arguments: [name, now - age, remaining]
+                arguments: [name, now - age, now - age, remaining]
             )
         }
         return ids

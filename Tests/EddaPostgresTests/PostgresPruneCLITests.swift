@@ -28,7 +28,7 @@ struct PostgresPruneCLITests {
                 }
             }
             try await Backend.execute(
-                "UPDATE workflow_instances SET updated_at = updated_at - 3456000000 WHERE instance_id IN ('old', 'running')", in: store
+                "UPDATE workflow_instances SET updated_at = updated_at - 3456000000, created_at = created_at - 3456000000 WHERE instance_id IN ('old', 'running')", in: store
             )
 
             let dry = try await EddaBinary.run(["prune", "--database", database, "--older-than", "30d", "--dry-run", "--json"])
