@@ -593,6 +593,8 @@ struct PostgresFloor: AsyncParsableCommand {
     @Option var database: String
     @Option var count = 2_000
     @Flag(help: "Use a prepared statement (parsed once per connection).") var prepared = false
+    @Option(help: "The pool's timers: 'on' (PostgresNIO's defaults: a keep-alive and an idle timer armed at every release) or 'off' (no keep-alive; minimumConnections 1, so the connection in use has no idle timer).")
+    var poolTimers = "on"
 
     struct Insert: PostgresPreparedStatement {
         static let sql = "INSERT INTO t (k, v) VALUES ($1, 'value')"
@@ -610,6 +612,10 @@ struct PostgresFloor: AsyncParsableCommand {
         let schema = "edda_floor_\(UUID().uuidString.prefix(8).lowercased())"
         var configuration = try PostgresStore.Configuration(url: database).client
         configuration.options.additionalStartupParameters = [("options", "-c search_path=\(schema)")]
+        if poolTimers == "off" {
+            configuration.options.keepAliveBehavior = nil
+            configuration.options.minimumConnections = 1
+        }
         let client = PostgresClient(configuration: configuration, backgroundLogger: Common.logger)
         let prepared = self.prepared
         let count = self.count
@@ -637,7 +643,7 @@ struct PostgresFloor: AsyncParsableCommand {
         }
         let sorted = latencies.sorted()
         emit([
-            "workload": "pg-floor", "inserts": count, "backend": "postgres", "prepared": prepared,
+            "workload": "pg-floor", "inserts": count, "backend": "postgres", "prepared": prepared, "pool_timers": poolTimers,
             "inserts_per_s": Int(Double(count) / (sorted.reduce(0, +) / 1000)),
             "p50_ms": percentile(sorted, 0.5), "p99_ms": percentile(sorted, 0.99),
         ])

@@ -24,6 +24,10 @@ extension PostgresStore {
             set { client.options.maximumConnections = newValue }
         }
 
+        /// Connections of the write path, outside the pool and always open: steps' records, new
+        /// instances and finishes go through them, in batches shared by concurrent runs. Defaults to 2.
+        public var writeConnections = 2
+
         /// How long ``PostgresStore/run()`` waits for the server when it starts: then it fails with
         /// the reason the server could not be reached (connection refused, authentication failed…).
         /// Defaults to 30 s.
@@ -148,6 +152,10 @@ extension PostgresStore {
         /// timeouts, READ COMMITTED) sent at connection start, unless already set there.
         var clientWithSessionSettings: PostgresClient.Configuration {
             var client = self.client
+            // No keep-alive queries: the pool arms their timer at every release of a connection,
+            // which cost half the client's CPU per statement. A dead connection is found by the
+            // statement that uses it (it fails, or the query timeout gives it up) and retried.
+            client.options.keepAliveBehavior = nil
             guard sendsSessionSettings else { return client }
             func set(_ name: String, _ value: Duration?) {
                 guard let value, !client.options.additionalStartupParameters.contains(where: { $0.0 == name }) else { return }

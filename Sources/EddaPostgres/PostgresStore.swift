@@ -37,6 +37,12 @@ public final class PostgresStore: Store, Service {
     /// (transactional steps hold a pooled connection for their whole body). Connects on first use:
     /// a store without a worker (the CLI, the viewer) never opens it.
     let lifeline: PostgresClient
+    /// The write path's own connections (``Configuration-swift.struct/writeConnections``, always
+    /// open): every step's record, every new instance and every finish goes through them, in
+    /// batches. Always open, so a release arms no idle timer: PostgresNIO's pool arms one (and a
+    /// keep-alive timer) each time a connection it may close goes idle, which cost as much client
+    /// CPU as the statement itself.
+    let writers: PostgresClient
     /// The last renewal sent on the lifeline failed (or went through the pool instead).
     let lifelineFailed = Atomic(false)
     public let configuration: Configuration
@@ -46,10 +52,14 @@ public final class PostgresStore: Store, Service {
     /// Wakes outbox relays: a step committed events here, or another process said so.
     let outboxSignal = WakeUpSignal()
     let notifier = Notifier()
-    /// Group commit: concurrent appends share one fenced statement and its commit, timed as
+    /// Group commit: concurrent writes (records, new instances, completions) share one statement
+    /// and its commit, one batch per write connection at a time, timed as
     /// `edda_commit_duration_seconds{backend="postgres"}` through the `MetricsSystem` bootstrapped
-    /// when the store is created.
-    private let appends = Batcher<PendingAppend, Void>(batchDuration: EngineMetrics.commitDuration(backend: "postgres"))
+    /// when the store is created. See `PostgresStore+WriteBatch.swift`.
+    let writes: Batcher<PendingWrite, WriteOutcome>
+    /// The write batch's statement with its tables qualified, for connections without Edda's
+    /// search path.
+    let qualifiedWriteBatch: String
     let logger: Logger
     let tables: Tables
     let readiness = Readiness()
@@ -78,6 +88,21 @@ public final class PostgresStore: Store, Service {
         lifeline.options.minimumConnections = 0
         lifeline.options.maximumConnections = 1
         self.lifeline = PostgresClient(configuration: lifeline, backgroundLogger: logger)
+        var writers = client
+        if configuration.sendsSessionSettings {
+            // Only Edda's statements run on these: they find its tables through the search path,
+            // and the write batch is planned once per connection (see WriteBatchStatement).
+            writers.options.additionalStartupParameters += [
+                ("search_path", "\"\(configuration.schema)\""), ("plan_cache_mode", "force_generic_plan"),
+            ]
+        }
+        writers.options.minimumConnections = configuration.writeConnections
+        writers.options.maximumConnections = configuration.writeConnections
+        self.writers = PostgresClient(configuration: writers, backgroundLogger: logger)
+        self.qualifiedWriteBatch = WriteBatchStatement.qualified(by: tables)
+        self.writes = Batcher(
+            batchDuration: EngineMetrics.commitDuration(backend: "postgres"), maxConcurrentBatches: configuration.writeConnections
+        )
     }
 
     /// Creates a store from a `postgres://user:password@host:port/database?schema=name` URL.
@@ -108,6 +133,9 @@ public final class PostgresStore: Store, Service {
             for await _ in poolStarting {}
             group.addTask {
                 await cancelWhenGracefulShutdown { await self.lifeline.run() }
+            }
+            group.addTask {
+                await cancelWhenGracefulShutdown { await self.writers.run() }
             }
             group.addTask {
                 await cancelWhenGracefulShutdown {
@@ -143,10 +171,37 @@ public final class PostgresStore: Store, Service {
     // MARK: - Writing
 
     @_spi(EddaStores) public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
-        let outcome = try await perform("create an instance") { [self] () -> CreateInstanceOutcome in
+        let outcome: WriteOutcome
+        if instance.parentInstanceID == nil {
+            try await readiness.wait(logger: logger)
+            outcome = try await writes.submit(.create(instance, lease)) { writes in await self.write(writes) }
+        } else {
+            outcome = try await createOne(instance, leasedTo: lease)
+        }
+        switch outcome {
+        case .created(let createdAt, let cancelRequested):
+            let at = Date(timeIntervalSince1970: Double(createdAt) / 1000)
+            let created = WorkflowInstance(
+                instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
+                status: .running, input: instance.input, createdAt: at, updatedAt: at, leaseOwner: lease?.owner,
+                cancelRequested: cancelRequested, parentInstanceID: instance.parentInstanceID, traceContext: instance.traceContext,
+                lastClaimedAt: lease == nil ? nil : at
+            )
+            return .created(created, lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1) })
+        case .exists, .written:
+            guard let existing = try await self.instance(instance.instanceID) else {
+                throw StoreError(.database, "Instance \(instance.instanceID) vanished while it was being created.")
+            }
+            return .existing(existing)
+        }
+    }
+
+    /// Inserts one instance in a statement of its own (a child's reads its parent's state).
+    func createOne(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> WriteOutcome {
+        let outcome = try await perform("create an instance") { [self] () -> WriteOutcome in
             let owner = lease?.owner
             let duration = lease.map { $0.duration.wholeMilliseconds }
-            let inserted = try await client.query(
+            let inserted = try await writers.query(
                 """
                 WITH parent AS (
                     -- A child of a parent asked to cancel (or already finished) is born cancel-requested:
@@ -166,23 +221,16 @@ public final class PostgresStore: Store, Service {
                         \(instance.storedTraceContext), CASE WHEN \(owner)::text IS NULL THEN NULL ELSE \(unescaped: Self.nowMilliseconds) END,
                         coalesce((SELECT stopping FROM parent), false))
                 ON CONFLICT (instance_id) DO NOTHING
-                RETURNING \(unescaped: Self.instanceColumns)
+                RETURNING created_at, cancel_requested
                 """,
                 logger: logger
             )
-            for try await row in inserted {
-                let created = try Self.instance(from: row)
-                let lease = lease.map {
-                    Lease(instanceID: created.instance.instanceID, owner: $0.owner, token: 1)
-                }
-                return .created(created.instance, lease: lease)
+            for try await (createdAt, cancelRequested) in inserted.decode((Int64, Bool).self) {
+                return .created(at: createdAt, cancelRequested: cancelRequested)
             }
-            guard let existing = try await self.instance(instance.instanceID) else {
-                throw StoreError(.database, "Instance \(instance.instanceID) vanished while it was being created.")
-            }
-            return .existing(existing)
+            return .exists
         }
-        if case .created(_, nil) = outcome {
+        if case .created = outcome, lease == nil {
             wakeUps.notify()
             notifier.post(.ready)
         }
@@ -191,135 +239,7 @@ public final class PostgresStore: Store, Service {
 
     @_spi(EddaStores) public func append(_ event: HistoryEvent, lease: Lease) async throws {
         try await readiness.wait(logger: logger)
-        try await appends.submit(PendingAppend(event: event, lease: lease)) { records in
-            await self.insert(records)
-        }
-    }
-
-    /// One append waiting for its batch: the record and the lease that fences it.
-    struct PendingAppend: Sendable {
-        var event: HistoryEvent
-        var lease: Lease
-    }
-
-    /// Inserts a batch of records in one fenced statement, and says how each fared: inserted, refused
-    /// by its fence (``StoreError/Code-swift.struct/leaseLost``), or a second outcome for its step.
-    func insert(_ records: [PendingAppend]) async -> [Result<Void, any Error>] {
-        // Results are matched to records by (instance, step, attempt): a key twice in one statement
-        // could not be told apart, so repeats go to a statement of their own, after the first.
-        var seen: Set<String> = []
-        var first: [Int] = []
-        var repeated: [Int] = []
-        for (index, record) in records.enumerated() {
-            let attempt = record.event.kind.isOutcome ? 0 : (record.event.retry?.totalAttempts ?? 1)
-            if seen.insert("\(record.event.instanceID)\u{0}\(record.event.stepID)\u{0}\(attempt)").inserted {
-                first.append(index)
-            } else {
-                repeated.append(index)
-            }
-        }
-        if !repeated.isEmpty {
-            var results = [Result<Void, any Error>](repeating: .success(()), count: records.count)
-            for (index, result) in zip(first, await insert(first.map { records[$0] })) { results[index] = result }
-            for (index, result) in zip(repeated, await insert(repeated.map { records[$0] })) { results[index] = result }
-            return results
-        }
-        if records.count == 1 {
-            do {
-                try await insertOne(records[0].event, lease: records[0].lease)
-                return [.success(())]
-            } catch {
-                return [.failure(error)]
-            }
-        }
-        struct Row: Encodable {
-            var ord: Int
-            var instance_id: String
-            var step_id: String
-            var attempt: Int64
-            var position: Int64?
-            var step_name: String
-            var kind: String
-            var payload: String?
-            var error: String?
-            var retry: String?
-            var owner: String
-            var token: Int64
-        }
-        let rows: [Row]
-        let json: String
-        do {
-            rows = try records.enumerated().map { index, record in
-                let (attempt, error, retry) = try record.event.storedColumns()
-                return Row(
-                    ord: index, instance_id: record.event.instanceID, step_id: record.event.stepID, attempt: attempt,
-                    position: record.event.position.map(Int64.init), step_name: record.event.name, kind: record.event.kind.rawValue,
-                    payload: record.event.payload?.json, error: error, retry: retry, owner: record.lease.owner, token: record.lease.token
-                )
-            }
-            json = try JSONPayload.encode(rows).json
-        } catch {
-            return records.map { _ in .failure(error) }
-        }
-        do {
-            let inserted = try await perform("append history records") { [self] () -> Set<Int> in
-                let result = try await client.query(
-                    """
-                    INSERT INTO \(unescaped: tables.history)
-                        (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
-                    SELECT v.instance_id, v.step_id, v.attempt, v.position, v.step_name, v.kind, v.payload, v.error, v.retry,
-                           \(unescaped: Self.nowMilliseconds)
-                    FROM json_to_recordset(\(json)::json) AS v(
-                        ord bigint, instance_id text, step_id text, attempt bigint, position bigint, step_name text, kind text,
-                        payload text, error text, retry text, owner text, token bigint)
-                    WHERE EXISTS (
-                        -- The fence, one index lookup per record. FOR KEY SHARE keeps another
-                        -- worker's claim (FOR UPDATE) from slipping in before the commit, without
-                        -- blocking this worker's own renewals (a deadlock with FOR SHARE), and keeps
-                        -- the planner from a hash join.
-                        SELECT 1 FROM \(unescaped: tables.instances) AS w
-                        WHERE w.instance_id = v.instance_id AND w.lease_owner = v.owner AND w.lease_token = v.token
-                        FOR KEY SHARE
-                    )
-                    ORDER BY v.ord
-                    ON CONFLICT (instance_id, step_id, attempt) DO NOTHING
-                    RETURNING instance_id, step_id, attempt
-                    """,
-                    logger: logger
-                )
-                var keys: Set<String> = []
-                for try await (instance, step, attempt) in result.decode((String, String, Int64).self) {
-                    keys.insert("\(instance)\u{0}\(step)\u{0}\(attempt)")
-                }
-                return Set(rows.filter { keys.contains("\($0.instance_id)\u{0}\($0.step_id)\u{0}\($0.attempt)") }.map(\.ord))
-            }
-            guard inserted.count < records.count else { return records.map { _ in .success(()) } }
-            // Not inserted: the fence refused it, or its step already has that record. Tell which.
-            let missing = records.indices.filter { !inserted.contains($0) }
-            let held = try await heldLeases(missing.map { records[$0].lease })
-            return records.indices.map { index -> Result<Void, any Error> in
-                if inserted.contains(index) { return .success(()) }
-                let record = records[index]
-                guard held.contains(record.lease) else { return .failure(StoreError.leaseLost(record.lease)) }
-                return .failure(
-                    StoreError(
-                        .database,
-                        "Instance \(record.event.instanceID) already has a \(record.event.kind) record for step '\(record.event.stepID)'; "
-                            + "history is never rewritten."
-                    )
-                )
-            }
-        } catch {
-            return records.map { _ in .failure(error) }
-        }
-    }
-
-    /// Inserts one record, fenced by its lease: the batch of one, in a statement with typed parameters.
-    private func insertOne(_ event: HistoryEvent, lease: Lease) async throws {
-        let record = try event.storedColumns()
-        try await perform("append a history record") { [self] in
-            try await Self.expectRow(try await client.query(fencedInsertion(event, record, lease: lease), logger: logger), lease)
-        }
+        _ = try await writes.submit(.append(event, lease)) { writes in await self.write(writes) }
     }
 
     /// The statement that appends `event` if `lease` still holds its instance (locking the row
@@ -343,7 +263,7 @@ public final class PostgresStore: Store, Service {
     }
 
     /// Which of `leases` are still held.
-    private func heldLeases(_ leases: [Lease]) async throws -> Set<Lease> {
+    func heldLeases(_ leases: [Lease]) async throws -> Set<Lease> {
         let ids = leases.map(\.instanceID)
         let current = try await perform("check leases") { [self] () -> [String: (String?, Int64)] in
             var current: [String: (String?, Int64)] = [:]
@@ -405,21 +325,17 @@ public final class PostgresStore: Store, Service {
     }
 
     @_spi(EddaStores) public func finishInstance(lease: Lease, with outcome: InstanceOutcome, reportingTo parent: String?) async throws {
-        let (status, output, error) = try outcome.storedColumns()
-        let finish: PostgresQuery
-        if case .completed = outcome, parent == nil {
-            // The common case stays one plain UPDATE: a run that completed consumed every wait it
+        if case .completed(let output) = outcome, parent == nil {
+            // The common case is a batched write: a run that completed consumed every wait it
             // registered (a wait ends its run until it is satisfied). Messages sent to it that it
             // never asked for expire with their retention.
-            finish = """
-                UPDATE \(unescaped: tables.instances)
-                SET status = \(status), output = \(output), error = \(error), lease_owner = NULL, lease_expires_at = NULL,
-                    ready_at = NULL, cancel_requested = false, updated_at = \(unescaped: Self.nowMilliseconds)
-                WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
-                    AND status IN ('running', 'compensating')
-                RETURNING instance_id
-                """
-        } else {
+            try await readiness.wait(logger: logger)
+            _ = try await writes.submit(.complete(lease, output)) { writes in await self.write(writes) }
+            return
+        }
+        let (status, output, error) = try outcome.storedColumns()
+        let finish: PostgresQuery
+        do {
             // Failed or cancelled (it may have stopped at a wait), or a child: one statement drops its
             // waits and what was kept for it; a child's report goes into its parent's history if the
             // parent waits for it (running, not being cancelled: as a publish delivers), and is kept
@@ -468,7 +384,7 @@ public final class PostgresStore: Store, Service {
                 """
         }
         try await perform("record an outcome") { [self] in
-            try await Self.expectRow(try await client.query(finish, logger: logger), lease)
+            try await Self.expectRow(try await writers.query(finish, logger: logger), lease)
         }
         outcomes.notify([lease.instanceID])
         notifier.post(.finished(lease.instanceID))

@@ -9,7 +9,9 @@ public import Synchronization
 /// waits for nobody. Callers that arrive meanwhile queue; when the leader's batch is done it hands
 /// the lead to the first of them, which runs the whole queue as the next batch — so nobody waits for
 /// more than the batch ahead of theirs, and the batch grows with the load instead of with a timer.
-/// Items run in the order they arrived, batches one at a time in the same order.
+/// Items run in the order they arrived; batches run one at a time in the same order, or up to
+/// `maxConcurrentBatches` at once for a store whose batches may overlap (PostgreSQL's connections
+/// commit concurrently; SQLite has one writer).
 ///
 /// Each caller returns only once the batch that holds its item is done, with its own item's
 /// outcome: what makes that outcome durable (a transaction, a statement) is `run`'s business, as is
@@ -49,7 +51,8 @@ public import Synchronization
 
     @usableFromInline
     struct State: Sendable {
-        @usableFromInline var leaderActive = false
+        /// Leaders running a batch now, at most `maxConcurrentBatches`.
+        @usableFromInline var leaders = 0
         @usableFromInline var queue: [Waiting] = []
 
         @inlinable
@@ -58,11 +61,17 @@ public import Synchronization
 
     @usableFromInline let state = Mutex(State())
     @usableFromInline let batchDuration: CoreMetrics.Timer?
+    @usableFromInline let maxConcurrentBatches: Int
 
-    /// - Parameter batchDuration: records how long each batch's `run` took, once per batch (the
-    ///   stores' `edda_commit_duration_seconds`), so the figure is a commit's, not a caller's wait.
-    public init(batchDuration: CoreMetrics.Timer? = nil) {
+    /// - Parameters:
+    ///   - batchDuration: records how long each batch's `run` took, once per batch (the
+    ///     stores' `edda_commit_duration_seconds`), so the figure is a commit's, not a caller's wait.
+    ///   - maxConcurrentBatches: how many batches may run at once (at least 1, the default). With
+    ///     more than one, a caller arriving while fewer run leads a batch of its own at once, and
+    ///     items of different batches may finish in any order.
+    public init(batchDuration: CoreMetrics.Timer? = nil, maxConcurrentBatches: Int = 1) {
         self.batchDuration = batchDuration
+        self.maxConcurrentBatches = max(1, maxConcurrentBatches)
     }
 
     /// Callers queued behind the running batch: lets tests line callers up without sleeping.
@@ -82,12 +91,12 @@ public import Synchronization
         _ item: Item, run: @Sendable ([Item]) async throws -> [Result<Output, any Error>]
     ) async throws -> Output {
         let role: Role = await withCheckedContinuation { continuation in
-            let leadNow = state.withLock { state -> Bool in
-                if state.leaderActive {
+            let leadNow = state.withLock { [maxConcurrentBatches] state -> Bool in
+                if state.leaders >= maxConcurrentBatches {
                     state.queue.append(Waiting(item: item, continuation: continuation))
                     return false
                 }
-                state.leaderActive = true
+                state.leaders += 1
                 return true
             }
             // Resumed before the await completes, so the leader goes on without suspending.
@@ -127,7 +136,7 @@ public import Synchronization
         // Hand over before waking anyone, so items arriving now find a leader or become one.
         let next = state.withLock { state -> Waiting? in
             guard !state.queue.isEmpty else {
-                state.leaderActive = false
+                state.leaders -= 1
                 return nil
             }
             return state.queue.removeFirst()
