@@ -66,53 +66,30 @@ extension PostgresStore {
     /// tables and is parsed and planned at every batch.
     var preparesWrites: Bool { configuration.sendsSessionSettings }
 
-    /// One row of the batch statement's JSON parameter.
-    private struct Row: Encodable {
-        var ord: Int
-        var op: String
-        var instance_id: String
-        var step_id: String?
-        var attempt: Int64?
-        var position: Int64?
-        var step_name: String?
-        var kind: String?
-        var payload: String?
-        var error: String?
-        var retry: String?
-        var owner: String?
-        var token: Int64?
-        var workflow_name: String?
-        var service_name: String?
-        var input: String?
-        var lease_ms: Int64?
-        var trace: String?
-    }
-
     func writeBatch(_ writes: [PendingWrite]) async -> [Result<WriteOutcome, any Error>] {
-        let json: String
+        var columns = WriteBatchStatement.Columns(capacity: writes.count)
         var completed: [String] = []
         do {
-            let rows = try writes.enumerated().map { index, write -> Row in
+            for write in writes {
                 switch write {
                 case .append(let event, let lease):
                     let (attempt, error, retry) = try event.storedColumns()
-                    return Row(
-                        ord: index, op: "a", instance_id: event.instanceID, step_id: event.stepID, attempt: attempt,
-                        position: event.position.map(Int64.init), step_name: event.name, kind: event.kind.rawValue,
+                    columns.add(
+                        op: "a", instanceID: event.instanceID, stepID: event.stepID, attempt: attempt,
+                        position: event.position.map(Int64.init), stepName: event.name, kind: event.kind.rawValue,
                         payload: event.payload?.json, error: error, retry: retry, owner: lease.owner, token: lease.token
                     )
                 case .create(let instance, let lease):
-                    return Row(
-                        ord: index, op: "c", instance_id: instance.instanceID, owner: lease?.owner,
-                        workflow_name: instance.workflowName, service_name: instance.serviceName, input: instance.input.json,
-                        lease_ms: lease?.duration.wholeMilliseconds, trace: instance.storedTraceContext
+                    columns.add(
+                        op: "c", instanceID: instance.instanceID, owner: lease?.owner, workflowName: instance.workflowName,
+                        serviceName: instance.serviceName, input: instance.input.json, leaseMilliseconds: lease?.duration.wholeMilliseconds,
+                        trace: instance.storedTraceContext
                     )
                 case .complete(let lease, let output):
                     completed.append(lease.instanceID)
-                    return Row(ord: index, op: "f", instance_id: lease.instanceID, payload: output.json, owner: lease.owner, token: lease.token)
+                    columns.add(op: "f", instanceID: lease.instanceID, payload: output.json, owner: lease.owner, token: lease.token)
                 }
             }
-            json = try JSONPayload.encode(rows).json
         } catch {
             return writes.map { _ in .failure(error) }
         }
@@ -120,7 +97,7 @@ extension PostgresStore {
         let notice = Notifier.payloads(ready: false, outbox: false, finished: completed)
         let notifyHere = notice.count == 1
         do {
-            let statement = WriteBatchStatement(rows: json, channel: tables.channel, notice: notifyHere ? notice.first : nil)
+            let statement = WriteBatchStatement(columns: columns, channel: tables.channel, notice: notifyHere ? notice.first : nil)
             let (appended, created, finished) = try await perform("write a batch") { [self] () -> (Set<String>, [String: Int64], Set<String>) in
                 var appended: Set<String> = []
                 var created: [String: Int64] = [:]
@@ -186,20 +163,90 @@ extension PostgresStore {
 /// connections find them through `search_path` (and plan it once, generically), or the store
 /// qualifies the names when it cannot set that (``PostgresStore/preparesWrites``).
 ///
-/// `$1` is the JSON array of writes, `$2` the notification channel, `$3` the notification of the
-/// completed instances (`NULL`: sent apart, by the notifier).
+/// The writes come as one array per column, in binary (`$1`–`$17`, unnested together); `$18` is
+/// the notification channel, `$19` the notification of the completed instances (`NULL`: sent
+/// apart, by the notifier). Absent integers are -1.
 struct WriteBatchStatement: PostgresPreparedStatement {
     static let name = "edda_write_batch_1"
-    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .text]
+    static let bindingDataTypes: [PostgresDataType] =
+        [.textArray, .textArray, .textArray, .int8Array, .int8Array, .textArray, .textArray, .textArray, .textArray, .textArray,
+         .textArray, .int8Array, .textArray, .textArray, .textArray, .int8Array, .textArray, .text, .text]
     typealias Row = (String, String, String, Int64, Int64)
 
-    var rows: String
+    /// The writes, column by column.
+    struct Columns {
+        var op: [String] = []
+        var instanceID: [String] = []
+        var stepID = TextArray()
+        var attempt: [Int64] = []
+        var position: [Int64] = []
+        var stepName = TextArray()
+        var kind = TextArray()
+        var payload = TextArray()
+        var error = TextArray()
+        var retry = TextArray()
+        var owner = TextArray()
+        var token: [Int64] = []
+        var workflowName = TextArray()
+        var serviceName = TextArray()
+        var input = TextArray()
+        var leaseMilliseconds: [Int64] = []
+        var trace = TextArray()
+
+        init(capacity: Int) {
+            op.reserveCapacity(capacity)
+            instanceID.reserveCapacity(capacity)
+        }
+
+        mutating func add(
+            op: String, instanceID: String, stepID: String? = nil, attempt: Int64 = 0, position: Int64? = nil, stepName: String? = nil,
+            kind: String? = nil, payload: String? = nil, error: String? = nil, retry: String? = nil, owner: String? = nil,
+            token: Int64 = 0, workflowName: String? = nil, serviceName: String? = nil, input: String? = nil,
+            leaseMilliseconds: Int64? = nil, trace: String? = nil
+        ) {
+            self.op.append(op)
+            self.instanceID.append(instanceID)
+            self.stepID.values.append(stepID)
+            self.attempt.append(attempt)
+            self.position.append(position ?? -1)
+            self.stepName.values.append(stepName)
+            self.kind.values.append(kind)
+            self.payload.values.append(payload)
+            self.error.values.append(error)
+            self.retry.values.append(retry)
+            self.owner.values.append(owner)
+            self.token.append(token)
+            self.workflowName.values.append(workflowName)
+            self.serviceName.values.append(serviceName)
+            self.input.values.append(input)
+            self.leaseMilliseconds.append(leaseMilliseconds ?? -1)
+            self.trace.values.append(trace)
+        }
+    }
+
+    var columns: Columns
     var channel: String
     var notice: String?
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 3)
-        bindings.append(rows)
+        var bindings = PostgresBindings(capacity: 19)
+        bindings.append(columns.op)
+        bindings.append(columns.instanceID)
+        bindings.append(columns.stepID)
+        bindings.append(columns.attempt)
+        bindings.append(columns.position)
+        bindings.append(columns.stepName)
+        bindings.append(columns.kind)
+        bindings.append(columns.payload)
+        bindings.append(columns.error)
+        bindings.append(columns.retry)
+        bindings.append(columns.owner)
+        bindings.append(columns.token)
+        bindings.append(columns.workflowName)
+        bindings.append(columns.serviceName)
+        bindings.append(columns.input)
+        bindings.append(columns.leaseMilliseconds)
+        bindings.append(columns.trace)
         bindings.append(channel)
         bindings.append(notice)
         return bindings
@@ -217,24 +264,26 @@ struct WriteBatchStatement: PostgresPreparedStatement {
 
     static let sql = """
         WITH v AS MATERIALIZED (
-            SELECT * FROM json_to_recordset($1::json) AS v(
-                ord bigint, op text, instance_id text, step_id text, attempt bigint, position bigint, step_name text,
-                kind text, payload text, error text, retry text, owner text, token bigint, workflow_name text,
-                service_name text, input text, lease_ms bigint, trace text)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[],
+                                 $9::text[], $10::text[], $11::text[], $12::int8[], $13::text[], $14::text[], $15::text[],
+                                 $16::int8[], $17::text[])
+                WITH ORDINALITY AS v(op, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry, owner,
+                                     token, workflow_name, service_name, input, lease_ms, trace, ord)
         ), created AS (
             INSERT INTO workflow_instances
                 (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at,
                  created_at, updated_at, trace_context, claimed_at, cancel_requested)
             SELECT instance_id, workflow_name, service_name, 'running', input, owner,
-                   CASE WHEN owner IS NULL THEN 0 ELSE 1 END, \(now) + lease_ms, \(now), \(now), trace,
-                   CASE WHEN owner IS NULL THEN NULL ELSE \(now) END, false
+                   CASE WHEN owner IS NULL THEN 0 ELSE 1 END, CASE WHEN owner IS NULL THEN NULL ELSE \(now) + lease_ms END,
+                   \(now), \(now), trace, CASE WHEN owner IS NULL THEN NULL ELSE \(now) END, false
             FROM v WHERE op = 'c' ORDER BY ord
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, created_at
         ), appended AS (
             INSERT INTO workflow_history
                 (instance_id, step_id, attempt, position, step_name, kind, payload, error, retry_metadata, recorded_at)
-            SELECT v.instance_id, v.step_id, v.attempt, v.position, v.step_name, v.kind, v.payload, v.error, v.retry, \(now)
+            SELECT v.instance_id, v.step_id, v.attempt, nullif(v.position, -1), v.step_name, v.kind, v.payload, v.error, v.retry,
+                   \(now)
             FROM v
             WHERE v.op = 'a' AND EXISTS (
                 -- The fence, one index lookup per record. FOR KEY SHARE keeps another worker's
@@ -257,7 +306,7 @@ struct WriteBatchStatement: PostgresPreparedStatement {
                 AND w.status IN ('running', 'compensating')
             RETURNING w.instance_id
         ), notified AS (
-            SELECT pg_notify($2, $3) FROM finished WHERE $3 IS NOT NULL HAVING count(*) > 0
+            SELECT pg_notify($18, $19) FROM finished WHERE $19 IS NOT NULL HAVING count(*) > 0
         )
         SELECT 'c', instance_id, '', 0::bigint, created_at FROM created
         UNION ALL SELECT 'a', instance_id, step_id, attempt, 0 FROM appended
@@ -266,4 +315,30 @@ struct WriteBatchStatement: PostgresPreparedStatement {
         """
 
     private static let now = PostgresStore.nowMilliseconds
+}
+
+/// A `text[]` parameter whose elements may be `NULL`, in PostgreSQL's binary array format
+/// (PostgresNIO encodes arrays of non-optional elements only).
+struct TextArray: PostgresNonThrowingEncodable {
+    var values: [String?] = []
+
+    static var psqlType: PostgresDataType { .textArray }
+    static var psqlFormat: PostgresFormat { .binary }
+
+    func encode<JSONEncoder: PostgresJSONEncoder>(into buffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) {
+        buffer.writeInteger(values.isEmpty ? 0 : 1, as: Int32.self)   // dimensions
+        buffer.writeInteger(values.contains(nil) ? 1 : 0, as: Int32.self)   // has NULLs
+        buffer.writeInteger(PostgresDataType.text.rawValue)
+        guard !values.isEmpty else { return }
+        buffer.writeInteger(Int32(values.count))   // length
+        buffer.writeInteger(1, as: Int32.self)   // lower bound
+        for value in values {
+            guard let value else {
+                buffer.writeInteger(-1, as: Int32.self)
+                continue
+            }
+            buffer.writeInteger(Int32(value.utf8.count))
+            buffer.writeString(value)
+        }
+    }
 }
