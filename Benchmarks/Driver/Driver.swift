@@ -44,6 +44,8 @@ struct Common: ParsableArguments {
 
     @Option(help: "PostgreSQL: the lease duration in milliseconds (the app's default, 15000, when absent).")
     var leaseMs: Int?
+    @Option(help: "PostgreSQL: the store's write connections (writeConnections; the store's default when not given).")
+    var writeConnections: Int?
 
     @Option(help: "on: metrics, spans and hooks go to the backends bootstrapped (none here: the no-op ones), as in an app; off: not reported at all.")
     var instrumentation = "on"
@@ -72,7 +74,7 @@ struct Common: ParsableArguments {
     /// The arguments that open the same database in a child process.
     var childArguments: [String] {
         ["--database", database ?? "", "--durability", durability] + (schema.map { ["--schema", $0] } ?? [])
-            + (leaseMs.map { ["--lease-ms", "\($0)"] } ?? [])
+            + (leaseMs.map { ["--lease-ms", "\($0)"] } ?? []) + (writeConnections.map { ["--write-connections", "\($0)"] } ?? [])
     }
 
     static let logger: Logger = {
@@ -86,6 +88,7 @@ struct Common: ParsableArguments {
             var configuration = try PostgresStore.Configuration(url: database)
             configuration.schema = schema ?? "edda_bench"
             configuration.maximumConnections = 40
+            if let writeConnections { configuration.writeConnections = writeConnections }
             return try PostgresStore(configuration: configuration, logger: Self.logger)
         }
         var configuration = SQLiteStore.Configuration()

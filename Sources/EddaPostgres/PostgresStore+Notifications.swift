@@ -145,6 +145,9 @@ extension PostgresStore {
                     try await connection.listen(on: tables.channel) { notifications in
                         failures = 0
                         for try await notification in notifications {
+                            // Finished instances (this process's own among them) matter only to a
+                            // result() waiting here for another process's instance.
+                            if notification.payload.hasPrefix("finished"), !outcomes.isWatched { continue }
                             guard let events = Notifier.events(in: notification.payload) else { continue }
                             if events.ready { wakeUps.notify() }
                             if events.outbox { outboxSignal.notify() }

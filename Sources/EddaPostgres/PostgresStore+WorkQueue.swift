@@ -324,6 +324,8 @@ extension PostgresStore {
 
     @_spi(EddaStores) public func renew(_ leases: [Lease], for duration: Duration) async throws -> Set<String> {
         guard let owner = leases.first?.owner else { return [] }
+        // In the order of their IDs, as a write batch locks the instances it completes.
+        let leases = leases.sorted { $0.instanceID < $1.instanceID }
         let ids = leases.map(\.instanceID)
         let tokens = leases.map(\.token)
         // On the lifeline, and given up once the leases could have lapsed (the worker's lapse check

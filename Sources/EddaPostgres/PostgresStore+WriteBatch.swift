@@ -20,6 +20,14 @@ extension PostgresStore {
         /// report to a parent or clean up waits: not batched).
         case complete(Lease, JSONPayload)
 
+        var instanceID: String {
+            switch self {
+            case .append(let event, _): event.instanceID
+            case .create(let instance, _): instance.instanceID
+            case .complete(let lease, _): lease.instanceID
+            }
+        }
+
         /// Writes with the same key cannot share a statement: their results could not be told apart.
         var key: String {
             switch self {
@@ -70,7 +78,9 @@ extension PostgresStore {
         var columns = WriteBatchStatement.Columns(capacity: writes.count)
         var completed: [String] = []
         do {
-            for write in writes {
+            // In the order of their instances' IDs, as renewals lock them: a batch completing two
+            // instances and a renewal of both take their row locks in the same order.
+            for write in writes.sorted(by: { $0.instanceID < $1.instanceID }) {
                 switch write {
                 case .append(let event, let lease):
                     let (attempt, error, retry) = try event.storedColumns()

@@ -46,6 +46,11 @@ import Synchronization
         for signal in signals { signal.notify() }
     }
 
+    /// Whether anyone watches any instance: a store may skip reading which finished when nobody does.
+    public var isWatched: Bool {
+        state.withLock { !$0.watches.isEmpty }
+    }
+
     /// Whether anyone watches `instanceID`.
     public func isWatched(_ instanceID: String) -> Bool {
         state.withLock { $0.watches[instanceID] != nil }
