@@ -17,8 +17,14 @@ extension PostgresStore {
         public var schema: String = "public"
 
         /// The most connections the pool opens (PostgresNIO's `maximumConnections`). Defaults to 20.
-        /// A worker also opens one more, outside the pool, for its lease renewals, and the store one
-        /// for a moment when it starts, to check that the server accepts it.
+        /// The store also keeps ``writeConnections`` open outside the pool for runs' writes, a worker
+        /// one more for its lease renewals, and the store one for a moment when it starts, to check
+        /// that the server accepts it.
+        ///
+        /// The store's connections run no keep-alive queries (PostgresNIO arms their timer at every
+        /// release of a connection, which cost as much client CPU as the statement itself): a
+        /// connection that died while idle is found by the next statement on it, which fails or is
+        /// given up after ``queryTimeout``, and is retried.
         public var maximumConnections: Int {
             get { client.options.maximumConnections }
             set { client.options.maximumConnections = newValue }

@@ -6,7 +6,8 @@ import Synchronization
 
 /// Wake-ups between workers through LISTEN/NOTIFY, kept off the write path: a write only flags what
 /// happened; a notifier task sends the flags in one `pg_notify` round trip per batch, and a listener
-/// turns other processes' notifications into local wake-ups.
+/// turns other processes' notifications into local wake-ups. (Completions recorded by the write
+/// batch are announced in its own statement, with the same payload: see `WriteBatchStatement`.)
 ///
 /// Payloads carry names and IDs only, never data: `ready`, `outbox`, and `finished` followed by the
 /// JSON array of the finished instances' IDs (split across notifications to stay under the server's

@@ -19,8 +19,13 @@ import Synchronization
 ///
 /// Workers wake each other through LISTEN/NOTIFY (on a channel named after the schema): a new ready
 /// instance wakes every worker's claim loop, and a finished one every `result()` waiting elsewhere.
-/// Notifications are coalesced and sent off the write path; workers poll as well, so a lost
-/// notification only costs latency.
+/// Notifications are coalesced: completions travel in the statement that records them, the rest
+/// are sent by a background task; workers poll as well, so a lost notification only costs latency.
+///
+/// Runs' writes — steps' records, new instances, completions — go through a connection of their
+/// own (``Configuration-swift.struct/writeConnections``), where concurrent runs share one prepared
+/// statement and one commit (group commit, as on SQLite). Reads, claims and `ctx.transaction`
+/// bodies use the pool (``client``); lease renewals a connection of their own.
 ///
 /// Every worker claims ready instances with `FOR UPDATE SKIP LOCKED`, in batches, and holds each
 /// under a lease that it renews (``EddaApp/Configuration-swift.struct/leaseDuration``). A worker that

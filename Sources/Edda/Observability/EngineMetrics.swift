@@ -22,7 +22,7 @@ import Synchronization
 /// | `edda_workflow_duration_seconds` | timer | `workflow` | from an instance's creation to its end |
 /// | `edda_start_to_first_step_seconds` | timer | `workflow` | from creation to the start of its first run |
 /// | `edda_claim_to_run_seconds` | timer | | from a claim to the run's start |
-/// | `edda_commit_duration_seconds` | timer | `backend` | one group commit (SQLite) or batch of appends (PostgreSQL) |
+/// | `edda_commit_duration_seconds` | timer | `backend` | one group commit (SQLite) or write batch (PostgreSQL) |
 /// | `edda_rows_pruned_total` | counter | `table` | rows the retention pruner deleted (made by `Pruner`) |
 package final class EngineMetrics: Sendable {
     /// The metrics of one workflow.
