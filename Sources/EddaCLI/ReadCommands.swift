@@ -1,5 +1,6 @@
 import ArgumentParser
 import Edda
+import EddaHTTP
 import EddaSQLite
 import Foundation
 
@@ -53,7 +54,7 @@ struct List: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
 
-    @Option(help: "Only instances with this status (running, compensating, completed, failed, cancelled).")
+    @Option(help: "Only instances with this status (running, waiting, compensating, completed, failed, cancelled).")
     var status: String?
 
     @Option(help: "Only instances of this workflow.")
@@ -132,11 +133,14 @@ struct List: AsyncParsableCommand {
             out("No instances.")
             return
         }
-        out(Terminal.paint("INSTANCE".padding(38) + "WORKFLOW".padding(24) + "STATUS".padding(13) + "CREATED", .bold))
+        out(Terminal.paint("INSTANCE".padding(38) + "WORKFLOW".padding(24) + "STATUS".padding(13) + "CREATED".padding(26) + "WAITING FOR", .bold))
+        let now = Date()
         for instance in instances {
+            let waiting = instance.waitingFor.map { WaitText.summary($0, now: now).replacingOccurrences(of: "Waiting for ", with: "") } ?? ""
             out(
-                instance.instanceID.padding(38) + instance.workflowName.padding(24) + Terminal.status(instance.status, width: 13)
-                    + instance.createdAt.iso8601 + (instance.unreadable == nil ? "" : Terminal.paint("  ⚠ unreadable", .red))
+                instance.instanceID.padding(38) + instance.workflowName.padding(24) + Terminal.status(instance.displayStatus, width: 13)
+                    + (waiting.isEmpty ? instance.createdAt.iso8601 : instance.createdAt.iso8601.padding(26) + waiting)
+                    + (instance.unreadable == nil ? "" : Terminal.paint("  ⚠ unreadable", .red))
             )
         }
         for problem in instances.compactMap(\.unreadable) {
@@ -186,12 +190,16 @@ struct Show: AsyncParsableCommand {
         }
         out("instance:  \(instance.instanceID)")
         out("workflow:  \(instance.workflowName) (service \(instance.serviceName), run \(instance.runNumber))")
-        out("status:    \(Terminal.status(instance.status))\(instance.cancelRequested && !instance.status.isTerminal ? " (cancel requested)" : "")")
+        out("status:    \(Terminal.status(instance.displayStatus))\(instance.cancelRequested && !instance.status.isTerminal ? " (cancel requested)" : "")")
         if let parent = instance.parentInstanceID { out("parent:    \(parent)") }
         out("created:   \(instance.createdAt.iso8601)")
         out("updated:   \(instance.updatedAt.iso8601)")
-        if let readyAt = instance.readyAt, instance.leaseOwner == nil, !instance.status.isTerminal {
-            out("waiting:   until \(readyAt == .distantFuture ? "an event or message" : readyAt.iso8601)")
+        if let wait = instance.waitingFor {
+            let now = Date()
+            out("waiting:   \(WaitText.summary(wait, now: now))")
+            if let deadline = wait.deadline {
+                out("deadline:  \(WaitText.localTime(deadline)) (\(WaitText.relative(deadline, now: now)); \(deadline.iso8601) UTC)")
+            }
         }
         out("input:     \(instance.input.json)")
         if let output = instance.output { out("output:    \(output.json)") }
