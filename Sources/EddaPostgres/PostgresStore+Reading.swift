@@ -156,19 +156,14 @@ extension PostgresStore {
     // MARK: - Waits
 
     /// A running instance parked on a wait (``InstanceStatus/waiting``), as an SQL condition on the
-    /// instances table aliased `i`: the same test as ``InstanceWait``'s, derived from what the engine
-    /// writes anyway (a wait row, a time to resume at), so that nothing more is written for it.
-    var waiting: String {
-        """
-        (i.status = 'running' AND i.lease_owner IS NULL AND (i.ready_at IS NOT NULL
-            OR EXISTS (SELECT 1 FROM \(tables.waits) AS w WHERE w.instance_id = i.instance_id)))
-        """
-    }
+    /// instances table aliased `i`: the same test as ``InstanceWait``'s, on what the engine writes
+    /// anyway (no lease, a time to be resumed at), so that nothing more is written for it.
+    var waiting: String { "(i.status = 'running' AND i.lease_owner IS NULL AND i.ready_at IS NOT NULL)" }
 
     /// `instances` with ``WorkflowInstance/waitingFor`` filled in for each one parked on a wait: its
     /// wait rows, or else its latest history record (a timer, a failed attempt).
     func withWaits(_ instances: [WorkflowInstance]) async throws -> [WorkflowInstance] {
-        let unleased = instances.filter { ($0.status == .running || $0.status == .compensating) && $0.leaseOwner == nil }.map(\.instanceID)
+        let unleased = instances.filter(InstanceWait.isParked).map(\.instanceID)
         guard !unleased.isEmpty else { return instances }
         let (rows, latest) = try await perform("read what instances wait for") { [self] in
             var binds = PostgresBindings()
@@ -199,7 +194,7 @@ extension PostgresStore {
         }
         return instances.map { instance in
             let waits = rows[instance.instanceID] ?? []
-            guard InstanceWait.isParked(instance, hasWaitRow: !waits.isEmpty) else { return instance }
+            guard InstanceWait.isParked(instance) else { return instance }
             var instance = instance
             instance.waitingFor = InstanceWait.derived(readyAt: instance.readyAt, waits: waits, latest: waits.isEmpty ? latest[instance.instanceID] : nil)
             return instance

@@ -110,37 +110,37 @@ extension SQLiteStore {
 
     public func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] {
         let (conditions, arguments) = Self.conditions(of: query)
-        // Waiting instances are counted among the running ones, and apart.
-        let sql = """
-            SELECT status, COUNT(*) AS n, SUM(CASE WHEN \(Self.waiting) THEN 1 ELSE 0 END) AS waiting FROM workflow_instances
-            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) GROUP BY status
-            """
-        let rows = try await read { db -> [(String, Int, Int)] in
-            try Row.fetchAll(db, sql: sql, arguments: arguments).map { ($0["status"], $0["n"], $0["waiting"]) }
+        let sql = "SELECT status, COUNT(*) AS n FROM workflow_instances \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) GROUP BY status"
+        // Waiting instances are counted among the running ones, and apart: through the index of
+        // waiting instances, so that the status index still counts the rest on its own.
+        let waitingSQL = "SELECT COUNT(*) FROM workflow_instances WHERE \((conditions + [Self.waiting]).joined(separator: " AND "))"
+        let (rows, waiting) = try await read { db -> ([(String, Int)], Int) in
+            (
+                try Row.fetchAll(db, sql: sql, arguments: arguments).map { ($0["status"], $0["n"]) },
+                try Int.fetchOne(db, sql: waitingSQL, arguments: arguments) ?? 0
+            )
         }
         var counts: [InstanceStatus: Int] = [:]
-        for (text, count, waiting) in rows {
+        for (text, count) in rows {
             counts[InstanceStatus(stored: text), default: 0] += count   // an unknown status is counted as it is stored
-            if waiting > 0 { counts[.waiting, default: 0] += waiting }
         }
+        if waiting > 0 { counts[.waiting] = waiting }
         return counts
     }
 
     // MARK: - Waits
 
     /// A running instance parked on a wait (``InstanceStatus/waiting``), as an SQL condition on
-    /// `workflow_instances`: the same test as ``InstanceWait``'s, derived from what the engine
-    /// writes anyway (a wait row, a time to resume at), so that nothing more is written for it.
-    static let waiting = """
-        (workflow_instances.status = 'running' AND workflow_instances.lease_owner IS NULL AND (workflow_instances.ready_at IS NOT NULL
-            OR EXISTS (SELECT 1 FROM workflow_waits AS w WHERE w.instance_id = workflow_instances.instance_id)))
-        """
+    /// `workflow_instances`: the same test as ``InstanceWait``'s, on what the engine writes anyway
+    /// (no lease, a time to be resumed at), so that nothing more is written for it. The partial
+    /// index `workflow_instances_waiting` holds these rows (and compensating ones).
+    static let waiting = "(status = 'running' AND lease_owner IS NULL AND ready_at IS NOT NULL)"
 
     /// `instances` with ``WorkflowInstance/waitingFor`` filled in for each one parked on a wait: its
     /// wait rows, or else its latest history record (a timer, a failed attempt), read in the
     /// transaction that read the instances.
     static func withWaits(_ instances: [WorkflowInstance], _ db: Database) throws -> [WorkflowInstance] {
-        let unleased = instances.filter { ($0.status == .running || $0.status == .compensating) && $0.leaseOwner == nil }
+        let unleased = instances.filter(InstanceWait.isParked)
         guard !unleased.isEmpty else { return instances }
         var rows: [String: [StoredWait]] = [:]
         let placeholders = unleased.map { _ in "?" }.joined(separator: ", ")
@@ -157,7 +157,7 @@ extension SQLiteStore {
         let latest = try db.cachedStatement(sql: "SELECT * FROM workflow_history WHERE instance_id = ? ORDER BY sequence DESC LIMIT 1")
         return try instances.map { instance in
             let waits = rows[instance.instanceID] ?? []
-            guard InstanceWait.isParked(instance, hasWaitRow: !waits.isEmpty) else { return instance }
+            guard InstanceWait.isParked(instance) else { return instance }
             var instance = instance
             // A record this version cannot read only costs the wait's detail (a timer is assumed).
             let last = waits.isEmpty ? try Row.fetchOne(latest, arguments: [instance.instanceID]).flatMap { try? Self.historyEvent(from: $0) } : nil

@@ -1123,6 +1123,14 @@ extension StoreConformance {
         let woken = try #require(try await store.instance("event"))
         #expect(woken.waitingFor == nil && woken.displayStatus == .running)
         #expect(try await store.statusCounts(matching: InstanceQuery()) == [.running: 7, .waiting: 4, .completed: 1])
+
+        // A cancellation makes a waiter ready at once: it waits no more (its run will stop it).
+        guard case .requested = try await store.requestCancellation(of: "channel") else {
+            Issue.record("the waiting instance was not marked")
+            return
+        }
+        #expect(try await store.instance("channel")?.waitingFor == nil)
+        #expect(try await store.statusCounts(matching: InstanceQuery())[.waiting] == 3)
     }
 
     /// A page's previous cursor leads back to the page before it, newest first, and the first page

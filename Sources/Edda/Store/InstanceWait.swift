@@ -3,14 +3,16 @@ public import Foundation
 /// What a parked instance waits for: an event, a channel message, a durable timer, a child
 /// workflow, or the next attempt of a failed step.
 ///
-/// Derived at read time from what the store already keeps for the engine — the instance's wait
-/// row (kept while ``WorkflowContext/waitForEvent(type:as:timeout:eventID:)``, a channel receive or
-/// ``ChildWorkflow/result()`` waits), its `ready_at` and its latest history record (a
+/// Derived at read time from what the store already keeps for the engine — the instance's
+/// `ready_at` (the time a run that ended waiting is resumed at), its wait row (kept while
+/// ``WorkflowContext/waitForEvent(type:as:timeout:eventID:)``, a channel receive or
+/// ``ChildWorkflow/result()`` waits) and otherwise its latest history record (a
 /// ``HistoryEventKind/timerScheduled`` or ``HistoryEventKind/attemptFailed`` record) — so that
 /// nothing more is written on the engine's path. ``InstanceReader`` fills
 /// ``WorkflowInstance/waitingFor`` for every instance that is running (or compensating), holds no
-/// lease and has a wait row or a time to be resumed at; a running one is then shown as
-/// ``InstanceStatus/waiting``.
+/// lease and has a time to be resumed at; a running one is then shown as ``InstanceStatus/waiting``.
+/// An instance sleeping in memory on a short timer (within
+/// ``EddaApp/Configuration-swift.struct/maxInMemoryWait``) holds its lease: it reads as running.
 ///
 /// ```swift
 /// if let wait = try await app.instance("order-1")?.waitingFor, wait.kind == .event {
@@ -51,6 +53,7 @@ public struct InstanceWait: Sendable, Hashable {
         public var description: String { rawValue }
     }
 
+    /// What it waits for.
     public var kind: Kind
     /// The event type (``Kind/event``), the channel's name (``Kind/channel``) or the child's
     /// instance ID (``Kind/child``); `nil` for a timer or a retry.
@@ -68,6 +71,7 @@ public struct InstanceWait: Sendable, Hashable {
     /// For ``Kind/retry``: the attempt that failed (the next one is `attempt + 1`).
     public var attempt: Int?
 
+    /// A wait, as ``InstanceReader`` derives it (tests and other backends build one too).
     public init(
         kind: Kind, awaited: String? = nil, stepID: String? = nil, deadline: Date? = nil, since: Date? = nil, timeout: Duration? = nil,
         attempt: Int? = nil
@@ -84,7 +88,7 @@ public struct InstanceWait: Sendable, Hashable {
 
 // MARK: - Deriving (shared by the backends)
 
-/// A wait row as a store reads it: what ``InstanceWait/derived(status:leaseOwner:readyAt:waits:latest:)`` needs.
+/// A wait row as a store reads it: what ``InstanceWait/derived(readyAt:waits:latest:)`` needs.
 package struct StoredWait: Sendable {
     package var instanceID: String
     package var stepID: String
@@ -104,10 +108,12 @@ package struct StoredWait: Sendable {
 }
 
 extension InstanceWait {
-    /// Whether an instance is parked: running or compensating, leased to no worker, with a time
-    /// to be resumed at or a wait row. The backends' SQL says the same.
-    package static func isParked(_ instance: WorkflowInstance, hasWaitRow: Bool) -> Bool {
-        (instance.status == .running || instance.status == .compensating) && instance.leaseOwner == nil && (instance.readyAt != nil || hasWaitRow)
+    /// Whether an instance is parked: running or compensating, leased to no worker, with a time to
+    /// be resumed at. A run that ends waiting always sets one (a timer's time, a retry's, a wait's
+    /// deadline, or the distant future for a wait without one); a delivery, a cancellation or a
+    /// claim clears it. The backends' SQL says the same.
+    package static func isParked(_ instance: WorkflowInstance) -> Bool {
+        (instance.status == .running || instance.status == .compensating) && instance.leaseOwner == nil && instance.readyAt != nil
     }
 
     /// What a parked instance waits for, from its wait rows (the earliest wins when concurrent
