@@ -7,7 +7,7 @@ import Testing
 
 /// `edda show` and `edda list` say what a waiting instance waits for, as text and as JSON, and
 /// `--status waiting` lists only those.
-@Suite("CLI: what instances wait for", .timeLimit(.minutes(1)))
+@Suite("CLI: what instances wait for, paging back", .timeLimit(.minutes(1)))
 struct CLIWaitingTests {
     func objects(_ text: String) -> [[String: Any]] {
         text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
@@ -56,6 +56,36 @@ struct CLIWaitingTests {
             #expect(table.output.contains("WAITING FOR"))
             let row = try #require(table.output.split(separator: "\n").first { $0.hasPrefix("pay-1") })
             #expect(row.contains("waiting") && row.contains("event payment.completed · timeout in 4 min"), "\(row)")
+        }
+    }
+
+    @Test func listPagesBackWithTheCursorItPrints() async throws {
+        try await withTemporaryDatabase { path in
+            do {
+                let store = try SQLiteStore(path: path)
+                for index in 0..<7 {
+                    _ = try await store.createInstance(
+                        NewInstance(instanceID: "i-\(index)", workflowName: "batch", serviceName: "test", input: JSONPayload(json: "[]")), leasedTo: nil
+                    )
+                }
+            }
+            func ids(_ output: String) -> [String] { output.split(separator: "\n").filter { $0.hasPrefix("i-") }.map { String($0.split(separator: " ")[0]) } }
+            func cursor(_ output: String, after label: String) -> String? {
+                output.split(separator: "\n").first { $0.hasPrefix(label) }?.split(separator: "'").dropFirst().first.map(String.init)
+            }
+            let first = try await EddaBinary.run(["list", "--database", path, "--limit", "3"])
+            #expect(ids(first.output).count == 3 && !first.output.contains("previous page"), "\(first.output)")
+            let next = try #require(cursor(first.output, after: "next page:"))
+            let second = try await EddaBinary.run(["list", "--database", path, "--limit", "3", "--after", next])
+            let previous = try #require(cursor(second.output, after: "previous page:"), "\(second.output)")
+            let back = try await EddaBinary.run(["list", "--database", path, "--limit", "3", "--before", previous])
+            #expect(back.status == 0, "\(back.error)")
+            #expect(ids(back.output) == ids(first.output), "the first page again, newest first: \(back.output)")
+            #expect(!back.output.contains("previous page"), "nothing before the first page")
+            let json = try await EddaBinary.run(["list", "--database", path, "--json", "--before", previous])
+            #expect(objects(json.output).compactMap { $0["instance_id"] as? String } == ids(first.output))
+            let both = try await EddaBinary.run(["list", "--database", path, "--after", next, "--before", previous])
+            #expect(both.status != 0 && both.error.contains("not both"), "\(both.error)")
         }
     }
 }
