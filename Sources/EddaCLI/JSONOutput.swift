@@ -1,5 +1,6 @@
 import ArgumentParser
 import Edda
+import EddaHTTP
 import Foundation
 
 /// What `--json` prints: one JSON object per line on standard output, keys sorted and named as the
@@ -22,7 +23,8 @@ enum JSONOutput {
             "instance_id": instance.instanceID,
             "workflow_name": instance.workflowName,
             "service_name": instance.serviceName,
-            "status": instance.status.rawValue,
+            "status": instance.displayStatus.rawValue,
+            "waiting_for": instance.waitingFor.map(WaitText.document) ?? NSNull(),
             "run": instance.runNumber,
             "input": value(instance.input),
             "output": instance.output.map(value) ?? NSNull(),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Edda
+import EddaHTTP
 import EddaSQLite
 import Foundation
 
@@ -45,7 +46,8 @@ struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List instances, newest first.",
         discussion: """
-            A table shows 50 and ends with the cursor of the next page: pass it to --after. With --json, \
+            A table shows 50 and ends with the cursor of the next page: pass it to --after (and, past the first \
+            page, the cursor of the previous one: pass it to --before). With --json, \
             every match is printed (one JSON object per line) unless --limit is given; when --limit cuts the \
             list short, the next page's cursor is printed on standard error.
             """
@@ -53,7 +55,7 @@ struct List: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
 
-    @Option(help: "Only instances with this status (running, compensating, completed, failed, cancelled).")
+    @Option(help: "Only instances with this status (running, waiting, compensating, completed, failed, cancelled).")
     var status: String?
 
     @Option(help: "Only instances of this workflow.")
@@ -73,6 +75,9 @@ struct List: AsyncParsableCommand {
     @Option(help: "Start after this cursor: the one printed at the end of the previous page.")
     var after: String?
 
+    @Option(help: "Page back: the instances just newer than this cursor (the one printed after 'previous page').")
+    var before: String?
+
     @Flag(help: "One JSON object per line: every match unless --limit is given.")
     var json = false
 
@@ -89,6 +94,13 @@ struct List: AsyncParsableCommand {
                 throw ValidationError("'\(after)' is not a cursor; pass the value printed after 'next page: --after'.")
             }
             query.after = cursor
+        }
+        if let before {
+            guard after == nil else { throw ValidationError("Give --after or --before, not both.") }
+            guard let cursor = InstanceCursor(before) else {
+                throw ValidationError("'\(before)' is not a cursor; pass the value printed after 'previous page: --before'.")
+            }
+            query.before = cursor
         }
         query.createdFrom = try createdFrom.map { try parseTime($0, option: "--created-from") }
         query.createdBefore = try createdBefore.map { try parseTime($0, option: "--created-before") }
@@ -107,17 +119,30 @@ struct List: AsyncParsableCommand {
 
     func run() async throws {
         let (query, wanted) = (try filters(), limit.count(json: json))
-        // Pages of at most 500 until `wanted` (or the last page): the cursor is where the next page starts.
-        let (instances, next) = try await store.withStore(writable: false) { store in
+        // Pages of at most 500 until `wanted` (or the last page): the cursor is where the next page
+        // starts. With --before, pages are read backwards (newer and newer), each one in front.
+        let (instances, next, previous) = try await store.withStore(writable: false) { store in
             var query = query
             var instances: [WorkflowInstance] = []
+            var first: InstancePage?
             while true {
                 query.limit = min(wanted.map { $0 - instances.count } ?? 500, 500)
                 let page = try await store.instances(matching: query)
-                instances += page.instances
-                guard let cursor = page.nextCursor else { return (instances, InstanceCursor?.none) }
-                if let wanted, instances.count >= wanted { return (instances, cursor) }
-                query.after = cursor
+                if query.before != nil {
+                    instances = page.instances + instances
+                    let next = first?.nextCursor ?? page.nextCursor
+                    first = first ?? page
+                    guard let cursor = page.previousCursor else { return (instances, next, InstanceCursor?.none) }
+                    if let wanted, instances.count >= wanted { return (instances, next, cursor) }
+                    query.before = cursor
+                } else {
+                    instances += page.instances
+                    first = first ?? page
+                    let previous = first?.previousCursor
+                    guard let cursor = page.nextCursor else { return (instances, InstanceCursor?.none, previous) }
+                    if let wanted, instances.count >= wanted { return (instances, cursor, previous) }
+                    query.after = cursor
+                }
             }
         }
         if json {
@@ -126,17 +151,21 @@ struct List: AsyncParsableCommand {
             }
             // Standard output stays one instance per line.
             if let next { FileHandle.standardError.write(Data("next page: --after '\(next)'\n".utf8)) }
+            if let previous { FileHandle.standardError.write(Data("previous page: --before '\(previous)'\n".utf8)) }
             return
         }
         guard !instances.isEmpty else {
             out("No instances.")
             return
         }
-        out(Terminal.paint("INSTANCE".padding(38) + "WORKFLOW".padding(24) + "STATUS".padding(13) + "CREATED", .bold))
+        out(Terminal.paint("INSTANCE".padding(38) + "WORKFLOW".padding(24) + "STATUS".padding(13) + "CREATED".padding(26) + "WAITING FOR", .bold))
+        let now = Date()
         for instance in instances {
+            let waiting = instance.waitingFor.map { WaitText.summary($0, now: now).replacingOccurrences(of: "Waiting for ", with: "") } ?? ""
             out(
-                instance.instanceID.padding(38) + instance.workflowName.padding(24) + Terminal.status(instance.status, width: 13)
-                    + instance.createdAt.iso8601 + (instance.unreadable == nil ? "" : Terminal.paint("  ⚠ unreadable", .red))
+                instance.instanceID.padding(38) + instance.workflowName.padding(24) + Terminal.status(instance.displayStatus, width: 13)
+                    + (waiting.isEmpty ? instance.createdAt.iso8601 : instance.createdAt.iso8601.padding(26) + waiting)
+                    + (instance.unreadable == nil ? "" : Terminal.paint("  ⚠ unreadable", .red))
             )
         }
         for problem in instances.compactMap(\.unreadable) {
@@ -144,6 +173,9 @@ struct List: AsyncParsableCommand {
         }
         if let next {
             out("next page: --after '\(next)'")
+        }
+        if let previous {
+            out("previous page: --before '\(previous)'")
         }
     }
 }
@@ -186,12 +218,16 @@ struct Show: AsyncParsableCommand {
         }
         out("instance:  \(instance.instanceID)")
         out("workflow:  \(instance.workflowName) (service \(instance.serviceName), run \(instance.runNumber))")
-        out("status:    \(Terminal.status(instance.status))\(instance.cancelRequested && !instance.status.isTerminal ? " (cancel requested)" : "")")
+        out("status:    \(Terminal.status(instance.displayStatus))\(instance.cancelRequested && !instance.status.isTerminal ? " (cancel requested)" : "")")
         if let parent = instance.parentInstanceID { out("parent:    \(parent)") }
         out("created:   \(instance.createdAt.iso8601)")
         out("updated:   \(instance.updatedAt.iso8601)")
-        if let readyAt = instance.readyAt, instance.leaseOwner == nil, !instance.status.isTerminal {
-            out("waiting:   until \(readyAt == .distantFuture ? "an event or message" : readyAt.iso8601)")
+        if let wait = instance.waitingFor {
+            let now = Date()
+            out("waiting:   \(WaitText.summary(wait, now: now))")
+            if let deadline = wait.deadline {
+                out("deadline:  \(WaitText.localTime(deadline)) (\(WaitText.relative(deadline, now: now)); \(deadline.iso8601) UTC)")
+            }
         }
         out("input:     \(instance.input.json)")
         if let output = instance.output { out("output:    \(output.json)") }

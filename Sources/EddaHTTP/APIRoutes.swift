@@ -17,6 +17,7 @@ struct APIRoutes: Sendable {
         routes.on("/api/instances/:id/history", .get) { request, context in try await history(request, id: try context.parameters.decoded("id")) }
         routes.on("/api/instances/:id/cancel", .post) { _, context in try await cancel(try context.parameters.decoded("id")) }
         routes.on("/api/instances/cancel", .post) { request, _ in try await cancelMatching(request) }
+        routes.on("/api/instances/:id/events", .post) { request, context in try await sendEvent(request, id: try context.parameters.decoded("id")) }
         routes.on("/api/instances/:id/retry", .post) { request, context in
             let id = try context.parameters.decoded("id")
             let requestedBy = ViewerPages.requester("api", request, context, signsIn: signsIn)
@@ -50,21 +51,31 @@ struct APIRoutes: Sendable {
             "counts": Dictionary(uniqueKeysWithValues: InstanceStatus.all.map { status -> (String, Int) in (status.rawValue, counts[status] ?? 0) }),
         ]
         document["next"] = page.nextCursor.map { $0.description } ?? NSNull()
+        document["previous"] = page.previousCursor.map { $0.description } ?? NSNull()
         return jsonResponse(document)
     }
 
     /// Cancels every unfinished instance the filter matches (the same filters as the list; at least
     /// one is required, so that an empty query cannot cancel everything).
     func cancelMatching(_ request: Request) async throws -> Response {
-        var filter = try Self.filter(request)
-        guard filter.status != nil || filter.workflowName != nil || filter.inputKey != nil || filter.createdFrom != nil || filter.createdBefore != nil else {
+        let filter = try Self.filter(request)
+        guard Self.hasFilter(filter) else {
             throw APIError.badRequest(
-                "Give at least one filter (status, workflow, input_key and input_value, created_from, created_before) to cancel by.",
+                "Give at least one filter (status, workflow, parent, input_key and input_value, created_from, created_before) to cancel by.",
                 type: "invalid_filter"
             )
         }
+        let (cancelled, skipped) = try await Self.cancelAll(matching: filter, app: app)
+        return jsonResponse(["cancelled": cancelled, "already_finished": skipped], status: .accepted)
+    }
+
+    /// Asks every unfinished instance `filter` matches to cancel, a page at a time: the IDs that
+    /// took the request, and how many had finished meanwhile.
+    static func cancelAll(matching query: InstanceQuery, app: EddaApp) async throws -> (cancelled: [String], skipped: Int) {
+        var filter = query
         filter.limit = 500
         filter.after = nil
+        filter.before = nil
         var cancelled: [String] = []
         var skipped = 0
         while true {
@@ -79,11 +90,18 @@ struct APIRoutes: Sendable {
             guard let next = page.nextCursor else { break }
             filter.after = next
         }
-        return jsonResponse(["cancelled": cancelled, "already_finished": skipped], status: .accepted)
+        return (cancelled, skipped)
     }
 
-    /// The list filters of a request: `status`, `workflow`, `limit`, `after`, `input_key` +
-    /// `input_value`, `created_from`, `created_before`. Throws the first one at fault.
+    /// Whether `filter` narrows the list at all: a bulk cancel needs it to.
+    static func hasFilter(_ filter: InstanceQuery) -> Bool {
+        filter.status != nil || filter.workflowName != nil || filter.parentInstanceID != nil || filter.inputKey != nil || filter.createdFrom != nil
+            || filter.createdBefore != nil
+    }
+
+    /// The list filters of a request: `status`, `workflow`, `parent`, `limit`, `after` (or
+    /// `before`, to page back), `input_key` + `input_value`, `created_from`, `created_before`.
+    /// Throws the first one at fault.
     static func filter(_ request: Request) throws -> InstanceQuery {
         let (filter, errors) = Self.filter(request, emptyValueIsAbsent: false)
         if let first = errors.first { throw first }
@@ -110,6 +128,7 @@ struct APIRoutes: Sendable {
             }
         }
         filter.workflowName = value("workflow")
+        filter.parentInstanceID = value("parent")
         if let limit = value("limit") {
             if let value = Int(limit), (1...1000).contains(value) {
                 filter.limit = value
@@ -122,6 +141,13 @@ struct APIRoutes: Sendable {
                 filter.after = cursor
             } else {
                 errors.append(.invalidFilter("'\(after)' is not a cursor: pass the 'next' value of the previous page.", field: "after"))
+            }
+        }
+        if let before = value("before") {
+            if let cursor = InstanceCursor(before) {
+                filter.before = cursor
+            } else {
+                errors.append(.invalidFilter("'\(before)' is not a cursor: pass the 'previous' value of the page after it.", field: "before"))
             }
         }
         for (name, keyPath) in [("created_from", \InstanceQuery.createdFrom), ("created_before", \InstanceQuery.createdBefore)] {
@@ -302,6 +328,40 @@ struct APIRoutes: Sendable {
 
     // MARK: - Events
 
+    /// The keys the body of `POST /api/instances/:id/events` takes.
+    static let eventKeys = ["type", "data", "id"]
+
+    /// Sends an event to one instance from an `application/json` body `{"type": "…", "data": <any
+    /// JSON>, "id": "optional"}`: delivered now if the instance waits for the type, kept for it
+    /// otherwise (``EddaApp/sendEvent(_:to:retention:)``). 202 with `delivered`; 404 for an unknown
+    /// instance, 409 for a finished one, 400 naming the field at fault.
+    func sendEvent(_ request: Request, id: String) async throws -> Response {
+        guard Self.isJSON(request.headers[.contentType]) else {
+            throw APIError(
+                status: .unsupportedMediaType, type: "unsupported_media_type",
+                message: "The body must be JSON, sent with 'Content-Type: application/json'"
+                    + (request.headers[.contentType].map { ", not '\($0)'." } ?? "; the request has no Content-Type."),
+                field: "Content-Type"
+            )
+        }
+        let body = try await collectBody(request, upTo: maxBodyBytes)
+        let shape = #"{"type": "payment.completed", "data": {…}, "id": "optional"}"#
+        guard let document = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+            throw APIError.badRequest("The body must be a JSON object: \(shape).", type: "invalid_body")
+        }
+        for key in document.keys.sorted() where !Self.eventKeys.contains(key) {
+            throw APIError.badRequest("Unknown key '\(key)' in the body. It takes 'type', 'data' and 'id' (optional): \(shape).", type: "unknown_key", field: key)
+        }
+        let eventID = document["id"].flatMap { $0 is NSNull ? nil : $0 }
+        if let eventID, !(eventID is String) {
+            throw APIError.badRequest("'id' must be a string, or left out for a new UUID.", type: "invalid_body", field: "id")
+        }
+        let data = try document["data"].map { try JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]) }
+        let event = try EventForm.event(type: document["type"] as? String ?? "", data: data, id: eventID as? String)
+        let delivered = try await EventForm.send(event, to: id, app: app)
+        return jsonResponse(["instance_id": id, "id": event.id, "type": event.type, "delivered": delivered], status: .accepted)
+    }
+
     func receiveEvent(_ request: Request) async throws -> Response {
         let body = try await collectBody(request, upTo: maxBodyBytes)
         let event = try CloudEventParser.parse(headers: request.headers, body: Data(body.readableBytesView))
@@ -320,7 +380,8 @@ struct APIRoutes: Sendable {
             "instance_id": instance.instanceID,
             "workflow_name": instance.workflowName,
             "service_name": instance.serviceName,
-            "status": instance.status.rawValue,
+            "status": instance.displayStatus.rawValue,
+            "waiting_for": instance.waitingFor.map(WaitText.document) ?? NSNull(),
             "input": json(instance.input),
             "output": instance.output.map(json) ?? NSNull(),
             "error": instance.error.map(document(of:)) ?? NSNull(),

@@ -5,14 +5,15 @@ import Hummingbird
 import NIOCore
 
 /// The viewer: server-rendered HTML pages that need nothing from the network (no CDN, no script
-/// framework): the instance list and an instance's page, with a Cancel button (or, for a failed
-/// instance, Retry from the failed step, which asks for confirmation on a page of its own and is
-/// recorded in history). Its errors are pages too (``errorPage(_:signsIn:)``), with a filter's
-/// error next to its field.
+/// framework): the instance list (paged both ways, with a bulk cancel behind a confirmation page
+/// that states the count) and an instance's page — what it waits for, its parent and children with
+/// their statuses, a Cancel button and a form that sends it an event (or, for a failed instance,
+/// Retry from the failed step, which asks for confirmation on a page of its own and is recorded in
+/// history). Its errors are pages too (``errorPage(_:signsIn:)``), with a field's error next to it.
 ///
 /// Every piece of user data (IDs, inputs, outputs, errors) goes through ``HTML/escape(_:)``. The
-/// state-changing forms (Cancel, Retry) post with a token that must match the `edda_csrf` cookie the
-/// page set (double-submit), and a cross-site `Origin` is refused.
+/// state-changing forms (Cancel, Retry, Send an event, the bulk cancel) post with a token that must
+/// match the `edda_csrf` cookie the page set (double-submit), and a cross-site `Origin` is refused.
 struct ViewerPages: Sendable {
     let app: EddaApp
     let maxBodyBytes: Int
@@ -29,6 +30,9 @@ struct ViewerPages: Sendable {
         }
         routes.on("/workflows/:name/start", .post) { request, context in try await start(request, name: try context.parameters.decoded("name")) }
         routes.on("/instances/:id", .get) { request, context in try await instancePage(request, id: try context.parameters.decoded("id")) }
+        routes.on("/instances/:id/events", .post) { request, context in try await sendEvent(request, id: try context.parameters.decoded("id")) }
+        routes.on("/cancel", .get) { request, _ in try await cancelMatchingPage(request) }
+        routes.on("/cancel", .post) { request, _ in try await cancelMatching(request) }
         routes.on("/instances/:id/cancel", .post) { request, context in
             try await act(request, id: try context.parameters.decoded("id")) { id in try await app.cancel(id) }
         }
@@ -73,7 +77,7 @@ struct ViewerPages: Sendable {
         var filter = parsed
         filter.limit = 50   // the viewer's page size, whatever the URL says
         // Each error goes next to its field; one about a field the form does not show, above it.
-        let shown = ["status", "workflow", "input_key", "input_value", "created_from", "created_before"]
+        let shown = ["status", "workflow", "input_key", "input_value", "created_from", "created_before", "parent"]
         var fieldErrors: [String: String] = [:]
         var otherErrors: [String] = []
         for error in errors where error.field != "limit" {
@@ -90,6 +94,9 @@ struct ViewerPages: Sendable {
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
 
         var body = "<p><a href=\"/workflows\">Start a workflow →</a></p><h1>Workflow instances</h1>"
+        if let parent = filter.parentInstanceID {
+            body += "<p>Children of <a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a> · <a href=\"/\">all instances</a></p>"
+        }
         for message in otherErrors { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
         if !fieldErrors.isEmpty { body += "<p class=\"field-error\">No instances are listed: correct the filters marked below.</p>" }
         body += "<form method=\"get\" action=\"/\" class=\"filters\">"
@@ -108,6 +115,7 @@ struct ViewerPages: Sendable {
         body += " <label>before <input name=\"created_before\" placeholder=\"2026-11-26T08:00\" size=\"18\" value=\"\(HTML.escape(query.get("created_before") ?? ""))\"></label>"
         body += mark("created_before")
         body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
+        if let parent = filter.parentInstanceID { body += "<input type=\"hidden\" name=\"parent\" value=\"\(HTML.escape(parent))\">" }
         body += " <button type=\"submit\">Filter</button></form>"
         guard valid else { return self.page(title: "Edda — instances", body: body, status: .badRequest) }
         if page.instances.isEmpty {
@@ -117,30 +125,37 @@ struct ViewerPages: Sendable {
             for instance in page.instances {
                 body += "<tr><td><a href=\"/instances/\(HTML.pathComponent(instance.instanceID))\">\(HTML.escape(instance.instanceID))</a></td>"
                 let warning = instance.unreadable.map { " <span class=\"badge failed\" title=\"\(HTML.escape($0))\">unreadable</span>" } ?? ""
-                body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.status))\(warning)</td>"
+                let waiting = instance.waitingFor.map { " <small class=\"waits\">\(HTML.escape(Self.shortWait($0)))</small>" } ?? ""
+                body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.displayStatus))\(waiting)\(warning)</td>"
                 body += "<td>\(HTML.time(instance.createdAt))</td><td>\(HTML.time(instance.updatedAt))</td></tr>"
             }
             body += "</tbody></table>"
         }
+        // The filters of this page, for its links (next, previous, bulk cancel).
+        let filterItems = Self.filterItems(filter, request: request)
+        let refreshItem = refresh.map { [URLQueryItem(name: "refresh", value: String($0))] } ?? []
+        var paging: [String] = []
+        if let previous = page.previousCursor {
+            let items = [URLQueryItem(name: "before", value: previous.description)] + filterItems + refreshItem
+            paging.append("<a href=\"/?\(HTML.escape(HTML.query(items)))\" rel=\"prev\">← Previous page</a>")
+        }
         if let next = page.nextCursor {
-            var items = [URLQueryItem(name: "after", value: next.description)]
-            if let status = filter.status?.rawValue { items.append(URLQueryItem(name: "status", value: status)) }
-            if let workflow { items.append(URLQueryItem(name: "workflow", value: workflow)) }
-            if let key = filter.inputKey, let value = filter.inputValue {
-                items += [URLQueryItem(name: "input_key", value: key), URLQueryItem(name: "input_value", value: value)]
-            }
-            for name in ["created_from", "created_before"] {
-                if let value = query.get(name), !value.isEmpty { items.append(URLQueryItem(name: name, value: value)) }
-            }
-            if let refresh { items.append(URLQueryItem(name: "refresh", value: String(refresh))) }
-            body += "<p><a href=\"/?\(HTML.escape(HTML.query(items)))\">Next page →</a></p>"
+            let items = [URLQueryItem(name: "after", value: next.description)] + filterItems + refreshItem
+            paging.append("<a href=\"/?\(HTML.escape(HTML.query(items)))\" rel=\"next\">Next page →</a>")
+        }
+        if !paging.isEmpty { body += "<p class=\"paging\">\(paging.joined(separator: " · "))</p>" }
+        if let counts, APIRoutes.hasFilter(filter), Self.unfinishedCount(counts, status: filter.status) > 0 {
+            // A GET: the confirmation page states the count; only its form cancels.
+            body += "<form method=\"get\" action=\"/cancel\" class=\"bulk\">"
+            for item in filterItems { body += "<input type=\"hidden\" name=\"\(HTML.escape(item.name))\" value=\"\(HTML.escape(item.value ?? ""))\">" }
+            body += "<button type=\"submit\">Cancel all \(Self.unfinishedCount(counts, status: filter.status)) unfinished matching…</button></form>"
         }
         // The refresh reloads this same URL: the filters, kept in it, survive.
         let head = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\">" } ?? ""
         return self.page(title: "Edda — instances", head: head, body: body)
     }
 
-    func instancePage(_ request: Request, id: String) async throws -> Response {
+    func instancePage(_ request: Request, id: String, event: EventFormState = EventFormState(), status: HTTPResponse.Status = .ok) async throws -> Response {
         guard let instance = try await app.instance(id) else {
             return self.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
         }
@@ -158,20 +173,33 @@ struct ViewerPages: Sendable {
         let firstRecords = try await app.history(of: id, matching: HistoryQuery(limit: 2_000))
 
         var body = "<p><a href=\"/\">← All instances</a></p>"
-        body += "<h1>\(HTML.escape(instance.instanceID)) \(HTML.badge(instance.status))</h1>"
+        body += "<h1>\(HTML.escape(instance.instanceID)) \(HTML.badge(instance.displayStatus))</h1>"
         body += "<dl><dt>Workflow</dt><dd>\(HTML.escape(instance.workflowName)) (service \(HTML.escape(instance.serviceName)), run \(instance.runNumber))</dd>"
         if let parent = instance.parentInstanceID {
-            body += "<dt>Parent</dt><dd><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a></dd>"
+            let parentStatus = try await app.instance(parent).map { " " + HTML.badge($0.displayStatus) } ?? " <small>(removed)</small>"
+            body += "<dt>Parent</dt><dd id=\"parent\"><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a>\(parentStatus)</dd>"
         }
         body += "<dt>Created</dt><dd>\(HTML.time(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.time(instance.updatedAt))</dd>"
         if let problem = instance.unreadable { body += "<dt>Unreadable</dt><dd class=\"error\">\(HTML.escape(problem))</dd>" }
-        if let readyAt = instance.readyAt, instance.leaseOwner == nil, !instance.status.isTerminal {
-            body += "<dt>Waiting until</dt><dd>\(readyAt == .distantFuture ? "an event or message" : HTML.time(readyAt))</dd>"
+        if let wait = instance.waitingFor {
+            let now = Date()
+            body += "<dt>Waiting for</dt><dd id=\"waiting\">\(WaitText.summary(wait, now: now) { "<code>\(HTML.escape($0))</code>" })"
+            if let deadline = wait.deadline {
+                body += "<br><small>deadline <time datetime=\"\(HTML.time(deadline))\" title=\"\(HTML.time(deadline)) UTC\">"
+                body += "\(HTML.escape(WaitText.localTime(deadline)))</time> (\(HTML.escape(WaitText.relative(deadline, now: now))))</small>"
+            }
+            body += "</dd>"
         }
         body += "<dt>Input</dt><dd><pre>\(HTML.escape(instance.input.json))</pre></dd>"
         if let output = instance.output { body += "<dt>Output</dt><dd><pre>\(HTML.escape(output.json))</pre></dd>" }
         if let error = instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
         body += "</dl>"
+        // The outcome of the event the form sent, on the page it redirected to.
+        switch query.get("sent") {
+        case "delivered": body += "<p class=\"note\" id=\"event-sent\">The event was delivered: the instance took it and runs on.</p>"
+        case "kept": body += "<p class=\"note\" id=\"event-sent\">The event was kept: the instance takes it when it waits for its type.</p>"
+        default: break
+        }
         if !instance.status.isTerminal { body += noWorkerNote(instance.workflowName, retrying: false) }
         var headers: HTTPFields = [:]
         if instance.status == .failed {
@@ -183,7 +211,9 @@ struct ViewerPages: Sendable {
             if let cookie { headers[.setCookie] = cookie }
             body += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/cancel\">"
             body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">Cancel</button></form>"
+            body += Self.eventForm(id: id, instance: instance, state: event, token: token)
         }
+        body += try await childrenSection(of: id)
         if !retries.isEmpty { body += Self.retriesSection(retries) }
         body += "<h2>Steps</h2>" + Diagram.svg(firstRecords)
         body += "<h2>History\(after > 0 ? " after #\(after)" : "")</h2><p>"
@@ -214,9 +244,27 @@ struct ViewerPages: Sendable {
         if records.count > limit, let last = page.last {
             body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
         }
-        var response = self.page(title: "Edda — \(instance.instanceID)", body: body)
+        var response = self.page(title: "Edda — \(instance.instanceID)", body: body, status: status)
         for field in headers { response.headers.append(field) }
         return response
+    }
+
+    /// The first children of an instance, each with its status, and a link to the list of all of them.
+    func childrenSection(of id: String) async throws -> String {
+        var query = InstanceQuery(limit: 20)
+        query.parentInstanceID = id
+        let children = try await app.instances(matching: query)
+        guard !children.instances.isEmpty else { return "" }
+        var html = "<h2>Children</h2><table id=\"children\"><thead><tr><th>Instance</th><th>Workflow</th><th>Status</th><th>Created</th></tr></thead><tbody>"
+        for child in children.instances {
+            html += "<tr><td><a href=\"/instances/\(HTML.pathComponent(child.instanceID))\">\(HTML.escape(child.instanceID))</a></td>"
+            html += "<td>\(HTML.escape(child.workflowName))</td><td>\(HTML.badge(child.displayStatus))</td><td>\(HTML.time(child.createdAt))</td></tr>"
+        }
+        html += "</tbody></table>"
+        if children.nextCursor != nil {
+            html += "<p><a href=\"/?\(HTML.escape(HTML.query([URLQueryItem(name: "parent", value: id)])))\">All children →</a></p>"
+        }
+        return html
     }
 
     /// What a record stands for in the timeline, beyond running an activity.
@@ -240,6 +288,134 @@ struct ViewerPages: Sendable {
         if retry.totalAttempts > 1 { text += " in \(Double(retry.totalDurationMilliseconds) / 1000) s" }
         if retry.exhausted { text += ", <span class=\"error\">retries exhausted</span>" }
         return text
+    }
+
+    // MARK: - Sending an event
+
+    /// What the send-event form shows: the values entered and an error per field (`type`, `data`).
+    struct EventFormState {
+        var type: String?
+        var data = ""
+        var errors: [String: String] = [:]
+    }
+
+    /// The form that sends an event to this instance; its type is filled in with the one the
+    /// instance waits for.
+    static func eventForm(id: String, instance: WorkflowInstance, state: EventFormState, token: String) -> String {
+        let awaited = instance.waitingFor.flatMap { $0.kind == .event ? $0.awaited : nil }
+        func mark(_ field: String) -> String {
+            state.errors[field].map { " <span class=\"field-error\" id=\"event-\(field)-error\">\(HTML.escape($0))</span>" } ?? ""
+        }
+        var html = "<h2>Send an event</h2>"
+        if !state.errors.isEmpty { html += "<p class=\"field-error\">Nothing was sent: correct the fields marked below.</p>" }
+        html += "<form method=\"post\" action=\"/instances/\(HTML.pathComponent(id))/events\" class=\"event\">"
+        html += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\">"
+        html += "<div class=\"field\"><label>Type <input name=\"type\" size=\"30\" value=\"\(HTML.escape(state.type ?? awaited ?? ""))\" placeholder=\"payment.completed\"></label>"
+        html += mark("type") + "</div>"
+        html += "<div class=\"field\"><label>Data (JSON) <textarea name=\"data\" rows=\"4\" cols=\"60\" placeholder=\"{&quot;amount&quot;: 42}\">"
+        html += "\(HTML.escape(state.data))</textarea></label>" + mark("data") + "</div>"
+        html += "<button type=\"submit\">Send event</button></form>"
+        return html
+    }
+
+    /// Sends the posted event to the instance and shows its page again: with the outcome, or with
+    /// the error next to its field and nothing sent.
+    func sendEvent(_ request: Request, id: String) async throws -> Response {
+        guard let form = try await postedForm(request) else { return Self.formRefused() }
+        var state = EventFormState(type: form["type"] ?? "", data: form["data"] ?? "")
+        do {
+            let event = try EventForm.event(type: state.type ?? "", data: try EventForm.data(state.data), id: nil)
+            let delivered = try await EventForm.send(event, to: id, app: app)
+            let outcome = delivered ? "delivered" : "kept"
+            return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))?sent=\(outcome)"])
+        } catch let error as APIError where error.field == "type" || error.field == "data" {
+            state.errors[error.field ?? ""] = error.message
+            return try await instancePage(request, id: id, event: state, status: .unprocessableContent)
+        }
+    }
+
+    // MARK: - Cancelling many
+
+    /// The filters of a list page as query items, for its links and forms.
+    static func filterItems(_ filter: InstanceQuery, request: Request) -> [URLQueryItem] {
+        let query = request.uri.queryParameters
+        var items: [URLQueryItem] = []
+        if let status = filter.status?.rawValue { items.append(URLQueryItem(name: "status", value: status)) }
+        if let workflow = filter.workflowName { items.append(URLQueryItem(name: "workflow", value: workflow)) }
+        if let parent = filter.parentInstanceID { items.append(URLQueryItem(name: "parent", value: parent)) }
+        if let key = filter.inputKey, let value = filter.inputValue {
+            items += [URLQueryItem(name: "input_key", value: key), URLQueryItem(name: "input_value", value: value)]
+        }
+        for name in ["created_from", "created_before"] {
+            if let value = query.get(name), !value.isEmpty { items.append(URLQueryItem(name: name, value: value)) }
+        }
+        return items
+    }
+
+    /// How many of the counted instances are unfinished (and so can be cancelled), under the status filter.
+    static func unfinishedCount(_ counts: [InstanceStatus: Int], status: InstanceStatus?) -> Int {
+        // Waiting instances are counted among the running ones too.
+        if let status { return status.isTerminal || !status.isKnown ? 0 : counts[status] ?? 0 }
+        return (counts[.running] ?? 0) + (counts[.compensating] ?? 0)
+    }
+
+    /// A short form of what an instance waits for, for the list.
+    static func shortWait(_ wait: InstanceWait) -> String {
+        WaitText.summary(wait, now: Date()).replacingOccurrences(of: "Waiting for ", with: "").replacingOccurrences(of: "Waiting ", with: "")
+    }
+
+    /// The filters of a bulk cancel (the list's, in the URL), or the error page that says what is missing.
+    func bulkFilter(_ request: Request) -> (InstanceQuery, Response?) {
+        let (filter, errors) = APIRoutes.filter(request, emptyValueIsAbsent: true)
+        if let error = errors.first { return (filter, Self.errorPage(error, signsIn: signsIn)) }
+        guard APIRoutes.hasFilter(filter) else {
+            let error = APIError.badRequest(
+                "Give at least one filter (status, workflow, parent, input, created from or before) to cancel by: filter the list first.",
+                type: "invalid_filter"
+            )
+            return (filter, Self.errorPage(error, signsIn: signsIn))
+        }
+        return (filter, nil)
+    }
+
+    /// Asks before cancelling every unfinished instance the list's filters match, stating how many.
+    func cancelMatchingPage(_ request: Request) async throws -> Response {
+        let (filter, refused) = bulkFilter(request)
+        if let refused { return refused }
+        let count = Self.unfinishedCount(try await app.store.statusCounts(matching: filter), status: filter.status)
+        let items = Self.filterItems(filter, request: request)
+        let back = "/?\(HTML.escape(HTML.query(items)))"
+        var body = "<p><a href=\"\(back)\">← Back to the list</a></p>"
+        body += "<h1 id=\"bulk-count\">Cancel \(count) instance\(count == 1 ? "" : "s")?</h1>"
+        body += "<p>Filters: " + items.map { "<code>\(HTML.escape($0.name))=\(HTML.escape($0.value ?? ""))</code>" }.joined(separator: " ") + "</p>"
+        guard count > 0 else {
+            body += "<p class=\"empty\">No unfinished instance matches: there is nothing to cancel.</p>"
+            return self.page(title: "Edda — cancel", body: body)
+        }
+        body += "<p>Each one stops at its next step boundary, and its compensations run. Instances that finish meanwhile are left as they are; "
+            + "instances that start meanwhile and match are cancelled too.</p>"
+        let (token, cookie) = Self.csrfToken(request)
+        body += "<form method=\"post\" action=\"/cancel?\(HTML.escape(HTML.query(items)))\"><input type=\"hidden\" name=\"csrf\" value=\"\(token)\">"
+        body += "<input type=\"hidden\" name=\"confirm\" value=\"yes\">"
+        body += "<button type=\"submit\">Cancel \(count) instance\(count == 1 ? "" : "s")</button> <a href=\"\(back)\">Back, without cancelling</a></form>"
+        var response = self.page(title: "Edda — cancel \(count)?", body: body)
+        if let cookie { response.headers[.setCookie] = cookie }
+        return response
+    }
+
+    /// Cancels every unfinished instance the filters match, once confirmed, and says how many.
+    func cancelMatching(_ request: Request) async throws -> Response {
+        guard let form = try await postedForm(request) else { return Self.formRefused() }
+        guard form["confirm"] == "yes" else { return try await cancelMatchingPage(request) }
+        let (filter, refused) = bulkFilter(request)
+        if let refused { return refused }
+        let (cancelled, skipped) = try await APIRoutes.cancelAll(matching: filter, app: app)
+        let back = "/?\(HTML.escape(HTML.query(Self.filterItems(filter, request: request))))"
+        var body = "<p><a href=\"\(back)\">← Back to the list</a></p>"
+        body += "<h1 id=\"bulk-done\">Cancellation requested for \(cancelled.count) instance\(cancelled.count == 1 ? "" : "s")</h1>"
+        if skipped > 0 { body += "<p>\(skipped) finished meanwhile and were left as they are.</p>" }
+        body += "<p>Each one stops at its next step boundary; the list shows them as cancelled once they have.</p>"
+        return self.page(title: "Edda — cancelled", body: body)
     }
 
     // MARK: - Retrying
@@ -546,7 +722,7 @@ enum HTML {
         th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}tr.failed{background:#fdecea}
         .badge{padding:1px 6px;border-radius:8px;font-size:12px;background:#eee}.badge.completed{background:#d4f7d4}
         .badge.failed{background:#f9c7c3}.badge.cancelled{background:#ddd}.badge.running{background:#d6e8fb}
-        .badge.compensating{background:#fbe7c6}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
+        .badge.compensating{background:#fbe7c6}.badge.waiting{background:#e6dcfb}.waits{color:#555}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
         .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
         .signout{float:right}tr.archived{opacity:.75}.warning{border-left:4px solid #e0a030;padding-left:8px}

@@ -8,14 +8,17 @@ extension PostgresStore {
     // MARK: - Reading
 
     public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
-        try await perform("read an instance") { [self] in
+        let found = try await perform("read an instance") { [self] in
             let rows = try await client.query(
                 "SELECT \(unescaped: Self.instanceColumns) FROM \(unescaped: tables.instances) WHERE instance_id = \(instanceID)",
                 logger: logger
             )
-            for try await row in rows { return try Self.instance(from: row).instance }
-            return nil
+            var found: WorkflowInstance?
+            for try await row in rows { found = try Self.instance(from: row).instance }
+            return found
         }
+        guard let found else { return nil }
+        return try await withWaits([found]).first
     }
 
     public func history(of instanceID: String) async throws -> [HistoryEvent] {
@@ -55,21 +58,27 @@ extension PostgresStore {
         var (conditions, binds) = Self.conditions(of: query)
         func placeholder() -> String { "$\(binds.count)" }
         if let status = query.status {
-            binds.append(status.rawValue)
-            conditions.append("status = \(placeholder())")
+            if status == .waiting {
+                conditions.append(waiting)
+            } else {
+                binds.append(status.rawValue)
+                conditions.append("status = \(placeholder())")
+            }
         }
-        if let cursor = query.after {
+        // Paging back reads the other way: the instances just newer than the cursor, oldest first.
+        let backwards = query.after == nil && query.before != nil
+        if let cursor = query.after ?? query.before {
             binds.append(cursor.createdAtMilliseconds)
             let created = placeholder()
             binds.append(cursor.instanceID)
-            conditions.append("(created_at, instance_id) < (\(created), \(placeholder()))")
+            conditions.append("(created_at, instance_id) \(backwards ? ">" : "<") (\(created), \(placeholder()))")
         }
         let limit = max(query.limit, 0)
         binds.append(limit + 1)
         let sql = """
-            SELECT \(Self.instanceColumns) FROM \(tables.instances)
+            SELECT \(Self.instanceColumns) FROM \(tables.instances) AS i
             \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
-            ORDER BY created_at DESC, instance_id DESC LIMIT \(placeholder())
+            ORDER BY \(backwards ? "created_at ASC, instance_id ASC" : "created_at DESC, instance_id DESC") LIMIT \(placeholder())
             """
         let finalBinds = binds
         let rows = try await perform("list instances") { [self] in
@@ -79,8 +88,7 @@ extension PostgresStore {
             }
             return instances
         }
-        let page = Array(rows.prefix(limit))
-        return InstancePage(instances: page, nextCursor: rows.count > limit ? page.last.map(InstanceCursor.init(after:)) : nil)
+        return InstancePage(rows: try await withWaits(rows), limit: limit, query: query)
     }
 
     /// The query's filters but its status and page position, as SQL conditions and their binds.
@@ -91,6 +99,10 @@ extension PostgresStore {
         if let name = query.workflowName {
             binds.append(name)
             conditions.append("workflow_name = \(placeholder())")
+        }
+        if let parent = query.parentInstanceID {
+            binds.append(parent)
+            conditions.append("parent_instance_id = \(placeholder())")
         }
         if let service = query.serviceName {
             binds.append(service)
@@ -121,18 +133,71 @@ extension PostgresStore {
 
     public func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] {
         let (conditions, binds) = Self.conditions(of: query)
-        let sql = "SELECT status, count(*) FROM \(tables.instances) \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) GROUP BY status"
+        // Waiting instances are counted among the running ones, and apart.
+        let sql = """
+            SELECT status, count(*), count(*) FILTER (WHERE \(waiting)) FROM \(tables.instances) AS i
+            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) GROUP BY status
+            """
         let counted = try await perform("count instances") { [self] in
-            var counted: [(String, Int64)] = []
-            for try await (status, count) in try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode((String, Int64).self) {
-                counted.append((status, count))
+            var counted: [(String, Int64, Int64)] = []
+            for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode((String, Int64, Int64).self) {
+                counted.append(row)
             }
             return counted
         }
         var counts: [InstanceStatus: Int] = [:]
-        for (text, count) in counted {
+        for (text, count, waiting) in counted {
             counts[InstanceStatus(stored: text), default: 0] += Int(count)   // an unknown status is counted as it is stored
+            if waiting > 0 { counts[.waiting, default: 0] += Int(waiting) }
         }
         return counts
+    }
+
+    // MARK: - Waits
+
+    /// A running instance parked on a wait (``InstanceStatus/waiting``), as an SQL condition on the
+    /// instances table aliased `i`: the same test as ``InstanceWait``'s, on what the engine writes
+    /// anyway (no lease, a time to be resumed at), so that nothing more is written for it.
+    var waiting: String { "(i.status = 'running' AND i.lease_owner IS NULL AND i.ready_at IS NOT NULL)" }
+
+    /// `instances` with ``WorkflowInstance/waitingFor`` filled in for each one parked on a wait: its
+    /// wait rows, or else its latest history record (a timer, a failed attempt).
+    func withWaits(_ instances: [WorkflowInstance]) async throws -> [WorkflowInstance] {
+        let unleased = instances.filter(InstanceWait.isParked).map(\.instanceID)
+        guard !unleased.isEmpty else { return instances }
+        let (rows, latest) = try await perform("read what instances wait for") { [self] in
+            var binds = PostgresBindings()
+            binds.append(unleased)
+            var rows: [String: [StoredWait]] = [:]
+            let waitSQL = "SELECT instance_id, step_id, channel, kind, deadline, created_at FROM \(tables.waits) WHERE instance_id = ANY($1)"
+            for try await (id, step, channel, kind, deadline, created) in try await client.query(
+                PostgresQuery(unsafeSQL: waitSQL, binds: binds), logger: logger
+            ).decode((String, String, String, String, Int64?, Int64).self) {
+                rows[id, default: []].append(StoredWait(instanceID: id, stepID: step, channel: channel, kind: kind, deadline: deadline, createdAt: created))
+            }
+            // The latest record of each one without a wait row: a timer, or a failed attempt.
+            let others = unleased.filter { rows[$0] == nil }
+            var latest: [String: HistoryEvent] = [:]
+            if !others.isEmpty {
+                var historyBinds = PostgresBindings()
+                historyBinds.append(others)
+                let historySQL = """
+                    SELECT DISTINCT ON (instance_id) \(Self.historyColumns) FROM \(tables.history)
+                    WHERE instance_id = ANY($1) ORDER BY instance_id, sequence DESC
+                    """
+                for try await row in try await client.query(PostgresQuery(unsafeSQL: historySQL, binds: historyBinds), logger: logger) {
+                    // A record this version cannot read only costs the wait's detail (a timer is assumed).
+                    if let event = try? Self.historyEvent(from: row) { latest[event.instanceID] = event }
+                }
+            }
+            return (rows, latest)
+        }
+        return instances.map { instance in
+            let waits = rows[instance.instanceID] ?? []
+            guard InstanceWait.isParked(instance) else { return instance }
+            var instance = instance
+            instance.waitingFor = InstanceWait.derived(readyAt: instance.readyAt, waits: waits, latest: waits.isEmpty ? latest[instance.instanceID] : nil)
+            return instance
+        }
     }
 }

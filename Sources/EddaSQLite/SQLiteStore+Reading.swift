@@ -6,8 +6,10 @@ import GRDB
 extension SQLiteStore {
     public func instance(_ instanceID: String) async throws -> WorkflowInstance? {
         try await read { db in
-            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instanceID])
+            guard let instance = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM workflow_instances WHERE instance_id = ?"), arguments: [instanceID])
                 .map(Self.instance(from:))
+            else { return nil }
+            return try Self.withWaits([instance], db).first
         }
     }
 
@@ -36,24 +38,33 @@ extension SQLiteStore {
     public func instances(matching query: InstanceQuery) async throws -> InstancePage {
         var (conditions, arguments) = Self.conditions(of: query)
         if let status = query.status {
-            conditions.append("status = ?")
-            arguments += [status.rawValue]
+            if status == .waiting {
+                conditions.append(Self.waiting)
+            } else {
+                conditions.append("status = ?")
+                arguments += [status.rawValue]
+            }
         }
+        // Paging back reads the other way: the instances just newer than the cursor, oldest first.
+        let backwards = query.after == nil && query.before != nil
         if let cursor = query.after {
             conditions.append("(created_at < ? OR (created_at = ? AND instance_id < ?))")
+            arguments += [cursor.createdAtMilliseconds, cursor.createdAtMilliseconds, cursor.instanceID]
+        } else if let cursor = query.before {
+            conditions.append("(created_at > ? OR (created_at = ? AND instance_id > ?))")
             arguments += [cursor.createdAtMilliseconds, cursor.createdAtMilliseconds, cursor.instanceID]
         }
         let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let limit = max(query.limit, 0)
         // One more than asked: tells whether a next page exists.
         arguments += [limit + 1]
-        let sql = "SELECT * FROM workflow_instances \(whereClause) ORDER BY created_at DESC, instance_id DESC LIMIT ?"
+        let order = backwards ? "created_at ASC, instance_id ASC" : "created_at DESC, instance_id DESC"
+        let sql = "SELECT * FROM workflow_instances \(whereClause) ORDER BY \(order) LIMIT ?"
         let finalArguments = arguments
         let rows = try await read { db in
-            try Row.fetchAll(db, sql: sql, arguments: finalArguments).map(Self.instance(from:))
+            try Self.withWaits(Row.fetchAll(db, sql: sql, arguments: finalArguments).map(Self.instance(from:)), db)
         }
-        let page = Array(rows.prefix(limit))
-        return InstancePage(instances: page, nextCursor: rows.count > limit ? page.last.map(InstanceCursor.init(after:)) : nil)
+        return InstancePage(rows: rows, limit: limit, query: query)
     }
 
     /// The query's filters but its status and page position, as SQL conditions.
@@ -63,6 +74,10 @@ extension SQLiteStore {
         if let name = query.workflowName {
             conditions.append("workflow_name = ?")
             arguments += [name]
+        }
+        if let parent = query.parentInstanceID {
+            conditions.append("parent_instance_id = ?")
+            arguments += [parent]
         }
         if let service = query.serviceName {
             conditions.append("service_name = ?")
@@ -96,13 +111,58 @@ extension SQLiteStore {
     public func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] {
         let (conditions, arguments) = Self.conditions(of: query)
         let sql = "SELECT status, COUNT(*) AS n FROM workflow_instances \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) GROUP BY status"
-        let rows = try await read { db -> [(String, Int)] in
-            try Row.fetchAll(db, sql: sql, arguments: arguments).map { ($0["status"], $0["n"]) }
+        // Waiting instances are counted among the running ones, and apart: through the index of
+        // waiting instances, so that the status index still counts the rest on its own.
+        let waitingSQL = "SELECT COUNT(*) FROM workflow_instances WHERE \((conditions + [Self.waiting]).joined(separator: " AND "))"
+        let (rows, waiting) = try await read { db -> ([(String, Int)], Int) in
+            (
+                try Row.fetchAll(db, sql: sql, arguments: arguments).map { ($0["status"], $0["n"]) },
+                try Int.fetchOne(db, sql: waitingSQL, arguments: arguments) ?? 0
+            )
         }
         var counts: [InstanceStatus: Int] = [:]
         for (text, count) in rows {
             counts[InstanceStatus(stored: text), default: 0] += count   // an unknown status is counted as it is stored
         }
+        if waiting > 0 { counts[.waiting] = waiting }
         return counts
+    }
+
+    // MARK: - Waits
+
+    /// A running instance parked on a wait (``InstanceStatus/waiting``), as an SQL condition on
+    /// `workflow_instances`: the same test as ``InstanceWait``'s, on what the engine writes anyway
+    /// (no lease, a time to be resumed at), so that nothing more is written for it. The partial
+    /// index `workflow_instances_waiting` holds these rows (and compensating ones).
+    static let waiting = "(status = 'running' AND lease_owner IS NULL AND ready_at IS NOT NULL)"
+
+    /// `instances` with ``WorkflowInstance/waitingFor`` filled in for each one parked on a wait: its
+    /// wait rows, or else its latest history record (a timer, a failed attempt), read in the
+    /// transaction that read the instances.
+    static func withWaits(_ instances: [WorkflowInstance], _ db: Database) throws -> [WorkflowInstance] {
+        let unleased = instances.filter(InstanceWait.isParked)
+        guard !unleased.isEmpty else { return instances }
+        var rows: [String: [StoredWait]] = [:]
+        let placeholders = unleased.map { _ in "?" }.joined(separator: ", ")
+        for row in try Row.fetchAll(
+            db, sql: "SELECT instance_id, step_id, channel, kind, deadline, created_at FROM workflow_waits WHERE instance_id IN (\(placeholders))",
+            arguments: StatementArguments(unleased.map(\.instanceID))
+        ) {
+            let wait = StoredWait(
+                instanceID: row["instance_id"], stepID: row["step_id"], channel: row["channel"], kind: row["kind"], deadline: row["deadline"],
+                createdAt: row["created_at"]
+            )
+            rows[wait.instanceID, default: []].append(wait)
+        }
+        let latest = try db.cachedStatement(sql: "SELECT * FROM workflow_history WHERE instance_id = ? ORDER BY sequence DESC LIMIT 1")
+        return try instances.map { instance in
+            let waits = rows[instance.instanceID] ?? []
+            guard InstanceWait.isParked(instance) else { return instance }
+            var instance = instance
+            // A record this version cannot read only costs the wait's detail (a timer is assumed).
+            let last = waits.isEmpty ? try Row.fetchOne(latest, arguments: [instance.instanceID]).flatMap { try? Self.historyEvent(from: $0) } : nil
+            instance.waitingFor = InstanceWait.derived(readyAt: instance.readyAt, waits: waits, latest: last)
+            return instance
+        }
     }
 }

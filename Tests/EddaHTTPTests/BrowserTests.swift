@@ -1,3 +1,4 @@
+import Dispatch
 import Edda
 import EddaHTTP
 import EddaTesting
@@ -85,6 +86,59 @@ struct BrowserTests {
     }
 }
 
+extension BrowserTests {
+    static let payment = Workflow("await_payment") { (ctx: WorkflowContext, _: String) -> Int in
+        try await ctx.waitForEvent(type: "payment.completed", as: Int.self, timeout: .seconds(600)).data
+    }
+    static let fulfil = Workflow("fulfil_order") { (ctx: WorkflowContext, order: String) -> Int in try await ctx.runChild(payment, order) }
+
+    /// A waiting parent, its waiting child (an ID with `/` and a space), their links both ways, the
+    /// send-event form, and the bulk cancel's confirmation, as a browser loads them.
+    @Test func aWaitingInstanceItsChildAndTheBulkCancelConfirmationRender() async throws {
+        let chromium = try #require(Chromium.path, "chromium is not installed: .ci/run installs it (apt-get install chromium)")
+        try await withTestApp { app in
+            _ = try await app.start(Self.fulfil, "ORD-2002", instanceID: "ORD 2002")
+            var childID: String?
+            for _ in 0..<500 where childID == nil {
+                if let wait = try await app.instance("ORD 2002")?.waitingFor, wait.kind == .child, let id = wait.awaited,
+                    try await app.instance(id)?.waitingFor != nil
+                {
+                    childID = id
+                } else {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            let child = try #require(childID, "the parent and its child never both waited")
+
+            let server = Application(router: EddaHTTP(app: app).router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+            try await server.test(.live) { client in
+                let base = "http://127.0.0.1:\(try #require(client.port))"
+                let parent = try await Chromium.dumpDOM(chromium, "\(base)/instances/ORD%202002")
+                #expect(parent.contains("class=\"badge waiting\">waiting</span>"))
+                #expect(parent.contains("Waiting for child <code>\(child)</code> to finish"), "\(parent)")
+                // The viewer's own link to the child, followed as the browser would.
+                let href = try #require(
+                    parent.components(separatedBy: "<a href=\"").dropFirst().first { $0.hasPrefix("/instances/ORD%202002%2F") }?.split(separator: "\"").first,
+                    "no child link in: \(parent)"
+                )
+                let page = try await Chromium.dumpDOM(chromium, "\(base)\(href)")
+                #expect(page.contains("Waiting for event <code>payment.completed</code> · timeout in 9 min"), "\(page)")
+                #expect(page.contains("<dd id=\"parent\"><a href=\"/instances/ORD%202002\">ORD 2002</a> <span class=\"badge waiting\">"))
+                #expect(page.contains("name=\"type\" size=\"30\" value=\"payment.completed\""), "the send-event form, its type filled in")
+
+                let confirmation = try await Chromium.dumpDOM(chromium, "\(base)/cancel?workflow=await_payment")
+                #expect(confirmation.contains("Cancel 1 instance?"), "\(confirmation)")
+                #expect(try await app.instance(child)?.cancelRequested == false, "the confirmation page changed nothing")
+
+                if let directory = ProcessInfo.processInfo.environment["EDDA_SCREENSHOT_DIR"] {
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    try await Chromium.screenshot(chromium, "\(base)\(href)", to: "\(directory)/viewer-waiting.png")
+                }
+            }
+        }
+    }
+}
+
 /// Runs the system's Chromium headless.
 enum Chromium {
     static let path: String? = {
@@ -113,9 +167,16 @@ enum Chromium {
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // Read while it runs (a full pipe would stall it), off the cooperative pool.
-        let data = await Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
-        process.waitUntilExit()
+        // Read while it runs (a full pipe would stall it), on a Dispatch thread: a blocking read in a
+        // task (detached or not) holds one of the cooperative pool's threads, and on a 2-core machine
+        // two browser tests at once held both, so the live servers they load could not answer.
+        let data = await withCheckedContinuation { (continuation: CheckedContinuation<Data, Never>) in
+            DispatchQueue.global().async {
+                let data = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: data)
+            }
+        }
         guard process.terminationStatus == 0 else {
             throw ChromiumError(message: "chromium \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
         }

@@ -37,6 +37,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested
     case finishingClearsAPendingCancellationAndALaterOneChangesNothing
     case aChildsReportGoesIntoItsWaitingParentsHistoryOrIsKeptForIt
+    case whatAnInstanceWaitsForIsReadFromItsWaitRowOrItsReadyTime
+    case pagesGoBackWithABeforeCursorAndChildrenAreListedByParent
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -73,6 +75,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .aChildCreatedUnderACancelledOrFinishedParentIsBornCancelRequested: try await Self.childOfAStoppingParent(store)
             case .finishingClearsAPendingCancellationAndALaterOneChangesNothing: try await Self.finishClearsCancellation(store)
             case .aChildsReportGoesIntoItsWaitingParentsHistoryOrIsKeptForIt: try await Self.childReports(store)
+            case .whatAnInstanceWaitsForIsReadFromItsWaitRowOrItsReadyTime: try await Self.waitingInstances(store)
+            case .pagesGoBackWithABeforeCursorAndChildrenAreListedByParent: try await Self.pagingBackAndChildren(store)
             }
             completed.mark()
         }
@@ -1022,4 +1026,148 @@ private final class Completion: Sendable {
     private let marked = Mutex(false)
     func mark() { marked.withLock { $0 = true } }
     var isMarked: Bool { marked.withLock { $0 } }
+}
+
+// MARK: - Reading what instances wait for
+
+extension StoreConformance {
+    /// A running instance parked on a wait is read as waiting, with what it waits for: an event, a
+    /// channel message or a child from its wait row (with the deadline and timeout), a timer or a
+    /// retry from its ready time and latest record. Executing, ready and finished instances wait for
+    /// nothing. The status filter and the counts select waiting ones among the running.
+    static func waitingInstances(_ store: any Store) async throws {
+        let base = Date(timeIntervalSince1970: 4_000_000_000)   // whole milliseconds, far from the wall clock
+        func park(_ id: String, _ wait: MessageWait) async throws {
+            let lease = try #require(try await create(store, id))
+            guard case .waiting(let deadline) = try await store.receive(wait, lease: lease, now: base) else {
+                Issue.record("\(id): nothing to receive yet")
+                return
+            }
+            try await store.release(lease, readyAt: deadline ?? .distantFuture)
+        }
+        try await park("event", wait("event", "edda.event:1", channel: "payment.completed", kind: .event, deadline: base.addingTimeInterval(300)))
+        try await park("channel", wait("channel", "edda.receive:1", channel: "jobs", kind: .competing))
+        try await park("parent", wait("parent", "edda.child:1/result", channel: "edda.child/parent/edda.child:1", kind: .event))
+
+        let timer = try #require(try await create(store, "timer"))
+        try await store.append(
+            HistoryEvent(
+                instanceID: "timer", stepID: "edda.sleep:1", position: 1, name: "edda.sleep", kind: .timerScheduled,
+                payload: JSONPayload(json: "{\"deadline_ms\":\(base.addingTimeInterval(60).millisecondsSince1970)}")
+            ),
+            lease: timer
+        )
+        try await store.release(timer, readyAt: base.addingTimeInterval(60))
+
+        let retry = try #require(try await create(store, "retry"))
+        try await store.append(completed("retry", "reserve:1", position: 1, "1"), lease: retry)
+        let schedule = AttemptRecord(
+            attempt: 2, firstAttemptAtMilliseconds: base.millisecondsSince1970, nextAttemptAtMilliseconds: base.addingTimeInterval(8).millisecondsSince1970
+        )
+        try await store.append(
+            HistoryEvent(
+                instanceID: "retry", stepID: "charge:2", position: 2, name: "charge", kind: .attemptFailed, payload: try JSONPayload.encode(schedule),
+                error: ErrorRecord(type: "Declined", message: "try later")
+            ),
+            lease: retry
+        )
+        try await store.release(retry, readyAt: base.addingTimeInterval(8))
+
+        _ = try #require(try await create(store, "busy"))   // leased: executing
+        let ready = try #require(try await create(store, "ready"))
+        try await store.release(ready, readyAt: nil)
+        let done = try #require(try await create(store, "done"))
+        try await store.finishInstance(lease: done, with: .completed(JSONPayload(json: "1")))
+
+        let event = try #require(try await store.instance("event"))
+        #expect(event.status == .running, "as stored: running")
+        #expect(event.displayStatus == .waiting)
+        #expect(event.waitingFor == InstanceWait(
+            kind: .event, awaited: "payment.completed", stepID: "edda.event:1", deadline: base.addingTimeInterval(300), since: base, timeout: .seconds(300)
+        ))
+        let channel = try #require(try await store.instance("channel")?.waitingFor)
+        #expect(channel.kind == .channel && channel.awaited == "jobs")
+        #expect(channel.deadline == nil && channel.timeout == nil, "no timeout: waits for as long as it takes")
+        let child = try #require(try await store.instance("parent")?.waitingFor)
+        #expect(child.kind == .child && child.awaited == "parent/edda.child:1", "the child's ID, not Edda's channel name")
+        #expect(try await store.instance("timer")?.waitingFor == InstanceWait(
+            kind: .timer, stepID: "edda.sleep:1", deadline: base.addingTimeInterval(60), since: try await store.history(of: "timer").first?.recordedAt
+        ))
+        let retried = try #require(try await store.instance("retry")?.waitingFor)
+        #expect(retried.kind == .retry && retried.stepID == "charge:2" && retried.attempt == 2)
+        #expect(retried.deadline == base.addingTimeInterval(8))
+        for id in ["busy", "ready", "done"] {
+            let instance = try #require(try await store.instance(id))
+            #expect(instance.waitingFor == nil, "\(id) waits for nothing")
+            #expect(instance.displayStatus != .waiting, "\(id)")
+        }
+
+        // A page carries the same; the filter and the counts tell waiting from running.
+        let all = try await store.instances(matching: InstanceQuery(limit: 100)).instances
+        #expect(all.first { $0.instanceID == "event" }?.waitingFor?.awaited == "payment.completed")
+        #expect(all.first { $0.instanceID == "retry" }?.waitingFor?.kind == .retry)
+        let waiting = try await store.instances(matching: InstanceQuery(status: .waiting, limit: 100)).instances
+        #expect(Set(waiting.map(\.instanceID)) == ["event", "channel", "parent", "timer", "retry"])
+        #expect(waiting.allSatisfy { $0.waitingFor != nil && $0.displayStatus == .waiting })
+        let running = try await store.instances(matching: InstanceQuery(status: .running, limit: 100)).instances
+        #expect(Set(running.map(\.instanceID)) == ["busy", "ready", "event", "channel", "parent", "timer", "retry"], "running includes waiting")
+        #expect(try await store.statusCounts(matching: InstanceQuery()) == [.running: 7, .waiting: 5, .completed: 1])
+        #expect(try await store.statusCounts(matching: InstanceQuery(workflowName: "none")).isEmpty)
+
+        // The event comes: the wait row goes, the instance is ready, and waits for nothing.
+        guard case .published(_, let deliveredTo) = try await store.publish(message("payment.completed", .event, "paid", to: "event"), recordedAs: nil, now: base) else {
+            Issue.record("the event was not published")
+            return
+        }
+        #expect(deliveredTo == ["event"])
+        let woken = try #require(try await store.instance("event"))
+        #expect(woken.waitingFor == nil && woken.displayStatus == .running)
+        #expect(try await store.statusCounts(matching: InstanceQuery()) == [.running: 7, .waiting: 4, .completed: 1])
+
+        // A cancellation makes a waiter ready at once: it waits no more (its run will stop it).
+        guard case .requested = try await store.requestCancellation(of: "channel") else {
+            Issue.record("the waiting instance was not marked")
+            return
+        }
+        #expect(try await store.instance("channel")?.waitingFor == nil)
+        #expect(try await store.statusCounts(matching: InstanceQuery())[.waiting] == 3)
+    }
+
+    /// A page's previous cursor leads back to the page before it, newest first, and the first page
+    /// has none; the parent filter lists an instance's children.
+    static func pagingBackAndChildren(_ store: any Store) async throws {
+        for index in 0..<7 { _ = try #require(try await create(store, String(format: "i%02d", index))) }
+        let first = try await store.instances(matching: InstanceQuery(limit: 3))
+        #expect(first.previousCursor == nil, "the first page has nothing before it")
+        let second = try await store.instances(matching: InstanceQuery(limit: 3, after: first.nextCursor))
+        let third = try await store.instances(matching: InstanceQuery(limit: 3, after: second.nextCursor))
+        #expect(third.instances.count == 1 && third.nextCursor == nil)
+        var back = InstanceQuery(limit: 3)
+        back.before = third.previousCursor
+        let secondAgain = try await store.instances(matching: back)
+        #expect(secondAgain.instances.map(\.instanceID) == second.instances.map(\.instanceID), "newest first, as the page was")
+        back.before = secondAgain.previousCursor
+        let firstAgain = try await store.instances(matching: back)
+        #expect(firstAgain.instances.map(\.instanceID) == first.instances.map(\.instanceID))
+        #expect(firstAgain.previousCursor == nil, "back at the first page")
+        #expect(firstAgain.nextCursor != nil)
+
+        let parent = new("i00")
+        for child in ["i00/a:1", "i00/b:2"] {
+            let outcome = try await store.createInstance(
+                NewInstance(instanceID: child, workflowName: "c", serviceName: "conformance", input: JSONPayload(json: "[]"), parentInstanceID: parent.instanceID),
+                leasedTo: leaseRequest
+            )
+            guard case .created = outcome else {
+                Issue.record("child \(child) was not created")
+                return
+            }
+        }
+        var children = InstanceQuery(limit: 10)
+        children.parentInstanceID = "i00"
+        #expect(Set(try await store.instances(matching: children).instances.map(\.instanceID)) == ["i00/a:1", "i00/b:2"])
+        #expect(try await store.statusCounts(matching: children) == [.running: 2])
+        children.parentInstanceID = "i01"
+        #expect(try await store.instances(matching: children).instances.isEmpty)
+    }
 }

@@ -22,7 +22,20 @@ public struct InstanceStatus: RawRepresentable, Hashable, Sendable, CustomString
     public var isKnown: Bool { Self.all.contains(self) }
 
     /// Started and not finished: executing, or waiting to be resumed after a crash or a restart.
+    ///
+    /// A waiting instance is running too: ``WorkflowInstance/status`` is `running` for it, and the
+    /// `running` filter and count of ``InstanceReader`` include it. ``waiting`` is the part of them
+    /// parked on a wait.
     public static let running = InstanceStatus(known: "running")
+    /// Running and parked on a wait — an event, a channel message, a timer, a child, a retry's
+    /// backoff — holding no lease: ``WorkflowInstance/waitingFor`` says which.
+    ///
+    /// Derived when the store is read, never stored: the engine writes `running` and a wait row or a
+    /// time to resume at, as it always did, and a reader tells the two apart. It is what
+    /// ``WorkflowInstance/displayStatus`` shows, and what ``InstanceQuery/status`` and
+    /// ``InstanceReader/statusCounts(matching:)`` can select and count: a subset of ``running``,
+    /// which keeps counting and selecting every running instance.
+    public static let waiting = InstanceStatus(known: "waiting")
     /// Failed, and running the compensations of its completed activities (Saga rollback).
     /// Resumed like a running instance after a crash.
     public static let compensating = InstanceStatus(known: "compensating")
@@ -34,7 +47,7 @@ public struct InstanceStatus: RawRepresentable, Hashable, Sendable, CustomString
     public static let cancelled = InstanceStatus(known: "cancelled")
 
     /// Every status Edda knows.
-    public static let all: [InstanceStatus] = [.running, .compensating, .completed, .failed, .cancelled]
+    public static let all: [InstanceStatus] = [.running, .waiting, .compensating, .completed, .failed, .cancelled]
 
     /// Whether the instance can change no further.
     public var isTerminal: Bool { self == .completed || self == .failed || self == .cancelled }

@@ -6,6 +6,8 @@ public struct WorkflowInstance: Sendable {
     public var workflowName: String
     /// The ``EddaApp/serviceName`` of the app that created the instance.
     public var serviceName: String
+    /// The status as stored: a waiting instance is ``InstanceStatus/running`` here (see
+    /// ``displayStatus`` and ``waitingFor``).
     public var status: InstanceStatus
     /// The workflow's arguments as a JSON array, one element per argument.
     public var input: JSONPayload
@@ -36,6 +38,17 @@ public struct WorkflowInstance: Sendable {
     /// When a worker last took the instance (claimed it, or created it leased): its latest run
     /// began then, so history recorded before it was replayed by that run, not executed.
     public var lastClaimedAt: Date?
+    /// What the instance waits for, when it is parked on a wait (running or compensating, holding no
+    /// lease): filled in by ``InstanceReader``, derived from the store's wait rows and the time the
+    /// instance is resumed at (see ``InstanceWait``). `nil` for an instance that is executing,
+    /// ready, or finished.
+    public var waitingFor: InstanceWait?
+
+    /// The status to show: ``InstanceStatus/waiting`` for a running instance parked on a wait, else
+    /// ``status``.
+    public var displayStatus: InstanceStatus {
+        status == .running && waitingFor != nil ? .waiting : status
+    }
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
@@ -97,7 +110,11 @@ public struct WorkflowInstance: Sendable {
 
 /// Filters and a page position for ``InstanceReader/instances(matching:)``.
 public struct InstanceQuery: Sendable {
+    /// Only instances with this status. ``InstanceStatus/waiting`` selects the running instances
+    /// parked on a wait; ``InstanceStatus/running`` every running instance, waiting or not.
     public var status: InstanceStatus?
+    /// Only the child workflows of this instance (``WorkflowInstance/parentInstanceID``).
+    public var parentInstanceID: String?
     public var workflowName: String?
     /// Only instances started by this service (``WorkflowInstance/serviceName``): several services
     /// may share one database.
@@ -109,6 +126,10 @@ public struct InstanceQuery: Sendable {
     public var limit: Int
     /// Where the page starts: the previous page's ``InstancePage/nextCursor``; `nil` for the first page.
     public var after: InstanceCursor?
+    /// Where the page ends, for paging back: the instances newer than this cursor, the `limit`
+    /// nearest to it (still listed newest first). Pass a page's ``InstancePage/previousCursor``.
+    /// Ignored when ``after`` is given.
+    public var before: InstanceCursor?
     /// Only instances with an argument (an object) whose value at this key — a dotted path such as
     /// `email` or `address.city` — is ``inputValue`` (compared as text). Not indexed: each unfinished
     /// and finished instance's input is read, so use it with another filter on large stores.
@@ -148,10 +169,35 @@ public struct InstancePage: Sendable {
     public var instances: [WorkflowInstance]
     /// Where the next page starts, or `nil` when this page is the last.
     public var nextCursor: InstanceCursor?
+    /// Where the page before this one ends (pass it as ``InstanceQuery/before``), or `nil` when this
+    /// page is the first.
+    public var previousCursor: InstanceCursor?
 
-    public init(instances: [WorkflowInstance], nextCursor: InstanceCursor?) {
+    public init(instances: [WorkflowInstance], nextCursor: InstanceCursor?, previousCursor: InstanceCursor? = nil) {
         self.instances = instances
         self.nextCursor = nextCursor
+        self.previousCursor = previousCursor
+    }
+
+    /// The page of `limit` a store read from `rows` — at most `limit + 1` instances in the query's
+    /// order, newest first after ``InstanceQuery/after`` (or from the top), oldest first before
+    /// ``InstanceQuery/before`` — with its cursors. Shared by the backends.
+    package init(rows: [WorkflowInstance], limit: Int, query: InstanceQuery) {
+        let more = rows.count > limit
+        if query.after == nil, let before = query.before {
+            let page = Array(rows.prefix(limit).reversed())
+            // Older than this page: the instance of `before` itself, at least.
+            self.init(
+                instances: page, nextCursor: page.last.map(InstanceCursor.init(after:)) ?? before,
+                previousCursor: more ? page.first.map(InstanceCursor.init(after:)) : nil
+            )
+        } else {
+            let page = Array(rows.prefix(limit))
+            self.init(
+                instances: page, nextCursor: more ? page.last.map(InstanceCursor.init(after:)) : nil,
+                previousCursor: query.after.flatMap { after in page.first.map(InstanceCursor.init(after:)) ?? after }
+            )
+        }
     }
 }
 
