@@ -38,8 +38,10 @@ struct WaitLookupPlanTests {
             // Before: the channel's index, every waiter of the event type read for one of them.
             #expect(!plan.joined().contains("workflow_waits_by_channel"), "the plan: \(plan)")
             #expect(waits.allSatisfy { $0.contains("instance_id=?") }, "the waits are looked up by instance: \(plan)")
-            let found = try await store.writer.read { db in try Row.fetchAll(db, sql: sql, arguments: arguments) }
-            #expect(found.map { $0["instance_id"] as String } == ["waiting-12345"])
+            let found = try await store.writer.read { db in
+                try Row.fetchAll(db, sql: sql, arguments: arguments).map { $0["instance_id"] as String }
+            }
+            #expect(found == ["waiting-12345"])
         }
     }
 }
