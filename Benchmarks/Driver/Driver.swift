@@ -365,7 +365,8 @@ struct W5: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "w5", abstract: "Event wake-up: sendEvent to the waiter's next step.")
     @OptionGroup var common: Common
     @Option(help: "Waiting instances, each sent one event.") var events = 200
-    @Option(help: "Milliseconds between events.") var spacingMs = 5
+    @Option(help: "Milliseconds between events (0: one after another, as fast as they go).") var spacingMs = 5
+    @Option(help: "Waiters started at once (raise it to park many).") var startConcurrency = 1
 
     func run() async throws {
         let common = try self.common.resolved()
@@ -380,33 +381,60 @@ struct W5: AsyncParsableCommand {
             return try await woken(ctx, event.data)
         }
         try app.register(waiter)
-        let (events, spacing) = (self.events, self.spacingMs)
-        @Sendable func measure(_ app: EddaApp, _ sender: EddaApp) async throws -> [Double] {
-            for index in 0..<events { _ = try await app.start(waiter, index, instanceID: "waiter-\(index)") }
+        let (events, spacing, startConcurrency) = (self.events, self.spacingMs, max(1, self.startConcurrency))
+        let clock = ContinuousClock()
+        struct Measured: Sendable {
+            var latencies: [Double]
+            var sends: [Double]
+            var sending: Duration
+            var delivering: Duration
+        }
+        @Sendable func measure(_ app: EddaApp, _ sender: EddaApp) async throws -> Measured {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var started = 0
+                func launch() {
+                    let index = started
+                    group.addTask { _ = try await app.start(waiter, index, instanceID: "waiter-\(index)") }
+                    started += 1
+                }
+                while started < min(startConcurrency, events) { launch() }
+                while try await group.next() != nil { if started < events { launch() } }
+            }
             // Every instance waits, released, before the first event.
-            while try await app.instances(status: .running, workflowName: "event_waiter", limit: events)
-                .filter({ $0.leaseOwner == nil && $0.readyAt != nil }).count < events
-            {
-                try await Task.sleep(for: .milliseconds(20))
+            while try await app.store.statusCounts(matching: InstanceQuery(workflowName: "event_waiter"))[.waiting, default: 0] < events {
+                try await Task.sleep(for: .milliseconds(50))
             }
             var handles: [WorkflowHandle<Double>] = []
+            var sends: [Double] = []
+            sends.reserveCapacity(events)
+            let began = clock.now
             for index in 0..<events {
                 let event = try CloudEvent(type: "bench.ping", source: "/bench", json: Date().timeIntervalSince1970 * 1000)
+                let sent = clock.now
                 try await sender.sendEvent(event, to: "waiter-\(index)")
+                sends.append(seconds(sent.duration(to: clock.now)) * 1000)
                 handles.append(app.handle(for: waiter, instanceID: "waiter-\(index)"))
-                try await Task.sleep(for: .milliseconds(spacing))
+                if spacing > 0 { try await Task.sleep(for: .milliseconds(spacing)) }
             }
+            let sending = began.duration(to: clock.now)
             var latencies: [Double] = []
             for handle in handles { latencies.append(try await handle.result()) }
-            return latencies.sorted()
+            return Measured(latencies: latencies.sorted(), sends: sends, sending: sending, delivering: began.duration(to: clock.now))
         }
-        let latencies = try await app.run { app in
+        let measured = try await app.run { app in
             sender === app ? try await measure(app, app) : try await sender.run { sender in try await measure(app, sender) }
         }
+        // A send's cost while nearly every instance still waits, and once nearly none does.
+        let tail = max(1, min(100, events / 10))
         emit([
-            "workload": "W5", "events": events, "spacing_ms": spacing, "wake_p50_ms": percentile(latencies, 0.5),
-            "wake_p99_ms": percentile(latencies, 0.99), "peak_rss_mb": peakRSSMegabytes(), "backend": common.backend,
+            "workload": "W5", "events": events, "spacing_ms": spacing, "wake_p50_ms": percentile(measured.latencies, 0.5),
+            "wake_p99_ms": percentile(measured.latencies, 0.99), "peak_rss_mb": peakRSSMegabytes(), "backend": common.backend,
             "durability": common.sqliteDurability.description,
+            "send_p50_ms": percentile(measured.sends.sorted(), 0.5),
+            "send_p50_first_ms": percentile(measured.sends.prefix(tail).sorted(), 0.5),
+            "send_p50_last_ms": percentile(measured.sends.suffix(tail).sorted(), 0.5),
+            "sends_per_s": Int(Double(events) / seconds(measured.sending)),
+            "deliveries_per_s": Int(Double(events) / seconds(measured.delivering)),
         ])
     }
 }
