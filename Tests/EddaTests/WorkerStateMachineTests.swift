@@ -87,6 +87,25 @@ struct WorkerStateMachineTests {
         #expect(value13.claim, "the ready instance is claimed once room frees")
     }
 
+    /// A claim taking back unknown leases keeps out what was in flight when it began: an instance
+    /// reserved after that would be taken over under its own run. None is reserved until it is done.
+    @Test func noReservationWhileUnknownLeasesAreBeingTakenBack() {
+        var machine = WorkerStateMachine(maxInFlight: 8, maxClaimBatch: 5)
+        let limit = machine.nextClaim()!
+        machine.claimFailed()
+        let meanwhile = machine.reserve("started-meanwhile")
+        #expect(!meanwhile, "created ready instead, for the next claim")
+        machine.wakeUp()
+        _ = machine.nextClaim()
+        let except = machine.adoptingLeasedExcept
+        #expect(except == [], "the adopting claim keeps out what is in flight now")
+        let during = machine.reserve("started-during-the-adopting-claim")
+        #expect(!during)
+        _ = machine.claimSucceeded(["orphan"], requested: limit, adopted: true)
+        let after = machine.reserve("started-after")
+        #expect(after, "taken back: reservations resume")
+    }
+
     @Test func claimFailureWaitsForThePoll() {
         var machine = WorkerStateMachine(maxInFlight: 4)
         let value14 = machine.nextClaim()

@@ -118,9 +118,12 @@ struct WorkerStateMachine: Sendable {
 
     /// An instance started in this process wants to run here at once, under a lease taken when it is
     /// created. Returns `false` when the worker is full or stopping: the instance is then created
-    /// ready, for the next claim (here, once capacity frees, or on another worker).
+    /// ready, for the next claim (here, once capacity frees, or on another worker). Also while a
+    /// claim is to take back this worker's unknown leases: that claim keeps out only the instances
+    /// in flight when it began, and would take over one created leased here after that, under the
+    /// run that the reservation starts (whose writes its new lease would then refuse).
     mutating func reserve(_ instanceID: String) -> Bool {
-        guard phase == .running, freeCapacity > 0 else {
+        guard phase == .running, freeCapacity > 0, !mayHoldUnknownLeases else {
             if phase == .running { claimWanted = true }
             return false
         }
