@@ -1,0 +1,185 @@
+import Edda
+import EddaHTTP
+import EddaTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// The live pages: the event stream an unfinished instance's page and the list follow, behind the
+/// same Host check and token as every page, and the script that swaps in what changed.
+@Suite("HTTP: live pages (Server-Sent Events)", .timeLimit(.minutes(1)))
+struct LiveTests {
+    static let payment = Workflow("live_payment") { (ctx, _: String) -> Int in
+        try await ctx.waitForEvent(type: "payment.completed", as: Int.self, timeout: .seconds(300)).data
+    }
+
+    /// A live server (polling every 20 ms) and a raw client that sets `Host` and headers as it likes;
+    /// it reads a response to its end.
+    func withLiveServer(
+        _ configuration: EddaHTTP.Configuration = .init(livePollInterval: .milliseconds(20)),
+        _ body:
+            @escaping @Sendable (
+                EddaApp, _ port: Int, _ send: @escaping @Sendable (String, String?, HTTPFields) async throws -> TestClient.Response
+            ) async throws -> Void
+    ) async throws {
+        try await withTestApp { app in
+            let server = Application(
+                router: EddaHTTP(app: app, configuration: configuration).router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+            try await server.test(.live) { client in
+                let port = try #require(client.port)
+                try await TestClient.withClient(host: "127.0.0.1", port: port) { raw in
+                    try await body(app, port) { uri, authority, headers in
+                        try await raw.execute(TestClient.Request(uri, method: .get, authority: authority ?? "127.0.0.1:\(port)", headers: headers))
+                    }
+                }
+            }
+        }
+    }
+
+    func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<500 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("never happened: \(what)")
+    }
+
+    /// The events of a stream: (name, data), comments left out.
+    func events(_ text: String) -> [(String, String)] {
+        text.components(separatedBy: "\n\n").compactMap { block in
+            var (name, data) = ("", "")
+            for line in block.split(separator: "\n") {
+                if line.hasPrefix("event: ") { name = String(line.dropFirst(7)) }
+                if line.hasPrefix("data: ") { data = String(line.dropFirst(6)) }
+            }
+            return name.isEmpty ? nil : (name, data)
+        }
+    }
+
+    @Test func theStreamFollowsTheInstanceFromWaitingToCompletedAndEnds() async throws {
+        try await withLiveServer { app, _, send in
+            _ = try await app.start(Self.payment, "order-1", instanceID: "live/1 ü")
+            try await eventually("it waits") { try await app.instance("live/1 ü")?.waitingFor != nil }
+
+            let started = ContinuousClock.now
+            async let stream = send("/instances/live%2F1%20%C3%BC/live", nil, [:])
+            // The stream sends the state at once; the event arrives while it is open.
+            try await Task.sleep(for: .milliseconds(400))
+            _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 42), to: "live/1 ü")
+            let response = try await stream
+            #expect(response.head.status == .ok)
+            #expect(response.head.headerFields[.contentType] == "text/event-stream")
+            #expect(response.head.headerFields[.cacheControl] == "no-store")
+            let text = String(buffer: response.body ?? ByteBuffer())
+            let events = self.events(text)
+            #expect(events.first?.0 == "change" && events.first?.1 == "{\"status\":\"waiting\"}", "\(text)")
+            #expect(events.last?.0 == "end" && events.last?.1 == "{\"status\":\"completed\"}", "\(text)")
+            #expect(events.filter { $0.0 == "end" }.count == 1)
+            #expect(text.hasPrefix("retry: "))
+            #expect(ContinuousClock.now - started < .seconds(10), "the stream ended when the instance finished")
+
+            // A finished instance's stream ends at once; an unknown one is a 404.
+            let again = try await send("/instances/live%2F1%20%C3%BC/live", nil, [:])
+            #expect(self.events(String(buffer: again.body ?? ByteBuffer())).map { $0.0 } == ["end"])
+            let unknown = try await send("/instances/nope/live", nil, [:])
+            #expect(unknown.head.status == .notFound)
+        }
+    }
+
+    @Test func theStreamIsRefusedWithoutTheTokenAndForAnotherHost() async throws {
+        try await withLiveServer(.init(bearerToken: "s3cret", livePollInterval: .milliseconds(20))) { app, port, send in
+            _ = try await app.start(Self.payment, "order-2", instanceID: "live-2")
+            try await eventually("it waits") { try await app.instance("live-2")?.waitingFor != nil }
+
+            let anonymous = try await send("/instances/live-2/live", nil, [:])
+            #expect(anonymous.head.status == .unauthorized)
+            #expect(anonymous.head.headerFields[.contentType] != "text/event-stream")
+            let list = try await send("/live", nil, [:])
+            #expect(list.head.status == .unauthorized)
+            let forged = try await send("/instances/live-2/live", nil, [.cookie: "edda_session=made-up"])
+            #expect(forged.head.status == .unauthorized)
+            let rebound = try await send("/instances/live-2/live", "evil.example:\(port)", [.authorization: "Bearer s3cret"])
+            #expect(rebound.head.status == .misdirectedRequest)
+            #expect(!String(buffer: rebound.body ?? ByteBuffer()).contains("event:"))
+
+            // With the token, the stream of a finished instance: its state, then the end.
+            _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 1), to: "live-2")
+            try await eventually("it completes") { try await app.instance("live-2")?.status == .completed }
+            let allowed = try await send("/instances/live-2/live", nil, [.authorization: "Bearer s3cret"])
+            #expect(allowed.head.status == .ok)
+            #expect(String(buffer: allowed.body ?? ByteBuffer()).contains("event: end\ndata: {\"status\":\"completed\"}"))
+        }
+    }
+
+    @Test func livePagesNameTheirStreamAndServeTheScriptUnderTheStrictPolicy() async throws {
+        try await withLiveServer { app, _, send in
+            _ = try await app.start(Self.payment, "order-3", instanceID: "live 3")
+            try await eventually("it waits") { try await app.instance("live 3")?.waitingFor != nil }
+
+            let page = try await send("/instances/live%203", nil, [:])
+            let html = String(buffer: page.body ?? ByteBuffer())
+            #expect(html.contains("<body data-live=\"/instances/live%203/live\">"), "\(html)")
+            #expect(html.contains("<script src=\"/static/live.js\" defer></script>"))
+            #expect(html.contains("<span id=\"live\" class=\"live\" hidden></span>"), "the indicator, hidden until the script runs")
+            for part in ["title", "summary", "actions", "children-part", "history-part"] {
+                #expect(html.contains("id=\"\(part)\" data-live-part"), "\(part)")
+            }
+            #expect(!html.contains("<script>"), "no inline script")
+            let csp = try #require(page.head.headerFields[.contentSecurityPolicy])
+            #expect(csp == "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'")
+
+            let script = try await send("/static/live.js", nil, [:])
+            #expect(script.head.status == .ok)
+            #expect(script.head.headerFields[.contentType] == "text/javascript; charset=utf-8")
+            #expect(String(buffer: script.body ?? ByteBuffer()).contains("new EventSource(source)"))
+
+            let list = String(buffer: try await send("/?workflow=live_payment&refresh=5", nil, [:]).body ?? ByteBuffer())
+            #expect(list.contains("<body data-live=\"/live?workflow=live_payment&amp;refresh=5\">"), "\(list)")
+            #expect(list.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "the refresh without JavaScript stays")
+            #expect(list.contains("<div id=\"instances\" data-live-part>"))
+
+            // A finished instance's page is not live.
+            _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 3), to: "live 3")
+            try await eventually("it completes") { try await app.instance("live 3")?.status == .completed }
+            let done = String(buffer: try await send("/instances/live%203", nil, [:]).body ?? ByteBuffer())
+            #expect(!done.contains("data-live=") && !done.contains("live.js"))
+        }
+    }
+}
+
+extension BrowserTests {
+    static let livePayment = Workflow("live_browser_payment") { (ctx: WorkflowContext, _: String) -> Int in
+        try await ctx.waitForEvent(type: "payment.completed", as: Int.self, timeout: .seconds(600)).data
+    }
+
+    /// A waiting instance's page, open in the browser, turns completed when the instance gets its
+    /// event, without a reload: the script follows the stream and swaps the parts that changed.
+    @Test func anInstancePageUpdatesLiveWithoutAReload() async throws {
+        let chromium = try #require(Chromium.path, "chromium is not installed: .ci/run installs it (apt-get install chromium)")
+        try await withTestApp { app in
+            _ = try await app.start(Self.livePayment, "ORD-3003", instanceID: "ORD-3003")
+            for _ in 0..<500 where try await app.instance("ORD-3003")?.waitingFor == nil { try await Task.sleep(for: .milliseconds(10)) }
+
+            let configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(50))
+            let server = Application(
+                router: EddaHTTP(app: app, configuration: configuration).router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+            try await server.test(.live) { client in
+                let base = "http://127.0.0.1:\(try #require(client.port))"
+                // The browser keeps the page (and its stream) open for a while of virtual time; the
+                // instance moves meanwhile.
+                async let dom = Chromium.run(chromium, ["--virtual-time-budget=4000", "--dump-dom", "\(base)/instances/ORD-3003"])
+                try await Task.sleep(for: .milliseconds(1_500))
+                _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 7), to: "ORD-3003")
+                let page = try await dom
+                #expect(page.contains("class=\"badge completed\">completed</span>"), "\(page)")
+                #expect(!page.contains("class=\"badge waiting\">waiting</span>"), "\(page)")
+                #expect(page.contains("<dt>Output</dt><dd><pre>7</pre></dd>"), "the summary was swapped too")
+                #expect(page.contains("<span id=\"live\" class=\"live off\">finished</span>"), "the indicator says the stream ended")
+                #expect(page.contains("<body data-live=\"/instances/ORD-3003/live\">"), "the same document: it was not reloaded")
+            }
+        }
+    }
+}
