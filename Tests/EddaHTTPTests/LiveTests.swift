@@ -1,5 +1,4 @@
 import Edda
-import EddaHTTP
 import EddaTesting
 import Foundation
 import HTTPTypes
@@ -7,6 +6,8 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing
+
+@testable import EddaHTTP
 
 /// The live pages: the event stream an unfinished instance's page and the list follow, behind the
 /// same Host check and token as every page, and the script that swaps in what changed.
@@ -155,31 +156,73 @@ extension BrowserTests {
         try await ctx.waitForEvent(type: "payment.completed", as: Int.self, timeout: .seconds(600)).data
     }
 
+    /// The viewer's router, telling the test each path asked for: the test moves the instance once
+    /// the browser's script has opened the page's stream.
+    struct Watched<Responder: HTTPResponder>: HTTPResponder where Responder.Context == BasicRequestContext {
+        let responder: Responder
+        let paths: AsyncStream<String>.Continuation
+        func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+            paths.yield(request.uri.path)
+            return try await responder.respond(to: request, context: context)
+        }
+    }
+
+    /// Loads `path` in the browser, which keeps the page open for 3 s of virtual time (which stands
+    /// still while a request, such as the stream, is open: a stream here lasts 1 s, then the
+    /// browser connects again); once its stream is open, `move` runs; then the DOM as the page
+    /// shows it.
+    func liveDOM(
+        _ chromium: String, _ app: EddaApp, path: String, stream: String, move: @escaping @Sendable () async throws -> Void
+    ) async throws -> String {
+        let (paths, seen) = AsyncStream.makeStream(of: String.self)
+        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(50))
+        configuration.liveStreamLifetime = .seconds(1)
+        let router = EddaHTTP(app: app, configuration: configuration).router()
+        let server = Application(
+            responder: Watched(responder: router.buildResponder(), paths: seen), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        return try await server.test(.live) { client in
+            let base = "http://127.0.0.1:\(try #require(client.port))"
+            async let dom = Chromium.run(chromium, ["--virtual-time-budget=3000", "--dump-dom", "\(base)\(path)"])
+            for await asked in paths where asked == stream { break }
+            try await move()
+            return try await dom
+        }
+    }
+
     /// A waiting instance's page, open in the browser, turns completed when the instance gets its
     /// event, without a reload: the script follows the stream and swaps the parts that changed.
     @Test func anInstancePageUpdatesLiveWithoutAReload() async throws {
         let chromium = try #require(Chromium.path, "chromium is not installed: .ci/run installs it (apt-get install chromium)")
         try await withTestApp { app in
-            _ = try await app.start(Self.livePayment, "ORD-3003", instanceID: "ORD-3003")
-            for _ in 0..<500 where try await app.instance("ORD-3003")?.waitingFor == nil { try await Task.sleep(for: .milliseconds(10)) }
-
-            let configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(50))
-            let server = Application(
-                router: EddaHTTP(app: app, configuration: configuration).router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
-            try await server.test(.live) { client in
-                let base = "http://127.0.0.1:\(try #require(client.port))"
-                // The browser keeps the page (and its stream) open for a while of virtual time; the
-                // instance moves meanwhile.
-                async let dom = Chromium.run(chromium, ["--virtual-time-budget=4000", "--dump-dom", "\(base)/instances/ORD-3003"])
-                try await Task.sleep(for: .milliseconds(1_500))
-                _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 7), to: "ORD-3003")
-                let page = try await dom
-                #expect(page.contains("class=\"badge completed\">completed</span>"), "\(page)")
-                #expect(!page.contains("class=\"badge waiting\">waiting</span>"), "\(page)")
-                #expect(page.contains("<dt>Output</dt><dd><pre>7</pre></dd>"), "the summary was swapped too")
-                #expect(page.contains("<span id=\"live\" class=\"live off\">finished</span>"), "the indicator says the stream ended")
-                #expect(page.contains("<body data-live=\"/instances/ORD-3003/live\">"), "the same document: it was not reloaded")
+            _ = try await app.start(Self.livePayment, "ORD-3003", instanceID: "ORD 3003")
+            for _ in 0..<500 where try await app.instance("ORD 3003")?.waitingFor == nil { try await Task.sleep(for: .milliseconds(10)) }
+            let page = try await liveDOM(chromium, app, path: "/instances/ORD%203003", stream: "/instances/ORD%203003/live") {
+                _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 7), to: "ORD 3003")
             }
+            #expect(page.contains("class=\"badge completed\">completed</span>"), "\(page)")
+            #expect(!page.contains("class=\"badge waiting\">waiting</span>"), "\(page)")
+            #expect(page.contains("<dt>Output</dt><dd><pre>7</pre></dd>"), "the summary was swapped too")
+            #expect(!page.contains("Send an event"), "the actions of a waiting instance are gone")
+            #expect(page.contains("<span id=\"live\" class=\"live off\">finished</span>"), "the indicator says the stream ended")
+            #expect(page.contains("<body data-live=\"/instances/ORD%203003/live\">"), "the same document: it was not reloaded")
+        }
+    }
+
+    /// The list, open in the browser, shows an instance's new status without a reload, with the
+    /// "live" indicator on.
+    @Test func theListUpdatesLiveWithoutAReload() async throws {
+        let chromium = try #require(Chromium.path, "chromium is not installed: .ci/run installs it (apt-get install chromium)")
+        try await withTestApp { app in
+            _ = try await app.start(Self.livePayment, "ORD-3004", instanceID: "ORD-3004")
+            for _ in 0..<500 where try await app.instance("ORD-3004")?.waitingFor == nil { try await Task.sleep(for: .milliseconds(10)) }
+            let page = try await liveDOM(chromium, app, path: "/?workflow=live_browser_payment", stream: "/live") {
+                _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 8), to: "ORD-3004")
+            }
+            let rows = try #require(page.components(separatedBy: "<div id=\"instances\" data-live-part=\"\">").last)
+            #expect(rows.contains("class=\"badge completed\">completed</span>"), "\(page)")
+            #expect(!rows.contains("class=\"badge waiting\">waiting</span>"), "\(page)")
+            #expect(page.contains("<span id=\"live\" class=\"live "), "the indicator shows: \(page)")
+            #expect(page.contains("value=\"live_browser_payment\""), "the filter form stays as it was")
         }
     }
 }
