@@ -34,12 +34,12 @@ struct LivePages: Sendable {
                 body: .init(byteBuffer: ByteBuffer(string: Self.script))
             )
         }
-        routes.on("/instances/:id/live", .get) { _, context in
+        routes.on("/instances/:id/live", .get) { request, context in
             let id = try context.parameters.decoded("id")
             guard try await app.instance(id) != nil else {
                 throw APIError(status: .notFound, type: "not_found", message: "No workflow instance has ID \(id).")
             }
-            return stream { try await instanceState(id) }
+            return stream(since: request.uri.queryParameters.get("since")) { try await instanceState(id) }
         }
         routes.on("/live", .get) { request, _ in
             let (parsed, errors) = APIRoutes.filter(request, emptyValueIsAbsent: true)
@@ -47,11 +47,11 @@ struct LivePages: Sendable {
             var filter = parsed
             filter.limit = 50   // the list's page size
             let query = filter
-            return stream { try await listState(query) }
+            return stream(since: request.uri.queryParameters.get("since")) { try await listState(query) }
         }
     }
 
-    /// What a page shows, reduced to a string that changes when it does, and whether it is final.
+    /// What a page shows, reduced to a signature that changes when it does, and whether it is final.
     struct State: Equatable {
         var signature: String
         var status: String
@@ -60,34 +60,53 @@ struct LivePages: Sendable {
 
     func instanceState(_ id: String) async throws -> State {
         guard let instance = try await app.instance(id) else { return State(signature: "removed", status: "removed", finished: true) }
-        let wait = instance.waitingFor.map { "\($0)" } ?? ""
-        let signature = "\(instance.displayStatus.rawValue)|\(instance.updatedAt.timeIntervalSince1970)|\(instance.cancelRequested)|\(wait)"
-        return State(signature: signature, status: instance.displayStatus.rawValue, finished: instance.status.isTerminal)
+        return State(signature: Self.signature(of: instance), status: instance.displayStatus.rawValue, finished: instance.status.isTerminal)
     }
 
     func listState(_ filter: InstanceQuery) async throws -> State {
-        let page = try await app.instances(matching: filter)
-        let rows = page.instances.map { "\($0.instanceID)|\($0.displayStatus.rawValue)|\($0.updatedAt.timeIntervalSince1970)" }
-        let signature = rows.joined(separator: "\n") + "|\(page.nextCursor.map { "\($0)" } ?? "")"
-        return State(signature: signature, status: "", finished: false)
+        State(signature: Self.signature(of: try await app.instances(matching: filter)), status: "", finished: false)
     }
 
-    /// An event stream: the state at once, then a `change` event whenever it differs from the last
-    /// one sent (a comment otherwise, so that a browser that has gone is noticed at the next write),
-    /// and `end` once it is final.
-    func stream(_ read: @escaping @Sendable () async throws -> State) -> Response {
+    /// What an instance's page shows that can change: its status, what it waits for, its last
+    /// update. The page sends it with its stream's URL (`since`), so that the stream's first
+    /// reading, when it matches, sends nothing: the browser fetches the page again only after a change.
+    static func signature(of instance: WorkflowInstance) -> String {
+        let wait = instance.waitingFor.map { "\($0)" } ?? ""
+        return fingerprint("\(instance.displayStatus.rawValue)|\(instance.updatedAt.timeIntervalSince1970)|\(instance.cancelRequested)|\(wait)")
+    }
+
+    /// What the list's rows show that can change (for the list's own ``signature(of:)-(WorkflowInstance)``).
+    static func signature(of page: InstancePage) -> String {
+        let rows = page.instances.map { "\($0.instanceID)|\($0.displayStatus.rawValue)|\($0.updatedAt.timeIntervalSince1970)" }
+        return fingerprint(rows.joined(separator: "\n") + "|\(page.nextCursor.map { "\($0)" } ?? "")|\(page.previousCursor.map { "\($0)" } ?? "")")
+    }
+
+    /// A short, stable digest (64-bit FNV-1a, hex): the same in every process, unlike `Hasher`.
+    static func fingerprint(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
+    }
+
+    /// An event stream: a `change` event whenever the state's signature differs from the last one
+    /// sent (at first, from `since`, the one the page was rendered with; a comment otherwise, so
+    /// that a browser that has gone is noticed at the next write), and `end` once it is final.
+    func stream(since: String?, _ read: @escaping @Sendable () async throws -> State) -> Response {
         let (interval, lifetime) = (interval, lifetime)
         let body = ResponseBody { writer in
             let clock = ContinuousClock()
             let until = clock.now.advanced(by: lifetime)
-            var last: State?
+            var last = since
             try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
             while true {
                 let state = try await read()
-                if state != last {
+                if state.finished || state.signature != last {
                     let data = "{\"status\":\(Self.jsonString(state.status))}"
                     try await writer.write(ByteBuffer(string: "event: \(state.finished ? "end" : "change")\ndata: \(data)\n\n"))
-                    last = state
+                    last = state.signature
                 } else {
                     try await writer.write(ByteBuffer(string: ":\n\n"))
                 }

@@ -160,7 +160,7 @@ struct ViewerPages: Sendable {
         body += "</div>"
         // The refresh reloads this same URL: the filters, kept in it, survive.
         let head = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\">" } ?? ""
-        let live = "/live" + (request.uri.query.map { $0.isEmpty ? "" : "?" + $0 } ?? "")
+        let live = "/live?" + (request.uri.query.map { $0.isEmpty ? "" : $0 + "&" } ?? "") + "since=\(LivePages.signature(of: page))"
         return self.page(title: "Edda — instances", head: head, body: body, live: live)
     }
 
@@ -257,7 +257,7 @@ struct ViewerPages: Sendable {
             body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
         }
         body += "</div>"
-        let live = instance.status.isTerminal ? nil : "/instances/\(Self.percentEncoded(id))/live"
+        let live = instance.status.isTerminal ? nil : "/instances/\(Self.percentEncoded(id))/live?since=\(LivePages.signature(of: instance))"
         var response = self.page(title: "Edda — \(instance.instanceID)", body: body, status: status, live: live)
         for field in headers { response.headers.append(field) }
         return response

@@ -122,7 +122,7 @@ struct LiveTests {
 
             let page = try await send("/instances/live%203", nil, [:])
             let html = String(buffer: page.body ?? ByteBuffer())
-            #expect(html.contains("<body data-live=\"/instances/live%203/live\">"), "\(html)")
+            #expect(html.contains("<body data-live=\"/instances/live%203/live?since="), "\(html)")
             #expect(html.contains("<script src=\"/static/live.js\" defer></script>"))
             #expect(html.contains("<span id=\"live\" class=\"live\" hidden></span>"), "the indicator, hidden until the script runs")
             for part in ["title", "summary", "actions", "children-part", "history-part"] {
@@ -138,12 +138,24 @@ struct LiveTests {
             #expect(String(buffer: script.body ?? ByteBuffer()).contains("new EventSource(source)"))
 
             let list = String(buffer: try await send("/?workflow=live_payment&refresh=5", nil, [:]).body ?? ByteBuffer())
-            #expect(list.contains("<body data-live=\"/live?workflow=live_payment&amp;refresh=5\">"), "\(list)")
+            #expect(list.contains("<body data-live=\"/live?workflow=live_payment&amp;refresh=5&amp;since="), "\(list)")
             #expect(list.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "the refresh without JavaScript stays")
             #expect(list.contains("<div id=\"instances\" data-live-part>"))
 
-            // A finished instance's page is not live.
+            // The stream the page names starts from what the page showed: nothing until a change.
+            let since = try #require(html.components(separatedBy: "live?since=").dropFirst().first?.split(separator: "\"").first)
+            let started = ContinuousClock.now
+            async let stream = send("/instances/live%203/live?since=\(since)", nil, [:])
+            try await Task.sleep(for: .milliseconds(300))
             _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 3), to: "live 3")
+            let text = String(buffer: try await stream.body ?? ByteBuffer())
+            let events = self.events(text)
+            #expect(!events.contains { $0.1 == "{\"status\":\"waiting\"}" }, "no change before the instance moved: \(text)")
+            #expect(events.last?.0 == "end", "\(text)")
+            #expect(text.contains(":\n\n"), "comments while nothing changed")
+            #expect(ContinuousClock.now - started < .seconds(10))
+
+            // A finished instance's page is not live.
             try await eventually("it completes") { try await app.instance("live 3")?.status == .completed }
             let done = String(buffer: try await send("/instances/live%203", nil, [:]).body ?? ByteBuffer())
             #expect(!done.contains("data-live=") && !done.contains("live.js"))
@@ -204,7 +216,7 @@ extension BrowserTests {
             #expect(page.contains("<dt>Output</dt><dd><pre>7</pre></dd>"), "the summary was swapped too")
             #expect(!page.contains("Send an event"), "the actions of a waiting instance are gone")
             #expect(page.contains("<span id=\"live\" class=\"live off\">finished</span>"), "the indicator says the stream ended")
-            #expect(page.contains("<body data-live=\"/instances/ORD%203003/live\">"), "the same document: it was not reloaded")
+            #expect(page.contains("<body data-live=\"/instances/ORD%203003/live?since="), "the same document: it was not reloaded")
         }
     }
 
