@@ -75,6 +75,8 @@ public struct EddaHTTP: Sendable {
         public var livePollInterval: Duration = .seconds(1)
         /// How long one live stream lasts at most before the browser connects again (tests shorten it).
         var liveStreamLifetime: Duration = .seconds(30 * 60)
+        /// Counts the open live streams (tests).
+        var liveStreamCounter: LiveStreamCounter?
 
         public init(
             host: String = "127.0.0.1", port: Int = 8080, bearerToken: String? = nil, maxBodyBytes: Int = 1 << 20, allowedHosts: [String] = [],
@@ -116,7 +118,7 @@ public struct EddaHTTP: Sendable {
         var routes = RouteTable(router: router)
         APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
-        LivePages(app: app, interval: max(configuration.livePollInterval, .milliseconds(10)), lifetime: configuration.liveStreamLifetime).register(on: &routes)
+        LivePages(app: app, interval: max(configuration.livePollInterval, .milliseconds(10)), lifetime: configuration.liveStreamLifetime, counter: configuration.liveStreamCounter).register(on: &routes)
         routes.refuseOtherMethods()
         return router
     }

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// The viewer's live pages: a page that can change (an unfinished instance's, the list) names a
 /// Server-Sent Events stream in its `<body data-live="…">` and loads `/static/live.js`, a small
@@ -22,6 +23,8 @@ struct LivePages: Sendable {
     /// `EventSource` connects again (after the `retry:` the stream gave), so a stream never outlives
     /// a session by much.
     let lifetime: Duration
+    /// Counts the open streams, for tests.
+    let counter: LiveStreamCounter?
 
     func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
         routes.on("/static/live.js", .get) { _, _ in
@@ -95,8 +98,10 @@ struct LivePages: Sendable {
     /// sent (at first, from `since`, the one the page was rendered with; a comment otherwise, so
     /// that a browser that has gone is noticed at the next write), and `end` once it is final.
     func stream(since: String?, _ read: @escaping @Sendable () async throws -> State) -> Response {
-        let (interval, lifetime) = (interval, lifetime)
+        let (interval, lifetime, counter) = (interval, lifetime, counter)
         let body = ResponseBody { writer in
+            counter?.open.add(1, ordering: .relaxed)
+            defer { counter?.open.subtract(1, ordering: .relaxed) }
             let clock = ContinuousClock()
             let until = clock.now.advanced(by: lifetime)
             var last = since
@@ -168,4 +173,10 @@ struct LivePages: Sendable {
           });
         })();
         """
+}
+
+/// How many live streams are open (tests check that a stream whose browser has gone stops).
+final class LiveStreamCounter: Sendable {
+    let open = Atomic<Int>(0)
+    var count: Int { open.load(ordering: .relaxed) }
 }

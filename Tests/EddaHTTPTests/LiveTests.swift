@@ -90,6 +90,29 @@ struct LiveTests {
         }
     }
 
+    /// A browser that goes away (here curl, stopped after 0.5 s) ends its stream at the next poll:
+    /// the server does not keep reading the store for it.
+    @Test func aStreamWhoseClientHasGoneStops() async throws {
+        let curl = try #require(["/usr/bin/curl", "/usr/local/bin/curl"].first { FileManager.default.isExecutableFile(atPath: $0) }, "no curl")
+        let counter = LiveStreamCounter()
+        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(20))
+        configuration.liveStreamCounter = counter
+        try await withLiveServer(configuration) { app, port, _ in
+            _ = try await app.start(Self.payment, "order-4", instanceID: "live-4")
+            try await eventually("it waits") { try await app.instance("live-4")?.waitingFor != nil }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: curl)
+            process.arguments = ["-s", "-N", "-o", "/dev/null", "--max-time", "0.5", "http://127.0.0.1:\(port)/instances/live-4/live"]
+            let exited = AsyncStream.makeStream(of: Void.self)
+            process.terminationHandler = { _ in exited.continuation.yield(); exited.continuation.finish() }
+            try process.run()
+            try await eventually("the stream is open") { counter.count == 1 }
+            for await _ in exited.stream {}
+            try await eventually("the stream stopped after its client left") { counter.count == 0 }
+            #expect(try await app.instance("live-4")?.waitingFor != nil, "the instance still waits: the stream ended because curl left")
+        }
+    }
+
     @Test func theStreamIsRefusedWithoutTheTokenAndForAnotherHost() async throws {
         try await withLiveServer(.init(bearerToken: "s3cret", livePollInterval: .milliseconds(20))) { app, port, send in
             _ = try await app.start(Self.payment, "order-2", instanceID: "live-2")
