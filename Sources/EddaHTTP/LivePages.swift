@@ -63,7 +63,10 @@ struct LivePages: Sendable {
 
     func instanceState(_ id: String) async throws -> State {
         guard let instance = try await app.instance(id) else { return State(signature: "removed", status: "removed", finished: true) }
-        return State(signature: Self.signature(of: instance), status: instance.displayStatus.rawValue, finished: instance.status.isTerminal)
+        let children = try await app.instances(matching: ViewerPages.childrenQuery(of: id))
+        return State(
+            signature: Self.signature(of: instance, children: children), status: instance.displayStatus.rawValue, finished: instance.status.isTerminal
+        )
     }
 
     func listState(_ filter: InstanceQuery) async throws -> State {
@@ -71,17 +74,24 @@ struct LivePages: Sendable {
     }
 
     /// What an instance's page shows that can change: its status, what it waits for, its last
-    /// update. The page sends it with its stream's URL (`since`), so that the stream's first
-    /// reading, when it matches, sends nothing: the browser fetches the page again only after a change.
-    static func signature(of instance: WorkflowInstance) -> String {
+    /// update, its first children's statuses. The page sends it with its stream's URL (`since`), so
+    /// that the stream's first reading, when it matches, sends nothing: the browser fetches the
+    /// page again only after a change.
+    static func signature(of instance: WorkflowInstance, children: InstancePage) -> String {
         let wait = instance.waitingFor.map { "\($0)" } ?? ""
-        return fingerprint("\(instance.displayStatus.rawValue)|\(instance.updatedAt.timeIntervalSince1970)|\(instance.cancelRequested)|\(wait)")
+        return fingerprint(
+            "\(instance.displayStatus.rawValue)|\(instance.updatedAt.timeIntervalSince1970)|\(instance.cancelRequested)|\(wait)|" + rows(children)
+        )
     }
 
-    /// What the list's rows show that can change (for the list's own ``signature(of:)-(WorkflowInstance)``).
+    /// What the list's rows show that can change.
     static func signature(of page: InstancePage) -> String {
+        fingerprint(rows(page))
+    }
+
+    static func rows(_ page: InstancePage) -> String {
         let rows = page.instances.map { "\($0.instanceID)|\($0.displayStatus.rawValue)|\($0.updatedAt.timeIntervalSince1970)" }
-        return fingerprint(rows.joined(separator: "\n") + "|\(page.nextCursor.map { "\($0)" } ?? "")|\(page.previousCursor.map { "\($0)" } ?? "")")
+        return rows.joined(separator: "\n") + "|\(page.nextCursor.map { "\($0)" } ?? "")|\(page.previousCursor.map { "\($0)" } ?? "")"
     }
 
     /// A short, stable digest (64-bit FNV-1a, hex): the same in every process, unlike `Hasher`.

@@ -224,7 +224,8 @@ struct ViewerPages: Sendable {
             body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">Cancel</button></form>"
             body += Self.eventForm(id: id, instance: instance, state: event, token: token)
         }
-        body += "</div><div id=\"children-part\" data-live-part>" + (try await childrenSection(of: id)) + "</div>"
+        let children = try await app.instances(matching: Self.childrenQuery(of: id))
+        body += "</div><div id=\"children-part\" data-live-part>" + Self.childrenSection(of: id, children) + "</div>"
         body += "<div id=\"history-part\" data-live-part>"
         if !retries.isEmpty { body += Self.retriesSection(retries) }
         body += "<h2>Steps</h2>" + Diagram.svg(firstRecords)
@@ -257,17 +258,21 @@ struct ViewerPages: Sendable {
             body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
         }
         body += "</div>"
-        let live = instance.status.isTerminal ? nil : "/instances/\(Self.percentEncoded(id))/live?since=\(LivePages.signature(of: instance))"
+        let live = instance.status.isTerminal ? nil : "/instances/\(Self.percentEncoded(id))/live?since=\(LivePages.signature(of: instance, children: children))"
         var response = self.page(title: "Edda — \(instance.instanceID)", body: body, status: status, live: live)
         for field in headers { response.headers.append(field) }
         return response
     }
 
-    /// The first children of an instance, each with its status, and a link to the list of all of them.
-    func childrenSection(of id: String) async throws -> String {
+    /// The children an instance's page shows (and its live stream follows): the first 20.
+    static func childrenQuery(of id: String) -> InstanceQuery {
         var query = InstanceQuery(limit: 20)
         query.parentInstanceID = id
-        let children = try await app.instances(matching: query)
+        return query
+    }
+
+    /// The first children of an instance, each with its status, and a link to the list of all of them.
+    static func childrenSection(of id: String, _ children: InstancePage) -> String {
         guard !children.instances.isEmpty else { return "" }
         var html = "<h2>Children</h2><table id=\"children\"><thead><tr><th>Instance</th><th>Workflow</th><th>Status</th><th>Created</th></tr></thead><tbody>"
         for child in children.instances {

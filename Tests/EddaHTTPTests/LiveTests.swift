@@ -17,6 +17,12 @@ struct LiveTests {
         try await ctx.waitForEvent(type: "payment.completed", as: Int.self, timeout: .seconds(300)).data
     }
 
+    static let twoSteps = Workflow("live_two_steps") { (ctx, _: Int) -> Int in
+        let a = try await ctx.waitForEvent(type: "a", as: Int.self).data
+        return a + (try await ctx.waitForEvent(type: "b", as: Int.self).data)
+    }
+    static let parent = Workflow("live_parent") { (ctx, n: Int) -> Int in try await ctx.runChild(twoSteps, n) }
+
     /// A live server (polling every 20 ms) and a raw client that sets `Host` and headers as it likes;
     /// it reads a response to its end.
     func withLiveServer(
@@ -87,6 +93,35 @@ struct LiveTests {
             #expect(self.events(String(buffer: again.body ?? ByteBuffer())).map { $0.0 } == ["end"])
             let unknown = try await send("/instances/nope/live", nil, [:])
             #expect(unknown.head.status == .notFound)
+        }
+    }
+
+    /// A parent's page shows its children's statuses: its stream sends a change when a child
+    /// moves while the parent itself still waits.
+    @Test func aParentsStreamFollowsItsChildren() async throws {
+        try await withLiveServer { app, _, send in
+            _ = try await app.start(Self.parent, 1, instanceID: "live-parent")
+            var child: String?
+            try await eventually("the parent and its child wait") {
+                guard let wait = try await app.instance("live-parent")?.waitingFor, wait.kind == .child, let id = wait.awaited else { return false }
+                child = id
+                return try await app.instance(id)?.waitingFor?.awaited == "a"
+            }
+            let childID = try #require(child)
+            let html = String(buffer: try await send("/instances/live-parent", nil, [:]).body ?? ByteBuffer())
+            let since = try #require(html.components(separatedBy: "live?since=").dropFirst().first?.split(separator: "\"").first)
+
+            async let stream = send("/instances/live-parent/live?since=\(since)", nil, [:])
+            try await Task.sleep(for: .milliseconds(300))
+            _ = try await app.sendEvent(try CloudEvent(type: "a", source: "test", json: 1), to: childID)
+            try await eventually("the child waits for b") { try await app.instance(childID)?.waitingFor?.awaited == "b" }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await app.instance("live-parent")?.waitingFor?.kind == .child, "the parent still waits")
+            _ = try await app.sendEvent(try CloudEvent(type: "b", source: "test", json: 2), to: childID)
+            let text = String(buffer: try await stream.body ?? ByteBuffer())
+            let events = self.events(text)
+            #expect(events.first.map { $0 == ("change", "{\"status\":\"waiting\"}") } == true, "the child's move, the parent waiting: \(text)")
+            #expect(events.last?.0 == "end", "\(text)")
         }
     }
 
