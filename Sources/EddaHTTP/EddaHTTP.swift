@@ -11,7 +11,10 @@ import NIOCore
 /// never builds it). With a bearer token, browsers sign in at `/login` (wrong tokens are
 /// throttled per client) and out with the pages' Sign out button (`POST /logout`). The viewer's
 /// errors (a bad filter, a form over the size limit, an unknown instance, another method) are
-/// HTML pages in its layout, a filter's error next to its field.
+/// HTML pages in its layout, a filter's error next to its field. An unfinished instance's page and
+/// the list are live: a small same-origin script follows a Server-Sent Events stream
+/// (`/instances/{id}/live`, `/live?<filters>`) and swaps in the parts that changed; without
+/// JavaScript the pages are as before.
 ///
 /// ```swift
 /// let api = EddaHTTP(app: app, configuration: .init(bearerToken: ProcessInfo.processInfo.environment["EDDA_TOKEN"]))
@@ -66,15 +69,25 @@ public struct EddaHTTP: Sendable {
         /// IPv6 address, and `*` any name (then only a ``bearerToken`` protects the server).
         /// Defaults to `[]`.
         public var allowedHosts: [String] = []
+        /// How often a live page's event stream reads the store (one read per open page per
+        /// interval): the instance page and the list update this soon after the instance moves.
+        /// Defaults to 1 second.
+        public var livePollInterval: Duration = .seconds(1)
+        /// How long one live stream lasts at most before the browser connects again (tests shorten it).
+        var liveStreamLifetime: Duration = .seconds(30 * 60)
+        /// Counts the open live streams (tests).
+        var liveStreamCounter: LiveStreamCounter?
 
         public init(
-            host: String = "127.0.0.1", port: Int = 8080, bearerToken: String? = nil, maxBodyBytes: Int = 1 << 20, allowedHosts: [String] = []
+            host: String = "127.0.0.1", port: Int = 8080, bearerToken: String? = nil, maxBodyBytes: Int = 1 << 20, allowedHosts: [String] = [],
+            livePollInterval: Duration = .seconds(1)
         ) {
             self.host = host
             self.port = port
             self.bearerToken = bearerToken
             self.maxBodyBytes = maxBodyBytes
             self.allowedHosts = allowedHosts
+            self.livePollInterval = livePollInterval
         }
     }
 
@@ -105,6 +118,7 @@ public struct EddaHTTP: Sendable {
         var routes = RouteTable(router: router)
         APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
+        LivePages(app: app, interval: max(configuration.livePollInterval, .milliseconds(10)), lifetime: configuration.liveStreamLifetime, counter: configuration.liveStreamCounter).register(on: &routes)
         routes.refuseOtherMethods()
         return router
     }

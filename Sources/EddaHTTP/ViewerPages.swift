@@ -48,13 +48,19 @@ struct ViewerPages: Sendable {
     }
 
     /// A viewer page, with Sign out when the server takes a token.
-    func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {
-        Self.page(title: title, head: head, body: body, status: status, signsIn: signsIn)
+    func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok, live: String? = nil) -> Response {
+        Self.page(title: title, head: head, body: body, status: status, signsIn: signsIn, live: live)
     }
 
-    static func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok, signsIn: Bool) -> Response {
+    /// `live`: the page's event stream (``LivePages``), which `/static/live.js` follows, showing
+    /// the hidden "live" indicator; without JavaScript the page stays as served.
+    static func page(
+        title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok, signsIn: Bool, live: String? = nil
+    ) -> Response {
         let signOut = signsIn ? "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>" : ""
-        return HTML.page(title: title, head: head, body: signOut + body, status: status)
+        let indicator = live == nil ? "" : "<span id=\"live\" class=\"live\" hidden></span>"
+        let script = live == nil ? "" : "<script src=\"/static/live.js\" defer></script>"
+        return HTML.page(title: title, head: head + script, body: signOut + indicator + body, status: status, live: live)
     }
 
     /// The page for an error a viewer route threw (an unknown instance or page, another method, a
@@ -118,6 +124,7 @@ struct ViewerPages: Sendable {
         if let parent = filter.parentInstanceID { body += "<input type=\"hidden\" name=\"parent\" value=\"\(HTML.escape(parent))\">" }
         body += " <button type=\"submit\">Filter</button></form>"
         guard valid else { return self.page(title: "Edda — instances", body: body, status: .badRequest) }
+        body += "<div id=\"instances\" data-live-part>"
         if page.instances.isEmpty {
             body += "<p class=\"empty\">No instances.</p>"
         } else {
@@ -150,9 +157,11 @@ struct ViewerPages: Sendable {
             for item in filterItems { body += "<input type=\"hidden\" name=\"\(HTML.escape(item.name))\" value=\"\(HTML.escape(item.value ?? ""))\">" }
             body += "<button type=\"submit\">Cancel all \(Self.unfinishedCount(counts, status: filter.status)) unfinished matching…</button></form>"
         }
+        body += "</div>"
         // The refresh reloads this same URL: the filters, kept in it, survive.
         let head = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\">" } ?? ""
-        return self.page(title: "Edda — instances", head: head, body: body)
+        let live = "/live?" + (request.uri.query.map { $0.isEmpty ? "" : $0 + "&" } ?? "") + "since=\(LivePages.signature(of: page))"
+        return self.page(title: "Edda — instances", head: head, body: body, live: live)
     }
 
     func instancePage(_ request: Request, id: String, event: EventFormState = EventFormState(), status: HTTPResponse.Status = .ok) async throws -> Response {
@@ -173,8 +182,9 @@ struct ViewerPages: Sendable {
         let firstRecords = try await app.history(of: id, matching: HistoryQuery(limit: 2_000))
 
         var body = "<p><a href=\"/\">← All instances</a></p>"
-        body += "<h1>\(HTML.escape(instance.instanceID)) \(HTML.badge(instance.displayStatus))</h1>"
-        body += "<dl><dt>Workflow</dt><dd>\(HTML.escape(instance.workflowName)) (service \(HTML.escape(instance.serviceName)), run \(instance.runNumber))</dd>"
+        // The parts marked data-live-part are what the live script swaps (``LivePages``).
+        body += "<div id=\"title\" data-live-part><h1>\(HTML.escape(instance.instanceID)) \(HTML.badge(instance.displayStatus))</h1></div>"
+        body += "<dl id=\"summary\" data-live-part><dt>Workflow</dt><dd>\(HTML.escape(instance.workflowName)) (service \(HTML.escape(instance.serviceName)), run \(instance.runNumber))</dd>"
         if let parent = instance.parentInstanceID {
             let parentStatus = try await app.instance(parent).map { " " + HTML.badge($0.displayStatus) } ?? " <small>(removed)</small>"
             body += "<dt>Parent</dt><dd id=\"parent\"><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a>\(parentStatus)</dd>"
@@ -200,6 +210,7 @@ struct ViewerPages: Sendable {
         case "kept": body += "<p class=\"note\" id=\"event-sent\">The event was kept: the instance takes it when it waits for its type.</p>"
         default: break
         }
+        body += "<div id=\"actions\" data-live-part>"
         if !instance.status.isTerminal { body += noWorkerNote(instance.workflowName, retrying: false) }
         var headers: HTTPFields = [:]
         if instance.status == .failed {
@@ -213,7 +224,9 @@ struct ViewerPages: Sendable {
             body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\"><button type=\"submit\">Cancel</button></form>"
             body += Self.eventForm(id: id, instance: instance, state: event, token: token)
         }
-        body += try await childrenSection(of: id)
+        let children = try await app.instances(matching: Self.childrenQuery(of: id))
+        body += "</div><div id=\"children-part\" data-live-part>" + Self.childrenSection(of: id, children) + "</div>"
+        body += "<div id=\"history-part\" data-live-part>"
         if !retries.isEmpty { body += Self.retriesSection(retries) }
         body += "<h2>Steps</h2>" + Diagram.svg(firstRecords)
         body += "<h2>History\(after > 0 ? " after #\(after)" : "")</h2><p>"
@@ -244,16 +257,22 @@ struct ViewerPages: Sendable {
         if records.count > limit, let last = page.last {
             body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
         }
-        var response = self.page(title: "Edda — \(instance.instanceID)", body: body, status: status)
+        body += "</div>"
+        let live = instance.status.isTerminal ? nil : "/instances/\(Self.percentEncoded(id))/live?since=\(LivePages.signature(of: instance, children: children))"
+        var response = self.page(title: "Edda — \(instance.instanceID)", body: body, status: status, live: live)
         for field in headers { response.headers.append(field) }
         return response
     }
 
-    /// The first children of an instance, each with its status, and a link to the list of all of them.
-    func childrenSection(of id: String) async throws -> String {
+    /// The children an instance's page shows (and its live stream follows): the first 20.
+    static func childrenQuery(of id: String) -> InstanceQuery {
         var query = InstanceQuery(limit: 20)
         query.parentInstanceID = id
-        let children = try await app.instances(matching: query)
+        return query
+    }
+
+    /// The first children of an instance, each with its status, and a link to the list of all of them.
+    static func childrenSection(of id: String, _ children: InstancePage) -> String {
         guard !children.instances.isEmpty else { return "" }
         var html = "<h2>Children</h2><table id=\"children\"><thead><tr><th>Instance</th><th>Workflow</th><th>Status</th><th>Created</th></tr></thead><tbody>"
         for child in children.instances {
@@ -705,14 +724,19 @@ enum HTML {
         "<span class=\"badge \(HTML.escape(status.rawValue))\">\(HTML.escape(status.rawValue))</span>"
     }
 
-    static func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok) -> Response {
+    /// The pages' policy: nothing from elsewhere; the live pages' script and its event stream from
+    /// this server only.
+    static let contentSecurityPolicy = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'"
+
+    static func page(title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok, live: String? = nil) -> Response {
+        let liveAttribute = live.map { " data-live=\"\(escape($0))\"" } ?? ""
         let document = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>\(head)
-            <style>\(style)</style></head><body>\(body)</body></html>
+            <style>\(style)</style></head><body\(liveAttribute)>\(body)</body></html>
             """
         return Response(
             status: status,
-            headers: [.contentType: "text/html; charset=utf-8", .contentSecurityPolicy: "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"],
+            headers: [.contentType: "text/html; charset=utf-8", .contentSecurityPolicy: contentSecurityPolicy],
             body: .init(byteBuffer: ByteBuffer(string: document))
         )
     }
@@ -725,7 +749,7 @@ enum HTML {
         .badge.compensating{background:#fbe7c6}.badge.waiting{background:#e6dcfb}.waits{color:#555}pre{white-space:pre-wrap;margin:0}.error{color:#a00}dt{font-weight:bold}
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
         .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
-        .signout{float:right}tr.archived{opacity:.75}.warning{border-left:4px solid #e0a030;padding-left:8px}
+        .signout{float:right}.live{float:right;margin:0 1em;font-size:12px;color:#080}.live.off{color:#a60}tr.archived{opacity:.75}.warning{border-left:4px solid #e0a030;padding-left:8px}
         """
 }
 
