@@ -21,8 +21,13 @@ extension PostgresStore {
     @_spi(EddaStores) public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
         guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
         let owner = request.lease.owner
+        // On the lifeline, as renewals: a worker counts a lease as held from the moment it asked for
+        // it, so a claim queued behind step traffic for a pooled connection (transactional steps hold
+        // theirs for their whole body) would hand out leases already spent, and their runs would stop
+        // at once. Through the pool while the lifeline is failing.
+        let connections = lifelineFailed.load(ordering: .relaxed) ? client : lifeline
         return try await perform("claim instances") { [self] in
-            let rows = try await client.query(Self.claimQuery(request, tables: tables), logger: logger)
+            let rows = try await connections.query(Self.claimQuery(request, tables: tables), logger: logger)
             var claimed: [ClaimedInstance] = []
             for try await row in rows {
                 let decoded = try Self.instance(from: row)

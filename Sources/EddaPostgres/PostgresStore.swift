@@ -37,8 +37,8 @@ import Synchronization
 public final class PostgresStore: Store, Service {
     /// The connection pool. Run by ``run()``.
     public let client: PostgresClient
-    /// A pool of one connection of its own for a worker's lifeline — lease renewals — so that they
-    /// never queue behind step traffic
+    /// A pool of one connection of its own for a worker's lifeline — lease renewals and claims — so
+    /// that they never queue behind step traffic
     /// (transactional steps hold a pooled connection for their whole body). Connects on first use:
     /// a store without a worker (the CLI, the viewer) never opens it.
     let lifeline: PostgresClient
