@@ -67,14 +67,18 @@ struct LiveTests {
     }
 
     @Test func theStreamFollowsTheInstanceFromWaitingToCompletedAndEnds() async throws {
-        try await withLiveServer { app, _, send in
+        let counter = LiveStreamCounter()
+        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(20))
+        configuration.liveStreamCounter = counter
+        try await withLiveServer(configuration) { app, _, send in
             _ = try await app.start(Self.payment, "order-1", instanceID: "live/1 ü")
             try await eventually("it waits") { try await app.instance("live/1 ü")?.waitingFor != nil }
 
             let started = ContinuousClock.now
             async let stream = send("/instances/live%2F1%20%C3%BC/live", nil, [:])
             // The stream sends the state at once; the event arrives while it is open.
-            try await Task.sleep(for: .milliseconds(400))
+            try await eventually("the stream is open") { counter.count == 1 }
+            try await Task.sleep(for: .milliseconds(100))
             _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 42), to: "live/1 ü")
             let response = try await stream
             #expect(response.head.status == .ok)
@@ -179,7 +183,10 @@ struct LiveTests {
     }
 
     @Test func livePagesNameTheirStreamAndServeTheScriptUnderTheStrictPolicy() async throws {
-        try await withLiveServer { app, _, send in
+        let counter = LiveStreamCounter()
+        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(20))
+        configuration.liveStreamCounter = counter
+        try await withLiveServer(configuration) { app, _, send in
             _ = try await app.start(Self.payment, "order-3", instanceID: "live 3")
             try await eventually("it waits") { try await app.instance("live 3")?.waitingFor != nil }
 
@@ -209,7 +216,10 @@ struct LiveTests {
             let since = try #require(html.components(separatedBy: "live?since=").dropFirst().first?.split(separator: "\"").first)
             let started = ContinuousClock.now
             async let stream = send("/instances/live%203/live?since=\(since)", nil, [:])
-            try await Task.sleep(for: .milliseconds(300))
+            // Open, and a few polls past its first read (on a loaded machine the request can take
+            // longer than any fixed pause), before the instance moves.
+            try await eventually("the stream is open") { counter.count == 1 }
+            try await Task.sleep(for: .milliseconds(100))
             _ = try await app.sendEvent(try CloudEvent(type: "payment.completed", source: "test", json: 3), to: "live 3")
             let text = String(buffer: try await stream.body ?? ByteBuffer())
             let events = self.events(text)
