@@ -167,6 +167,9 @@ enum Chromium {
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
+        // A browser that never finishes (a request left open under `--virtual-time-budget`) is
+        // stopped: the test then fails on its output instead of hanging the whole run.
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60) { if process.isRunning { process.terminate() } }
         // Read while it runs (a full pipe would stall it), on a Dispatch thread: a blocking read in a
         // task (detached or not) holds one of the cooperative pool's threads, and on a 2-core machine
         // two browser tests at once held both, so the live servers they load could not answer.
