@@ -246,19 +246,8 @@ struct APIRoutes: Sendable {
     /// key (400, naming the key expected), an input the workflow does not take (400, with the
     /// field the workflow's decoding or validation names, as `input.0.name`).
     func start(_ request: Request, name: String) async throws -> Response {
-        guard Self.isJSON(request.headers[.contentType]) else {
-            throw APIError(
-                status: .unsupportedMediaType, type: "unsupported_media_type",
-                message: "The body must be JSON, sent with 'Content-Type: application/json'"
-                    + (request.headers[.contentType].map { ", not '\($0)'." } ?? "; the request has no Content-Type."),
-                field: "Content-Type"
-            )
-        }
-        let body = try await collectBody(request, upTo: maxBodyBytes)
         let shape = #"{"input": [arguments…], "instance_id": "optional"}"#
-        guard let document = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
-            throw APIError.badRequest("The body must be a JSON object: \(shape).", type: "invalid_body")
-        }
+        let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.startKeys.contains(key) {
             let nearest = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }
             let guess = nearest.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
@@ -331,11 +320,9 @@ struct APIRoutes: Sendable {
     /// The keys the body of `POST /api/instances/:id/events` takes.
     static let eventKeys = ["type", "data", "id"]
 
-    /// Sends an event to one instance from an `application/json` body `{"type": "…", "data": <any
-    /// JSON>, "id": "optional"}`: delivered now if the instance waits for the type, kept for it
-    /// otherwise (``EddaApp/sendEvent(_:to:retention:)``). 202 with `delivered`; 404 for an unknown
-    /// instance, 409 for a finished one, 400 naming the field at fault.
-    func sendEvent(_ request: Request, id: String) async throws -> Response {
+    /// The body as a JSON object: refused unless sent as `application/json` (415), within
+    /// `maxBodyBytes` (413), and an object (400, showing `shape`).
+    func jsonObject(_ request: Request, shape: String) async throws -> [String: Any] {
         guard Self.isJSON(request.headers[.contentType]) else {
             throw APIError(
                 status: .unsupportedMediaType, type: "unsupported_media_type",
@@ -345,10 +332,19 @@ struct APIRoutes: Sendable {
             )
         }
         let body = try await collectBody(request, upTo: maxBodyBytes)
-        let shape = #"{"type": "payment.completed", "data": {…}, "id": "optional"}"#
         guard let document = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
             throw APIError.badRequest("The body must be a JSON object: \(shape).", type: "invalid_body")
         }
+        return document
+    }
+
+    /// Sends an event to one instance from an `application/json` body `{"type": "…", "data": <any
+    /// JSON>, "id": "optional"}`: delivered now if the instance waits for the type, kept for it
+    /// otherwise (``EddaApp/sendEvent(_:to:retention:)``). 202 with `delivered`; 404 for an unknown
+    /// instance, 409 for a finished one, 400 naming the field at fault.
+    func sendEvent(_ request: Request, id: String) async throws -> Response {
+        let shape = #"{"type": "payment.completed", "data": {…}, "id": "optional"}"#
+        let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.eventKeys.contains(key) {
             throw APIError.badRequest("Unknown key '\(key)' in the body. It takes 'type', 'data' and 'id' (optional): \(shape).", type: "unknown_key", field: key)
         }
