@@ -24,8 +24,8 @@ import Synchronization
 ///
 /// Runs' writes — steps' records, new instances, completions — go through a connection of their
 /// own (``Configuration-swift.struct/writeConnections``), where concurrent runs share one prepared
-/// statement and one commit (group commit, as on SQLite). Reads, claims and `ctx.transaction`
-/// bodies use the pool (``client``); lease renewals a connection of their own.
+/// statement and one commit (group commit, as on SQLite). Reads and `ctx.transaction` bodies use
+/// the pool (``client``); claims and lease renewals a connection of their own.
 ///
 /// Every worker claims ready instances with `FOR UPDATE SKIP LOCKED`, in batches, and holds each
 /// under a lease that it renews (``EddaApp/Configuration-swift.struct/leaseDuration``). A worker that
