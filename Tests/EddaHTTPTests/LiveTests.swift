@@ -46,6 +46,15 @@ struct LiveTests {
         }
     }
 
+    /// The live server's configuration (polling every 20 ms), counting its open streams: a test
+    /// moves an instance once its stream is open, not after a pause.
+    func countingStreams() -> (EddaHTTP.Configuration, LiveStreamCounter) {
+        let counter = LiveStreamCounter()
+        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(20))
+        configuration.liveStreamCounter = counter
+        return (configuration, counter)
+    }
+
     func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
         for _ in 0..<500 {
             if try await condition() { return }
@@ -67,9 +76,7 @@ struct LiveTests {
     }
 
     @Test func theStreamFollowsTheInstanceFromWaitingToCompletedAndEnds() async throws {
-        let counter = LiveStreamCounter()
-        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(20))
-        configuration.liveStreamCounter = counter
+        let (configuration, counter) = countingStreams()
         try await withLiveServer(configuration) { app, _, send in
             _ = try await app.start(Self.payment, "order-1", instanceID: "live/1 ü")
             try await eventually("it waits") { try await app.instance("live/1 ü")?.waitingFor != nil }
@@ -138,9 +145,7 @@ struct LiveTests {
     /// the server does not keep reading the store for it.
     @Test func aStreamWhoseClientHasGoneStops() async throws {
         let curl = try #require(["/usr/bin/curl", "/usr/local/bin/curl"].first { FileManager.default.isExecutableFile(atPath: $0) }, "no curl")
-        let counter = LiveStreamCounter()
-        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(20))
-        configuration.liveStreamCounter = counter
+        let (configuration, counter) = countingStreams()
         try await withLiveServer(configuration) { app, port, _ in
             _ = try await app.start(Self.payment, "order-4", instanceID: "live-4")
             try await eventually("it waits") { try await app.instance("live-4")?.waitingFor != nil }
@@ -183,9 +188,7 @@ struct LiveTests {
     }
 
     @Test func livePagesNameTheirStreamAndServeTheScriptUnderTheStrictPolicy() async throws {
-        let counter = LiveStreamCounter()
-        var configuration = EddaHTTP.Configuration(livePollInterval: .milliseconds(20))
-        configuration.liveStreamCounter = counter
+        let (configuration, counter) = countingStreams()
         try await withLiveServer(configuration) { app, _, send in
             _ = try await app.start(Self.payment, "order-3", instanceID: "live 3")
             try await eventually("it waits") { try await app.instance("live 3")?.waitingFor != nil }

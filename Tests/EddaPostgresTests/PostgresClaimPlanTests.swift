@@ -40,12 +40,7 @@ struct PostgresClaimPlanTests {
 
             let request = ClaimRequest(lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 10, workflowNames: ["w"])
             let claim = PostgresStore.claimQuery(request, tables: t)
-            var plan = ""
-            for try await line in try await store.client.query(
-                PostgresQuery(unsafeSQL: "EXPLAIN (ANALYZE, FORMAT JSON) " + claim.sql, binds: claim.binds)
-            ).decode(String.self) {
-                plan += line
-            }
+            let plan = try await Self.analyzedPlan(of: claim, on: store)
             let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
             // Before: the ready index held leased rows, and every claim filtered all 50,000 of them.
             #expect(read < 100, "a claim read \(read) instance rows; the plan: \(plan)")
@@ -58,6 +53,17 @@ struct PostgresClaimPlanTests {
             for try await id in taken.decode(String.self) { ids.append(id) }
             #expect(ids == ["lapsed-1", "lapsed-2", "lapsed-3", "ready-1", "ready-2", "ready-3"])
         }
+    }
+
+    /// `EXPLAIN (ANALYZE, FORMAT JSON)` of `query`: it runs, and the plan says what it read.
+    static func analyzedPlan(of query: PostgresQuery, on store: PostgresStore) async throws -> String {
+        var plan = ""
+        for try await line in try await store.client.query(
+            PostgresQuery(unsafeSQL: "EXPLAIN (ANALYZE, FORMAT JSON) " + query.sql, binds: query.binds)
+        ).decode(String.self) {
+            plan += line
+        }
+        return plan
     }
 
     /// Rows the plan's scans of `relation` read: those they returned and those their filters dropped.

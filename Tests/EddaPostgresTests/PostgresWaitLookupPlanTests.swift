@@ -38,12 +38,7 @@ struct PostgresWaitLookupPlanTests {
                 envelope: MessageEnvelope(CloudEvent(type: "payment.completed", source: "test"), sender: nil), retention: .seconds(60)
             )
             let query = PostgresStore.waitCandidates(for: message, now: 0, tables: t)
-            var plan = ""
-            for try await line in try await store.client.query(
-                PostgresQuery(unsafeSQL: "EXPLAIN (ANALYZE, FORMAT JSON) " + query.sql, binds: query.binds)
-            ).decode(String.self) {
-                plan += line
-            }
+            let plan = try await PostgresClaimPlanTests.analyzedPlan(of: query, on: store)
             let read = try PostgresClaimPlanTests.rowsRead(fromPlan: plan, relation: "workflow_waits")
             // Before: the channel's index in created_at order, every earlier waiter read and dropped.
             #expect(read < 10, "the lookup read \(read) waits; the plan: \(plan)")
