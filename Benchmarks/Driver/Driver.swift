@@ -367,6 +367,7 @@ struct W5: AsyncParsableCommand {
     @Option(help: "Waiting instances, each sent one event.") var events = 200
     @Option(help: "Milliseconds between events (0: one after another, as fast as they go).") var spacingMs = 5
     @Option(help: "Waiters started at once (raise it to park many).") var startConcurrency = 1
+    @Option(help: "Events sent at once, as from concurrent webhook requests (1: one after another).") var sendConcurrency = 1
 
     func run() async throws {
         let common = try self.common.resolved()
@@ -382,6 +383,7 @@ struct W5: AsyncParsableCommand {
         }
         try app.register(waiter)
         let (events, spacing, startConcurrency) = (self.events, self.spacingMs, max(1, self.startConcurrency))
+        let sendConcurrency = max(1, self.sendConcurrency)
         let clock = ContinuousClock()
         struct Measured: Sendable {
             var latencies: [Double]
@@ -404,19 +406,28 @@ struct W5: AsyncParsableCommand {
             while try await app.store.statusCounts(matching: InstanceQuery(workflowName: "event_waiter"))[.waiting, default: 0] < events {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            var handles: [WorkflowHandle<Double>] = []
-            var sends: [Double] = []
-            sends.reserveCapacity(events)
+            // Sender k sends to waiters k, k + senders, …; a send's cost is kept at its waiter's index.
             let began = clock.now
-            for index in 0..<events {
-                let event = try CloudEvent(type: "bench.ping", source: "/bench", json: Date().timeIntervalSince1970 * 1000)
-                let sent = clock.now
-                try await sender.sendEvent(event, to: "waiter-\(index)")
-                sends.append(seconds(sent.duration(to: clock.now)) * 1000)
-                handles.append(app.handle(for: waiter, instanceID: "waiter-\(index)"))
-                if spacing > 0 { try await Task.sleep(for: .milliseconds(spacing)) }
+            let sends = try await withThrowingTaskGroup(of: [(Int, Double)].self) { group in
+                for first in 0..<sendConcurrency {
+                    group.addTask {
+                        var costs: [(Int, Double)] = []
+                        for index in stride(from: first, to: events, by: sendConcurrency) {
+                            let event = try CloudEvent(type: "bench.ping", source: "/bench", json: Date().timeIntervalSince1970 * 1000)
+                            let sent = clock.now
+                            try await sender.sendEvent(event, to: "waiter-\(index)")
+                            costs.append((index, seconds(sent.duration(to: clock.now)) * 1000))
+                            if spacing > 0 { try await Task.sleep(for: .milliseconds(spacing)) }
+                        }
+                        return costs
+                    }
+                }
+                var all: [(Int, Double)] = []
+                for try await costs in group { all += costs }
+                return all.sorted { $0.0 < $1.0 }.map(\.1)
             }
             let sending = began.duration(to: clock.now)
+            let handles = (0..<events).map { app.handle(for: waiter, instanceID: "waiter-\($0)") }
             var latencies: [Double] = []
             for handle in handles { latencies.append(try await handle.result()) }
             return Measured(latencies: latencies.sorted(), sends: sends, sending: sending, delivering: began.duration(to: clock.now))
@@ -427,7 +438,7 @@ struct W5: AsyncParsableCommand {
         // A send's cost while nearly every instance still waits, and once nearly none does.
         let tail = max(1, min(100, events / 10))
         emit([
-            "workload": "W5", "events": events, "spacing_ms": spacing, "wake_p50_ms": percentile(measured.latencies, 0.5),
+            "workload": "W5", "events": events, "spacing_ms": spacing, "send_concurrency": sendConcurrency, "wake_p50_ms": percentile(measured.latencies, 0.5),
             "wake_p99_ms": percentile(measured.latencies, 0.99), "peak_rss_mb": peakRSSMegabytes(), "backend": common.backend,
             "durability": common.sqliteDurability.description,
             "send_p50_ms": percentile(measured.sends.sorted(), 0.5),

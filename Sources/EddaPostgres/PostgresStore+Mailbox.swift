@@ -6,12 +6,15 @@ import PostgresNIO
 /// Events and channel messages. Every receive and publish on a channel takes a transaction-scoped
 /// advisory lock on the channel's name first: under READ COMMITTED, a publisher and a waiter that
 /// ran side by side could each miss the other's uncommitted row, and the message would sit unseen.
+/// A message for one instance, and that instance's wait for one, lock only the channel's key of that
+/// instance (and the channel's shared), so that sends to different instances do not queue behind
+/// each other's commits.
 extension PostgresStore {
     @_spi(EddaStores) public func receive(_ wait: MessageWait, lease: Lease, now: Date) async throws -> ReceiveOutcome {
         let now = now.millisecondsSince1970
         return try await perform("receive a message") { [self] in
             try await client.withTransaction(logger: logger) { connection in
-                try await lockChannel(wait.channel, on: connection)
+                try await lock(wait.channel, for: wait.kind.isTargeted ? wait.instanceID : nil, on: connection)
                 let fence = try await connection.query(
                     """
                     SELECT 1 FROM \(unescaped: tables.instances)
@@ -35,20 +38,13 @@ extension PostgresStore {
         let now = now.millisecondsSince1970
         let outcome = try await perform("publish a message") { [self] () -> PublishOutcome in
             try await client.withTransaction(logger: logger) { connection -> PublishOutcome in
-                try await lockChannel(message.channel, on: connection)
-                if let target = message.target {
-                    var status: String?
-                    let rows = try await connection.query(
-                        "SELECT status FROM \(unescaped: tables.instances) WHERE instance_id = \(target)", logger: logger
-                    )
-                    for try await text in rows.decode(String.self) { status = text }
-                    guard let status else { return .targetNotFound }
-                    if let known = InstanceStatus(rawValue: status), known.isTerminal { return .targetFinished(known) }
-                }
+                let target = message.kind.isTargeted ? message.target : nil
+                try await lock(message.channel, for: target, on: connection)
                 if let (event, lease) = record, let columns {
                     try await Self.expectRow(try await connection.query(fencedInsertion(event, columns, lease: lease), logger: logger), lease)
                 }
                 if let mode = message.kind.channelMode { try await register(message.channel, mode: mode, on: connection) }
+                if let target { return try await publish(message, to: target, envelope: envelope, now: now, on: connection) }
                 return try await publish(message, envelope: envelope, now: now, on: connection)
             }
         }
@@ -62,7 +58,7 @@ extension PostgresStore {
     @_spi(EddaStores) public func subscribe(to channel: String, mode: ChannelMode, now: Date) async throws -> Int64 {
         try await perform("subscribe to a channel") { [self] in
             try await client.withTransaction(logger: logger) { connection in
-                try await lockChannel(channel, on: connection)
+                try await lock(channel, for: nil, on: connection)
                 try await register(channel, mode: mode, on: connection)
                 return try await newestBroadcast(on: channel, on: connection)
             }
@@ -71,9 +67,27 @@ extension PostgresStore {
 
     // MARK: - Statements
 
-    private func lockChannel(_ channel: String, on connection: PostgresConnection) async throws {
-        let key = "edda:\(tables.schema):\(channel)"
-        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+    /// Takes the channel's advisory lock for the rest of the transaction: the whole channel
+    /// exclusively, or — for a message to one instance, or that instance's wait for one — the
+    /// channel shared and the (channel, instance) key exclusively. Sends to different instances then
+    /// run side by side, while each still excludes its instance's own wait and every untargeted
+    /// publish on the channel. Everyone takes the channel's key first, so no two wait in a cycle.
+    private func lock(_ channel: String, for instanceID: String?, on connection: PostgresConnection) async throws {
+        let (key, instanceKey) = Self.lockKeys(schema: tables.schema, channel: channel, instanceID: instanceID)
+        guard let instanceKey else {
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+            return
+        }
+        try await connection.query(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended(\(key), 0)), pg_advisory_xact_lock(hashtextextended(\(instanceKey), 0))",
+            logger: logger
+        )
+    }
+
+    /// The texts whose hashes are the advisory lock keys of a channel and of one instance on it.
+    static func lockKeys(schema: String, channel: String, instanceID: String?) -> (channel: String, instance: String?) {
+        let key = "edda:\(schema):\(channel)"
+        return (key, instanceID.map { "\(key)\u{1F}\($0)" })
     }
 
     private func register(_ channel: String, mode: ChannelMode, on connection: PostgresConnection) async throws {
@@ -172,18 +186,13 @@ extension PostgresStore {
         return .waiting(deadline: deadline.map(Date.init(storedMilliseconds:)))
     }
 
+    /// A message for no instance in particular (broadcast, competing, an event to every waiter):
+    /// recorded into each waiter's history it goes to.
     private func publish(_ message: OutgoingMessage, envelope: String, now: Int64, on connection: PostgresConnection) async throws
         -> PublishOutcome
     {
         // Expired messages go a few at a time, with the writes that add new ones.
-        try await connection.query(
-            """
-            DELETE FROM \(unescaped: tables.messages) WHERE sequence IN (
-                SELECT sequence FROM \(unescaped: tables.messages) WHERE expires_at <= \(now) LIMIT 100 FOR UPDATE SKIP LOCKED
-            )
-            """,
-            logger: logger
-        )
+        try await deleteExpired(now: now, on: connection)
         let candidates = Self.waitCandidates(for: message, now: now, tables: tables)
         var waits: [MessageWait] = []
         let found = try await connection.query(candidates, logger: logger)
@@ -202,8 +211,8 @@ extension PostgresStore {
         for wait in waits {
             if try await deliver(envelope, sequence: sequence, to: wait, on: connection) {
                 delivered.append(wait.instanceID)
-                // Competing, direct and targeted: one delivery takes the message.
-                if message.kind != .broadcast && !(message.kind == .event && message.target == nil) { break }
+                // Competing: one delivery takes the message.
+                if message.kind == .competing { break }
             }
         }
         if delivered.isEmpty, message.isKept, message.kind != .broadcast {
@@ -212,11 +221,10 @@ extension PostgresStore {
         return .published(sequence: sequence, deliveredTo: delivered)
     }
 
-    /// The waits a message may go to: of instances still running and not being cancelled, not past
-    /// their deadline; broadcast and events to every waiter in instance order (two publishes lock
-    /// rows in the same order), competing oldest waiter first, targeted to its instance's — looked up
-    /// by the instance first (a CTE the planner cannot fold), never through the channel's index,
-    /// which would read every waiter of the channel (16 ms a send with 45,000 of them).
+    /// The waits a message for no instance in particular may go to: of instances still running and
+    /// not being cancelled, not past their deadline; broadcast and events to every waiter in instance
+    /// order (two publishes lock rows in the same order), competing oldest waiter first. (A targeted
+    /// message has a statement of its own, ``targetedDelivery(_:)``.)
     static func waitCandidates(for message: OutgoingMessage, now: Int64, tables: Tables) -> PostgresQuery {
         let columns = "w.instance_id, w.step_id, w.position, w.step_name, w.after_sequence"
         let running = "i.status = 'running' AND NOT i.cancel_requested AND (w.deadline IS NULL OR w.deadline > $3)"
@@ -225,18 +233,8 @@ extension PostgresStore {
         binds.append(message.kind.rawValue)
         binds.append(now)
         let sql: String
-        switch (message.kind, message.target) {
-        case (_, let target?):
-            binds.append(target)
-            sql = """
-                WITH mine AS MATERIALIZED (
-                    SELECT * FROM \(tables.waits) WHERE instance_id = $4
-                )
-                SELECT \(columns) FROM mine AS w JOIN \(tables.instances) AS i ON i.instance_id = w.instance_id
-                WHERE w.channel = $1 AND w.kind = $2 AND \(running)
-                ORDER BY w.created_at LIMIT 1
-                """
-        case (.competing, nil):
+        switch message.kind {
+        case .competing:
             sql = """
                 SELECT \(columns) FROM \(tables.waits) AS w JOIN \(tables.instances) AS i ON i.instance_id = w.instance_id
                 WHERE w.channel = $1 AND w.kind = $2 AND \(running)
@@ -250,6 +248,74 @@ extension PostgresStore {
                 """
         }
         return PostgresQuery(unsafeSQL: sql, binds: binds)
+    }
+
+    /// A message to one instance (a direct message or an event sent to it): one statement reads
+    /// the target's status and, if it waits for the message, removes the wait, wakes the instance
+    /// and records the delivery — the steps of ``deliver(_:sequence:to:on:)`` with the same guards.
+    /// Kept for later when nobody took it.
+    private func publish(_ message: OutgoingMessage, to target: String, envelope: String, now: Int64, on connection: PostgresConnection)
+        async throws -> PublishOutcome
+    {
+        var binds = PostgresBindings()
+        binds.append(message.channel)
+        binds.append(message.kind.rawValue)
+        binds.append(now)
+        binds.append(target)
+        binds.append(MessageWait.deliveryPayload(channel: message.channel, sequence: nil, envelope: envelope))
+        binds.append(HistoryEventKind.messageReceived.rawValue)
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: Self.targetedDelivery(tables), binds: binds), logger: logger)
+        var outcome: (status: String?, delivered: Bool)?
+        for try await row in rows.decode((String?, Bool).self) { outcome = row }
+        guard let status = outcome?.status else { return .targetNotFound }
+        if let known = InstanceStatus(rawValue: status), known.isTerminal { return .targetFinished(known) }
+        if outcome?.delivered == true { return .published(sequence: nil, deliveredTo: [target]) }
+        guard message.isKept else { return .published(sequence: nil, deliveredTo: []) }
+        try await deleteExpired(now: now, on: connection)
+        return .published(sequence: try await keep(message, envelope: envelope, now: now, on: connection), deliveredTo: [])
+    }
+
+    /// The statement of ``publish(_:to:envelope:now:on:)``: $1 channel, $2 kind, $3 now, $4 target,
+    /// $5 the delivery record's payload, $6 its kind. Returns the target's status (NULL if there is
+    /// no such instance) and whether the message was delivered.
+    static func targetedDelivery(_ tables: Tables) -> String {
+        """
+        WITH mine AS MATERIALIZED (
+            SELECT * FROM \(tables.waits) WHERE instance_id = $4
+        ), candidate AS (
+            SELECT w.instance_id, w.step_id FROM mine AS w JOIN \(tables.instances) AS i ON i.instance_id = w.instance_id
+            WHERE w.channel = $1 AND w.kind = $2 AND i.status = 'running' AND NOT i.cancel_requested
+                AND (w.deadline IS NULL OR w.deadline > $3)
+            ORDER BY w.created_at LIMIT 1
+        ), removed AS (
+            DELETE FROM \(tables.waits) AS w USING candidate AS c
+            WHERE w.instance_id = c.instance_id AND w.step_id = c.step_id
+            RETURNING w.instance_id, w.step_id, w.position, w.step_name
+        ), woken AS (
+            UPDATE \(tables.instances)
+            SET ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
+                wake_pending = lease_owner IS NOT NULL, updated_at = \(nowMilliseconds)
+            WHERE instance_id IN (SELECT instance_id FROM removed) AND status = 'running' AND NOT cancel_requested
+            RETURNING instance_id
+        ), recorded AS (
+            INSERT INTO \(tables.history) (instance_id, step_id, attempt, position, step_name, kind, payload, recorded_at)
+            SELECT r.instance_id, r.step_id, 0, r.position, r.step_name, $6, $5, \(nowMilliseconds)
+            FROM removed AS r JOIN woken USING (instance_id)
+            RETURNING 1
+        )
+        SELECT (SELECT status FROM \(tables.instances) WHERE instance_id = $4), EXISTS (SELECT 1 FROM recorded)
+        """
+    }
+
+    private func deleteExpired(now: Int64, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            DELETE FROM \(unescaped: tables.messages) WHERE sequence IN (
+                SELECT sequence FROM \(unescaped: tables.messages) WHERE expires_at <= \(now) LIMIT 100 FOR UPDATE SKIP LOCKED
+            )
+            """,
+            logger: logger
+        )
     }
 
     private func keep(_ message: OutgoingMessage, envelope: String, now: Int64, on connection: PostgresConnection) async throws -> Int64? {

@@ -33,20 +33,26 @@ struct PostgresWaitLookupPlanTests {
                 try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.waits)"))
                 try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
             }
-            let message = OutgoingMessage(
-                channel: "payment.completed", kind: .event, target: "waiting-12345",
-                envelope: MessageEnvelope(CloudEvent(type: "payment.completed", source: "test"), sender: nil), retention: .seconds(60)
-            )
-            let query = PostgresStore.waitCandidates(for: message, now: 0, tables: t)
+            // The statement delivers as it is explained: the wait goes, the instance wakes, the record is written.
+            var binds = PostgresBindings()
+            binds.append("payment.completed")
+            binds.append(MessageKind.event.rawValue)
+            binds.append(Int64(0))
+            binds.append("waiting-12345")
+            binds.append(MessageWait.deliveryPayload(channel: "payment.completed", sequence: nil, envelope: "{}"))
+            binds.append(HistoryEventKind.messageReceived.rawValue)
+            let query = PostgresQuery(unsafeSQL: PostgresStore.targetedDelivery(t), binds: binds)
             let plan = try await PostgresClaimPlanTests.analyzedPlan(of: query, on: store)
             let read = try PostgresClaimPlanTests.rowsRead(fromPlan: plan, relation: "workflow_waits")
             // Before: the channel's index in created_at order, every earlier waiter read and dropped.
             #expect(read < 10, "the lookup read \(read) waits; the plan: \(plan)")
-            var found: [String] = []
-            for try await row in try await store.client.query(query).decode((String, String, Int64?, String, Int64?).self) {
-                found.append(row.0)
+            let history = try await store.history(of: "waiting-12345")
+            #expect(history.map(\.kind) == [.messageReceived])
+            var left: [Int64] = []
+            for try await count in try await store.client.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(t.waits)")).decode(Int64.self) {
+                left.append(count)
             }
-            #expect(found == ["waiting-12345"])
+            #expect(left == [49_999])
         }
     }
 }

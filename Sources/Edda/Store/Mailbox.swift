@@ -140,6 +140,10 @@ public enum MessageKind: String, Sendable, Hashable, Codable {
         }
     }
 
+    /// Whether a message of this kind may go to one instance only (a direct message, or an event
+    /// sent to an instance), so that a store can lock and look it up by that instance.
+    public var isTargeted: Bool { self == .direct || self == .event }
+
     /// The channel mode it belongs to, or `nil` for events, which have none.
     public var channelMode: ChannelMode? {
         switch self {
@@ -227,8 +231,14 @@ extension MessageWait {
     public func deliveryRecord(sequence: Int64?, envelope: String) -> HistoryEvent {
         HistoryEvent(
             instanceID: instanceID, stepID: stepID, position: position, name: name, kind: .messageReceived,
-            payload: JSONPayload(json: "{\"channel\":\(Self.quoted(channel)),\"message\":\(envelope),\"seq\":\(sequence.map(String.init) ?? "null")}")
+            payload: JSONPayload(json: Self.deliveryPayload(channel: channel, sequence: sequence, envelope: envelope))
         )
+    }
+
+    /// The payload of a ``HistoryEventKind/messageReceived`` record, for a store that writes the
+    /// record in SQL before it knows which wait takes the message.
+    public static func deliveryPayload(channel: String, sequence: Int64?, envelope: String) -> String {
+        "{\"channel\":\(quoted(channel)),\"message\":\(envelope),\"seq\":\(sequence.map(String.init) ?? "null")}"
     }
 
     /// The ``HistoryEventKind/waitTimedOut`` record of this wait; `afterSequence` is the broadcast
