@@ -119,6 +119,7 @@ public struct EddaHTTP: Sendable {
         APIRoutes(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         LivePages(app: app, interval: max(configuration.livePollInterval, .milliseconds(10)), lifetime: configuration.liveStreamLifetime, counter: configuration.liveStreamCounter).register(on: &routes)
+        ViewerScript.register(on: &routes)
         routes.refuseOtherMethods()
         return router
     }

@@ -27,16 +27,6 @@ struct LivePages: Sendable {
     let counter: LiveStreamCounter?
 
     func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
-        routes.on("/static/live.js", .get) { _, _ in
-            Response(
-                status: .ok,
-                headers: [
-                    .contentType: "text/javascript; charset=utf-8", .cacheControl: "no-cache",
-                    HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-                ],
-                body: .init(byteBuffer: ByteBuffer(string: Self.script))
-            )
-        }
         routes.on("/instances/:id/live", .get) { request, context in
             let id = try context.parameters.decoded("id")
             guard try await app.instance(id) != nil else {

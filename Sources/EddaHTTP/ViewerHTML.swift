@@ -33,8 +33,18 @@ enum HTML {
         return components.percentEncodedQuery ?? ""
     }
 
+    /// A time as ISO 8601 in UTC (`2026-11-25T08:00:00Z`), for attributes and titles.
     static func time(_ date: Date) -> String {
         escape(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false)))
+    }
+
+    /// A time as the pages show it: `<time>` in UTC (`2026-11-25 08:00:00 UTC`), how long ago on
+    /// hover. `/static/viewer.js` shows it in the browser's time zone instead when the reader chose
+    /// "Local", and keeps the hover text current.
+    static func timeTag(_ date: Date, now: Date = Date()) -> String {
+        let iso = time(date)
+        let text = iso.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
+        return "<time datetime=\"\(iso)\" title=\"\(escape(WaitText.relative(date, now: now)))\">\(text)</time>"
     }
 
     static func badge(_ status: InstanceStatus) -> String {
@@ -68,46 +78,21 @@ enum HTML {
         code{font-size:12px}fieldset{margin:6px 0;border:1px solid #ccc}.field{margin:4px 0}
         .field-error{color:#a00;font-weight:bold}.item{margin-left:1em}.tag{font-size:11px;background:#eef;padding:0 4px;border-radius:4px}
         .signout{float:right}.live{float:right;margin:0 1em;font-size:12px;color:#080}.live.off{color:#a60}tr.archived{opacity:.75}.warning{border-left:4px solid #e0a030;padding-left:8px}
+        .zone{float:right;font-size:12px;margin:0 1em}.zone button{font-size:11px}.zone button[aria-pressed=true]{font-weight:bold}
+        .json{font:12px ui-monospace,monospace}.json .copy{float:right;font-size:11px;margin-left:6px}.json pre{font:inherit}
+        details.j{display:inline-block;vertical-align:top}details.j>summary{cursor:pointer}ul.j{list-style:none;margin:0;padding-left:1.4em}
+        .j-count{color:#777;margin:0 4px}details.j[open]>summary>.j-count,details.j[open]>summary>.j-tail{display:none}
+        .j-key{color:#7a1f7a}.j-str{color:#1a3ea6;white-space:pre-wrap;word-break:break-word}.j-num{color:#16704a}.j-bool,.j-null{color:#a0522d}
+        details.j-long{display:inline}details.j-long>summary{cursor:pointer;display:inline}.copy-area{position:fixed;left:-9999px;top:0}
+        .tl{margin:4px 0 12px}.tl-note{font-size:12px;color:#444}.tl-row{display:grid;grid-template-columns:20em 1fr 6em;gap:8px;align-items:center;font-size:12px;line-height:18px}
+        .tl-label{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.tl-dur{text-align:right;color:#555}.tl-bar{width:100%;height:12px;display:block;background:#f4f4f4}
+        .tl-ticks{display:flex;justify-content:space-between;color:#777;font-size:11px;border-bottom:1px solid #ccc}
+        details.tl-group>summary{cursor:pointer;list-style:none}details.tl-group>summary::-webkit-details-marker{display:none}
+        details.tl-group>summary .tl-label::before{content:"\\25B8  "}details.tl-group[open]>summary .tl-label::before{content:"\\25BE  "}
+        .tl-members{margin-left:1em;border-left:2px solid #ddd;padding-left:4px}.tl-key{display:inline-block;width:12px;height:10px;margin:0 3px 0 8px;vertical-align:middle}
+        .tl-ok{fill:#6fbf73;background:#6fbf73}.tl-failed{fill:#e06666;background:#e06666}.tl-backoff{fill:#bbb;background:#ccc}
+        .tl-compensation{fill:#f0a848;background:#f0a848}.tl-child{fill:#6fa8dc;background:#6fa8dc}.tl-value{fill:#c4c4c4;background:#c4c4c4}
+        .tl-wait{fill:#b9a3e3;background:#b9a3e3;stroke:#5b3fa0;stroke-width:1;stroke-dasharray:3 2;vector-effect:non-scaling-stroke}
+        .tl-span{opacity:.3}.tl-open{opacity:.6}.tag-compensation{background:#fbe7c6}.tag-wait{background:#e6dcfb}
         """
-}
-
-/// The steps an instance took, as an SVG the server renders: one box per step in history order,
-/// coloured by its outcome.
-enum Diagram {
-    static func svg(_ history: [HistoryEvent]) -> String {
-        var steps: [(id: String, kind: HistoryEventKind)] = []
-        var index: [String: Int] = [:]
-        for event in history where event.kind != .retried {
-            if let at = index[event.stepID] {
-                steps[at].kind = event.kind
-            } else {
-                index[event.stepID] = steps.count
-                steps.append((event.stepID, event.kind))
-            }
-        }
-        guard !steps.isEmpty else { return "<p>No steps yet.</p>" }
-        let shown = steps.prefix(200)
-        let (width, height, gap) = (150, 34, 20)
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"steps\" width=\"\(min(shown.count, 6) * (width + gap))\""
-        let rows = (shown.count + 5) / 6
-        svg += " height=\"\(rows * (height + gap))\">"
-        for (offset, step) in shown.enumerated() {
-            let (x, y) = ((offset % 6) * (width + gap), (offset / 6) * (height + gap))
-            let colour: String
-            switch step.kind {
-            case .activityFailed, .compensationFailed, .attemptFailed: colour = "#f9c7c3"
-            case .compensationCompleted: colour = "#fbe7c6"
-            case .waitTimedOut: colour = "#eee"
-            case .timerScheduled, .messageReceived, .childStarted: colour = "#d6e8fb"
-            default: colour = "#d4f7d4"
-            }
-            svg += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(width)\" height=\"\(height)\" rx=\"6\" fill=\"\(colour)\" stroke=\"#888\"/>"
-            let label = step.id.count > 22 ? String(step.id.prefix(21)) + "…" : step.id
-            svg += "<text x=\"\(x + 8)\" y=\"\(y + 21)\" font-size=\"12\">\(HTML.escape(label))</text>"
-            if offset % 6 != 5, offset + 1 < shown.count {
-                svg += "<line x1=\"\(x + width)\" y1=\"\(y + height / 2)\" x2=\"\(x + width + gap)\" y2=\"\(y + height / 2)\" stroke=\"#888\"/>"
-            }
-        }
-        return svg + "</svg>"
-    }
 }

@@ -203,10 +203,10 @@ extension ViewerPages {
         var html = "<h2>Retries</h2><table class=\"retries\"><thead><tr><th>Retried</th><th>By</th><th>Step</th><th>Archived failure</th></tr></thead><tbody>"
         for event in retries {
             let record = retryRecord(event)
-            html += "<tr><td>\(HTML.time(event.recordedAt))</td><td>\(HTML.escape(record?.requestedBy ?? "?"))</td>"
+            html += "<tr><td>\(HTML.timeTag(event.recordedAt))</td><td>\(HTML.escape(record?.requestedBy ?? "?"))</td>"
             html += "<td>\(record?.step.map(HTML.escape) ?? "<small>(none: the workflow failed outside a step)</small>")</td><td>"
             if let failure = record?.failure {
-                html += "<span class=\"tag\">archived</span> #\(failure.sequence), recorded \(HTML.time(failure.recordedAt)), "
+                html += "<span class=\"tag\">archived</span> #\(failure.sequence), recorded \(HTML.timeTag(failure.recordedAt)), "
                 html += "\(attempts(failure.retry)) attempt\(failure.retry.map { $0.totalAttempts == 1 ? "" : "s" } ?? ""): "
                 html += "<code class=\"error\">\(HTML.escape(failure.error.map { "\($0)" } ?? "(unreadable)"))</code>"
             }
@@ -219,7 +219,7 @@ extension ViewerPages {
     static func archivedRow(_ failure: RetryRecord.ArchivedFailure, stepID: String) -> String {
         var html = "<tr class=\"failed archived\"><td>\(failure.sequence)</td><td>\(HTML.escape(stepID))</td>"
         html += "<td>\(HTML.escape(HistoryEventKind.activityFailed.rawValue)) <span class=\"tag\">archived</span></td><td></td>"
-        html += "<td>\(attempts(failure.retry))</td><td>\(HTML.time(failure.recordedAt))</td>"
+        html += "<td>\(attempts(failure.retry))</td><td>\(HTML.timeTag(failure.recordedAt))</td>"
         html += "<td><code>\(HTML.escape(String((failure.error.map { "\($0)" } ?? "").prefix(500))))</code></td></tr>"
         return html
     }

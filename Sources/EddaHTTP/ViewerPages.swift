@@ -9,7 +9,10 @@ import NIOCore
 /// that states the count) and an instance's page — what it waits for, its parent and children with
 /// their statuses, a Cancel button and a form that sends it an event (or, for a failed instance,
 /// Retry from the failed step, which asks for confirmation on a page of its own and is recorded in
-/// history). Its errors are pages too (``errorPage(_:signsIn:)``), with a field's error next to it.
+/// history), the timeline of its steps (``Timeline``), its values as JSON trees (``JSONTree``) and
+/// its history a page at a time, the latest first. Times are UTC `<time>` elements that
+/// `/static/viewer.js` can show in the browser's zone (``ViewerScript``). Its errors are pages
+/// too (``errorPage(_:signsIn:)``), with a field's error next to it.
 ///
 /// Every piece of user data (IDs, inputs, outputs, errors) goes through ``HTML/escape(_:)``. The
 /// state-changing forms (Cancel, Retry, Send an event, the bulk cancel) post with a token that must
@@ -53,14 +56,18 @@ struct ViewerPages: Sendable {
     }
 
     /// `live`: the page's event stream (``LivePages``), which `/static/live.js` follows, showing
-    /// the hidden "live" indicator; without JavaScript the page stays as served.
+    /// the hidden "live" indicator; without JavaScript the page stays as served. Every page loads
+    /// `/static/viewer.js` (``ViewerScript``): the time-zone choice and the Copy buttons.
     static func page(
         title: String, head: String = "", body: String, status: HTTPResponse.Status = .ok, signsIn: Bool, live: String? = nil
     ) -> Response {
         let signOut = signsIn ? "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>" : ""
         let indicator = live == nil ? "" : "<span id=\"live\" class=\"live\" hidden></span>"
-        let script = live == nil ? "" : "<script src=\"/static/live.js\" defer></script>"
-        return HTML.page(title: title, head: head + script, body: signOut + indicator + body, status: status, live: live)
+        var scripts = "<script src=\"/static/viewer.js\" defer></script>"
+        if live != nil { scripts += "<script src=\"/static/live.js\" defer></script>" }
+        return HTML.page(
+            title: title, head: head + scripts, body: signOut + ViewerScript.zoneToggle + indicator + body, status: status, live: live
+        )
     }
 
     /// The page for an error a viewer route threw (an unknown instance or page, another method, a
@@ -134,7 +141,7 @@ struct ViewerPages: Sendable {
                 let warning = instance.unreadable.map { " <span class=\"badge failed\" title=\"\(HTML.escape($0))\">unreadable</span>" } ?? ""
                 let waiting = instance.waitingFor.map { " <small class=\"waits\">\(HTML.escape(Self.shortWait($0)))</small>" } ?? ""
                 body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.displayStatus))\(waiting)\(warning)</td>"
-                body += "<td>\(HTML.time(instance.createdAt))</td><td>\(HTML.time(instance.updatedAt))</td></tr>"
+                body += "<td>\(HTML.timeTag(instance.createdAt))</td><td>\(HTML.timeTag(instance.updatedAt))</td></tr>"
             }
             body += "</tbody></table>"
         }
@@ -169,18 +176,7 @@ struct ViewerPages: Sendable {
             return self.page(title: "Not found", body: "<h1>Not found</h1><p>No workflow instance has ID \(HTML.escape(id)).</p>", status: .notFound)
         }
         let query = request.uri.queryParameters
-        let failedOnly = query.get("failed") == "true"
-        let after = query.get("after").flatMap { Int64($0) } ?? 0
-        let limit = 200
-        // Pages are read in the database: a history of 20,000 records costs one page here.
-        // "Failed only" keeps the retries, which carry the failures they moved to the archive.
-        let failedKinds = HistoryEventKind.failures.union([.retried])
-        let records = try await app.history(of: id, matching: HistoryQuery(after: after, limit: limit + 1, kinds: failedOnly ? failedKinds : nil))
-        let retries = try await app.history(of: id, matching: HistoryQuery(limit: 100, kinds: [.retried]))
-        let page = Array(records.prefix(limit))
-        // The diagram shows the first steps (at most 200 boxes), from the first records.
-        let firstRecords = try await app.history(of: id, matching: HistoryQuery(limit: 2_000))
-
+        let now = Date()
         var body = "<p><a href=\"/\">← All instances</a></p>"
         // The parts marked data-live-part are what the live script swaps (``LivePages``).
         body += "<div id=\"title\" data-live-part><h1>\(HTML.escape(instance.instanceID)) \(HTML.badge(instance.displayStatus))</h1></div>"
@@ -189,20 +185,18 @@ struct ViewerPages: Sendable {
             let parentStatus = try await app.instance(parent).map { " " + HTML.badge($0.displayStatus) } ?? " <small>(removed)</small>"
             body += "<dt>Parent</dt><dd id=\"parent\"><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a>\(parentStatus)</dd>"
         }
-        body += "<dt>Created</dt><dd>\(HTML.time(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.time(instance.updatedAt))</dd>"
+        body += "<dt>Created</dt><dd>\(HTML.timeTag(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.timeTag(instance.updatedAt))</dd>"
         if let problem = instance.unreadable { body += "<dt>Unreadable</dt><dd class=\"error\">\(HTML.escape(problem))</dd>" }
         if let wait = instance.waitingFor {
-            let now = Date()
             body += "<dt>Waiting for</dt><dd id=\"waiting\">\(WaitText.summary(wait, now: now) { "<code>\(HTML.escape($0))</code>" })"
             if let deadline = wait.deadline {
-                body += "<br><small>deadline <time datetime=\"\(HTML.time(deadline))\" title=\"\(HTML.time(deadline)) UTC\">"
-                body += "\(HTML.escape(WaitText.localTime(deadline)))</time> (\(HTML.escape(WaitText.relative(deadline, now: now))))</small>"
+                body += "<br><small>deadline \(HTML.timeTag(deadline, now: now)) (\(HTML.escape(WaitText.relative(deadline, now: now))))</small>"
             }
             body += "</dd>"
         }
-        body += "<dt>Input</dt><dd><pre>\(HTML.escape(instance.input.json))</pre></dd>"
-        if let output = instance.output { body += "<dt>Output</dt><dd><pre>\(HTML.escape(output.json))</pre></dd>" }
-        if let error = instance.error { body += "<dt>Error</dt><dd><pre class=\"error\">\(HTML.escape("\(error)"))</pre></dd>" }
+        body += "<dt>Input</dt><dd>\(JSONTree.html(instance.input.json))</dd>"
+        if let output = instance.output { body += "<dt>Output</dt><dd>\(JSONTree.html(output.json))</dd>" }
+        if let error = instance.error { body += "<dt>Error</dt><dd>\(JSONTree.html(error: error))</dd>" }
         body += "</dl>"
         // The outcome of the event the form sent, on the page it redirected to.
         switch query.get("sent") {
@@ -226,38 +220,7 @@ struct ViewerPages: Sendable {
         }
         let children = try await app.instances(matching: Self.childrenQuery(of: id))
         body += "</div><div id=\"children-part\" data-live-part>" + Self.childrenSection(of: id, children) + "</div>"
-        body += "<div id=\"history-part\" data-live-part>"
-        if !retries.isEmpty { body += Self.retriesSection(retries) }
-        body += "<h2>Steps</h2>" + Diagram.svg(firstRecords)
-        body += "<h2>History\(after > 0 ? " after #\(after)" : "")</h2><p>"
-        body += failedOnly
-            ? "<a href=\"/instances/\(HTML.pathComponent(id))\">Show all</a>" : "<a href=\"/instances/\(HTML.pathComponent(id))?failed=true\">Failed only</a>"
-        body += "</p>"
-        if let claimedAt = instance.lastClaimedAt {
-            body += "<p class=\"note\">The latest run began at \(HTML.time(claimedAt)): it replayed the records made before then from history, "
-                + "without running them again, and executed the ones after.</p>"
-        }
-        body += "<table><thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Latest run</th><th>Attempts</th><th>Recorded</th><th>Result or error</th></tr></thead><tbody>"
-        for event in page {
-            if event.kind == .retried, let failure = Self.retryRecord(event)?.failure {
-                // The failure this retry moved to the archive, where it happened in the history.
-                body += Self.archivedRow(failure, stepID: event.stepID)
-            }
-            let failed = HistoryEventKind.failures.contains(event.kind)
-            body += "<tr\(failed ? " class=\"failed\"" : "")><td>\(event.sequence)</td><td>\(HTML.escape(event.stepID))</td>"
-            body += "<td>\(HTML.escape(event.kind.rawValue))\(Self.role(of: event.kind).map { " <span class=\"tag\">\($0)</span>" } ?? "")</td>"
-            let replayed = instance.lastClaimedAt.map { event.recordedAt < $0 } ?? false
-            body += "<td>\(instance.lastClaimedAt == nil ? "" : replayed ? "<span class=\"tag\">replayed</span>" : "executed")</td>"
-            body += "<td>\(Self.attempts(event.retry))</td>"
-            body += "<td>\(HTML.time(event.recordedAt))</td>"
-            let detail = event.error.map { "\($0)" } ?? Self.retryRecord(event).map(Self.retrySummary) ?? event.payload?.json ?? ""
-            body += "<td><code>\(HTML.escape(String(detail.prefix(500))))</code></td></tr>"
-        }
-        body += "</tbody></table>"
-        if records.count > limit, let last = page.last {
-            body += "<p><a href=\"/instances/\(HTML.pathComponent(id))?after=\(last.sequence)\(failedOnly ? "&amp;failed=true" : "")\">Next records →</a></p>"
-        }
-        body += "</div>"
+        body += "<div id=\"history-part\" data-live-part>" + (try await historySection(request, instance: instance, now: now)) + "</div>"
         let live = instance.status.isTerminal ? nil : "/instances/\(Self.percentEncoded(id))/live?since=\(LivePages.signature(of: instance, children: children))"
         var response = self.page(title: "Edda — \(instance.instanceID)", body: body, status: status, live: live)
         for field in headers { response.headers.append(field) }
@@ -277,36 +240,13 @@ struct ViewerPages: Sendable {
         var html = "<h2>Children</h2><table id=\"children\"><thead><tr><th>Instance</th><th>Workflow</th><th>Status</th><th>Created</th></tr></thead><tbody>"
         for child in children.instances {
             html += "<tr><td><a href=\"/instances/\(HTML.pathComponent(child.instanceID))\">\(HTML.escape(child.instanceID))</a></td>"
-            html += "<td>\(HTML.escape(child.workflowName))</td><td>\(HTML.badge(child.displayStatus))</td><td>\(HTML.time(child.createdAt))</td></tr>"
+            html += "<td>\(HTML.escape(child.workflowName))</td><td>\(HTML.badge(child.displayStatus))</td><td>\(HTML.timeTag(child.createdAt))</td></tr>"
         }
         html += "</tbody></table>"
         if children.nextCursor != nil {
             html += "<p><a href=\"/?\(HTML.escape(HTML.query([URLQueryItem(name: "parent", value: id)])))\">All children →</a></p>"
         }
         return html
-    }
-
-    /// What a record stands for in the timeline, beyond running an activity.
-    static func role(of kind: HistoryEventKind) -> String? {
-        switch kind {
-        case .compensationCompleted, .compensationFailed: "compensation"
-        case .timerScheduled, .messageReceived, .waitTimedOut: "wait"
-        case .childStarted: "child"
-        case .valueRecorded: "value"
-        case .messagePublished: "message"
-        case .attemptFailed: "retrying"
-        case .retried: "retried by hand"
-        default: nil
-        }
-    }
-
-    /// The attempts column: how many, how long they took, whether the policy gave up.
-    static func attempts(_ retry: RetryMetadata?) -> String {
-        guard let retry else { return "1" }
-        var text = "\(retry.totalAttempts)"
-        if retry.totalAttempts > 1 { text += " in \(Double(retry.totalDurationMilliseconds) / 1000) s" }
-        if retry.exhausted { text += ", <span class=\"error\">retries exhausted</span>" }
-        return text
     }
 
     // MARK: - Starting

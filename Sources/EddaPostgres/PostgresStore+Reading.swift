@@ -42,16 +42,23 @@ extension PostgresStore {
             binds.append(kinds.map(\.rawValue).sorted())
             sql += " AND kind = ANY($3)"
         }
+        if let before = query.before {
+            binds.append(before)
+            sql += " AND sequence < $\(binds.count)"
+        }
+        // A page before a record reads backwards from it, then turns to append order.
+        let backwards = query.before != nil
         binds.append(max(query.limit, 0))
-        sql += " ORDER BY sequence LIMIT $\(binds.count)"
+        sql += " ORDER BY sequence\(backwards ? " DESC" : "") LIMIT $\(binds.count)"
         let finalBinds = binds
-        return try await perform("read a history") { [self, sql] in
+        let events = try await perform("read a history") { [self, sql] in
             var events: [HistoryEvent] = []
             for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: finalBinds), logger: logger) {
                 events.append(try Self.historyEvent(from: row))
             }
             return events
         }
+        return backwards ? events.reversed() : events
     }
 
     public func instances(matching query: InstanceQuery) async throws -> InstancePage {

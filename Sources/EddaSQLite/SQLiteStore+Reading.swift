@@ -27,12 +27,19 @@ extension SQLiteStore {
             sql += " AND kind IN (\(kinds.map { _ in "?" }.joined(separator: ", ")))"
             arguments += StatementArguments(kinds.map(\.rawValue).sorted())
         }
-        sql += " ORDER BY sequence LIMIT ?"
+        if let before = query.before {
+            sql += " AND sequence < ?"
+            arguments += [before]
+        }
+        // A page before a record reads backwards from it, then turns to append order.
+        let backwards = query.before != nil
+        sql += " ORDER BY sequence\(backwards ? " DESC" : "") LIMIT ?"
         arguments += [max(query.limit, 0)]
         let finalArguments = arguments
-        return try await read { [sql] db in
+        let events = try await read { [sql] db in
             try Row.fetchAll(db, sql: sql, arguments: finalArguments).map(Self.historyEvent(from:))
         }
+        return backwards ? events.reversed() : events
     }
 
     public func instances(matching query: InstanceQuery) async throws -> InstancePage {

@@ -857,6 +857,25 @@ extension StoreConformance {
         let failedAfter = try await store.history(of: "h", matching: HistoryQuery(after: failed[0].sequence, limit: 1, kinds: [.activityFailed]))
         #expect(failedAfter.map(\.stepID) == ["s:20"])
         #expect(try await store.history(of: "nobody", matching: HistoryQuery()).isEmpty)
+
+        // Backwards: the latest records, then the pages before them, each in append order.
+        var backwards: [HistoryEvent] = []
+        var before = Int64.max
+        while true {
+            let page = try await store.history(of: "h", matching: HistoryQuery(before: before, limit: 7))
+            #expect(page.count <= 7)
+            #expect(page.map(\.sequence) == page.map(\.sequence).sorted(), "a page before a record is in append order")
+            guard let first = page.first else { break }
+            backwards = page + backwards
+            before = first.sequence
+        }
+        #expect(backwards.map(\.sequence) == all.map(\.sequence), "pages backwards cover the history once")
+        let latest = try await store.history(of: "h", matching: HistoryQuery(before: .max, limit: 3))
+        #expect(latest.map(\.stepID) == ["s:28", "s:29", "s:30"])
+        let between = try await store.history(of: "h", matching: HistoryQuery(after: all[1].sequence, before: all[5].sequence, limit: 10))
+        #expect(between.map(\.stepID) == ["s:3", "s:4", "s:5"])
+        let latestFailed = try await store.history(of: "h", matching: HistoryQuery(before: failed[2].sequence, limit: 1, kinds: [.activityFailed]))
+        #expect(latestFailed.map(\.stepID) == ["s:20"])
     }
 }
 

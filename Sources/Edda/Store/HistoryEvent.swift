@@ -63,17 +63,31 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A page of an instance's history for ``InstanceReader/history(of:matching:)``: the records after
-/// a sequence number, optionally of some kinds only, in append order.
+/// a sequence number (or just before one), optionally of some kinds only, in append order.
 public struct HistoryQuery: Sendable {
     /// Only records with a greater ``HistoryEvent/sequence``: the last one of the previous page.
     public var after: Int64
+    /// Only records with a smaller ``HistoryEvent/sequence``, and of those the last ``limit``:
+    /// the page just before a record (the first one of the next page), still returned in append
+    /// order. `Int64.max` gives the latest records. `nil` (the default) reads from ``after`` on.
+    public var before: Int64?
     /// At most this many.
     public var limit: Int
     /// Only records of these kinds (``HistoryEventKind/failures`` for "failed only"); `nil` for all.
     public var kinds: Set<HistoryEventKind>?
 
-    public init(after: Int64 = 0, limit: Int = 200, kinds: Set<HistoryEventKind>? = nil) {
+    /// A page of records in append order: the first `limit` after `after`, or, with `before`, the
+    /// last `limit` before it (and after `after`).
+    ///
+    /// - Parameters:
+    ///   - after: Only records with a greater sequence number.
+    ///   - before: Only records with a smaller sequence number, the last `limit` of them;
+    ///     `Int64.max` for the latest records, `nil` to read forward from `after`.
+    ///   - limit: At most this many.
+    ///   - kinds: Only records of these kinds; `nil` for all.
+    public init(after: Int64 = 0, before: Int64? = nil, limit: Int = 200, kinds: Set<HistoryEventKind>? = nil) {
         self.after = after
+        self.before = before
         self.limit = limit
         self.kinds = kinds
     }
