@@ -36,6 +36,7 @@ import NIOCore
 /// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
 /// | `POST /api/workflows/{name}/instances` | start one: an `application/json` body `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
+/// | `GET /api/openapi.json` | this API as an OpenAPI 3.1 document |
 ///
 /// `{id}` and `{name}` are one path segment each, percent-encoded (a child's ID `parent/child:1` is
 /// `parent%2Fchild%3A1`).
@@ -108,6 +109,11 @@ public struct EddaHTTP: Sendable {
     /// `RemoteAddressRequestContext`, sign-in attempts are throttled per client address; otherwise
     /// all clients share one budget of wrong tokens.
     public func router<Context: RequestContext>(context: Context.Type) -> Router<Context> {
+        routerAndRoutes(context: Context.self).router
+    }
+
+    /// The router, and the routes registered on it (the OpenAPI document's test compares them).
+    func routerAndRoutes<Context: RequestContext>(context: Context.Type) -> (router: Router<Context>, routes: RouteTable<Context>) {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ErrorMiddleware(signsIn: configuration.bearerToken != nil))
         router.add(middleware: AllowedHostsMiddleware(hosts: AllowedHosts(bindHost: configuration.host, additional: configuration.allowedHosts)))
@@ -120,7 +126,7 @@ public struct EddaHTTP: Sendable {
         ViewerPages(app: app, maxBodyBytes: configuration.maxBodyBytes, signsIn: configuration.bearerToken != nil).register(on: &routes)
         LivePages(app: app, interval: max(configuration.livePollInterval, .milliseconds(10)), lifetime: configuration.liveStreamLifetime, counter: configuration.liveStreamCounter).register(on: &routes)
         routes.refuseOtherMethods()
-        return router
+        return (router, routes)
     }
 
     /// A Hummingbird application serving ``router()`` on ``Configuration-swift.struct/host`` and
