@@ -135,7 +135,15 @@ public struct EddaHTTP: Sendable {
     /// Bound to an address other than loopback without a ``Configuration-swift.struct/bearerToken``,
     /// it logs a warning at once: anyone who can reach the address can read every input and start,
     /// cancel and retry instances.
-    public func server(logger: Logger = Logger(label: "edda.http")) -> some ApplicationProtocol {
+    ///
+    /// - Parameters:
+    ///   - logger: The server's logger.
+    ///   - onListening: Called once the server listens, with the port it listens on (the one the
+    ///     system picked when ``Configuration-swift.struct/port`` is 0): the moment to print its URL.
+    ///     Not called when the server stops before it could tell.
+    public func server(
+        logger: Logger = Logger(label: "edda.http"), onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         if configuration.bearerToken == nil, !AllowedHosts.isLoopback(configuration.host) {
             logger.warning(
                 """
@@ -147,12 +155,17 @@ public struct EddaHTTP: Sendable {
         }
         return Application(
             router: router(context: EddaRequestContext.self),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port)), logger: logger
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+            onServerRunning: { channel in
+                // No address: the channel closed at once (the service group is stopping).
+                if let port = channel.localAddress?.port { await onListening(port) }
+            },
+            logger: logger
         )
     }
 }
 
-/// ``EddaHTTP/server(logger:)``'s request context: Hummingbird's basic one plus the client's
+/// ``EddaHTTP/server(logger:onListening:)``'s request context: Hummingbird's basic one plus the client's
 /// address, by which sign-in attempts are throttled.
 struct EddaRequestContext: RequestContext, RemoteAddressRequestContext {
     var coreContext: CoreRequestContextStorage
