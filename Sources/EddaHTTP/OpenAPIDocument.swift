@@ -72,7 +72,8 @@ enum OpenAPIDocument {
                 errors: [(400, "`after` or `limit` cannot be read (`invalid_filter`)."), (404, "No instance has this ID (`not_found`).")]
             ),
             Operation(
-                method: "post", path: "/api/instances/{id}/cancel", id: "cancelInstance", summary: "Ask an instance to cancel: it stops at its next step.",
+                method: "post", path: "/api/instances/{id}/cancel", id: "cancelInstance",
+                summary: "Ask an instance to cancel: it stops at its next step.",
                 parameters: [idParameter], success: (202, "The request took effect.", ref("Cancelled")),
                 errors: [(404, "No instance has this ID (`instance_not_found`).")],
                 otherAnswers: [(409, "It had already finished (`already_finished`): nothing was changed.", ref("NotCancelled"))]
@@ -82,7 +83,11 @@ enum OpenAPIDocument {
                 summary: "Send an event to one instance: delivered now if it waits for the type, kept for it otherwise.", parameters: [idParameter],
                 body: jsonBody(ref("EventToSend")), success: (202, "Delivered (`delivered`: true) or kept until it waits.", ref("EventSent")),
                 errors: [
-                    (400, "The body is not such an object (`invalid_body`), has an unknown key (`unknown_key`), a missing or reserved type (`invalid_event`)."),
+                    (
+                        400,
+                        "The body is not such an object (`invalid_body`), has an unknown key (`unknown_key`), a missing or reserved type "
+                            + "(`invalid_event`)."
+                    ),
                     (404, "No instance has this ID."), (409, "It has already finished (`already_finished`)."),
                     (413, "The body is past the server's limit (`payload_too_large`)."), (415, "Not `application/json` (`unsupported_media_type`)."),
                 ]
@@ -94,16 +99,22 @@ enum OpenAPIDocument {
                 errors: [(404, "No instance has this ID (`instance_not_found`)."), (409, "It has not failed (`not_failed`).")]
             ),
             Operation(
-                method: "get", path: "/api/workflows", id: "listWorkflows", summary: "The registered workflows, each argument's shape as JSON Schema.",
+                method: "get", path: "/api/workflows", id: "listWorkflows",
+                summary: "The registered workflows, each argument's shape as JSON Schema.",
                 success: (200, "The workflows.", ref("Workflows"))
             ),
             Operation(
                 method: "post", path: "/api/workflows/{name}/instances", id: "startInstance",
                 summary: "Start an instance; the input is decoded and validated as `app.start` does.",
-                parameters: [path("name", "The workflow's registered name, percent-encoded as one path segment.")], body: jsonBody(ref("StartRequest")),
+                parameters: [path("name", "The workflow's registered name, percent-encoded as one path segment.")],
+                body: jsonBody(ref("StartRequest")),
                 success: (201, "Started.", ref("Started")),
                 errors: [
-                    (400, "The input is not the workflow's (`invalid_input`, `field` such as `input.0.name`), or the body is not such an object (`invalid_body`, `unknown_key`)."),
+                    (
+                        400,
+                        "The input is not the workflow's (`invalid_input`, `field` such as `input.0.name`), or the body is not such an object "
+                            + "(`invalid_body`, `unknown_key`)."
+                    ),
                     (404, "No workflow has this name here (`unknown_workflow`)."), (409, "An instance has this ID (`instance_already_exists`)."),
                     (413, "The body is past the server's limit (`payload_too_large`)."), (415, "Not `application/json` (`unsupported_media_type`)."),
                 ]
@@ -122,7 +133,10 @@ enum OpenAPIDocument {
                     ] as Object,
                 ],
                 success: (202, "Who got it, whom it is kept for, which instances it started.", ref("EventReceipt")),
-                errors: [(400, "A malformed event (`malformed_event`) or data the workflow it starts cannot take."), (413, "The body is past the server's limit.")]
+                errors: [
+                    (400, "A malformed event (`malformed_event`) or data the workflow it starts cannot take."),
+                    (413, "The body is past the server's limit."),
+                ]
             ),
             Operation(
                 method: "get", path: "/api/openapi.json", id: "getOpenAPI", summary: "This document.",
@@ -188,7 +202,10 @@ enum OpenAPIDocument {
     /// The list's filters, which the bulk cancel takes too.
     static var filterParameters: [Object] {
         [
-            query("status", "Only this status (`waiting`: running instances parked on a wait).", ["type": "string", "enum": InstanceStatus.all.map(\.rawValue)]),
+            query(
+                "status", "Only this status (`waiting`: running instances parked on a wait).",
+                ["type": "string", "enum": InstanceStatus.all.map(\.rawValue)]
+            ),
             query("workflow", "Only instances of this workflow.", string()),
             query("parent", "Only the children of this instance.", string()),
             query("input_key", "A key or dotted path in an argument object; with `input_value`.", string()),
@@ -271,7 +288,10 @@ enum OpenAPIDocument {
             ] as Object,
             "InstancePage": object([
                 "instances": array(ref("Instance")),
-                "counts": ["type": "object", "description": "How many instances per status, for the other filters.", "additionalProperties": ["type": "integer"] as Object] as Object,
+                "counts": [
+                    "type": "object", "description": "How many instances per status, for the other filters.",
+                    "additionalProperties": ["type": "integer"] as Object,
+                ] as Object,
                 "next": nullable("string"), "previous": nullable("string"),
             ]),
             "HistoryRecord": object([

@@ -108,7 +108,9 @@ struct CLIJSONTests {
 
                 // start goes through a running app's API.
                 try await CLIServerTests().withServer(app) { base, _ in
-                    let started = try await EddaBinary.run(["start", "greet", "--input", #"["Bo"]"#, "--instance-id", "s-1", "--server", base, "--json"])
+                    let started = try await EddaBinary.run(
+                        ["start", "greet", "--input", #"["Bo"]"#, "--instance-id", "s-1", "--server", base, "--json"]
+                    )
                     #expect(objects(started, "start").first?["instance_id"] as? String == "s-1")
                     let waited = try await EddaBinary.run(["start", "greet", "--input", #"["Cy"]"#, "--server", base, "--wait", "--json"])
                     let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))

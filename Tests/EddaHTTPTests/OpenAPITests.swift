@@ -44,7 +44,10 @@ struct OpenAPITests {
         let paths = try #require(try await document()["paths"] as? [String: [String: Any]])
         let described = paths.flatMap { path, item in item.keys.filter(Self.methods.contains).map { "\($0.uppercased()) \(path)" } }
         #expect(registered.count > 10, "\(registered)")
-        #expect(Set(registered) == Set(described), "registered only: \(Set(registered).subtracting(described)); described only: \(Set(described).subtracting(registered))")
+        #expect(
+            Set(registered) == Set(described),
+            "registered only: \(Set(registered).subtracting(described)); described only: \(Set(described).subtracting(registered))"
+        )
         #expect(registered.count == Set(registered).count && described.count == Set(described).count)
 
         // Each path's `{parameters}` are declared as path parameters of each of its operations.
@@ -52,7 +55,8 @@ struct OpenAPITests {
             let names = Set(path.matches(of: /\{([a-z_]+)\}/).map { String($0.1) })
             for (method, value) in item where Self.methods.contains(method) {
                 let operation = try #require(value as? [String: Any])
-                let declared = (operation["parameters"] as? [[String: Any]] ?? []).filter { $0["in"] as? String == "path" }.compactMap { $0["name"] as? String }
+                let parameters = operation["parameters"] as? [[String: Any]] ?? []
+                let declared = parameters.filter { $0["in"] as? String == "path" }.compactMap { $0["name"] as? String }
                 #expect(Set(declared) == names, "\(method) \(path) declares \(declared)")
                 let responses = try #require(operation["responses"] as? [String: Any], "\(method) \(path)")
                 #expect(responses.keys.contains { $0.hasPrefix("2") }, "\(method) \(path) has no success answer")
@@ -81,13 +85,16 @@ struct OpenAPITests {
             types.formUnion(text.matches(of: /type: "([a-z_]+)"/).map { String($0.1) })
         }
         types.remove("store_")   // a prefix: the store's codes follow
-        let request = Request(head: HTTPRequest(method: .get, scheme: "http", authority: "localhost", path: "/api/instances"), body: .init(buffer: .init()))
+        let head = HTTPRequest(method: .get, scheme: "http", authority: "localhost", path: "/api/instances")
+        let request = Request(head: head, body: .init(buffer: .init()))
         let engineCodes: [EngineError.Code] = [
-            .invalidInput, .unknownWorkflow, .instanceAlreadyExists, .duplicateStepID, .corruptHistory, .corruptInput, .instanceNotFound, .stopped,
-            .encodingFailed, .noTransaction, .transactionClosed, .workflowNameTaken, .alreadyFinished, .undecodableMessage, .notFailed, .reservedStepID,
-            .concurrentStepWithoutID,
+            .invalidInput, .unknownWorkflow, .instanceAlreadyExists, .duplicateStepID, .corruptHistory, .corruptInput, .instanceNotFound,
+            .stopped, .encodingFailed, .noTransaction, .transactionClosed, .workflowNameTaken, .alreadyFinished, .undecodableMessage,
+            .notFailed, .reservedStepID, .concurrentStepWithoutID,
         ]
-        let storeCodes: [StoreError.Code] = [.databaseInUse, .migrationFailed, .database, .corruptRecord, .notWritable, .leaseLost, .notAnEddaDatabase, .schemaTooNew]
+        let storeCodes: [StoreError.Code] = [
+            .databaseInUse, .migrationFailed, .database, .corruptRecord, .notWritable, .leaseLost, .notAnEddaDatabase, .schemaTooNew,
+        ]
         let errors: [any Error] = engineCodes.map { EngineError($0, "") } + storeCodes.map { StoreError($0, "") }
         types.formUnion(errors.map { ErrorMiddleware<BasicRequestContext>.apiError(for: $0, request: request).type })
         return types

@@ -83,7 +83,9 @@ struct ViewerExampleTests {
     @Test func anInvalidOrderIsRefusedNamingItsField() async throws {
         try await withTestApp { app in
             try ViewerExample.register(on: app)
-            let order = ViewerExample.Order(orderID: "1001", customerEmail: "ada@example.com", lines: [], cardNumber: "4242424242424242", shipping: .standard)
+            let order = ViewerExample.Order(
+                orderID: "1001", customerEmail: "ada@example.com", lines: [], cardNumber: "4242424242424242", shipping: .standard
+            )
             do {
                 _ = try await app.start(ViewerExample.placeOrder, order)
                 Issue.record("an order ID without ORD- started")

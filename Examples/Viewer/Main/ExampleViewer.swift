@@ -21,7 +21,10 @@ import Darwin
 struct ExampleViewer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edda-example-viewer",
-        abstract: "Serve Edda's viewer with three example workflows (an order saga, an invoice waiting for its payment, an onboarding with a child) and a worker.",
+        abstract: """
+            Serve Edda's viewer with example workflows (an order saga, an invoice waiting for its payment, an onboarding \
+            with a child) and a worker.
+            """,
         discussion: """
             On a new database it starts one instance of each (the second order's card is declined, so it is compensated). \
             Start more from the viewer's start forms; send payment.received to the waiting invoice from its page.

@@ -35,11 +35,13 @@ public enum ViewerExample {
         let line = OrderLine(sku: "BOOK-42", quantity: 2)
         return [
             try await app.start(
-                placeOrder, Order(orderID: "ORD-1001", customerEmail: "ada@example.com", lines: [line], cardNumber: "4242424242424242", shipping: .standard),
+                placeOrder,
+                Order(orderID: "ORD-1001", customerEmail: "ada@example.com", lines: [line], cardNumber: "4242424242424242", shipping: .standard),
                 instanceID: "sample-order-ORD-1001"
             ).instanceID,
             try await app.start(
-                placeOrder, Order(orderID: "ORD-1002", customerEmail: "bo@example.com", lines: [line], cardNumber: "4000000000000002", shipping: .express),
+                placeOrder,
+                Order(orderID: "ORD-1002", customerEmail: "bo@example.com", lines: [line], cardNumber: "4000000000000002", shipping: .express),
                 instanceID: "sample-order-ORD-1002"
             ).instanceID,
             try await app.start(
@@ -61,9 +63,12 @@ public enum ViewerExample {
 
     /// One line of an order.
     public struct OrderLine: Codable, Sendable, Equatable {
+        /// The product's stock-keeping unit.
         public var sku: String
+        /// How many (at least 1).
         public var quantity: Int
 
+        /// A line of `quantity` units of `sku`.
         public init(sku: String, quantity: Int) {
             self.sku = sku
             self.quantity = quantity
@@ -72,13 +77,18 @@ public enum ViewerExample {
 
     /// `place_order`'s input, checked before an instance exists.
     public struct Order: Codable, Sendable, Equatable, Validatable {
+        /// The order's ID: `ORD-` and digits.
         public var orderID: String
+        /// Where the confirmation goes.
         public var customerEmail: String
+        /// What is ordered: at least one line.
         public var lines: [OrderLine]
         /// A card number ending in `0002` is declined.
         public var cardNumber: String
+        /// How fast it ships (express costs 15 more).
         public var shipping: Shipping
 
+        /// An order; ``validate()`` checks it before an instance exists.
         public init(orderID: String, customerEmail: String, lines: [OrderLine], cardNumber: String, shipping: Shipping) {
             self.orderID = orderID
             self.customerEmail = customerEmail
@@ -87,6 +97,8 @@ public enum ViewerExample {
             self.shipping = shipping
         }
 
+        /// Refuses an ID other than `ORD-<digits>`, an email without `@`, no lines, a quantity below
+        /// 1, and a card number that is not 12 or more digits.
         public func validate() throws {
             guard orderID.wholeMatch(of: /ORD-\d+/) != nil else { throw ValidationError(field: "orderID", "must look like ORD-1001") }
             guard customerEmail.contains("@") else { throw ValidationError(field: "customerEmail", "must be an email address") }
@@ -102,10 +114,15 @@ public enum ViewerExample {
 
     /// What a placed order ends with.
     public struct OrderConfirmation: Codable, Sendable, Equatable {
+        /// The order's ID.
         public var orderID: String
+        /// The stock reservation.
         public var reservationID: String
+        /// The card charge.
         public var chargeID: String
+        /// The shipment's tracking number.
         public var trackingNumber: String
+        /// What was charged: the lines at the catalogue's prices, and express shipping.
         public var total: Double
     }
 
@@ -161,12 +178,16 @@ public enum ViewerExample {
 
     /// `collect_payment`'s input.
     public struct Invoice: Codable, Sendable, Equatable, Validatable {
+        /// The invoice's ID.
         public var invoiceID: String
+        /// Whom it is sent to.
         public var customerEmail: String
+        /// What is due (more than 0).
         public var amount: Double
         /// How long to wait for the payment before the invoice is overdue.
         public var dueInMinutes: Int
 
+        /// An invoice due in `dueInMinutes`.
         public init(invoiceID: String, customerEmail: String, amount: Double, dueInMinutes: Int) {
             self.invoiceID = invoiceID
             self.customerEmail = customerEmail
@@ -174,6 +195,7 @@ public enum ViewerExample {
             self.dueInMinutes = dueInMinutes
         }
 
+        /// Refuses an amount of 0 or less and a due time outside 1 minute to a week.
         public func validate() throws {
             guard amount > 0 else { throw ValidationError(field: "amount", "must be greater than 0") }
             guard (1...10_080).contains(dueInMinutes) else { throw ValidationError(field: "dueInMinutes", "must be from 1 to 10080 (a week)") }
@@ -182,9 +204,12 @@ public enum ViewerExample {
 
     /// The data of a `payment.received` event.
     public struct Payment: Codable, Sendable, Equatable {
+        /// What was paid: at least the invoice's amount to settle it.
         public var amount: Double
+        /// The payment's reference, in the workflow's result.
         public var reference: String
 
+        /// A payment of `amount` with `reference`.
         public init(amount: Double, reference: String) {
             self.amount = amount
             self.reference = reference
@@ -221,11 +246,16 @@ public enum ViewerExample {
 
     /// `onboard_customer`'s input.
     public struct Signup: Codable, Sendable, Equatable, Validatable {
+        /// The customer's email address.
         public var email: String
+        /// The customer's name (not empty).
         public var name: String
+        /// The plan signed up for: a paid one gets a workspace.
         public var plan: Plan
+        /// Who referred them, if anyone.
         public var referralCode: String?
 
+        /// A sign-up.
         public init(email: String, name: String, plan: Plan, referralCode: String?) {
             self.email = email
             self.name = name
@@ -233,6 +263,7 @@ public enum ViewerExample {
             self.referralCode = referralCode
         }
 
+        /// Refuses an email without `@` and an empty name.
         public func validate() throws {
             guard email.contains("@") else { throw ValidationError(field: "email", "must be an email address") }
             guard !name.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError(field: "name", "must not be empty") }
@@ -241,14 +272,19 @@ public enum ViewerExample {
 
     /// `send_welcome_kit`'s input.
     public struct WelcomeKit: Codable, Sendable, Equatable {
+        /// The account created.
         public var accountID: String
+        /// Where the welcome email goes.
         public var email: String
+        /// The plan: a paid one gets a workspace.
         public var plan: Plan
     }
 
     /// What an onboarding ends with.
     public struct Onboarded: Codable, Sendable, Equatable {
+        /// The account created.
         public var accountID: String
+        /// What the welcome kit did: the email, and the workspace on a paid plan.
         public var welcome: [String]
     }
 
