@@ -10,7 +10,9 @@ public enum EddaBinary {
     }
 
     public struct NotBuilt: Error, CustomStringConvertible {
-        public var description: String { "the edda binary is not next to the tests; run `swift build --build-tests` first" }
+        /// The executable looked for.
+        public var name = "edda"
+        public var description: String { "the \(name) binary is not next to the tests; run `swift build --build-tests` first" }
     }
 
     /// The binary: next to the test bundle, or in `.build/debug`; `name` finds another of the
@@ -22,7 +24,7 @@ public enum EddaBinary {
             URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug"),
         ]
         guard let found = candidates.map({ $0.appendingPathComponent(name) }).first(where: { FileManager.default.isExecutableFile(atPath: $0.path) })
-        else { throw NotBuilt() }
+        else { throw NotBuilt(name: name) }
         return found
     }
 
