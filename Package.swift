@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "edda-demo", targets: ["EddaDemo"]),
         .executable(name: "edda-bench", targets: ["EddaBenchmarkDriver"]),
         .executable(name: "edda-metrics-demo", targets: ["EddaMetricsDemo"]),
+        .executable(name: "edda-example-viewer", targets: ["EddaExampleViewer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -133,6 +134,21 @@ let package = Package(
             ],
             path: "Examples/Metrics"
         ),
+        // The viewer with workflows to start (`swift run edda-example-viewer`): the workflows, which
+        // the tests start from the viewer too, and the program serving them.
+        .target(name: "EddaViewerExample", dependencies: ["Edda"], path: "Examples/Viewer/Workflows"),
+        .executableTarget(
+            name: "EddaExampleViewer",
+            dependencies: [
+                "Edda", "EddaSQLite", "EddaHTTP", "EddaViewerExample",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/Viewer/Main"
+        ),
         // The benchmark driver: one JSON line per workload (see Benchmarks/README.md).
         .executableTarget(
             name: "EddaBenchmarkDriver",
@@ -192,7 +208,7 @@ let package = Package(
         .testTarget(
             name: "EddaHTTPTests",
             dependencies: [
-                "Edda", "EddaSQLite", "EddaHTTP", "EddaTesting", "EddaTestSupport",
+                "Edda", "EddaSQLite", "EddaHTTP", "EddaTesting", "EddaTestSupport", "EddaViewerExample",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -59,12 +59,18 @@ struct APIError: Error {
         return response
     }
 
-    /// `instanceNotFound` as `instance_not_found`: the one naming style of the API's error types.
+    /// `instanceNotFound` as `instance_not_found`, `duplicateStepID` as `duplicate_step_id`: the one
+    /// naming style of the API's error types. A run of capitals is one word (an acronym), ending
+    /// before a capital that starts a lowercase word (`HTTPServer`: `http_server`).
     static func snakeCase(_ name: String) -> String {
+        let characters = Array(name)
         var result = ""
-        for character in name {
+        for (index, character) in characters.enumerated() {
             let separates = character == "." || character == " " || character == "-"
-            if separates || character.isUppercase, !result.isEmpty, result.last != "_" { result += "_" }
+            let previous = index > 0 ? characters[index - 1] : nil
+            let next = index + 1 < characters.count ? characters[index + 1] : nil
+            let startsWord = character.isUppercase && (previous?.isUppercase != true || next?.isLowercase == true)
+            if separates || startsWord, !result.isEmpty, result.last != "_" { result += "_" }
             if !separates { result += character.lowercased() }
         }
         return result

@@ -36,6 +36,7 @@ import NIOCore
 /// | `GET /api/workflows` | the registered workflows, each argument as JSON Schema |
 /// | `POST /api/workflows/{name}/instances` | start one: an `application/json` body `{"input": [arguments…], "instance_id": "…"}` (201) |
 /// | `POST /api/events` | a CloudEvent, structured (`application/cloudevents+json`) or binary (`ce-*` headers) mode: delivered to the instances waiting for its type, or to one instance named by its `eddainstanceid` extension (202) |
+/// | `GET /api/openapi.json` | this API as an OpenAPI 3.1 document |
 ///
 /// `{id}` and `{name}` are one path segment each, percent-encoded (a child's ID `parent/child:1` is
 /// `parent%2Fchild%3A1`).
@@ -108,6 +109,11 @@ public struct EddaHTTP: Sendable {
     /// `RemoteAddressRequestContext`, sign-in attempts are throttled per client address; otherwise
     /// all clients share one budget of wrong tokens.
     public func router<Context: RequestContext>(context: Context.Type) -> Router<Context> {
+        routerAndRoutes(context: Context.self).router
+    }
+
+    /// The router, and the routes registered on it (the OpenAPI document's test compares them).
+    func routerAndRoutes<Context: RequestContext>(context: Context.Type) -> (router: Router<Context>, routes: RouteTable<Context>) {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ErrorMiddleware(signsIn: configuration.bearerToken != nil))
         router.add(middleware: AllowedHostsMiddleware(hosts: AllowedHosts(bindHost: configuration.host, additional: configuration.allowedHosts)))
@@ -121,7 +127,7 @@ public struct EddaHTTP: Sendable {
         LivePages(app: app, interval: max(configuration.livePollInterval, .milliseconds(10)), lifetime: configuration.liveStreamLifetime, counter: configuration.liveStreamCounter).register(on: &routes)
         ViewerScript.register(on: &routes)
         routes.refuseOtherMethods()
-        return router
+        return (router, routes)
     }
 
     /// A Hummingbird application serving ``router()`` on ``Configuration-swift.struct/host`` and
@@ -130,7 +136,15 @@ public struct EddaHTTP: Sendable {
     /// Bound to an address other than loopback without a ``Configuration-swift.struct/bearerToken``,
     /// it logs a warning at once: anyone who can reach the address can read every input and start,
     /// cancel and retry instances.
-    public func server(logger: Logger = Logger(label: "edda.http")) -> some ApplicationProtocol {
+    ///
+    /// - Parameters:
+    ///   - logger: The server's logger.
+    ///   - onListening: Called once the server listens, with the port it listens on (the one the
+    ///     system picked when ``Configuration-swift.struct/port`` is 0): the moment to print its URL.
+    ///     Not called when the server stops before it could tell.
+    public func server(
+        logger: Logger = Logger(label: "edda.http"), onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         if configuration.bearerToken == nil, !AllowedHosts.isLoopback(configuration.host) {
             logger.warning(
                 """
@@ -142,12 +156,17 @@ public struct EddaHTTP: Sendable {
         }
         return Application(
             router: router(context: EddaRequestContext.self),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port)), logger: logger
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+            onServerRunning: { channel in
+                // No address: the channel closed at once (the service group is stopping).
+                if let port = channel.localAddress?.port { await onListening(port) }
+            },
+            logger: logger
         )
     }
 }
 
-/// ``EddaHTTP/server(logger:)``'s request context: Hummingbird's basic one plus the client's
+/// ``EddaHTTP/server(logger:onListening:)``'s request context: Hummingbird's basic one plus the client's
 /// address, by which sign-in attempts are throttled.
 struct EddaRequestContext: RequestContext, RemoteAddressRequestContext {
     var coreContext: CoreRequestContextStorage

@@ -7,7 +7,7 @@ import Synchronization
 /// than the window. A right token clears the client's count.
 ///
 /// Clients are told apart by address when the request context knows it (Hummingbird's
-/// `RemoteAddressRequestContext`, as ``EddaHTTP/server(logger:)``'s does); otherwise all share one
+/// `RemoteAddressRequestContext`, as ``EddaHTTP/server(logger:onListening:)``'s does); otherwise all share one
 /// budget.
 final class LoginThrottle: Sendable {
     let maxFailures: Int

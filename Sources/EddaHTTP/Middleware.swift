@@ -75,7 +75,7 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         return constantTimeEqual(parts[1].trimmingCharacters(in: .whitespaces), token)
     }
 
-    /// The client's address, when the request context knows it (``EddaHTTP/server(logger:)``'s does).
+    /// The client's address, when the request context knows it (``EddaHTTP/server(logger:onListening:)``'s does).
     static func client(of context: Context) -> String {
         (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress ?? "unknown client"
     }

@@ -23,6 +23,12 @@ struct RouteTable<Context: RequestContext> {
         }
     }
 
+    /// Every route added, as its path (`/api/instances/:id`) and method: the OpenAPI document's
+    /// test compares them with the paths it describes.
+    var routes: [(path: String, method: HTTPRequest.Method)] {
+        methods.flatMap { entry in entry.methods.map { (entry.path, $0) } }
+    }
+
     /// The methods other than a path's own answer 405, naming those it takes. Call it once, after
     /// the last route (and after the router's middleware, which these answers go through too).
     func refuseOtherMethods() {

@@ -72,22 +72,27 @@ struct CLIServerTests {
     @Test func serveJSONSaysWhereItServes() async throws {
         try await withTemporaryDatabase { path in
             _ = try SQLiteStore(path: path)
-            let process = Process()
-            process.executableURL = try EddaBinary.executable()
-            process.arguments = ["serve", "--database", path, "--port", "0", "--json"]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            defer {
-                process.terminate()
-                process.waitUntilExit()
-            }
-            let line = await Self.firstLine(of: output.fileHandleForReading)
-            let document = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            let document = try await Self.serveFirstObject(["--database", path, "--port", "0", "--json"])
             #expect(document["database"] as? String == path && document["token_required"] as? Bool == false, "\(document)")
             #expect((document["url"] as? String)?.hasPrefix("http://127.0.0.1:") == true, "\(document)")
         }
+    }
+
+    /// The first line of `edda serve <arguments>` as a JSON object; the server is then stopped.
+    static func serveFirstObject(_ arguments: [String]) async throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = try EddaBinary.executable()
+        process.arguments = ["serve"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let line = await firstLine(of: output.fileHandleForReading)
+        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
     }
 
     /// The first line `handle` gives, read on a thread of its own (empty if it closes first).

@@ -10,18 +10,21 @@ public enum EddaBinary {
     }
 
     public struct NotBuilt: Error, CustomStringConvertible {
-        public var description: String { "the edda binary is not next to the tests; run `swift build --build-tests` first" }
+        /// The executable looked for.
+        public var name = "edda"
+        public var description: String { "the \(name) binary is not next to the tests; run `swift build --build-tests` first" }
     }
 
-    /// The binary: next to the test bundle, or in `.build/debug`.
-    public static func executable() throws -> URL {
+    /// The binary: next to the test bundle, or in `.build/debug`; `name` finds another of the
+    /// package's executables there (`edda-example-viewer`).
+    public static func executable(named name: String = "edda") throws -> URL {
         let candidates = [
             URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent(),
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
             URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug"),
         ]
-        guard let found = candidates.map({ $0.appendingPathComponent("edda") }).first(where: { FileManager.default.isExecutableFile(atPath: $0.path) })
-        else { throw NotBuilt() }
+        guard let found = candidates.map({ $0.appendingPathComponent(name) }).first(where: { FileManager.default.isExecutableFile(atPath: $0.path) })
+        else { throw NotBuilt(name: name) }
         return found
     }
 

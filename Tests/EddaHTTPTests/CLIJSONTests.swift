@@ -1,0 +1,130 @@
+import Edda
+import EddaSQLite
+import EddaTestSupport
+import EddaTesting
+import Foundation
+import Testing
+
+/// `--json` on every `edda` command that prints, run as the built binary on a SQLite file (and,
+/// for `start`, a live server): standard output is JSON objects only, one a line, each with the
+/// keys the README's CLI section lists for the command.
+@Suite("CLI: --json on every command", .timeLimit(.minutes(1)))
+struct CLIJSONTests {
+    static let instanceKeys: Set<String> = [
+        "instance_id", "workflow_name", "service_name", "status", "waiting_for", "run", "input", "output", "error", "created_at", "updated_at",
+        "ready_at", "cancel_requested", "parent_instance_id", "unreadable",
+    ]
+    static let historyKeys: Set<String> = ["sequence", "step_id", "name", "kind", "failed", "retried", "attempts", "payload", "error", "recorded_at"]
+
+    /// The keys of each command's objects: every subcommand `edda --help` lists.
+    static let keys: [String: Set<String>] = [
+        "list": instanceKeys,
+        "show": instanceKeys.union(["history"]),
+        "outbox": ["sequence", "id", "type", "source", "status", "attempts", "instance_id", "step_id", "last_error", "created_at", "published_at"],
+        "start": ["instance_id", "workflow_name"],
+        "cancel": ["instance_id", "cancel_requested"],
+        "retry": ["instance_id", "retried_step", "requested_by", "workflow_name"],
+        "send-event": ["id", "type", "delivered_to", "kept_for"],
+        "serve": ["database", "url", "token_required"],
+        "migrate": ["database", "schema"],
+        "backup": ["database", "copy"],
+        "prune": ["database", "older_than_seconds", "dry_run", "rows"],
+    ]
+
+    /// The subcommands `edda --help` lists.
+    static func subcommands() async throws -> Set<String> {
+        let help = try await EddaBinary.run(["--help"])
+        #expect(help.status == 0, "\(help.error)")
+        let section = help.output.components(separatedBy: "SUBCOMMANDS:").dropFirst().first ?? ""
+        // A name is indented by two spaces; a wrapped description by more.
+        return Set(section.split(separator: "\n").compactMap { $0.firstMatch(of: /^  ([a-z][a-z-]*)(\s|$)/).map { String($0.1) } })
+    }
+
+    @Test func everySubcommandTakesJSONAndIsCoveredHere() async throws {
+        let subcommands = try await Self.subcommands()
+        #expect(subcommands == Set(Self.keys.keys), "edda --help lists \(subcommands.sorted())")
+        for command in subcommands.sorted() {
+            let help = try await EddaBinary.run([command, "--help"])
+            #expect(help.status == 0 && help.output.contains("--json"), "edda \(command) has no --json:\n\(help.output)")
+        }
+    }
+
+    /// Each line of a run's standard output as a JSON object, recording an issue for any line that
+    /// is not one, for a run that failed, and for keys other than `command`'s.
+    func objects(_ result: EddaBinary.Result, _ command: String, keys: Set<String>? = nil) -> [[String: Any]] {
+        #expect(result.status == 0, "edda \(command): \(result.error)")
+        #expect(result.output.isEmpty || result.output.hasSuffix("\n"), "edda \(command): \(result.output)")
+        var objects: [[String: Any]] = []
+        for line in result.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                Issue.record("edda \(command) --json printed a line that is not a JSON object: \(line)")
+                continue
+            }
+            let expected = keys ?? Self.keys[command] ?? []
+            #expect(Set(object.keys) == expected, "edda \(command): \(Set(object.keys).symmetricDifference(expected).sorted())")
+            objects.append(object)
+        }
+        return objects
+    }
+
+    struct Declined: Error {}
+    static let notify = Activity("notify") { (ctx: ActivityContext, name: String) -> String in
+        try ctx.enqueue(CloudEvent(type: "greeted", source: "/tests", subject: name))
+        return "Hello, \(name)!"
+    }
+    static let greet = Workflow("greet") { (ctx: WorkflowContext, name: String) -> String in try await notify(ctx, name) }
+    static let decline = Activity("decline") { (_: ActivityContext) -> Int in throw TerminalError("declined") }
+    static let failing = Workflow("failing") { (ctx: WorkflowContext) -> Int in try await decline(ctx) }
+    static let waiter = Workflow("waiter") { (ctx: WorkflowContext, _: Int) -> Int in try await ctx.waitForEvent(type: "go", as: Int.self).data }
+
+    /// Runs `edda <arguments> --database <path> --json`: its objects, checked by ``objects(_:_:keys:)``.
+    func edda(_ arguments: [String], on path: String, keys: Set<String>? = nil) async throws -> [[String: Any]] {
+        objects(try await EddaBinary.run(arguments + ["--database", path, "--json"]), arguments[0], keys: keys)
+    }
+
+    @Test func everyCommandPrintsJSONObjectsWithItsKeys() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            var run = try await withTestApp(store: store) { app in
+                try app.register(Self.greet)
+                _ = try await app.start(Self.greet, "Ada", instanceID: "done-1").result()
+                _ = try? await app.start(Self.failing, instanceID: "bad-1").result()
+                _ = try await app.start(Self.waiter, 0, instanceID: "w-1")
+                _ = try await app.start(Self.waiter, 0, instanceID: "w-2")
+
+                let listed = try await edda(["list"], on: path)
+                #expect(Set(listed.compactMap { $0["instance_id"] as? String }) == ["done-1", "bad-1", "w-1", "w-2"])
+                let shown = try #require(try await edda(["show", "bad-1"], on: path).first)
+                #expect((shown["error"] as? [String: Any]).map { Set($0.keys) } == ["error_type", "message"], "\(shown)")
+                let history = try #require(shown["history"] as? [[String: Any]])
+                #expect(!history.isEmpty && history.allSatisfy { Set($0.keys) == Self.historyKeys }, "\(history)")
+                let outbox = try await edda(["outbox"], on: path)
+                #expect(outbox.map { $0["type"] as? String } == ["greeted"] && outbox.first?["instance_id"] as? String == "done-1")
+
+                let sent = try #require(try await edda(["send-event", "--type", "go", "--data", "1", "--to", "w-1"], on: path).first)
+                #expect(sent["delivered_to"] as? [String] == ["w-1"] || sent["kept_for"] as? String == "w-1", "\(sent)")
+                #expect(try await edda(["cancel", "w-2"], on: path).first?["cancel_requested"] as? Bool == true)
+                #expect(try await edda(["retry", "bad-1"], on: path).first?["workflow_name"] as? String == "failing")
+
+                // start goes through a running app's API.
+                try await CLIServerTests().withServer(app) { base, _ in
+                    let started = try await EddaBinary.run(
+                        ["start", "greet", "--input", #"["Bo"]"#, "--instance-id", "s-1", "--server", base, "--json"]
+                    )
+                    #expect(objects(started, "start").first?["instance_id"] as? String == "s-1")
+                    let waited = try await EddaBinary.run(["start", "greet", "--input", #"["Cy"]"#, "--server", base, "--wait", "--json"])
+                    let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))
+                    #expect(result.count == 1 && result.first?["output"] as? String == "Hello, Cy!", "\(result)")
+                }
+                return ["list", "show", "outbox", "send-event", "cancel", "retry", "start"]
+            }
+            #expect(try await edda(["migrate"], on: path).first?["schema"] as? String == "up_to_date")
+            #expect(try await edda(["backup", "--to", path + ".copy"], on: path).first?["copy"] as? String == path + ".copy")
+            #expect(try await edda(["prune", "--older-than", "30d", "--dry-run"], on: path).first?["dry_run"] as? Bool == true)
+            let served = try await CLIServerTests.serveFirstObject(["--database", path, "--port", "0", "--json"])
+            #expect(Set(served.keys) == Self.keys["serve"])
+            run += ["migrate", "backup", "prune", "serve"]
+            #expect(Set(run) == Set(Self.keys.keys), "not run: \(Set(Self.keys.keys).subtracting(run).sorted())")
+        }
+    }
+}
