@@ -40,11 +40,17 @@ extension PostgresStore {
             try await client.withTransaction(logger: logger) { connection -> PublishOutcome in
                 let target = message.kind.isTargeted ? message.target : nil
                 try await lock(message.channel, for: target, on: connection)
-                if let (event, lease) = record, let columns {
-                    try await Self.expectRow(try await connection.query(fencedInsertion(event, columns, lease: lease), logger: logger), lease)
+                // The sending step's record, fenced by its lease (a lost lease rolls the send back).
+                let recordTheSend = { [self] in
+                    if let (event, lease) = record, let columns {
+                        try await Self.expectRow(try await connection.query(fencedInsertion(event, columns, lease: lease), logger: logger), lease)
+                    }
                 }
                 if let mode = message.kind.channelMode { try await register(message.channel, mode: mode, on: connection) }
-                if let target { return try await publish(message, to: target, envelope: envelope, now: now, on: connection) }
+                if let target {
+                    return try await publish(message, to: target, envelope: envelope, now: now, on: connection, recording: recordTheSend)
+                }
+                try await recordTheSend()
                 return try await publish(message, envelope: envelope, now: now, on: connection)
             }
         }
@@ -253,10 +259,12 @@ extension PostgresStore {
     /// A message to one instance (a direct message or an event sent to it): one statement reads
     /// the target's status and, if it waits for the message, removes the wait, wakes the instance
     /// and records the delivery — the steps of ``deliver(_:sequence:to:on:)`` with the same guards.
-    /// Kept for later when nobody took it.
-    private func publish(_ message: OutgoingMessage, to target: String, envelope: String, now: Int64, on connection: PostgresConnection)
-        async throws -> PublishOutcome
-    {
+    /// Kept for later when nobody took it. `recording` writes the sending step's record once the
+    /// target is known to exist and not to have finished (a refused send records nothing here).
+    private func publish(
+        _ message: OutgoingMessage, to target: String, envelope: String, now: Int64, on connection: PostgresConnection,
+        recording: () async throws -> Void
+    ) async throws -> PublishOutcome {
         var binds = PostgresBindings()
         binds.append(message.channel)
         binds.append(message.kind.rawValue)
@@ -269,6 +277,7 @@ extension PostgresStore {
         for try await row in rows.decode((String?, Bool).self) { outcome = row }
         guard let status = outcome?.status else { return .targetNotFound }
         if let known = InstanceStatus(rawValue: status), known.isTerminal { return .targetFinished(known) }
+        try await recording()
         if outcome?.delivered == true { return .published(sequence: nil, deliveredTo: [target]) }
         guard message.isKept else { return .published(sequence: nil, deliveredTo: []) }
         try await deleteExpired(now: now, on: connection)
