@@ -43,15 +43,19 @@ extension SQLiteStore {
         let owner = request.lease.owner
         return try await write { db in
             let now = Self.now()
+            // Queued instances first: admitted within their queues' limits, in the claim's transaction.
+            let admitted = request.queues.isEmpty ? [] : try Self.admitQueued(db, request, limit: request.limit, now: now)
+            let limit = request.limit - admitted.count
             let except = request.adoptingLeasedExcept.map { Array($0).sorted() } ?? []
             let exceptJSON = String(decoding: try JSONEncoder().encode(except), as: UTF8.self)
             var arguments: StatementArguments = [owner, now, now, request.adoptingLeasedExcept != nil, owner, exceptJSON]
             arguments += [request.readyBy.millisecondsSince1970]
             arguments += StatementArguments(request.workflowNames)
-            arguments += [request.limit]
+            arguments += [limit]
             arguments += StatementArguments(request.workflowNames)
-            arguments += [request.limit, request.limit]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            arguments += [limit, limit]
+            let ready = limit > 0 ? try Row.fetchAll(db, sql: sql, arguments: arguments) : []
+            return try (admitted + ready).map { row in
                 let instance = try Self.instance(from: row)
                 let lease = Lease(instanceID: instance.instanceID, owner: owner, token: row["lease_token"])
                 return ClaimedInstance(instance: instance, lease: lease)
@@ -68,7 +72,7 @@ extension SQLiteStore {
                 db.cachedStatement(
                     sql: """
                         WITH RECURSIVE tree(id) AS (
-                            SELECT instance_id FROM workflow_instances WHERE instance_id = ? AND status IN ('running', 'compensating')
+                            SELECT instance_id FROM workflow_instances WHERE instance_id = ? AND status IN ('queued', 'running', 'compensating')
                             UNION
                             SELECT c.instance_id FROM workflow_instances AS c JOIN tree ON c.parent_instance_id = tree.id
                             WHERE c.status IN ('running', 'compensating')

@@ -1,0 +1,50 @@
+@_spi(EddaStores) import Edda
+import EddaTestSupport
+import EddaTesting
+import Foundation
+import Testing
+
+@Suite("Queues", .timeLimit(.minutes(1)))
+struct QueueTests {
+    let log = ExecutionLog()
+
+    @Test(arguments: Backend.allCases)
+    func anInstanceWaitsQueuedForRoomAndADeduplicationIDIsRefusedUntilItsHolderFinishes(_ backend: Backend) async throws {
+        let gate = Gate()
+        let log = self.log
+        let step = Activity("step") { (ctx, n: Int) -> Int in
+            log.record("\(ctx.instanceID) started")
+            await gate.wait()
+            return n + 1
+        }
+        let workflow = Workflow("queued") { (ctx, n: Int) -> Int in try await step(ctx, n) }
+        let queue = Queue("one_at_a_time", concurrency: 1)
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                app.register(queue)
+                let first = try await app.start(workflow, 1, instanceID: "first", on: queue, deduplicationID: "order-1")
+                let second = try await app.start(workflow, 2, instanceID: "second", on: queue, priority: 5)
+                try await waitUntil { log.all.contains("first started") }
+                // The queue's one place is taken: the second stays queued, and says so.
+                #expect(try await app.instance("second")?.status == .queued)
+                #expect(try await app.instances(status: .queued).map(\.instanceID) == ["second"])
+                do {
+                    try await app.start(workflow, 3, instanceID: "third", on: queue, deduplicationID: "order-1")
+                    Issue.record("a second start with a deduplication ID in use was accepted")
+                } catch let error as EngineError {
+                    #expect(error.code == .deduplicationIDInUse)
+                    #expect(error.instanceID == "first", "the error names the holder")
+                    #expect(error.message.contains("first"))
+                }
+                #expect(try await app.instance("third") == nil)
+                gate.open()
+                #expect(try await first.result() == 2)
+                #expect(try await second.result() == 3)
+                // Its holder finished: the ID is free again.
+                let fourth = try await app.start(workflow, 4, instanceID: "fourth", on: queue, deduplicationID: "order-1")
+                #expect(try await fourth.result() == 5)
+            }
+        }
+        #expect(log.all.firstIndex(of: "first started")! < log.all.firstIndex(of: "second started")!)
+    }
+}
