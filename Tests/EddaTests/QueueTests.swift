@@ -47,4 +47,36 @@ struct QueueTests {
         }
         #expect(log.all.firstIndex(of: "first started")! < log.all.firstIndex(of: "second started")!)
     }
+
+    @Test(arguments: Backend.allCases)
+    func aCancelledQueuedInstanceIsCancelledWhenAdmittedAndRunsNoStep(_ backend: Backend) async throws {
+        let gate = Gate()
+        let log = self.log
+        let step = Activity("step") { (ctx, n: Int) -> Int in
+            log.record("\(ctx.instanceID) started")
+            await gate.wait()
+            return n
+        }
+        let workflow = Workflow("queued") { (ctx, n: Int) -> Int in try await step(ctx, n) }
+        let queue = Queue("one_at_a_time", concurrency: 1)
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                app.register(queue)
+                let first = try await app.start(workflow, 1, instanceID: "first", on: queue)
+                try await waitUntil { log.all.contains("first started") }
+                let second = try await app.start(workflow, 2, instanceID: "second", on: queue)
+                guard case .requested(let marked) = try await app.requestCancellation(of: "second") else {
+                    Issue.record("cancelling a queued instance did not take effect")
+                    return
+                }
+                #expect(marked.status == .queued)
+                #expect(marked.cancelRequested)
+                gate.open()
+                #expect(try await first.result() == 1)
+                await #expect(throws: WorkflowCancelledError.self) { try await second.result() }
+                #expect(try await app.instance("second")?.status == .cancelled)
+            }
+        }
+        #expect(!log.all.contains("second started"))
+    }
 }
