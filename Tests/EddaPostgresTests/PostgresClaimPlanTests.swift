@@ -46,12 +46,7 @@ struct PostgresClaimPlanTests {
             #expect(read < 100, "a claim read \(read) instance rows; the plan: \(plan)")
 
             // It took the lapsed and the ready ones, and none of the live leases.
-            let taken = try await store.client.query(
-                PostgresQuery(unsafeSQL: "SELECT instance_id FROM \(t.instances) WHERE lease_owner = 'me' ORDER BY instance_id")
-            )
-            var ids: [String] = []
-            for try await id in taken.decode(String.self) { ids.append(id) }
-            #expect(ids == ["lapsed-1", "lapsed-2", "lapsed-3", "ready-1", "ready-2", "ready-3"])
+            #expect(try await Self.instancesLeased(to: "me", on: store) == ["lapsed-1", "lapsed-2", "lapsed-3", "ready-1", "ready-2", "ready-3"])
         }
     }
 
@@ -60,9 +55,7 @@ struct PostgresClaimPlanTests {
             let t = store.tables
             // 50,000 instances on no queue, leased elsewhere; 5,000 queued on another queue; on "q",
             // 2 admitted and 2,000 queued.
-            try await store.client.query(
-                PostgresQuery(
-                    unsafeSQL: """
+            try await store.client.query(PostgresQuery(unsafeSQL: """
                         INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token,
                             lease_expires_at, created_at, updated_at, queue_name, priority)
                         SELECT 'plain-' || n, 'w', 'test', 'running', '[]', 'other', 1,
@@ -78,9 +71,7 @@ struct PostgresClaimPlanTests {
                         UNION ALL
                         SELECT 'queued-' || lpad(n::text, 4, '0'), 'w', 'test', 'queued', '[]', NULL, 0, NULL, 100000 + n, 100000 + n, 'q', n % 3
                         FROM generate_series(1, 2000) AS n
-                        """
-                )
-            )
+                        """))
             try await store.declareQueues([Queue("q", concurrency: 5), Queue("other", concurrency: 5)])
             try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
 
@@ -90,15 +81,18 @@ struct PostgresClaimPlanTests {
             #expect(read < 100, "an admission read \(read) instance rows; the plan: \(plan)")
 
             // Three places were free: the three oldest queued at priority 0.
-            let taken = try await store.client.query(
-                PostgresQuery(
-                    unsafeSQL: "SELECT instance_id FROM \(t.instances) WHERE lease_owner = 'me' AND status = 'running' ORDER BY instance_id"
-                )
-            )
-            var ids: [String] = []
-            for try await id in taken.decode(String.self) { ids.append(id) }
-            #expect(ids == ["queued-0003", "queued-0006", "queued-0009"])
+            #expect(try await Self.instancesLeased(to: "me", on: store) == ["queued-0003", "queued-0006", "queued-0009"])
         }
+    }
+
+    /// The IDs of the instances leased to `owner`, in order.
+    static func instancesLeased(to owner: String, on store: PostgresStore) async throws -> [String] {
+        let rows = try await store.client.query(
+            "SELECT instance_id FROM \(unescaped: store.tables.instances) WHERE lease_owner = \(owner) ORDER BY instance_id"
+        )
+        var ids: [String] = []
+        for try await id in rows.decode(String.self) { ids.append(id) }
+        return ids
     }
 
     /// `EXPLAIN (ANALYZE, FORMAT JSON)` of `query`: it runs, and the plan says what it read.

@@ -7,18 +7,25 @@ import Testing
 @Suite("Queues", .timeLimit(.minutes(1)))
 struct QueueTests {
     let log = ExecutionLog()
+    let gate = Gate()
+    /// One place: a second instance waits queued while the first runs.
+    let queue = Queue("one_at_a_time", concurrency: 1)
 
-    @Test(arguments: Backend.allCases)
-    func anInstanceWaitsQueuedForRoomAndADeduplicationIDIsRefusedUntilItsHolderFinishes(_ backend: Backend) async throws {
-        let gate = Gate()
-        let log = self.log
+    /// A workflow whose one step logs "<instance> started", waits for the gate and returns its input plus `add`.
+    func gatedWorkflow(adding add: Int) -> Workflow<Int, Int> {
+        let (log, gate) = (self.log, self.gate)
         let step = Activity("step") { (ctx, n: Int) -> Int in
             log.record("\(ctx.instanceID) started")
             await gate.wait()
-            return n + 1
+            return n + add
         }
-        let workflow = Workflow("queued") { (ctx, n: Int) -> Int in try await step(ctx, n) }
-        let queue = Queue("one_at_a_time", concurrency: 1)
+        return Workflow("queued") { (ctx, n: Int) -> Int in try await step(ctx, n) }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func anInstanceWaitsQueuedForRoomAndADeduplicationIDIsRefusedUntilItsHolderFinishes(_ backend: Backend) async throws {
+        let (log, gate, queue) = (self.log, self.gate, self.queue)
+        let workflow = gatedWorkflow(adding: 1)
         try await backend.withStore { store in
             try await withTestApp(store: store) { (app: EddaApp) async throws in
                 app.register(queue)
@@ -50,15 +57,8 @@ struct QueueTests {
 
     @Test(arguments: Backend.allCases)
     func aCancelledQueuedInstanceIsCancelledWhenAdmittedAndRunsNoStep(_ backend: Backend) async throws {
-        let gate = Gate()
-        let log = self.log
-        let step = Activity("step") { (ctx, n: Int) -> Int in
-            log.record("\(ctx.instanceID) started")
-            await gate.wait()
-            return n
-        }
-        let workflow = Workflow("queued") { (ctx, n: Int) -> Int in try await step(ctx, n) }
-        let queue = Queue("one_at_a_time", concurrency: 1)
+        let (log, gate, queue) = (self.log, self.gate, self.queue)
+        let workflow = gatedWorkflow(adding: 0)
         try await backend.withStore { store in
             try await withTestApp(store: store) { (app: EddaApp) async throws in
                 app.register(queue)
