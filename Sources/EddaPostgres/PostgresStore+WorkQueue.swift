@@ -259,7 +259,9 @@ extension PostgresStore {
                 let updated = try await connection.query(
                     """
                     UPDATE \(unescaped: tables.instances)
-                    SET status = 'running', error = NULL, output = NULL, ready_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                    -- An instance on a queue goes back to it, to be admitted within its limits again.
+                    SET status = CASE WHEN queue_name IS NULL THEN 'running' ELSE 'queued' END, error = NULL, output = NULL, ready_at = NULL,
+                        lease_owner = NULL, lease_expires_at = NULL,
                         cancel_requested = false, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(instanceID)
                     RETURNING \(unescaped: Self.instanceColumns)

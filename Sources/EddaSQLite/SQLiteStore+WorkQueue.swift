@@ -175,7 +175,9 @@ extension SQLiteStore {
                     db,
                     sql: """
                         UPDATE workflow_instances
-                        SET status = 'running', error = NULL, output = NULL, ready_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                        -- An instance on a queue goes back to it, to be admitted within its limits again.
+                        SET status = CASE WHEN queue_name IS NULL THEN 'running' ELSE 'queued' END, error = NULL, output = NULL, ready_at = NULL,
+                            lease_owner = NULL, lease_expires_at = NULL,
                             cancel_requested = 0, wake_pending = 0, updated_at = ?
                         WHERE instance_id = ? RETURNING *
                         """,

@@ -46,6 +46,16 @@ extension StoreConformance {
         #expect(try await store.instance("q5")?.status == .queued)
         // Limits declared again replace the stored ones.
         try await store.declareQueues([Queue("q", concurrency: 4)])
+        let fifth = try #require(try await claim(store, owner: "worker-c", queues: ["q"]).first)
+        #expect(fifth.instance.instanceID == "q5")
+        // A failed instance retried goes back to its queue: admitted again within the limits.
+        try await store.finishInstance(lease: fifth.lease, with: .failed(ErrorRecord(type: "Boom", message: "boom")))
+        guard case .retried(let retried, _) = try await store.retry("q5", requestedBy: "conformance") else {
+            Issue.record("the failed instance was not retried")
+            return
+        }
+        #expect(retried.status == .queued)
+        #expect(try await claim(store, owner: "worker-c").isEmpty, "a claim that names no queue does not take it")
         #expect(try await claim(store, owner: "worker-c", queues: ["q"]).map(\.instance.instanceID) == ["q5"])
     }
 

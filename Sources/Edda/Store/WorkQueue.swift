@@ -65,7 +65,9 @@ public protocol WorkQueue: Sendable {
     /// ``HistoryEventKind/attemptFailed``) move to the archive under the run's number — nothing is
     /// deleted — and the instance is `running` and ready again. Compensation records stay: those
     /// compensations are not run again. The next run replays every other recorded step and runs the
-    /// failed one afresh.
+    /// failed one afresh. An instance started on a ``Queue`` is made ``InstanceStatus/queued`` instead of
+    /// running: a claim admits it within the queue's limits again. (If its deduplication ID was taken by
+    /// another start meanwhile, the store's unique index refuses the retry with a ``StoreError``.)
     ///
     /// The same transaction appends a ``HistoryEventKind/retried`` record, before moving the failure:
     /// step ID the failed step (empty if there is none), name `retry`, and a ``RetryRecord`` payload
