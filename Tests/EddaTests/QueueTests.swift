@@ -79,4 +79,24 @@ struct QueueTests {
         }
         #expect(!log.all.contains("second started"))
     }
+
+    @Test(arguments: Backend.allCases)
+    func aRunThatEndsLetsTheNextQueuedInstanceInAtOnceWithoutWaitingForAPoll(_ backend: Backend) async throws {
+        let (gate, queue) = (self.gate, self.queue)
+        gate.open()
+        let workflow = gatedWorkflow(adding: 10)
+        var configuration = EddaApp.Configuration.testing
+        // Far beyond the suite's time limit: only the end of each run can let the next one in.
+        configuration.pollInterval = .seconds(600)
+        try await backend.withStore { store in
+            try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+                app.register(queue)
+                var handles: [WorkflowHandle<Int>] = []
+                for n in 0..<5 { handles.append(try await app.start(workflow, n, instanceID: "next-\(n)", on: queue)) }
+                var results: [Int] = []
+                for handle in handles { results.append(try await handle.result()) }
+                #expect(results == [10, 11, 12, 13, 14])
+            }
+        }
+    }
 }

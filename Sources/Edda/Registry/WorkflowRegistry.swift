@@ -18,6 +18,8 @@ public final class WorkflowRegistry: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Whether any queue is registered: read without the lock on the worker's path (a run's end, a claim).
+    private let queuesRegistered = Atomic<Bool>(false)
 
     public init() {}
 
@@ -52,7 +54,11 @@ public final class WorkflowRegistry: Sendable {
             if state.queues[queue.name] != queue { state.declared.remove(queue.name) }
             state.queues[queue.name] = queue
         }
+        queuesRegistered.store(true, ordering: .releasing)
     }
+
+    /// Whether any queue is registered.
+    var hasQueues: Bool { queuesRegistered.load(ordering: .acquiring) }
 
     /// Whether `queue`'s limits, as registered, were written to the store by this process.
     func isDeclared(_ queue: Queue) -> Bool {

@@ -203,7 +203,7 @@ final class Worker: Sendable {
         let requestedAt = ContinuousClock.now
         let now = environment.clock.now()
         let adopting = state.withLock { $0.machine.adoptingLeasedExcept }
-        let queues = registry.queues.map(\.name)
+        let queues = registry.hasQueues ? registry.queues.map(\.name) : []
         do {
             claimed =
                 names.isEmpty
@@ -388,8 +388,11 @@ final class Worker: Sendable {
     }
 
     private func runEnded(_ instanceID: String) {
+        // A run that ends may free a place in a queue: queued instances may be admitted now.
+        let servesQueues = registry.hasQueues
         let (claim, stopped) = state.withLock { state in
             state.leases.forget(instanceID)
+            if servesQueues { state.machine.wakeUp() }
             return state.machine.runEnded(instanceID)
         }
         if claim { claimSignal.notify() }
