@@ -196,6 +196,31 @@ extension PostgresStore {
                 // migration makes it refuse the schema instead. Retries count theirs through this index.
                 "CREATE INDEX \(t.indexName("history_retries")) ON \(t.history) (instance_id) WHERE kind = 'Retried'",
             ]),
+            (13, "queues", [
+                // Each declared queue's limits, as the last app to register it wrote them.
+                """
+                CREATE TABLE \(t.queues) (
+                    name TEXT PRIMARY KEY,
+                    concurrency INTEGER NOT NULL,
+                    worker_concurrency INTEGER NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+                "ALTER TABLE \(t.instances) ADD COLUMN queue_name TEXT",
+                "ALTER TABLE \(t.instances) ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE \(t.instances) ADD COLUMN deduplication_id TEXT",
+                // What an admission reads: a queue's unfinished instances to count, its queued ones in
+                // priority order. Instances on no queue are not in it.
+                """
+                CREATE INDEX \(t.indexName("instances_by_queue")) ON \(t.instances) (queue_name, status, priority, created_at, instance_id)
+                WHERE queue_name IS NOT NULL
+                """,
+                // One holder per deduplication ID and queue while it is queued or running.
+                """
+                CREATE UNIQUE INDEX \(t.indexName("instances_deduplication")) ON \(t.instances) (queue_name, deduplication_id)
+                WHERE deduplication_id IS NOT NULL AND status IN ('queued', 'running', 'compensating')
+                """,
+            ]),
         ]
     }
 

@@ -15,6 +15,7 @@ struct Tables: Sendable {
     let channelModes: String
     let messages: String
     let waits: String
+    let queues: String
     /// The LISTEN/NOTIFY channel of this schema's workers.
     let channel: String
 
@@ -37,6 +38,7 @@ struct Tables: Sendable {
         self.channelModes = "\"\(schema)\".channel_modes"
         self.messages = "\"\(schema)\".channel_messages"
         self.waits = "\"\(schema)\".workflow_waits"
+        self.queues = "\"\(schema)\".workflow_queues"
         self.channel = "edda_\(schema)"
     }
 

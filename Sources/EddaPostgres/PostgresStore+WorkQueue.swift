@@ -26,9 +26,14 @@ extension PostgresStore {
         // theirs for their whole body) would hand out leases already spent, and their runs would stop
         // at once. Through the pool while the lifeline is failing.
         let connections = lifelineFailed.load(ordering: .relaxed) ? client : lifeline
-        return try await perform("claim instances") { [self] in
+        // Queued instances first, in a transaction of their own (through the pool: it holds locks).
+        let admitted = request.queues.isEmpty ? [] : try await admitQueued(request)
+        guard admitted.count < request.limit else { return admitted }
+        var request = request
+        request.limit -= admitted.count
+        return try await perform("claim instances") { [self, request] in
             let rows = try await connections.query(Self.claimQuery(request, tables: tables), logger: logger)
-            var claimed: [ClaimedInstance] = []
+            var claimed = admitted
             for try await row in rows {
                 let decoded = try Self.instance(from: row)
                 let lease = Lease(instanceID: decoded.instance.instanceID, owner: owner, token: decoded.leaseToken)
@@ -110,7 +115,7 @@ extension PostgresStore {
                     UPDATE \(unescaped: tables.instances)
                     SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
                         updated_at = \(unescaped: Self.nowMilliseconds)
-                    WHERE instance_id = \(instanceID) AND status IN ('running', 'compensating')
+                    WHERE instance_id = \(instanceID) AND status IN ('queued', 'running', 'compensating')
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
                     logger: logger
@@ -254,7 +259,9 @@ extension PostgresStore {
                 let updated = try await connection.query(
                     """
                     UPDATE \(unescaped: tables.instances)
-                    SET status = 'running', error = NULL, output = NULL, ready_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                    -- An instance on a queue goes back to it, to be admitted within its limits again.
+                    SET status = CASE WHEN queue_name IS NULL THEN 'running' ELSE 'queued' END, error = NULL, output = NULL, ready_at = NULL,
+                        lease_owner = NULL, lease_expires_at = NULL,
                         cancel_requested = false, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
                     WHERE instance_id = \(instanceID)
                     RETURNING \(unescaped: Self.instanceColumns)

@@ -176,6 +176,7 @@ public final class PostgresStore: Store, Service {
     // MARK: - Writing
 
     @_spi(EddaStores) public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
+        if let placement = instance.placement { return try await createQueued(instance, placement) }
         let outcome: WriteOutcome
         if instance.parentInstanceID == nil {
             try await readiness.wait(logger: logger)

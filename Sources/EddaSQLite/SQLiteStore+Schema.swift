@@ -215,6 +215,29 @@ extension SQLiteStore {
             // migration makes it refuse the file instead). Retries count theirs through this index.
             try db.execute(sql: "CREATE INDEX workflow_history_retries ON workflow_history (instance_id) WHERE kind = 'Retried'")
         }
+        migrator.registerMigration("v13: queues") { db in
+            try db.execute(
+                sql: """
+                    -- Each declared queue's limits, as the last app to register it wrote them.
+                    CREATE TABLE workflow_queues (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        concurrency INTEGER NOT NULL,
+                        worker_concurrency INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    ALTER TABLE workflow_instances ADD COLUMN queue_name TEXT;
+                    ALTER TABLE workflow_instances ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE workflow_instances ADD COLUMN deduplication_id TEXT;
+                    -- What an admission reads: a queue's unfinished instances to count, its queued ones in
+                    -- priority order. Instances on no queue are not in it.
+                    CREATE INDEX workflow_instances_by_queue ON workflow_instances (queue_name, status, priority, created_at)
+                        WHERE queue_name IS NOT NULL;
+                    -- One holder per deduplication ID and queue while it is queued or running.
+                    CREATE UNIQUE INDEX workflow_instances_deduplication ON workflow_instances (queue_name, deduplication_id)
+                        WHERE deduplication_id IS NOT NULL AND status IN ('queued', 'running', 'compensating');
+                    """
+            )
+        }
         return migrator
     }
 }

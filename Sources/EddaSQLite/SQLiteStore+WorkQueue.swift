@@ -43,15 +43,19 @@ extension SQLiteStore {
         let owner = request.lease.owner
         return try await write { db in
             let now = Self.now()
+            // Queued instances first: admitted within their queues' limits, in the claim's transaction.
+            let admitted = request.queues.isEmpty ? [] : try Self.admitQueued(db, request, limit: request.limit, now: now)
+            let limit = request.limit - admitted.count
             let except = request.adoptingLeasedExcept.map { Array($0).sorted() } ?? []
             let exceptJSON = String(decoding: try JSONEncoder().encode(except), as: UTF8.self)
             var arguments: StatementArguments = [owner, now, now, request.adoptingLeasedExcept != nil, owner, exceptJSON]
             arguments += [request.readyBy.millisecondsSince1970]
             arguments += StatementArguments(request.workflowNames)
-            arguments += [request.limit]
+            arguments += [limit]
             arguments += StatementArguments(request.workflowNames)
-            arguments += [request.limit, request.limit]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            arguments += [limit, limit]
+            let ready = limit > 0 ? try Row.fetchAll(db, sql: sql, arguments: arguments) : []
+            return try (admitted + ready).map { row in
                 let instance = try Self.instance(from: row)
                 let lease = Lease(instanceID: instance.instanceID, owner: owner, token: row["lease_token"])
                 return ClaimedInstance(instance: instance, lease: lease)
@@ -68,7 +72,7 @@ extension SQLiteStore {
                 db.cachedStatement(
                     sql: """
                         WITH RECURSIVE tree(id) AS (
-                            SELECT instance_id FROM workflow_instances WHERE instance_id = ? AND status IN ('running', 'compensating')
+                            SELECT instance_id FROM workflow_instances WHERE instance_id = ? AND status IN ('queued', 'running', 'compensating')
                             UNION
                             SELECT c.instance_id FROM workflow_instances AS c JOIN tree ON c.parent_instance_id = tree.id
                             WHERE c.status IN ('running', 'compensating')
@@ -171,7 +175,9 @@ extension SQLiteStore {
                     db,
                     sql: """
                         UPDATE workflow_instances
-                        SET status = 'running', error = NULL, output = NULL, ready_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                        -- An instance on a queue goes back to it, to be admitted within its limits again.
+                        SET status = CASE WHEN queue_name IS NULL THEN 'running' ELSE 'queued' END, error = NULL, output = NULL, ready_at = NULL,
+                            lease_owner = NULL, lease_expires_at = NULL,
                             cancel_requested = 0, wake_pending = 0, updated_at = ?
                         WHERE instance_id = ? RETURNING *
                         """,

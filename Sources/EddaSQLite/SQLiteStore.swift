@@ -289,6 +289,7 @@ public final class SQLiteStore: Store {
     }
 
     @_spi(EddaStores) public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
+        if let placement = instance.placement { return try await createQueued(instance, placement) }
         let outcome = try await write { db -> CreateInstanceOutcome in
             let now = Self.now()
             // A child of a parent asked to cancel (or already finished) is born cancel-requested: the

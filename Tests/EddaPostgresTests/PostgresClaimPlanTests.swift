@@ -46,13 +46,53 @@ struct PostgresClaimPlanTests {
             #expect(read < 100, "a claim read \(read) instance rows; the plan: \(plan)")
 
             // It took the lapsed and the ready ones, and none of the live leases.
-            let taken = try await store.client.query(
-                PostgresQuery(unsafeSQL: "SELECT instance_id FROM \(t.instances) WHERE lease_owner = 'me' ORDER BY instance_id")
-            )
-            var ids: [String] = []
-            for try await id in taken.decode(String.self) { ids.append(id) }
-            #expect(ids == ["lapsed-1", "lapsed-2", "lapsed-3", "ready-1", "ready-2", "ready-3"])
+            #expect(try await Self.instancesLeased(to: "me", on: store) == ["lapsed-1", "lapsed-2", "lapsed-3", "ready-1", "ready-2", "ready-3"])
         }
+    }
+
+    @Test func anAdmissionReadsItsQueuesRowsOnlyNotTheOthers() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let t = store.tables
+            // 50,000 instances on no queue, leased elsewhere; 5,000 queued on another queue; on "q",
+            // 2 admitted and 2,000 queued.
+            try await store.client.query(PostgresQuery(unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token,
+                            lease_expires_at, created_at, updated_at, queue_name, priority)
+                        SELECT 'plain-' || n, 'w', 'test', 'running', '[]', 'other', 1,
+                            (extract(epoch from now()) * 1000)::bigint + 3600000, n, n, NULL, 0
+                        FROM generate_series(1, 50000) AS n
+                        UNION ALL
+                        SELECT 'elsewhere-' || n, 'w', 'test', 'queued', '[]', NULL, 0, NULL, n, n, 'other', 0
+                        FROM generate_series(1, 5000) AS n
+                        UNION ALL
+                        SELECT 'admitted-' || n, 'w', 'test', 'running', '[]', 'other', 1,
+                            (extract(epoch from now()) * 1000)::bigint + 3600000, n, n, 'q', 0
+                        FROM generate_series(1, 2) AS n
+                        UNION ALL
+                        SELECT 'queued-' || lpad(n::text, 4, '0'), 'w', 'test', 'queued', '[]', NULL, 0, NULL, 100000 + n, 100000 + n, 'q', n % 3
+                        FROM generate_series(1, 2000) AS n
+                        """))
+            try await store.declareQueues([Queue("q", concurrency: 5), Queue("other", concurrency: 5)])
+            try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
+
+            let request = ClaimRequest(lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 10, workflowNames: ["w"], queues: ["q"])
+            let plan = try await Self.analyzedPlan(of: PostgresStore.admissionQuery(request, tables: t), on: store)
+            let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
+            #expect(read < 100, "an admission read \(read) instance rows; the plan: \(plan)")
+
+            // Three places were free: the three oldest queued at priority 0.
+            #expect(try await Self.instancesLeased(to: "me", on: store) == ["queued-0003", "queued-0006", "queued-0009"])
+        }
+    }
+
+    /// The IDs of the instances leased to `owner`, in order.
+    static func instancesLeased(to owner: String, on store: PostgresStore) async throws -> [String] {
+        let rows = try await store.client.query(
+            "SELECT instance_id FROM \(unescaped: store.tables.instances) WHERE lease_owner = \(owner) ORDER BY instance_id"
+        )
+        var ids: [String] = []
+        for try await id in rows.decode(String.self) { ids.append(id) }
+        return ids
     }
 
     /// `EXPLAIN (ANALYZE, FORMAT JSON)` of `query`: it runs, and the plan says what it read.

@@ -99,6 +99,7 @@ final class FaultyStore: Store {
 
     func attachWorker(_ workerID: String) async throws { try await base.attachWorker(workerID) }
     func detachWorker(_ workerID: String) async throws { try await base.detachWorker(workerID) }
+    func declareQueues(_ queues: [Queue]) async throws { try await base.declareQueues(queues) }
     func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
         let claimed = try await base.claim(request)
         let loseAnswer = !claimed.isEmpty && lostClaimAnswers.withLock { lost in

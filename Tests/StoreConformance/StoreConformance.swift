@@ -39,6 +39,9 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case aChildsReportGoesIntoItsWaitingParentsHistoryOrIsKeptForIt
     case whatAnInstanceWaitsForIsReadFromItsWaitRowOrItsReadyTime
     case pagesGoBackWithABeforeCursorAndChildrenAreListedByParent
+    case queuedInstancesAreAdmittedWithinTheirQueuesLimits
+    case queuedInstancesAreAdmittedByPriorityThenOldestFirst
+    case aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -77,6 +80,9 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .aChildsReportGoesIntoItsWaitingParentsHistoryOrIsKeptForIt: try await Self.childReports(store)
             case .whatAnInstanceWaitsForIsReadFromItsWaitRowOrItsReadyTime: try await Self.waitingInstances(store)
             case .pagesGoBackWithABeforeCursorAndChildrenAreListedByParent: try await Self.pagingBackAndChildren(store)
+            case .queuedInstancesAreAdmittedWithinTheirQueuesLimits: try await Self.queueLimits(store)
+            case .queuedInstancesAreAdmittedByPriorityThenOldestFirst: try await Self.queuePriorityOrder(store)
+            case .aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes: try await Self.queueDeduplication(store)
             }
             completed.mark()
         }

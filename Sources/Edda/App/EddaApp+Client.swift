@@ -11,6 +11,24 @@ extension EddaApp {
         try await client.start(workflow, repeat each arguments, instanceID: instanceID)
     }
 
+    /// Validates the arguments and creates an instance on `queue`, queued until a worker admits it:
+    /// ``EddaClient/start(_:_:instanceID:on:priority:deduplicationID:)``.
+    @discardableResult
+    public func start<each Argument, Output>(
+        _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, instanceID: String? = nil, on queue: Queue,
+        priority: Int = 0, deduplicationID: String? = nil
+    ) async throws -> WorkflowHandle<Output> {
+        try await client.start(
+            workflow, repeat each arguments, instanceID: instanceID, on: queue, priority: priority, deduplicationID: deduplicationID
+        )
+    }
+
+    /// Registers `queue`, so that this app's worker admits its queued instances within its limits,
+    /// which the worker writes to the store when it starts: ``EddaClient/register(_:)``.
+    public func register(_ queue: Queue) {
+        client.register(queue)
+    }
+
     /// Starts the registered workflow `name` from its arguments as JSON: ``EddaClient/start(workflowNamed:input:instanceID:)``.
     @discardableResult
     public func start(workflowNamed name: String, input: JSONPayload, instanceID: String? = nil) async throws -> String {

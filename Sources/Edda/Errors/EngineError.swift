@@ -17,7 +17,7 @@ public struct EngineError: EddaError {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
-            case reservedStepID, concurrentStepWithoutID
+            case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -61,6 +61,11 @@ public struct EngineError: EddaError {
         /// explicit ID. Default IDs follow arrival order, which a replay may change; the run fails
         /// rather than risk giving each call another's recorded result.
         public static let concurrentStepWithoutID = Code(.concurrentStepWithoutID)
+
+        /// A start on a ``Queue`` gave a deduplication ID that an instance on that queue holds while it
+        /// is queued or running; ``EngineError/instanceID`` names that instance. Nothing was written.
+        /// Once that instance finishes, the ID is free again.
+        public static let deduplicationIDInUse = Code(.deduplicationIDInUse)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

@@ -11,9 +11,15 @@ public final class WorkflowRegistry: Sendable {
         var workflows: [String: RegisteredWorkflow] = [:]
         /// Workflows started by events of a type (``EddaClient/startOnEvent(_:_:)``), by type.
         var eventHandlers: [String: [String]] = [:]
+        /// Queues whose queued instances the worker admits, by name.
+        var queues: [String: Queue] = [:]
+        /// The queues whose limits, as registered, this process wrote to the store.
+        var declared: Set<String> = []
     }
 
     private let state = Mutex(State())
+    /// Whether any queue is registered: read without the lock on the worker's path (a run's end, a claim).
+    private let queuesRegistered = Atomic<Bool>(false)
 
     public init() {}
 
@@ -39,6 +45,36 @@ public final class WorkflowRegistry: Sendable {
             }
             state.workflows[registration.name] = registration
         }
+    }
+
+    /// Registers `queue`, so that the app's worker admits its queued instances. A queue of the same
+    /// name registered again replaces the earlier limits (written to the store again before use).
+    public func register(_ queue: Queue) {
+        state.withLock { state in
+            if state.queues[queue.name] != queue { state.declared.remove(queue.name) }
+            state.queues[queue.name] = queue
+        }
+        queuesRegistered.store(true, ordering: .releasing)
+    }
+
+    /// Whether any queue is registered.
+    var hasQueues: Bool { queuesRegistered.load(ordering: .acquiring) }
+
+    /// Whether `queue`'s limits, as registered, were written to the store by this process.
+    func isDeclared(_ queue: Queue) -> Bool {
+        state.withLock { $0.queues[queue.name] == queue && $0.declared.contains(queue.name) }
+    }
+
+    /// Notes that these queues' limits were written to the store.
+    func markDeclared(_ queues: [Queue]) {
+        state.withLock { state in
+            for queue in queues where state.queues[queue.name] == queue { state.declared.insert(queue.name) }
+        }
+    }
+
+    /// The registered queues, sorted by name.
+    public var queues: [Queue] {
+        state.withLock { $0.queues.values.sorted { $0.name < $1.name } }
     }
 
     /// The names of the registered workflows, sorted.

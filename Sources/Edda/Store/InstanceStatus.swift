@@ -36,6 +36,9 @@ public struct InstanceStatus: RawRepresentable, Hashable, Sendable, CustomString
     /// ``InstanceReader/statusCounts(matching:)`` can select and count: a subset of ``running``,
     /// which keeps counting and selecting every running instance.
     public static let waiting = InstanceStatus(known: "waiting")
+    /// Started on a ``Queue`` and not admitted yet: it waits for room within the queue's limits.
+    /// Stored as such; a claim that admits it makes it ``running``.
+    public static let queued = InstanceStatus(known: "queued")
     /// Failed, and running the compensations of its completed activities (Saga rollback).
     /// Resumed like a running instance after a crash.
     public static let compensating = InstanceStatus(known: "compensating")
@@ -47,7 +50,7 @@ public struct InstanceStatus: RawRepresentable, Hashable, Sendable, CustomString
     public static let cancelled = InstanceStatus(known: "cancelled")
 
     /// Every status Edda knows.
-    public static let all: [InstanceStatus] = [.running, .waiting, .compensating, .completed, .failed, .cancelled]
+    public static let all: [InstanceStatus] = [.queued, .running, .waiting, .compensating, .completed, .failed, .cancelled]
 
     /// Whether the instance can change no further.
     public var isTerminal: Bool { self == .completed || self == .failed || self == .cancelled }

@@ -22,7 +22,19 @@ public protocol WorkQueue: Sendable {
 
     /// Leases up to ``ClaimRequest/limit`` ready instances of the given workflows to the requesting
     /// worker, oldest first, bumping each one's token. Two concurrent claims never return the same instance.
+    ///
+    /// When ``ClaimRequest/queues`` names queues, the claim first admits ``InstanceStatus/queued``
+    /// instances of them (making them `running`, leased to the worker): for each queue, as many as its
+    /// stored limits (``declareQueues(_:)``) leave room for — fewer than its concurrency admitted and
+    /// unfinished, fewer than its worker concurrency of those leased to this worker — lowest priority
+    /// number first, oldest first within a priority. Admissions to a queue are serialized (PostgreSQL:
+    /// a transaction-scoped advisory lock per queue, taken before the statement that counts), so
+    /// that concurrent claims never admit past a limit. With no queues, the claim is the same as before.
     @_spi(EddaStores) func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance]
+
+    /// Stores the limits of these queues (inserted, or replaced if declared before): the ones every
+    /// worker's claims honour.
+    @_spi(EddaStores) func declareQueues(_ queues: [Queue]) async throws
 
     /// Extends every lease in `leases` that is still held, in one round trip, and returns the IDs
     /// of the instances whose lease was lost (claimed by another worker, finished, or released).
@@ -53,7 +65,9 @@ public protocol WorkQueue: Sendable {
     /// ``HistoryEventKind/attemptFailed``) move to the archive under the run's number — nothing is
     /// deleted — and the instance is `running` and ready again. Compensation records stay: those
     /// compensations are not run again. The next run replays every other recorded step and runs the
-    /// failed one afresh.
+    /// failed one afresh. An instance started on a ``Queue`` is made ``InstanceStatus/queued`` instead of
+    /// running: a claim admits it within the queue's limits again. (If its deduplication ID was taken by
+    /// another start meanwhile, the store's unique index refuses the retry with a ``StoreError``.)
     ///
     /// The same transaction appends a ``HistoryEventKind/retried`` record, before moving the failure:
     /// step ID the failed step (empty if there is none), name `retry`, and a ``RetryRecord`` payload
@@ -125,8 +139,15 @@ public enum RetryRequest: Sendable {
     /// whose answer was lost (a statement given up that committed anyway) leaves instances leased to
     /// a worker that does not know it holds them; its next claim asks for them this way.
     public var adoptingLeasedExcept: Set<String>?
+    /// The queues whose queued instances the claim may admit, sorted: the worker's registered ones.
+    /// Empty: the claim admits none.
+    public var queues: [String]
 
-    public init(lease: LeaseRequest, limit: Int, workflowNames: [String], readyBy: Date = Date(), adoptingLeasedExcept: Set<String>? = nil) {
+    public init(
+        lease: LeaseRequest, limit: Int, workflowNames: [String], readyBy: Date = Date(), adoptingLeasedExcept: Set<String>? = nil,
+        queues: [String] = []
+    ) {
+        self.queues = queues.sorted()
         self.lease = lease
         self.limit = limit
         self.workflowNames = workflowNames

@@ -86,11 +86,14 @@ public struct WorkflowInstance: Sendable {
     /// The trace context of the code that started the instance (the keys a tracer propagates, such
     /// as `traceparent`), so that every run links back to it.
     public var traceContext: [String: String]?
+    /// The queue it is started on, if any: it is inserted ``InstanceStatus/queued`` and never leased at creation.
+    public var placement: QueuePlacement?
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, input: JSONPayload, parentInstanceID: String? = nil,
-        traceContext: [String: String]? = nil
+        traceContext: [String: String]? = nil, placement: QueuePlacement? = nil
     ) {
+        self.placement = placement
         self.parentInstanceID = parentInstanceID
         self.traceContext = traceContext
         self.instanceID = instanceID

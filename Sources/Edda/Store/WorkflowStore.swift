@@ -14,6 +14,12 @@ public protocol WorkflowStore: InstanceReader {
     /// Inserts a new instance in status ``InstanceStatus/running``, or returns the existing one with
     /// the same ID, untouched.
     ///
+    /// An instance with a ``NewInstance/placement`` is inserted ``InstanceStatus/queued``, unleased
+    /// (`lease` is ignored), with its queue, priority and deduplication ID. If another instance queued
+    /// or running (or compensating) on the same queue holds the same deduplication ID, nothing is
+    /// inserted and the store returns ``CreateInstanceOutcome/deduplicated(holder:)``; the check and
+    /// the insert are one statement (a unique index), so two concurrent starts cannot both pass.
+    ///
     /// A child workflow (``NewInstance/parentInstanceID``) whose parent is cancel-requested or has
     /// finished is inserted cancel-requested (``WorkflowInstance/cancelRequested``), checked in the
     /// inserting statement or transaction: its parent may start it before hearing of its own
@@ -105,4 +111,7 @@ extension WorkflowStore {
     case created(WorkflowInstance, lease: Lease?)
     /// An instance with that ID already existed; it is returned as stored.
     case existing(WorkflowInstance)
+    /// The instance was started on a queue (``NewInstance/placement``) with a deduplication ID that
+    /// this instance, queued or running on that queue, holds; nothing was inserted.
+    case deduplicated(holder: WorkflowInstance)
 }

@@ -81,6 +81,11 @@ final class Worker: Sendable {
     /// Runs until graceful shutdown (or cancellation) and every run has stopped.
     func run() async throws {
         try await store.attachWorker(leaseRequest.owner)
+        let queues = registry.queues
+        if !queues.isEmpty {
+            try await store.declareQueues(queues)
+            registry.markDeclared(queues)
+        }
         client.attach(self)
         logger.info("edda worker running", metadata: ["edda.service": "\(serviceName)"])
         await reportUnresumable()
@@ -198,12 +203,15 @@ final class Worker: Sendable {
         let requestedAt = ContinuousClock.now
         let now = environment.clock.now()
         let adopting = state.withLock { $0.machine.adoptingLeasedExcept }
+        let queues = registry.hasQueues ? registry.queues.map(\.name) : []
         do {
             claimed =
                 names.isEmpty
                 ? []
                 : try await store.claim(
-                    ClaimRequest(lease: leaseRequest, limit: limit, workflowNames: names, readyBy: now, adoptingLeasedExcept: adopting)
+                    ClaimRequest(
+                        lease: leaseRequest, limit: limit, workflowNames: names, readyBy: now, adoptingLeasedExcept: adopting, queues: queues
+                    )
                 )
         } catch {
             logger.warning("claim failed; retrying at the next poll", metadata: ["edda.error": "\(error)"])
@@ -380,8 +388,11 @@ final class Worker: Sendable {
     }
 
     private func runEnded(_ instanceID: String) {
+        // A run that ends may free a place in a queue: queued instances may be admitted now.
+        let servesQueues = registry.hasQueues
         let (claim, stopped) = state.withLock { state in
             state.leases.forget(instanceID)
+            if servesQueues { state.machine.wakeUp() }
             return state.machine.runEnded(instanceID)
         }
         if claim { claimSignal.notify() }

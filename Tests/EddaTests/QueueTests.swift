@@ -1,0 +1,102 @@
+@_spi(EddaStores) import Edda
+import EddaTestSupport
+import EddaTesting
+import Foundation
+import Testing
+
+@Suite("Queues", .timeLimit(.minutes(1)))
+struct QueueTests {
+    let log = ExecutionLog()
+    let gate = Gate()
+    /// One place: a second instance waits queued while the first runs.
+    let queue = Queue("one_at_a_time", concurrency: 1)
+
+    /// A workflow whose one step logs "<instance> started", waits for the gate and returns its input plus `add`.
+    func gatedWorkflow(adding add: Int) -> Workflow<Int, Int> {
+        let (log, gate) = (self.log, self.gate)
+        let step = Activity("step") { (ctx, n: Int) -> Int in
+            log.record("\(ctx.instanceID) started")
+            await gate.wait()
+            return n + add
+        }
+        return Workflow("queued") { (ctx, n: Int) -> Int in try await step(ctx, n) }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func anInstanceWaitsQueuedForRoomAndADeduplicationIDIsRefusedUntilItsHolderFinishes(_ backend: Backend) async throws {
+        let (log, gate, queue) = (self.log, self.gate, self.queue)
+        let workflow = gatedWorkflow(adding: 1)
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                app.register(queue)
+                let first = try await app.start(workflow, 1, instanceID: "first", on: queue, deduplicationID: "order-1")
+                let second = try await app.start(workflow, 2, instanceID: "second", on: queue, priority: 5)
+                try await waitUntil { log.all.contains("first started") }
+                // The queue's one place is taken: the second stays queued, and says so.
+                #expect(try await app.instance("second")?.status == .queued)
+                #expect(try await app.instances(status: .queued).map(\.instanceID) == ["second"])
+                do {
+                    try await app.start(workflow, 3, instanceID: "third", on: queue, deduplicationID: "order-1")
+                    Issue.record("a second start with a deduplication ID in use was accepted")
+                } catch let error as EngineError {
+                    #expect(error.code == .deduplicationIDInUse)
+                    #expect(error.instanceID == "first", "the error names the holder")
+                    #expect(error.message.contains("first"))
+                }
+                #expect(try await app.instance("third") == nil)
+                gate.open()
+                #expect(try await first.result() == 2)
+                #expect(try await second.result() == 3)
+                // Its holder finished: the ID is free again.
+                let fourth = try await app.start(workflow, 4, instanceID: "fourth", on: queue, deduplicationID: "order-1")
+                #expect(try await fourth.result() == 5)
+            }
+        }
+        #expect(log.all.firstIndex(of: "first started")! < log.all.firstIndex(of: "second started")!)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aCancelledQueuedInstanceIsCancelledWhenAdmittedAndRunsNoStep(_ backend: Backend) async throws {
+        let (log, gate, queue) = (self.log, self.gate, self.queue)
+        let workflow = gatedWorkflow(adding: 0)
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                app.register(queue)
+                let first = try await app.start(workflow, 1, instanceID: "first", on: queue)
+                try await waitUntil { log.all.contains("first started") }
+                let second = try await app.start(workflow, 2, instanceID: "second", on: queue)
+                guard case .requested(let marked) = try await app.requestCancellation(of: "second") else {
+                    Issue.record("cancelling a queued instance did not take effect")
+                    return
+                }
+                #expect(marked.status == .queued)
+                #expect(marked.cancelRequested)
+                gate.open()
+                #expect(try await first.result() == 1)
+                await #expect(throws: WorkflowCancelledError.self) { try await second.result() }
+                #expect(try await app.instance("second")?.status == .cancelled)
+            }
+        }
+        #expect(!log.all.contains("second started"))
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aRunThatEndsLetsTheNextQueuedInstanceInAtOnceWithoutWaitingForAPoll(_ backend: Backend) async throws {
+        let (gate, queue) = (self.gate, self.queue)
+        gate.open()
+        let workflow = gatedWorkflow(adding: 10)
+        var configuration = EddaApp.Configuration.testing
+        // Far beyond the suite's time limit: only the end of each run can let the next one in.
+        configuration.pollInterval = .seconds(600)
+        try await backend.withStore { store in
+            try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+                app.register(queue)
+                var handles: [WorkflowHandle<Int>] = []
+                for n in 0..<5 { handles.append(try await app.start(workflow, n, instanceID: "next-\(n)", on: queue)) }
+                var results: [Int] = []
+                for handle in handles { results.append(try await handle.result()) }
+                #expect(results == [10, 11, 12, 13, 14])
+            }
+        }
+    }
+}

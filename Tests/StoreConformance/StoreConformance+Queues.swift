@@ -1,0 +1,114 @@
+@_spi(EddaStores) public import Edda
+import Foundation
+import Testing
+
+/// Queues: admissions within limits, their order, deduplication.
+extension StoreConformance {
+    static func queued(_ id: String, on queue: String, priority: Int = 0, deduplicationID: String? = nil) -> NewInstance {
+        var instance = new(id)
+        instance.placement = QueuePlacement(queue: queue, priority: priority, deduplicationID: deduplicationID)
+        return instance
+    }
+
+    static func claim(_ store: any Store, owner: String, limit: Int = 10, queues: [String]) async throws -> [ClaimedInstance] {
+        try await store.claim(
+            ClaimRequest(lease: LeaseRequest(owner: owner, duration: .seconds(30)), limit: limit, workflowNames: ["w"], queues: queues)
+        )
+    }
+
+    static func queueLimits(_ store: any Store) async throws {
+        try await store.declareQueues([Queue("q", concurrency: 3, workerConcurrency: 2)])
+        for index in 1...5 {
+            let created = try await store.createInstance(queued("q\(index)", on: "q"), leasedTo: leaseRequest)
+            guard case .created(let instance, let lease) = created else {
+                Issue.record("q\(index) was not created")
+                return
+            }
+            #expect(instance.status == .queued)
+            #expect(lease == nil, "a queued instance is never leased at creation")
+        }
+        #expect(try await store.instance("q1")?.status == .queued)
+        #expect(try await store.statusCounts(matching: InstanceQuery())[.queued] == 5)
+        // A claim that names no queue admits none: only the queue's limits let them run.
+        #expect(try await claim(store, owner: "worker-a").isEmpty)
+        // At most two per worker, three in all.
+        let first = try await claim(store, owner: "worker-a", queues: ["q"])
+        #expect(first.map(\.instance.instanceID) == ["q1", "q2"])
+        #expect(first.allSatisfy { $0.instance.status == .running && $0.lease.owner == "worker-a" })
+        #expect(try await claim(store, owner: "worker-a", queues: ["q"]).isEmpty)
+        #expect(try await claim(store, owner: "worker-b", queues: ["q"]).map(\.instance.instanceID) == ["q3"])
+        #expect(try await claim(store, owner: "worker-c", queues: ["q"]).isEmpty)
+        // A finished instance frees its place; a released one (a wait) keeps it.
+        try await store.release(first[1].lease, readyAt: Date().addingTimeInterval(3600))
+        #expect(try await claim(store, owner: "worker-c", queues: ["q"]).isEmpty)
+        try await store.finishInstance(lease: first[0].lease, with: .completed(JSONPayload(json: "1")))
+        #expect(try await claim(store, owner: "worker-c", queues: ["q"]).map(\.instance.instanceID) == ["q4"])
+        #expect(try await store.instance("q5")?.status == .queued)
+        // Limits declared again replace the stored ones.
+        try await store.declareQueues([Queue("q", concurrency: 4)])
+        let fifth = try #require(try await claim(store, owner: "worker-c", queues: ["q"]).first)
+        #expect(fifth.instance.instanceID == "q5")
+        // A failed instance retried goes back to its queue: admitted again within the limits.
+        try await store.finishInstance(lease: fifth.lease, with: .failed(ErrorRecord(type: "Boom", message: "boom")))
+        guard case .retried(let retried, _) = try await store.retry("q5", requestedBy: "conformance") else {
+            Issue.record("the failed instance was not retried")
+            return
+        }
+        #expect(retried.status == .queued)
+        #expect(try await claim(store, owner: "worker-c").isEmpty, "a claim that names no queue does not take it")
+        #expect(try await claim(store, owner: "worker-c", queues: ["q"]).map(\.instance.instanceID) == ["q5"])
+    }
+
+    static func queuePriorityOrder(_ store: any Store) async throws {
+        try await store.declareQueues([Queue("q", concurrency: 10), Queue("other", concurrency: 10)])
+        // Created in ID order; lower priority numbers first, then oldest first.
+        for (id, priority) in [("p1", 5), ("p2", 1), ("p3", 5), ("p4", 1), ("p5", -1)] {
+            _ = try await store.createInstance(queued(id, on: "q", priority: priority), leasedTo: nil)
+        }
+        _ = try await store.createInstance(queued("elsewhere", on: "other"), leasedTo: nil)
+        var order: [String] = []
+        for _ in 0..<6 {
+            order += try await claim(store, owner: "worker-a", limit: 1, queues: ["q"]).map(\.instance.instanceID)
+        }
+        #expect(order == ["p5", "p2", "p4", "p1", "p3"])
+        #expect(try await store.instance("elsewhere")?.status == .queued, "a claim admits only from the queues it names")
+    }
+
+    static func queueDeduplication(_ store: any Store) async throws {
+        try await store.declareQueues([Queue("q", concurrency: 10), Queue("other", concurrency: 10)])
+        guard case .created = try await store.createInstance(queued("first", on: "q", deduplicationID: "order-1"), leasedTo: nil) else {
+            Issue.record("the first start was refused")
+            return
+        }
+        func expectRefused(_ id: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let outcome = try await store.createInstance(queued(id, on: "q", deduplicationID: "order-1"), leasedTo: nil)
+            guard case .deduplicated(let holder) = outcome else {
+                Issue.record("a second start with the ID was not refused: \(outcome)", sourceLocation: sourceLocation)
+                return
+            }
+            #expect(holder.instanceID == "first", sourceLocation: sourceLocation)
+            #expect(try await store.instance(id) == nil, "nothing is written", sourceLocation: sourceLocation)
+        }
+        try await expectRefused("second")
+        // The same ID on another queue, or no ID, is another matter.
+        guard case .created = try await store.createInstance(queued("there", on: "other", deduplicationID: "order-1"), leasedTo: nil),
+              case .created = try await store.createInstance(queued("plain", on: "q"), leasedTo: nil)
+        else {
+            Issue.record("a start on another queue or without an ID was refused")
+            return
+        }
+        // Starting the holder's own ID again finds it, as any start does.
+        guard case .existing = try await store.createInstance(queued("first", on: "q", deduplicationID: "order-1"), leasedTo: nil) else {
+            Issue.record("a start with the holder's instance ID did not find it")
+            return
+        }
+        let admitted = try await claim(store, owner: "worker-a", queues: ["q"])
+        let holder = try #require(admitted.first { $0.instance.instanceID == "first" })
+        try await expectRefused("third")
+        try await store.finishInstance(lease: holder.lease, with: .completed(JSONPayload(json: "1")))
+        guard case .created = try await store.createInstance(queued("fourth", on: "q", deduplicationID: "order-1"), leasedTo: nil) else {
+            Issue.record("the ID was not free once its holder finished")
+            return
+        }
+    }
+}
