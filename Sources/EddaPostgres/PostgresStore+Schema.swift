@@ -400,14 +400,15 @@ extension PostgresStore {
                 }
                 // Again under the lock: a newer Edda may have migrated since the check above.
                 if !applied.isSubset(of: known) { throw tooNew() }
-                for migration in migrations where !applied.contains(migration.version) {
-                    for statement in migration.statements {
-                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                    }
-                    try await connection.query(
-                        "INSERT INTO \(unescaped: t.migrations) (version, name, applied_at) VALUES (\(migration.version), \(migration.name), \(unescaped: Self.nowMilliseconds))",
-                        logger: logger
-                    )
+                // Every pending statement in one round trip, so the server-wide lock is held for the
+                // server's work only: statement by statement, a busy client (the test suite starting
+                // some fifty stores at once) held it for seconds per schema, and the last migrators
+                // waited past their startup timeout.
+                let pending = migrations.filter { !applied.contains($0.version) }
+                if let block = Self.migrationBlock(pending, migrationsTable: t.migrations) {
+                    try await connection.query(PostgresQuery(unsafeSQL: block), logger: logger)
+                }
+                for migration in pending {
                     logger.debug("applied migration", metadata: ["edda.postgres.migration": "\(migration.version): \(migration.name)"])
                 }
             }
@@ -461,6 +462,23 @@ extension PostgresStore {
             applied.insert(version)
         }
         return applied
+    }
+
+    /// One `DO` block that runs `migrations`' statements in order, each as it is (`EXECUTE` of a
+    /// dollar-quoted string), and records each in the migrations table; `nil` when there are none.
+    static func migrationBlock(_ migrations: [(version: Int, name: String, statements: [String])], migrationsTable: String) -> String? {
+        guard !migrations.isEmpty else { return nil }
+        let quote = "$edda_statement$"
+        var body = ""
+        for migration in migrations {
+            for statement in migration.statements {
+                precondition(!statement.contains(quote), "a migration statement contains \(quote)")
+                body += "EXECUTE \(quote)\(statement)\(quote);\n"
+            }
+            let name = migration.name.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "''")
+            body += "INSERT INTO \(migrationsTable) (version, name, applied_at) VALUES (\(migration.version), '\(name)', \(nowMilliseconds));\n"
+        }
+        return "DO $edda_migrations$\nBEGIN\n\(body)END\n$edda_migrations$"
     }
 
     struct StartupTimedOut: Error, CustomStringConvertible {

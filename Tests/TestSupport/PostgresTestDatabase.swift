@@ -53,6 +53,13 @@ public enum PostgresTestDatabase {
             group.addTask { try await store.run() }
             do {
                 try await store.ready()
+            } catch {
+                // A store that never started has stopped its connections: nothing to drop through it
+                // (a query on it would wait forever), and perhaps nothing was created.
+                group.cancelAll()
+                throw error
+            }
+            do {
                 let result = try await body(store)
                 try await dropSchema(schema, using: store)
                 group.cancelAll()
