@@ -332,12 +332,14 @@ struct Serve: AsyncParsableCommand {
             try await store.withApp { app in
                 var logger = StoreOptions.logger
                 logger.logLevel = .warning   // shows EddaHTTP's warning about an unprotected non-loopback address
-                let server = EddaHTTP(app: app, configuration: configuration).server(logger: logger)
-                let url = "http://\(configuration.host):\(configuration.port)/"
-                if json {
-                    JSONOutput.print(["database": name, "url": url, "token_required": configuration.bearerToken != nil])
-                } else {
-                    out("serving \(name) on \(url)\(configuration.bearerToken == nil ? "" : " (token required)")")
+                // Printed once the server listens, with the port it got (--port 0 picks a free one).
+                let server = EddaHTTP(app: app, configuration: configuration).server(logger: logger) { port in
+                    let url = "http://\(configuration.host):\(port)/"
+                    if json {
+                        JSONOutput.print(["database": name, "url": url, "token_required": configuration.bearerToken != nil])
+                    } else {
+                        out("serving \(name) on \(url)\(configuration.bearerToken == nil ? "" : " (token required)")")
+                    }
                 }
                 let group = ServiceGroup(
                     configuration: ServiceGroupConfiguration(

@@ -75,6 +75,9 @@ struct CLIServerTests {
             let document = try await Self.serveFirstObject(["--database", path, "--port", "0", "--json"])
             #expect(document["database"] as? String == path && document["token_required"] as? Bool == false, "\(document)")
             #expect((document["url"] as? String)?.hasPrefix("http://127.0.0.1:") == true, "\(document)")
+            // --port 0: the port the system picked, printed once the server listens, not 0.
+            let port = (document["url"] as? String)?.split(separator: ":").last?.split(separator: "/").first.flatMap { Int($0) }
+            #expect((port ?? 0) > 0, "\(document)")
         }
     }
 
