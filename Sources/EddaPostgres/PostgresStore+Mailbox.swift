@@ -40,17 +40,18 @@ extension PostgresStore {
             try await client.withTransaction(logger: logger) { connection -> PublishOutcome in
                 let target = message.kind.isTargeted ? message.target : nil
                 try await lock(message.channel, for: target, on: connection)
-                // The sending step's record, fenced by its lease (a lost lease rolls the send back).
-                let recordTheSend = { [self] in
+                // The channel's mode, checked (a mismatch rolls the send back), and the sending step's
+                // record, fenced by its lease (a lost lease rolls it back too).
+                let confirmTheSend = { [self] in
                     if let (event, lease) = record, let columns {
                         try await Self.expectRow(try await connection.query(fencedInsertion(event, columns, lease: lease), logger: logger), lease)
                     }
+                    if let mode = message.kind.channelMode { try await register(message.channel, mode: mode, on: connection) }
                 }
-                if let mode = message.kind.channelMode { try await register(message.channel, mode: mode, on: connection) }
                 if let target {
-                    return try await publish(message, to: target, envelope: envelope, now: now, on: connection, recording: recordTheSend)
+                    return try await publish(message, to: target, envelope: envelope, now: now, on: connection, confirming: confirmTheSend)
                 }
-                try await recordTheSend()
+                try await confirmTheSend()
                 return try await publish(message, envelope: envelope, now: now, on: connection)
             }
         }
@@ -259,11 +260,12 @@ extension PostgresStore {
     /// A message to one instance (a direct message or an event sent to it): one statement reads
     /// the target's status and, if it waits for the message, removes the wait, wakes the instance
     /// and records the delivery — the steps of ``deliver(_:sequence:to:on:)`` with the same guards.
-    /// Kept for later when nobody took it. `recording` writes the sending step's record once the
-    /// target is known to exist and not to have finished (a refused send records nothing here).
+    /// Kept for later when nobody took it. `confirming` checks the channel's mode and writes the
+    /// sending step's record once the target is known to exist and not to have finished: a send
+    /// refused for its target writes nothing, as before the delivery moved into one statement.
     private func publish(
         _ message: OutgoingMessage, to target: String, envelope: String, now: Int64, on connection: PostgresConnection,
-        recording: () async throws -> Void
+        confirming: () async throws -> Void
     ) async throws -> PublishOutcome {
         var binds = PostgresBindings()
         binds.append(message.channel)
@@ -277,7 +279,7 @@ extension PostgresStore {
         for try await row in rows.decode((String?, Bool).self) { outcome = row }
         guard let status = outcome?.status else { return .targetNotFound }
         if let known = InstanceStatus(rawValue: status), known.isTerminal { return .targetFinished(known) }
-        try await recording()
+        try await confirming()
         if outcome?.delivered == true { return .published(sequence: nil, deliveredTo: [target]) }
         guard message.isKept else { return .published(sequence: nil, deliveredTo: []) }
         try await deleteExpired(now: now, on: connection)

@@ -270,8 +270,9 @@ case "child":
     print("completed with \(total)")
 
 case "retry":
-    // Fails on attempts 1-4, succeeds on 5; 300 ms between attempts.
-    let policy = RetryPolicy(maxAttempts: 6, initialInterval: .milliseconds(300), backoffCoefficient: 1, maxInterval: .seconds(1), maxDuration: nil)
+    // Fails on attempts 1-4, succeeds on 5; 300 ms before attempt 2, then 1 s: the test kills the
+    // worker in the backoff after attempt 2, which leaves it a second (not 300 ms) on a loaded machine.
+    let policy = RetryPolicy(maxAttempts: 6, initialInterval: .milliseconds(300), backoffCoefficient: 4, maxInterval: .seconds(1), maxDuration: nil)
     let flaky = Activity("flaky", retry: policy) { (ctx) -> Int in
         recordExecution("attempt \(ctx.attempt)")
         if ctx.attempt < 5 { throw TerminalErrorIsNotThis() }

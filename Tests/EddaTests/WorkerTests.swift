@@ -131,7 +131,9 @@ struct WorkerTests {
             // The lease cannot be renewed: the run is stopped by about 1.9 s, before the lease could
             // lapse and another worker take over. The slow step returns at 2.5 s (its record is
             // still fenced by the store), and the next step never starts.
-            try await waitUntil { log.all.contains("slow ran") && app.instancesRunningHere.isEmpty }
+            // Up to 45 s: with the whole suite starting at once, a run may be stopped before its first
+            // attempt (its lease may have lapsed by then) and wait out the lease before the next claim.
+            try await waitUntil(timeout: .seconds(45)) { log.all.contains("slow ran") && app.instancesRunningHere.isEmpty }
         }
         #expect(log.all == ["slow ran"])
         #expect(try await store.history(of: "c-1").map(\.stepID).allSatisfy { $0 == "slow:1" })
