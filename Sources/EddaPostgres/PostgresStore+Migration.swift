@@ -1,0 +1,272 @@
+@_spi(EddaStores) import Edda
+import Logging
+import NIOSSL
+import PostgresNIO
+
+/// Bringing the schema up to date at start-up: within the startup timeout, one migrator at a time
+/// across every process on the database, with the reason when the server cannot be reached.
+extension PostgresStore {
+    /// Migrates, failing after ``Configuration-swift.struct/startupTimeout`` with the reason the
+    /// server could not be reached (the pool alone only reports that it gave up).
+    func migrateWithinStartupTimeout() async throws {
+        do {
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await self.migrate()
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: self.configuration.startupTimeout)
+                    throw StartupTimedOut()
+                }
+                group.addTask {
+                    // What waiting cannot heal — no such database or role, a wrong password — fails
+                    // the start at once (the pool would retry it until the timeout).
+                    if let error = await self.probeConnection(), Self.cannotHeal(error) { throw StartupCannotHeal(underlying: error) }
+                    return false
+                }
+                defer { group.cancelAll() }
+                while let migrated = try await group.next() {
+                    if migrated { return }
+                }
+            }
+        } catch let error as StartupCannotHeal {
+            throw StoreError(
+                .database,
+                "PostgreSQL at \(target) refused '\(configuration.client.username)'"
+                    + (configuration.client.database.map { " for database '\($0)'" } ?? "")
+                    + ", and waiting will not change that. Check the URL's database name, user and password.",
+                cause: ServerError(error.underlying)
+            )
+        } catch let error as StoreError where !isConnectionFailure(error.cause) {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            let reason = await probeConnection()
+            if reason == nil, configuration.probe != nil, error is StartupTimedOut {
+                // The server answers: it is the schema's migration that took too long.
+                throw StoreError(
+                    .migrationFailed,
+                    "PostgreSQL at \(target) answers, but bringing Edda's schema \(tables.schema) up to date took longer than the start-up "
+                        + "timeout (\(configuration.startupTimeout)): another process may hold the migration lock, or an index is being "
+                        + "built on a large table. Raise startupTimeout, or run `edda migrate` first.",
+                    cause: error
+                )
+            }
+            throw StoreError(
+                .database,
+                "Cannot reach PostgreSQL at \(target) as '\(configuration.client.username)'"
+                    + (configuration.client.database.map { ", database '\($0)'" } ?? "")
+                    + " within \(configuration.startupTimeout). Check that the server runs and accepts this user, and the URL.",
+                cause: reason.map(ServerError.init) ?? (error as? StoreError)?.cause ?? error
+            )
+        }
+    }
+
+    /// The server, as messages name it.
+    private var target: String {
+        "\(configuration.client.host ?? configuration.client.unixSocketPath ?? "?"):\(configuration.client.port ?? 5432)"
+    }
+
+    /// Whether a failure to connect is the server's answer that no retry changes: the database or
+    /// the role does not exist, or the password is wrong.
+    static func cannotHeal(_ error: any Error) -> Bool {
+        guard let state = ServerError(error).sqlState else { return false }
+        return state == "3D000" || state == "28000" || state == "28P01"
+    }
+
+    struct StartupCannotHeal: Error {
+        let underlying: any Error
+    }
+
+    /// Whether an error says the pool could not connect, rather than what a query did.
+    private func isConnectionFailure(_ error: (any Error)?) -> Bool {
+        guard let error else { return false }
+        let underlying = (error as? ServerError)?.underlying ?? error
+        if let error = underlying as? PSQLError { return error.serverInfo == nil }
+        return "\(type(of: underlying))".contains("ConnectionPoolError")
+    }
+
+    /// Opens one connection of its own, to learn why the pool cannot: the error, or `nil` if it
+    /// connects (or how to connect is not known: a configuration made from a `PostgresClient` one).
+    private func probeConnection() async -> (any Error)? {
+        guard let probe = configuration.probe else { return nil }
+        do {
+            let tls: PostgresConnection.Configuration.TLS
+            switch probe.tls {
+            case "disable": tls = .disable
+            case "require", "verify-ca", "verify-full": tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            default: tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            let connection = try await PostgresConnection.connect(
+                configuration: PostgresConnection.Configuration(
+                    host: probe.host, port: probe.port, username: configuration.client.username,
+                    password: configuration.client.password, database: configuration.client.database, tls: tls
+                ),
+                id: 0,
+                logger: logger
+            )
+            try? await connection.close()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// Brings the schema up to date.
+    func migrate() async throws {
+        let t = tables
+        let migrations = Self.migrations(t)
+        guard configuration.migratesSchema else {
+            let applied: Set<Int>
+            do {
+                applied = try await appliedVersions()
+            } catch where ServerError(error).sqlState == "42P01" {
+                applied = []   // no migrations table: not an Edda schema (yet)
+            } catch {
+                // Kept as the cause: a connection failure is still told apart by the caller.
+                throw StoreError(.migrationFailed, "Cannot read the schema version of \(t.schema).", cause: ServerError(error))
+            }
+            let known = Set(migrations.map(\.version))
+            if !applied.isSubset(of: known) { throw tooNew() }
+            guard applied == known else {
+                throw StoreError(
+                    .migrationFailed,
+                    applied.isEmpty
+                        ? "The schema \(t.schema) holds no Edda tables. Nothing was changed; check the URL's database and schema, or run `edda migrate`."
+                        : "The schema \(t.schema) is older than this version of Edda reads. Nothing was changed; run `edda migrate` (or start the app once)."
+                )
+            }
+            return
+        }
+        let known = Set(migrations.map(\.version))
+        if try await hasMigrationsTable() {
+            if let applied = try? await appliedVersions() {
+                // A newer Edda's schema is not this version's to run on.
+                if !applied.isSubset(of: known) { throw tooNew() }
+                // Up to date already: touch nothing, so a role with only read and write rights on a
+                // schema a DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
+                if known.isSubset(of: applied) { return }
+            }
+        } else if let tables = try await otherTables(), !tables.isEmpty {
+            // No Edda tables, but others: another application's schema. Never add Edda's next to them.
+            throw StoreError(
+                .notAnEddaDatabase,
+                "The schema \(t.schema) holds other tables (\(tables.prefix(3).joined(separator: ", "))\(tables.count > 3 ? ", …" : "")) "
+                    + "and none of Edda's: it is another application's. Nothing was changed; give Edda a schema of its own "
+                    + "(`?schema=edda` in the URL, or Configuration.schema)."
+            )
+        }
+        do {
+            try await client.withTransaction(logger: logger) { connection in
+                // Waiting for another migrator, or building an index on a large table, may take longer
+                // than Edda's statement timeout.
+                try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
+                // One migrator at a time, across every process on the database (the lock earlier
+                // versions take too). Per schema, the seventy schemas of the test suite migrating at
+                // once loaded the server until one-second leases lapsed.
+                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: logger)
+                try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(t.schema)"), logger: logger)
+                try await connection.query(
+                    PostgresQuery(
+                        unsafeSQL: "CREATE TABLE IF NOT EXISTS \(t.migrations) (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+                    ),
+                    logger: logger
+                )
+                var applied: Set<Int> = []
+                for try await version in try await connection.query(PostgresQuery(unsafeSQL: "SELECT version FROM \(t.migrations)"), logger: logger)
+                    .decode(Int.self)
+                {
+                    applied.insert(version)
+                }
+                // Again under the lock: a newer Edda may have migrated since the check above.
+                if !applied.isSubset(of: known) { throw tooNew() }
+                // Every pending statement in one round trip, so the server-wide lock is held for the
+                // server's work only: statement by statement, a busy client (the test suite starting
+                // some fifty stores at once) held it for seconds per schema, and the last migrators
+                // waited past their startup timeout.
+                let pending = migrations.filter { !applied.contains($0.version) }
+                if let block = Self.migrationBlock(pending, migrationsTable: t.migrations) {
+                    try await connection.query(PostgresQuery(unsafeSQL: block), logger: logger)
+                }
+                for migration in pending {
+                    logger.debug("applied migration", metadata: ["edda.postgres.migration": "\(migration.version): \(migration.name)"])
+                }
+            }
+        } catch {
+            let own = (error as? StoreError) ?? ((error as? PostgresTransactionError)?.closureError as? StoreError)
+            if let own, own.code == .schemaTooNew { throw own }
+            throw StoreError(.migrationFailed, "Cannot bring Edda's schema \(t.schema) up to date. Nothing was changed.", cause: ServerError(error))
+        }
+    }
+
+    /// Whether the schema has Edda's migrations table (whether or not this role may read it).
+    private func hasMigrationsTable() async throws -> Bool {
+        var exists = false
+        do {
+            let rows = try await client.query("SELECT to_regclass(\(tables.migrations)) IS NOT NULL", logger: logger)
+            for try await value in rows.decode(Bool.self) { exists = value }
+        } catch {
+            throw StoreError(.migrationFailed, "Cannot read the schema version of \(tables.schema).", cause: ServerError(error))
+        }
+        return exists
+    }
+
+    /// The tables in the schema (none when it does not exist), or `nil` if they cannot be listed.
+    private func otherTables() async throws -> [String]? {
+        var names: [String] = []
+        do {
+            let rows = try await client.query(
+                "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = \(configuration.schema) ORDER BY tablename LIMIT 10",
+                logger: logger
+            )
+            for try await name in rows.decode(String.self) { names.append(name) }
+        } catch {
+            return nil
+        }
+        return names
+    }
+
+    private func tooNew() -> StoreError {
+        StoreError(
+            .schemaTooNew,
+            "The schema \(tables.schema) was written by a newer version of Edda than this one. Nothing was changed; use that version."
+        )
+    }
+
+    /// The versions recorded as applied; throws if the migrations table does not exist.
+    private func appliedVersions() async throws -> Set<Int> {
+        var applied: Set<Int> = []
+        for try await version in try await client.query(PostgresQuery(unsafeSQL: "SELECT version FROM \(tables.migrations)"), logger: logger)
+            .decode(Int.self)
+        {
+            applied.insert(version)
+        }
+        return applied
+    }
+
+    /// One `DO` block that runs `migrations`' statements in order, each as it is (`EXECUTE` of a
+    /// dollar-quoted string), and records each in the migrations table; `nil` when there are none.
+    static func migrationBlock(_ migrations: [(version: Int, name: String, statements: [String])], migrationsTable: String) -> String? {
+        guard !migrations.isEmpty else { return nil }
+        let quote = "$edda_statement$"
+        var body = ""
+        for migration in migrations {
+            for statement in migration.statements {
+                precondition(!statement.contains(quote), "a migration statement contains \(quote)")
+                body += "EXECUTE \(quote)\(statement)\(quote);\n"
+            }
+            let name = migration.name.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "''")
+            body += "INSERT INTO \(migrationsTable) (version, name, applied_at) VALUES (\(migration.version), '\(name)', \(nowMilliseconds));\n"
+        }
+        return "DO $edda_migrations$\nBEGIN\n\(body)END\n$edda_migrations$"
+    }
+
+    struct StartupTimedOut: Error, CustomStringConvertible {
+        var description: String { "no connection to the server within the startup timeout" }
+    }
+
+    /// The advisory lock key migrations take ("edda" in ASCII).
+    static let migrationLockKey: Int64 = 0x6564_6461
+}
