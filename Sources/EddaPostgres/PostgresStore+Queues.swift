@@ -7,17 +7,22 @@ import PostgresNIO
 /// transaction-scoped advisory lock per queue, taken in a statement before the one that counts: under
 /// READ COMMITTED that statement's snapshot then sees every admission committed before it.
 extension PostgresStore {
+    /// No limit travels as `Int32.max`, no rate limit as 0 (PostgresNIO's arrays hold no `NULL`).
     @_spi(EddaStores) public func declareQueues(_ queues: [Queue]) async throws {
         guard !queues.isEmpty else { return }
         try await perform("declare queues") { [self] in
             try await client.query(
                 """
-                INSERT INTO \(unescaped: tables.queues) (name, concurrency, worker_concurrency, updated_at)
-                SELECT q.name, q.concurrency, q.worker_concurrency, \(unescaped: Self.nowMilliseconds)
-                FROM unnest(\(queues.map(\.name))::text[], \(queues.map { Int32(clamping: $0.concurrency) })::integer[],
-                    \(queues.map { Int32(clamping: $0.workerConcurrency) })::integer[]) AS q(name, concurrency, worker_concurrency)
+                INSERT INTO \(unescaped: tables.queues) (name, concurrency, worker_concurrency, rate_limit, rate_period_ms, updated_at)
+                SELECT q.name, q.concurrency, q.worker_concurrency, NULLIF(q.rate_limit, 0), NULLIF(q.rate_period_ms, 0),
+                    \(unescaped: Self.nowMilliseconds)
+                FROM unnest(\(queues.map(\.name))::text[], \(queues.map { Int32(clamping: $0.concurrency ?? .max) })::integer[],
+                    \(queues.map { Int32(clamping: $0.workerConcurrency ?? .max) })::integer[],
+                    \(queues.map { Int32(clamping: $0.rateLimit?.limit ?? 0) })::integer[],
+                    \(queues.map { $0.rateLimit?.periodMilliseconds ?? 0 })::bigint[])
+                    AS q(name, concurrency, worker_concurrency, rate_limit, rate_period_ms)
                 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, worker_concurrency = excluded.worker_concurrency,
-                    updated_at = excluded.updated_at
+                    rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms, updated_at = excluded.updated_at
                 """,
                 logger: logger
             )
@@ -92,17 +97,20 @@ extension PostgresStore {
     }
 
     /// For each queue: the room its limits leave (concurrency minus its unfinished admitted instances,
-    /// worker concurrency minus those leased to the claiming worker), filled with its queued instances
-    /// in priority order, then oldest first.
+    /// worker concurrency minus those leased to the claiming worker, the rate limit minus its
+    /// admissions within the period before now), filled with its queued instances in priority order,
+    /// then oldest first.
     static func admissionQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
         """
         WITH room AS (
             SELECT q.name, LEAST(q.concurrency - count(w.instance_id), q.worker_concurrency - count(w.instance_id)
-                FILTER (WHERE w.lease_owner = \(request.lease.owner))) AS free
+                FILTER (WHERE w.lease_owner = \(request.lease.owner)), CASE WHEN q.rate_limit IS NULL THEN 2147483647 ELSE q.rate_limit - (
+                    SELECT count(*) FROM \(unescaped: tables.instances) AS r
+                    WHERE r.queue_name = q.name AND r.admitted_at > \(unescaped: Self.nowMilliseconds) - q.rate_period_ms) END) AS free
             FROM \(unescaped: tables.queues) AS q
             LEFT JOIN \(unescaped: tables.instances) AS w ON w.queue_name = q.name AND w.status IN ('running', 'compensating')
             WHERE q.name = ANY(\(request.queues))
-            GROUP BY q.name, q.concurrency, q.worker_concurrency
+            GROUP BY q.name
         ), chosen AS (
             SELECT p.instance_id, p.priority, p.created_at FROM room CROSS JOIN LATERAL (
                 SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
@@ -117,7 +125,7 @@ extension PostgresStore {
         SET status = 'running', lease_owner = \(request.lease.owner), lease_token = w.lease_token + 1,
             lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
             ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
-            claimed_at = \(unescaped: Self.nowMilliseconds)
+            claimed_at = \(unescaped: Self.nowMilliseconds), admitted_at = \(unescaped: Self.nowMilliseconds)
         FROM chosen WHERE w.instance_id = chosen.instance_id AND w.status = 'queued'
         RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
         """

@@ -221,6 +221,17 @@ extension PostgresStore {
                 WHERE deduplication_id IS NOT NULL AND status IN ('queued', 'running', 'compensating')
                 """,
             ]),
+            (14, "queue rate limits", [
+                "ALTER TABLE \(t.queues) ADD COLUMN rate_limit INTEGER",
+                "ALTER TABLE \(t.queues) ADD COLUMN rate_period_ms BIGINT",
+                // When a claim last admitted the instance from its queue (the server's clock).
+                "ALTER TABLE \(t.instances) ADD COLUMN admitted_at BIGINT",
+                // What a rate limit counts: a queue's admissions within its period, newest first.
+                """
+                CREATE INDEX \(t.indexName("instances_admitted")) ON \(t.instances) (queue_name, admitted_at)
+                WHERE queue_name IS NOT NULL AND admitted_at IS NOT NULL
+                """,
+            ]),
         ]
     }
 }

@@ -11,11 +11,16 @@ extension SQLiteStore {
             for queue in queues {
                 try db.execute(
                     sql: """
-                        INSERT INTO workflow_queues (name, concurrency, worker_concurrency, updated_at) VALUES (?, ?, ?, ?)
+                        INSERT INTO workflow_queues (name, concurrency, worker_concurrency, rate_limit, rate_period_ms, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?)
                         ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
-                            worker_concurrency = excluded.worker_concurrency, updated_at = excluded.updated_at
+                            worker_concurrency = excluded.worker_concurrency, rate_limit = excluded.rate_limit,
+                            rate_period_ms = excluded.rate_period_ms, updated_at = excluded.updated_at
                         """,
-                    arguments: [queue.name, queue.concurrency, queue.workerConcurrency, Self.now()]
+                    arguments: [
+                        queue.name, queue.concurrency ?? Int(Int32.max), queue.workerConcurrency ?? Int(Int32.max), queue.rateLimit?.limit,
+                        queue.rateLimit?.periodMilliseconds, Self.now(),
+                    ]
                 )
             }
         }
@@ -69,7 +74,8 @@ extension SQLiteStore {
         for queue in request.queues where admitted.count < limit {
             guard
                 let limits = try Row.fetchOne(
-                    db, sql: "SELECT concurrency, worker_concurrency FROM workflow_queues WHERE name = ?", arguments: [queue]
+                    db, sql: "SELECT concurrency, worker_concurrency, rate_limit, rate_period_ms FROM workflow_queues WHERE name = ?",
+                    arguments: [queue]
                 )
             else { continue }
             let counts = try Row.fetchOne(
@@ -82,9 +88,17 @@ extension SQLiteStore {
             )
             let running: Int = counts?["running"] ?? 0
             let mine: Int = counts?["mine"] ?? 0
-            let room = min(limit - admitted.count, (limits["concurrency"] as Int) - running, (limits["worker_concurrency"] as Int) - mine)
+            var room = min(limit - admitted.count, (limits["concurrency"] as Int) - running, (limits["worker_concurrency"] as Int) - mine)
+            if let rateLimit = limits["rate_limit"] as Int?, let period = limits["rate_period_ms"] as Int64? {
+                let recent =
+                    try Int.fetchOne(
+                        db, sql: "SELECT count(*) FROM workflow_instances WHERE queue_name = ? AND admitted_at > ?",
+                        arguments: [queue, now - period]
+                    ) ?? 0
+                room = min(room, rateLimit - recent)
+            }
             guard room > 0 else { continue }
-            var arguments: StatementArguments = [request.lease.owner, now, now, queue]
+            var arguments: StatementArguments = [request.lease.owner, now, now, now, queue]
             arguments += StatementArguments(request.workflowNames)
             arguments += [room]
             admitted += try Row.fetchAll(
@@ -92,7 +106,7 @@ extension SQLiteStore {
                 sql: """
                     UPDATE workflow_instances
                     SET status = 'running', lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL,
-                        wake_pending = 0, updated_at = ?, claimed_at = ?
+                        wake_pending = 0, updated_at = ?, claimed_at = ?, admitted_at = ?
                     WHERE instance_id IN (
                         SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_by_queue
                         WHERE queue_name = ? AND status = 'queued' AND workflow_name IN (\(names))

@@ -238,6 +238,19 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v14: queue rate limits") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflow_queues ADD COLUMN rate_limit INTEGER;
+                    ALTER TABLE workflow_queues ADD COLUMN rate_period_ms INTEGER;
+                    -- When a claim last admitted the instance from its queue.
+                    ALTER TABLE workflow_instances ADD COLUMN admitted_at INTEGER;
+                    -- What a rate limit counts: a queue's admissions within its period.
+                    CREATE INDEX workflow_instances_admitted ON workflow_instances (queue_name, admitted_at)
+                        WHERE queue_name IS NOT NULL AND admitted_at IS NOT NULL;
+                    """
+            )
+        }
         return migrator
     }
 }

@@ -27,7 +27,9 @@
 //     after a graceful shutdown. Options: `max=<n>` runs at most n instances at once (a starter
 //     that is full creates the rest ready); `lease=<ms>` sets the lease, renewed every quarter of
 //     it; `trace` also writes "# done <instance> <step> <worker>" when a step's body returns. A run
-//     that ends with its lease lost writes "# lease-lost <instance> <worker>".)
+//     that ends with its lease lost writes "# lease-lost <instance> <worker>". `queue=<c>,<w>,<n>,<ms>`
+//     registers a queue "proof" of concurrency c, worker concurrency w, that admits at most n per
+//     <ms> ms, and starts the instances on it.)
 
 #if canImport(Glibc)
 import Glibc
@@ -109,6 +111,11 @@ case "postgres":
     configuration.leaseRenewalInterval = .milliseconds(lease / 4)
     configuration.pollInterval = .milliseconds(100)
     if let max = options["max"].flatMap(Int.init) { configuration.maxConcurrentInstances = max }
+    let queue = options["queue"].map { option -> Queue in
+        let limits = option.split(separator: ",").compactMap { Int($0) }
+        precondition(limits.count == 4, "queue=<concurrency>,<worker-concurrency>,<starts>,<period-ms>")
+        return Queue("proof", concurrency: limits[0], workerConcurrency: limits[1], rateLimit: .init(limits[2], per: .milliseconds(limits[3])))
+    }
     // SIGTERM: leave gracefully (the running steps record, the leases are released).
     signal(SIGTERM, SIG_IGN)
     let terminations = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
@@ -116,10 +123,18 @@ case "postgres":
     terminations.resume()
     let postgresApp = EddaApp(store: store, serviceName: "crash-test", configuration: configuration, logger: markingLogger)
     try postgresApp.register(manySteps)
+    if let queue { postgresApp.register(queue) }
+    @Sendable func start(_ index: Int) async throws {
+        if let queue {
+            try await postgresApp.start(manySteps, steps, instanceID: "pg-\(index)", on: queue)
+        } else {
+            try await postgresApp.start(manySteps, steps, instanceID: "pg-\(index)")
+        }
+    }
     @Sendable func startInstances() async throws {
         for index in 0..<instances {
             // After a failure (a dropped connection), start again: the same ID and input never make a second instance.
-            while (try? await postgresApp.start(manySteps, steps, instanceID: "pg-\(index)")) == nil {
+            while (try? await start(index)) == nil {
                 try await Task.sleep(for: .milliseconds(20))
             }
         }

@@ -99,4 +99,34 @@ struct QueueTests {
             }
         }
     }
+
+    @Test(arguments: Backend.allCases)
+    func aRateLimitAdmitsNoMoreThanItsLimitInAnyPeriod(_ backend: Backend) async throws {
+        let period = Duration.milliseconds(300)
+        let queue = Queue("rate_limited", rateLimit: .init(2, per: period))
+        gate.open()
+        let workflow = gatedWorkflow(adding: 1)
+        var configuration = EddaApp.Configuration.testing
+        configuration.pollInterval = .milliseconds(10)
+        try await backend.withStore { store in
+            try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+                app.register(queue)
+                var handles: [WorkflowHandle<Int>] = []
+                for n in 0..<5 { handles.append(try await app.start(workflow, n, instanceID: "rated-\(n)", on: queue)) }
+                var results: [Int] = []
+                for handle in handles { results.append(try await handle.result()) }
+                #expect(results == [1, 2, 3, 4, 5])
+                // Each ran once, so its last claim is its admission, on the store's clock.
+                var admitted: [Date] = []
+                for n in 0..<5 { admitted.append(try #require(try await app.instance("rated-\(n)")?.lastClaimedAt)) }
+                admitted.sort()
+                for i in 0..<(admitted.count - 2) {
+                    // The third admission of any period waits until the first has left it.
+                    let gap = admitted[i + 2].timeIntervalSince(admitted[i])
+                    #expect(gap >= 0.3, "admissions \(i) and \(i + 2) were \(gap) s apart, within one 300 ms period")
+                }
+                #expect(try await app.instance("rated-0")?.queue == "rate_limited")
+            }
+        }
+    }
 }

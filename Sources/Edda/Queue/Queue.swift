@@ -1,10 +1,11 @@
-/// A named queue of workflow instances with limits on how many of them run at once.
+/// A named queue of workflow instances with limits on how many of them run at once, and how often
+/// they may start.
 ///
 /// Declare a queue in code, register it with the app (its worker writes the limits to the store when
 /// it starts, so that every worker on the store honours the same ones) and start workflows on it:
 ///
 /// ```swift
-/// let payments = Queue("payments", concurrency: 5, workerConcurrency: 2)
+/// let payments = Queue("payments", concurrency: 5, workerConcurrency: 2, rateLimit: .init(10, per: .seconds(60)))
 /// app.register(payments)
 /// try await app.start(chargeCard, order, on: payments, priority: 1, deduplicationID: "order-\(order.id)")
 /// ```
@@ -12,30 +13,70 @@
 /// An instance started on a queue is ``InstanceStatus/queued`` until a worker admits it. A claim
 /// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:)`` priority
 /// number first and oldest first within a priority, while fewer than ``concurrency`` instances of the
-/// queue are admitted and unfinished across all workers, and fewer than ``workerConcurrency`` of them
-/// are leased to the claiming worker. An admitted instance holds its place until it finishes —
-/// completed, failed or cancelled — including while it waits on a timer, an event or a message.
+/// queue are admitted and unfinished across all workers, fewer than ``workerConcurrency`` of them
+/// are leased to the claiming worker, and fewer than the ``rateLimit`` allows were admitted within
+/// its period before now. An admitted instance holds its place until it finishes — completed,
+/// failed or cancelled — including while it waits on a timer, an event or a message.
 public struct Queue: Sendable, Hashable {
+    /// At most ``limit`` admissions (starts) within any ``period``, across all workers.
+    ///
+    /// The store checks it against its own clock at each admission: the instances of the queue
+    /// admitted within the period before now must be fewer than the limit. So any span of time as
+    /// long as the period holds at most `limit` admissions. An instance admitted again after a retry
+    /// counts once, at its latest admission.
+    public struct RateLimit: Sendable, Hashable {
+        /// How many admissions a period allows (at least 1).
+        public let limit: Int
+        /// The period: at least one millisecond.
+        public let period: Duration
+
+        /// At most `limit` starts per `period`: `.init(10, per: .seconds(60))`.
+        public init(_ limit: Int, per period: Duration) {
+            precondition(limit > 0, "A queue's rate limit must allow at least 1 start per period.")
+            precondition(period >= .milliseconds(1), "A queue's rate limit needs a period of at least 1 ms.")
+            self.limit = limit
+            self.period = period
+        }
+
+        /// The period in whole milliseconds, as stores keep it (at least 1).
+        @_spi(EddaStores) public var periodMilliseconds: Int64 {
+            let (seconds, attoseconds) = period.components
+            return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        }
+    }
+
     /// The queue's name, unique per store.
     public let name: String
-    /// At most this many of the queue's instances are admitted and unfinished at once, across all workers.
-    public let concurrency: Int
-    /// At most this many of the queue's instances are leased to one worker at a time, when admitted.
-    public let workerConcurrency: Int
+    /// At most this many of the queue's instances are admitted and unfinished at once, across all
+    /// workers; `nil` for no limit.
+    public let concurrency: Int?
+    /// At most this many of the queue's instances are leased to one worker at a time, when admitted;
+    /// `nil` for no limit.
+    public let workerConcurrency: Int?
+    /// At most this many admissions per period, across all workers; `nil` for no limit.
+    public let rateLimit: RateLimit?
 
     /// Declares a queue.
     ///
     /// - Parameters:
     ///   - name: The queue's name: what the store keys its limits and instances by.
-    ///   - concurrency: How many of its instances may run at once across all workers (at least 1).
-    ///   - workerConcurrency: How many may run at once on one worker; defaults to `concurrency`.
-    public init(_ name: String, concurrency: Int, workerConcurrency: Int? = nil) {
+    ///   - concurrency: How many of its instances may run at once across all workers (at least 1), or
+    ///     `nil` for no limit.
+    ///   - workerConcurrency: How many may run at once on one worker (at least 1); defaults to
+    ///     `concurrency`, and is never more than it.
+    ///   - rateLimit: How many may start per period, across all workers; `nil` for no limit.
+    public init(_ name: String, concurrency: Int? = nil, workerConcurrency: Int? = nil, rateLimit: RateLimit? = nil) {
         precondition(!name.isEmpty, "A queue needs a name.")
-        precondition(concurrency > 0, "Queue '\(name)': concurrency must be at least 1.")
+        precondition((concurrency ?? 1) > 0, "Queue '\(name)': concurrency must be at least 1.")
         precondition((workerConcurrency ?? 1) > 0, "Queue '\(name)': workerConcurrency must be at least 1.")
         self.name = name
         self.concurrency = concurrency
-        self.workerConcurrency = min(workerConcurrency ?? concurrency, concurrency)
+        switch (concurrency, workerConcurrency) {
+        case (let all?, let each?): self.workerConcurrency = min(all, each)
+        case (let all, nil): self.workerConcurrency = all
+        case (nil, let each): self.workerConcurrency = each
+        }
+        self.rateLimit = rateLimit
     }
 }
 

@@ -43,6 +43,10 @@ public struct WorkflowInstance: Sendable {
     /// instance is resumed at (see ``InstanceWait``). `nil` for an instance that is executing,
     /// ready, or finished.
     public var waitingFor: InstanceWait?
+    /// The ``Queue`` it was started on, by name, or `nil`.
+    public var queue: String?
+    /// Its priority on ``queue``: lower numbers are admitted first. 0 when on no queue.
+    public var priority: Int
 
     /// The status to show: ``InstanceStatus/waiting`` for a running instance parked on a wait, else
     /// ``status``.
@@ -54,8 +58,10 @@ public struct WorkflowInstance: Sendable {
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
         output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
         leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false, parentInstanceID: String? = nil,
-        runNumber: Int = 1, traceContext: [String: String]? = nil, lastClaimedAt: Date? = nil
+        runNumber: Int = 1, traceContext: [String: String]? = nil, lastClaimedAt: Date? = nil, queue: String? = nil, priority: Int = 0
     ) {
+        self.queue = queue
+        self.priority = priority
         self.traceContext = traceContext
         self.lastClaimedAt = lastClaimedAt
         self.parentInstanceID = parentInstanceID
