@@ -111,4 +111,24 @@ extension StoreConformance {
             return
         }
     }
+
+    static func queueRateLimit(_ store: any Store) async throws {
+        // Two admissions per hour, no concurrency limit: the rate limit alone holds the rest back,
+        // even once the first two have finished.
+        try await store.declareQueues([Queue("q", rateLimit: .init(2, per: .seconds(3600))), Queue("free")])
+        for index in 1...4 { _ = try await store.createInstance(queued("r\(index)", on: "q"), leasedTo: nil) }
+        _ = try await store.createInstance(queued("unlimited", on: "free"), leasedTo: nil)
+        let first = try await claim(store, owner: "worker-a", limit: 1, queues: ["free", "q"])
+        let second = try await claim(store, owner: "worker-b", queues: ["free", "q"])
+        #expect(Set((first + second).map(\.instance.instanceID)) == ["unlimited", "r1", "r2"])
+        for admitted in first + second {
+            try await store.finishInstance(lease: admitted.lease, with: .completed(JSONPayload(json: "1")))
+        }
+        #expect(try await claim(store, owner: "worker-c", queues: ["free", "q"]).isEmpty, "the period's two admissions are spent")
+        #expect(try await store.instance("r3")?.status == .queued)
+        // A limit declared anew is read by the next claim.
+        try await store.declareQueues([Queue("q", rateLimit: .init(3, per: .seconds(3600)))])
+        #expect(try await claim(store, owner: "worker-c", queues: ["q"]).map(\.instance.instanceID) == ["r3"])
+        #expect(try await store.instance("r3")?.queue == "q")
+    }
 }
