@@ -158,6 +158,15 @@ struct Start: AsyncParsableCommand {
     @Option(help: "The instance ID (a new UUID by default).")
     var instanceID: String?
 
+    @Option(help: ArgumentHelp("Start it on this queue, which the app registers: it waits queued for room.", valueName: "name"))
+    var queue: String?
+
+    @Option(help: "On --queue: lower numbers are admitted first.")
+    var priority: Int?
+
+    @Option(help: "On --queue: refused while another queued or running instance there holds this ID.")
+    var deduplicationID: String?
+
     @Option(help: ArgumentHelp("The app's HTTP API.", discussion: "Defaults to $EDDA_SERVER, then http://127.0.0.1:8080."))
     var server: String?
 
@@ -171,6 +180,9 @@ struct Start: AsyncParsableCommand {
 
     func validate() throws {
         _ = try arguments()
+        if queue == nil, priority != nil || deduplicationID != nil {
+            throw ValidationError("--priority and --deduplication-id apply to a start on a queue: add --queue <name>.")
+        }
     }
 
     func arguments() throws -> [Any] {
@@ -186,6 +198,9 @@ struct Start: AsyncParsableCommand {
         defer { api.shutdown() }
         var body: [String: Any] = ["input": try arguments()]
         if let instanceID { body["instance_id"] = instanceID }
+        if let queue { body["queue"] = queue }
+        if let priority { body["priority"] = priority }
+        if let deduplicationID { body["deduplication_id"] = deduplicationID }
         let created: [String: Any]
         do {
             created = try await api.send("POST", "/api/workflows/\(APIClient.pathComponent(workflow))/instances", body: body)

@@ -35,6 +35,8 @@ enum JSONOutput {
             "cancel_requested": instance.cancelRequested,
             "parent_instance_id": instance.parentInstanceID ?? NSNull(),
             "unreadable": instance.unreadable ?? NSNull(),
+            "queue": instance.queue ?? NSNull(),
+            "priority": instance.priority,
         ]
     }
 

@@ -136,7 +136,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         switch code {
         case .invalidInput, .encodingFailed: .badRequest
         case .unknownWorkflow, .instanceNotFound: .notFound
-        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed: .conflict
+        case .unknownQueue: .badRequest
+        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed, .deduplicationIDInUse: .conflict
         default: .internalServerError
         }
     }

@@ -240,21 +240,22 @@ struct APIRoutes: Sendable {
     }
 
     /// The keys a start's body takes.
-    static let startKeys = ["input", "instance_id"]
+    static let startKeys = ["input", "instance_id", "queue", "priority", "deduplication_id"]
 
-    /// Starts an instance from an `application/json` body `{"input": [arguments…], "instance_id": "…"}`.
+    /// Starts an instance from an `application/json` body `{"input": [arguments…], "instance_id": "…"}`,
+    /// on a queue the app registered with `"queue"` (and optionally `"priority"`, `"deduplication_id"`).
     /// Anything else is refused with the key or header at fault: another media type (415), an unknown
     /// key (400, naming the key expected), an input the workflow does not take (400, with the
     /// field the workflow's decoding or validation names, as `input.0.name`).
     func start(_ request: Request, name: String) async throws -> Response {
-        let shape = #"{"input": [arguments…], "instance_id": "optional"}"#
+        let shape = #"{"input": [arguments…], "instance_id": "optional", "queue": "optional", "priority": 0, "deduplication_id": "optional"}"#
         let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.startKeys.contains(key) {
             let nearest = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }
             let guess = nearest.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
             throw APIError.badRequest(
                 "Unknown key '\(key)' in the body\(guess.map { ": did you mean '\($0)'?" } ?? ".") The body takes 'input' (the workflow's arguments "
-                    + "as a JSON array) and 'instance_id' (optional): \(shape).",
+                    + "as a JSON array), and optionally 'instance_id', 'queue', 'priority' and 'deduplication_id': \(shape).",
                 type: "unknown_key", field: key
             )
         }
@@ -264,18 +265,38 @@ struct APIRoutes: Sendable {
                 "'input' must be a JSON array: the workflow's arguments, one element per argument.", type: "invalid_body", field: "input"
             )
         }
-        let instanceID = document["instance_id"].flatMap { $0 is NSNull ? nil : $0 }
-        if let instanceID, !(instanceID is String) {
-            throw APIError.badRequest("'instance_id' must be a string, or left out for a new UUID.", type: "invalid_body", field: "instance_id")
+        let instanceID = try Self.optionalString("instance_id", in: document, otherwise: "left out for a new UUID")
+        let queue = try Self.optionalString("queue", in: document, otherwise: "left out to start on no queue")
+        let dedup = try Self.optionalString("deduplication_id", in: document, otherwise: "left out")
+        let priority = document["priority"].flatMap { $0 is NSNull ? nil : $0 }
+        // A JSON boolean is an NSNumber too (of type "c"); a fraction does not cast to Int.
+        let wholePriority = (priority as? NSNumber).flatMap { String(cString: $0.objCType) == "c" ? nil : $0 as? Int }
+        if priority != nil, wholePriority == nil {
+            throw APIError.badRequest("'priority' must be a whole number (lower is admitted first), or left out for 0.", type: "invalid_body", field: "priority")
         }
         do {
-            let id = try await app.start(workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID as? String)
+            let id = try await app.start(
+                workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID, queue: queue,
+                priority: wholePriority ?? 0, deduplicationID: dedup
+            )
             return jsonResponse(["instance_id": id, "workflow_name": name], status: .created)
         } catch let error as EngineError where error.code == .invalidInput {
-            throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: inputField(of: error, workflowName: name))
+            let field = queue == nil && (dedup != nil || priority != nil) ? "queue" : inputField(of: error, workflowName: name)
+            throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: field)
+        } catch let error as EngineError where error.code == .unknownQueue {
+            throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: "queue")
         } catch let error as EngineError where error.code == .unknownWorkflow {
             throw APIError(status: .notFound, type: APIError.snakeCase("\(error.code)"), message: error.message, field: "name")
         }
+    }
+
+    /// The string at `key` in a body, or `nil` when it is left out or `null`; anything else is refused.
+    static func optionalString(_ key: String, in document: [String: Any], otherwise: String) throws -> String? {
+        guard let value = document[key], !(value is NSNull) else { return nil }
+        guard let string = value as? String else {
+            throw APIError.badRequest("'\(key)' must be a string, or \(otherwise).", type: "invalid_body", field: key)
+        }
+        return string
     }
 
     /// Where in the body a rejected input went wrong: the decoding error's coding path, or the
@@ -391,6 +412,8 @@ struct APIRoutes: Sendable {
             "run": instance.runNumber,
             "unreadable": instance.unreadable ?? NSNull(),
             "last_claimed_at": instance.lastClaimedAt.map(timestamp) ?? NSNull(),
+            "queue": instance.queue ?? NSNull(),
+            "priority": instance.priority,
         ]
     }
 

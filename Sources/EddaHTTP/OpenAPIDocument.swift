@@ -18,7 +18,7 @@ enum OpenAPIDocument {
         // The engine's codes.
         "invalid_input", "unknown_workflow", "instance_not_found", "instance_already_exists", "already_finished", "not_failed",
         "workflow_name_taken", "encoding_failed", "duplicate_step_id", "corrupt_history", "corrupt_input", "stopped", "no_transaction",
-        "transaction_closed", "undecodable_message", "reserved_step_id", "concurrent_step_without_id",
+        "transaction_closed", "undecodable_message", "reserved_step_id", "concurrent_step_without_id", "deduplication_id_in_use", "unknown_queue",
         // The store's codes.
         "store_database_in_use", "store_migration_failed", "store_database", "store_corrupt_record", "store_not_writable", "store_lease_lost",
         "store_not_an_edda_database", "store_schema_too_new",
@@ -112,10 +112,11 @@ enum OpenAPIDocument {
                 errors: [
                     (
                         400,
-                        "The input is not the workflow's (`invalid_input`, `field` such as `input.0.name`), or the body is not such an object "
-                            + "(`invalid_body`, `unknown_key`)."
+                        "The input is not the workflow's (`invalid_input`, `field` such as `input.0.name`), the queue is not registered "
+                            + "(`unknown_queue`), or the body is not such an object (`invalid_body`, `unknown_key`)."
                     ),
-                    (404, "No workflow has this name here (`unknown_workflow`)."), (409, "An instance has this ID (`instance_already_exists`)."),
+                    (404, "No workflow has this name here (`unknown_workflow`)."),
+                    (409, "An instance has this ID (`instance_already_exists`), or the deduplication ID is held (`deduplication_id_in_use`)."),
                     (413, "The body is past the server's limit (`payload_too_large`)."), (415, "Not `application/json` (`unsupported_media_type`)."),
                 ]
             ),
@@ -273,6 +274,7 @@ enum OpenAPIDocument {
                 "last_claimed_at": ["type": ["string", "null"], "format": "date-time"] as Object,
                 "lease_owner": nullable("string"), "cancel_requested": ["type": "boolean"] as Object, "parent_instance_id": nullable("string"),
                 "run": ["type": "integer"] as Object, "unreadable": nullable("string"),
+                "queue": nullable("string"), "priority": ["type": "integer"] as Object,
             ]),
             "WaitingFor": object([
                 "kind": ["type": "string", "enum": ["event", "channel", "child", "timer", "retry"]] as Object,
@@ -328,6 +330,11 @@ enum OpenAPIDocument {
                 "properties": [
                     "input": array(anyValue).merging(["description": "The workflow's arguments, one element per argument (default [])."]) { $1 },
                     "instance_id": ["type": ["string", "null"], "description": "A new UUID when left out."] as Object,
+                    "queue": ["type": ["string", "null"], "description": "A queue the app registered: the instance waits `queued` for room."] as Object,
+                    "priority": ["type": ["integer", "null"], "description": "On the queue: lower is admitted first (default 0)."] as Object,
+                    "deduplication_id": [
+                        "type": ["string", "null"], "description": "On the queue: refused (409) while another queued or running instance holds it.",
+                    ] as Object,
                 ] as Object,
             ] as Object,
             "Started": object(["instance_id": string(), "workflow_name": string()]),

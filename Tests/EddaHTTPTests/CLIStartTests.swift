@@ -47,6 +47,21 @@ struct CLIStartTests {
                 #expect(anonymous.status != 0 && anonymous.error.contains("HTTP 401"), "\(anonymous.error)")
                 let created = try await app.instances(matching: InstanceQuery()).instances.count
                 #expect(created == 2, "only the valid, authorised starts created instances")
+
+                // On a queue the app registers, with a priority and a deduplication ID.
+                app.register(Queue("greetings", concurrency: 2))
+                let queued = try await EddaBinary.run(
+                    ["start", "greet", "--input", "[\"Cy\"]", "--instance-id", "q-1", "--queue", "greetings", "--priority", "4",
+                     "--deduplication-id", "cy", "--wait"],
+                    environment: token
+                )
+                #expect(queued.status == 0 && queued.output.contains("completed: \"Hello, Cy!\""), "\(queued.output) \(queued.error)")
+                let onQueue = try #require(try await app.instance("q-1"))
+                #expect(onQueue.queue == "greetings" && onQueue.priority == 4)
+                let unknownQueue = try await EddaBinary.run(["start", "greet", "--input", "[\"Cy\"]", "--queue", "nope"], environment: token)
+                #expect(unknownQueue.status != 0 && unknownQueue.error.contains("No queue named 'nope'"), "\(unknownQueue.error)")
+                let stray = try await EddaBinary.run(["start", "greet", "--input", "[\"Cy\"]", "--priority", "1"], environment: token)
+                #expect(stray.status != 0 && stray.error.contains("add --queue"), "\(stray.error)")
             }
         }
         let unreachable = try await EddaBinary.run(["start", "greet", "--server", "http://127.0.0.1:1"])

@@ -29,10 +29,16 @@ extension EddaApp {
         client.register(queue)
     }
 
-    /// Starts the registered workflow `name` from its arguments as JSON: ``EddaClient/start(workflowNamed:input:instanceID:)``.
+    /// Starts the registered workflow `name` from its arguments as JSON, on a registered queue or
+    /// none: ``EddaClient/start(workflowNamed:input:instanceID:queue:priority:deduplicationID:)``.
     @discardableResult
-    public func start(workflowNamed name: String, input: JSONPayload, instanceID: String? = nil) async throws -> String {
-        try await client.start(workflowNamed: name, input: input, instanceID: instanceID)
+    public func start(
+        workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
+        deduplicationID: String? = nil
+    ) async throws -> String {
+        try await client.start(
+            workflowNamed: name, input: input, instanceID: instanceID, queue: queue, priority: priority, deduplicationID: deduplicationID
+        )
     }
 
     /// Cancels an instance: ``EddaClient/cancel(_:)``.

@@ -22,7 +22,7 @@ public final class EddaClient: Sendable {
     public let store: any Store
     /// The configuration (its clock, result polling; the worker settings matter to a worker only).
     public let configuration: EddaApp.Configuration
-    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:)`` and events that start workflows.
+    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:queue:priority:deduplicationID:)`` and events that start workflows.
     public let registry: WorkflowRegistry
     let logger: Logger
     /// Metrics, spans and hooks, set up once from the configuration.
@@ -186,16 +186,48 @@ public final class EddaClient: Sendable {
     /// and other callers that cannot name the Swift type.
     ///
     /// The input is decoded and validated as in ``start(_:_:instanceID:)`` before anything is written.
+    /// With `queue`, the instance is started on the registered ``Queue`` of that name, as
+    /// ``start(_:_:instanceID:on:priority:deduplicationID:)`` does.
     ///
+    /// - Parameters:
+    ///   - name: The workflow's registered name.
+    ///   - input: Its arguments as a JSON array.
+    ///   - instanceID: The instance's ID. Defaults to a new UUID.
+    ///   - queue: The name of a queue registered with this app (``register(_:)``), or `nil` for none.
+    ///   - priority: On `queue`: lower numbers are admitted first; 0 by default.
+    ///   - deduplicationID: On `queue`: refused while another instance holds it there.
     /// - Returns: The instance's ID.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/unknownWorkflow``,
-    ///   ``EngineError/Code-swift.struct/invalidInput`` (the cause says which field),
-    ///   ``EngineError/Code-swift.struct/instanceAlreadyExists``, or a ``StoreError``.
+    ///   ``EngineError/Code-swift.struct/unknownQueue``, ``EngineError/Code-swift.struct/invalidInput``
+    ///   (the cause says which field), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
+    ///   ``EngineError/Code-swift.struct/deduplicationIDInUse``, or a ``StoreError``.
     @discardableResult
-    public func start(workflowNamed name: String, input: JSONPayload, instanceID: String? = nil) async throws -> String {
+    public func start(
+        workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
+        deduplicationID: String? = nil
+    ) async throws -> String {
         guard let registration = registry.registration(named: name) else {
             throw EngineError(
                 .unknownWorkflow, "No workflow named '\(name)' is registered with this app. Registered: \(registry.names.joined(separator: ", ")).",
+                instanceID: instanceID
+            )
+        }
+        var placement: QueuePlacement?
+        if let queue {
+            guard let registered = registry.queue(named: queue) else {
+                let names = registry.queues.map(\.name)
+                throw EngineError(
+                    .unknownQueue,
+                    "No queue named '\(queue)' is registered with this app, so nothing was started. "
+                        + (names.isEmpty ? "It registers no queue: " : "Registered: \(names.joined(separator: ", ")). ")
+                        + "Register it with app.register(Queue(\"\(queue)\", …)) in the app that starts on it.",
+                    instanceID: instanceID
+                )
+            }
+            placement = QueuePlacement(queue: registered.name, priority: priority, deduplicationID: deduplicationID)
+        } else if deduplicationID != nil || priority != 0 {
+            throw EngineError(
+                .invalidInput, "A priority or a deduplication ID applies to a start on a queue; name the queue too. Nothing was started.",
                 instanceID: instanceID
             )
         }
@@ -207,7 +239,8 @@ public final class EddaClient: Sendable {
             )
         }
         if let instanceID { try Self.checkInstanceID(instanceID) }
-        return try await create(name, input: input, instanceID: instanceID)
+        if let queue = placement.flatMap({ registry.queue(named: $0.queue) }) { try await declare(queue) }
+        return try await create(name, input: input, instanceID: instanceID, placement: placement)
     }
 
     /// Creates the instance (leased to this app's worker when it has room) or checks that an existing

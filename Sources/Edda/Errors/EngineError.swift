@@ -17,7 +17,7 @@ public struct EngineError: EddaError {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
-            case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse
+            case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse, unknownQueue
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -66,6 +66,8 @@ public struct EngineError: EddaError {
         /// is queued or running; ``EngineError/instanceID`` names that instance. Nothing was written.
         /// Once that instance finishes, the ID is free again.
         public static let deduplicationIDInUse = Code(.deduplicationIDInUse)
+        /// A start by name asked for a queue that is not registered with the app. Nothing was written.
+        public static let unknownQueue = Code(.unknownQueue)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

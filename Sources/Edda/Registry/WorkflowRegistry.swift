@@ -72,6 +72,11 @@ public final class WorkflowRegistry: Sendable {
         }
     }
 
+    /// The registered queue named `name`, if any.
+    public func queue(named name: String) -> Queue? {
+        state.withLock { $0.queues[name] }
+    }
+
     /// The registered queues, sorted by name.
     public var queues: [Queue] {
         state.withLock { $0.queues.values.sorted { $0.name < $1.name } }
