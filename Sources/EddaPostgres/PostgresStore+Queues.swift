@@ -130,4 +130,50 @@ extension PostgresStore {
         RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
         """
     }
+
+    // MARK: - Reading
+
+    public func queues() async throws -> [QueueSummary] {
+        try await perform("read the queues") { [self] in
+            let rows = try await client.query(
+                """
+                SELECT q.name, q.concurrency, q.worker_concurrency, q.rate_limit, q.rate_period_ms, q.updated_at,
+                    (SELECT count(*) FROM \(unescaped: tables.instances) WHERE queue_name = q.name AND status = 'queued'),
+                    (SELECT count(*) FROM \(unescaped: tables.instances) WHERE queue_name = q.name AND status IN ('running', 'compensating'))
+                FROM \(unescaped: tables.queues) AS q ORDER BY q.name
+                """,
+                logger: logger
+            )
+            var queues: [QueueSummary] = []
+            for try await (name, concurrency, workerConcurrency, rateLimit, period, updatedAt, queued, running) in rows.decode(
+                (String, Int32, Int32, Int32?, Int64?, Int64, Int64, Int64).self
+            ) {
+                queues.append(
+                    QueueSummary(
+                        storedName: name, concurrency: Int(concurrency), workerConcurrency: Int(workerConcurrency), rateLimit: rateLimit.map(Int.init),
+                        ratePeriodMilliseconds: period, queued: Int(queued), running: Int(running), updatedAt: updatedAt
+                    )
+                )
+            }
+            return queues
+        }
+    }
+
+    public func queuePosition(of instanceID: String) async throws -> Int? {
+        try await perform("read a queue position") { [self] in
+            // Ahead of it: the queued instances an admission takes first (priority, then age, then ID).
+            let rows = try await client.query(
+                """
+                SELECT 1 + (
+                    SELECT count(*) FROM \(unescaped: tables.instances) AS o
+                    WHERE o.queue_name = me.queue_name AND o.status = 'queued'
+                        AND (o.priority, o.created_at, o.instance_id) < (me.priority, me.created_at, me.instance_id)
+                ) FROM \(unescaped: tables.instances) AS me WHERE me.instance_id = \(instanceID) AND me.status = 'queued'
+                """,
+                logger: logger
+            )
+            for try await position in rows.decode(Int64.self) { return Int(position) }
+            return nil
+        }
+    }
 }

@@ -115,6 +115,10 @@ extension PostgresStore {
             binds.append(service)
             conditions.append("service_name = \(placeholder())")
         }
+        if let queue = query.queue {
+            binds.append(queue)
+            conditions.append("queue_name = \(placeholder())")
+        }
         if !query.excludingWorkflowNames.isEmpty {
             binds.append(query.excludingWorkflowNames.sorted())
             conditions.append("NOT (workflow_name = ANY(\(placeholder())))")

@@ -119,4 +119,43 @@ extension SQLiteStore {
         }
         return admitted
     }
+
+    // MARK: - Reading
+
+    public func queues() async throws -> [QueueSummary] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT q.*,
+                        (SELECT count(*) FROM workflow_instances WHERE queue_name = q.name AND status = 'queued') AS queued,
+                        (SELECT count(*) FROM workflow_instances WHERE queue_name = q.name AND status IN ('running', 'compensating')) AS running
+                    FROM workflow_queues AS q ORDER BY q.name
+                    """
+            ).map { row in
+                QueueSummary(
+                    storedName: row["name"], concurrency: row["concurrency"], workerConcurrency: row["worker_concurrency"],
+                    rateLimit: row["rate_limit"], ratePeriodMilliseconds: row["rate_period_ms"], queued: row["queued"], running: row["running"],
+                    updatedAt: row["updated_at"]
+                )
+            }
+        }
+    }
+
+    public func queuePosition(of instanceID: String) async throws -> Int? {
+        try await read { db in
+            // Ahead of it: the queued instances an admission takes first (priority, then age, then insertion).
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT 1 + (
+                        SELECT count(*) FROM workflow_instances AS o INDEXED BY workflow_instances_by_queue
+                        WHERE o.queue_name = me.queue_name AND o.status = 'queued'
+                            AND (o.priority, o.created_at, o.rowid) < (me.priority, me.created_at, me.rowid)
+                    ) FROM workflow_instances AS me WHERE me.instance_id = ? AND me.status = 'queued'
+                    """,
+                arguments: [instanceID]
+            )
+        }
+    }
 }

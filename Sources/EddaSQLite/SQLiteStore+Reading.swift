@@ -90,6 +90,10 @@ extension SQLiteStore {
             conditions.append("service_name = ?")
             arguments += [service]
         }
+        if let queue = query.queue {
+            conditions.append("queue_name = ?")
+            arguments += [queue]
+        }
         if !query.excludingWorkflowNames.isEmpty {
             conditions.append("workflow_name NOT IN (\(query.excludingWorkflowNames.map { _ in "?" }.joined(separator: ", ")))")
             arguments += StatementArguments(query.excludingWorkflowNames.sorted())

@@ -60,6 +60,8 @@ final class FaultyStore: Store {
     }
     func waitingCount(at now: Date) async throws -> Int { try await base.waitingCount(at: now) }
     func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] { try await base.statusCounts(matching: query) }
+    func queues() async throws -> [QueueSummary] { try await base.queues() }
+    func queuePosition(of instanceID: String) async throws -> Int? { try await base.queuePosition(of: instanceID) }
 
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         try write()

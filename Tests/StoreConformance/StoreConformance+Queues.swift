@@ -66,11 +66,22 @@ extension StoreConformance {
             _ = try await store.createInstance(queued(id, on: "q", priority: priority), leasedTo: nil)
         }
         _ = try await store.createInstance(queued("elsewhere", on: "other"), leasedTo: nil)
+        // Each queued instance's place: the order admissions will take.
+        for (id, position) in [("p5", 1), ("p2", 2), ("p4", 3), ("p1", 4), ("p3", 5), ("elsewhere", 1)] {
+            #expect(try await store.queuePosition(of: id) == position, "\(id)")
+        }
+        #expect(try await store.queuePosition(of: "nobody") == nil)
+        #expect(try await store.instances(matching: { var q = InstanceQuery(); q.queue = "other"; return q }()).instances.map(\.instanceID) == ["elsewhere"])
         var order: [String] = []
         for _ in 0..<6 {
             order += try await claim(store, owner: "worker-a", limit: 1, queues: ["q"]).map(\.instance.instanceID)
         }
         #expect(order == ["p5", "p2", "p4", "p1", "p3"])
+        #expect(try await store.queuePosition(of: "p5") == nil, "an admitted instance has no place in the queue")
+        let summaries = try await store.queues()
+        #expect(summaries.map(\.name) == ["other", "q"])
+        #expect(summaries.map(\.queued) == [1, 0] && summaries.map(\.running) == [0, 5])
+        #expect(summaries.last?.concurrency == 10 && summaries.last?.workerConcurrency == 10 && summaries.last?.rateLimit == nil)
         #expect(try await store.instance("elsewhere")?.status == .queued, "a claim admits only from the queues it names")
     }
 
@@ -130,5 +141,8 @@ extension StoreConformance {
         try await store.declareQueues([Queue("q", rateLimit: .init(3, per: .seconds(3600)))])
         #expect(try await claim(store, owner: "worker-c", queues: ["q"]).map(\.instance.instanceID) == ["r3"])
         #expect(try await store.instance("r3")?.queue == "q")
+        let summary = try #require(try await store.queues().first { $0.name == "q" })
+        #expect(summary.rateLimit == Queue.RateLimit(3, per: .seconds(3600)) && summary.concurrency == nil && summary.workerConcurrency == nil)
+        #expect(summary.queued == 1 && summary.running == 1)
     }
 }

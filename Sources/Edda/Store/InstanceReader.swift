@@ -24,4 +24,12 @@ public protocol InstanceReader: Sendable {
     /// version does not know is counted under its stored text. ``InstanceStatus/waiting`` counts
     /// the running instances parked on a wait, which ``InstanceStatus/running`` counts too.
     func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int]
+
+    /// Every queue declared in the store, by name, with its limits and how many of its instances are
+    /// queued and running.
+    func queues() async throws -> [QueueSummary]
+
+    /// Where a ``InstanceStatus/queued`` instance stands on its queue: 1 for the next to be admitted
+    /// (lowest priority number, then oldest). `nil` when it is not queued (or does not exist).
+    func queuePosition(of instanceID: String) async throws -> Int?
 }

@@ -153,6 +153,8 @@ public struct InstanceQuery: Sendable {
             return segment.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
         }
     }
+    /// Only instances started on this ``Queue`` (by name).
+    public var queue: String?
     /// Only instances created at or after this time.
     public var createdFrom: Date?
     /// Only instances created before this time.
