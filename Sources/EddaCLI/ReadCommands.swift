@@ -55,11 +55,14 @@ struct List: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
 
-    @Option(help: "Only instances with this status (running, waiting, compensating, completed, failed, cancelled).")
+    @Option(help: "Only instances with this status (queued, running, waiting, compensating, completed, failed, cancelled).")
     var status: String?
 
     @Option(help: "Only instances of this workflow.")
     var workflow: String?
+
+    @Option(help: ArgumentHelp("Only instances started on this queue.", valueName: "name"))
+    var queue: String?
 
     @Option(help: ArgumentHelp("Only instances whose input has this key (or dotted path) and value.", valueName: "key=value"))
     var input: String?
@@ -89,6 +92,7 @@ struct List: AsyncParsableCommand {
     /// The query without its limit.
     func filters() throws -> InstanceQuery {
         var query = InstanceQuery(status: try parseStatus(status, among: InstanceStatus.all), workflowName: workflow)
+        query.queue = queue
         if let after {
             guard let cursor = InstanceCursor(after) else {
                 throw ValidationError("'\(after)' is not a cursor; pass the value printed after 'next page: --after'.")
@@ -202,9 +206,10 @@ struct Show: AsyncParsableCommand {
 
     func run() async throws {
         let id = instanceID
-        let (found, history) = try await store.withStore(writable: false) { store in
-            guard let instance = try await store.instance(id) else { return (WorkflowInstance?.none, [HistoryEvent]()) }
-            return (instance, try await store.history(of: id))
+        let (found, history, position) = try await store.withStore(writable: false) { store in
+            guard let instance = try await store.instance(id) else { return (WorkflowInstance?.none, [HistoryEvent](), Int?.none) }
+            let position = instance.status == .queued ? try await store.queuePosition(of: id) : nil
+            return (instance, try await store.history(of: id), position)
         }
         guard let instance = found else {
             throw CLIError("No instance with ID \(instanceID) in \(store.displayName). `edda list` shows the instances.")
@@ -212,6 +217,7 @@ struct Show: AsyncParsableCommand {
         let shown = failed ? history.filter(\.isFailure) : history
         if json {
             var document = JSONOutput.instance(instance)
+            if let position { document["queue_position"] = position }
             document["history"] = shown.map(JSONOutput.history)
             JSONOutput.print(document)
             return
@@ -220,6 +226,9 @@ struct Show: AsyncParsableCommand {
         out("workflow:  \(instance.workflowName) (service \(instance.serviceName), run \(instance.runNumber))")
         out("status:    \(Terminal.status(instance.displayStatus))\(instance.cancelRequested && !instance.status.isTerminal ? " (cancel requested)" : "")")
         if let parent = instance.parentInstanceID { out("parent:    \(parent)") }
+        if let queue = instance.queue {
+            out("queue:     \(queue) (priority \(instance.priority))\(position.map { ", " + QueueText.position($0) } ?? "")")
+        }
         out("created:   \(instance.createdAt.iso8601)")
         out("updated:   \(instance.updatedAt.iso8601)")
         if let wait = instance.waitingFor {

@@ -37,6 +37,9 @@ struct APIRoutes: Sendable {
         routes.on("/api/workflows/:name/instances", .post) { request, context in
             try await start(request, name: try context.parameters.decoded("name"))
         }
+        routes.on("/api/queues", .get) { _, _ in
+            jsonResponse(["queues": try await app.queues().map(QueueText.document)])
+        }
         routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
         routes.on("/api/openapi.json", .get) { _, _ in jsonResponse(OpenAPIDocument.document) }
     }
@@ -97,10 +100,10 @@ struct APIRoutes: Sendable {
     /// Whether `filter` narrows the list at all: a bulk cancel needs it to.
     static func hasFilter(_ filter: InstanceQuery) -> Bool {
         filter.status != nil || filter.workflowName != nil || filter.parentInstanceID != nil || filter.inputKey != nil || filter.createdFrom != nil
-            || filter.createdBefore != nil
+            || filter.createdBefore != nil || filter.queue != nil
     }
 
-    /// The list filters of a request: `status`, `workflow`, `parent`, `limit`, `after` (or
+    /// The list filters of a request: `status`, `workflow`, `parent`, `queue`, `limit`, `after` (or
     /// `before`, to page back), `input_key` + `input_value`, `created_from`, `created_before`.
     /// Throws the first one at fault.
     static func filter(_ request: Request) throws -> InstanceQuery {
@@ -130,6 +133,7 @@ struct APIRoutes: Sendable {
         }
         filter.workflowName = value("workflow")
         filter.parentInstanceID = value("parent")
+        filter.queue = value("queue")
         if let limit = value("limit") {
             if let value = Int(limit), (1...1000).contains(value) {
                 filter.limit = value
@@ -192,7 +196,9 @@ struct APIRoutes: Sendable {
 
     func instance(_ id: String) async throws -> Response {
         guard let instance = try await app.instance(id) else { throw APIError.notFound("No workflow instance has ID \(id).", field: "id") }
-        return jsonResponse(Self.document(of: instance))
+        var document = Self.document(of: instance)
+        if instance.status == .queued, let position = try await app.queuePosition(of: id) { document["queue_position"] = position }
+        return jsonResponse(document)
     }
 
     func history(_ request: Request, id: String) async throws -> Response {

@@ -104,6 +104,11 @@ enum OpenAPIDocument {
                 success: (200, "The workflows.", ref("Workflows"))
             ),
             Operation(
+                method: "get", path: "/api/queues", id: "listQueues",
+                summary: "The queues declared in the store: limits as last declared, and how many of their instances are queued and running.",
+                success: (200, "The queues, by name.", ref("Queues"))
+            ),
+            Operation(
                 method: "post", path: "/api/workflows/{name}/instances", id: "startInstance",
                 summary: "Start an instance; the input is decoded and validated as `app.start` does.",
                 parameters: [path("name", "The workflow's registered name, percent-encoded as one path segment.")],
@@ -209,6 +214,7 @@ enum OpenAPIDocument {
             ),
             query("workflow", "Only instances of this workflow.", string()),
             query("parent", "Only the children of this instance.", string()),
+            query("queue", "Only instances started on this queue.", string()),
             query("input_key", "A key or dotted path in an argument object; with `input_value`.", string()),
             query("input_value", "The value `input_key` must have.", string()),
             query("created_from", "Created at or after: a day (2026-11-25) or an ISO 8601 time (UTC without a zone).", string()),
@@ -253,8 +259,8 @@ enum OpenAPIDocument {
     static var anyValue: Object { ["description": "Any JSON value: a stored payload as the workflow encoded it."] }
 
     /// An object whose every property is required (null where the schema allows it).
-    static func object(_ properties: Object) -> Object {
-        ["type": "object", "required": properties.keys.sorted(), "properties": properties]
+    static func object(_ properties: Object, optional: Set<String> = []) -> Object {
+        ["type": "object", "required": properties.keys.filter { !optional.contains($0) }.sorted(), "properties": properties]
     }
 
     static var schemas: Object {
@@ -275,6 +281,18 @@ enum OpenAPIDocument {
                 "lease_owner": nullable("string"), "cancel_requested": ["type": "boolean"] as Object, "parent_instance_id": nullable("string"),
                 "run": ["type": "integer"] as Object, "unreadable": nullable("string"),
                 "queue": nullable("string"), "priority": ["type": "integer"] as Object,
+                "queue_position": ["type": "integer", "description": "Only on one instance that is queued: 1 is next in line."] as Object,
+            ], optional: ["queue_position"]),
+            "Queues": object([
+                "queues": array(
+                    object([
+                        "name": string(), "concurrency": nullable("integer"), "worker_concurrency": nullable("integer"),
+                        "rate_limit": [
+                            "oneOf": [object(["limit": ["type": "integer"] as Object, "period_seconds": ["type": "number"] as Object]), ["type": "null"] as Object]
+                        ] as Object,
+                        "queued": ["type": "integer"] as Object, "running": ["type": "integer"] as Object, "declared_at": time,
+                    ])
+                )
             ]),
             "WaitingFor": object([
                 "kind": ["type": "string", "enum": ["event", "channel", "child", "timer", "retry"]] as Object,

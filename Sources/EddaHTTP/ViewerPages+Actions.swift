@@ -61,6 +61,7 @@ extension ViewerPages {
         if let status = filter.status?.rawValue { items.append(URLQueryItem(name: "status", value: status)) }
         if let workflow = filter.workflowName { items.append(URLQueryItem(name: "workflow", value: workflow)) }
         if let parent = filter.parentInstanceID { items.append(URLQueryItem(name: "parent", value: parent)) }
+        if let queue = filter.queue { items.append(URLQueryItem(name: "queue", value: queue)) }
         if let key = filter.inputKey, let value = filter.inputValue {
             items += [URLQueryItem(name: "input_key", value: key), URLQueryItem(name: "input_value", value: value)]
         }

@@ -26,6 +26,7 @@ struct ViewerPages: Sendable {
     func register<Context: RequestContext>(on routes: inout RouteTable<Context>) {
         routes.on("/", .get) { request, _ in try await list(request) }
         routes.on("/workflows", .get) { _, _ in workflows() }
+        routes.on("/queues", .get) { _, _ in try await queuesPage() }
         routes.on("/workflows/:name/start", .get) { request, context in
             let name = try context.parameters.decoded("name")
             guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
@@ -106,9 +107,12 @@ struct ViewerPages: Sendable {
         let counts = valid ? try await app.store.statusCounts(matching: filter) : nil
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
 
-        var body = "<p><a href=\"/workflows\">Start a workflow →</a></p><h1>Workflow instances</h1>"
+        var body = "<p><a href=\"/workflows\">Start a workflow →</a> · <a href=\"/queues\">Queues →</a></p><h1>Workflow instances</h1>"
         if let parent = filter.parentInstanceID {
             body += "<p>Children of <a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a> · <a href=\"/\">all instances</a></p>"
+        }
+        if let queue = filter.queue {
+            body += "<p id=\"on-queue\">On queue <a href=\"/queues\">\(HTML.escape(queue))</a> · <a href=\"/\">all instances</a></p>"
         }
         for message in otherErrors { body += "<p class=\"field-error\">\(HTML.escape(message))</p>" }
         if !fieldErrors.isEmpty { body += "<p class=\"field-error\">No instances are listed: correct the filters marked below.</p>" }
@@ -129,6 +133,7 @@ struct ViewerPages: Sendable {
         body += mark("created_before")
         body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
         if let parent = filter.parentInstanceID { body += "<input type=\"hidden\" name=\"parent\" value=\"\(HTML.escape(parent))\">" }
+        if let queue = filter.queue { body += "<input type=\"hidden\" name=\"queue\" value=\"\(HTML.escape(queue))\">" }
         body += " <button type=\"submit\">Filter</button></form>"
         guard valid else { return self.page(title: "Edda — instances", body: body, status: .badRequest) }
         body += "<div id=\"instances\" data-live-part>"
@@ -140,7 +145,8 @@ struct ViewerPages: Sendable {
                 body += "<tr><td><a href=\"/instances/\(HTML.pathComponent(instance.instanceID))\">\(HTML.escape(instance.instanceID))</a></td>"
                 let warning = instance.unreadable.map { " <span class=\"badge failed\" title=\"\(HTML.escape($0))\">unreadable</span>" } ?? ""
                 let waiting = instance.waitingFor.map { " <small class=\"waits\">\(HTML.escape(Self.shortWait($0)))</small>" } ?? ""
-                body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.displayStatus))\(waiting)\(warning)</td>"
+                let queue = instance.queue.map { " <small class=\"waits\">on \(HTML.escape($0))</small>" } ?? ""
+                body += "<td>\(HTML.escape(instance.workflowName))</td><td>\(HTML.badge(instance.displayStatus))\(queue)\(waiting)\(warning)</td>"
                 body += "<td>\(HTML.timeTag(instance.createdAt))</td><td>\(HTML.timeTag(instance.updatedAt))</td></tr>"
             }
             body += "</tbody></table>"
@@ -185,6 +191,7 @@ struct ViewerPages: Sendable {
             let parentStatus = try await app.instance(parent).map { " " + HTML.badge($0.displayStatus) } ?? " <small>(removed)</small>"
             body += "<dt>Parent</dt><dd id=\"parent\"><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a>\(parentStatus)</dd>"
         }
+        body += try await queueSummary(of: instance)
         body += "<dt>Created</dt><dd>\(HTML.timeTag(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.timeTag(instance.updatedAt))</dd>"
         if let problem = instance.unreadable { body += "<dt>Unreadable</dt><dd class=\"error\">\(HTML.escape(problem))</dd>" }
         if let wait = instance.waitingFor {

@@ -39,6 +39,14 @@ struct APIQueueTests {
             let shown = try await client.execute(uri: "/api/instances/c-2", method: .get)
             let document = try api.json(shown)
             #expect(document["queue"] as? String == "orders" && document["priority"] as? Int == 3 && document["status"] as? String == "queued")
+            #expect(document["queue_position"] as? Int == 1)
+
+            let listed = try api.json(try await client.execute(uri: "/api/queues", method: .get))
+            let queues = try #require(listed["queues"] as? [[String: Any]])
+            #expect(queues.count == 1 && queues.first?["name"] as? String == "orders", "\(queues)")
+            #expect(queues.first?["running"] as? Int == 1 && queues.first?["queued"] as? Int == 1 && queues.first?["rate_limit"] is NSNull)
+            let onQueue = try api.json(try await client.execute(uri: "/api/instances?queue=orders&status=queued", method: .get))
+            #expect((onQueue["instances"] as? [[String: Any]])?.compactMap { $0["instance_id"] as? String } == ["c-2"])
 
             let held = try await api.start(
                 client, #"{"input": ["A-1"], "instance_id": "c-3", "queue": "orders", "deduplication_id": "A-1"}"#, workflow: "checkout"

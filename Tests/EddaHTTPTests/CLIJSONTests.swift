@@ -29,6 +29,7 @@ struct CLIJSONTests {
         "migrate": ["database", "schema"],
         "backup": ["database", "copy"],
         "prune": ["database", "older_than_seconds", "dry_run", "rows"],
+        "queues": ["name", "concurrency", "worker_concurrency", "rate_limit", "queued", "running", "declared_at"],
     ]
 
     /// The subcommands `edda --help` lists.
@@ -82,6 +83,12 @@ struct CLIJSONTests {
         objects(try await EddaBinary.run(arguments + ["--database", path, "--json"]), arguments[0], keys: keys)
     }
 
+    /// Waits (up to 10 s) until a worker has admitted `id` from its queue.
+    func waitUntilAdmitted(_ id: String, _ app: EddaApp) async throws {
+        for _ in 0..<1000 where try await app.instance(id)?.status == .queued { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try await app.instance(id)?.status == .running, "\(id) was admitted")
+    }
+
     @Test func everyCommandPrintsJSONObjectsWithItsKeys() async throws {
         try await withTemporaryDatabase { path in
             let store = try SQLiteStore(path: path)
@@ -106,6 +113,21 @@ struct CLIJSONTests {
                 #expect(try await edda(["cancel", "w-2"], on: path).first?["cancel_requested"] as? Bool == true)
                 #expect(try await edda(["retry", "bad-1"], on: path).first?["workflow_name"] as? String == "failing")
 
+                // A queue with one place: q-1 takes it (waiting for an event), q-2 waits in line.
+                let slow = Queue("slow", concurrency: 1, rateLimit: .init(5, per: .seconds(60)))
+                app.register(slow)
+                _ = try await app.start(Self.waiter, 1, instanceID: "q-1", on: slow)
+                try await waitUntilAdmitted("q-1", app)
+                _ = try await app.start(Self.waiter, 2, instanceID: "q-2", on: slow, priority: 2)
+                let queues = try await edda(["queues"], on: path)
+                #expect(queues.count == 1 && queues.first?["name"] as? String == "slow", "\(queues)")
+                #expect(queues.first?["running"] as? Int == 1 && queues.first?["queued"] as? Int == 1 && queues.first?["concurrency"] as? Int == 1)
+                #expect((queues.first?["rate_limit"] as? [String: Any])?["limit"] as? Int == 5)
+                let onQueue = try await edda(["list", "--queue", "slow"], on: path, keys: Self.keys["list"])
+                #expect(Set(onQueue.compactMap { $0["instance_id"] as? String }) == ["q-1", "q-2"])
+                let queued = try #require(try await edda(["show", "q-2"], on: path, keys: Self.keys["show"]!.union(["queue_position"])).first)
+                #expect(queued["queue_position"] as? Int == 1 && queued["queue"] as? String == "slow" && queued["priority"] as? Int == 2)
+
                 // start goes through a running app's API.
                 try await CLIServerTests().withServer(app) { base, _ in
                     let started = try await EddaBinary.run(
@@ -116,7 +138,7 @@ struct CLIJSONTests {
                     let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))
                     #expect(result.count == 1 && result.first?["output"] as? String == "Hello, Cy!", "\(result)")
                 }
-                return ["list", "show", "outbox", "send-event", "cancel", "retry", "start"]
+                return ["list", "show", "outbox", "send-event", "cancel", "retry", "queues", "start"]
             }
             #expect(try await edda(["migrate"], on: path).first?["schema"] as? String == "up_to_date")
             #expect(try await edda(["backup", "--to", path + ".copy"], on: path).first?["copy"] as? String == path + ".copy")

@@ -83,6 +83,16 @@ extension EddaApp {
         try await client.instances(status: status, workflowName: workflowName, limit: limit)
     }
 
+    /// The store's queues with their counts: ``EddaClient/queues()``.
+    public func queues() async throws -> [QueueSummary] {
+        try await client.queues()
+    }
+
+    /// A queued instance's place in line: ``EddaClient/queuePosition(of:)``.
+    public func queuePosition(of instanceID: String) async throws -> Int? {
+        try await client.queuePosition(of: instanceID)
+    }
+
     /// A page of instances: ``EddaClient/instances(matching:)``.
     public func instances(matching query: InstanceQuery) async throws -> InstancePage {
         try await client.instances(matching: query)

@@ -1,0 +1,73 @@
+public import Foundation
+
+/// Queues: starting on one, registering one, and reading them.
+extension EddaClient {
+    /// Validates the arguments and creates an instance on `queue`: it is ``InstanceStatus/queued``
+    /// until a worker admits it within the queue's limits (see ``Queue``), lowest `priority` number
+    /// first, oldest first within a priority.
+    ///
+    /// The queue is registered (``register(_:)``) if it was not, and its limits are written to the
+    /// store if this process has not written them yet.
+    /// An instance on a queue is never leased to this app's worker at creation, even when it has room:
+    /// every start goes through the queue.
+    ///
+    /// ```swift
+    /// let payments = Queue("payments", concurrency: 5, workerConcurrency: 2)
+    /// let handle = try await client.start(charge, order, on: payments, priority: 0, deduplicationID: "order-\(order.id)")
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - workflow: The workflow to run; registered (in ``registry``) if it was not.
+    ///   - arguments: Its arguments.
+    ///   - instanceID: The instance's ID. Defaults to a new UUID. An existing ID behaves as in ``start(_:_:instanceID:)``.
+    ///   - queue: The queue to start it on.
+    ///   - priority: Lower numbers are admitted first; 0 by default. Negative numbers are allowed.
+    ///   - deduplicationID: While an instance started on this queue with this ID is queued or running,
+    ///     another start with it is refused; once that instance has finished, the ID is free again.
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/deduplicationIDInUse`` (its
+    ///   ``EngineError/instanceID`` is the instance holding the ID; nothing was written), or any error of
+    ///   ``start(_:_:instanceID:)``.
+    @discardableResult
+    public func start<each Argument, Output>(
+        _ workflow: Workflow<repeat each Argument, Output>,
+        _ arguments: repeat each Argument,
+        instanceID: String? = nil,
+        on queue: Queue,
+        priority: Int = 0,
+        deduplicationID: String? = nil
+    ) async throws -> WorkflowHandle<Output> {
+        try await declare(queue)
+        return try await start(
+            workflow, repeat each arguments, instanceID: instanceID,
+            placement: QueuePlacement(queue: queue.name, priority: priority, deduplicationID: deduplicationID)
+        )
+    }
+
+    /// Registers `queue` with this client's registry: a worker admits queued instances only of the
+    /// queues registered with its app. Its limits are written to the store — where every worker's
+    /// claims read them — when the app's worker starts, or at the first start on it from this
+    /// process. Registering a queue again with other limits replaces them, for every worker, once written.
+    public func register(_ queue: Queue) {
+        registry.register(queue)
+    }
+
+    /// Writes `queue`'s limits to the store unless this process already wrote them.
+    func declare(_ queue: Queue) async throws {
+        registry.register(queue)
+        guard !registry.isDeclared(queue) else { return }
+        try await store.declareQueues([queue])
+        registry.markDeclared([queue])
+    }
+
+    /// Every queue declared in the store, with its limits and how many of its instances are queued
+    /// and running: ``InstanceReader/queues()``.
+    public func queues() async throws -> [QueueSummary] {
+        try await store.queues()
+    }
+
+    /// Where a queued instance stands on its queue (1: next to be admitted), or `nil` when it is not
+    /// queued: ``InstanceReader/queuePosition(of:)``.
+    public func queuePosition(of instanceID: String) async throws -> Int? {
+        try await store.queuePosition(of: instanceID)
+    }
+}
