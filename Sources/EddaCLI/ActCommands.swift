@@ -167,6 +167,9 @@ struct Start: AsyncParsableCommand {
     @Option(help: "On --queue: refused while another queued or running instance there holds this ID.")
     var deduplicationID: String?
 
+    @Option(help: "On a partitioned --queue (required there): the partition whose limits it counts against.")
+    var partitionKey: String?
+
     @Option(help: ArgumentHelp("The app's HTTP API.", discussion: "Defaults to $EDDA_SERVER, then http://127.0.0.1:8080."))
     var server: String?
 
@@ -180,8 +183,8 @@ struct Start: AsyncParsableCommand {
 
     func validate() throws {
         _ = try arguments()
-        if queue == nil, priority != nil || deduplicationID != nil {
-            throw ValidationError("--priority and --deduplication-id apply to a start on a queue: add --queue <name>.")
+        if queue == nil, priority != nil || deduplicationID != nil || partitionKey != nil {
+            throw ValidationError("--priority, --deduplication-id and --partition-key apply to a start on a queue: add --queue <name>.")
         }
     }
 
@@ -201,6 +204,7 @@ struct Start: AsyncParsableCommand {
         if let queue { body["queue"] = queue }
         if let priority { body["priority"] = priority }
         if let deduplicationID { body["deduplication_id"] = deduplicationID }
+        if let partitionKey { body["partition_key"] = partitionKey }
         let created: [String: Any]
         do {
             created = try await api.send("POST", "/api/workflows/\(APIClient.pathComponent(workflow))/instances", body: body)

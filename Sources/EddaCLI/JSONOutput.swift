@@ -37,6 +37,7 @@ enum JSONOutput {
             "unreadable": instance.unreadable ?? NSNull(),
             "queue": instance.queue ?? NSNull(),
             "priority": instance.priority,
+            "partition_key": instance.partitionKey ?? NSNull(),
         ]
     }
 

@@ -30,10 +30,11 @@ struct Queues: AsyncParsableCommand {
         }
         out(Terminal.paint("QUEUE".padding(24) + "RUNNING".padding(10) + "QUEUED".padding(10) + "CONCURRENCY".padding(13) + "PER WORKER".padding(12) + "RATE LIMIT", .bold))
         for queue in queues {
+            let each = queue.partitioned ? "/key" : ""
             out(
                 queue.name.padding(24) + "\(queue.running)".padding(10) + "\(queue.queued)".padding(10)
-                    + (queue.concurrency.map(String.init) ?? "-").padding(13) + (queue.workerConcurrency.map(String.init) ?? "-").padding(12)
-                    + (queue.rateLimit.map(QueueText.rate) ?? "-")
+                    + (queue.concurrency.map { "\($0)\(each)" } ?? "-").padding(13) + (queue.workerConcurrency.map { "\($0)\(each)" } ?? "-").padding(12)
+                    + (queue.rateLimit.map { QueueText.rate($0) + (queue.partitioned ? " per key" : "") } ?? "-")
             )
         }
     }

@@ -227,7 +227,8 @@ struct Show: AsyncParsableCommand {
         out("status:    \(Terminal.status(instance.displayStatus))\(instance.cancelRequested && !instance.status.isTerminal ? " (cancel requested)" : "")")
         if let parent = instance.parentInstanceID { out("parent:    \(parent)") }
         if let queue = instance.queue {
-            out("queue:     \(queue) (priority \(instance.priority))\(position.map { ", " + QueueText.position($0) } ?? "")")
+            let partition = instance.partitionKey.map { ", partition \($0)" } ?? ""
+            out("queue:     \(queue) (priority \(instance.priority)\(partition))\(position.map { ", " + QueueText.position($0) } ?? "")")
         }
         out("created:   \(instance.createdAt.iso8601)")
         out("updated:   \(instance.updatedAt.iso8601)")

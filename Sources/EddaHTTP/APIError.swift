@@ -136,7 +136,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         switch code {
         case .invalidInput, .encodingFailed: .badRequest
         case .unknownWorkflow, .instanceNotFound: .notFound
-        case .unknownQueue: .badRequest
+        case .unknownQueue, .invalidQueueOptions: .badRequest
         case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed, .deduplicationIDInUse: .conflict
         default: .internalServerError
         }

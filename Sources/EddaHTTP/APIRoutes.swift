@@ -246,22 +246,23 @@ struct APIRoutes: Sendable {
     }
 
     /// The keys a start's body takes.
-    static let startKeys = ["input", "instance_id", "queue", "priority", "deduplication_id"]
+    static let startKeys = ["input", "instance_id", "queue", "priority", "deduplication_id", "partition_key"]
 
     /// Starts an instance from an `application/json` body `{"input": [arguments…], "instance_id": "…"}`,
-    /// on a queue the app registered with `"queue"` (and optionally `"priority"`, `"deduplication_id"`).
+    /// on a queue the app registered with `"queue"` (and optionally `"priority"`, `"deduplication_id"`,
+    /// `"partition_key"`).
     /// Anything else is refused with the key or header at fault: another media type (415), an unknown
     /// key (400, naming the key expected), an input the workflow does not take (400, with the
     /// field the workflow's decoding or validation names, as `input.0.name`).
     func start(_ request: Request, name: String) async throws -> Response {
-        let shape = #"{"input": [arguments…], "instance_id": "optional", "queue": "optional", "priority": 0, "deduplication_id": "optional"}"#
+        let shape = #"{"input": [arguments…], "instance_id": "optional", "queue": "optional", "priority": 0, "deduplication_id": "optional", "partition_key": "optional"}"#
         let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.startKeys.contains(key) {
             let nearest = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }
             let guess = nearest.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
             throw APIError.badRequest(
                 "Unknown key '\(key)' in the body\(guess.map { ": did you mean '\($0)'?" } ?? ".") The body takes 'input' (the workflow's arguments "
-                    + "as a JSON array), and optionally 'instance_id', 'queue', 'priority' and 'deduplication_id': \(shape).",
+                    + "as a JSON array), and optionally 'instance_id', 'queue', 'priority', 'deduplication_id' and 'partition_key': \(shape).",
                 type: "unknown_key", field: key
             )
         }
@@ -274,6 +275,7 @@ struct APIRoutes: Sendable {
         let instanceID = try Self.optionalString("instance_id", in: document, otherwise: "left out for a new UUID")
         let queue = try Self.optionalString("queue", in: document, otherwise: "left out to start on no queue")
         let dedup = try Self.optionalString("deduplication_id", in: document, otherwise: "left out")
+        let partitionKey = try Self.optionalString("partition_key", in: document, otherwise: "left out")
         let priority = document["priority"].flatMap { $0 is NSNull ? nil : $0 }
         // A JSON boolean is an NSNumber too (of type "c"); a fraction does not cast to Int.
         let wholePriority = (priority as? NSNumber).flatMap { String(cString: $0.objCType) == "c" ? nil : $0 as? Int }
@@ -283,11 +285,13 @@ struct APIRoutes: Sendable {
         do {
             let id = try await app.start(
                 workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID, queue: queue,
-                priority: wholePriority ?? 0, deduplicationID: dedup
+                priority: wholePriority ?? 0, deduplicationID: dedup, partitionKey: partitionKey
             )
             return jsonResponse(["instance_id": id, "workflow_name": name], status: .created)
         } catch let error as EngineError where error.code == .invalidInput {
-            let field = queue == nil && (dedup != nil || priority != nil) ? "queue" : inputField(of: error, workflowName: name)
+            throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: inputField(of: error, workflowName: name))
+        } catch let error as EngineError where error.code == .invalidQueueOptions {
+            let field = queue == nil ? "queue" : "partition_key"
             throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: field)
         } catch let error as EngineError where error.code == .unknownQueue {
             throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: "queue")
@@ -420,6 +424,7 @@ struct APIRoutes: Sendable {
             "last_claimed_at": instance.lastClaimedAt.map(timestamp) ?? NSNull(),
             "queue": instance.queue ?? NSNull(),
             "priority": instance.priority,
+            "partition_key": instance.partitionKey ?? NSNull(),
         ]
     }
 

@@ -19,6 +19,7 @@ enum OpenAPIDocument {
         "invalid_input", "unknown_workflow", "instance_not_found", "instance_already_exists", "already_finished", "not_failed",
         "workflow_name_taken", "encoding_failed", "duplicate_step_id", "corrupt_history", "corrupt_input", "stopped", "no_transaction",
         "transaction_closed", "undecodable_message", "reserved_step_id", "concurrent_step_without_id", "deduplication_id_in_use", "unknown_queue",
+        "invalid_queue_options",
         // The store's codes.
         "store_database_in_use", "store_migration_failed", "store_database", "store_corrupt_record", "store_not_writable", "store_lease_lost",
         "store_not_an_edda_database", "store_schema_too_new",
@@ -118,7 +119,8 @@ enum OpenAPIDocument {
                     (
                         400,
                         "The input is not the workflow's (`invalid_input`, `field` such as `input.0.name`), the queue is not registered "
-                            + "(`unknown_queue`), or the body is not such an object (`invalid_body`, `unknown_key`)."
+                            + "(`unknown_queue`), the queue options do not fit it (`invalid_queue_options`), or the body is not such an object "
+                            + "(`invalid_body`, `unknown_key`)."
                     ),
                     (404, "No workflow has this name here (`unknown_workflow`)."),
                     (409, "An instance has this ID (`instance_already_exists`), or the deduplication ID is held (`deduplication_id_in_use`)."),
@@ -280,13 +282,14 @@ enum OpenAPIDocument {
                 "last_claimed_at": ["type": ["string", "null"], "format": "date-time"] as Object,
                 "lease_owner": nullable("string"), "cancel_requested": ["type": "boolean"] as Object, "parent_instance_id": nullable("string"),
                 "run": ["type": "integer"] as Object, "unreadable": nullable("string"),
-                "queue": nullable("string"), "priority": ["type": "integer"] as Object,
+                "queue": nullable("string"), "priority": ["type": "integer"] as Object, "partition_key": nullable("string"),
                 "queue_position": ["type": "integer", "description": "Only on one instance that is queued: 1 is next in line."] as Object,
             ], optional: ["queue_position"]),
             "Queues": object([
                 "queues": array(
                     object([
                         "name": string(), "concurrency": nullable("integer"), "worker_concurrency": nullable("integer"),
+                        "partitioned": ["type": "boolean"] as Object,
                         "rate_limit": [
                             "oneOf": [object(["limit": ["type": "integer"] as Object, "period_seconds": ["type": "number"] as Object]), ["type": "null"] as Object]
                         ] as Object,
@@ -352,6 +355,9 @@ enum OpenAPIDocument {
                     "priority": ["type": ["integer", "null"], "description": "On the queue: lower is admitted first (default 0)."] as Object,
                     "deduplication_id": [
                         "type": ["string", "null"], "description": "On the queue: refused (409) while another queued or running instance holds it.",
+                    ] as Object,
+                    "partition_key": [
+                        "type": ["string", "null"], "description": "On a partitioned queue (required there): the partition whose limits it counts against.",
                     ] as Object,
                 ] as Object,
             ] as Object,

@@ -9,6 +9,7 @@ package enum QueueText {
             "name": queue.name,
             "concurrency": queue.concurrency ?? NSNull(),
             "worker_concurrency": queue.workerConcurrency ?? NSNull(),
+            "partitioned": queue.partitioned,
             "rate_limit": queue.rateLimit.map { ["limit": $0.limit, "period_seconds": seconds($0.period)] as [String: Any] } ?? NSNull(),
             "queued": queue.queued,
             "running": queue.running,

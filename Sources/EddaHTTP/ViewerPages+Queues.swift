@@ -21,8 +21,9 @@ extension ViewerPages {
                 return "<a href=\"/?\(HTML.escape(query))\">\(count)</a>"
             }
             body += "<tr><td>\(HTML.escape(queue.name))</td><td>\(link(queue.running, .running))</td><td>\(link(queue.queued, .queued))</td>"
-            body += "<td>\(queue.concurrency.map(String.init) ?? "—")</td><td>\(queue.workerConcurrency.map(String.init) ?? "—")</td>"
-            body += "<td>\(queue.rateLimit.map { HTML.escape(QueueText.rate($0)) } ?? "—")</td><td>\(HTML.timeTag(queue.declaredAt))</td></tr>"
+            let each = queue.partitioned ? " per partition" : ""
+            body += "<td>\(queue.concurrency.map { "\($0)\(each)" } ?? "—")</td><td>\(queue.workerConcurrency.map { "\($0)\(each)" } ?? "—")</td>"
+            body += "<td>\(queue.rateLimit.map { HTML.escape(QueueText.rate($0)) + each } ?? "—")</td><td>\(HTML.timeTag(queue.declaredAt))</td></tr>"
         }
         body += "</tbody></table>"
         return page(title: "Edda — queues", body: body)
@@ -33,7 +34,9 @@ extension ViewerPages {
     func queueSummary(of instance: WorkflowInstance) async throws -> String {
         guard let queue = instance.queue else { return "" }
         let link = "/?" + HTML.query([URLQueryItem(name: "queue", value: queue)])
-        var line = "<a href=\"\(HTML.escape(link))\">\(HTML.escape(queue))</a> · priority \(instance.priority)"
+        var line = "<a href=\"\(HTML.escape(link))\">\(HTML.escape(queue))</a>"
+        if let partition = instance.partitionKey { line += " · partition <code>\(HTML.escape(partition))</code>" }
+        line += " · priority \(instance.priority)"
         if instance.status == .queued, let position = try await app.queuePosition(of: instance.instanceID) {
             line += " · \(QueueText.position(position))"
         }

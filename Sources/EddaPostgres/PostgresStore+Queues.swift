@@ -13,16 +13,17 @@ extension PostgresStore {
         try await perform("declare queues") { [self] in
             try await client.query(
                 """
-                INSERT INTO \(unescaped: tables.queues) (name, concurrency, worker_concurrency, rate_limit, rate_period_ms, updated_at)
-                SELECT q.name, q.concurrency, q.worker_concurrency, NULLIF(q.rate_limit, 0), NULLIF(q.rate_period_ms, 0),
+                INSERT INTO \(unescaped: tables.queues) (name, concurrency, worker_concurrency, rate_limit, rate_period_ms, partitioned, updated_at)
+                SELECT q.name, q.concurrency, q.worker_concurrency, NULLIF(q.rate_limit, 0), NULLIF(q.rate_period_ms, 0), q.partitioned,
                     \(unescaped: Self.nowMilliseconds)
                 FROM unnest(\(queues.map(\.name))::text[], \(queues.map { Int32(clamping: $0.concurrency ?? .max) })::integer[],
                     \(queues.map { Int32(clamping: $0.workerConcurrency ?? .max) })::integer[],
                     \(queues.map { Int32(clamping: $0.rateLimit?.limit ?? 0) })::integer[],
-                    \(queues.map { $0.rateLimit?.periodMilliseconds ?? 0 })::bigint[])
-                    AS q(name, concurrency, worker_concurrency, rate_limit, rate_period_ms)
+                    \(queues.map { $0.rateLimit?.periodMilliseconds ?? 0 })::bigint[], \(queues.map(\.partitioned))::boolean[])
+                    AS q(name, concurrency, worker_concurrency, rate_limit, rate_period_ms, partitioned)
                 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, worker_concurrency = excluded.worker_concurrency,
-                    rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms, updated_at = excluded.updated_at
+                    rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms, partitioned = excluded.partitioned,
+                    updated_at = excluded.updated_at
                 """,
                 logger: logger
             )
@@ -39,10 +40,11 @@ extension PostgresStore {
                     """
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         queue_name, priority, deduplication_id)
+                         queue_name, priority, deduplication_id, partition_key)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'queued', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
-                            \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID))
+                            \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID),
+                            \(placement.partitionKey ?? ""))
                     ON CONFLICT DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
@@ -96,25 +98,40 @@ extension PostgresStore {
         }
     }
 
-    /// For each queue: the room its limits leave (concurrency minus its unfinished admitted instances,
-    /// worker concurrency minus those leased to the claiming worker, the rate limit minus its
-    /// admissions within the period before now), filled with its queued instances in priority order,
-    /// then oldest first.
+    /// For each partition with queued instances (the one partition `''` of a queue that is not
+    /// partitioned; on a partitioned one, each key, found by a skip scan of the queue's index): the
+    /// room its limits leave (concurrency minus its unfinished admitted instances, worker concurrency
+    /// minus those leased to the claiming worker, the rate limit minus its admissions within the
+    /// period before now), filled with its queued instances in priority order, then oldest first.
     static func admissionQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
         """
-        WITH room AS (
-            SELECT q.name, LEAST(q.concurrency - count(w.instance_id), q.worker_concurrency - count(w.instance_id)
-                FILTER (WHERE w.lease_owner = \(request.lease.owner)), CASE WHEN q.rate_limit IS NULL THEN 2147483647 ELSE q.rate_limit - (
-                    SELECT count(*) FROM \(unescaped: tables.instances) AS r
-                    WHERE r.queue_name = q.name AND r.admitted_at > \(unescaped: Self.nowMilliseconds) - q.rate_period_ms) END) AS free
-            FROM \(unescaped: tables.queues) AS q
-            LEFT JOIN \(unescaped: tables.instances) AS w ON w.queue_name = q.name AND w.status IN ('running', 'compensating')
-            WHERE q.name = ANY(\(request.queues))
-            GROUP BY q.name
+        WITH RECURSIVE keys AS (
+            SELECT q.name, (SELECT min(i.partition_key) FROM \(unescaped: tables.instances) AS i
+                WHERE i.queue_name = q.name AND i.status = 'queued') AS key
+            FROM \(unescaped: tables.queues) AS q WHERE q.name = ANY(\(request.queues)) AND q.partitioned
+            UNION ALL
+            SELECT k.name, (SELECT min(i.partition_key) FROM \(unescaped: tables.instances) AS i
+                WHERE i.queue_name = k.name AND i.status = 'queued' AND i.partition_key > k.key)
+            FROM keys AS k WHERE k.key IS NOT NULL
+        ), partitions AS (
+            SELECT name, key FROM keys WHERE key IS NOT NULL
+            UNION ALL
+            SELECT q.name, '' FROM \(unescaped: tables.queues) AS q WHERE q.name = ANY(\(request.queues)) AND NOT q.partitioned
+        ), room AS (
+            SELECT p.name, p.key, LEAST(q.concurrency - c.running, q.worker_concurrency - c.mine, CASE WHEN q.rate_limit IS NULL THEN 2147483647
+                ELSE q.rate_limit - (SELECT count(*) FROM \(unescaped: tables.instances) AS r WHERE r.queue_name = p.name AND r.partition_key = p.key
+                    AND r.admitted_at > \(unescaped: Self.nowMilliseconds) - q.rate_period_ms) END) AS free
+            FROM partitions AS p JOIN \(unescaped: tables.queues) AS q ON q.name = p.name
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS running, count(*) FILTER (WHERE w.lease_owner = \(request.lease.owner)) AS mine
+                FROM \(unescaped: tables.instances) AS w
+                WHERE w.queue_name = p.name AND w.status IN ('running', 'compensating') AND w.partition_key = p.key
+            ) AS c
         ), chosen AS (
             SELECT p.instance_id, p.priority, p.created_at FROM room CROSS JOIN LATERAL (
                 SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
-                WHERE queue_name = room.name AND status = 'queued' AND workflow_name = ANY(\(request.workflowNames))
+                WHERE queue_name = room.name AND status = 'queued' AND partition_key = room.key
+                    AND workflow_name = ANY(\(request.workflowNames))
                 ORDER BY priority, created_at, instance_id
                 LIMIT GREATEST(0, LEAST(room.free, \(request.limit)))
             ) AS p
@@ -137,7 +154,7 @@ extension PostgresStore {
         try await perform("read the queues") { [self] in
             let rows = try await client.query(
                 """
-                SELECT q.name, q.concurrency, q.worker_concurrency, q.rate_limit, q.rate_period_ms, q.updated_at,
+                SELECT q.name, q.concurrency, q.worker_concurrency, q.rate_limit, q.rate_period_ms, q.partitioned, q.updated_at,
                     (SELECT count(*) FROM \(unescaped: tables.instances) WHERE queue_name = q.name AND status = 'queued'),
                     (SELECT count(*) FROM \(unescaped: tables.instances) WHERE queue_name = q.name AND status IN ('running', 'compensating'))
                 FROM \(unescaped: tables.queues) AS q ORDER BY q.name
@@ -145,13 +162,13 @@ extension PostgresStore {
                 logger: logger
             )
             var queues: [QueueSummary] = []
-            for try await (name, concurrency, workerConcurrency, rateLimit, period, updatedAt, queued, running) in rows.decode(
-                (String, Int32, Int32, Int32?, Int64?, Int64, Int64, Int64).self
+            for try await (name, concurrency, workerConcurrency, rateLimit, period, partitioned, updatedAt, queued, running) in rows.decode(
+                (String, Int32, Int32, Int32?, Int64?, Bool, Int64, Int64, Int64).self
             ) {
                 queues.append(
                     QueueSummary(
                         storedName: name, concurrency: Int(concurrency), workerConcurrency: Int(workerConcurrency), rateLimit: rateLimit.map(Int.init),
-                        ratePeriodMilliseconds: period, queued: Int(queued), running: Int(running), updatedAt: updatedAt
+                        ratePeriodMilliseconds: period, partitioned: partitioned, queued: Int(queued), running: Int(running), updatedAt: updatedAt
                     )
                 )
             }
@@ -161,12 +178,13 @@ extension PostgresStore {
 
     public func queuePosition(of instanceID: String) async throws -> Int? {
         try await perform("read a queue position") { [self] in
-            // Ahead of it: the queued instances an admission takes first (priority, then age, then ID).
+            // Ahead of it: the queued instances of its partition an admission takes first (priority, then
+            // age, then ID).
             let rows = try await client.query(
                 """
                 SELECT 1 + (
                     SELECT count(*) FROM \(unescaped: tables.instances) AS o
-                    WHERE o.queue_name = me.queue_name AND o.status = 'queued'
+                    WHERE o.queue_name = me.queue_name AND o.status = 'queued' AND o.partition_key = me.partition_key
                         AND (o.priority, o.created_at, o.instance_id) < (me.priority, me.created_at, me.instance_id)
                 ) FROM \(unescaped: tables.instances) AS me WHERE me.instance_id = \(instanceID) AND me.status = 'queued'
                 """,

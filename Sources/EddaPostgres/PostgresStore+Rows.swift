@@ -15,7 +15,7 @@ extension PostgresStore {
         [
             "instance_id", "workflow_name", "service_name", "status", "input", "output", "error", "created_at",
             "updated_at", "lease_owner", "ready_at", "lease_token", "cancel_requested", "parent_instance_id", "run_generation",
-            "trace_context", "claimed_at", "queue_name", "priority",
+            "trace_context", "claimed_at", "queue_name", "priority", "partition_key",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
 
@@ -23,16 +23,16 @@ extension PostgresStore {
 
     static func instance(from row: PostgresRow) throws -> DecodedInstance {
         let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken,
-             cancelRequested, parentInstanceID, runNumber, traceContext, claimedAt, queue, priority) =
+             cancelRequested, parentInstanceID, runNumber, traceContext, claimedAt, queue, priority, partitionKey) =
             try row.decode(
                 (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Bool, String?, Int32, String?,
-                 Int64?, String?, Int32).self
+                 Int64?, String?, Int32, String).self
             )
         let instance = WorkflowInstance(
             storedID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: input, output: output,
             error: error, createdAt: createdAt, updatedAt: updatedAt, leaseOwner: leaseOwner, readyAt: readyAt,
             cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber), traceContext: traceContext,
-            claimedAt: claimedAt, queue: queue, priority: Int(priority)
+            claimedAt: claimedAt, queue: queue, priority: Int(priority), partitionKey: partitionKey
         )
         return DecodedInstance(instance: instance, leaseToken: leaseToken)
     }

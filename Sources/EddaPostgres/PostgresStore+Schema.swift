@@ -221,14 +221,25 @@ extension PostgresStore {
                 WHERE deduplication_id IS NOT NULL AND status IN ('queued', 'running', 'compensating')
                 """,
             ]),
-            (14, "queue rate limits", [
+            (14, "queue rate limits and partitions", [
                 "ALTER TABLE \(t.queues) ADD COLUMN rate_limit INTEGER",
                 "ALTER TABLE \(t.queues) ADD COLUMN rate_period_ms BIGINT",
+                "ALTER TABLE \(t.queues) ADD COLUMN partitioned BOOLEAN NOT NULL DEFAULT false",
                 // When a claim last admitted the instance from its queue (the server's clock).
                 "ALTER TABLE \(t.instances) ADD COLUMN admitted_at BIGINT",
-                // What a rate limit counts: a queue's admissions within its period, newest first.
+                // '' on a queue that is not partitioned (and on no queue): the limits count by equality.
+                "ALTER TABLE \(t.instances) ADD COLUMN partition_key TEXT NOT NULL DEFAULT ''",
+                // What an admission reads, per partition: its unfinished instances to count, its queued
+                // ones in priority order, and (a skip scan) the partitions that have queued ones.
+                "DROP INDEX \(t.schema).\(t.indexName("instances_by_queue"))",
                 """
-                CREATE INDEX \(t.indexName("instances_admitted")) ON \(t.instances) (queue_name, admitted_at)
+                CREATE INDEX \(t.indexName("instances_by_queue")) ON \(t.instances)
+                    (queue_name, status, partition_key, priority, created_at, instance_id)
+                WHERE queue_name IS NOT NULL
+                """,
+                // What a rate limit counts: a partition's admissions within its period.
+                """
+                CREATE INDEX \(t.indexName("instances_admitted")) ON \(t.instances) (queue_name, partition_key, admitted_at)
                 WHERE queue_name IS NOT NULL AND admitted_at IS NOT NULL
                 """,
             ]),

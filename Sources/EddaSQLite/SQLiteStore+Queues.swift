@@ -11,15 +11,15 @@ extension SQLiteStore {
             for queue in queues {
                 try db.execute(
                     sql: """
-                        INSERT INTO workflow_queues (name, concurrency, worker_concurrency, rate_limit, rate_period_ms, updated_at)
-                        VALUES (?, ?, ?, ?, ?, ?)
+                        INSERT INTO workflow_queues (name, concurrency, worker_concurrency, rate_limit, rate_period_ms, partitioned, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
                         ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
                             worker_concurrency = excluded.worker_concurrency, rate_limit = excluded.rate_limit,
-                            rate_period_ms = excluded.rate_period_ms, updated_at = excluded.updated_at
+                            rate_period_ms = excluded.rate_period_ms, partitioned = excluded.partitioned, updated_at = excluded.updated_at
                         """,
                     arguments: [
                         queue.name, queue.concurrency ?? Int(Int32.max), queue.workerConcurrency ?? Int(Int32.max), queue.rateLimit?.limit,
-                        queue.rateLimit?.periodMilliseconds, Self.now(),
+                        queue.rateLimit?.periodMilliseconds, queue.partitioned, Self.now(),
                     ]
                 )
             }
@@ -36,14 +36,14 @@ extension SQLiteStore {
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         queue_name, priority, deduplication_id)
-                    VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?)
+                         queue_name, priority, deduplication_id, partition_key)
+                    VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT DO NOTHING
                     RETURNING *
                     """,
                 arguments: [
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json, now, now, instance.storedTraceContext,
-                    placement.queue, placement.priority, placement.deduplicationID,
+                    placement.queue, placement.priority, placement.deduplicationID, placement.partitionKey ?? "",
                 ]
             )
             if let inserted { return .created(try Self.instance(from: inserted), lease: nil) }
@@ -67,57 +67,95 @@ extension SQLiteStore {
     }
 
     /// Admits queued instances of the request's queues within their limits, leasing them to the
-    /// claiming worker: at most `limit` in all, the queues in name order.
+    /// claiming worker: at most `limit` in all, the queues in name order. On a partitioned queue each
+    /// partition with queued instances has limits of its own, and its candidates are admitted
+    /// together in priority order, then oldest first; on another queue, the one partition `''`.
     static func admitQueued(_ db: Database, _ request: ClaimRequest, limit: Int, now: Int64) throws -> [Row] {
         var admitted: [Row] = []
         let names = request.workflowNames.map { _ in "?" }.joined(separator: ", ")
         for queue in request.queues where admitted.count < limit {
             guard
                 let limits = try Row.fetchOne(
-                    db, sql: "SELECT concurrency, worker_concurrency, rate_limit, rate_period_ms FROM workflow_queues WHERE name = ?",
+                    db,
+                    sql: "SELECT concurrency, worker_concurrency, rate_limit, rate_period_ms, partitioned FROM workflow_queues WHERE name = ?",
                     arguments: [queue]
                 )
             else { continue }
-            let counts = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT count(*) AS running, coalesce(sum(lease_owner = ?), 0) AS mine FROM workflow_instances
-                    WHERE queue_name = ? AND status IN ('running', 'compensating')
-                    """,
-                arguments: [request.lease.owner, queue]
-            )
-            let running: Int = counts?["running"] ?? 0
-            let mine: Int = counts?["mine"] ?? 0
-            var room = min(limit - admitted.count, (limits["concurrency"] as Int) - running, (limits["worker_concurrency"] as Int) - mine)
-            if let rateLimit = limits["rate_limit"] as Int?, let period = limits["rate_period_ms"] as Int64? {
-                let recent =
-                    try Int.fetchOne(
-                        db, sql: "SELECT count(*) FROM workflow_instances WHERE queue_name = ? AND admitted_at > ?",
-                        arguments: [queue, now - period]
-                    ) ?? 0
-                room = min(room, rateLimit - recent)
+            var candidates: [(priority: Int, createdAt: Int64, rowID: Int64, id: String)] = []
+            for partition in try limits["partitioned"] ? queuedPartitions(db, queue: queue) : [""] {
+                let room = try Self.room(db, queue: queue, partition: partition, limits: limits, owner: request.lease.owner, now: now)
+                guard room > 0 else { continue }
+                var arguments: StatementArguments = [queue, partition]
+                arguments += StatementArguments(request.workflowNames)
+                arguments += [min(room, limit - admitted.count)]
+                candidates += try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT instance_id, priority, created_at, rowid AS row_id FROM workflow_instances INDEXED BY workflow_instances_by_queue
+                        WHERE queue_name = ? AND status = 'queued' AND partition_key = ? AND workflow_name IN (\(names))
+                        ORDER BY priority, created_at, rowid LIMIT ?
+                        """,
+                    arguments: arguments
+                ).map { (priority: $0["priority"], createdAt: $0["created_at"], rowID: $0["row_id"], id: $0["instance_id"]) }
             }
-            guard room > 0 else { continue }
-            var arguments: StatementArguments = [request.lease.owner, now, now, now, queue]
-            arguments += StatementArguments(request.workflowNames)
-            arguments += [room]
+            let chosen = candidates.sorted { ($0.priority, $0.createdAt, $0.rowID) < ($1.priority, $1.createdAt, $1.rowID) }
+                .prefix(limit - admitted.count).map(\.id)
+            guard !chosen.isEmpty else { continue }
             admitted += try Row.fetchAll(
                 db,
                 sql: """
                     UPDATE workflow_instances
                     SET status = 'running', lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL,
                         wake_pending = 0, updated_at = ?, claimed_at = ?, admitted_at = ?
-                    WHERE instance_id IN (
-                        SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_by_queue
-                        WHERE queue_name = ? AND status = 'queued' AND workflow_name IN (\(names))
-                        ORDER BY priority, created_at, rowid LIMIT ?
-                    )
+                    WHERE instance_id IN (\(chosen.map { _ in "?" }.joined(separator: ", "))) AND status = 'queued'
                     RETURNING *
                     """,
-                arguments: arguments
+                arguments: [request.lease.owner, now, now, now] + StatementArguments(chosen)
             )
         }
         return admitted
+    }
+
+    /// The partition keys of `queue` that have queued instances, in key order: a skip scan of the
+    /// queue's index, one seek per partition.
+    static func queuedPartitions(_ db: Database, queue: String) throws -> [String] {
+        let next = """
+            SELECT min(partition_key) FROM workflow_instances INDEXED BY workflow_instances_by_queue
+            WHERE queue_name = ? AND status = 'queued' AND partition_key > ?
+            """
+        var keys: [String] = []
+        var key = try String.fetchOne(
+            db, sql: "SELECT min(partition_key) FROM workflow_instances WHERE queue_name = ? AND status = 'queued'", arguments: [queue]
+        )
+        while let found = key {
+            keys.append(found)
+            key = try String.fetchOne(db, sql: next, arguments: [queue, found])
+        }
+        return keys
+    }
+
+    /// How many more of a partition's instances its limits let in now: its concurrency and the
+    /// claiming worker's, less its unfinished admitted instances, and its rate limit less its
+    /// admissions within the period before `now`.
+    static func room(_ db: Database, queue: String, partition: String, limits: Row, owner: String, now: Int64) throws -> Int {
+        let counts = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT count(*) AS running, coalesce(sum(lease_owner = ?), 0) AS mine FROM workflow_instances
+                WHERE queue_name = ? AND status IN ('running', 'compensating') AND partition_key = ?
+                """,
+            arguments: [owner, queue, partition]
+        )
+        var room = min((limits["concurrency"] as Int) - (counts?["running"] ?? 0), (limits["worker_concurrency"] as Int) - (counts?["mine"] ?? 0))
+        if let rateLimit = limits["rate_limit"] as Int?, let period = limits["rate_period_ms"] as Int64? {
+            let recent =
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM workflow_instances WHERE queue_name = ? AND partition_key = ? AND admitted_at > ?",
+                    arguments: [queue, partition, now - period]
+                ) ?? 0
+            room = min(room, rateLimit - recent)
+        }
+        return room
     }
 
     // MARK: - Reading
@@ -135,7 +173,8 @@ extension SQLiteStore {
             ).map { row in
                 QueueSummary(
                     storedName: row["name"], concurrency: row["concurrency"], workerConcurrency: row["worker_concurrency"],
-                    rateLimit: row["rate_limit"], ratePeriodMilliseconds: row["rate_period_ms"], queued: row["queued"], running: row["running"],
+                    rateLimit: row["rate_limit"], ratePeriodMilliseconds: row["rate_period_ms"], partitioned: row["partitioned"],
+                    queued: row["queued"], running: row["running"],
                     updatedAt: row["updated_at"]
                 )
             }
@@ -144,13 +183,14 @@ extension SQLiteStore {
 
     public func queuePosition(of instanceID: String) async throws -> Int? {
         try await read { db in
-            // Ahead of it: the queued instances an admission takes first (priority, then age, then insertion).
+            // Ahead of it: the queued instances of its partition an admission takes first (priority, then
+            // age, then insertion).
             try Int.fetchOne(
                 db,
                 sql: """
                     SELECT 1 + (
                         SELECT count(*) FROM workflow_instances AS o INDEXED BY workflow_instances_by_queue
-                        WHERE o.queue_name = me.queue_name AND o.status = 'queued'
+                        WHERE o.queue_name = me.queue_name AND o.status = 'queued' AND o.partition_key = me.partition_key
                             AND (o.priority, o.created_at, o.rowid) < (me.priority, me.created_at, me.rowid)
                     ) FROM workflow_instances AS me WHERE me.instance_id = ? AND me.status = 'queued'
                     """,

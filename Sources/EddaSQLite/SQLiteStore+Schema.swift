@@ -238,15 +238,23 @@ extension SQLiteStore {
                     """
             )
         }
-        migrator.registerMigration("v14: queue rate limits") { db in
+        migrator.registerMigration("v14: queue rate limits and partitions") { db in
             try db.execute(
                 sql: """
                     ALTER TABLE workflow_queues ADD COLUMN rate_limit INTEGER;
                     ALTER TABLE workflow_queues ADD COLUMN rate_period_ms INTEGER;
+                    ALTER TABLE workflow_queues ADD COLUMN partitioned INTEGER NOT NULL DEFAULT 0;
                     -- When a claim last admitted the instance from its queue.
                     ALTER TABLE workflow_instances ADD COLUMN admitted_at INTEGER;
-                    -- What a rate limit counts: a queue's admissions within its period.
-                    CREATE INDEX workflow_instances_admitted ON workflow_instances (queue_name, admitted_at)
+                    -- '' on a queue that is not partitioned (and on no queue): the limits count by equality.
+                    ALTER TABLE workflow_instances ADD COLUMN partition_key TEXT NOT NULL DEFAULT '';
+                    -- What an admission reads, per partition: its unfinished instances to count, its queued
+                    -- ones in priority order, and (a skip scan) the partitions that have queued ones.
+                    DROP INDEX workflow_instances_by_queue;
+                    CREATE INDEX workflow_instances_by_queue ON workflow_instances (queue_name, status, partition_key, priority, created_at)
+                        WHERE queue_name IS NOT NULL;
+                    -- What a rate limit counts: a partition's admissions within its period.
+                    CREATE INDEX workflow_instances_admitted ON workflow_instances (queue_name, partition_key, admitted_at)
                         WHERE queue_name IS NOT NULL AND admitted_at IS NOT NULL;
                     """
             )

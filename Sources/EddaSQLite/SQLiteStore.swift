@@ -509,7 +509,8 @@ public final class SQLiteStore: Store {
             input: row["input"], output: row["output"], error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"],
             leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false,
             parentInstanceID: row["parent_instance_id"], runNumber: row["run_generation"] ?? 1, traceContext: row["trace_context"],
-            claimedAt: row["claimed_at"], queue: row["queue_name"], priority: row["priority"] ?? 0
+            claimedAt: row["claimed_at"], queue: row["queue_name"], priority: row["priority"] ?? 0,
+            partitionKey: row["partition_key"]
         )
     }
 

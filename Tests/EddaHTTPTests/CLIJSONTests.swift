@@ -12,7 +12,7 @@ import Testing
 struct CLIJSONTests {
     static let instanceKeys: Set<String> = [
         "instance_id", "workflow_name", "service_name", "status", "waiting_for", "run", "input", "output", "error", "created_at", "updated_at",
-        "ready_at", "cancel_requested", "parent_instance_id", "unreadable", "queue", "priority",
+        "ready_at", "cancel_requested", "parent_instance_id", "unreadable", "queue", "priority", "partition_key",
     ]
     static let historyKeys: Set<String> = ["sequence", "step_id", "name", "kind", "failed", "retried", "attempts", "payload", "error", "recorded_at"]
 
@@ -29,7 +29,7 @@ struct CLIJSONTests {
         "migrate": ["database", "schema"],
         "backup": ["database", "copy"],
         "prune": ["database", "older_than_seconds", "dry_run", "rows"],
-        "queues": ["name", "concurrency", "worker_concurrency", "rate_limit", "queued", "running", "declared_at"],
+        "queues": ["name", "concurrency", "worker_concurrency", "partitioned", "rate_limit", "queued", "running", "declared_at"],
     ]
 
     /// The subcommands `edda --help` lists.

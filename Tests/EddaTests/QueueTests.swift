@@ -130,3 +130,50 @@ struct QueueTests {
         }
     }
 }
+
+@Suite("Queues: partitions", .timeLimit(.minutes(1)))
+struct QueuePartitionTests {
+    @Test(arguments: Backend.allCases)
+    func aPartitionedQueueRunsOneAtATimePerKeyAndRefusesStartsThatDoNotFit(_ backend: Backend) async throws {
+        let log = ExecutionLog()
+        let gate = Gate()
+        let step = Activity("step") { (ctx, n: Int) -> Int in
+            log.record("\(ctx.instanceID) started")
+            await gate.wait()
+            return n
+        }
+        let workflow = Workflow("per_key") { (ctx, n: Int) -> Int in try await step(ctx, n) }
+        let perCustomer = Queue("per_customer", concurrency: 1, partitioned: true)
+        let plain = Queue("plain", concurrency: 5)
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                app.register(perCustomer)
+                app.register(plain)
+                let handles = [
+                    try await app.start(workflow, 1, instanceID: "acme-1", on: perCustomer, partitionKey: "acme"),
+                    try await app.start(workflow, 2, instanceID: "acme-2", on: perCustomer, partitionKey: "acme"),
+                    try await app.start(workflow, 3, instanceID: "bolt-1", on: perCustomer, partitionKey: "bolt"),
+                ]
+                try await waitUntil { log.all.contains("acme-1 started") && log.all.contains("bolt-1 started") }
+                #expect(try await app.instance("acme-2")?.status == .queued, "acme's one place is taken; bolt's is its own")
+                #expect(try await app.queuePosition(of: "acme-2") == 1)
+
+                for (queue, key) in [(perCustomer, nil), (perCustomer, ""), (plain, "acme")] as [(Queue, String?)] {
+                    do {
+                        try await app.start(workflow, 9, instanceID: "misfit", on: queue, partitionKey: key)
+                        Issue.record("a start on \(queue.name) with partition key \(key ?? "nil") was accepted")
+                    } catch let error as EngineError {
+                        #expect(error.code == .invalidQueueOptions, "\(error)")
+                        #expect(error.description.contains(queue.name), "the message names the queue: \(error)")
+                    }
+                }
+                #expect(try await app.instance("misfit") == nil)
+                gate.open()
+                var results: [Int] = []
+                for handle in handles { results.append(try await handle.result()) }
+                #expect(results == [1, 2, 3])
+            }
+        }
+        #expect(log.all.firstIndex(of: "bolt-1 started")! < log.all.firstIndex(of: "acme-2 started")!)
+    }
+}

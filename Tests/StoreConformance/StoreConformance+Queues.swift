@@ -4,9 +4,11 @@ import Testing
 
 /// Queues: admissions within limits, their order, deduplication.
 extension StoreConformance {
-    static func queued(_ id: String, on queue: String, priority: Int = 0, deduplicationID: String? = nil) -> NewInstance {
+    static func queued(
+        _ id: String, on queue: String, priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil
+    ) -> NewInstance {
         var instance = new(id)
-        instance.placement = QueuePlacement(queue: queue, priority: priority, deduplicationID: deduplicationID)
+        instance.placement = QueuePlacement(queue: queue, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey)
         return instance
     }
 
@@ -144,5 +146,32 @@ extension StoreConformance {
         let summary = try #require(try await store.queues().first { $0.name == "q" })
         #expect(summary.rateLimit == Queue.RateLimit(3, per: .seconds(3600)) && summary.concurrency == nil && summary.workerConcurrency == nil)
         #expect(summary.queued == 1 && summary.running == 1)
+    }
+
+    static func queuePartitions(_ store: any Store) async throws {
+        // One at a time per customer, two per period per customer.
+        try await store.declareQueues([Queue("per_customer", concurrency: 1, rateLimit: .init(2, per: .seconds(3600)), partitioned: true)])
+        for (id, key) in [("a1", "acme"), ("a2", "acme"), ("a3", "acme"), ("b1", "bolt"), ("c1", "core"), ("c2", "core")] {
+            _ = try await store.createInstance(queued(id, on: "per_customer", partitionKey: key), leasedTo: nil)
+        }
+        #expect(try await store.instance("a2")?.partitionKey == "acme")
+        #expect(try await store.queuePosition(of: "a3") == 3, "the place within its own partition")
+        #expect(try await store.queuePosition(of: "c2") == 2)
+        #expect(try await store.queuePosition(of: "b1") == 1)
+        // The first of each customer, however many the claim could take.
+        let first = try await claim(store, owner: "worker-a", queues: ["per_customer"])
+        #expect(first.map(\.instance.instanceID).sorted() == ["a1", "b1", "c1"])
+        #expect(try await claim(store, owner: "worker-b", queues: ["per_customer"]).isEmpty, "each customer's one place is taken")
+        // acme's first finishes: its next is admitted, and no other.
+        let a1 = try #require(first.first { $0.instance.instanceID == "a1" })
+        try await store.finishInstance(lease: a1.lease, with: .completed(JSONPayload(json: "1")))
+        let second = try await claim(store, owner: "worker-b", queues: ["per_customer"])
+        #expect(second.map(\.instance.instanceID) == ["a2"])
+        // acme has had its two admissions of the period: a3 waits although its place is free.
+        try await store.finishInstance(lease: try #require(second.first).lease, with: .completed(JSONPayload(json: "1")))
+        #expect(try await claim(store, owner: "worker-b", queues: ["per_customer"]).isEmpty, "acme's rate limit is spent")
+        #expect(try await store.instance("a3")?.status == .queued)
+        let summary = try #require(try await store.queues().first)
+        #expect(summary.partitioned && summary.queued == 2 && summary.running == 2)
     }
 }

@@ -43,6 +43,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case queuedInstancesAreAdmittedByPriorityThenOldestFirst
     case aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes
     case aRateLimitAdmitsAtMostItsLimitPerPeriodWhateverTheConcurrency
+    case aPartitionedQueuesLimitsApplyToEachPartitionKey
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -85,6 +86,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .queuedInstancesAreAdmittedByPriorityThenOldestFirst: try await Self.queuePriorityOrder(store)
             case .aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes: try await Self.queueDeduplication(store)
             case .aRateLimitAdmitsAtMostItsLimitPerPeriodWhateverTheConcurrency: try await Self.queueRateLimit(store)
+            case .aPartitionedQueuesLimitsApplyToEachPartitionKey: try await Self.queuePartitions(store)
             }
             completed.mark()
         }

@@ -12,14 +12,15 @@ extension EddaApp {
     }
 
     /// Validates the arguments and creates an instance on `queue`, queued until a worker admits it:
-    /// ``EddaClient/start(_:_:instanceID:on:priority:deduplicationID:)``.
+    /// ``EddaClient/start(_:_:instanceID:on:priority:deduplicationID:partitionKey:)``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, instanceID: String? = nil, on queue: Queue,
-        priority: Int = 0, deduplicationID: String? = nil
+        priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil
     ) async throws -> WorkflowHandle<Output> {
         try await client.start(
-            workflow, repeat each arguments, instanceID: instanceID, on: queue, priority: priority, deduplicationID: deduplicationID
+            workflow, repeat each arguments, instanceID: instanceID, on: queue, priority: priority, deduplicationID: deduplicationID,
+            partitionKey: partitionKey
         )
     }
 
@@ -30,14 +31,15 @@ extension EddaApp {
     }
 
     /// Starts the registered workflow `name` from its arguments as JSON, on a registered queue or
-    /// none: ``EddaClient/start(workflowNamed:input:instanceID:queue:priority:deduplicationID:)``.
+    /// none: ``EddaClient/start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:)``.
     @discardableResult
     public func start(
         workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
-        deduplicationID: String? = nil
+        deduplicationID: String? = nil, partitionKey: String? = nil
     ) async throws -> String {
         try await client.start(
-            workflowNamed: name, input: input, instanceID: instanceID, queue: queue, priority: priority, deduplicationID: deduplicationID
+            workflowNamed: name, input: input, instanceID: instanceID, queue: queue, priority: priority, deduplicationID: deduplicationID,
+            partitionKey: partitionKey
         )
     }
 

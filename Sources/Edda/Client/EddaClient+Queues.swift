@@ -24,9 +24,11 @@ extension EddaClient {
     ///   - priority: Lower numbers are admitted first; 0 by default. Negative numbers are allowed.
     ///   - deduplicationID: While an instance started on this queue with this ID is queued or running,
     ///     another start with it is refused; once that instance has finished, the ID is free again.
+    ///   - partitionKey: On a ``Queue/partitioned`` queue, the partition whose limits it counts against
+    ///     (required there, refused elsewhere).
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/deduplicationIDInUse`` (its
-    ///   ``EngineError/instanceID`` is the instance holding the ID; nothing was written), or any error of
-    ///   ``start(_:_:instanceID:)``.
+    ///   ``EngineError/instanceID`` is the instance holding the ID; nothing was written),
+    ///   ``EngineError/Code-swift.struct/invalidQueueOptions``, or any error of ``start(_:_:instanceID:)``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>,
@@ -34,13 +36,37 @@ extension EddaClient {
         instanceID: String? = nil,
         on queue: Queue,
         priority: Int = 0,
-        deduplicationID: String? = nil
+        deduplicationID: String? = nil,
+        partitionKey: String? = nil
     ) async throws -> WorkflowHandle<Output> {
-        try await declare(queue)
-        return try await start(
-            workflow, repeat each arguments, instanceID: instanceID,
-            placement: QueuePlacement(queue: queue.name, priority: priority, deduplicationID: deduplicationID)
+        let placement = try Self.placement(
+            on: queue, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, instanceID: instanceID
         )
+        try await declare(queue)
+        return try await start(workflow, repeat each arguments, instanceID: instanceID, placement: placement)
+    }
+
+    /// Where a start on `queue` goes, or a typed error when its options do not fit the queue.
+    static func placement(
+        on queue: Queue, priority: Int, deduplicationID: String?, partitionKey: String?, instanceID: String?
+    ) throws -> QueuePlacement {
+        if queue.partitioned, partitionKey?.isEmpty ?? true {
+            throw EngineError(
+                .invalidQueueOptions,
+                "Queue '\(queue.name)' is partitioned: its limits apply per partition key, so a start on it needs a non-empty "
+                    + "partitionKey (a customer or tenant ID, say). Nothing was started.",
+                instanceID: instanceID
+            )
+        }
+        if !queue.partitioned, partitionKey != nil {
+            throw EngineError(
+                .invalidQueueOptions,
+                "Queue '\(queue.name)' is not partitioned, so a start on it takes no partition key. Declare it with "
+                    + "Queue(\"\(queue.name)\", …, partitioned: true) for limits per key, or leave the key out. Nothing was started.",
+                instanceID: instanceID
+            )
+        }
+        return QueuePlacement(queue: queue.name, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey)
     }
 
     /// Registers `queue` with this client's registry: a worker admits queued instances only of the

@@ -22,7 +22,7 @@ public final class EddaClient: Sendable {
     public let store: any Store
     /// The configuration (its clock, result polling; the worker settings matter to a worker only).
     public let configuration: EddaApp.Configuration
-    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:queue:priority:deduplicationID:)`` and events that start workflows.
+    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:)`` and events that start workflows.
     public let registry: WorkflowRegistry
     let logger: Logger
     /// Metrics, spans and hooks, set up once from the configuration.
@@ -130,7 +130,7 @@ public final class EddaClient: Sendable {
     ///
     /// The input is decoded and validated as in ``start(_:_:instanceID:)`` before anything is written.
     /// With `queue`, the instance is started on the registered ``Queue`` of that name, as
-    /// ``start(_:_:instanceID:on:priority:deduplicationID:)`` does.
+    /// ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:)`` does.
     ///
     /// - Parameters:
     ///   - name: The workflow's registered name.
@@ -139,15 +139,17 @@ public final class EddaClient: Sendable {
     ///   - queue: The name of a queue registered with this app (``register(_:)``), or `nil` for none.
     ///   - priority: On `queue`: lower numbers are admitted first; 0 by default.
     ///   - deduplicationID: On `queue`: refused while another instance holds it there.
+    ///   - partitionKey: On a partitioned `queue`: the partition whose limits it counts against.
     /// - Returns: The instance's ID.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/unknownWorkflow``,
     ///   ``EngineError/Code-swift.struct/unknownQueue``, ``EngineError/Code-swift.struct/invalidInput``
     ///   (the cause says which field), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
-    ///   ``EngineError/Code-swift.struct/deduplicationIDInUse``, or a ``StoreError``.
+    ///   ``EngineError/Code-swift.struct/deduplicationIDInUse``, ``EngineError/Code-swift.struct/invalidQueueOptions``,
+    ///   or a ``StoreError``.
     @discardableResult
     public func start(
         workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
-        deduplicationID: String? = nil
+        deduplicationID: String? = nil, partitionKey: String? = nil
     ) async throws -> String {
         guard let registration = registry.registration(named: name) else {
             throw EngineError(
@@ -167,10 +169,13 @@ public final class EddaClient: Sendable {
                     instanceID: instanceID
                 )
             }
-            placement = QueuePlacement(queue: registered.name, priority: priority, deduplicationID: deduplicationID)
-        } else if deduplicationID != nil || priority != 0 {
+            placement = try Self.placement(
+                on: registered, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, instanceID: instanceID
+            )
+        } else if deduplicationID != nil || priority != 0 || partitionKey != nil {
             throw EngineError(
-                .invalidInput, "A priority or a deduplication ID applies to a start on a queue; name the queue too. Nothing was started.",
+                .invalidQueueOptions,
+                "A priority, a deduplication ID or a partition key applies to a start on a queue; name the queue too. Nothing was started.",
                 instanceID: instanceID
             )
         }

@@ -17,7 +17,7 @@ public struct EngineError: EddaError {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
-            case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse, unknownQueue
+            case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse, unknownQueue, invalidQueueOptions
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -68,6 +68,10 @@ public struct EngineError: EddaError {
         public static let deduplicationIDInUse = Code(.deduplicationIDInUse)
         /// A start by name asked for a queue that is not registered with the app. Nothing was written.
         public static let unknownQueue = Code(.unknownQueue)
+        /// A start's queue options do not fit: a priority, deduplication ID or partition key without
+        /// a queue, a partition key on a queue that is not partitioned, or none on one that is.
+        /// Nothing was written.
+        public static let invalidQueueOptions = Code(.invalidQueueOptions)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

@@ -11,7 +11,7 @@
 /// ```
 ///
 /// An instance started on a queue is ``InstanceStatus/queued`` until a worker admits it. A claim
-/// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:)`` priority
+/// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:)`` priority
 /// number first and oldest first within a priority, while fewer than ``concurrency`` instances of the
 /// queue are admitted and unfinished across all workers, fewer than ``workerConcurrency`` of them
 /// are leased to the claiming worker, and fewer than the ``rateLimit`` allows were admitted within
@@ -55,6 +55,10 @@ public struct Queue: Sendable, Hashable {
     public let workerConcurrency: Int?
     /// At most this many admissions per period, across all workers; `nil` for no limit.
     public let rateLimit: RateLimit?
+    /// Whether the limits apply per partition key rather than to the whole queue: each start gives a
+    /// key (a customer, a tenant), and each key's instances are admitted within ``concurrency``,
+    /// ``workerConcurrency`` and ``rateLimit`` of their own — one at a time per customer, say.
+    public let partitioned: Bool
 
     /// Declares a queue.
     ///
@@ -65,7 +69,11 @@ public struct Queue: Sendable, Hashable {
     ///   - workerConcurrency: How many may run at once on one worker (at least 1); defaults to
     ///     `concurrency`, and is never more than it.
     ///   - rateLimit: How many may start per period, across all workers; `nil` for no limit.
-    public init(_ name: String, concurrency: Int? = nil, workerConcurrency: Int? = nil, rateLimit: RateLimit? = nil) {
+    ///   - partitioned: Whether the limits apply per partition key: then every start on the queue
+    ///     gives one (`partitionKey:`), and none may on a queue that is not partitioned.
+    public init(
+        _ name: String, concurrency: Int? = nil, workerConcurrency: Int? = nil, rateLimit: RateLimit? = nil, partitioned: Bool = false
+    ) {
         precondition(!name.isEmpty, "A queue needs a name.")
         precondition((concurrency ?? 1) > 0, "Queue '\(name)': concurrency must be at least 1.")
         precondition((workerConcurrency ?? 1) > 0, "Queue '\(name)': workerConcurrency must be at least 1.")
@@ -77,6 +85,7 @@ public struct Queue: Sendable, Hashable {
         case (nil, let each): self.workerConcurrency = each
         }
         self.rateLimit = rateLimit
+        self.partitioned = partitioned
     }
 }
 
@@ -88,10 +97,13 @@ public struct Queue: Sendable, Hashable {
     public var priority: Int
     /// While an instance with this ID on the queue is queued or running, no other starts on it.
     public var deduplicationID: String?
+    /// Its partition on a partitioned queue; `nil` on one that is not (stored as `''`).
+    public var partitionKey: String?
 
-    public init(queue: String, priority: Int = 0, deduplicationID: String? = nil) {
+    public init(queue: String, priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil) {
         self.queue = queue
         self.priority = priority
         self.deduplicationID = deduplicationID
+        self.partitionKey = partitionKey
     }
 }

@@ -11,6 +11,8 @@ public struct QueueSummary: Sendable, Hashable {
     public var workerConcurrency: Int?
     /// At most this many admissions per period; `nil` for no limit.
     public var rateLimit: Queue.RateLimit?
+    /// Whether the limits apply per partition key (``Queue/partitioned``).
+    public var partitioned: Bool
     /// Its instances waiting to be admitted (``InstanceStatus/queued``).
     public var queued: Int
     /// Its instances admitted and not finished (running or compensating, waiting included): the
@@ -20,8 +22,10 @@ public struct QueueSummary: Sendable, Hashable {
     public var declaredAt: Date
 
     public init(
-        name: String, concurrency: Int?, workerConcurrency: Int?, rateLimit: Queue.RateLimit?, queued: Int, running: Int, declaredAt: Date
+        name: String, concurrency: Int?, workerConcurrency: Int?, rateLimit: Queue.RateLimit?, partitioned: Bool = false, queued: Int,
+        running: Int, declaredAt: Date
     ) {
+        self.partitioned = partitioned
         self.name = name
         self.concurrency = concurrency
         self.workerConcurrency = workerConcurrency
@@ -34,8 +38,8 @@ public struct QueueSummary: Sendable, Hashable {
     /// Builds a summary from the stored columns: no limit is stored as `Int32.max`, no rate limit as
     /// `NULL`; times in milliseconds since 1970.
     package init(
-        storedName name: String, concurrency: Int, workerConcurrency: Int, rateLimit: Int?, ratePeriodMilliseconds: Int64?, queued: Int,
-        running: Int, updatedAt: Int64
+        storedName name: String, concurrency: Int, workerConcurrency: Int, rateLimit: Int?, ratePeriodMilliseconds: Int64?, partitioned: Bool,
+        queued: Int, running: Int, updatedAt: Int64
     ) {
         let unlimited = Int(Int32.max)
         self.init(
@@ -44,7 +48,7 @@ public struct QueueSummary: Sendable, Hashable {
             rateLimit: rateLimit.flatMap { limit in
                 ratePeriodMilliseconds.map { Queue.RateLimit(max(1, limit), per: .milliseconds(max(1, $0))) }
             },
-            queued: queued, running: running, declaredAt: Date(storedMilliseconds: updatedAt)
+            partitioned: partitioned, queued: queued, running: running, declaredAt: Date(storedMilliseconds: updatedAt)
         )
     }
 }

@@ -44,7 +44,7 @@ extension WorkflowInstance {
         storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
         output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
         cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1, traceContext: String? = nil,
-        claimedAt: Int64? = nil, queue: String? = nil, priority: Int = 0
+        claimedAt: Int64? = nil, queue: String? = nil, priority: Int = 0, partitionKey: String? = nil
     ) {
         var problems: [String] = []
         let status = InstanceStatus(stored: statusText)
@@ -63,7 +63,8 @@ extension WorkflowInstance {
             cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: runNumber,
             // A trace context that cannot be read only costs the link to the starting trace.
             traceContext: traceContext.flatMap { try? JSONPayload(json: $0).decode([String: String].self) },
-            lastClaimedAt: claimedAt.map(Date.init(storedMilliseconds:)), queue: queue, priority: priority
+            lastClaimedAt: claimedAt.map(Date.init(storedMilliseconds:)), queue: queue, priority: priority,
+            partitionKey: partitionKey.flatMap { $0.isEmpty ? nil : $0 }
         )
         if !problems.isEmpty { unreadable = "Instance \(id): " + problems.joined(separator: "; ") + "." }
     }

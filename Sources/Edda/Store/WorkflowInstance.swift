@@ -47,6 +47,8 @@ public struct WorkflowInstance: Sendable {
     public var queue: String?
     /// Its priority on ``queue``: lower numbers are admitted first. 0 when on no queue.
     public var priority: Int
+    /// Its partition key on a partitioned ``queue``, or `nil`.
+    public var partitionKey: String?
 
     /// The status to show: ``InstanceStatus/waiting`` for a running instance parked on a wait, else
     /// ``status``.
@@ -58,8 +60,10 @@ public struct WorkflowInstance: Sendable {
         instanceID: String, workflowName: String, serviceName: String, status: InstanceStatus, input: JSONPayload,
         output: JSONPayload? = nil, error: ErrorRecord? = nil, createdAt: Date, updatedAt: Date,
         leaseOwner: String? = nil, readyAt: Date? = nil, cancelRequested: Bool = false, parentInstanceID: String? = nil,
-        runNumber: Int = 1, traceContext: [String: String]? = nil, lastClaimedAt: Date? = nil, queue: String? = nil, priority: Int = 0
+        runNumber: Int = 1, traceContext: [String: String]? = nil, lastClaimedAt: Date? = nil, queue: String? = nil, priority: Int = 0,
+        partitionKey: String? = nil
     ) {
+        self.partitionKey = partitionKey
         self.queue = queue
         self.priority = priority
         self.traceContext = traceContext
