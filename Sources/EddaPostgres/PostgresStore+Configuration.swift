@@ -67,10 +67,11 @@ extension PostgresStore {
         public var statementTimeout: Duration? = .seconds(30)
 
         /// Whether Edda's connections send their session settings — `statement_timeout`,
-        /// `idle_in_transaction_session_timeout` and `default_transaction_isolation` (READ COMMITTED)
-        /// — as startup parameters. Defaults to `true`. A connection pooler that refuses startup
+        /// `idle_in_transaction_session_timeout`, `default_transaction_isolation` (READ COMMITTED) and
+        /// `jit` (off) — as startup parameters. Defaults to `true`. A connection pooler that refuses startup
         /// parameters it does not know (PgBouncer without them in `ignore_startup_parameters`) needs
-        /// `false`; then set them on the role instead (`ALTER ROLE edda SET statement_timeout = '30s'`, …).
+        /// `false`; then set them on the role instead (`ALTER ROLE edda SET statement_timeout = '30s'`,
+        /// `ALTER ROLE edda SET jit = off`, …).
         public var sendsSessionSettings = true
 
         /// Whether ``PostgresStore/run()`` brings the schema up to date. Defaults to `true`. Tools
@@ -159,7 +160,7 @@ extension PostgresStore {
         }
 
         /// The client configuration with Edda's session settings (statement and idle-in-transaction
-        /// timeouts, READ COMMITTED) sent at connection start, unless already set there.
+        /// timeouts, READ COMMITTED, no JIT) sent at connection start, unless already set there.
         var clientWithSessionSettings: PostgresClient.Configuration {
             var client = self.client
             // No keep-alive queries: the pool arms their timer at every release of a connection,
@@ -177,6 +178,11 @@ extension PostgresStore {
             // stated, not assumed from the server's or the role's default.
             if !client.options.additionalStartupParameters.contains(where: { $0.0 == "default_transaction_isolation" }) {
                 client.options.additionalStartupParameters.append(("default_transaction_isolation", "read committed"))
+            }
+            // Edda's statements are short. The planner's cost estimate for an admission's recursive
+            // scan passes `jit_above_cost`, and compiling it took 60 ms of a statement that runs in 1.
+            if !client.options.additionalStartupParameters.contains(where: { $0.0 == "jit" }) {
+                client.options.additionalStartupParameters.append(("jit", "off"))
             }
             return client
         }

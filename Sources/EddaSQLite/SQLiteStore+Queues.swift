@@ -89,12 +89,13 @@ extension SQLiteStore {
                 arguments += StatementArguments(request.workflowNames)
                 arguments += [min(room, limit - admitted.count)]
                 candidates += try Row.fetchAll(
-                    db,
-                    sql: """
+                    db.cachedStatement(
+                        sql: """
                         SELECT instance_id, priority, created_at, rowid AS row_id FROM workflow_instances INDEXED BY workflow_instances_by_queue
                         WHERE queue_name = ? AND status = 'queued' AND partition_key = ? AND workflow_name IN (\(names))
                         ORDER BY priority, created_at, rowid LIMIT ?
-                        """,
+                        """
+                    ),
                     arguments: arguments
                 ).map { (priority: $0["priority"], createdAt: $0["created_at"], rowID: $0["row_id"], id: $0["instance_id"]) }
             }
@@ -129,7 +130,7 @@ extension SQLiteStore {
         )
         while let found = key {
             keys.append(found)
-            key = try String.fetchOne(db, sql: next, arguments: [queue, found])
+            key = try String.fetchOne(db.cachedStatement(sql: next), arguments: [queue, found])
         }
         return keys
     }
@@ -138,19 +139,21 @@ extension SQLiteStore {
     /// claiming worker's, less its unfinished admitted instances, and its rate limit less its
     /// admissions within the period before `now`.
     static func room(_ db: Database, queue: String, partition: String, limits: Row, owner: String, now: Int64) throws -> Int {
+        // Cached statements: a partitioned queue runs these once per partition.
         let counts = try Row.fetchOne(
-            db,
-            sql: """
-                SELECT count(*) AS running, coalesce(sum(lease_owner = ?), 0) AS mine FROM workflow_instances
-                WHERE queue_name = ? AND status IN ('running', 'compensating') AND partition_key = ?
-                """,
+            db.cachedStatement(
+                sql: """
+                    SELECT count(*) AS running, coalesce(sum(lease_owner = ?), 0) AS mine FROM workflow_instances
+                    WHERE queue_name = ? AND status IN ('running', 'compensating') AND partition_key = ?
+                    """
+            ),
             arguments: [owner, queue, partition]
         )
         var room = min((limits["concurrency"] as Int) - (counts?["running"] ?? 0), (limits["worker_concurrency"] as Int) - (counts?["mine"] ?? 0))
         if let rateLimit = limits["rate_limit"] as Int?, let period = limits["rate_period_ms"] as Int64? {
             let recent =
                 try Int.fetchOne(
-                    db, sql: "SELECT count(*) FROM workflow_instances WHERE queue_name = ? AND partition_key = ? AND admitted_at > ?",
+                    db.cachedStatement(sql: "SELECT count(*) FROM workflow_instances WHERE queue_name = ? AND partition_key = ? AND admitted_at > ?"),
                     arguments: [queue, partition, now - period]
                 ) ?? 0
             room = min(room, rateLimit - recent)

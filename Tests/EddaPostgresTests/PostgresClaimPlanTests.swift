@@ -93,6 +93,37 @@ struct PostgresClaimPlanTests {
         }
     }
 
+    @Test func aPartitionedAdmissionReadsAboutThreeRowsPerPartitionNotEveryQueuedOne() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let t = store.tables
+            // 1,000 customers with 100 queued each (100,000); the first 990 have one running already.
+            try await store.client.query(PostgresQuery(unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token,
+                            lease_expires_at, created_at, updated_at, queue_name, partition_key, admitted_at)
+                        SELECT 'running-' || c, 'w', 'test', 'running', '[]', 'other', 1,
+                            (extract(epoch from now()) * 1000)::bigint + 3600000, c, c, 'per_customer', 'customer-' || lpad(c::text, 4, '0'), c
+                        FROM generate_series(1, 990) AS c
+                        UNION ALL
+                        SELECT 'queued-' || c || '-' || n, 'w', 'test', 'queued', '[]', NULL, 0, NULL, 100000 + n * 1000 + c, 100000 + n,
+                            'per_customer', 'customer-' || lpad(c::text, 4, '0'), NULL
+                        FROM generate_series(1, 1000) AS c, generate_series(1, 100) AS n
+                        """))
+            try await store.declareQueues([Queue("per_customer", concurrency: 1, partitioned: true)])
+            try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
+
+            let request = ClaimRequest(
+                lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 20, workflowNames: ["w"], queues: ["per_customer"]
+            )
+            let plan = try await Self.analyzedPlan(of: PostgresStore.admissionQuery(request, tables: t), on: store)
+            let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
+            let time = try Self.executionTime(fromPlan: plan)
+            print("PostgreSQL: a partitioned admission among 100,000 queued instances in 1,000 partitions executed in \(time) ms, reading \(read) rows")
+            #expect(read < 5_000, "a partitioned admission read \(read) instance rows; the plan: \(plan)")
+            // The ten customers with room: each one's oldest.
+            #expect(try await Self.instancesLeased(to: "me", on: store) == (991...1000).map { "queued-\($0)-1" }.sorted())
+        }
+    }
+
     /// The IDs of the instances leased to `owner`, in order.
     static func instancesLeased(to owner: String, on store: PostgresStore) async throws -> [String] {
         let rows = try await store.client.query(

@@ -69,6 +69,42 @@ struct AdmissionPlanTests {
             print("SQLite: an admission among 100,000 queued instances took \(elapsed) (\(statements.count) statements)")
         }
     }
+
+    @Test func aPartitionedAdmissionAmong100000QueuedInstancesTakesEachPartitionsHead() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await store.writer.write { db in
+                // 1,000 customers with 100 queued each (100,000); the first 990 have one running already.
+                try db.execute(
+                    sql: """
+                        WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 1000),
+                            n(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM n WHERE j < 100)
+                        INSERT INTO workflow_instances (instance_id, workflow_name, service_name, status, input, created_at, updated_at,
+                            queue_name, partition_key)
+                        SELECT 'queued-' || i || '-' || j, 'w', 'test', 'queued', '[]', 100000 + j * 1000 + i, 1, 'per_customer',
+                            printf('customer-%04d', i) FROM c, n;
+                        WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 990)
+                        INSERT INTO workflow_instances (instance_id, workflow_name, service_name, status, input, created_at, updated_at,
+                            queue_name, partition_key, lease_owner)
+                        SELECT 'running-' || i, 'w', 'test', 'running', '[]', i, i, 'per_customer', printf('customer-%04d', i), 'other' FROM c;
+                        ANALYZE;
+                        """
+                )
+            }
+            try await store.declareQueues([Queue("per_customer", concurrency: 1, partitioned: true)])
+            let request = ClaimRequest(
+                lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 20, workflowNames: ["w"], queues: ["per_customer"]
+            )
+            let (admitted, elapsed) = try await store.writer.write { db in
+                let start = ContinuousClock.now
+                let admitted = try SQLiteStore.admitQueued(db, request, limit: request.limit, now: 1).map { $0["instance_id"] as String }
+                return (admitted, ContinuousClock.now - start)
+            }
+            // The ten customers with room: each one's oldest.
+            #expect(admitted.sorted() == (991...1000).map { "queued-\($0)-1" }.sorted())
+            print("SQLite: a partitioned admission among 100,000 queued instances in 1,000 partitions took \(elapsed)")
+        }
+    }
 }
 
 /// The statements a trace saw.
