@@ -38,13 +38,20 @@ extension PostgresStore {
             for _ in 0..<3 {
                 let inserted = try await client.query(
                     """
+                    WITH parent AS (
+                        -- A child of a parent asked to cancel (or finished) is born cancel-requested, as one
+                        -- on no queue is (PostgresStore.createOne).
+                        SELECT cancel_requested OR status NOT IN ('running', 'compensating') AS stopping
+                        FROM \(unescaped: tables.instances) WHERE instance_id = \(instance.parentInstanceID)
+                        FOR SHARE
+                    )
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         queue_name, priority, deduplication_id, partition_key)
+                         queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'queued', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
                             \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID),
-                            \(placement.partitionKey ?? ""))
+                            \(placement.partitionKey ?? ""), \(instance.parentInstanceID), coalesce((SELECT stopping FROM parent), false))
                     ON CONFLICT DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,

@@ -154,7 +154,7 @@ extension PostgresStore {
                 SELECT \(instanceID)::text
                 UNION
                 SELECT c.instance_id FROM \(unescaped: tables.instances) AS c JOIN tree ON c.parent_instance_id = tree.id
-                WHERE c.status IN ('running', 'compensating')
+                WHERE c.status IN ('queued', 'running', 'compensating')
             )
             UPDATE \(unescaped: tables.instances)
             SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,

@@ -36,14 +36,18 @@ extension SQLiteStore {
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         queue_name, priority, deduplication_id, partition_key)
-                    VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?)
+                         queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested)
+                    VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
+                        -- A child of a parent asked to cancel (or finished) is born cancel-requested, as one on no queue is.
+                        SELECT cancel_requested = 1 OR status NOT IN ('running', 'compensating') FROM workflow_instances WHERE instance_id = ?
+                    ), 0))
                     ON CONFLICT DO NOTHING
                     RETURNING *
                     """,
                 arguments: [
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json, now, now, instance.storedTraceContext,
-                    placement.queue, placement.priority, placement.deduplicationID, placement.partitionKey ?? "",
+                    placement.queue, placement.priority, placement.deduplicationID, placement.partitionKey ?? "", instance.parentInstanceID,
+                    instance.parentInstanceID,
                 ]
             )
             if let inserted { return .created(try Self.instance(from: inserted), lease: nil) }

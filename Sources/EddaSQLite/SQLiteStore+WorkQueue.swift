@@ -75,7 +75,7 @@ extension SQLiteStore {
                             SELECT instance_id FROM workflow_instances WHERE instance_id = ? AND status IN ('queued', 'running', 'compensating')
                             UNION
                             SELECT c.instance_id FROM workflow_instances AS c JOIN tree ON c.parent_instance_id = tree.id
-                            WHERE c.status IN ('running', 'compensating')
+                            WHERE c.status IN ('queued', 'running', 'compensating')
                         )
                         UPDATE workflow_instances
                         SET cancel_requested = 1, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END, updated_at = ?

@@ -2,6 +2,7 @@
 import EddaTestSupport
 import EddaTesting
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("Queues", .timeLimit(.minutes(1)))
@@ -175,5 +176,69 @@ struct QueuePartitionTests {
             }
         }
         #expect(log.all.firstIndex(of: "bolt-1 started")! < log.all.firstIndex(of: "acme-2 started")!)
+    }
+}
+
+@Suite("Queues: child workflows", .timeLimit(.minutes(1)))
+struct QueueChildTests {
+    @Test(arguments: Backend.allCases)
+    func childrenOnAQueueRunOneAtATimeAndACancelledParentCancelsItsQueuedChildren(_ backend: Backend) async throws {
+        let log = ExecutionLog()
+        let gate = Gate()
+        let running = Mutex((now: 0, most: 0))
+        let work = Activity("work") { (ctx, n: Int) -> Int in
+            running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+            defer { running.withLock { $0.now -= 1 } }
+            log.record("\(ctx.instanceID) started")
+            await gate.wait()
+            return n * 10
+        }
+        let child = Workflow("queued_child") { (ctx, n: Int) -> Int in try await work(ctx, n) }
+        let oneAtATime = Queue("children", concurrency: 1)
+        let parent = Workflow("fan_out") { (ctx, count: Int) -> [Int] in
+            var children: [ChildWorkflow<Int>] = []
+            for n in 1...count { children.append(try await ctx.startChild(child, n, childID: "c\(n)", on: oneAtATime)) }
+            var results: [Int] = []
+            for started in children { results.append(try await started.result()) }
+            return results
+        }
+        try await backend.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                app.register(oneAtATime)
+                let handle = try await app.start(parent, 3, instanceID: "p")
+                // One child takes the queue's one place; the other two wait, knowing their parent.
+                try await waitUntil {
+                    guard !log.all.isEmpty else { return false }
+                    return try await app.instance("p/c3") != nil
+                }
+                var statuses: [InstanceStatus] = []
+                for id in ["p/c1", "p/c2", "p/c3"] { statuses.append(try #require(try await app.instance(id)).status) }
+                #expect(statuses.filter { $0 == .queued }.count == 2, "\(statuses)")
+                #expect(try await app.instance("p/c3")?.parentInstanceID == "p", "a queued child knows its parent")
+                gate.open()
+                #expect(try await handle.result() == [10, 20, 30])
+                #expect(running.withLock { $0.most } == 1, "the queue ran one child at a time")
+
+                // A parent cancelled while its children wait in the queue: they are cancelled too, and run nothing.
+                let blocked = Gate()
+                let hold = Activity("hold") { (_: ActivityContext) -> Int in
+                    await blocked.wait()
+                    return 0
+                }
+                let holder = Workflow("holder") { (ctx: WorkflowContext) -> Int in try await hold(ctx) }
+                let busy = try await app.start(holder, instanceID: "busy", on: oneAtATime)
+                try await waitUntil { try await app.instance("busy")?.status == .running }
+                _ = try await app.start(parent, 2, instanceID: "q")
+                try await waitUntil { try await app.instance("q/c2")?.status == .queued }
+                try await app.cancel("q")
+                await #expect(throws: WorkflowCancelledError.self) { _ = try await app.handle(for: parent, instanceID: "q").result() }
+                blocked.open()
+                _ = try await busy.result()
+                for id in ["q/c1", "q/c2"] {
+                    try await waitUntil { try await app.instance(id)?.status == .cancelled }
+                }
+            }
+        }
+        #expect(!log.all.contains("q/c1 started") && !log.all.contains("q/c2 started"))
     }
 }

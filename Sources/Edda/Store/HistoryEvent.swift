@@ -37,7 +37,7 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     /// The workflow published a channel message or sent one; the payload says where and to whom it was delivered.
     public static let messagePublished = HistoryEventKind(known: "MessagePublished")
 
-    /// The workflow started a child workflow (``WorkflowContext/startChild(_:_:childID:)``); the
+    /// The workflow started a child workflow (``WorkflowContext/startChild(_:_:childID:on:priority:partitionKey:)``); the
     /// payload names the child instance.
     public static let childStarted = HistoryEventKind(known: "ChildStarted")
 

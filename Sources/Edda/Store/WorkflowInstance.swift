@@ -25,7 +25,7 @@ public struct WorkflowInstance: Sendable {
     /// not stopped yet; finishing clears it.
     public var cancelRequested: Bool
     /// The instance that started this one as a child workflow
-    /// (``WorkflowContext/startChild(_:_:childID:)``), if any.
+    /// (``WorkflowContext/startChild(_:_:childID:on:priority:partitionKey:)``), if any.
     public var parentInstanceID: String?
     /// Which run of the instance this is: 1, then one more with each continue-as-new.
     public var runNumber: Int

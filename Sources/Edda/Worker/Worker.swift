@@ -63,7 +63,8 @@ final class Worker: Sendable {
         self.environment = EngineEnvironment(
             store: client.store, clock: client.configuration.clock, defaultRetryPolicy: client.configuration.defaultRetryPolicy,
             maxInMemoryWait: client.configuration.maxInMemoryWait, serviceName: client.serviceName,
-            register: { registration in try registry.register(registration) }, observer: client.observer
+            register: { registration in try registry.register(registration) },
+            declareQueue: { [weak client] queue in try await client?.declare(queue) }, observer: client.observer
         )
         self.state = Mutex(
             State(

@@ -15,7 +15,7 @@ import Foundation
 ///   `order-1/<childID>`; after a continue-as-new, `order-1/run2/edda.child:1`): a replay finds the
 ///   recorded start and never starts a second child.
 /// - The child is an instance of its own, claimed by any worker that registered its workflow
-///   (``startChild(_:_:childID:)`` registers it with the parent's app, on a replay too: a parent
+///   (``startChild(_:_:childID:on:priority:partitionKey:)`` registers it with the parent's app, on a replay too: a parent
 ///   resumed after a restart brings its unfinished children with it). It finishes on its own
 ///   schedule; its outcome is kept for the parent, which waits for it holding no lease.
 /// - Cancelling the parent (``EddaApp/cancel(_:)``) cancels its unfinished children, and theirs,
@@ -27,12 +27,18 @@ extension WorkflowContext {
     /// - Parameters:
     ///   - childID: A stable step ID for the start, for children started in loops. Defaults to
     ///     `edda.child:N`. The child's instance ID is `<parent ID>/<step ID>`.
+    ///   - queue: A ``Queue`` to start the child on: it is ``InstanceStatus/queued`` until a worker
+    ///     admits it within the queue's limits. `nil` (the default) starts it at once.
+    ///   - priority: On `queue`: lower numbers are admitted first.
+    ///   - partitionKey: On a partitioned `queue` (required there): the partition it counts against.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/invalidInput`` when the
     ///   arguments fail the workflow's validation (nothing is started, nothing recorded),
-    ///   ``EngineError/Code-swift.struct/instanceAlreadyExists`` when that ID holds another instance
-    ///   (the run fails), or an error that stops the run (a store failure: it is run again).
+    ///   ``EngineError/Code-swift.struct/invalidQueueOptions`` when the queue options do not fit
+    ///   (the same), ``EngineError/Code-swift.struct/instanceAlreadyExists`` when that ID holds
+    ///   another instance (the run fails), or an error that stops the run (a store failure: it is run again).
     public func startChild<each Argument, Output>(
-        _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, childID: String? = nil
+        _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, childID: String? = nil,
+        on queue: Queue? = nil, priority: Int = 0, partitionKey: String? = nil
     ) async throws -> ChildWorkflow<Output> {
         let reservation = try reserveStep(name: "edda.child", explicitID: childID)
         // A run after a continue-as-new counts its steps from 1 again: its children get IDs of their own.
@@ -58,11 +64,15 @@ extension WorkflowContext {
             fail(with: error)
             throw error
         }
+        let placement = try queue.map { queue in
+            try EddaClient.placement(on: queue, priority: priority, deduplicationID: nil, partitionKey: partitionKey, instanceID: instanceID)
+        }
         try registerChild(workflow)
+        if let queue { try await write { _ in try await environment.declareQueue(queue) } }
         let child = NewInstance(
             instanceID: id, workflowName: workflow.name, serviceName: environment.serviceName, input: input, parentInstanceID: instanceID,
             // The child's runs join the parent's trace: its step span is the current context.
-            traceContext: environment.observer.currentTraceContext()
+            traceContext: environment.observer.currentTraceContext(), placement: placement
         )
         let created = try await write { store in try await store.createInstance(child, leasedTo: nil) }
         if case .created = created {
@@ -96,16 +106,18 @@ extension WorkflowContext {
         }
     }
 
-    /// Starts `workflow` as a child and waits for its result: ``startChild(_:_:childID:)`` then
-    /// ``ChildWorkflow/result()``.
+    /// Starts `workflow` as a child and waits for its result: ``startChild(_:_:childID:on:priority:partitionKey:)``
+    /// then ``ChildWorkflow/result()``.
     public func runChild<each Argument, Output>(
-        _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, childID: String? = nil
+        _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, childID: String? = nil,
+        on queue: Queue? = nil, priority: Int = 0, partitionKey: String? = nil
     ) async throws -> Output {
-        try await startChild(workflow, repeat each arguments, childID: childID).result()
+        try await startChild(workflow, repeat each arguments, childID: childID, on: queue, priority: priority, partitionKey: partitionKey)
+            .result()
     }
 }
 
-/// A child workflow started by ``WorkflowContext/startChild(_:_:childID:)``.
+/// A child workflow started by ``WorkflowContext/startChild(_:_:childID:on:priority:partitionKey:)``.
 public struct ChildWorkflow<Output: Codable & Sendable>: Sendable {
     /// The child's instance ID: `<parent ID>/<step ID>`.
     public let instanceID: String

@@ -292,6 +292,8 @@ struct EngineEnvironment: Sendable {
     let serviceName: String
     /// Registers a child's workflow with the app, so that its worker claims the child.
     let register: @Sendable (RegisteredWorkflow) throws -> Void
+    /// Registers a child's queue with the app and writes its limits to the store, once per process.
+    let declareQueue: @Sendable (Queue) async throws -> Void
     /// Metrics, spans and hooks.
     let observer: Observer
 }
