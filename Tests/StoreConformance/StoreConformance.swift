@@ -42,6 +42,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case queuedInstancesAreAdmittedWithinTheirQueuesLimits
     case queuedInstancesAreAdmittedByPriorityThenOldestFirst
     case aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes
+    case schedulesAreInsertedOnceAndWrittenByCompareAndSet
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -83,6 +84,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .queuedInstancesAreAdmittedWithinTheirQueuesLimits: try await Self.queueLimits(store)
             case .queuedInstancesAreAdmittedByPriorityThenOldestFirst: try await Self.queuePriorityOrder(store)
             case .aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes: try await Self.queueDeduplication(store)
+            case .schedulesAreInsertedOnceAndWrittenByCompareAndSet: try await Self.schedules(store)
             }
             completed.mark()
         }

@@ -18,6 +18,7 @@ public struct EngineError: EddaError {
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
             case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse
+            case scheduleNotFound, scheduleAlreadyExists, invalidSchedule
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -66,6 +67,13 @@ public struct EngineError: EddaError {
         /// is queued or running; ``EngineError/instanceID`` names that instance. Nothing was written.
         /// Once that instance finishes, the ID is free again.
         public static let deduplicationIDInUse = Code(.deduplicationIDInUse)
+
+        /// No schedule has this name. Nothing was changed.
+        public static let scheduleNotFound = Code(.scheduleNotFound)
+        /// A schedule with this name exists already. Nothing was changed.
+        public static let scheduleAlreadyExists = Code(.scheduleAlreadyExists)
+        /// A schedule's spec, input or range cannot be used (the message says why). Nothing was changed.
+        public static let invalidSchedule = Code(.invalidSchedule)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.
