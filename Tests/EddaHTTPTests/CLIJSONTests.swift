@@ -1,4 +1,5 @@
 import Edda
+import EddaHTTP
 import EddaSQLite
 import EddaTestSupport
 import EddaTesting
@@ -25,6 +26,7 @@ struct CLIJSONTests {
         "cancel": ["instance_id", "cancel_requested"],
         "retry": ["instance_id", "retried_step", "requested_by", "workflow_name"],
         "send-event": ["id", "type", "delivered_to", "kept_for"],
+        "schedules": ScheduleDocument.keys,
         "serve": ["database", "url", "token_required"],
         "migrate": ["database", "schema"],
         "backup": ["database", "copy"],
@@ -106,6 +108,8 @@ struct CLIJSONTests {
                 #expect(try await edda(["cancel", "w-2"], on: path).first?["cancel_requested"] as? Bool == true)
                 #expect(try await edda(["retry", "bad-1"], on: path).first?["workflow_name"] as? String == "failing")
 
+                try await schedules(on: path, app: app)
+
                 // start goes through a running app's API.
                 try await CLIServerTests().withServer(app) { base, _ in
                     let started = try await EddaBinary.run(
@@ -116,7 +120,7 @@ struct CLIJSONTests {
                     let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))
                     #expect(result.count == 1 && result.first?["output"] as? String == "Hello, Cy!", "\(result)")
                 }
-                return ["list", "show", "outbox", "send-event", "cancel", "retry", "start"]
+                return ["list", "show", "outbox", "send-event", "cancel", "retry", "schedules", "start"]
             }
             #expect(try await edda(["migrate"], on: path).first?["schema"] as? String == "up_to_date")
             #expect(try await edda(["backup", "--to", path + ".copy"], on: path).first?["copy"] as? String == path + ".copy")
@@ -126,5 +130,20 @@ struct CLIJSONTests {
             run += ["migrate", "backup", "prune", "serve"]
             #expect(Set(run) == Set(Self.keys.keys), "not run: \(Set(Self.keys.keys).subtracting(run).sorted())")
         }
+    }
+
+    /// `edda schedules list/pause/resume` print schedules; `trigger` and `backfill` the instances they ask for.
+    func schedules(on path: String, app: EddaApp) async throws {
+        try await app.createSchedule("nightly", workflowNamed: "greet", spec: .every(.seconds(86_400)), input: JSONPayload(json: #"["Nightly"]"#))
+        let listed = try await edda(["schedules", "list"], on: path)
+        #expect(listed.map { $0["name"] as? String } == ["nightly"] && listed.first?["input"] as? [String] == ["Nightly"], "\(listed)")
+        #expect(try await edda(["schedules", "pause", "nightly"], on: path).first?["paused"] as? Bool == true)
+        #expect(try await edda(["schedules", "resume", "nightly"], on: path).first?["paused"] as? Bool == false)
+        let requested: Set<String> = ["schedule", "instance_ids"]
+        let triggered = try await edda(["schedules", "trigger", "nightly"], on: path, keys: requested)
+        #expect((triggered.first?["instance_ids"] as? [String])?.first?.hasPrefix("sched:nightly:") == true, "\(triggered)")
+        let range = ["--from", "2026-01-01T00:00:00Z", "--through", "2026-01-02T12:00:00Z"]
+        let backfilled = try await edda(["schedules", "backfill", "nightly"] + range, on: path, keys: requested)
+        #expect(backfilled.first?["instance_ids"] as? [String] == ["sched:nightly:2026-01-01T00:00:00Z", "sched:nightly:2026-01-02T00:00:00Z"])
     }
 }
