@@ -134,9 +134,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     static func status(of code: EngineError.Code) -> HTTPResponse.Status {
         switch code {
-        case .invalidInput, .encodingFailed: .badRequest
-        case .unknownWorkflow, .instanceNotFound: .notFound
-        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed: .conflict
+        case .invalidInput, .encodingFailed, .invalidSchedule: .badRequest
+        case .unknownWorkflow, .instanceNotFound, .scheduleNotFound: .notFound
+        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed, .scheduleAlreadyExists: .conflict
         default: .internalServerError
         }
     }

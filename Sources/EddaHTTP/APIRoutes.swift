@@ -38,6 +38,7 @@ struct APIRoutes: Sendable {
             try await start(request, name: try context.parameters.decoded("name"))
         }
         routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
+        registerSchedules(on: &routes)
         routes.on("/api/openapi.json", .get) { _, _ in jsonResponse(OpenAPIDocument.document) }
     }
 

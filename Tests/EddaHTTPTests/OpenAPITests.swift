@@ -90,7 +90,7 @@ struct OpenAPITests {
         let engineCodes: [EngineError.Code] = [
             .invalidInput, .unknownWorkflow, .instanceAlreadyExists, .duplicateStepID, .corruptHistory, .corruptInput, .instanceNotFound,
             .stopped, .encodingFailed, .noTransaction, .transactionClosed, .workflowNameTaken, .alreadyFinished, .undecodableMessage,
-            .notFailed, .reservedStepID, .concurrentStepWithoutID,
+            .notFailed, .reservedStepID, .concurrentStepWithoutID, .scheduleNotFound, .scheduleAlreadyExists, .invalidSchedule,
         ]
         let storeCodes: [StoreError.Code] = [
             .databaseInUse, .migrationFailed, .database, .corruptRecord, .notWritable, .leaseLost, .notAnEddaDatabase, .schemaTooNew,
