@@ -41,43 +41,45 @@ struct Schedules: AsyncParsableCommand {
         }
     }
 
-    struct Pause: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Pause a schedule: no tick starts until it is resumed.")
-
+    /// What pause, resume and trigger take: the database, the schedule's name, `--json`.
+    struct Arguments: ParsableArguments {
         @OptionGroup var store: StoreOptions
         @Argument(help: "The schedule's name.") var name: String
         @OptionGroup var output: JSONFlag
 
-        func run() async throws {
+        /// Runs `action` on an app on the database with the schedule's name.
+        func run<Result: Sendable>(_ action: @escaping @Sendable (EddaApp, String) async throws -> Result) async throws -> Result {
             let name = name
-            Schedules.print(try await store.withApp { try await $0.pauseSchedule(name) }, json: output.json)
+            return try await store.withApp { try await action($0, name) }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pause a schedule: no tick starts until it is resumed.")
+        @OptionGroup var schedule: Arguments
+
+        func run() async throws {
+            Schedules.print(try await schedule.run { try await $0.pauseSchedule($1) }, json: schedule.output.json)
         }
     }
 
     struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resume a paused schedule from now on (ticks missed while paused do not start).")
-
-        @OptionGroup var store: StoreOptions
-        @Argument(help: "The schedule's name.") var name: String
-        @OptionGroup var output: JSONFlag
+        @OptionGroup var schedule: Arguments
 
         func run() async throws {
-            let name = name
-            Schedules.print(try await store.withApp { try await $0.resumeSchedule(name) }, json: output.json)
+            Schedules.print(try await schedule.run { try await $0.resumeSchedule($1) }, json: schedule.output.json)
         }
     }
 
     struct Trigger: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start a schedule's workflow now, whatever its spec, overlap policy or pause.")
-
-        @OptionGroup var store: StoreOptions
-        @Argument(help: "The schedule's name.") var name: String
-        @OptionGroup var output: JSONFlag
+        @OptionGroup var schedule: Arguments
 
         func run() async throws {
-            let name = name
-            let id = try await store.withApp { try await $0.triggerSchedule(name) }
-            output.json ? JSONOutput.print(["schedule": name, "instance_ids": [id]]) : out("\(id) starts at a worker's next pass")
+            let id = try await schedule.run { try await $0.triggerSchedule($1) }
+            guard !schedule.output.json else { return JSONOutput.print(["schedule": schedule.name, "instance_ids": [id]]) }
+            out("\(id) starts at a worker's next pass")
         }
     }
 

@@ -35,7 +35,8 @@ extension APIRoutes {
             let shape = #"{"from": "2026-03-01T00:00:00Z", "through": "2026-03-02T00:00:00Z"}"#
             let document = try await jsonObject(request, shape: shape)
             let (from, through) = (try Self.time(document, "from", shape: shape), try Self.time(document, "through", shape: shape))
-            return jsonResponse(["schedule": name, "instance_ids": try await app.backfillSchedule(name, from: from, through: through)], status: .accepted)
+            return jsonResponse(
+                ["schedule": name, "instance_ids": try await app.backfillSchedule(name, from: from, through: through)], status: .accepted)
         }
     }
 
@@ -46,10 +47,12 @@ extension APIRoutes {
     /// "catch_up_window_seconds"?}`: 201 with the schedule; 400 naming the key at fault; 409 when
     /// the name is taken.
     func createSchedule(_ request: Request) async throws -> Response {
-        let shape = #"{"name": "nightly", "workflow_name": "report", "spec": "0 2 * * *", "time_zone": "Europe/Paris", "input": [], "overlap": "skip"}"#
+        let shape =
+            #"{"name": "nightly", "workflow_name": "report", "spec": "0 2 * * *", "time_zone": "Europe/Paris", "input": [], "overlap": "skip"}"#
         let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.scheduleKeys.contains(key) {
-            throw APIError.badRequest("Unknown key '\(key)' in the body. It takes \(Self.scheduleKeys.joined(separator: ", ")): \(shape).", type: "unknown_key", field: key)
+            throw APIError.badRequest(
+                "Unknown key '\(key)' in the body. It takes \(Self.scheduleKeys.joined(separator: ", ")): \(shape).", type: "unknown_key", field: key)
         }
         func text(_ key: String, default value: String? = nil) throws -> String {
             guard let found = document[key] as? String ?? value, !found.isEmpty else {
@@ -69,11 +72,13 @@ extension APIRoutes {
         }
         let window = document["catch_up_window_seconds"].map { $0 as? Double ?? -1 } ?? Schedule.defaultCatchUpWindow.seconds
         guard window >= 0 else {
-            throw APIError.badRequest("'catch_up_window_seconds' must be a number of seconds, 0 or more.", type: "invalid_body", field: "catch_up_window_seconds")
+            throw APIError.badRequest(
+                "'catch_up_window_seconds' must be a number of seconds, 0 or more.", type: "invalid_body", field: "catch_up_window_seconds")
         }
         let input = document["input"] ?? []
         guard input is [Any], let inputData = try? JSONSerialization.data(withJSONObject: input) else {
-            throw APIError.badRequest("'input' must be a JSON array: the workflow's arguments, one element per argument.", type: "invalid_body", field: "input")
+            throw APIError.badRequest(
+                "'input' must be a JSON array: the workflow's arguments, one element per argument.", type: "invalid_body", field: "input")
         }
         let workflow = try text("workflow_name")
         do {

@@ -62,7 +62,8 @@ extension OpenAPIDocument {
             "Schedule": object([
                 "name": string(), "workflow_name": string(),
                 "spec": ["type": "string", "description": "A cron expression (5 or 6 fields) or `@every <n>s`."] as Object,
-                "time_zone": string(), "input": ["description": "The stored arguments (an array), or null when built from each tick in code."] as Object,
+                "time_zone": string(),
+                "input": ["description": "The stored arguments (an array), or null when built from each tick in code."] as Object,
                 "overlap": overlap, "catch_up_window_seconds": ["type": "number"] as Object, "paused": ["type": "boolean"] as Object,
                 "next_ticks": times, "last_tick": ["type": ["string", "null"], "format": "date-time"] as Object,
                 "last_instance_id": nullable("string"), "buffered_ticks": times, "requested_ticks": times, "updated_at": time,

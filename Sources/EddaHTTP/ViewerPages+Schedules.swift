@@ -14,7 +14,8 @@ extension ViewerPages {
         guard !schedules.isEmpty else {
             return page(title: "Edda — schedules", body: body + "<p class=\"empty\">No schedules.</p>")
         }
-        body += "<table><thead><tr><th>Schedule</th><th>Workflow</th><th>Spec</th><th>Overlap</th><th>Next ticks</th><th>Recent instances</th></tr></thead><tbody>"
+        let headings = ["Schedule", "Workflow", "Spec", "Overlap", "Next ticks", "Recent instances"]
+        body += "<table><thead><tr>" + headings.map { "<th>\($0)</th>" }.joined() + "</tr></thead><tbody>"
         for schedule in schedules {
             let next = schedule.paused ? "<span class=\"badge\">paused</span>" : schedule.upcomingTicks(3).map(HTML.time).joined(separator: "<br>")
             var recent = ""

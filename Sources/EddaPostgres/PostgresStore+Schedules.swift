@@ -65,8 +65,11 @@ extension PostgresStore {
         try await perform("read schedules") { [self] in
             var schedules: [ScheduleRecord] = []
             for try await row in try await client.query(query, logger: logger) {
-                let (name, workflow, expression, zone, input, overlap, window, paused, next, last, lastInstance, buffered, requested, revision, updated) =
-                    try row.decode((String, String, String, String, String?, String, Int64, Bool, Int64?, Int64?, String?, String, String, Int64, Int64).self)
+                let (
+                    name, workflow, expression, zone, input, overlap, window, paused, next, last, lastInstance, buffered, requested, revision, updated
+                ) =
+                    try row.decode(
+                        (String, String, String, String, String?, String, Int64, Bool, Int64?, Int64?, String?, String, String, Int64, Int64).self)
                 schedules.append(
                     ScheduleRecord(
                         storedName: name, workflowName: workflow, expression: expression, timeZone: zone, input: input, overlap: overlap,

@@ -35,7 +35,8 @@ extension SQLiteStore {
             let assignments = ScheduleRecord.storedColumns.dropFirst().map { "\($0) = ?" }.joined(separator: ", ")
             var arguments = Array(Self.storedValues(schedule, revision: schedule.revision + 1).dropFirst())
             arguments += [schedule.name, schedule.revision]
-            try db.execute(sql: "UPDATE workflow_schedules SET \(assignments) WHERE name = ? AND revision = ?", arguments: StatementArguments(arguments))
+            try db.execute(
+                sql: "UPDATE workflow_schedules SET \(assignments) WHERE name = ? AND revision = ?", arguments: StatementArguments(arguments))
             return db.changesCount > 0
         }
     }

@@ -1,5 +1,4 @@
 import Edda
-@testable import EddaHTTP
 import EddaTesting
 import Foundation
 import HTTPTypes
@@ -7,6 +6,8 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing
+
+@testable import EddaHTTP
 
 /// The schedule routes of the JSON API, and the viewer's schedules page.
 @Suite("HTTP: schedules", .timeLimit(.minutes(1)))
@@ -36,7 +37,8 @@ struct ScheduleAPITests {
             let badSpec = try await post(client, "/api/schedules", #"{"name": "x", "workflow_name": "greet", "spec": "0 25 * * *"}"#)
             #expect(try badSpec.status == .badRequest && api.errorType(badSpec) == "invalid_schedule")
             #expect((try api.error(badSpec)["message"] as? String)?.contains("use 0–23") == true)
-            let badInput = try await post(client, "/api/schedules", #"{"name": "x", "workflow_name": "greet", "spec": "@every 60s", "input": [{"name": ""}]}"#)
+            let badInput = try await post(
+                client, "/api/schedules", #"{"name": "x", "workflow_name": "greet", "spec": "@every 60s", "input": [{"name": ""}]}"#)
             #expect(try badInput.status == .badRequest && api.errorType(badInput) == "invalid_input")
             #expect(try await app.schedules().map(\.name) == ["hourly"], "refused schedules were not created")
 
@@ -55,8 +57,10 @@ struct ScheduleAPITests {
             let html = String(buffer: page.body)
             #expect(page.status == .ok && html.contains("hourly") && html.contains(id) && html.contains("paused"), "\(html)")
 
-            let backfill = try await post(client, "/api/schedules/hourly/backfill", #"{"from": "2026-01-01T00:00:00Z", "through": "2026-01-01T01:30:00Z"}"#)
-            #expect(try api.json(backfill)["instance_ids"] as? [String] == ["sched:hourly:2026-01-01T00:00:00Z", "sched:hourly:2026-01-01T01:00:00Z"])
+            let backfill = try await post(
+                client, "/api/schedules/hourly/backfill", #"{"from": "2026-01-01T00:00:00Z", "through": "2026-01-01T01:30:00Z"}"#)
+            #expect(
+                try api.json(backfill)["instance_ids"] as? [String] == ["sched:hourly:2026-01-01T00:00:00Z", "sched:hourly:2026-01-01T01:00:00Z"])
             let badRange = try await post(client, "/api/schedules/hourly/backfill", #"{"from": "yesterday", "through": "2026-01-01T01:30:00Z"}"#)
             #expect(try badRange.status == .badRequest && api.error(badRange)["field"] as? String == "from")
 

@@ -1,6 +1,7 @@
-@_spi(EddaStores) @testable import Edda
 import Foundation
 import Testing
+
+@_spi(EddaStores) @testable import Edda
 
 /// Cron parsing and tick computation, and the planning of one pass (no store, no clock).
 @Suite("Schedules: specs and plans")

@@ -152,11 +152,13 @@ struct ScheduleTests {
             #expect(triggered == Self.id("2026-01-05T10:00:30Z"))
             try await app.passSchedules()
             #expect(try await startedIDs(app) == [triggered], "a trigger starts even while paused")
-            let first = try await app.backfillSchedule("every-minute", from: Self.utc("2026-01-05T09:00:00Z"), through: Self.utc("2026-01-05T09:02:00Z"))
+            let first = try await app.backfillSchedule(
+                "every-minute", from: Self.utc("2026-01-05T09:00:00Z"), through: Self.utc("2026-01-05T09:02:00Z"))
             #expect(first == ["09:00", "09:01", "09:02"].map { Self.id("2026-01-05T\($0):00Z") })
             try await app.passSchedules()
             // Overlapping the first range: only the new tick starts.
-            let second = try await app.backfillSchedule("every-minute", from: Self.utc("2026-01-05T09:02:00Z"), through: Self.utc("2026-01-05T09:03:30Z"))
+            let second = try await app.backfillSchedule(
+                "every-minute", from: Self.utc("2026-01-05T09:02:00Z"), through: Self.utc("2026-01-05T09:03:30Z"))
             #expect(second.count == 2)
             try await app.passSchedules()
             #expect(try await startedIDs(app) == (first + [second[1], triggered]).sorted())

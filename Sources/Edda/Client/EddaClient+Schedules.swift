@@ -69,7 +69,8 @@ extension EddaClient {
                 try registration.checkInput(input)
             } catch {
                 throw EngineError(
-                    .invalidInput, "Input for workflow '\(workflowName)' of schedule '\(name)' is invalid: \(error). Nothing was created.", cause: error
+                    .invalidInput, "Input for workflow '\(workflowName)' of schedule '\(name)' is invalid: \(error). Nothing was created.",
+                    cause: error
                 )
             }
         }
@@ -79,7 +80,8 @@ extension EddaClient {
             nextTick: spec.nextTick(after: now), updatedAt: now
         )
         guard try await store.insertSchedule(record) else {
-            throw EngineError(.scheduleAlreadyExists, "A schedule named '\(name)' exists already; nothing was created. Delete it first, or pick another name.")
+            throw EngineError(
+                .scheduleAlreadyExists, "A schedule named '\(name)' exists already; nothing was created. Delete it first, or pick another name.")
         }
         logger.debug("schedule created", metadata: ["edda.schedule": "\(name)"])
         return record
@@ -154,7 +156,8 @@ extension EddaClient {
         guard ticks.count <= Self.maxBackfillTicks else {
             throw EngineError(
                 .invalidSchedule,
-                "Backfill of schedule '\(name)': the range holds more than \(Self.maxBackfillTicks) ticks. Nothing was asked for; backfill a shorter range at a time."
+                "Backfill of schedule '\(name)': the range holds more than \(Self.maxBackfillTicks) ticks. Nothing was asked for; "
+                    + "backfill a shorter range at a time."
             )
         }
         try await requestTicks(ticks, of: name)

@@ -79,7 +79,9 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         else { return nil }
         for dayIndex in 0..<(366 * 8) {
             let day = calendar.dateComponents([.year, .month, .day, .weekday], from: noon)
-            if let month = day.month, let dayOfMonth = day.day, let weekday = day.weekday, matchesDay(month: month, day: dayOfMonth, weekday: weekday - 1) {
+            if let month = day.month, let dayOfMonth = day.day, let weekday = day.weekday,
+                matchesDay(month: month, day: dayOfMonth, weekday: weekday - 1)
+            {
                 let firstDay = dayIndex == 0
                 for hour in hours where !firstDay || hour >= startHour {
                     let firstHour = firstDay && hour == startHour
@@ -111,7 +113,10 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Two expressions are equal when they are written the same.
     public static func == (lhs: CronExpression, rhs: CronExpression) -> Bool { lhs.description == rhs.description }
+
+    /// Hashes the expression as written.
     public func hash(into hasher: inout Hasher) { hasher.combine(description) }
 }
 
@@ -143,7 +148,8 @@ struct CronField {
             if let slash = part.firstIndex(of: "/") {
                 let stepText = part[part.index(after: slash)...]
                 guard let parsed = Int(stepText), parsed > 0 else {
-                    throw ScheduleSpecError(expression, "the step '\(stepText)' in the \(name) field is not a whole number of at least 1; write it as '*/5'")
+                    throw ScheduleSpecError(
+                        expression, "the step '\(stepText)' in the \(name) field is not a whole number of at least 1; write it as '*/5'")
                 }
                 step = parsed
                 body = part[..<slash]
@@ -199,5 +205,6 @@ public struct ScheduleSpecError: Error, Hashable, CustomStringConvertible {
         self.problem = problem
     }
 
+    /// `Invalid schedule spec '<spec>': <problem>.`
     public var description: String { "Invalid schedule spec '\(spec)': \(problem)." }
 }

@@ -98,7 +98,9 @@ public struct Schedule: Sendable {
         self.init(name, workflow.registration, spec, overlap, catchUpWindow, .fixed(JSONPayload(json: "[]")))
     }
 
-    private init(_ name: String, _ registration: RegisteredWorkflow, _ spec: ScheduleSpec, _ overlap: OverlapPolicy, _ window: Duration, _ input: Input) {
+    private init(
+        _ name: String, _ registration: RegisteredWorkflow, _ spec: ScheduleSpec, _ overlap: OverlapPolicy, _ window: Duration, _ input: Input
+    ) {
         precondition(!name.isEmpty && !name.contains(where: \.isNewline), "A schedule needs a name, on one line.")
         precondition(window >= .zero, "Schedule '\(name)': the catch-up window cannot be negative.")
         self.name = name

@@ -6,12 +6,16 @@ import ServiceLifecycle
 /// input is stored, or is built by a schedule it registers. A running ``EddaApp`` runs one beside
 /// its worker.
 ///
-/// Every ``EddaApp/Configuration-swift.struct/pollInterval`` (sooner when a tick is due sooner) it
-/// reads the schedules, and for each with work to do decides what to start (``SchedulePlan``),
-/// starts it under the ticks' deterministic instance IDs, then writes the schedule's new state if
-/// its revision has not moved (``ScheduleStore/updateSchedule(_:)``). Time is the configured clock's.
+/// Every ``EddaApp/Configuration-swift.struct/pollInterval`` but at most once a second (sooner when a
+/// tick is due sooner), it reads the schedules, and for each with work to do decides what to start
+/// (``SchedulePlan``), starts it under the ticks' deterministic instance IDs, then writes the
+/// schedule's new state if its revision has not moved (``ScheduleStore/updateSchedule(_:)``). Time
+/// is the configured clock's.
 struct Scheduler: Sendable {
     let client: EddaClient
+    /// The scheduler reads the schedules at most this often, however short the poll interval (a tick
+    /// due sooner is still started on time).
+    static let minimumInterval = Duration.seconds(1)
     /// At most this many ticks of each kind (requested, due) start in one pass of one schedule.
     static let ticksPerPass = 100
 
@@ -33,8 +37,8 @@ struct Scheduler: Sendable {
                     logger.debug("declaring schedules failed; trying again", metadata: ["edda.error": "\(error)"])
                 }
             }
-            let next = await pass()
-            var delay = client.configuration.pollInterval
+            let next = await passUnlessCancelled()
+            var delay = max(client.configuration.pollInterval, Self.minimumInterval)
             if clock.isRealTime, let next {
                 delay = min(delay, .seconds(max(next.timeIntervalSince(clock.now()), 0)))
             }
@@ -46,6 +50,20 @@ struct Scheduler: Sendable {
                 return
             }
         }
+    }
+
+    /// Runs ``pass()``, but returns `nil` at once when the task is cancelled: the app's shutdown never
+    /// waits for a store call of the scheduler (the pass is cancelled, and ends on its own).
+    private func passUnlessCancelled() async -> Date? {
+        let results = AsyncStream<Date?> { continuation in
+            let pass = Task {
+                continuation.yield(await self.pass())
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in pass.cancel() }
+        }
+        for await next in results { return next }
+        return nil
     }
 
     /// One pass over every schedule. Returns the earliest next tick of those this app starts.
@@ -94,7 +112,8 @@ struct Scheduler: Sendable {
         if plan.skippedLate > 0 {
             logger.debug(
                 "schedule ticks older than the catch-up window skipped",
-                metadata: metadata(record, ["edda.schedule.skipped": "\(plan.skippedLate)", "edda.schedule.first_skipped": "\(plan.firstSkippedLate!)"])
+                metadata: metadata(
+                    record, ["edda.schedule.skipped": "\(plan.skippedLate)", "edda.schedule.first_skipped": "\(plan.firstSkippedLate!)"])
             )
         }
         for tick in plan.skippedOverlapping {

@@ -27,8 +27,10 @@ public protocol ScheduleStore: Sendable {
 }
 
 extension ScheduleStore {
+    /// None: this store keeps no schedule.
     public func schedules() async throws -> [ScheduleRecord] { [] }
 
+    /// None: this store keeps no schedule.
     public func schedule(named name: String) async throws -> ScheduleRecord? { nil }
 
     /// Refuses: this store keeps no schedule.
@@ -78,8 +80,10 @@ public struct ScheduleRecord: Sendable, Hashable {
     public var requestedTicks: [Date]
     /// Grows by one with every write: what ``ScheduleStore/updateSchedule(_:)`` compares.
     public var revision: Int64
+    /// When it was last written (by the writer's clock).
     public var updatedAt: Date
 
+    /// A schedule with every field given; a new one has revision 1, no tick started and none waiting.
     public init(
         name: String, workflowName: String, expression: String, timeZone: String, input: JSONPayload?, overlap: Schedule.OverlapPolicy,
         catchUpWindow: Duration, paused: Bool = false, nextTick: Date?, lastTick: Date? = nil, lastInstanceID: String? = nil,
@@ -152,7 +156,7 @@ public struct ScheduleRecord: Sendable, Hashable {
 }
 
 extension ScheduleRecord {
-    /// The columns of a schedule row, in the order ``init(storedName:workflowName:expression:timeZone:input:overlap:catchUpWindow:paused:nextTick:lastTick:lastInstanceID:bufferedTicks:requestedTicks:revision:updatedAt:)``
+    /// The columns of a schedule row, in the order the stored-row initializer (`init(storedName:…)`)
     /// takes them. Times are milliseconds since 1970.
     @_spi(EddaStores) public static let storedColumns = [
         "name", "workflow_name", "expression", "time_zone", "input", "overlap", "catch_up_window", "paused", "next_tick", "last_tick",
