@@ -22,7 +22,9 @@ struct ScheduleTests {
             if gated { await gate.wait() }
             return tick
         }
-        return Workflow("scheduled") { (ctx, tick: String) -> String in try await step(ctx, tick) }
+        // A second step: a cancellation asked for during the first ends the instance cancelled.
+        let done = Activity("done") { (_, tick: String) -> String in tick }
+        return Workflow("scheduled") { (ctx, tick: String) -> String in try await done(ctx, try await step(ctx, tick)) }
     }
 
     func schedule(_ overlap: Schedule.OverlapPolicy, window: Duration = .seconds(60), gated: Bool = false) -> Schedule {
@@ -110,6 +112,53 @@ struct ScheduleTests {
             case .skip: #expect(afterwards == [t1], "skipped ticks never start")
             case .bufferOne: #expect(afterwards == [t1, t2], "the one buffered tick starts once the first finished; the third was dropped")
             default: #expect(afterwards == [t1, t2, t3])
+            }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func cancelOtherCancelsThePreviousInstanceAndStartsTheTick(_ backend: Backend) async throws {
+        let gate = self.gate
+        let schedule = schedule(.cancelOther, gated: true)
+        let (t1, t2) = (Self.id("2026-01-05T10:01:00Z"), Self.id("2026-01-05T10:02:00Z"))
+        try await withApp(backend, schedule) { app, clock in
+            clock.advance(by: .seconds(30))
+            try await app.passSchedules()
+            try await waitUntil { log.all.contains { $0.hasPrefix(t1) } }
+            clock.advance(by: .seconds(60))
+            try await app.passSchedules()
+            #expect(try await startedIDs(app) == [t1, t2])
+            #expect(try await app.instance(t1)?.cancelRequested == true, "the previous instance was asked to cancel")
+            gate.open()
+            await #expect(throws: WorkflowCancelledError.self) { try await app.handle(for: schedule.workflow, instanceID: t1).result() }
+            #expect(try await app.handle(for: schedule.workflow, instanceID: t2).result() == "2026-01-05T10:02:00Z")
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func bufferAllStartsEveryTickInTurnEachAfterThePreviousFinished(_ backend: Backend) async throws {
+        let gate = self.gate
+        let schedule = schedule(.bufferAll, gated: true)
+        let ids = ["10:01", "10:02", "10:03"].map { Self.id("2026-01-05T\($0):00Z") }
+        try await withApp(backend, schedule) { app, clock in
+            clock.advance(by: .seconds(30))
+            try await app.passSchedules()
+            try await waitUntil { log.all.contains { $0.hasPrefix(ids[0]) } }
+            for _ in 0..<2 {
+                clock.advance(by: .seconds(60))
+                try await app.passSchedules()
+            }
+            #expect(try await startedIDs(app) == [ids[0]])
+            #expect(try await app.store.schedule(named: "every-minute")?.bufferedTicks.count == 2)
+            gate.open()
+            try await waitUntil {
+                try await app.passSchedules()
+                return try await startedIDs(app) == ids
+            }
+            for id in ids { _ = try await app.handle(for: schedule.workflow, instanceID: id).result() }
+            let instances = try await ids.asyncMap { try #require(try await app.instance($0)) }
+            for (previous, next) in zip(instances, instances.dropFirst()) {
+                #expect(next.createdAt >= previous.updatedAt, "\(next.instanceID) started once \(previous.instanceID) had finished")
             }
         }
     }
@@ -204,5 +253,13 @@ extension Schedule {
     /// The schedule's workflow, for handles in tests (its output is a String).
     var workflow: Workflow<String, String> {
         Workflow(workflowName) { (_, tick: String) -> String in tick }
+    }
+}
+
+extension Array {
+    fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
     }
 }
