@@ -12,7 +12,7 @@ extension APIRoutes {
         routes.on("/api/schedules", .post) { request, _ in try await createSchedule(request) }
         routes.on("/api/schedules/:name", .get) { _, context in
             let name = try context.parameters.decoded("name")
-            guard let schedule = try await app.client.schedule(named: name) else { throw EddaClient.noSchedule(name) }
+            guard let schedule = try await app.schedule(named: name) else { throw EddaClient.noSchedule(name) }
             return jsonResponse(ScheduleDocument.document(schedule))
         }
         routes.on("/api/schedules/:name", .delete) { _, context in

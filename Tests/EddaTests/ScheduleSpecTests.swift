@@ -100,6 +100,19 @@ struct ScheduleSpecTests {
         #expect(Schedule.instanceID(schedule: "often", tick: utc("2026-01-05T10:05:00Z")) == "sched:often:2026-01-05T10:05:00Z")
     }
 
+    @Test func theReadmesScheduleDeclarationsBuild() throws {
+        let report = Workflow("nightly_report") { (_, day: String) -> Int in day.count }
+        let nightly = Schedule(
+            "nightly-report", report, try .cron("0 2 * * *", timeZone: TimeZone(identifier: "Europe/Paris")!),
+            overlap: .skip, catchUpWindow: .seconds(3600),
+            input: { scheduledTime in scheduledTime.formatted(.iso8601) }
+        )
+        #expect(nightly.workflowName == "nightly_report" && nightly.spec.description == "0 2 * * * (Europe/Paris)")
+        #expect(nightly.record(now: utc("2026-01-05T12:00:00Z")).input == nil, "an input built from the tick is not stored")
+        let fixed = Schedule("fixed", report, .every(.seconds(60)), input: "all")
+        #expect(fixed.record(now: utc("2026-01-05T12:00:00Z")).input == JSONPayload(json: #"["all"]"#))
+    }
+
     // MARK: - Plans
 
     func record(_ overlap: Schedule.OverlapPolicy, next: String, window: Duration = .seconds(60)) -> ScheduleRecord {

@@ -23,6 +23,11 @@ extension EddaApp {
         try await client.schedules()
     }
 
+    /// The schedule named `name`, if there is one: ``EddaClient/schedule(named:)``.
+    public func schedule(named name: String) async throws -> ScheduleRecord? {
+        try await client.schedule(named: name)
+    }
+
     /// Pauses a schedule: ``EddaClient/pauseSchedule(_:)``.
     @discardableResult
     public func pauseSchedule(_ name: String) async throws -> ScheduleRecord {

@@ -107,7 +107,8 @@ struct Scheduler: Sendable {
         guard due || !record.requestedTicks.isEmpty else { return record.paused ? nil : record.nextTick }
         let previousRunning = try await isUnfinished(record.lastInstanceID)
         var plan = SchedulePlan(
-            record, spec: spec, now: now, grace: client.configuration.pollInterval, previousRunning: previousRunning, limit: Self.ticksPerPass
+            record, spec: spec, now: now, grace: max(client.configuration.pollInterval, Self.minimumInterval), previousRunning: previousRunning,
+            limit: Self.ticksPerPass
         )
         if plan.skippedLate > 0 {
             logger.debug(
