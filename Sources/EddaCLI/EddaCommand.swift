@@ -16,7 +16,10 @@ struct EddaCommand: AsyncParsableCommand {
             start needs it (to decode and validate the input), so it asks a running app's HTTP API (EddaHTTP).
             """,
         version: "edda \(EddaCommand.version)",
-        subcommands: [List.self, Show.self, Queues.self, Outbox.self, Start.self, Cancel.self, Retry.self, SendEvent.self, Serve.self, Migrate.self, Backup.self, Prune.self]
+        subcommands: [
+            List.self, Show.self, Queues.self, Outbox.self, Start.self, Cancel.self, Retry.self, SendEvent.self, Schedules.self, Serve.self, Migrate.self,
+            Backup.self, Prune.self,
+        ]
     )
 }
 

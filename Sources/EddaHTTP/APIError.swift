@@ -134,10 +134,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     static func status(of code: EngineError.Code) -> HTTPResponse.Status {
         switch code {
-        case .invalidInput, .encodingFailed: .badRequest
-        case .unknownWorkflow, .instanceNotFound: .notFound
-        case .unknownQueue, .invalidQueueOptions: .badRequest
-        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed, .deduplicationIDInUse: .conflict
+        case .invalidInput, .encodingFailed, .invalidSchedule, .unknownQueue, .invalidQueueOptions: .badRequest
+        case .unknownWorkflow, .instanceNotFound, .scheduleNotFound: .notFound
+        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed, .deduplicationIDInUse, .scheduleAlreadyExists: .conflict
         default: .internalServerError
         }
     }

@@ -41,6 +41,7 @@ struct APIRoutes: Sendable {
             jsonResponse(["queues": try await app.queues().map(QueueText.document)])
         }
         routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
+        registerSchedules(on: &routes)
         routes.on("/api/openapi.json", .get) { _, _ in jsonResponse(OpenAPIDocument.document) }
     }
 

@@ -20,6 +20,7 @@ enum OpenAPIDocument {
         "workflow_name_taken", "encoding_failed", "duplicate_step_id", "corrupt_history", "corrupt_input", "stopped", "no_transaction",
         "transaction_closed", "undecodable_message", "reserved_step_id", "concurrent_step_without_id", "deduplication_id_in_use", "unknown_queue",
         "invalid_queue_options",
+        "schedule_not_found", "schedule_already_exists", "invalid_schedule",
         // The store's codes.
         "store_database_in_use", "store_migration_failed", "store_database", "store_corrupt_record", "store_not_writable", "store_lease_lost",
         "store_not_an_edda_database", "store_schema_too_new",
@@ -166,7 +167,7 @@ enum OpenAPIDocument {
     /// The document.
     static var document: Object {
         var paths: [String: Object] = [:]
-        for operation in operations {
+        for operation in operations + scheduleOperations {
             var item = paths[operation.path] ?? [:]
             item[operation.method] = describe(operation)
             paths[operation.path] = item
@@ -183,7 +184,7 @@ enum OpenAPIDocument {
                     """,
             ] as Object,
             "paths": paths,
-            "components": ["schemas": schemas, "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"] as Object] as Object] as Object,
+            "components": ["schemas": schemas.merging(scheduleSchemas) { $1 }, "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"] as Object] as Object] as Object,
             // A server with a bearer token requires it on every route; one without takes none.
             "security": [Object(), ["bearer": [String]()] as Object],
         ]

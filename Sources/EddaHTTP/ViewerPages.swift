@@ -27,6 +27,7 @@ struct ViewerPages: Sendable {
         routes.on("/", .get) { request, _ in try await list(request) }
         routes.on("/workflows", .get) { _, _ in workflows() }
         routes.on("/queues", .get) { _, _ in try await queuesPage() }
+        routes.on("/schedules", .get) { _, _ in try await schedulesPage() }
         routes.on("/workflows/:name/start", .get) { request, context in
             let name = try context.parameters.decoded("name")
             guard let shapes = app.inputShapes(ofWorkflowNamed: name) else { return unknownWorkflow(name) }
@@ -107,7 +108,7 @@ struct ViewerPages: Sendable {
         let counts = valid ? try await app.store.statusCounts(matching: filter) : nil
         let refresh = query.get("refresh").flatMap(Int.init).map { min(max($0, 2), 300) }
 
-        var body = "<p><a href=\"/workflows\">Start a workflow →</a> · <a href=\"/queues\">Queues →</a></p><h1>Workflow instances</h1>"
+        var body = "<p><a href=\"/workflows\">Start a workflow →</a> · <a href=\"/queues\">Queues →</a> · <a href=\"/schedules\">Schedules →</a></p><h1>Workflow instances</h1>"
         if let parent = filter.parentInstanceID {
             body += "<p>Children of <a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a> · <a href=\"/\">all instances</a></p>"
         }

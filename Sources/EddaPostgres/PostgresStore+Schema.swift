@@ -243,6 +243,29 @@ extension PostgresStore {
                 WHERE queue_name IS NOT NULL AND admitted_at IS NOT NULL
                 """,
             ]),
+            (15, "schedules", [
+                // Each schedule's definition and where its ticking stands; times in milliseconds since
+                // 1970, tick lists as JSON arrays of them. Written by compare-and-set on revision.
+                """
+                CREATE TABLE \(t.schedules) (
+                    name TEXT PRIMARY KEY,
+                    workflow_name TEXT NOT NULL,
+                    expression TEXT NOT NULL,
+                    time_zone TEXT NOT NULL,
+                    input TEXT,
+                    overlap TEXT NOT NULL,
+                    catch_up_window BIGINT NOT NULL,
+                    paused BOOLEAN NOT NULL DEFAULT false,
+                    next_tick BIGINT,
+                    last_tick BIGINT,
+                    last_instance_id TEXT,
+                    buffered_ticks TEXT NOT NULL DEFAULT '[]',
+                    requested_ticks TEXT NOT NULL DEFAULT '[]',
+                    revision BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+            ]),
         ]
     }
 }

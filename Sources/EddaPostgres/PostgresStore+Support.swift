@@ -16,6 +16,7 @@ struct Tables: Sendable {
     let messages: String
     let waits: String
     let queues: String
+    let schedules: String
     /// The LISTEN/NOTIFY channel of this schema's workers.
     let channel: String
 
@@ -39,6 +40,7 @@ struct Tables: Sendable {
         self.messages = "\"\(schema)\".channel_messages"
         self.waits = "\"\(schema)\".workflow_waits"
         self.queues = "\"\(schema)\".workflow_queues"
+        self.schedules = "\"\(schema)\".workflow_schedules"
         self.channel = "edda_\(schema)"
     }
 

@@ -259,6 +259,31 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v15: schedules") { db in
+            try db.execute(
+                sql: """
+                    -- Each schedule's definition and where its ticking stands; times in milliseconds since 1970,
+                    -- tick lists as JSON arrays of them. Written by compare-and-set on revision.
+                    CREATE TABLE workflow_schedules (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        workflow_name TEXT NOT NULL,
+                        expression TEXT NOT NULL,
+                        time_zone TEXT NOT NULL,
+                        input TEXT,
+                        overlap TEXT NOT NULL,
+                        catch_up_window INTEGER NOT NULL,
+                        paused INTEGER NOT NULL DEFAULT 0,
+                        next_tick INTEGER,
+                        last_tick INTEGER,
+                        last_instance_id TEXT,
+                        buffered_ticks TEXT NOT NULL DEFAULT '[]',
+                        requested_ticks TEXT NOT NULL DEFAULT '[]',
+                        revision INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return migrator
     }
 }

@@ -1,4 +1,5 @@
 import Edda
+import EddaHTTP
 import EddaSQLite
 import EddaTestSupport
 import EddaTesting
@@ -25,6 +26,7 @@ struct CLIJSONTests {
         "cancel": ["instance_id", "cancel_requested"],
         "retry": ["instance_id", "retried_step", "requested_by", "workflow_name"],
         "send-event": ["id", "type", "delivered_to", "kept_for"],
+        "schedules": ScheduleDocument.keys,
         "serve": ["database", "url", "token_required"],
         "migrate": ["database", "schema"],
         "backup": ["database", "copy"],
@@ -127,6 +129,7 @@ struct CLIJSONTests {
                 #expect(Set(onQueue.compactMap { $0["instance_id"] as? String }) == ["q-1", "q-2"])
                 let queued = try #require(try await edda(["show", "q-2"], on: path, keys: Self.keys["show"]!.union(["queue_position"])).first)
                 #expect(queued["queue_position"] as? Int == 1 && queued["queue"] as? String == "slow" && queued["priority"] as? Int == 2)
+                try await schedules(on: path, app: app)
 
                 // start goes through a running app's API.
                 try await CLIServerTests().withServer(app) { base, _ in
@@ -138,7 +141,7 @@ struct CLIJSONTests {
                     let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))
                     #expect(result.count == 1 && result.first?["output"] as? String == "Hello, Cy!", "\(result)")
                 }
-                return ["list", "show", "outbox", "send-event", "cancel", "retry", "queues", "start"]
+                return ["list", "show", "outbox", "send-event", "cancel", "retry", "queues", "schedules", "start"]
             }
             #expect(try await edda(["migrate"], on: path).first?["schema"] as? String == "up_to_date")
             #expect(try await edda(["backup", "--to", path + ".copy"], on: path).first?["copy"] as? String == path + ".copy")
@@ -148,5 +151,20 @@ struct CLIJSONTests {
             run += ["migrate", "backup", "prune", "serve"]
             #expect(Set(run) == Set(Self.keys.keys), "not run: \(Set(Self.keys.keys).subtracting(run).sorted())")
         }
+    }
+
+    /// `edda schedules list/pause/resume` print schedules; `trigger` and `backfill` the instances they ask for.
+    func schedules(on path: String, app: EddaApp) async throws {
+        try await app.createSchedule("nightly", workflowNamed: "greet", spec: .every(.seconds(86_400)), input: JSONPayload(json: #"["Nightly"]"#))
+        let listed = try await edda(["schedules", "list"], on: path)
+        #expect(listed.map { $0["name"] as? String } == ["nightly"] && listed.first?["input"] as? [String] == ["Nightly"], "\(listed)")
+        #expect(try await edda(["schedules", "pause", "nightly"], on: path).first?["paused"] as? Bool == true)
+        #expect(try await edda(["schedules", "resume", "nightly"], on: path).first?["paused"] as? Bool == false)
+        let requested: Set<String> = ["schedule", "instance_ids"]
+        let triggered = try await edda(["schedules", "trigger", "nightly"], on: path, keys: requested)
+        #expect((triggered.first?["instance_ids"] as? [String])?.first?.hasPrefix("sched:nightly:") == true, "\(triggered)")
+        let range = ["--from", "2026-01-01T00:00:00Z", "--through", "2026-01-02T12:00:00Z"]
+        let backfilled = try await edda(["schedules", "backfill", "nightly"] + range, on: path, keys: requested)
+        #expect(backfilled.first?["instance_ids"] as? [String] == ["sched:nightly:2026-01-01T00:00:00Z", "sched:nightly:2026-01-02T00:00:00Z"])
     }
 }

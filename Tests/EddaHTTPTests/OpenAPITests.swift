@@ -91,6 +91,7 @@ struct OpenAPITests {
             .invalidInput, .unknownWorkflow, .instanceAlreadyExists, .duplicateStepID, .corruptHistory, .corruptInput, .instanceNotFound,
             .stopped, .encodingFailed, .noTransaction, .transactionClosed, .workflowNameTaken, .alreadyFinished, .undecodableMessage,
             .notFailed, .reservedStepID, .concurrentStepWithoutID, .deduplicationIDInUse, .unknownQueue, .invalidQueueOptions,
+            .scheduleNotFound, .scheduleAlreadyExists, .invalidSchedule,
         ]
         let storeCodes: [StoreError.Code] = [
             .databaseInUse, .migrationFailed, .database, .corruptRecord, .notWritable, .leaseLost, .notAnEddaDatabase, .schemaTooNew,

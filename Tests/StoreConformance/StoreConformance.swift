@@ -44,6 +44,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes
     case aRateLimitAdmitsAtMostItsLimitPerPeriodWhateverTheConcurrency
     case aPartitionedQueuesLimitsApplyToEachPartitionKey
+    case schedulesAreInsertedOnceAndWrittenByCompareAndSet
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -87,6 +88,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes: try await Self.queueDeduplication(store)
             case .aRateLimitAdmitsAtMostItsLimitPerPeriodWhateverTheConcurrency: try await Self.queueRateLimit(store)
             case .aPartitionedQueuesLimitsApplyToEachPartitionKey: try await Self.queuePartitions(store)
+            case .schedulesAreInsertedOnceAndWrittenByCompareAndSet: try await Self.schedules(store)
             }
             completed.mark()
         }

@@ -120,7 +120,7 @@ public final class EddaApp: Service, Sendable {
         await delivery?.value
     }
 
-    /// Runs `worker` with the retention pruner beside it; the pruner stops when the worker does.
+    /// Runs `worker` with the retention pruner and the scheduler beside it; they stop when the worker does.
     private func runWithPruner(_ worker: Worker) async throws {
         let pruner = Pruner(
             store: store, policy: configuration.retention, clock: ContinuousClock(),
@@ -128,6 +128,7 @@ public final class EddaApp: Service, Sendable {
         )
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pruner.run() }
+            group.addTask { [client] in await Scheduler(client: client).run() }
             defer { group.cancelAll() }
             try await worker.run()
         }

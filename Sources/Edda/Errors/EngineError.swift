@@ -18,6 +18,7 @@ public struct EngineError: EddaError {
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
             case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse, unknownQueue, invalidQueueOptions
+            case scheduleNotFound, scheduleAlreadyExists, invalidSchedule
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -72,6 +73,13 @@ public struct EngineError: EddaError {
         /// a queue, a partition key on a queue that is not partitioned, or none on one that is.
         /// Nothing was written.
         public static let invalidQueueOptions = Code(.invalidQueueOptions)
+
+        /// No schedule has this name. Nothing was changed.
+        public static let scheduleNotFound = Code(.scheduleNotFound)
+        /// A schedule with this name exists already. Nothing was changed.
+        public static let scheduleAlreadyExists = Code(.scheduleAlreadyExists)
+        /// A schedule's spec, input or range cannot be used (the message says why). Nothing was changed.
+        public static let invalidSchedule = Code(.invalidSchedule)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

@@ -15,6 +15,8 @@ public final class WorkflowRegistry: Sendable {
         var queues: [String: Queue] = [:]
         /// The queues whose limits, as registered, this process wrote to the store.
         var declared: Set<String> = []
+        /// Schedules declared in code, by name.
+        var schedules: [String: Schedule] = [:]
     }
 
     private let state = Mutex(State())
@@ -80,6 +82,25 @@ public final class WorkflowRegistry: Sendable {
     /// The registered queues, sorted by name.
     public var queues: [Queue] {
         state.withLock { $0.queues.values.sorted { $0.name < $1.name } }
+    }
+
+    /// Registers `schedule` and its workflow: the app's worker writes it to the store when it starts
+    /// and starts its ticks. A schedule of the same name registered again replaces the earlier one.
+    ///
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/workflowNameTaken`` when
+    ///   another workflow is registered under its workflow's name.
+    public func register(_ schedule: Schedule) throws {
+        try register(schedule.registration)
+        state.withLock { $0.schedules[schedule.name] = schedule }
+    }
+
+    /// The schedules declared in code, sorted by name.
+    public var schedules: [Schedule] {
+        state.withLock { $0.schedules.values.sorted { $0.name < $1.name } }
+    }
+
+    func schedule(named name: String) -> Schedule? {
+        state.withLock { $0.schedules[name] }
     }
 
     /// The names of the registered workflows, sorted.

@@ -9,7 +9,8 @@
 ///
 /// - ``Mailbox``: events and channel messages, consumed exactly once into history.
 /// - ``PruningStore``: deletes what a ``RetentionPolicy`` no longer keeps, in small batches.
+/// - ``ScheduleStore``: schedules and where their ticking stands, written by compare-and-set.
 ///
 /// Backends: `SQLiteStore` in `EddaSQLite` (the embedded default). Every backend passes the same
 /// conformance suite (`Tests/StoreConformance`).
-public protocol Store: WorkflowStore, WorkQueue, Mailbox, PruningStore {}
+public protocol Store: WorkflowStore, WorkQueue, Mailbox, PruningStore, ScheduleStore {}

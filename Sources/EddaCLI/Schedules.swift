@@ -1,0 +1,112 @@
+import ArgumentParser
+import Edda
+import EddaHTTP
+import Foundation
+
+/// `edda schedules …`: list, pause, resume, trigger and backfill the schedules on the database.
+struct Schedules: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List, pause, resume, trigger and backfill schedules (each subcommand takes --json).",
+        discussion: """
+            These act on the database directly: a worker of an app that registers the schedule's workflow starts \
+            the ticks, within its poll interval. A trigger or a backfill names the instances it asks for; each \
+            tick's instance ID is sched:<name>:<tick in ISO 8601 UTC>, so a tick never starts twice.
+            """,
+        subcommands: [ListSchedules.self, Pause.self, Resume.self, Trigger.self, Backfill.self]
+    )
+
+    /// Prints `schedule` as a line of the list, or as JSON.
+    static func print(_ schedule: ScheduleRecord, json: Bool) {
+        guard !json else { return JSONOutput.print(ScheduleDocument.document(schedule)) }
+        let next = schedule.paused ? Terminal.paint("paused", .yellow) : (schedule.nextTick.map(ScheduleDocument.time) ?? "none")
+        out(
+            schedule.name.padding(24) + schedule.workflowName.padding(24) + "\(schedule.expression) (\(schedule.timeZone))".padding(32)
+                + schedule.overlap.rawValue.padding(13) + next + (schedule.lastInstanceID.map { "   last: \($0)" } ?? "")
+        )
+    }
+
+    struct ListSchedules: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the schedules with their next tick.")
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: JSONFlag
+
+        func run() async throws {
+            let schedules = try await store.withStore(writable: false) { try await $0.schedules() }
+            if !output.json {
+                guard !schedules.isEmpty else { return out("no schedules in \(store.displayName)") }
+                out(Terminal.paint("NAME".padding(24) + "WORKFLOW".padding(24) + "SPEC".padding(32) + "OVERLAP".padding(13) + "NEXT TICK", .bold))
+            }
+            for schedule in schedules { Schedules.print(schedule, json: output.json) }
+        }
+    }
+
+    /// What pause, resume and trigger take: the database, the schedule's name, `--json`.
+    struct Arguments: ParsableArguments {
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "The schedule's name.") var name: String
+        @OptionGroup var output: JSONFlag
+
+        /// Runs `action` on an app on the database with the schedule's name.
+        func run<Result: Sendable>(_ action: @escaping @Sendable (EddaApp, String) async throws -> Result) async throws -> Result {
+            let name = name
+            return try await store.withApp { try await action($0, name) }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pause a schedule: no tick starts until it is resumed.")
+        @OptionGroup var schedule: Arguments
+
+        func run() async throws {
+            Schedules.print(try await schedule.run { try await $0.pauseSchedule($1) }, json: schedule.output.json)
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resume a paused schedule from now on (ticks missed while paused do not start).")
+        @OptionGroup var schedule: Arguments
+
+        func run() async throws {
+            Schedules.print(try await schedule.run { try await $0.resumeSchedule($1) }, json: schedule.output.json)
+        }
+    }
+
+    struct Trigger: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a schedule's workflow now, whatever its spec, overlap policy or pause.")
+        @OptionGroup var schedule: Arguments
+
+        func run() async throws {
+            let id = try await schedule.run { try await $0.triggerSchedule($1) }
+            guard !schedule.output.json else { return JSONOutput.print(["schedule": schedule.name, "instance_ids": [id]]) }
+            out("\(id) starts at a worker's next pass")
+        }
+    }
+
+    struct Backfill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a schedule's ticks in a time range (those already started are not started again)."
+        )
+
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "The schedule's name.") var name: String
+        @Option(help: "The range's start, ISO 8601 (2026-03-01T00:00:00Z).", transform: Backfill.time) var from: Date
+        @Option(help: "The range's end, included, ISO 8601.", transform: Backfill.time) var through: Date
+        @OptionGroup var output: JSONFlag
+
+        static func time(_ text: String) throws -> Date {
+            guard let date = try? Date(text, strategy: .iso8601) else {
+                throw ValidationError("'\(text)' is not an ISO 8601 time; write it as 2026-03-01T00:00:00Z.")
+            }
+            return date
+        }
+
+        func run() async throws {
+            let (name, from, through) = (name, from, through)
+            let ids = try await store.withApp { try await $0.backfillSchedule(name, from: from, through: through) }
+            guard !output.json else { return JSONOutput.print(["schedule": name, "instance_ids": ids]) }
+            out(ids.isEmpty ? "no tick of \(name) in that range" : "\(ids.count) tick(s) start at a worker's next pass:")
+            for id in ids { out("  \(id)") }
+        }
+    }
+}
