@@ -163,40 +163,20 @@ extension PostgresStore {
                 // Waiting for another migrator, or building an index on a large table, may take longer
                 // than Edda's statement timeout.
                 try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
-                // One migrator at a time, across every process on the database (the lock earlier
-                // versions take too). Per schema, the seventy schemas of the test suite migrating at
-                // once loaded the server until one-second leases lapsed.
-                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: logger)
-                try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(t.schema)"), logger: logger)
+                // One statement does the rest, under the server-wide lock: only the server's work and
+                // one turnaround (to COMMIT) hold it. When the lock was taken first and the schema,
+                // the table and the versions were read in statements of their own, a client starved of
+                // CPU held it for seconds per schema, and the test suite's last stores (some seventy
+                // fresh schemas start at once) waited past their startup timeout.
                 try await connection.query(
-                    PostgresQuery(
-                        unsafeSQL: "CREATE TABLE IF NOT EXISTS \(t.migrations) (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-                    ),
-                    logger: logger
+                    PostgresQuery(unsafeSQL: Self.migrationBlock(migrations, tables: t, lockKey: Self.migrationLockKey)), logger: logger
                 )
-                var applied: Set<Int> = []
-                for try await version in try await connection.query(PostgresQuery(unsafeSQL: "SELECT version FROM \(t.migrations)"), logger: logger)
-                    .decode(Int.self)
-                {
-                    applied.insert(version)
-                }
-                // Again under the lock: a newer Edda may have migrated since the check above.
-                if !applied.isSubset(of: known) { throw tooNew() }
-                // Every pending statement in one round trip, so the server-wide lock is held for the
-                // server's work only: statement by statement, a busy client (the test suite starting
-                // some fifty stores at once) held it for seconds per schema, and the last migrators
-                // waited past their startup timeout.
-                let pending = migrations.filter { !applied.contains($0.version) }
-                if let block = Self.migrationBlock(pending, migrationsTable: t.migrations) {
-                    try await connection.query(PostgresQuery(unsafeSQL: block), logger: logger)
-                }
-                for migration in pending {
-                    logger.debug("applied migration", metadata: ["edda.postgres.migration": "\(migration.version): \(migration.name)"])
-                }
+                logger.debug("schema up to date", metadata: ["edda.postgres.schema": "\(t.schema)"])
             }
         } catch {
             let own = (error as? StoreError) ?? ((error as? PostgresTransactionError)?.closureError as? StoreError)
             if let own, own.code == .schemaTooNew { throw own }
+            if ServerError(error).message?.contains(Self.tooNewMarker) == true { throw tooNew() }
             throw StoreError(.migrationFailed, "Cannot bring Edda's schema \(t.schema) up to date. Nothing was changed.", cause: ServerError(error))
         }
     }
@@ -246,21 +226,36 @@ extension PostgresStore {
         return applied
     }
 
-    /// One `DO` block that runs `migrations`' statements in order, each as it is (`EXECUTE` of a
-    /// dollar-quoted string), and records each in the migrations table; `nil` when there are none.
-    static func migrationBlock(_ migrations: [(version: Int, name: String, statements: [String])], migrationsTable: String) -> String? {
-        guard !migrations.isEmpty else { return nil }
+    /// Marks the error the migration block raises when the schema holds versions this Edda does not know.
+    static let tooNewMarker = "edda: the schema was migrated by a newer version"
+
+    /// One `DO` block that brings the schema up to date under the server-wide migration lock: it takes
+    /// the lock, creates the schema and the migrations table if missing, refuses a schema with a
+    /// version it does not know (raising ``tooNewMarker``), and applies each migration not recorded,
+    /// recording it — all in the server, in one round trip.
+    static func migrationBlock(_ migrations: [(version: Int, name: String, statements: [String])], tables t: Tables, lockKey: Int64) -> String {
         let quote = "$edda_statement$"
-        var body = ""
-        for migration in migrations {
-            for statement in migration.statements {
-                precondition(!statement.contains(quote), "a migration statement contains \(quote)")
-                body += "EXECUTE \(quote)\(statement)\(quote);\n"
-            }
-            let name = migration.name.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "''")
-            body += "INSERT INTO \(migrationsTable) (version, name, applied_at) VALUES (\(migration.version), '\(name)', \(nowMilliseconds));\n"
+        func execute(_ statement: String) -> String {
+            precondition(!statement.contains(quote), "a migration statement contains \(quote)")
+            return "EXECUTE \(quote)\(statement)\(quote);\n"
         }
-        return "DO $edda_migrations$\nBEGIN\n\(body)END\n$edda_migrations$"
+        var body = "PERFORM pg_advisory_xact_lock(\(lockKey));\n"
+        body += execute("CREATE SCHEMA IF NOT EXISTS \(t.schema)")
+        body += execute("CREATE TABLE IF NOT EXISTS \(t.migrations) (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        let known = migrations.map { String($0.version) }.joined(separator: ", ")
+        body += """
+            EXECUTE \(quote)SELECT EXISTS (SELECT 1 FROM \(t.migrations) WHERE version NOT IN (\(known)))\(quote) INTO newer;
+            IF newer THEN RAISE EXCEPTION '\(tooNewMarker)'; END IF;\n
+            """
+        for migration in migrations {
+            body += "EXECUTE \(quote)SELECT EXISTS (SELECT 1 FROM \(t.migrations) WHERE version = \(migration.version))\(quote) INTO applied;\n"
+            body += "IF NOT applied THEN\n"
+            for statement in migration.statements { body += execute(statement) }
+            let name = migration.name.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "''")
+            body += execute("INSERT INTO \(t.migrations) (version, name, applied_at) VALUES (\(migration.version), '\(name)', \(nowMilliseconds))")
+            body += "END IF;\n"
+        }
+        return "DO $edda_migrations$\nDECLARE newer boolean; applied boolean;\nBEGIN\n\(body)END\n$edda_migrations$"
     }
 
     struct StartupTimedOut: Error, CustomStringConvertible {

@@ -67,6 +67,8 @@ struct ServerError: Error, CustomStringConvertible {
     }
 
     var sqlState: String? { (underlying as? PSQLError)?.serverInfo?[.sqlState] }
+    /// The server's message, if the server sent one.
+    var message: String? { (underlying as? PSQLError)?.serverInfo?[.message] }
 
     var description: String {
         guard let error = underlying as? PSQLError else { return "\(underlying)" }
