@@ -28,16 +28,20 @@ extension PostgresStore {
     /// instance queued or running on the queue holds its deduplication ID (the unique index).
     func createQueued(_ instance: NewInstance, _ placement: QueuePlacement) async throws -> CreateInstanceOutcome {
         let outcome = try await perform("create a queued instance") { [self] () -> CreateInstanceOutcome in
+            let (workflowTimeout, runTimeout) = (instance.timeouts.workflow?.milliseconds, instance.timeouts.run?.milliseconds)
             // The holder may finish between a refused insert and the look-up that names it: try again then.
             for _ in 0..<3 {
                 let inserted = try await client.query(
                     """
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         queue_name, priority, deduplication_id)
+                         queue_name, priority, deduplication_id, workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'queued', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
-                            \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID))
+                            \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID),
+                            \(workflowTimeout)::bigint, \(runTimeout)::bigint, \(unescaped: Self.nowMilliseconds) + \(workflowTimeout)::bigint,
+                            -- Deadlines count from the start, queued time included; LEAST skips a NULL.
+                            LEAST(\(unescaped: Self.nowMilliseconds) + \(workflowTimeout)::bigint, \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint))
                     ON CONFLICT DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,

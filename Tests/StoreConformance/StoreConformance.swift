@@ -42,6 +42,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case queuedInstancesAreAdmittedWithinTheirQueuesLimits
     case queuedInstancesAreAdmittedByPriorityThenOldestFirst
     case aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes
+    case deadlinesAreSetInheritedMovedOnAndHonouredByReleases
+    case aQueuedInstancesDeadlineCountsFromItsStart
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -83,6 +85,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .queuedInstancesAreAdmittedWithinTheirQueuesLimits: try await Self.queueLimits(store)
             case .queuedInstancesAreAdmittedByPriorityThenOldestFirst: try await Self.queuePriorityOrder(store)
             case .aDeduplicationIDIsRefusedWhileItsHolderRunsAndFreeOnceItFinishes: try await Self.queueDeduplication(store)
+            case .deadlinesAreSetInheritedMovedOnAndHonouredByReleases: try await Self.deadlines(store)
+            case .aQueuedInstancesDeadlineCountsFromItsStart: try await Self.queuedDeadlines(store)
             }
             completed.mark()
         }

@@ -79,20 +79,35 @@ public final class EddaClient: Sendable {
     /// instance has the same workflow and the same input, you get a handle to it (whatever its
     /// status); otherwise the call throws ``EngineError/Code-swift.struct/instanceAlreadyExists``.
     ///
+    /// A `timeout` cancels the instance if it has not finished that long after this start (see
+    /// ``Workflow/init(_:timeout:runTimeout:validate:_:)``); it and `runTimeout` override the workflow's own.
+    ///
+    /// ```swift
+    /// let handle = try await client.start(checkout, cart, timeout: .seconds(30))
+    /// ```
+    ///
     /// - Parameters:
     ///   - workflow: The workflow to run; registered (in ``registry``) if it was not.
     ///   - arguments: Its arguments.
     ///   - instanceID: The instance's ID. Defaults to a new UUID.
+    ///   - timeout: The workflow timeout, from now to the instance's end across continue-as-new.
+    ///     Defaults to the workflow's (`nil`: the workflow's, or none).
+    ///   - runTimeout: The timeout of each run of a continue-as-new chain. Defaults to the workflow's.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/invalidInput`` when
-    ///   validation fails (nothing is written), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
+    ///   validation fails or a timeout is not positive (nothing is written),
+    ///   ``EngineError/Code-swift.struct/instanceAlreadyExists``,
     ///   ``EngineError/Code-swift.struct/workflowNameTaken``, or a ``StoreError``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>,
         _ arguments: repeat each Argument,
-        instanceID: String? = nil
+        instanceID: String? = nil,
+        timeout: Duration? = nil,
+        runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
-        try await start(workflow, repeat each arguments, instanceID: instanceID, placement: nil)
+        try await start(
+            workflow, repeat each arguments, instanceID: instanceID, placement: nil, timeouts: InstanceTimeouts(workflow: timeout, run: runTimeout)
+        )
     }
 
     /// Validates the arguments and creates an instance on `queue`: it is ``InstanceStatus/queued``
@@ -112,14 +127,16 @@ public final class EddaClient: Sendable {
     /// - Parameters:
     ///   - workflow: The workflow to run; registered (in ``registry``) if it was not.
     ///   - arguments: Its arguments.
-    ///   - instanceID: The instance's ID. Defaults to a new UUID. An existing ID behaves as in ``start(_:_:instanceID:)``.
+    ///   - instanceID: The instance's ID. Defaults to a new UUID. An existing ID behaves as in ``start(_:_:instanceID:timeout:runTimeout:)``.
     ///   - queue: The queue to start it on.
     ///   - priority: Lower numbers are admitted first; 0 by default. Negative numbers are allowed.
     ///   - deduplicationID: While an instance started on this queue with this ID is queued or running,
     ///     another start with it is refused; once that instance has finished, the ID is free again.
+    ///   - timeout: The workflow timeout, counted from now (queued time included). Defaults to the workflow's.
+    ///   - runTimeout: The timeout of each run. Defaults to the workflow's.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/deduplicationIDInUse`` (its
     ///   ``EngineError/instanceID`` is the instance holding the ID; nothing was written), or any error of
-    ///   ``start(_:_:instanceID:)``.
+    ///   ``start(_:_:instanceID:timeout:runTimeout:)``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>,
@@ -127,12 +144,15 @@ public final class EddaClient: Sendable {
         instanceID: String? = nil,
         on queue: Queue,
         priority: Int = 0,
-        deduplicationID: String? = nil
+        deduplicationID: String? = nil,
+        timeout: Duration? = nil,
+        runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
         try await declare(queue)
         return try await start(
             workflow, repeat each arguments, instanceID: instanceID,
-            placement: QueuePlacement(queue: queue.name, priority: priority, deduplicationID: deduplicationID)
+            placement: QueuePlacement(queue: queue.name, priority: priority, deduplicationID: deduplicationID),
+            timeouts: InstanceTimeouts(workflow: timeout, run: runTimeout)
         )
     }
 
@@ -156,8 +176,10 @@ public final class EddaClient: Sendable {
         _ workflow: Workflow<repeat each Argument, Output>,
         _ arguments: repeat each Argument,
         instanceID: String?,
-        placement: QueuePlacement?
+        placement: QueuePlacement?,
+        timeouts: InstanceTimeouts
     ) async throws -> WorkflowHandle<Output> {
+        try Self.check(timeouts, workflowName: workflow.name, instanceID: instanceID)
         do {
             try workflow.validate(repeat each arguments)
         } catch {
@@ -177,7 +199,9 @@ public final class EddaClient: Sendable {
             throw EngineError(.encodingFailed, "The input of workflow '\(workflow.name)' could not be encoded as JSON.", cause: error)
         }
         try registry.register(workflow.registration)
-        let id = try await create(workflow.name, input: input, instanceID: instanceID, placement: placement)
+        let id = try await create(
+            workflow.name, input: input, instanceID: instanceID, placement: placement, timeouts: workflow.timeouts.overridden(by: timeouts)
+        )
         return WorkflowHandle(instanceID: id, workflowName: workflow.name, client: self)
     }
 
@@ -185,7 +209,7 @@ public final class EddaClient: Sendable {
     /// one element per argument: what ``WorkflowInstance/input`` holds): for the HTTP API, the CLI,
     /// and other callers that cannot name the Swift type.
     ///
-    /// The input is decoded and validated as in ``start(_:_:instanceID:)`` before anything is written.
+    /// The input is decoded and validated as in ``start(_:_:instanceID:timeout:runTimeout:)`` before anything is written.
     ///
     /// - Returns: The instance's ID.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/unknownWorkflow``,
@@ -207,13 +231,23 @@ public final class EddaClient: Sendable {
             )
         }
         if let instanceID { try Self.checkInstanceID(instanceID) }
-        return try await create(name, input: input, instanceID: instanceID)
+        return try await create(name, input: input, instanceID: instanceID, timeouts: registration.timeouts)
+    }
+
+    /// Throws ``EngineError/Code-swift.struct/invalidInput`` for a timeout that is not positive.
+    static func check(_ timeouts: InstanceTimeouts, workflowName: String, instanceID: String?) throws {
+        guard let problem = timeouts.problem else { return }
+        throw EngineError(
+            .invalidInput, "Start of workflow '\(workflowName)': \(problem). No instance was created; pass nil for the workflow's own timeout.",
+            instanceID: instanceID
+        )
     }
 
     /// Creates the instance (leased to this app's worker when it has room) or checks that an existing
     /// one with that ID has the same workflow and input.
     func create(
-        _ name: String, input: JSONPayload, instanceID: String?, traceContext: [String: String]? = nil, placement: QueuePlacement? = nil
+        _ name: String, input: JSONPayload, instanceID: String?, traceContext: [String: String]? = nil, placement: QueuePlacement? = nil,
+        timeouts: InstanceTimeouts = .none
     ) async throws -> String {
         let id = instanceID ?? UUID().uuidString.lowercased()
         // Reserve room in this app's worker first, so the instance is created leased to it; one on a
@@ -222,7 +256,7 @@ public final class EddaClient: Sendable {
         let reserved = placement == nil && (worker?.reserve(id) ?? false)
         let new = NewInstance(
             instanceID: id, workflowName: name, serviceName: serviceName, input: input, traceContext: traceContext ?? observer.currentTraceContext(),
-            placement: placement
+            placement: placement, timeouts: timeouts
         )
         var failures = 0
         let outcome: CreateInstanceOutcome

@@ -10,7 +10,7 @@
 /// ```
 ///
 /// An instance started on a queue is ``InstanceStatus/queued`` until a worker admits it. A claim
-/// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:)`` priority
+/// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:timeout:runTimeout:)`` priority
 /// number first and oldest first within a priority, while fewer than ``concurrency`` instances of the
 /// queue are admitted and unfinished across all workers, and fewer than ``workerConcurrency`` of them
 /// are leased to the claiming worker. An admitted instance holds its place until it finishes —

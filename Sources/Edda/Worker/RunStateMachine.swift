@@ -88,8 +88,11 @@ struct RunStateMachine: Sendable {
     /// An error that ends the run whatever the workflow does with it (non-determinism, unreadable
     /// history, a misused API). Kept so that a workflow that catches it cannot carry on.
     private(set) var fatal: (any Error)?
-    /// Somebody asked to cancel the instance: its next fresh step (or wait) ends the run cancelled.
+    /// Somebody asked to cancel the instance, or its deadline passed: its next fresh step (or wait)
+    /// ends the run cancelled.
     private(set) var cancellationRequested = false
+    /// The deadline that cancels the run, when one did (and no request came first): the reason recorded.
+    private(set) var deadlineExceeded: DeadlineExceeded?
     /// The run met its cancellation at a step boundary (or in a wait): it ends cancelled.
     private(set) var cancelled = false
     /// The instance was already `compensating` when this run began (an earlier run was rolling back).
@@ -115,7 +118,7 @@ struct RunStateMachine: Sendable {
     mutating func begin(history: [HistoryEvent], resumedCompensating: Bool, cancelRequested: Bool) {
         replay = ReplayState(instanceID: instanceID, history: history)
         self.resumedCompensating = resumedCompensating
-        if cancelRequested { cancellationRequested = true }
+        if cancelRequested { requestCancellation() }
     }
 
     /// Reserves the next step, or says (by throwing) why the run cannot take one.
@@ -155,7 +158,7 @@ struct RunStateMachine: Sendable {
         // fresh one is where the workflow stops.
         if cancellationRequested, case .execute = reservation.decision {
             cancelled = true
-            throw WorkflowCancelledError(instanceID: instanceID)
+            throw cancellationError
         }
         return reservation
     }
@@ -170,7 +173,7 @@ struct RunStateMachine: Sendable {
         }
         if !isCompensation, cancellationRequested {
             cancelled = true
-            throw WorkflowCancelledError(instanceID: instanceID)
+            throw cancellationError
         }
     }
 
@@ -205,7 +208,7 @@ struct RunStateMachine: Sendable {
         }
         if cancellable, cancellationRequested {
             cancelled = true
-            throw WorkflowCancelledError(instanceID: instanceID)
+            throw cancellationError
         }
     }
 
@@ -242,9 +245,17 @@ struct RunStateMachine: Sendable {
         cancelled = true
     }
 
-    /// Somebody asked to cancel the instance.
-    mutating func requestCancellation() {
+    /// Somebody asked to cancel the instance (`deadline` `nil`), or its deadline passed. The first
+    /// cause is the one recorded.
+    mutating func requestCancellation(deadline: DeadlineExceeded? = nil) {
+        guard !cancellationRequested else { return }
         cancellationRequested = true
+        deadlineExceeded = deadline
+    }
+
+    /// What a step met by the cancellation throws, and what the outcome records.
+    private var cancellationError: WorkflowCancelledError {
+        WorkflowCancelledError(instanceID: instanceID, deadlineExceeded: deadlineExceeded)
     }
 
     /// The worker renewed the lease: it surely holds until `validUntil`.
@@ -300,7 +311,7 @@ struct RunStateMachine: Sendable {
         switch result {
         case .success(let output):
             // A workflow that caught its cancellation and returned is cancelled all the same.
-            if cancelled { return workflowEnded(.failure(WorkflowCancelledError(instanceID: instanceID)), taskCancelled: taskCancelled) }
+            if cancelled { return workflowEnded(.failure(cancellationError), taskCancelled: taskCancelled) }
             if let fatal { return compensating(then: .failed(ErrorRecord(fatal))) }
             if let stop { return ending(for: stop) }
             if resumedCompensating {
@@ -325,7 +336,7 @@ struct RunStateMachine: Sendable {
             // other way first (its child, born cancelled with it, reported so): cancelled either way.
             if cancelled || (cancellationRequested && error is WorkflowCancelledError) {
                 cancelled = true
-                return compensating(then: .cancelled(ErrorRecord(WorkflowCancelledError(instanceID: instanceID))))
+                return compensating(then: .cancelled(ErrorRecord(cancellationError)))
             }
             return compensating(then: .failed(ErrorRecord(error)))
         }
