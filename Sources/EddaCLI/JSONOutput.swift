@@ -35,7 +35,7 @@ enum JSONOutput {
             "cancel_requested": instance.cancelRequested,
             "parent_instance_id": instance.parentInstanceID ?? NSNull(),
             "unreadable": instance.unreadable ?? NSNull(),
-        ]
+        ].merging(WaitText.deadlineDocument(of: instance)) { $1 }
     }
 
     /// A history record: `failed` for a step's final failure, `retried` for a failed attempt after

@@ -229,6 +229,8 @@ struct Show: AsyncParsableCommand {
                 out("deadline:  \(WaitText.localTime(deadline)) (\(WaitText.relative(deadline, now: now)); \(deadline.iso8601) UTC)")
             }
         }
+        if let deadline = WaitText.deadline(of: instance, now: Date()) { out("timeout:   \(deadline)") }
+        if let reason = WaitText.cancellationReason(of: instance) { out("reason:    \(reason)") }
         out("input:     \(instance.input.json)")
         if let output = instance.output { out("output:    \(output.json)") }
         if let error = instance.error { out("error:     \(Terminal.paint("\(error)", .red))") }

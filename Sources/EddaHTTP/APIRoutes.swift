@@ -391,7 +391,7 @@ struct APIRoutes: Sendable {
             "run": instance.runNumber,
             "unreadable": instance.unreadable ?? NSNull(),
             "last_claimed_at": instance.lastClaimedAt.map(timestamp) ?? NSNull(),
-        ]
+        ].merging(WaitText.deadlineDocument(of: instance)) { $1 }
     }
 
     static func document(of event: HistoryEvent) -> [String: Any] {
