@@ -38,6 +38,11 @@ struct DeadlineViewTests {
             #expect((document["deadline"] as? String)?.hasPrefix("20") == true)
             #expect((document["workflow_deadline"] as? String)?.hasPrefix("20") == true)
             #expect(document["cancellation_reason"] is NSNull)
+            // The OpenAPI document describes every member the API sends.
+            let openAPI = try #require(try JSONSerialization.jsonObject(with: Data(try await get(client, "/api/openapi.json").utf8)) as? [String: Any])
+            let schemas = try #require((openAPI["components"] as? [String: Any])?["schemas"] as? [String: Any])
+            let described = try #require(((schemas["Instance"] as? [String: Any])?["properties"] as? [String: Any])?.keys)
+            #expect(Set(document.keys).subtracting(described).isEmpty, "not described: \(Set(document.keys).subtracting(described))")
         }
     }
 

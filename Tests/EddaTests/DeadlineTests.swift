@@ -1,4 +1,4 @@
-import Edda
+@_spi(EddaStores) import Edda
 import EddaTestSupport
 import EddaTesting
 import Foundation
@@ -306,6 +306,28 @@ struct DeadlineTests {
                 #expect(log.all == ["a", "undo a"], "only the parked one ran a step, and its compensation ran")
                 return true
             }
+        }
+    }
+
+    /// Leased to a worker that died (its lease lapses on PostgreSQL; on SQLite the next worker to
+    /// open the file frees it): the worker that takes it over cancels it before its first step.
+    @Test(arguments: Backend.allCases)
+    func anInstanceLeftByACrashedWorkerIsCancelledByTheWorkerThatTakesItOver(_ backend: Backend) async throws {
+        let log = ExecutionLog()
+        let workflow = Self.workflow("orphan", log: log, wait: .event)
+        try await backend.withStore { store in
+            var new = NewInstance(instanceID: "orphan", workflowName: "orphan", serviceName: "test", input: JSONPayload(json: "[\"x\"]"))
+            new.timeouts = InstanceTimeouts(workflow: .milliseconds(30))
+            _ = try await store.createInstance(new, leasedTo: LeaseRequest(owner: "crashed-worker", duration: .milliseconds(30)))
+            try await waitPastDeadline(of: "orphan", in: store)
+            #expect(try await store.instance("orphan")?.leaseOwner == "crashed-worker")
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                try app.register(workflow)
+                let error = await #expect(throws: WorkflowCancelledError.self) { try await app.handle(for: workflow, instanceID: "orphan").result() }
+                #expect(error?.deadlineExceeded?.timeout == .milliseconds(30))
+            }
+            #expect(log.all.isEmpty, "no step ran past the deadline")
+            #expect(try await store.instance("orphan")?.status == .cancelled)
         }
     }
 
