@@ -39,6 +39,13 @@ public struct DeadlineExceeded: Sendable, Hashable, Codable, CustomStringConvert
     /// The parent whose deadline was inherited (``Kind-swift.struct/inherited``), if known.
     public var parentInstanceID: String?
 
+    /// Describes a deadline that passed: the engine makes these; tests and tools may too.
+    ///
+    /// - Parameters:
+    ///   - kind: Which deadline.
+    ///   - timeout: The timeout that set it; `nil` for one inherited from the parent.
+    ///   - deadline: When it passed, on the database's clock.
+    ///   - parentInstanceID: The parent whose deadline it was, for ``Kind-swift.struct/inherited``.
     public init(kind: Kind, timeout: Duration?, deadline: Date, parentInstanceID: String? = nil) {
         self.kind = kind
         self.timeout = timeout

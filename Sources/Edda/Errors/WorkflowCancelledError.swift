@@ -16,6 +16,7 @@ public struct WorkflowCancelledError: EddaError {
     public var deadlineExceeded: DeadlineExceeded?
     public var cause: (any Error)? { nil }
 
+    /// The cancellation of `instanceID`, by `deadlineExceeded` when a deadline cancelled it.
     public init(instanceID: String, deadlineExceeded: DeadlineExceeded? = nil) {
         self.instanceID = instanceID
         self.deadlineExceeded = deadlineExceeded

@@ -47,7 +47,7 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
     ///     (the workflow timeout). A start may give its own (``EddaApp/start(_:_:instanceID:timeout:runTimeout:)``).
     ///     `nil` (the default): no limit.
     ///   - runTimeout: How long one run of a continue-as-new chain may take; each
-    ///     ``WorkflowContext/continueAsNew(_:)`` starts the next run's clock. `nil` (the default): no limit.
+    ///     ``WorkflowContext/continueAsNew(with:)`` starts the next run's clock. `nil` (the default): no limit.
     ///   - validate: Checks the arguments before an instance is created, in addition to
     ///     ``Validatable`` conformances of the argument types. Throw ``ValidationError`` to reject.
     ///   - body: The orchestration. Arguments and result must be `Codable`.
