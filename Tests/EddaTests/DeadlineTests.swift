@@ -58,6 +58,18 @@ struct DeadlineTests {
         Issue.record("never got ahead of the deadline, even at 6.4 s", sourceLocation: sourceLocation)
     }
 
+    /// ``withGrowingTimeout(_:)`` with a fresh store of `backend` and a running app on it for each attempt.
+    func withGrowingTimeout(
+        on backend: Backend, configuration: EddaApp.Configuration = .testing, sourceLocation: SourceLocation = #_sourceLocation,
+        _ attempt: @escaping @Sendable (Duration, any Store, EddaApp) async throws -> Bool
+    ) async throws {
+        try await withGrowingTimeout(sourceLocation: sourceLocation) { timeout in
+            try await backend.withStore { store in
+                try await withTestApp(store: store, configuration: configuration) { app in try await attempt(timeout, store, app) }
+            }
+        }
+    }
+
     /// Waits until `condition` holds or the instance has finished; returns `condition`'s last answer.
     func waitUntilOrFinished(_ instanceID: String, in store: any Store, _ condition: () async throws -> Bool) async throws -> Bool {
         try await waitUntil {
@@ -73,54 +85,49 @@ struct DeadlineTests {
         try await waitUntil { Date() > deadline.addingTimeInterval(0.01) }
     }
 
-    @Test(arguments: Backend.allCases)
-    func aWorkflowThatRunsPastItsTimeoutIsCancelledAndItsCompensationsRun(_ backend: Backend) async throws {
-        try await withGrowingTimeout { timeout in
+    /// A step outlives the workflow timeout (`"workflow"`) or the run timeout (`"run"`).
+    @Test(arguments: Backend.allCases, ["workflow", "run"])
+    func aWorkflowThatRunsPastItsTimeoutIsCancelledAndItsCompensationsRun(_ backend: Backend, _ which: String) async throws {
+        try await withGrowingTimeout(on: backend) { timeout, store, app in
             let (log, gate) = (ExecutionLog(), Gate())
-            let workflow = Self.workflow(log: log, timeout: timeout, wait: .step(gate))
-            return try await backend.withStore { store in
-                try await withTestApp(store: store) { (app: EddaApp) async throws -> Bool in
-                    let handle = try await app.start(workflow, "x", instanceID: "d1")
-                    guard try await waitUntilOrFinished("d1", in: store, { log.all.contains("slow") }) else { return false }
-                    try await waitPastDeadline(of: "d1", in: store)
-                    gate.open()   // the step in progress finishes and is recorded; the next one meets the deadline
-                    let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-                    #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
-                    #expect(error?.deadlineExceeded?.timeout == timeout)
-                    #expect(error?.reason?.hasPrefix("deadline exceeded: workflow timeout \(timeout.milliseconds) ms passed at 20") == true)
-                    #expect(error?.message.contains("deadline exceeded") == true)
-                    #expect(log.all == ["a", "slow", "undo slow", "undo a"])
-                    let instance = try #require(try await store.instance("d1"))
-                    #expect(instance.status == .cancelled)
-                    #expect(instance.error?.deadlineExceeded?.kind == .workflowTimeout, "the reason is recorded with the instance")
-                    #expect(instance.error?.message.contains("deadline exceeded: workflow timeout") == true)
-                    return true
-                }
-            }
+            let workflow = Self.workflow(
+                log: log, timeout: which == "workflow" ? timeout : nil, runTimeout: which == "run" ? timeout : nil, wait: .step(gate)
+            )
+            let handle = try await app.start(workflow, "x", instanceID: "d1")
+            guard try await waitUntilOrFinished("d1", in: store, { log.all.contains("slow") }) else { return false }
+            try await waitPastDeadline(of: "d1", in: store)
+            gate.open()   // the step in progress finishes and is recorded; the next one meets the deadline
+            let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            let kind: DeadlineExceeded.Kind = which == "workflow" ? .workflowTimeout : .runTimeout
+            #expect(error?.deadlineExceeded?.kind == kind)
+            #expect(error?.deadlineExceeded?.timeout == timeout)
+            #expect(error?.reason?.hasPrefix("deadline exceeded: \(which) timeout \(timeout.milliseconds) ms passed at 20") == true)
+            #expect(error?.message.contains("deadline exceeded") == true)
+            #expect(log.all == ["a", "slow", "undo slow", "undo a"])
+            let instance = try #require(try await store.instance("d1"))
+            #expect(instance.status == .cancelled)
+            #expect(instance.error?.deadlineExceeded?.kind == kind, "the reason is recorded with the instance")
+            return true
         }
     }
 
     @Test(arguments: Backend.allCases)
     func anInstanceWaitingForAnEventThatNeverComesIsCancelledAtItsDeadline(_ backend: Backend) async throws {
-        try await withGrowingTimeout { timeout in
+        try await withGrowingTimeout(on: backend) { timeout, store, app in
             let log = ExecutionLog()
             let workflow = Self.workflow(log: log, timeout: timeout, wait: .event)
-            return try await backend.withStore { store in
-                try await withTestApp(store: store) { (app: EddaApp) async throws -> Bool in
-                    let handle = try await app.start(workflow, "x", instanceID: "d2")
-                    // Parked on the wait, released by its worker: only the stored deadline brings it back.
-                    guard try await waitUntilOrFinished("d2", in: store, { try await store.instance("d2")?.waitingFor?.kind == .event }) else {
-                        return false
-                    }
-                    let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-                    let deadline = try #require(try await store.instance("d2")?.deadline)
-                    #expect(error?.deadlineExceeded?.deadline == deadline)
-                    #expect(Date() >= deadline, "not cancelled before its deadline")
-                    #expect(log.all == ["a", "undo a"])
-                    #expect(try await store.instance("d2")?.status == .cancelled)
-                    return true
-                }
+            let handle = try await app.start(workflow, "x", instanceID: "d2")
+            // Parked on the wait, released by its worker: only the stored deadline brings it back.
+            guard try await waitUntilOrFinished("d2", in: store, { try await store.instance("d2")?.waitingFor?.kind == .event }) else {
+                return false
             }
+            let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            let deadline = try #require(try await store.instance("d2")?.deadline)
+            #expect(error?.deadlineExceeded?.deadline == deadline)
+            #expect(Date() >= deadline, "not cancelled before its deadline")
+            #expect(log.all == ["a", "undo a"])
+            #expect(try await store.instance("d2")?.status == .cancelled)
+            return true
         }
     }
 
@@ -131,47 +138,39 @@ struct DeadlineTests {
         var configuration = EddaApp.Configuration.testing
         configuration.clock = ManualClock()
         configuration.maxInMemoryWait = .seconds(86_400 * 2)
-        try await withGrowingTimeout { timeout in
+        try await withGrowingTimeout(on: backend, configuration: configuration) { timeout, store, app in
             let log = ExecutionLog()
             let workflow = Self.workflow(log: log, timeout: timeout, wait: .timer(.seconds(86_400)))
-            return try await backend.withStore { store in
-                try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws -> Bool in
-                    let handle = try await app.start(workflow, "x", instanceID: "d3")
-                    let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-                    guard log.all.contains("a") else { return false }
-                    #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
-                    #expect(log.all == ["a", "undo a"])
-                    return true
-                }
-            }
+            let handle = try await app.start(workflow, "x", instanceID: "d3")
+            let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            guard log.all.contains("a") else { return false }
+            #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
+            #expect(log.all == ["a", "undo a"])
+            return true
         }
     }
 
     @Test(arguments: Backend.allCases)
     func aChildInheritsItsParentsDeadlineWhenItIsEarlier(_ backend: Backend) async throws {
-        try await withGrowingTimeout { timeout in
+        try await withGrowingTimeout(on: backend) { timeout, store, app in
             let log = ExecutionLog()
             let child = Self.workflow("child", log: log, timeout: .seconds(3600), wait: .event)
             let parent = Workflow("parent", timeout: timeout) { (ctx, input: String) -> String in
                 try await ctx.runChild(child, input)
             }
             let childID = "d4/edda.child:1"
-            return try await backend.withStore { store in
-                try await withTestApp(store: store) { (app: EddaApp) async throws -> Bool in
-                    let handle = try await app.start(parent, "x", instanceID: "d4")
-                    await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-                    guard let stored = try await store.instance(childID), log.all.contains("a") else { return false }
-                    let parentDeadline = try #require(try await store.instance("d4")?.deadline)
-                    #expect(stored.deadline == parentDeadline, "the earlier of its own (an hour) and its parent's")
-                    #expect(stored.workflowTimeout == .seconds(3600))
-                    #expect(stored.deadlineExceeded?.kind == .inherited)
-                    try await waitUntil { try await store.instance(childID)?.status == .cancelled }
-                    // Whichever noticed first: its own (inherited) deadline, or its parent's cancellation.
-                    #expect(try await store.instance(childID)?.error?.type == "WorkflowCancelledError")
-                    try await waitUntil { log.all.contains("undo a") }
-                    return true
-                }
-            }
+            let handle = try await app.start(parent, "x", instanceID: "d4")
+            await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            guard let stored = try await store.instance(childID), log.all.contains("a") else { return false }
+            let parentDeadline = try #require(try await store.instance("d4")?.deadline)
+            #expect(stored.deadline == parentDeadline, "the earlier of its own (an hour) and its parent's")
+            #expect(stored.workflowTimeout == .seconds(3600))
+            #expect(stored.deadlineExceeded?.kind == .inherited)
+            try await waitUntil { try await store.instance(childID)?.status == .cancelled }
+            // Whichever noticed first: its own (inherited) deadline, or its parent's cancellation.
+            #expect(try await store.instance(childID)?.error?.type == "WorkflowCancelledError")
+            try await waitUntil { log.all.contains("undo a") }
+            return true
         }
     }
 
@@ -214,61 +213,33 @@ struct DeadlineTests {
 
     @Test(arguments: Backend.allCases)
     func aRunTimeoutStartsAgainWithEachContinueAsNew(_ backend: Backend) async throws {
-        try await withGrowingTimeout { timeout in
+        try await withGrowingTimeout(on: backend) { timeout, store, app in
             // Five runs of a quarter of the run timeout each: more than it in all, less in each.
             let workflow = Self.chain("per-run", timeout: nil, runTimeout: timeout, tick: timeout / 4)
-            return try await backend.withStore { store in
-                try await withTestApp(store: store) { (app: EddaApp) async throws -> Bool in
-                    let started = ContinuousClock.now
-                    guard (try? await app.start(workflow, 1, 5, instanceID: "d7").result()) == 5 else { return false }
-                    #expect(ContinuousClock.now - started > timeout, "the chain took longer than one run may")
-                    let completed = try #require(try await store.instance("d7"))
-                    #expect(completed.runNumber == 5)
-                    #expect(completed.runTimeout == timeout)
-                    return true
-                }
-            }
+            let started = ContinuousClock.now
+            guard (try? await app.start(workflow, 1, 5, instanceID: "d7").result()) == 5 else { return false }
+            #expect(ContinuousClock.now - started > timeout, "the chain took longer than one run may")
+            let completed = try #require(try await store.instance("d7"))
+            #expect(completed.runNumber == 5)
+            #expect(completed.runTimeout == timeout)
+            return true
         }
     }
 
     @Test(arguments: Backend.allCases)
     func aWorkflowTimeoutHoldsAcrossContinueAsNew(_ backend: Backend) async throws {
-        try await withGrowingTimeout { timeout in
+        try await withGrowingTimeout(on: backend) { timeout, store, app in
             // Runs of a quarter of the workflow timeout, for as long as it takes: the timeout stops the chain.
             let workflow = Self.chain("whole", timeout: timeout, runTimeout: nil, tick: timeout / 4)
-            return try await backend.withStore { store in
-                try await withTestApp(store: store) { (app: EddaApp) async throws -> Bool in
-                    let handle = try await app.start(workflow, 1, 1000, instanceID: "d8")
-                    let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-                    let cancelled = try #require(try await store.instance("d8"))
-                    guard cancelled.runNumber > 1 else { return false }
-                    #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
-                    #expect(cancelled.status == .cancelled)
-                    #expect(cancelled.workflowDeadline == cancelled.deadline)
-                    #expect(abs(try #require(cancelled.workflowDeadline).timeIntervalSince(cancelled.createdAt) - timeout.seconds) < 0.01)
-                    return true
-                }
-            }
-        }
-    }
-
-    @Test(arguments: Backend.allCases)
-    func aRunThatOutlivesItsRunTimeoutIsCancelledWithThatReason(_ backend: Backend) async throws {
-        try await withGrowingTimeout { timeout in
-            let (log, gate) = (ExecutionLog(), Gate())
-            let workflow = Self.workflow(log: log, runTimeout: timeout, wait: .step(gate))
-            return try await backend.withStore { store in
-                try await withTestApp(store: store) { (app: EddaApp) async throws -> Bool in
-                    let handle = try await app.start(workflow, "x", instanceID: "d9")
-                    guard try await waitUntilOrFinished("d9", in: store, { log.all.contains("slow") }) else { return false }
-                    try await waitPastDeadline(of: "d9", in: store)
-                    gate.open()
-                    let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-                    #expect(error?.deadlineExceeded?.kind == .runTimeout)
-                    #expect(error?.reason?.hasPrefix("deadline exceeded: run timeout \(timeout.milliseconds) ms passed at") == true)
-                    return true
-                }
-            }
+            let handle = try await app.start(workflow, 1, 1000, instanceID: "d8")
+            let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
+            let cancelled = try #require(try await store.instance("d8"))
+            guard cancelled.runNumber > 1 else { return false }
+            #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
+            #expect(cancelled.status == .cancelled)
+            #expect(cancelled.workflowDeadline == cancelled.deadline)
+            #expect(abs(try #require(cancelled.workflowDeadline).timeIntervalSince(cancelled.createdAt) - timeout.seconds) < 0.01)
+            return true
         }
     }
 
