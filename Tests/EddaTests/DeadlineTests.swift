@@ -58,13 +58,15 @@ struct DeadlineTests {
         Issue.record("never got ahead of the deadline, even at 6.4 s", sourceLocation: sourceLocation)
     }
 
-    /// ``withGrowingTimeout(_:)`` with a fresh store of `backend` and a running app on it for each attempt.
+    /// ``withGrowingTimeout(_:)`` with a store of `backend` and a fresh app running on it for each attempt.
     func withGrowingTimeout(
         on backend: Backend, configuration: EddaApp.Configuration = .testing, sourceLocation: SourceLocation = #_sourceLocation,
         _ attempt: @escaping @Sendable (Duration, any Store, EddaApp) async throws -> Bool
     ) async throws {
-        try await withGrowingTimeout(sourceLocation: sourceLocation) { timeout in
-            try await backend.withStore { store in
+        // One store for all attempts (a PostgreSQL schema takes a while to set up on a loaded machine), a
+        // fresh app for each; each attempt's instance IDs end in its timeout.
+        try await backend.withStore { store in
+            try await withGrowingTimeout(sourceLocation: sourceLocation) { timeout in
                 try await withTestApp(store: store, configuration: configuration) { app in try await attempt(timeout, store, app) }
             }
         }
@@ -72,7 +74,7 @@ struct DeadlineTests {
 
     /// Waits until `condition` holds or the instance has finished; returns `condition`'s last answer.
     func waitUntilOrFinished(_ instanceID: String, in store: any Store, _ condition: () async throws -> Bool) async throws -> Bool {
-        try await waitUntil {
+        try await waitUntil(timeout: .seconds(30)) {
             if try await condition() { return true }
             return try await store.instance(instanceID)?.status.isTerminal ?? false
         }
@@ -89,13 +91,15 @@ struct DeadlineTests {
     @Test(arguments: Backend.allCases, ["workflow", "run"])
     func aWorkflowThatRunsPastItsTimeoutIsCancelledAndItsCompensationsRun(_ backend: Backend, _ which: String) async throws {
         try await withGrowingTimeout(on: backend) { timeout, store, app in
+            let id = "d1-\(timeout.milliseconds)"
             let (log, gate) = (ExecutionLog(), Gate())
+            defer { gate.open() }   // whatever happens: the app stops only once the step in progress returns
             let workflow = Self.workflow(
                 log: log, timeout: which == "workflow" ? timeout : nil, runTimeout: which == "run" ? timeout : nil, wait: .step(gate)
             )
-            let handle = try await app.start(workflow, "x", instanceID: "d1")
-            guard try await waitUntilOrFinished("d1", in: store, { log.all.contains("slow") }) else { return false }
-            try await waitPastDeadline(of: "d1", in: store)
+            let handle = try await app.start(workflow, "x", instanceID: id)
+            guard try await waitUntilOrFinished(id, in: store, { log.all.contains("slow") }) else { return false }
+            try await waitPastDeadline(of: id, in: store)
             gate.open()   // the step in progress finishes and is recorded; the next one meets the deadline
             let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
             let kind: DeadlineExceeded.Kind = which == "workflow" ? .workflowTimeout : .runTimeout
@@ -104,7 +108,7 @@ struct DeadlineTests {
             #expect(error?.reason?.hasPrefix("deadline exceeded: \(which) timeout \(timeout.milliseconds) ms passed at 20") == true)
             #expect(error?.message.contains("deadline exceeded") == true)
             #expect(log.all == ["a", "slow", "undo slow", "undo a"])
-            let instance = try #require(try await store.instance("d1"))
+            let instance = try #require(try await store.instance(id))
             #expect(instance.status == .cancelled)
             #expect(instance.error?.deadlineExceeded?.kind == kind, "the reason is recorded with the instance")
             return true
@@ -114,19 +118,20 @@ struct DeadlineTests {
     @Test(arguments: Backend.allCases)
     func anInstanceWaitingForAnEventThatNeverComesIsCancelledAtItsDeadline(_ backend: Backend) async throws {
         try await withGrowingTimeout(on: backend) { timeout, store, app in
+            let id = "d2-\(timeout.milliseconds)"
             let log = ExecutionLog()
             let workflow = Self.workflow(log: log, timeout: timeout, wait: .event)
-            let handle = try await app.start(workflow, "x", instanceID: "d2")
+            let handle = try await app.start(workflow, "x", instanceID: id)
             // Parked on the wait, released by its worker: only the stored deadline brings it back.
-            guard try await waitUntilOrFinished("d2", in: store, { try await store.instance("d2")?.waitingFor?.kind == .event }) else {
+            guard try await waitUntilOrFinished(id, in: store, { try await store.instance(id)?.waitingFor?.kind == .event }) else {
                 return false
             }
             let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-            let deadline = try #require(try await store.instance("d2")?.deadline)
+            let deadline = try #require(try await store.instance(id)?.deadline)
             #expect(error?.deadlineExceeded?.deadline == deadline)
             #expect(Date() >= deadline, "not cancelled before its deadline")
             #expect(log.all == ["a", "undo a"])
-            #expect(try await store.instance("d2")?.status == .cancelled)
+            #expect(try await store.instance(id)?.status == .cancelled)
             return true
         }
     }
@@ -139,9 +144,10 @@ struct DeadlineTests {
         configuration.clock = ManualClock()
         configuration.maxInMemoryWait = .seconds(86_400 * 2)
         try await withGrowingTimeout(on: backend, configuration: configuration) { timeout, store, app in
+            let id = "d3-\(timeout.milliseconds)"
             let log = ExecutionLog()
             let workflow = Self.workflow(log: log, timeout: timeout, wait: .timer(.seconds(86_400)))
-            let handle = try await app.start(workflow, "x", instanceID: "d3")
+            let handle = try await app.start(workflow, "x", instanceID: id)
             let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
             guard log.all.contains("a") else { return false }
             #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
@@ -153,16 +159,17 @@ struct DeadlineTests {
     @Test(arguments: Backend.allCases)
     func aChildInheritsItsParentsDeadlineWhenItIsEarlier(_ backend: Backend) async throws {
         try await withGrowingTimeout(on: backend) { timeout, store, app in
+            let id = "d4-\(timeout.milliseconds)"
             let log = ExecutionLog()
             let child = Self.workflow("child", log: log, timeout: .seconds(3600), wait: .event)
             let parent = Workflow("parent", timeout: timeout) { (ctx, input: String) -> String in
                 try await ctx.runChild(child, input)
             }
-            let childID = "d4/edda.child:1"
-            let handle = try await app.start(parent, "x", instanceID: "d4")
+            let childID = "\(id)/edda.child:1"
+            let handle = try await app.start(parent, "x", instanceID: id)
             await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
             guard let stored = try await store.instance(childID), log.all.contains("a") else { return false }
-            let parentDeadline = try #require(try await store.instance("d4")?.deadline)
+            let parentDeadline = try #require(try await store.instance(id)?.deadline)
             #expect(stored.deadline == parentDeadline, "the earlier of its own (an hour) and its parent's")
             #expect(stored.workflowTimeout == .seconds(3600))
             #expect(stored.deadlineExceeded?.kind == .inherited)
@@ -214,12 +221,13 @@ struct DeadlineTests {
     @Test(arguments: Backend.allCases)
     func aRunTimeoutStartsAgainWithEachContinueAsNew(_ backend: Backend) async throws {
         try await withGrowingTimeout(on: backend) { timeout, store, app in
+            let id = "d7-\(timeout.milliseconds)"
             // Five runs of a quarter of the run timeout each: more than it in all, less in each.
             let workflow = Self.chain("per-run", timeout: nil, runTimeout: timeout, tick: timeout / 4)
             let started = ContinuousClock.now
-            guard (try? await app.start(workflow, 1, 5, instanceID: "d7").result()) == 5 else { return false }
+            guard (try? await app.start(workflow, 1, 5, instanceID: id).result()) == 5 else { return false }
             #expect(ContinuousClock.now - started > timeout, "the chain took longer than one run may")
-            let completed = try #require(try await store.instance("d7"))
+            let completed = try #require(try await store.instance(id))
             #expect(completed.runNumber == 5)
             #expect(completed.runTimeout == timeout)
             return true
@@ -229,11 +237,12 @@ struct DeadlineTests {
     @Test(arguments: Backend.allCases)
     func aWorkflowTimeoutHoldsAcrossContinueAsNew(_ backend: Backend) async throws {
         try await withGrowingTimeout(on: backend) { timeout, store, app in
+            let id = "d8-\(timeout.milliseconds)"
             // Runs of a quarter of the workflow timeout, for as long as it takes: the timeout stops the chain.
             let workflow = Self.chain("whole", timeout: timeout, runTimeout: nil, tick: timeout / 4)
-            let handle = try await app.start(workflow, 1, 1000, instanceID: "d8")
+            let handle = try await app.start(workflow, 1, 1000, instanceID: id)
             let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
-            let cancelled = try #require(try await store.instance("d8"))
+            let cancelled = try #require(try await store.instance(id))
             guard cancelled.runNumber > 1 else { return false }
             #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
             #expect(cancelled.status == .cancelled)
