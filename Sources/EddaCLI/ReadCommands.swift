@@ -229,7 +229,10 @@ struct Show: AsyncParsableCommand {
                 out("deadline:  \(WaitText.localTime(deadline)) (\(WaitText.relative(deadline, now: now)); \(deadline.iso8601) UTC)")
             }
         }
-        if let deadline = WaitText.deadline(of: instance, now: Date()) { out("timeout:   \(deadline)") }
+        if let timeout = WaitText.deadline(of: instance, now: Date()) {
+            let at = instance.deadline.flatMap { instance.status.isTerminal ? nil : " (\($0.iso8601) UTC)" } ?? ""
+            out("timeout:   \(timeout)\(at)")
+        }
         if let reason = WaitText.cancellationReason(of: instance) { out("reason:    \(reason)") }
         out("input:     \(instance.input.json)")
         if let output = instance.output { out("output:    \(output.json)") }

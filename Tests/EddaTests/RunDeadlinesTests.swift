@@ -70,3 +70,16 @@ struct RunDeadlinesTests {
         #expect(byRequest.deadlineExceeded == nil, "asked for first: no deadline reason")
     }
 }
+
+extension RunDeadlinesTests {
+    @Test func aStepBoundaryPastTheDeadlineCancelsEvenBeforeTheTimerFires() {
+        let exceeded = DeadlineExceeded(kind: .runTimeout, timeout: .seconds(1), deadline: stored)
+        var machine = RunStateMachine(instanceID: "i", leaseValidUntil: nil, deadline: RunDeadlines.Deadline(at: received, exceeded: exceeded))
+        machine.begin(history: [], resumedCompensating: false, cancelRequested: false)
+        #expect(throws: Never.self) { try machine.beforeAttempt(isCompensation: false, now: received - .milliseconds(1)) }
+        let error = #expect(throws: WorkflowCancelledError.self) {
+            try machine.reserveStep(name: "next", explicitID: nil, topLevel: true, now: received + .milliseconds(1))
+        }
+        #expect(error?.deadlineExceeded == exceeded)
+    }
+}

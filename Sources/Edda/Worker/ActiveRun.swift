@@ -22,7 +22,7 @@ final class ActiveRun: Sendable {
     let deadlines: RunDeadlines?
 
     init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?, deadlines: RunDeadlines? = nil) {
-        self.state = Mutex(State(machine: RunStateMachine(instanceID: instanceID, leaseValidUntil: leaseValidUntil)))
+        self.state = Mutex(State(machine: RunStateMachine(instanceID: instanceID, leaseValidUntil: leaseValidUntil, deadline: deadlines?.next)))
         self.deadlines = deadlines
     }
 

@@ -106,9 +106,15 @@ struct RunStateMachine: Sendable {
     /// as history says; the next receive takes the first message after it.
     private var channelCursors: [String: Int64] = [:]
 
-    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?) {
+    /// The run's first deadline, checked at each step boundary (its timer, ``ActiveRun/watchDeadline()``,
+    /// ends waits; a step that returns just after the deadline must not start the next before the
+    /// timer's task has run).
+    private let deadline: RunDeadlines.Deadline?
+
+    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?, deadline: RunDeadlines.Deadline? = nil) {
         self.instanceID = instanceID
         self.leaseValidUntil = leaseValidUntil
+        self.deadline = deadline
         self.replay = ReplayState(instanceID: instanceID, history: [])
     }
 
@@ -381,11 +387,12 @@ struct RunStateMachine: Sendable {
     /// past it): no step of a run that may no longer own its instance starts.
     private mutating func checkRunning(now: () -> ContinuousClock.Instant) throws {
         if phase == .ended { throw RunStopped(reason: .ended, instanceID: instanceID) }
-        // The clock is read only for a lease that can lapse.
+        // The clock is read only for a lease that can lapse, or a deadline.
         if let leaseValidUntil, now() >= leaseValidUntil {
             stop(.leaseLost)
             throw RunStopped(reason: .leaseLost, instanceID: instanceID)
         }
+        if let deadline, !cancellationRequested, now() >= deadline.at { requestCancellation(deadline: deadline.exceeded) }
     }
 
     /// What a step of a stopped run throws.
