@@ -86,6 +86,12 @@ struct DeadlineTests {
         return held
     }
 
+    /// Starts ``workflow(_:log:timeout:runTimeout:wait:)`` with `timeout`, as `<prefix>-<timeout in ms>`, with a log of its own.
+    func start(_ prefix: String, _ wait: Wait, timeout: Duration, on app: EddaApp) async throws -> (id: String, log: ExecutionLog, handle: WorkflowHandle<String>) {
+        let (id, log) = ("\(prefix)-\(timeout.milliseconds)", ExecutionLog())
+        return (id, log, try await app.start(Self.workflow(log: log, timeout: timeout, wait: wait), "x", instanceID: id))
+    }
+
     /// Waits until the instance's stored deadline has passed.
     func waitPastDeadline(of instanceID: String, in store: any Store) async throws {
         let deadline = try #require(try await store.instance(instanceID)?.deadline)
@@ -123,10 +129,7 @@ struct DeadlineTests {
     @Test(arguments: Backend.allCases)
     func anInstanceWaitingForAnEventThatNeverComesIsCancelledAtItsDeadline(_ backend: Backend) async throws {
         try await withGrowingTimeout(on: backend) { timeout, store, app in
-            let id = "d2-\(timeout.milliseconds)"
-            let log = ExecutionLog()
-            let workflow = Self.workflow(log: log, timeout: timeout, wait: .event)
-            let handle = try await app.start(workflow, "x", instanceID: id)
+            let (id, log, handle) = try await start("d2", .event, timeout: timeout, on: app)
             // Parked on the wait, released by its worker: only the stored deadline brings it back.
             guard try await waitUntilOrFinished(id, in: store, { try await store.instance(id)?.waitingFor?.kind == .event }) else {
                 return false
@@ -149,10 +152,7 @@ struct DeadlineTests {
         configuration.clock = ManualClock()
         configuration.maxInMemoryWait = .seconds(86_400 * 2)
         try await withGrowingTimeout(on: backend, configuration: configuration) { timeout, store, app in
-            let id = "d3-\(timeout.milliseconds)"
-            let log = ExecutionLog()
-            let workflow = Self.workflow(log: log, timeout: timeout, wait: .timer(.seconds(86_400)))
-            let handle = try await app.start(workflow, "x", instanceID: id)
+            let (_, log, handle) = try await start("d3", .timer(.seconds(86_400)), timeout: timeout, on: app)
             let error = await #expect(throws: WorkflowCancelledError.self) { try await handle.result() }
             guard log.all.contains("a") else { return false }
             #expect(error?.deadlineExceeded?.kind == .workflowTimeout)
