@@ -38,7 +38,7 @@ enum JSONOutput {
             "queue": instance.queue ?? NSNull(),
             "priority": instance.priority,
             "partition_key": instance.partitionKey ?? NSNull(),
-        ]
+        ].merging(WaitText.deadlineDocument(of: instance)) { $1 }
     }
 
     /// A history record: `failed` for a step's final failure, `retried` for a failed attempt after

@@ -239,6 +239,11 @@ struct Show: AsyncParsableCommand {
                 out("deadline:  \(WaitText.localTime(deadline)) (\(WaitText.relative(deadline, now: now)); \(deadline.iso8601) UTC)")
             }
         }
+        if let timeout = WaitText.deadline(of: instance, now: Date()) {
+            let at = instance.deadline.flatMap { instance.status.isTerminal ? nil : " (\($0.iso8601) UTC)" } ?? ""
+            out("timeout:   \(timeout)\(at)")
+        }
+        if let reason = WaitText.cancellationReason(of: instance) { out("reason:    \(reason)") }
         out("input:     \(instance.input.json)")
         if let output = instance.output { out("output:    \(output.json)") }
         if let error = instance.error { out("error:     \(Terminal.paint("\(error)", .red))") }

@@ -426,7 +426,7 @@ struct APIRoutes: Sendable {
             "queue": instance.queue ?? NSNull(),
             "priority": instance.priority,
             "partition_key": instance.partitionKey ?? NSNull(),
-        ]
+        ].merging(WaitText.deadlineDocument(of: instance)) { $1 }
     }
 
     static func document(of event: HistoryEvent) -> [String: Any] {

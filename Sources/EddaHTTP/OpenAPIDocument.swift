@@ -283,6 +283,10 @@ enum OpenAPIDocument {
                 "last_claimed_at": ["type": ["string", "null"], "format": "date-time"] as Object,
                 "lease_owner": nullable("string"), "cancel_requested": ["type": "boolean"] as Object, "parent_instance_id": nullable("string"),
                 "run": ["type": "integer"] as Object, "unreadable": nullable("string"),
+                "deadline": ["type": ["string", "null"], "format": "date-time", "description": "When it is cancelled unless finished: the earlier of its workflow and run deadlines (the database's clock)."] as Object,
+                "workflow_deadline": ["type": ["string", "null"], "format": "date-time"] as Object,
+                "workflow_timeout_ms": nullable("integer"), "run_timeout_ms": nullable("integer"),
+                "cancellation_reason": nullable("string"),
                 "queue": nullable("string"), "priority": ["type": "integer"] as Object, "partition_key": nullable("string"),
                 "queue_position": ["type": "integer", "description": "Only on one instance that is queued: 1 is next in line."] as Object,
             ], optional: ["queue_position"]),
@@ -298,6 +302,14 @@ enum OpenAPIDocument {
                     ])
                 )
             ]),
+            "DeadlineExceeded": [
+                "type": "object", "required": ["kind", "deadline_ms"],
+                "properties": [
+                    "kind": ["type": "string", "enum": ["workflow_timeout", "run_timeout", "inherited"]] as Object,
+                    "timeout_ms": ["type": "integer"] as Object, "deadline_ms": ["type": "integer"] as Object, "parent_instance_id": string(),
+                ] as Object,
+                "description": "The deadline that cancelled an instance: which one, its timeout (absent when inherited), when it passed (milliseconds since 1970).",
+            ] as Object,
             "WaitingFor": object([
                 "kind": ["type": "string", "enum": ["event", "channel", "child", "timer", "retry"]] as Object,
                 "awaited": nullable("string"), "step_id": nullable("string"),
@@ -307,7 +319,10 @@ enum OpenAPIDocument {
             ]),
             "ErrorRecord": [
                 "type": "object", "required": ["type", "message"],
-                "properties": ["type": string(), "message": string()] as Object,
+                "properties": [
+                    "type": string(), "message": string(),
+                    "deadline_exceeded": ["oneOf": [ref("DeadlineExceeded"), ["type": "null"] as Object]] as Object,
+                ] as Object,
                 "description": "A recorded failure: its error type and message, and what else the engine recorded.",
             ] as Object,
             "InstancePage": object([

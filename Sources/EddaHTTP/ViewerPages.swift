@@ -202,6 +202,14 @@ struct ViewerPages: Sendable {
             }
             body += "</dd>"
         }
+        if let deadline = WaitText.deadline(of: instance, now: now) {
+            body += "<dt>Timeout</dt><dd id=\"deadline\">\(HTML.escape(deadline))"
+            if let at = instance.deadline, !instance.status.isTerminal { body += "<br><small>deadline \(HTML.timeTag(at, now: now))</small>" }
+            body += "</dd>"
+        }
+        if let reason = WaitText.cancellationReason(of: instance) {
+            body += "<dt>Cancelled</dt><dd id=\"cancellation-reason\" class=\"error\">\(HTML.escape(reason))</dd>"
+        }
         body += "<dt>Input</dt><dd>\(JSONTree.html(instance.input.json))</dd>"
         if let output = instance.output { body += "<dt>Output</dt><dd>\(JSONTree.html(output.json))</dd>" }
         if let error = instance.error { body += "<dt>Error</dt><dd>\(JSONTree.html(error: error))</dd>" }

@@ -80,6 +80,39 @@ package enum WaitText {
         ]
     }
 
+    /// An instance's timeouts and, while it runs, when the first passes: "workflow timeout 30 s,
+    /// run timeout 10 s · deadline in 12 s". `nil` for an instance with no deadline.
+    package static func deadline(of instance: WorkflowInstance, now: Date) -> String? {
+        guard instance.deadline != nil || instance.workflowTimeout != nil || instance.runTimeout != nil else { return nil }
+        var parts = [("workflow timeout", instance.workflowTimeout), ("run timeout", instance.runTimeout)].compactMap { name, timeout in
+            timeout.map { "\(name) \(duration($0))" }
+        }
+        if instance.deadlineExceeded?.kind == .inherited { parts.append("the parent's deadline, which is earlier") }
+        var text = parts.joined(separator: ", ")
+        if let deadline = instance.deadline, !instance.status.isTerminal {
+            text += deadline > now ? " · deadline \(relative(deadline, now: now))" : " · deadline passed \(relative(deadline, now: now))"
+        }
+        return text
+    }
+
+    /// Why a cancelled instance was cancelled, when a deadline did it: `deadline exceeded: …`.
+    package static func cancellationReason(of instance: WorkflowInstance) -> String? {
+        instance.status == .cancelled ? instance.error?.deadlineExceeded?.description : nil
+    }
+
+    /// The deadline members of an instance's JSON document (the API's and `edda show --json`'s).
+    package static func deadlineDocument(of instance: WorkflowInstance) -> [String: Any] {
+        [
+            "deadline": instance.deadline.map(timestamp) ?? NSNull(),
+            "workflow_deadline": instance.workflowDeadline.map(timestamp) ?? NSNull(),
+            "workflow_timeout_ms": instance.workflowTimeout.map { Int64($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
+                ?? NSNull(),
+            "run_timeout_ms": instance.runTimeout.map { Int64($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
+                ?? NSNull(),
+            "cancellation_reason": cancellationReason(of: instance) ?? NSNull(),
+        ]
+    }
+
     private static func timestamp(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }

@@ -34,6 +34,7 @@ extension PostgresStore {
     /// instance queued or running on the queue holds its deduplication ID (the unique index).
     func createQueued(_ instance: NewInstance, _ placement: QueuePlacement) async throws -> CreateInstanceOutcome {
         let outcome = try await perform("create a queued instance") { [self] () -> CreateInstanceOutcome in
+            let (workflowTimeout, runTimeout) = (instance.timeouts.workflow?.milliseconds, instance.timeouts.run?.milliseconds)
             // The holder may finish between a refused insert and the look-up that names it: try again then.
             for _ in 0..<3 {
                 let inserted = try await client.query(
@@ -41,17 +42,24 @@ extension PostgresStore {
                     WITH parent AS (
                         -- A child of a parent asked to cancel (or finished) is born cancel-requested, as one
                         -- on no queue is (PostgresStore.createOne).
-                        SELECT cancel_requested OR status NOT IN ('running', 'compensating') AS stopping
+                        SELECT cancel_requested OR status NOT IN ('running', 'compensating') AS stopping, deadline_at
                         FROM \(unescaped: tables.instances) WHERE instance_id = \(instance.parentInstanceID)
                         FOR SHARE
+                    ), deadlines AS (
+                        -- From the start, queued time included: its own workflow deadline, or its parent's
+                        -- when earlier. LEAST skips NULLs.
+                        SELECT LEAST(\(unescaped: Self.nowMilliseconds) + \(workflowTimeout)::bigint, (SELECT deadline_at FROM parent)) AS workflow
                     )
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested)
+                         queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested,
+                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'queued', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
                             \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID),
-                            \(placement.partitionKey ?? ""), \(instance.parentInstanceID), coalesce((SELECT stopping FROM parent), false))
+                            \(placement.partitionKey ?? ""), \(instance.parentInstanceID), coalesce((SELECT stopping FROM parent), false),
+                            \(workflowTimeout)::bigint, \(runTimeout)::bigint, (SELECT workflow FROM deadlines),
+                            LEAST((SELECT workflow FROM deadlines), \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint))
                     ON CONFLICT DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,

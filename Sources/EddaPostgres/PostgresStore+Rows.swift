@@ -15,7 +15,8 @@ extension PostgresStore {
         [
             "instance_id", "workflow_name", "service_name", "status", "input", "output", "error", "created_at",
             "updated_at", "lease_owner", "ready_at", "lease_token", "cancel_requested", "parent_instance_id", "run_generation",
-            "trace_context", "claimed_at", "queue_name", "priority", "partition_key",
+            "trace_context", "claimed_at", "queue_name", "priority", "partition_key", "deadline_at", "workflow_deadline_at",
+            "workflow_timeout_ms", "run_timeout_ms",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
 
@@ -23,16 +24,21 @@ extension PostgresStore {
 
     static func instance(from row: PostgresRow) throws -> DecodedInstance {
         let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken,
-             cancelRequested, parentInstanceID, runNumber, traceContext, claimedAt, queue, priority, partitionKey) =
+             cancelRequested, parentInstanceID, runNumber, traceContext, claimedAt, queue, priority, partitionKey, deadlineAt,
+             workflowDeadlineAt, workflowTimeout, runTimeout) =
             try row.decode(
                 (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Bool, String?, Int32, String?,
-                 Int64?, String?, Int32, String).self
+                 Int64?, String?, Int32, String, Int64?, Int64?, Int64?, Int64?).self
             )
         let instance = WorkflowInstance(
             storedID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: input, output: output,
             error: error, createdAt: createdAt, updatedAt: updatedAt, leaseOwner: leaseOwner, readyAt: readyAt,
             cancelRequested: cancelRequested, parentInstanceID: parentInstanceID, runNumber: Int(runNumber), traceContext: traceContext,
-            claimedAt: claimedAt, queue: queue, priority: Int(priority), partitionKey: partitionKey
+            claimedAt: claimedAt, queue: queue, priority: Int(priority), partitionKey: partitionKey,
+            deadline: StoredDeadline(
+                deadlineAt: deadlineAt, workflowDeadlineAt: workflowDeadlineAt, workflowTimeoutMilliseconds: workflowTimeout,
+                runTimeoutMilliseconds: runTimeout
+            )
         )
         return DecodedInstance(instance: instance, leaseToken: leaseToken)
     }

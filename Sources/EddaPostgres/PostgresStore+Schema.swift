@@ -266,6 +266,15 @@ extension PostgresStore {
                 )
                 """,
             ]),
+            (16, "deadlines: workflow and run timeouts", [
+                // Times on the server's clock, in milliseconds. A release makes an instance ready at the
+                // earlier of its wait's end and deadline_at, so that the claims find it through
+                // instances_waiting, as they find timers: no index of its own.
+                "ALTER TABLE \(t.instances) ADD COLUMN deadline_at BIGINT",
+                "ALTER TABLE \(t.instances) ADD COLUMN workflow_deadline_at BIGINT",
+                "ALTER TABLE \(t.instances) ADD COLUMN workflow_timeout_ms BIGINT",
+                "ALTER TABLE \(t.instances) ADD COLUMN run_timeout_ms BIGINT",
+            ]),
         ]
     }
 }

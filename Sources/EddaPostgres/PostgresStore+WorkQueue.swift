@@ -373,7 +373,9 @@ extension PostgresStore {
                 UPDATE \(unescaped: tables.instances)
                 SET lease_owner = NULL, lease_expires_at = NULL,
                     -- A cancellation asked for meanwhile is run at once, not at the wait's end.
-                    ready_at = CASE WHEN cancel_requested OR wake_pending THEN NULL ELSE \(readyAt?.millisecondsSince1970)::bigint END,
+                    -- Ready at the instance's deadline if that comes first.
+                    ready_at = CASE WHEN cancel_requested OR wake_pending OR \(readyAt?.millisecondsSince1970)::bigint IS NULL THEN NULL
+                        ELSE LEAST(\(readyAt?.millisecondsSince1970)::bigint, deadline_at) END,
                     wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
                 WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                 RETURNING instance_id

@@ -45,7 +45,7 @@ extension PostgresStore {
         case written
         /// The instance was inserted, at this server time (milliseconds since 1970); a child may be
         /// born asked to cancel.
-        case created(at: Int64, cancelRequested: Bool)
+        case created(at: Int64, cancelRequested: Bool, deadline: StoredDeadline = StoredDeadline())
         /// An instance with this ID already exists: the caller reads it.
         case exists
     }

@@ -178,21 +178,27 @@ public final class PostgresStore: Store, Service {
     @_spi(EddaStores) public func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         if let placement = instance.placement { return try await createQueued(instance, placement) }
         let outcome: WriteOutcome
-        if instance.parentInstanceID == nil {
+        // An instance with timeouts takes the statement of its own, which sets its deadlines; the
+        // batch stays as narrow as the hot path needs.
+        if instance.parentInstanceID == nil, instance.timeouts == .none {
             try await readiness.wait(logger: logger)
             outcome = try await writes.submit(.create(instance, lease)) { writes in await self.write(writes) }
         } else {
             outcome = try await createOne(instance, leasedTo: lease)
         }
         switch outcome {
-        case .created(let createdAt, let cancelRequested):
+        case .created(let createdAt, let cancelRequested, let deadline):
             let at = Date(timeIntervalSince1970: Double(createdAt) / 1000)
-            let created = WorkflowInstance(
+            var created = WorkflowInstance(
                 instanceID: instance.instanceID, workflowName: instance.workflowName, serviceName: instance.serviceName,
                 status: .running, input: instance.input, createdAt: at, updatedAt: at, leaseOwner: lease?.owner,
                 cancelRequested: cancelRequested, parentInstanceID: instance.parentInstanceID, traceContext: instance.traceContext,
                 lastClaimedAt: lease == nil ? nil : at
             )
+            created.deadline = deadline.deadlineAt.map(Date.init(storedMilliseconds:))
+            created.workflowDeadline = deadline.workflowDeadlineAt.map(Date.init(storedMilliseconds:))
+            created.workflowTimeout = instance.timeouts.workflow
+            created.runTimeout = instance.timeouts.run
             return .created(created, lease: lease.map { Lease(instanceID: instance.instanceID, owner: $0.owner, token: 1) })
         case .exists, .written:
             guard let existing = try await self.instance(instance.instanceID) else {
@@ -207,6 +213,7 @@ public final class PostgresStore: Store, Service {
         let outcome = try await perform("create an instance") { [self] () -> WriteOutcome in
             let owner = lease?.owner
             let duration = lease.map { $0.duration.wholeMilliseconds }
+            let (workflowTimeout, runTimeout) = (instance.timeouts.workflow?.milliseconds, instance.timeouts.run?.milliseconds)
             let inserted = try await writers.query(
                 """
                 WITH parent AS (
@@ -214,25 +221,35 @@ public final class PostgresStore: Store, Service {
                     -- the parent's run may not have heard of it yet. FOR SHARE waits for a cancellation
                     -- of the parent in progress and reads what it wrote; one that comes later waits for
                     -- this insert, and its cascade (a later statement) finds the child.
-                    SELECT cancel_requested OR status NOT IN ('running', 'compensating') AS stopping
+                    SELECT cancel_requested OR status NOT IN ('running', 'compensating') AS stopping, deadline_at
                     FROM \(unescaped: tables.instances) WHERE instance_id = \(instance.parentInstanceID)
                     FOR SHARE
+                ), deadlines AS (
+                    -- On the server's clock: the workflow's (its own, or its parent's when earlier), then
+                    -- the earliest. LEAST skips NULLs: no timeout, no parent deadline.
+                    SELECT LEAST(\(unescaped: Self.nowMilliseconds) + \(workflowTimeout)::bigint, (SELECT deadline_at FROM parent)) AS workflow
                 )
                 INSERT INTO \(unescaped: tables.instances)
                     (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at,
-                     parent_instance_id, trace_context, claimed_at, cancel_requested)
+                     parent_instance_id, trace_context, claimed_at, cancel_requested, workflow_timeout_ms, run_timeout_ms, workflow_deadline_at,
+                     deadline_at)
                 VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json),
                         \(owner), \(owner == nil ? 0 : 1), \(unescaped: Self.nowMilliseconds) + \(duration)::bigint,
                         \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.parentInstanceID),
                         \(instance.storedTraceContext), CASE WHEN \(owner)::text IS NULL THEN NULL ELSE \(unescaped: Self.nowMilliseconds) END,
-                        coalesce((SELECT stopping FROM parent), false))
+                        coalesce((SELECT stopping FROM parent), false), \(workflowTimeout)::bigint, \(runTimeout)::bigint,
+                        (SELECT workflow FROM deadlines),
+                        LEAST((SELECT workflow FROM deadlines), \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint))
                 ON CONFLICT (instance_id) DO NOTHING
-                RETURNING created_at, cancel_requested
+                RETURNING created_at, cancel_requested, deadline_at, workflow_deadline_at
                 """,
                 logger: logger
             )
-            for try await (createdAt, cancelRequested) in inserted.decode((Int64, Bool).self) {
-                return .created(at: createdAt, cancelRequested: cancelRequested)
+            for try await (createdAt, cancelRequested, deadlineAt, workflowDeadlineAt) in inserted.decode((Int64, Bool, Int64?, Int64?).self) {
+                return .created(
+                    at: createdAt, cancelRequested: cancelRequested,
+                    deadline: StoredDeadline(deadlineAt: deadlineAt, workflowDeadlineAt: workflowDeadlineAt)
+                )
             }
             return .exists
         }
@@ -290,7 +307,10 @@ public final class PostgresStore: Store, Service {
                     """
                     UPDATE \(unescaped: tables.instances)
                     SET input = \(input.json), run_generation = run_generation + 1, lease_token = lease_token + 1,
-                        updated_at = \(unescaped: Self.nowMilliseconds)
+                        updated_at = \(unescaped: Self.nowMilliseconds),
+                        -- The next run's deadline: its start plus the run timeout, unless the workflow's comes first.
+                        deadline_at = CASE WHEN run_timeout_ms IS NULL THEN deadline_at
+                            ELSE LEAST(\(unescaped: Self.nowMilliseconds) + run_timeout_ms, workflow_deadline_at) END
                     WHERE instance_id = \(lease.instanceID) AND lease_owner = \(lease.owner) AND lease_token = \(lease.token)
                         AND status = 'running'
                     RETURNING run_generation

@@ -31,23 +31,26 @@ extension SQLiteStore {
     func createQueued(_ instance: NewInstance, _ placement: QueuePlacement) async throws -> CreateInstanceOutcome {
         let outcome = try await write { db -> CreateInstanceOutcome in
             let now = Self.now()
+            let deadline = try Self.storedDeadline(of: instance, now: now, db)
             let inserted = try Row.fetchOne(
                 db,
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested)
+                         queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested,
+                         deadline_at, workflow_deadline_at, workflow_timeout_ms, run_timeout_ms)
                     VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
                         -- A child of a parent asked to cancel (or finished) is born cancel-requested, as one on no queue is.
                         SELECT cancel_requested = 1 OR status NOT IN ('running', 'compensating') FROM workflow_instances WHERE instance_id = ?
-                    ), 0))
+                    ), 0), ?, ?, ?, ?)
                     ON CONFLICT DO NOTHING
                     RETURNING *
                     """,
                 arguments: [
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json, now, now, instance.storedTraceContext,
                     placement.queue, placement.priority, placement.deduplicationID, placement.partitionKey ?? "", instance.parentInstanceID,
-                    instance.parentInstanceID,
+                    instance.parentInstanceID, deadline.deadlineAt, deadline.workflowDeadlineAt, deadline.workflowTimeoutMilliseconds,
+                    deadline.runTimeoutMilliseconds,
                 ]
             )
             if let inserted { return .created(try Self.instance(from: inserted), lease: nil) }

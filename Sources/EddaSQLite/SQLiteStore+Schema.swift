@@ -284,6 +284,19 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v16: deadlines (workflow and run timeouts)") { db in
+            // Times on the store's clock, in milliseconds. A release makes an instance ready at the
+            // earlier of its wait's end and deadline_at, so that the claims find it through
+            // workflow_instances_waiting, as they find timers: no index of its own.
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflow_instances ADD COLUMN deadline_at INTEGER;
+                    ALTER TABLE workflow_instances ADD COLUMN workflow_deadline_at INTEGER;
+                    ALTER TABLE workflow_instances ADD COLUMN workflow_timeout_ms INTEGER;
+                    ALTER TABLE workflow_instances ADD COLUMN run_timeout_ms INTEGER;
+                    """
+            )
+        }
         return migrator
     }
 }

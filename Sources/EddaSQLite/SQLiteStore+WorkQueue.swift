@@ -270,8 +270,10 @@ extension SQLiteStore {
             try db.cachedStatement(
                 sql: """
                     UPDATE workflow_instances SET lease_owner = NULL, lease_expires_at = NULL,
-                        ready_at = CASE WHEN cancel_requested = 1 OR wake_pending = 1 THEN NULL ELSE ? END, wake_pending = 0, updated_at = ?
-                    WHERE instance_id = ? AND lease_owner = ? AND lease_token = ?
+                        -- Ready at the instance's deadline if that comes first (MIN is NULL, ready now, for a NULL time).
+                        ready_at = CASE WHEN cancel_requested = 1 OR wake_pending = 1 THEN NULL ELSE MIN(?1, COALESCE(deadline_at, ?1)) END,
+                        wake_pending = 0, updated_at = ?2
+                    WHERE instance_id = ?3 AND lease_owner = ?4 AND lease_token = ?5
                     """
             ).execute(arguments: [readyAt?.millisecondsSince1970, Self.now(), lease.instanceID, lease.owner, lease.token])
             try Self.checkFence(db, lease)

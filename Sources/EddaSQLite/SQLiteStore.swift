@@ -292,6 +292,7 @@ public final class SQLiteStore: Store {
         if let placement = instance.placement { return try await createQueued(instance, placement) }
         let outcome = try await write { db -> CreateInstanceOutcome in
             let now = Self.now()
+            let deadline = try Self.storedDeadline(of: instance, now: now, db)
             // A child of a parent asked to cancel (or already finished) is born cancel-requested: the
             // parent's run may not have heard of it yet. One writer at a time: no cancel slips between.
             let inserted = try Row.fetchOne(
@@ -299,8 +300,9 @@ public final class SQLiteStore: Store {
                     sql: """
                         INSERT INTO workflow_instances
                             (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at,
-                             parent_instance_id, trace_context, claimed_at, cancel_requested)
-                        VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
+                             parent_instance_id, trace_context, claimed_at, deadline_at, workflow_deadline_at, workflow_timeout_ms,
+                             run_timeout_ms, cancel_requested)
+                        VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
                             SELECT cancel_requested = 1 OR status NOT IN ('running', 'compensating')
                             FROM workflow_instances WHERE instance_id = ?
                         ), 0))
@@ -311,6 +313,7 @@ public final class SQLiteStore: Store {
                 arguments: [
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
                     lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID, instance.storedTraceContext, lease == nil ? nil : now,
+                    deadline.deadlineAt, deadline.workflowDeadlineAt, deadline.workflowTimeoutMilliseconds, deadline.runTimeoutMilliseconds,
                     instance.parentInstanceID,
                 ]
             )
@@ -369,8 +372,11 @@ public final class SQLiteStore: Store {
                 try db.cachedStatement(
                     sql: """
                         UPDATE workflow_instances
-                        SET input = ?, run_generation = run_generation + 1, lease_token = lease_token + 1, updated_at = ?
-                        WHERE instance_id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'
+                        SET input = ?1, run_generation = run_generation + 1, lease_token = lease_token + 1, updated_at = ?2,
+                            -- The next run's deadline: its start plus the run timeout, unless the workflow's comes first.
+                            deadline_at = CASE WHEN run_timeout_ms IS NULL THEN deadline_at
+                                ELSE MIN(?2 + run_timeout_ms, COALESCE(workflow_deadline_at, ?2 + run_timeout_ms)) END
+                        WHERE instance_id = ?3 AND lease_owner = ?4 AND lease_token = ?5 AND status = 'running'
                         """
                 ).execute(arguments: [input.json, Self.now(), lease.instanceID, lease.owner, lease.token])
                 try Self.checkFence(db, lease)
@@ -510,8 +516,21 @@ public final class SQLiteStore: Store {
             leaseOwner: row["lease_owner"], readyAt: row["ready_at"], cancelRequested: row["cancel_requested"] ?? false,
             parentInstanceID: row["parent_instance_id"], runNumber: row["run_generation"] ?? 1, traceContext: row["trace_context"],
             claimedAt: row["claimed_at"], queue: row["queue_name"], priority: row["priority"] ?? 0,
-            partitionKey: row["partition_key"]
+            partitionKey: row["partition_key"],
+            deadline: StoredDeadline(
+                deadlineAt: row["deadline_at"], workflowDeadlineAt: row["workflow_deadline_at"],
+                workflowTimeoutMilliseconds: row["workflow_timeout_ms"], runTimeoutMilliseconds: row["run_timeout_ms"]
+            )
         )
+    }
+
+    /// The deadline columns of a new instance: its timeouts from `now`, or its parent's deadline
+    /// when that is earlier.
+    static func storedDeadline(of instance: NewInstance, now: Int64, _ db: Database) throws -> StoredDeadline {
+        let parentDeadline = try instance.parentInstanceID.flatMap { parent in
+            try Int64.fetchOne(db.cachedStatement(sql: "SELECT deadline_at FROM workflow_instances WHERE instance_id = ?"), arguments: [parent])
+        }
+        return instance.timeouts.storedDeadline(now: now, parentDeadline: parentDeadline)
     }
 
     static func historyEvent(from row: Row) throws -> HistoryEvent {

@@ -35,7 +35,7 @@ extension EddaApp.Configuration {
 /// ```
 ///
 /// - Parameters:
-///   - workflows: Registered before the app runs (``EddaApp/start(_:_:instanceID:)`` also registers).
+///   - workflows: Registered before the app runs (``EddaApp/start(_:_:instanceID:timeout:runTimeout:)`` also registers).
 ///   - configuration: Defaults to ``EddaApp/Configuration-swift.struct/testing``.
 public func withTestApp<Result: Sendable>(
     serviceName: String = "test",

@@ -14,6 +14,8 @@ struct CLIJSONTests {
     static let instanceKeys: Set<String> = [
         "instance_id", "workflow_name", "service_name", "status", "waiting_for", "run", "input", "output", "error", "created_at", "updated_at",
         "ready_at", "cancel_requested", "parent_instance_id", "unreadable", "queue", "priority", "partition_key",
+        "deadline", "workflow_deadline", "workflow_timeout_ms",
+        "run_timeout_ms", "cancellation_reason",
     ]
     static let historyKeys: Set<String> = ["sequence", "step_id", "name", "kind", "failed", "retried", "attempts", "payload", "error", "recorded_at"]
 

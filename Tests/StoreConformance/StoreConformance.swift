@@ -45,6 +45,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case aRateLimitAdmitsAtMostItsLimitPerPeriodWhateverTheConcurrency
     case aPartitionedQueuesLimitsApplyToEachPartitionKey
     case schedulesAreInsertedOnceAndWrittenByCompareAndSet
+    case deadlinesAreSetInheritedMovedOnAndHonouredByReleases
+    case aQueuedInstancesDeadlineCountsFromItsStart
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -89,6 +91,8 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .aRateLimitAdmitsAtMostItsLimitPerPeriodWhateverTheConcurrency: try await Self.queueRateLimit(store)
             case .aPartitionedQueuesLimitsApplyToEachPartitionKey: try await Self.queuePartitions(store)
             case .schedulesAreInsertedOnceAndWrittenByCompareAndSet: try await Self.schedules(store)
+            case .deadlinesAreSetInheritedMovedOnAndHonouredByReleases: try await Self.deadlines(store)
+            case .aQueuedInstancesDeadlineCountsFromItsStart: try await Self.queuedDeadlines(store)
             }
             completed.mark()
         }

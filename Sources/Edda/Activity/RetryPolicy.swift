@@ -68,7 +68,7 @@ extension Duration {
     }
 
     /// The duration in whole milliseconds.
-    var milliseconds: Int64 {
+    package var milliseconds: Int64 {
         let (s, attoseconds) = components
         return s * 1000 + attoseconds / 1_000_000_000_000_000
     }

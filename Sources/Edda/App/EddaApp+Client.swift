@@ -3,24 +3,30 @@ import Foundation
 /// The ``client``'s operations, on the app: start, find, cancel, retry and await instances, and
 /// send events and messages. Each does exactly what the ``EddaClient`` method of the same name does.
 extension EddaApp {
-    /// Validates the arguments, creates an instance and runs it: ``EddaClient/start(_:_:instanceID:)``.
+    /// Validates the arguments, creates an instance and runs it, cancelled if it has not finished
+    /// `timeout` from now (or the workflow's own timeout): ``EddaClient/start(_:_:instanceID:timeout:runTimeout:)``.
+    ///
+    /// ```swift
+    /// let handle = try await app.start(checkout, cart, timeout: .seconds(30))
+    /// ```
     @discardableResult
     public func start<each Argument, Output>(
-        _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, instanceID: String? = nil
+        _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, instanceID: String? = nil,
+        timeout: Duration? = nil, runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
-        try await client.start(workflow, repeat each arguments, instanceID: instanceID)
+        try await client.start(workflow, repeat each arguments, instanceID: instanceID, timeout: timeout, runTimeout: runTimeout)
     }
 
     /// Validates the arguments and creates an instance on `queue`, queued until a worker admits it:
-    /// ``EddaClient/start(_:_:instanceID:on:priority:deduplicationID:partitionKey:)``.
+    /// ``EddaClient/start(_:_:instanceID:on:priority:deduplicationID:partitionKey:timeout:runTimeout:)``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, instanceID: String? = nil, on queue: Queue,
-        priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil
+        priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil, timeout: Duration? = nil, runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
         try await client.start(
             workflow, repeat each arguments, instanceID: instanceID, on: queue, priority: priority, deduplicationID: deduplicationID,
-            partitionKey: partitionKey
+            partitionKey: partitionKey, timeout: timeout, runTimeout: runTimeout
         )
     }
 

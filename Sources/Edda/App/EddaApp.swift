@@ -68,7 +68,7 @@ public final class EddaApp: Service, Sendable {
     ///
     /// Register every workflow before ``run()``: a worker claims only instances of registered
     /// workflows, and reports the others (``unresumableWorkflows``, this service's only) without touching them.
-    /// ``start(_:_:instanceID:)`` registers the workflow it starts. Registering the same workflow
+    /// ``start(_:_:instanceID:timeout:runTimeout:)`` registers the workflow it starts. Registering the same workflow
     /// value again does nothing.
     ///
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/workflowNameTaken`` when

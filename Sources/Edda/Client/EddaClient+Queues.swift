@@ -19,16 +19,18 @@ extension EddaClient {
     /// - Parameters:
     ///   - workflow: The workflow to run; registered (in ``registry``) if it was not.
     ///   - arguments: Its arguments.
-    ///   - instanceID: The instance's ID. Defaults to a new UUID. An existing ID behaves as in ``start(_:_:instanceID:)``.
+    ///   - instanceID: The instance's ID. Defaults to a new UUID. An existing ID behaves as in ``start(_:_:instanceID:timeout:runTimeout:)``.
     ///   - queue: The queue to start it on.
     ///   - priority: Lower numbers are admitted first; 0 by default. Negative numbers are allowed.
     ///   - deduplicationID: While an instance started on this queue with this ID is queued or running,
     ///     another start with it is refused; once that instance has finished, the ID is free again.
     ///   - partitionKey: On a ``Queue/partitioned`` queue, the partition whose limits it counts against
     ///     (required there, refused elsewhere).
+    ///   - timeout: The workflow timeout, counted from now (queued time included). Defaults to the workflow's.
+    ///   - runTimeout: The timeout of each run. Defaults to the workflow's.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/deduplicationIDInUse`` (its
     ///   ``EngineError/instanceID`` is the instance holding the ID; nothing was written),
-    ///   ``EngineError/Code-swift.struct/invalidQueueOptions``, or any error of ``start(_:_:instanceID:)``.
+    ///   ``EngineError/Code-swift.struct/invalidQueueOptions``, or any error of ``start(_:_:instanceID:timeout:runTimeout:)``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>,
@@ -37,13 +39,17 @@ extension EddaClient {
         on queue: Queue,
         priority: Int = 0,
         deduplicationID: String? = nil,
-        partitionKey: String? = nil
+        partitionKey: String? = nil,
+        timeout: Duration? = nil,
+        runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
         let placement = try Self.placement(
             on: queue, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, instanceID: instanceID
         )
         try await declare(queue)
-        return try await start(workflow, repeat each arguments, instanceID: instanceID, placement: placement)
+        return try await start(
+            workflow, repeat each arguments, instanceID: instanceID, placement: placement, timeouts: InstanceTimeouts(workflow: timeout, run: runTimeout)
+        )
     }
 
     /// Where a start on `queue` goes, or a typed error when its options do not fit the queue.

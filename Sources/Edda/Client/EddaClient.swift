@@ -79,28 +79,45 @@ public final class EddaClient: Sendable {
     /// instance has the same workflow and the same input, you get a handle to it (whatever its
     /// status); otherwise the call throws ``EngineError/Code-swift.struct/instanceAlreadyExists``.
     ///
+    /// A `timeout` cancels the instance if it has not finished that long after this start (see
+    /// ``Workflow/init(_:timeout:runTimeout:validate:_:)``); it and `runTimeout` override the workflow's own.
+    ///
+    /// ```swift
+    /// let handle = try await client.start(checkout, cart, timeout: .seconds(30))
+    /// ```
+    ///
     /// - Parameters:
     ///   - workflow: The workflow to run; registered (in ``registry``) if it was not.
     ///   - arguments: Its arguments.
     ///   - instanceID: The instance's ID. Defaults to a new UUID.
+    ///   - timeout: The workflow timeout, from now to the instance's end across continue-as-new.
+    ///     Defaults to the workflow's (`nil`: the workflow's, or none).
+    ///   - runTimeout: The timeout of each run of a continue-as-new chain. Defaults to the workflow's.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/invalidInput`` when
-    ///   validation fails (nothing is written), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
+    ///   validation fails or a timeout is not positive (nothing is written),
+    ///   ``EngineError/Code-swift.struct/instanceAlreadyExists``,
     ///   ``EngineError/Code-swift.struct/workflowNameTaken``, or a ``StoreError``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>,
         _ arguments: repeat each Argument,
-        instanceID: String? = nil
+        instanceID: String? = nil,
+        timeout: Duration? = nil,
+        runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
-        try await start(workflow, repeat each arguments, instanceID: instanceID, placement: nil)
+        try await start(
+            workflow, repeat each arguments, instanceID: instanceID, placement: nil, timeouts: InstanceTimeouts(workflow: timeout, run: runTimeout)
+        )
     }
 
     func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>,
         _ arguments: repeat each Argument,
         instanceID: String?,
-        placement: QueuePlacement?
+        placement: QueuePlacement?,
+        timeouts: InstanceTimeouts
     ) async throws -> WorkflowHandle<Output> {
+        try Self.check(timeouts, workflowName: workflow.name, instanceID: instanceID)
         do {
             try workflow.validate(repeat each arguments)
         } catch {
@@ -120,7 +137,9 @@ public final class EddaClient: Sendable {
             throw EngineError(.encodingFailed, "The input of workflow '\(workflow.name)' could not be encoded as JSON.", cause: error)
         }
         try registry.register(workflow.registration)
-        let id = try await create(workflow.name, input: input, instanceID: instanceID, placement: placement)
+        let id = try await create(
+            workflow.name, input: input, instanceID: instanceID, placement: placement, timeouts: workflow.timeouts.overridden(by: timeouts)
+        )
         return WorkflowHandle(instanceID: id, workflowName: workflow.name, client: self)
     }
 
@@ -128,9 +147,9 @@ public final class EddaClient: Sendable {
     /// one element per argument: what ``WorkflowInstance/input`` holds): for the HTTP API, the CLI,
     /// and other callers that cannot name the Swift type.
     ///
-    /// The input is decoded and validated as in ``start(_:_:instanceID:)`` before anything is written.
+    /// The input is decoded and validated as in ``start(_:_:instanceID:timeout:runTimeout:)`` before anything is written.
     /// With `queue`, the instance is started on the registered ``Queue`` of that name, as
-    /// ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:)`` does.
+    /// ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:timeout:runTimeout:)`` does.
     ///
     /// - Parameters:
     ///   - name: The workflow's registered name.
@@ -188,13 +207,23 @@ public final class EddaClient: Sendable {
         }
         if let instanceID { try Self.checkInstanceID(instanceID) }
         if let queue = placement.flatMap({ registry.queue(named: $0.queue) }) { try await declare(queue) }
-        return try await create(name, input: input, instanceID: instanceID, placement: placement)
+        return try await create(name, input: input, instanceID: instanceID, placement: placement, timeouts: registration.timeouts)
+    }
+
+    /// Throws ``EngineError/Code-swift.struct/invalidInput`` for a timeout that is not positive.
+    static func check(_ timeouts: InstanceTimeouts, workflowName: String, instanceID: String?) throws {
+        guard let problem = timeouts.problem else { return }
+        throw EngineError(
+            .invalidInput, "Start of workflow '\(workflowName)': \(problem). No instance was created; pass nil for the workflow's own timeout.",
+            instanceID: instanceID
+        )
     }
 
     /// Creates the instance (leased to this app's worker when it has room) or checks that an existing
     /// one with that ID has the same workflow and input.
     func create(
-        _ name: String, input: JSONPayload, instanceID: String?, traceContext: [String: String]? = nil, placement: QueuePlacement? = nil
+        _ name: String, input: JSONPayload, instanceID: String?, traceContext: [String: String]? = nil, placement: QueuePlacement? = nil,
+        timeouts: InstanceTimeouts = .none
     ) async throws -> String {
         let id = instanceID ?? UUID().uuidString.lowercased()
         // Reserve room in this app's worker first, so the instance is created leased to it; one on a
@@ -203,7 +232,7 @@ public final class EddaClient: Sendable {
         let reserved = placement == nil && (worker?.reserve(id) ?? false)
         let new = NewInstance(
             instanceID: id, workflowName: name, serviceName: serviceName, input: input, traceContext: traceContext ?? observer.currentTraceContext(),
-            placement: placement
+            placement: placement, timeouts: timeouts
         )
         var failures = 0
         let outcome: CreateInstanceOutcome

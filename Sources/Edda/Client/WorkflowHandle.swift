@@ -19,7 +19,9 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
     /// worker when this app does not run — it reads the store with a backoff from 10 ms up to
     /// ``EddaApp/Configuration-swift.struct/resultPollInterval``.
     ///
-    /// - Throws: ``WorkflowFailedError`` when the instance failed; ``EngineError`` with code
+    /// - Throws: ``WorkflowFailedError`` when the instance failed; ``WorkflowCancelledError`` when it
+    ///   was cancelled (its ``WorkflowCancelledError/deadlineExceeded`` says which deadline, when one
+    ///   cancelled it); ``EngineError`` with code
     ///   ``EngineError/Code-swift.struct/stopped`` when this app's run stopped first, or
     ///   ``EngineError/Code-swift.struct/unknownWorkflow`` when the app cannot resume it;
     ///   `CancellationError` when the waiting task is cancelled.
@@ -36,8 +38,8 @@ public struct WorkflowHandle<Output: Codable & Sendable>: Sendable {
             }
         case .failed(let record):
             throw WorkflowFailedError(instanceID: instanceID, workflowName: workflowName, error: record, cause: RecordedError(record))
-        case .cancelled:
-            throw WorkflowCancelledError(instanceID: instanceID)
+        case .cancelled(let record):
+            throw WorkflowCancelledError(instanceID: instanceID, deadlineExceeded: record.deadlineExceeded)
         }
     }
 

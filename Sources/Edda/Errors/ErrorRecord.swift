@@ -8,10 +8,14 @@ public struct ErrorRecord: Codable, Sendable, Hashable {
     public var type: String
     /// The error's description.
     public var message: String
+    /// For a cancellation by a deadline (``WorkflowCancelledError/deadlineExceeded``): which deadline
+    /// passed, and when (JSON key `deadline_exceeded`; absent otherwise).
+    public var deadlineExceeded: DeadlineExceeded?
 
-    public init(type: String, message: String) {
+    public init(type: String, message: String, deadlineExceeded: DeadlineExceeded? = nil) {
         self.type = type
         self.message = message
+        self.deadlineExceeded = deadlineExceeded
     }
 
     /// Records any error: ``EddaError``s by their `message`, others by `String(describing:)`.
@@ -22,11 +26,13 @@ public struct ErrorRecord: Codable, Sendable, Hashable {
         } else {
             self.message = String(describing: error)
         }
+        self.deadlineExceeded = (error as? WorkflowCancelledError)?.deadlineExceeded
     }
 
     enum CodingKeys: String, CodingKey {
         case type = "error_type"
         case message
+        case deadlineExceeded = "deadline_exceeded"
     }
 }
 

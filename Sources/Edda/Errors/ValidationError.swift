@@ -30,7 +30,7 @@ public struct ValidationError: Error, Sendable, Equatable, CustomStringConvertib
 
 /// A type that checks its own values before a workflow instance is created from it.
 ///
-/// Every argument of ``EddaApp/start(_:_:instanceID:)`` that conforms is validated; an input
+/// Every argument of ``EddaApp/start(_:_:instanceID:timeout:runTimeout:)`` that conforms is validated; an input
 /// that fails creates no instance and writes nothing.
 public protocol Validatable {
     /// Throws a ``ValidationError`` (or any error) when the value is not acceptable.

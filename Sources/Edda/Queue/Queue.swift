@@ -11,7 +11,7 @@
 /// ```
 ///
 /// An instance started on a queue is ``InstanceStatus/queued`` until a worker admits it. A claim
-/// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:)`` priority
+/// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:timeout:runTimeout:)`` priority
 /// number first and oldest first within a priority, while fewer than ``concurrency`` instances of the
 /// queue are admitted and unfinished across all workers, fewer than ``workerConcurrency`` of them
 /// are leased to the claiming worker, and fewer than the ``rateLimit`` allows were admitted within

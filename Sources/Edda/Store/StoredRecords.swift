@@ -44,7 +44,8 @@ extension WorkflowInstance {
         storedID id: String, workflowName: String, serviceName: String, status statusText: String, input: String,
         output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
         cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1, traceContext: String? = nil,
-        claimedAt: Int64? = nil, queue: String? = nil, priority: Int = 0, partitionKey: String? = nil
+        claimedAt: Int64? = nil, queue: String? = nil, priority: Int = 0, partitionKey: String? = nil,
+        deadline: StoredDeadline = StoredDeadline()
     ) {
         var problems: [String] = []
         let status = InstanceStatus(stored: statusText)
@@ -67,6 +68,40 @@ extension WorkflowInstance {
             partitionKey: partitionKey.flatMap { $0.isEmpty ? nil : $0 }
         )
         if !problems.isEmpty { unreadable = "Instance \(id): " + problems.joined(separator: "; ") + "." }
+        self.deadline = deadline.deadlineAt.map(Date.init(storedMilliseconds:))
+        self.workflowDeadline = deadline.workflowDeadlineAt.map(Date.init(storedMilliseconds:))
+        self.workflowTimeout = deadline.workflowTimeoutMilliseconds.map { .milliseconds($0) }
+        self.runTimeout = deadline.runTimeoutMilliseconds.map { .milliseconds($0) }
+    }
+}
+
+/// The deadline columns of an instance: `deadline_at`, `workflow_deadline_at` (milliseconds since
+/// 1970, the database's clock), `workflow_timeout_ms` and `run_timeout_ms`.
+package struct StoredDeadline: Sendable {
+    package var deadlineAt: Int64?
+    package var workflowDeadlineAt: Int64?
+    package var workflowTimeoutMilliseconds: Int64?
+    package var runTimeoutMilliseconds: Int64?
+
+    package init(deadlineAt: Int64? = nil, workflowDeadlineAt: Int64? = nil, workflowTimeoutMilliseconds: Int64? = nil, runTimeoutMilliseconds: Int64? = nil) {
+        self.deadlineAt = deadlineAt
+        self.workflowDeadlineAt = workflowDeadlineAt
+        self.workflowTimeoutMilliseconds = workflowTimeoutMilliseconds
+        self.runTimeoutMilliseconds = runTimeoutMilliseconds
+    }
+}
+
+extension InstanceTimeouts {
+    /// The deadline columns of an instance inserted at `now` (the store's clock), under a parent
+    /// whose deadline is `parentDeadline`: the earlier of the parent's and its own.
+    package func storedDeadline(now: Int64, parentDeadline: Int64?) -> StoredDeadline {
+        let workflow = self.workflow?.milliseconds
+        let run = self.run?.milliseconds
+        let workflowDeadline = [workflow.map { now + $0 }, parentDeadline].compactMap(\.self).min()
+        return StoredDeadline(
+            deadlineAt: [workflowDeadline, run.map { now + $0 }].compactMap(\.self).min(), workflowDeadlineAt: workflowDeadline,
+            workflowTimeoutMilliseconds: workflow, runTimeoutMilliseconds: run
+        )
     }
 }
 

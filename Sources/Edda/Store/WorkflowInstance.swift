@@ -49,6 +49,24 @@ public struct WorkflowInstance: Sendable {
     public var priority: Int
     /// Its partition key on a partitioned ``queue``, or `nil`.
     public var partitionKey: String?
+    /// When the instance is cancelled unless it has finished: the earlier of its workflow deadline
+    /// and its run's, on the database's clock. `nil` when it has no timeout (nor a parent with one).
+    /// See ``Workflow/init(_:timeout:runTimeout:validate:_:)``.
+    public var deadline: Date?
+    /// The deadline of the whole instance, across continue-as-new: its start plus its workflow
+    /// timeout, or its parent's deadline when that is earlier.
+    public var workflowDeadline: Date?
+    /// The workflow timeout it was started with, if any.
+    public var workflowTimeout: Duration?
+    /// The run timeout it was started with, if any: each run's deadline is its start plus this.
+    public var runTimeout: Duration?
+
+    /// What cancels the instance at ``deadline``, named as its cancellation will record it.
+    public var deadlineExceeded: DeadlineExceeded? {
+        guard let deadline else { return nil }
+        if let workflowDeadline, workflowDeadline <= deadline { return workflowDeadlineExceeded }
+        return DeadlineExceeded(kind: .runTimeout, timeout: runTimeout, deadline: deadline)
+    }
 
     /// The status to show: ``InstanceStatus/waiting`` for a running instance parked on a wait, else
     /// ``status``.
@@ -98,12 +116,16 @@ public struct WorkflowInstance: Sendable {
     public var traceContext: [String: String]?
     /// The queue it is started on, if any: it is inserted ``InstanceStatus/queued`` and never leased at creation.
     public var placement: QueuePlacement?
+    /// Its timeouts, which the store turns into deadlines on its own clock (see ``InstanceTimeouts``).
+    /// A child inherits its parent's deadline when that is earlier, whatever its own.
+    public var timeouts: InstanceTimeouts
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, input: JSONPayload, parentInstanceID: String? = nil,
-        traceContext: [String: String]? = nil, placement: QueuePlacement? = nil
+        traceContext: [String: String]? = nil, placement: QueuePlacement? = nil, timeouts: InstanceTimeouts = .none
     ) {
         self.placement = placement
+        self.timeouts = timeouts
         self.parentInstanceID = parentInstanceID
         self.traceContext = traceContext
         self.instanceID = instanceID

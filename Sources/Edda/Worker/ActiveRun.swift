@@ -18,9 +18,12 @@ final class ActiveRun: Sendable {
     }
 
     private let state: Mutex<State>
+    /// The instance's deadlines in this run, if it has any: the run cancels itself at the first.
+    let deadlines: RunDeadlines?
 
-    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?) {
-        self.state = Mutex(State(machine: RunStateMachine(instanceID: instanceID, leaseValidUntil: leaseValidUntil)))
+    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?, deadlines: RunDeadlines? = nil) {
+        self.state = Mutex(State(machine: RunStateMachine(instanceID: instanceID, leaseValidUntil: leaseValidUntil, deadline: deadlines?.next)))
+        self.deadlines = deadlines
     }
 
     /// Reads or changes the run's state, under its lock.
@@ -40,10 +43,11 @@ final class ActiveRun: Sendable {
     }
 
     /// Cancels the instance at its next step boundary; a cancellable wait in progress ends at once.
-    func requestCancellation() {
+    /// `deadline`: the deadline that passed, recorded as the reason (`nil`: somebody asked).
+    func requestCancellation(deadline: DeadlineExceeded? = nil) {
         let sleepers = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             guard !state.machine.cancellationRequested else { return [] }
-            state.machine.requestCancellation()
+            state.machine.requestCancellation(deadline: deadline)
             // Only waits a cancellation ends: a compensation's backoff sleeps on.
             let woken = state.sleepers.filter(\.value.cancellable)
             for id in woken.keys { state.sleepers[id] = nil }
@@ -60,6 +64,25 @@ final class ActiveRun: Sendable {
             return state.sleepers.values.map(\.continuation)
         }
         for sleeper in sleepers { sleeper.resume() }
+    }
+
+    /// Cancels the run at its next deadline (at once if it has passed), unless the task is cancelled
+    /// first: a timer in this process, so that a run notices its deadline without asking the store.
+    func watchDeadline() async {
+        guard let next = deadlines?.next else { return }
+        do {
+            try await Task.sleep(until: next.at, clock: .continuous)
+        } catch {
+            return
+        }
+        requestCancellation(deadline: next.exceeded)
+    }
+
+    /// Cancels the run now if its deadline has passed (claimed late, or after a crash): before its
+    /// first step, not whenever the timer's task first runs.
+    func checkDeadline() {
+        guard let next = deadlines?.next, next.at <= .now else { return }
+        requestCancellation(deadline: next.exceeded)
     }
 
     /// Sleeps until `deadline` on `clock`, or throws as soon as the run must stop (``RunStopped``) or,

@@ -31,7 +31,16 @@ struct InstanceRun: Sendable {
                 attributes["edda.run"] = instance.runNumber
             }
         ) { _ in
-            let result = await runUntraced()
+            let result: RunResult
+            if activeRun.deadlines == nil {
+                result = await runUntraced()
+            } else {
+                // The deadline's timer lives as long as the run.
+                activeRun.checkDeadline()
+                let timer = Task { [activeRun] in await activeRun.watchDeadline() }
+                result = await runUntraced()
+                timer.cancel()
+            }
             count(result)
             return result
         }

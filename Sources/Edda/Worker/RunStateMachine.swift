@@ -32,41 +32,6 @@ struct RunStateMachine: Sendable {
         case ended
     }
 
-    /// Why a run stops without an outcome of its own.
-    enum Stop: Sendable, CustomStringConvertible {
-        /// The worker is shutting down: the lease is released and the instance resumes on the next claim.
-        case shutdown
-        /// Another worker may own the instance now: nothing more is written.
-        case leaseLost
-        /// The run waits longer than it may stay in memory: released, ready at `until` (or a wake-up).
-        case waiting(until: Date)
-        /// The workflow asked for its next run, with this input.
-        case continueAsNew(JSONPayload)
-        /// A store read or write failed: the worker runs the instance again after a backoff.
-        case storeFailure(any Error)
-
-        /// Which stop wins when several arrive: a lost lease over everything, then shutdown, then a
-        /// store failure, then the run's own requests (the first of which sticks, but the earliest wait).
-        fileprivate var rank: Int {
-            switch self {
-            case .leaseLost: 4
-            case .shutdown: 3
-            case .storeFailure: 2
-            case .waiting, .continueAsNew: 1
-            }
-        }
-
-        var description: String {
-            switch self {
-            case .shutdown: "shutdown"
-            case .leaseLost: "lease lost"
-            case .waiting(let until): "waiting until \(until)"
-            case .continueAsNew: "continue as new"
-            case .storeFailure(let error): "store failure: \(error)"
-            }
-        }
-    }
-
     /// How the run ends, once the workflow's body has returned or thrown.
     enum Ending: Sendable {
         /// Record this outcome.
@@ -88,8 +53,11 @@ struct RunStateMachine: Sendable {
     /// An error that ends the run whatever the workflow does with it (non-determinism, unreadable
     /// history, a misused API). Kept so that a workflow that catches it cannot carry on.
     private(set) var fatal: (any Error)?
-    /// Somebody asked to cancel the instance: its next fresh step (or wait) ends the run cancelled.
+    /// Somebody asked to cancel the instance, or its deadline passed: its next fresh step (or wait)
+    /// ends the run cancelled.
     private(set) var cancellationRequested = false
+    /// The deadline that cancels the run, when one did (and no request came first): the reason recorded.
+    private(set) var deadlineExceeded: DeadlineExceeded?
     /// The run met its cancellation at a step boundary (or in a wait): it ends cancelled.
     private(set) var cancelled = false
     /// The instance was already `compensating` when this run began (an earlier run was rolling back).
@@ -103,9 +71,15 @@ struct RunStateMachine: Sendable {
     /// as history says; the next receive takes the first message after it.
     private var channelCursors: [String: Int64] = [:]
 
-    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?) {
+    /// The run's first deadline, checked at each step boundary (its timer, ``ActiveRun/watchDeadline()``,
+    /// ends waits; a step that returns just after the deadline must not start the next before the
+    /// timer's task has run).
+    private let deadline: RunDeadlines.Deadline?
+
+    init(instanceID: String, leaseValidUntil: ContinuousClock.Instant?, deadline: RunDeadlines.Deadline? = nil) {
         self.instanceID = instanceID
         self.leaseValidUntil = leaseValidUntil
+        self.deadline = deadline
         self.replay = ReplayState(instanceID: instanceID, history: [])
     }
 
@@ -115,7 +89,7 @@ struct RunStateMachine: Sendable {
     mutating func begin(history: [HistoryEvent], resumedCompensating: Bool, cancelRequested: Bool) {
         replay = ReplayState(instanceID: instanceID, history: history)
         self.resumedCompensating = resumedCompensating
-        if cancelRequested { cancellationRequested = true }
+        if cancelRequested { requestCancellation() }
     }
 
     /// Reserves the next step, or says (by throwing) why the run cannot take one.
@@ -155,7 +129,7 @@ struct RunStateMachine: Sendable {
         // fresh one is where the workflow stops.
         if cancellationRequested, case .execute = reservation.decision {
             cancelled = true
-            throw WorkflowCancelledError(instanceID: instanceID)
+            throw cancellationError
         }
         return reservation
     }
@@ -170,7 +144,7 @@ struct RunStateMachine: Sendable {
         }
         if !isCompensation, cancellationRequested {
             cancelled = true
-            throw WorkflowCancelledError(instanceID: instanceID)
+            throw cancellationError
         }
     }
 
@@ -205,7 +179,7 @@ struct RunStateMachine: Sendable {
         }
         if cancellable, cancellationRequested {
             cancelled = true
-            throw WorkflowCancelledError(instanceID: instanceID)
+            throw cancellationError
         }
     }
 
@@ -242,9 +216,17 @@ struct RunStateMachine: Sendable {
         cancelled = true
     }
 
-    /// Somebody asked to cancel the instance.
-    mutating func requestCancellation() {
+    /// Somebody asked to cancel the instance (`deadline` `nil`), or its deadline passed. The first
+    /// cause is the one recorded.
+    mutating func requestCancellation(deadline: DeadlineExceeded? = nil) {
+        guard !cancellationRequested else { return }
         cancellationRequested = true
+        deadlineExceeded = deadline
+    }
+
+    /// What a step met by the cancellation throws, and what the outcome records.
+    private var cancellationError: WorkflowCancelledError {
+        WorkflowCancelledError(instanceID: instanceID, deadlineExceeded: deadlineExceeded)
     }
 
     /// The worker renewed the lease: it surely holds until `validUntil`.
@@ -300,7 +282,7 @@ struct RunStateMachine: Sendable {
         switch result {
         case .success(let output):
             // A workflow that caught its cancellation and returned is cancelled all the same.
-            if cancelled { return workflowEnded(.failure(WorkflowCancelledError(instanceID: instanceID)), taskCancelled: taskCancelled) }
+            if cancelled { return workflowEnded(.failure(cancellationError), taskCancelled: taskCancelled) }
             if let fatal { return compensating(then: .failed(ErrorRecord(fatal))) }
             if let stop { return ending(for: stop) }
             if resumedCompensating {
@@ -325,7 +307,7 @@ struct RunStateMachine: Sendable {
             // other way first (its child, born cancelled with it, reported so): cancelled either way.
             if cancelled || (cancellationRequested && error is WorkflowCancelledError) {
                 cancelled = true
-                return compensating(then: .cancelled(ErrorRecord(WorkflowCancelledError(instanceID: instanceID))))
+                return compensating(then: .cancelled(ErrorRecord(cancellationError)))
             }
             return compensating(then: .failed(ErrorRecord(error)))
         }
@@ -370,11 +352,12 @@ struct RunStateMachine: Sendable {
     /// past it): no step of a run that may no longer own its instance starts.
     private mutating func checkRunning(now: () -> ContinuousClock.Instant) throws {
         if phase == .ended { throw RunStopped(reason: .ended, instanceID: instanceID) }
-        // The clock is read only for a lease that can lapse.
+        // The clock is read only for a lease that can lapse, or a deadline.
         if let leaseValidUntil, now() >= leaseValidUntil {
             stop(.leaseLost)
             throw RunStopped(reason: .leaseLost, instanceID: instanceID)
         }
+        if let deadline, !cancellationRequested, now() >= deadline.at { requestCancellation(deadline: deadline.exceeded) }
     }
 
     /// What a step of a stopped run throws.

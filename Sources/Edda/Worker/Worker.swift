@@ -140,7 +140,10 @@ final class Worker: Sendable {
     func launch(_ instance: WorkflowInstance, lease: Lease) {
         let grantedAt = ContinuousClock.now
         let (run, stopping) = state.withLock { state -> (ActiveRun, Bool) in
-            let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: state.leases.validUntil(lease, grantedAt: grantedAt))
+            let run = ActiveRun(
+                instanceID: lease.instanceID, leaseValidUntil: state.leases.validUntil(lease, grantedAt: grantedAt),
+                deadlines: RunDeadlines(instance, received: grantedAt)
+            )
             state.leases.hold(lease, run: run, grantedAt: grantedAt)
             return (run, state.machine.phase != .running)
         }
@@ -226,12 +229,17 @@ final class Worker: Sendable {
         if !claimed.isEmpty {
             logger.debug("claimed instances", metadata: ["edda.count": "\(claimed.count)"])
         }
+        // Deadlines count from the claim's answer: never early, late by no more than its way back.
+        let receivedAt = ContinuousClock.now
         let byID = Dictionary(claimed.map { ($0.instance.instanceID, $0) }, uniquingKeysWith: { first, _ in first })
         let (action, stopped) = state.withLock { state in
             let action = state.machine.claimSucceeded(claimed.map(\.instance.instanceID), requested: limit, adopted: adopting != nil)
             for id in action.run {
-                let lease = byID[id]!.lease
-                let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: state.leases.validUntil(lease, grantedAt: requestedAt))
+                let (instance, lease) = (byID[id]!.instance, byID[id]!.lease)
+                let run = ActiveRun(
+                    instanceID: lease.instanceID, leaseValidUntil: state.leases.validUntil(lease, grantedAt: requestedAt),
+                    deadlines: RunDeadlines(instance, received: receivedAt)
+                )
                 state.leases.hold(lease, run: run, grantedAt: requestedAt)
             }
             return (action, state.machine.claimSettled())
@@ -308,11 +316,13 @@ final class Worker: Sendable {
                 lease = next
                 isNew = true
                 storeFailures = 0
-                startNextRun(id, lease: next)
+                startNextRun(id, lease: next, deadlines: run.deadlines?.nextRun(startingAt: .now))
                 continue
             case .waiting(let until):
                 await release(lease, readyAt: until)
-                stopHolding(id, nextReadyAt: until)
+                // The store makes it ready at its deadline if that comes first: wake for it then.
+                let deadline = run.deadlines?.nextDate(on: environment.clock)
+                stopHolding(id, nextReadyAt: deadline.map { min($0, until ?? $0) } ?? until)
                 outcomes.publish(id, nil)
             case .released(.shutdown):
                 await release(lease, readyAt: nil)
@@ -323,7 +333,7 @@ final class Worker: Sendable {
                 // Keep the lease and run again after a backoff: the history is durable, so the next
                 // run replays what was recorded and retries what was not.
                 let delay = configuration.storeRetryPolicy.delay(afterAttempt: storeFailures)
-                let next = startNextRun(id, lease: lease)
+                let next = startNextRun(id, lease: lease, deadlines: run.deadlines)
                 do {
                     // A cancellation does not end this backoff: the next run reads it from the store.
                     try await next.pause(for: delay)
@@ -347,8 +357,8 @@ final class Worker: Sendable {
     /// Makes the state of the instance's next run, fresh, under `lease`: stopped at once if the worker
     /// is stopping or the lease was found lost meanwhile.
     @discardableResult
-    private func startNextRun(_ instanceID: String, lease: Lease) -> ActiveRun {
-        let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: nil)
+    private func startNextRun(_ instanceID: String, lease: Lease, deadlines: RunDeadlines?) -> ActiveRun {
+        let run = ActiveRun(instanceID: lease.instanceID, leaseValidUntil: nil, deadlines: deadlines)
         let (stopping, lost) = state.withLock { state -> (Bool, Bool) in
             let held = state.leases.nextRun(instanceID, run: run, lease: lease)
             run.withMachine { $0.leaseRenewed(validUntil: held?.validUntil) }

@@ -21,23 +21,49 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
     public let name: String
     let body: @Sendable (WorkflowContext, repeat each Argument) async throws -> Output
     let validator: (@Sendable (repeat each Argument) throws -> Void)?
+    /// The timeouts of its instances, unless a start gives its own.
+    let timeouts: InstanceTimeouts
     /// Shared by copies of this value: tells "the same workflow registered twice" from "two
     /// workflows under one name".
     let identity = WorkflowIdentity()
 
     /// Creates a workflow.
     ///
+    /// An instance that has not finished when a timeout passes is cancelled as ``EddaApp/cancel(_:)``
+    /// cancels one — it stops at its next step boundary and its compensations run — and ends
+    /// ``InstanceStatus/cancelled``, its ``WorkflowCancelledError/deadlineExceeded`` saying which
+    /// timeout passed. A deadline holds whether the instance runs, waits (for a timer, an event, a
+    /// message, a child) or is not claimed yet; a child workflow inherits its parent's deadline when
+    /// that is earlier than its own. Deadlines are kept on the database's clock.
+    ///
+    /// ```swift
+    /// let checkout = Workflow("checkout", timeout: .seconds(30)) { (ctx, cart: Cart) -> Receipt in … }
+    /// let poller = Workflow("poller", runTimeout: .minutes(5)) { (ctx, cursor: Int) -> Int in … }
+    /// ```
+    ///
     /// - Parameters:
     ///   - name: The registered name. Keep it stable while instances are in flight.
+    ///   - timeout: How long an instance may take from its start to its end, across continue-as-new
+    ///     (the workflow timeout). A start may give its own (``EddaApp/start(_:_:instanceID:timeout:runTimeout:)``).
+    ///     `nil` (the default): no limit.
+    ///   - runTimeout: How long one run of a continue-as-new chain may take; each
+    ///     ``WorkflowContext/continueAsNew(with:)`` starts the next run's clock. `nil` (the default): no limit.
     ///   - validate: Checks the arguments before an instance is created, in addition to
     ///     ``Validatable`` conformances of the argument types. Throw ``ValidationError`` to reject.
     ///   - body: The orchestration. Arguments and result must be `Codable`.
+    ///
+    /// A timeout must be at least 1 ms (a precondition).
     public init(
         _ name: String,
+        timeout: Duration? = nil,
+        runTimeout: Duration? = nil,
         validate: (@Sendable (repeat each Argument) throws -> Void)? = nil,
         _ body: @escaping @Sendable (WorkflowContext, repeat each Argument) async throws -> Output
     ) {
         precondition(!name.isEmpty, "A workflow needs a non-empty name")
+        let timeouts = InstanceTimeouts(workflow: timeout, run: runTimeout)
+        if let problem = timeouts.problem { preconditionFailure("Workflow '\(name)': \(problem). Pass nil for no timeout.") }
+        self.timeouts = timeouts
         self.name = name
         self.validator = validate
         self.body = body
@@ -57,7 +83,7 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
         let name = self.name
         let body = self.body
         return RegisteredWorkflow(
-            name: name, identity: ObjectIdentifier(identity),
+            name: name, identity: ObjectIdentifier(identity), timeouts: timeouts,
             inputShapes: InputShapes {
                 var shapes: [InputShape] = []
                 for type in repeat (each Argument).self {
@@ -100,6 +126,8 @@ public struct Workflow<each Argument: Codable & Sendable, Output: Codable & Send
 struct RegisteredWorkflow: Sendable {
     let name: String
     let identity: ObjectIdentifier
+    /// The timeouts of its instances, unless a start gives its own.
+    let timeouts: InstanceTimeouts
     /// The shape of each argument (probed when first asked: registration is on every start's path).
     let inputShapes: InputShapes
     /// Throws unless `input` decodes as this workflow's arguments and they pass its validation.

@@ -72,7 +72,9 @@ extension WorkflowContext {
         let child = NewInstance(
             instanceID: id, workflowName: workflow.name, serviceName: environment.serviceName, input: input, parentInstanceID: instanceID,
             // The child's runs join the parent's trace: its step span is the current context.
-            traceContext: environment.observer.currentTraceContext(), placement: placement
+            traceContext: environment.observer.currentTraceContext(), placement: placement,
+            // Its own timeouts; the store gives it the parent's deadline instead when that is earlier.
+            timeouts: workflow.timeouts
         )
         let created = try await write { store in try await store.createInstance(child, leasedTo: nil) }
         if case .created = created {
