@@ -149,8 +149,10 @@ extension PostgresStore {
                 // schema a DBA prepared can start (CREATE … IF NOT EXISTS still needs CREATE rights).
                 if known.isSubset(of: applied) { return }
             }
-        } else if let tables = try await otherTables(), !tables.isEmpty {
+        } else if let tables = try await otherTables(), !tables.isEmpty, try await !hasMigrationsTable() {
             // No Edda tables, but others: another application's schema. Never add Edda's next to them.
+            // (Asked again after listing them: another process may have migrated the schema in
+            // between, and then its tables are Edda's.)
             throw StoreError(
                 .notAnEddaDatabase,
                 "The schema \(t.schema) holds other tables (\(tables.prefix(3).joined(separator: ", "))\(tables.count > 3 ? ", …" : "")) "
@@ -159,20 +161,34 @@ extension PostgresStore {
             )
         }
         do {
-            try await client.withTransaction(logger: logger) { connection in
-                // Waiting for another migrator, or building an index on a large table, may take longer
-                // than Edda's statement timeout.
-                try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
-                // One statement does the rest, under the server-wide lock: only the server's work and
-                // one turnaround (to COMMIT) hold it. When the lock was taken first and the schema,
-                // the table and the versions were read in statements of their own, a client starved of
-                // CPU held it for seconds per schema, and the test suite's last stores (some seventy
-                // fresh schemas start at once) waited past their startup timeout.
-                try await connection.query(
-                    PostgresQuery(unsafeSQL: Self.migrationBlock(migrations, tables: t, lockKey: Self.migrationLockKey)), logger: logger
-                )
-                logger.debug("schema up to date", metadata: ["edda.postgres.schema": "\(t.schema)"])
+            let block = PostgresQuery(unsafeSQL: Self.migrationBlock(migrations, tables: t, lockKey: Self.migrationLockKey))
+            // Waiting for another migrator, or building an index on a large table, may take longer
+            // than Edda's statement timeout: it is off for the migration. One statement, in a
+            // transaction of its own, does the rest under the server-wide lock, which its end
+            // releases: only the server's work holds it. When the lock was taken first and the
+            // schema, the table and the versions were read in statements of their own, then
+            // committed, a client starved of CPU held it for seconds per schema, and the test suite's
+            // last stores (a hundred fresh schemas start at once) waited past their startup timeout.
+            if configuration.sendsSessionSettings {
+                try await client.withConnection { connection in
+                    try await connection.query("SET statement_timeout = 0", logger: logger)
+                    do {
+                        try await connection.query(block, logger: logger)
+                    } catch {
+                        _ = try? await connection.query("RESET statement_timeout", logger: logger)
+                        throw error
+                    }
+                    try await connection.query("RESET statement_timeout", logger: logger)
+                }
+            } else {
+                // Behind a pooler that gives each transaction any server connection, a session
+                // setting may not reach the next statement: both in one transaction.
+                try await client.withTransaction(logger: logger) { connection in
+                    try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
+                    try await connection.query(block, logger: logger)
+                }
             }
+            logger.debug("schema up to date", metadata: ["edda.postgres.schema": "\(t.schema)"])
         } catch {
             let own = (error as? StoreError) ?? ((error as? PostgresTransactionError)?.closureError as? StoreError)
             if let own, own.code == .schemaTooNew { throw own }

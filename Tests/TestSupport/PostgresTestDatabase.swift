@@ -22,6 +22,9 @@ public enum PostgresTestDatabase {
         var configuration = try PostgresStore.Configuration(url: url ?? "postgres://localhost/none")
         configuration.schema = schema
         configuration.maximumConnections = maximumConnections
+        // The suite starts about a hundred stores on fresh schemas at once, and their migrations take
+        // the server-wide lock in turn: on a loaded two-core machine the last ones wait past 30 s.
+        configuration.startupTimeout = .seconds(120)
         return configuration
     }
 
