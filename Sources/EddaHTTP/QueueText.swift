@@ -1,4 +1,4 @@
-public import Edda
+package import Edda
 import Foundation
 
 /// How a queue is shown by the API, the viewer and the CLI.

@@ -7,7 +7,7 @@ import PostgresNIO
 /// transaction-scoped advisory lock per queue, taken in a statement before the one that counts: under
 /// READ COMMITTED that statement's snapshot then sees every admission committed before it.
 extension PostgresStore {
-    /// No limit travels as `Int32.max`, no rate limit as 0 (PostgresNIO's arrays hold no `NULL`).
+    /// No limit travels as `Queue.storedUnlimited`, no rate limit as 0 (PostgresNIO's arrays hold no `NULL`).
     @_spi(EddaStores) public func declareQueues(_ queues: [Queue]) async throws {
         guard !queues.isEmpty else { return }
         try await perform("declare queues") { [self] in
@@ -16,8 +16,8 @@ extension PostgresStore {
                 INSERT INTO \(unescaped: tables.queues) (name, concurrency, worker_concurrency, rate_limit, rate_period_ms, partitioned, updated_at)
                 SELECT q.name, q.concurrency, q.worker_concurrency, NULLIF(q.rate_limit, 0), NULLIF(q.rate_period_ms, 0), q.partitioned,
                     \(unescaped: Self.nowMilliseconds)
-                FROM unnest(\(queues.map(\.name))::text[], \(queues.map { Int32(clamping: $0.concurrency ?? .max) })::integer[],
-                    \(queues.map { Int32(clamping: $0.workerConcurrency ?? .max) })::integer[],
+                FROM unnest(\(queues.map(\.name))::text[], \(queues.map { Int32(clamping: $0.storedConcurrency) })::integer[],
+                    \(queues.map { Int32(clamping: $0.storedWorkerConcurrency) })::integer[],
                     \(queues.map { Int32(clamping: $0.rateLimit?.limit ?? 0) })::integer[],
                     \(queues.map { $0.rateLimit?.periodMilliseconds ?? 0 })::bigint[], \(queues.map(\.partitioned))::boolean[])
                     AS q(name, concurrency, worker_concurrency, rate_limit, rate_period_ms, partitioned)

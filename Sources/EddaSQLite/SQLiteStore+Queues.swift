@@ -18,7 +18,7 @@ extension SQLiteStore {
                             rate_period_ms = excluded.rate_period_ms, partitioned = excluded.partitioned, updated_at = excluded.updated_at
                         """,
                     arguments: [
-                        queue.name, queue.concurrency ?? Int(Int32.max), queue.workerConcurrency ?? Int(Int32.max), queue.rateLimit?.limit,
+                        queue.name, queue.storedConcurrency, queue.storedWorkerConcurrency, queue.rateLimit?.limit,
                         queue.rateLimit?.periodMilliseconds, queue.partitioned, Self.now(),
                     ]
                 )

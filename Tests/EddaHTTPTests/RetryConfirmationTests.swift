@@ -93,13 +93,14 @@ struct RetryConfirmationTests {
     }
 
     @Test func aRetryWhereNoWorkerRunsTheWorkflowSaysSoAndStaysRecorded() async throws {
-        // The app registers no workflow, as `edda serve`'s does; the instance is another app's.
-        try await withTestApp { app in
-            let store = app.store
-            let lease = try await store.createLeasedInstance("x-1", workflowName: "elsewhere", owner: "gone")
-            let failure = ErrorRecord(type: "TerminalError", message: "no")
-            try await store.append(HistoryEvent(instanceID: "x-1", stepID: "ship:1", position: 1, name: "ship", kind: .activityFailed, error: failure), lease: lease)
-            try await store.finishInstance(lease: lease, with: .failed(failure))
+        // The app registers no workflow, as `edda serve`'s does; the instance is another app's. It is
+        // written before the app starts: its worker's first claim takes back leases of owners gone.
+        let store = try SQLiteStore.inMemory()
+        let lease = try await store.createLeasedInstance("x-1", workflowName: "elsewhere", owner: "gone")
+        let failure = ErrorRecord(type: "TerminalError", message: "no")
+        try await store.append(HistoryEvent(instanceID: "x-1", stepID: "ship:1", position: 1, name: "ship", kind: .activityFailed, error: failure), lease: lease)
+        try await store.finishInstance(lease: lease, with: .failed(failure))
+        try await withTestApp(store: store) { app in
 
             let server = Application(router: EddaHTTP(app: app).router())
             try await server.test(.router) { client in
@@ -126,9 +127,11 @@ struct RetryConfirmationTests {
     }
 
     @Test func theAPIRecordsItsCallerAndSaysWhetherTheWorkflowIsServedHere() async throws {
-        try await withTestApp { app in
-            let lease = try await app.store.createLeasedInstance("x-2", workflowName: "elsewhere", owner: "gone")
-            try await app.store.finishInstance(lease: lease, with: .failed(ErrorRecord(type: "E", message: "outside a step")))
+        // Written before the app starts, as above.
+        let store = try SQLiteStore.inMemory()
+        let lease = try await store.createLeasedInstance("x-2", workflowName: "elsewhere", owner: "gone")
+        try await store.finishInstance(lease: lease, with: .failed(ErrorRecord(type: "E", message: "outside a step")))
+        try await withTestApp(store: store) { app in
             let server = Application(router: EddaHTTP(app: app, configuration: .init(bearerToken: "s3cret")).router())
             try await server.test(.router) { client in
                 let response = try await client.execute(uri: "/api/instances/x-2/retry", method: .post, headers: [.authorization: "Bearer s3cret"])

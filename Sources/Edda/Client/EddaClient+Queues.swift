@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Queues: starting on one, registering one, and reading them.
 extension EddaClient {

@@ -89,6 +89,15 @@ public struct Queue: Sendable, Hashable {
     }
 }
 
+extension Queue {
+    /// What a store keeps for "no limit" in its concurrency columns (which are `NOT NULL`).
+    @_spi(EddaStores) public static let storedUnlimited = Int(Int32.max)
+    /// ``concurrency`` as stored: ``storedUnlimited`` for none.
+    @_spi(EddaStores) public var storedConcurrency: Int { concurrency ?? Self.storedUnlimited }
+    /// ``workerConcurrency`` as stored: ``storedUnlimited`` for none.
+    @_spi(EddaStores) public var storedWorkerConcurrency: Int { workerConcurrency ?? Self.storedUnlimited }
+}
+
 /// Where a started instance goes when it is started on a queue: what ``NewInstance`` carries to the store.
 @_spi(EddaStores) public struct QueuePlacement: Sendable, Hashable {
     /// The queue's name.

@@ -35,13 +35,13 @@ public struct QueueSummary: Sendable, Hashable {
         self.declaredAt = declaredAt
     }
 
-    /// Builds a summary from the stored columns: no limit is stored as `Int32.max`, no rate limit as
+    /// Builds a summary from the stored columns: no limit is stored as ``Queue/storedUnlimited``, no rate limit as
     /// `NULL`; times in milliseconds since 1970.
     package init(
         storedName name: String, concurrency: Int, workerConcurrency: Int, rateLimit: Int?, ratePeriodMilliseconds: Int64?, partitioned: Bool,
         queued: Int, running: Int, updatedAt: Int64
     ) {
-        let unlimited = Int(Int32.max)
+        let unlimited = Queue.storedUnlimited
         self.init(
             name: name, concurrency: concurrency >= unlimited ? nil : concurrency,
             workerConcurrency: workerConcurrency >= unlimited ? nil : workerConcurrency,

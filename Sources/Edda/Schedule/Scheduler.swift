@@ -69,6 +69,9 @@ struct Scheduler: Sendable {
     /// One pass over every schedule. Returns the earliest next tick of those this app starts.
     @discardableResult
     func pass() async -> Date? {
+        // The time is read with the schedules, once: a pass judges what is due as of its read, so a
+        // pause (or a clock moved) after the read is not mixed with the state from before it.
+        let now = clock.now()
         let records: [ScheduleRecord]
         do {
             records = try await store.schedules()
@@ -80,7 +83,7 @@ struct Scheduler: Sendable {
         for record in records {
             guard let input = inputBuilder(for: record), let spec = record.spec else { continue }
             do {
-                if let next = try await advance(record, spec: spec, input: input) {
+                if let next = try await advance(record, spec: spec, input: input, now: now) {
                     earliest = min(earliest ?? next, next)
                 }
             } catch {
@@ -101,8 +104,9 @@ struct Scheduler: Sendable {
     }
 
     /// Starts what is due of one schedule and writes its new state. Returns its next tick.
-    private func advance(_ record: ScheduleRecord, spec: ScheduleSpec, input: @Sendable (Date) throws -> JSONPayload) async throws -> Date? {
-        let now = clock.now()
+    private func advance(
+        _ record: ScheduleRecord, spec: ScheduleSpec, input: @Sendable (Date) throws -> JSONPayload, now: Date
+    ) async throws -> Date? {
         let due = !record.paused && (record.nextTick.map { $0 <= now } ?? false || !record.bufferedTicks.isEmpty)
         guard due || !record.requestedTicks.isEmpty else { return record.paused ? nil : record.nextTick }
         let previousRunning = try await isUnfinished(record.lastInstanceID)
