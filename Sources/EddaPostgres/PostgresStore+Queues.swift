@@ -35,6 +35,7 @@ extension PostgresStore {
     func createQueued(_ instance: NewInstance, _ placement: QueuePlacement) async throws -> CreateInstanceOutcome {
         let outcome = try await perform("create a queued instance") { [self] () -> CreateInstanceOutcome in
             let (workflowTimeout, runTimeout) = (instance.timeouts.workflow?.milliseconds, instance.timeouts.run?.milliseconds)
+            let queueTimeout = placement.timeout?.milliseconds
             // The holder may finish between a refused insert and the look-up that names it: try again then.
             for _ in 0..<3 {
                 let inserted = try await client.query(
@@ -49,17 +50,23 @@ extension PostgresStore {
                         -- From the start, queued time included: its own workflow deadline, or its parent's
                         -- when earlier. LEAST skips NULLs.
                         SELECT LEAST(\(unescaped: Self.nowMilliseconds) + \(workflowTimeout)::bigint, (SELECT deadline_at FROM parent)) AS workflow
+                    ), queue AS (
+                        SELECT \(unescaped: Self.nowMilliseconds) + \(queueTimeout)::bigint AS deadline,
+                            LEAST((SELECT workflow FROM deadlines), \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint) AS instance_deadline
                     )
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
                          queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested,
-                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at)
+                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at, queue_timeout_ms, queue_deadline_at, dequeue_at)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'queued', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
                             \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID),
                             \(placement.partitionKey ?? ""), \(instance.parentInstanceID), coalesce((SELECT stopping FROM parent), false),
                             \(workflowTimeout)::bigint, \(runTimeout)::bigint, (SELECT workflow FROM deadlines),
-                            LEAST((SELECT workflow FROM deadlines), \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint))
+                            (SELECT instance_deadline FROM queue), \(queueTimeout)::bigint, (SELECT deadline FROM queue),
+                            -- When it leaves the line unadmitted: at once when born cancel-requested.
+                            CASE WHEN coalesce((SELECT stopping FROM parent), false) THEN \(unescaped: Self.nowMilliseconds)
+                                ELSE LEAST((SELECT deadline FROM queue), (SELECT instance_deadline FROM queue)) END)
                     ON CONFLICT DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
@@ -118,9 +125,31 @@ extension PostgresStore {
     /// room its limits leave (concurrency minus its unfinished admitted instances, worker concurrency
     /// minus those leased to the claiming worker, the rate limit minus its admissions within the
     /// period before now), filled with its queued instances in priority order, then oldest first.
+    ///
+    /// First, whatever the limits, it takes out of line the queued instances whose `dequeue_at` has
+    /// come — asked to cancel, or past their queue deadline or deadline — leased to the worker
+    /// unadmitted: their run cancels them before any step (see ``WorkflowInstance/queueDeadline``).
     static func admissionQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
         """
-        WITH RECURSIVE keys AS (
+        WITH RECURSIVE server AS (
+            -- Read once (an index can compare with it): clock_timestamp() changes row by row.
+            SELECT \(unescaped: Self.nowMilliseconds) AS now
+        ), leaving AS (
+            SELECT instance_id FROM \(unescaped: tables.instances)
+            WHERE status = 'queued' AND dequeue_at IS NOT NULL AND dequeue_at <= (SELECT now FROM server)
+                AND queue_name = ANY(\(request.queues)) AND workflow_name = ANY(\(request.workflowNames))
+            ORDER BY dequeue_at
+            LIMIT \(request.limit)
+            FOR UPDATE SKIP LOCKED
+        ), out_of_line AS (
+            UPDATE \(unescaped: tables.instances) AS w
+            SET status = 'running', lease_owner = \(request.lease.owner), lease_token = w.lease_token + 1,
+                lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
+                ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
+                claimed_at = \(unescaped: Self.nowMilliseconds), dequeue_at = NULL
+            FROM leaving WHERE w.instance_id = leaving.instance_id
+            RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
+        ), keys AS (
             SELECT q.name, (SELECT min(i.partition_key) FROM \(unescaped: tables.instances) AS i
                 WHERE i.queue_name = q.name AND i.status = 'queued') AS key
             FROM \(unescaped: tables.queues) AS q WHERE q.name = ANY(\(request.queues)) AND q.partitioned
@@ -143,23 +172,29 @@ extension PostgresStore {
                 WHERE w.queue_name = p.name AND w.status IN ('running', 'compensating') AND w.partition_key = p.key
             ) AS c
         ), chosen AS (
-            SELECT p.instance_id, p.priority, p.created_at FROM room CROSS JOIN LATERAL (
+            SELECT p.instance_id, row_number() OVER (ORDER BY p.priority, p.created_at, p.instance_id) AS n FROM room CROSS JOIN LATERAL (
                 SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
                 WHERE queue_name = room.name AND status = 'queued' AND partition_key = room.key
-                    AND workflow_name = ANY(\(request.workflowNames))
+                    AND workflow_name = ANY(\(request.workflowNames)) AND instance_id NOT IN (SELECT instance_id FROM leaving)
                 ORDER BY priority, created_at, instance_id
                 LIMIT GREATEST(0, LEAST(room.free, \(request.limit)))
             ) AS p
             ORDER BY p.priority, p.created_at, p.instance_id
             LIMIT \(request.limit)
+        ), admitted AS (
+            UPDATE \(unescaped: tables.instances) AS w
+            SET status = 'running', lease_owner = \(request.lease.owner), lease_token = w.lease_token + 1,
+                lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
+                ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
+                claimed_at = \(unescaped: Self.nowMilliseconds), admitted_at = \(unescaped: Self.nowMilliseconds), queue_deadline_at = NULL,
+                dequeue_at = NULL
+            -- Those taken out of line count against the claim's limit (a filter: a LIMIT read from a
+            -- subquery would hide the chosen few from the planner, which then scans every queued row).
+            FROM chosen WHERE w.instance_id = chosen.instance_id AND w.status = 'queued'
+                AND chosen.n <= \(request.limit) - (SELECT count(*) FROM leaving)
+            RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
         )
-        UPDATE \(unescaped: tables.instances) AS w
-        SET status = 'running', lease_owner = \(request.lease.owner), lease_token = w.lease_token + 1,
-            lease_expires_at = \(unescaped: Self.nowMilliseconds) + \(request.lease.duration.wholeMilliseconds)::bigint,
-            ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
-            claimed_at = \(unescaped: Self.nowMilliseconds), admitted_at = \(unescaped: Self.nowMilliseconds)
-        FROM chosen WHERE w.instance_id = chosen.instance_id AND w.status = 'queued'
-        RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
+        SELECT * FROM out_of_line UNION ALL SELECT * FROM admitted
         """
     }
 

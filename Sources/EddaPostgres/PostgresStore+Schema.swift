@@ -275,6 +275,22 @@ extension PostgresStore {
                 "ALTER TABLE \(t.instances) ADD COLUMN workflow_timeout_ms BIGINT",
                 "ALTER TABLE \(t.instances) ADD COLUMN run_timeout_ms BIGINT",
             ]),
+            (17, "queue timeouts: queued instances taken out of line", [
+                // dequeue_at: when a queued instance leaves the line unadmitted — the earlier of its queue
+                // deadline and its deadline, or the time its cancellation was asked for. Claims that admit
+                // for its queue take those whose time has come first, through an index of queued rows only.
+                "ALTER TABLE \(t.instances) ADD COLUMN queue_timeout_ms BIGINT",
+                "ALTER TABLE \(t.instances) ADD COLUMN queue_deadline_at BIGINT",
+                "ALTER TABLE \(t.instances) ADD COLUMN dequeue_at BIGINT",
+                """
+                UPDATE \(t.instances) SET dequeue_at = CASE WHEN cancel_requested THEN updated_at ELSE deadline_at END
+                WHERE status = 'queued'
+                """,
+                """
+                CREATE INDEX \(t.indexName("instances_dequeue")) ON \(t.instances) (dequeue_at)
+                WHERE status = 'queued' AND dequeue_at IS NOT NULL
+                """,
+            ]),
         ]
     }
 }

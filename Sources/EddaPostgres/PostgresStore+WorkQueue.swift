@@ -114,7 +114,9 @@ extension PostgresStore {
                     """
                     UPDATE \(unescaped: tables.instances)
                     SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
-                        updated_at = \(unescaped: Self.nowMilliseconds)
+                        updated_at = \(unescaped: Self.nowMilliseconds),
+                        -- A queued one leaves the line now (a claim for its queue takes it, unadmitted).
+                        dequeue_at = CASE WHEN status = 'queued' THEN \(unescaped: Self.nowMilliseconds) ELSE dequeue_at END
                     WHERE instance_id = \(instanceID) AND status IN ('queued', 'running', 'compensating')
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
@@ -158,7 +160,8 @@ extension PostgresStore {
             )
             UPDATE \(unescaped: tables.instances)
             SET cancel_requested = true, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END,
-                updated_at = \(unescaped: Self.nowMilliseconds)
+                updated_at = \(unescaped: Self.nowMilliseconds),
+                dequeue_at = CASE WHEN status = 'queued' THEN \(unescaped: Self.nowMilliseconds) ELSE dequeue_at END
             WHERE instance_id IN (SELECT id FROM tree) AND NOT cancel_requested
             RETURNING instance_id
             """,
@@ -262,7 +265,11 @@ extension PostgresStore {
                     -- An instance on a queue goes back to it, to be admitted within its limits again.
                     SET status = CASE WHEN queue_name IS NULL THEN 'running' ELSE 'queued' END, error = NULL, output = NULL, ready_at = NULL,
                         lease_owner = NULL, lease_expires_at = NULL,
-                        cancel_requested = false, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds)
+                        cancel_requested = false, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
+                        -- Its queue timeout counts again from now.
+                        queue_deadline_at = \(unescaped: Self.nowMilliseconds) + queue_timeout_ms,
+                        dequeue_at = CASE WHEN queue_name IS NOT NULL
+                            THEN LEAST(\(unescaped: Self.nowMilliseconds) + queue_timeout_ms, deadline_at) END
                     WHERE instance_id = \(instanceID)
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
@@ -297,14 +304,22 @@ extension PostgresStore {
         return try await perform("find the next deadline") { [self] in
             let rows = try await client.query(
                 """
-                SELECT ready_at FROM \(unescaped: tables.instances)
-                WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at > \(after.millisecondsSince1970)
-                    AND lease_owner IS NULL AND workflow_name = ANY(\(workflowNames))
-                ORDER BY ready_at LIMIT 1
+                SELECT min(next) FROM (
+                    (SELECT ready_at AS next FROM \(unescaped: tables.instances)
+                     WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at > \(after.millisecondsSince1970)
+                        AND lease_owner IS NULL AND workflow_name = ANY(\(workflowNames))
+                     ORDER BY ready_at LIMIT 1)
+                    UNION ALL
+                    -- The next time a queued instance leaves the line unadmitted.
+                    (SELECT dequeue_at FROM \(unescaped: tables.instances)
+                     WHERE status = 'queued' AND dequeue_at IS NOT NULL AND dequeue_at > \(after.millisecondsSince1970)
+                        AND workflow_name = ANY(\(workflowNames))
+                     ORDER BY dequeue_at LIMIT 1)
+                ) AS nexts
                 """,
                 logger: logger
             )
-            for try await readyAt in rows.decode(Int64.self) { return Date(storedMilliseconds: readyAt) }
+            for try await next in rows.decode(Int64?.self) { return next.map(Date.init(storedMilliseconds:)) }
             return nil
         }
     }

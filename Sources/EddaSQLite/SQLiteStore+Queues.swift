@@ -31,18 +31,20 @@ extension SQLiteStore {
     func createQueued(_ instance: NewInstance, _ placement: QueuePlacement) async throws -> CreateInstanceOutcome {
         let outcome = try await write { db -> CreateInstanceOutcome in
             let now = Self.now()
-            let deadline = try Self.storedDeadline(of: instance, now: now, db)
+            var deadline = try Self.storedDeadline(of: instance, now: now, db)
+            deadline.queueDeadlineAt = placement.storedQueueDeadline(now: now)
+            deadline.queueTimeoutMilliseconds = placement.timeout?.milliseconds
             let inserted = try Row.fetchOne(
                 db,
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
                          queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested,
-                         deadline_at, workflow_deadline_at, workflow_timeout_ms, run_timeout_ms)
+                         deadline_at, workflow_deadline_at, workflow_timeout_ms, run_timeout_ms, queue_deadline_at, queue_timeout_ms)
                     VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
                         -- A child of a parent asked to cancel (or finished) is born cancel-requested, as one on no queue is.
                         SELECT cancel_requested = 1 OR status NOT IN ('running', 'compensating') FROM workflow_instances WHERE instance_id = ?
-                    ), 0), ?, ?, ?, ?)
+                    ), 0), ?, ?, ?, ?, ?, ?)
                     ON CONFLICT DO NOTHING
                     RETURNING *
                     """,
@@ -50,10 +52,18 @@ extension SQLiteStore {
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json, now, now, instance.storedTraceContext,
                     placement.queue, placement.priority, placement.deduplicationID, placement.partitionKey ?? "", instance.parentInstanceID,
                     instance.parentInstanceID, deadline.deadlineAt, deadline.workflowDeadlineAt, deadline.workflowTimeoutMilliseconds,
-                    deadline.runTimeoutMilliseconds,
+                    deadline.runTimeoutMilliseconds, deadline.queueDeadlineAt, deadline.queueTimeoutMilliseconds,
                 ]
             )
-            if let inserted { return .created(try Self.instance(from: inserted), lease: nil) }
+            if let inserted {
+                let created = try Self.instance(from: inserted)
+                if let dequeueAt = deadline.dequeueAt(now: now, cancelRequested: created.cancelRequested) {
+                    try db.execute(
+                        sql: "UPDATE workflow_instances SET dequeue_at = ? WHERE instance_id = ?", arguments: [dequeueAt, instance.instanceID]
+                    )
+                }
+                return .created(created, lease: nil)
+            }
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM workflow_instances WHERE instance_id = ?", arguments: [instance.instanceID]) {
                 return .existing(try Self.instance(from: row))
             }
@@ -78,8 +88,8 @@ extension SQLiteStore {
     /// partition with queued instances has limits of its own, and its candidates are admitted
     /// together in priority order, then oldest first; on another queue, the one partition `''`.
     static func admitQueued(_ db: Database, _ request: ClaimRequest, limit: Int, now: Int64) throws -> [Row] {
-        var admitted: [Row] = []
         let names = request.workflowNames.map { _ in "?" }.joined(separator: ", ")
+        var admitted = try takeOutOfLine(db, request, names: names, limit: limit, now: now)
         for queue in request.queues where admitted.count < limit {
             guard
                 let limits = try Row.fetchOne(
@@ -114,7 +124,7 @@ extension SQLiteStore {
                 sql: """
                     UPDATE workflow_instances
                     SET status = 'running', lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL,
-                        wake_pending = 0, updated_at = ?, claimed_at = ?, admitted_at = ?
+                        wake_pending = 0, updated_at = ?, claimed_at = ?, admitted_at = ?, queue_deadline_at = NULL, dequeue_at = NULL
                     WHERE instance_id IN (\(chosen.map { _ in "?" }.joined(separator: ", "))) AND status = 'queued'
                     RETURNING *
                     """,
@@ -122,6 +132,35 @@ extension SQLiteStore {
             )
         }
         return admitted
+    }
+
+    /// Takes out of line the queued instances of the request's queues whose `dequeue_at` has come —
+    /// asked to cancel, or past their queue deadline or deadline — leasing them to the claiming worker
+    /// unadmitted, whatever the queues' limits: their run cancels them before any step (see
+    /// ``WorkflowInstance/queueDeadline``). Their queue deadline stays, to name the reason.
+    static func takeOutOfLine(_ db: Database, _ request: ClaimRequest, names: String, limit: Int, now: Int64) throws -> [Row] {
+        let queues = request.queues.map { _ in "?" }.joined(separator: ", ")
+        var arguments: StatementArguments = [request.lease.owner, now, now, now]
+        arguments += StatementArguments(request.queues)
+        arguments += StatementArguments(request.workflowNames)
+        arguments += [limit]
+        return try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    UPDATE workflow_instances
+                    SET status = 'running', lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = NULL, ready_at = NULL,
+                        wake_pending = 0, updated_at = ?, claimed_at = ?, dequeue_at = NULL
+                    WHERE instance_id IN (
+                        SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_dequeue
+                        WHERE status = 'queued' AND dequeue_at IS NOT NULL AND dequeue_at <= ? AND queue_name IN (\(queues))
+                            AND workflow_name IN (\(names))
+                        ORDER BY dequeue_at LIMIT ?
+                    )
+                    RETURNING *
+                    """
+            ),
+            arguments: arguments
+        )
     }
 
     /// The partition keys of `queue` that have queued instances, in key order: a skip scan of the

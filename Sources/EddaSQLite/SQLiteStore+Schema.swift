@@ -297,6 +297,22 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v17: queue timeouts (queued instances taken out of line)") { db in
+            // dequeue_at: when a queued instance leaves the line unadmitted — the earlier of its queue
+            // deadline and its deadline, or the time its cancellation was asked for. Claims that admit
+            // for its queue take those whose time has come first, through an index of queued rows only.
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflow_instances ADD COLUMN queue_timeout_ms INTEGER;
+                    ALTER TABLE workflow_instances ADD COLUMN queue_deadline_at INTEGER;
+                    ALTER TABLE workflow_instances ADD COLUMN dequeue_at INTEGER;
+                    UPDATE workflow_instances SET dequeue_at = CASE WHEN cancel_requested THEN updated_at ELSE deadline_at END
+                        WHERE status = 'queued';
+                    CREATE INDEX workflow_instances_dequeue ON workflow_instances (dequeue_at)
+                        WHERE status = 'queued' AND dequeue_at IS NOT NULL;
+                    """
+            )
+        }
         return migrator
     }
 }

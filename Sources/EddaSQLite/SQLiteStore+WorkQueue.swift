@@ -72,18 +72,20 @@ extension SQLiteStore {
                 db.cachedStatement(
                     sql: """
                         WITH RECURSIVE tree(id) AS (
-                            SELECT instance_id FROM workflow_instances WHERE instance_id = ? AND status IN ('queued', 'running', 'compensating')
+                            SELECT instance_id FROM workflow_instances WHERE instance_id = ?2 AND status IN ('queued', 'running', 'compensating')
                             UNION
                             SELECT c.instance_id FROM workflow_instances AS c JOIN tree ON c.parent_instance_id = tree.id
                             WHERE c.status IN ('queued', 'running', 'compensating')
                         )
                         UPDATE workflow_instances
-                        SET cancel_requested = 1, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END, updated_at = ?
+                        SET cancel_requested = 1, ready_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE ready_at END, updated_at = ?1,
+                            -- A queued one leaves the line now (a claim for its queue takes it, unadmitted).
+                            dequeue_at = CASE WHEN status = 'queued' THEN ?1 ELSE dequeue_at END
                         WHERE instance_id IN (SELECT id FROM tree)
                         RETURNING *
                         """
                 ),
-                arguments: [instanceID, Self.now()]
+                arguments: [Self.now(), instanceID]
             )
             if let row = rows.first(where: { $0["instance_id"] == instanceID }) {
                 return .requested(try Self.instance(from: row))
@@ -178,8 +180,12 @@ extension SQLiteStore {
                         -- An instance on a queue goes back to it, to be admitted within its limits again.
                         SET status = CASE WHEN queue_name IS NULL THEN 'running' ELSE 'queued' END, error = NULL, output = NULL, ready_at = NULL,
                             lease_owner = NULL, lease_expires_at = NULL,
-                            cancel_requested = 0, wake_pending = 0, updated_at = ?
-                        WHERE instance_id = ? RETURNING *
+                            cancel_requested = 0, wake_pending = 0, updated_at = ?1,
+                            -- Its queue timeout counts again from now.
+                            queue_deadline_at = ?1 + queue_timeout_ms,
+                            dequeue_at = CASE WHEN queue_name IS NOT NULL
+                                THEN min(coalesce(?1 + queue_timeout_ms, deadline_at), coalesce(deadline_at, ?1 + queue_timeout_ms)) END
+                        WHERE instance_id = ?2 RETURNING *
                         """,
                     arguments: [Self.now(), instanceID]
                 )
@@ -217,13 +223,26 @@ extension SQLiteStore {
         return try await read { db in
             var arguments: StatementArguments = [after.millisecondsSince1970]
             arguments += StatementArguments(workflowNames)
+            arguments += [after.millisecondsSince1970]
+            arguments += StatementArguments(workflowNames)
+            // The next released instance's time, or the next time a queued one leaves the line.
             return try Int64.fetchOne(
                 db,
                 sql: """
-                    SELECT ready_at FROM workflow_instances INDEXED BY workflow_instances_waiting
-                    WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
-                        AND ready_at > ? AND workflow_name IN (\(names))
-                    ORDER BY ready_at LIMIT 1
+                    SELECT min(next) FROM (
+                        SELECT * FROM (
+                            SELECT ready_at AS next FROM workflow_instances INDEXED BY workflow_instances_waiting
+                            WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
+                                AND ready_at > ? AND workflow_name IN (\(names))
+                            ORDER BY ready_at LIMIT 1
+                        )
+                        UNION ALL
+                        SELECT * FROM (
+                            SELECT dequeue_at FROM workflow_instances INDEXED BY workflow_instances_dequeue
+                            WHERE status = 'queued' AND dequeue_at IS NOT NULL AND dequeue_at > ? AND workflow_name IN (\(names))
+                            ORDER BY dequeue_at LIMIT 1
+                        )
+                    )
                     """,
                 arguments: arguments
             ).map(Date.init(storedMilliseconds:))

@@ -519,7 +519,8 @@ public final class SQLiteStore: Store {
             partitionKey: row["partition_key"],
             deadline: StoredDeadline(
                 deadlineAt: row["deadline_at"], workflowDeadlineAt: row["workflow_deadline_at"],
-                workflowTimeoutMilliseconds: row["workflow_timeout_ms"], runTimeoutMilliseconds: row["run_timeout_ms"]
+                workflowTimeoutMilliseconds: row["workflow_timeout_ms"], runTimeoutMilliseconds: row["run_timeout_ms"],
+                queueDeadlineAt: row["queue_deadline_at"], queueTimeoutMilliseconds: row["queue_timeout_ms"]
             )
         )
     }

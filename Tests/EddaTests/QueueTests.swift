@@ -57,11 +57,14 @@ struct QueueTests {
     }
 
     @Test(arguments: Backend.allCases)
-    func aCancelledQueuedInstanceIsCancelledWhenAdmittedAndRunsNoStep(_ backend: Backend) async throws {
+    func aCancelledQueuedInstanceLeavesTheLineAtOnceAndRunsNoStep(_ backend: Backend) async throws {
         let (log, gate, queue) = (self.log, self.gate, self.queue)
         let workflow = gatedWorkflow(adding: 0)
+        var configuration = EddaApp.Configuration.testing
+        // Far beyond the suite's time limit: only the cancellation's wake-up can take it out of line.
+        configuration.pollInterval = .seconds(600)
         try await backend.withStore { store in
-            try await withTestApp(store: store) { (app: EddaApp) async throws in
+            try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
                 app.register(queue)
                 let first = try await app.start(workflow, 1, instanceID: "first", on: queue)
                 try await waitUntil { log.all.contains("first started") }
@@ -72,13 +75,73 @@ struct QueueTests {
                 }
                 #expect(marked.status == .queued)
                 #expect(marked.cancelRequested)
-                gate.open()
-                #expect(try await first.result() == 1)
+                // Its place is still taken by the first, which has not finished: the second does not wait for it.
                 await #expect(throws: WorkflowCancelledError.self) { try await second.result() }
                 #expect(try await app.instance("second")?.status == .cancelled)
+                #expect(try await app.instance("first")?.status == .running)
+                gate.open()
+                #expect(try await first.result() == 1)
             }
         }
         #expect(!log.all.contains("second started"))
+    }
+
+    @Test(arguments: Backend.allCases)
+    func anInstanceStillQueuedAtItsQueueTimeoutIsCancelledWithTheReason(_ backend: Backend) async throws {
+        let (log, gate, queue) = (self.log, self.gate, self.queue)
+        let workflow = gatedWorkflow(adding: 0)
+        var configuration = EddaApp.Configuration.testing
+        // Far beyond the suite's time limit: the worker must wake for the queue deadline by itself.
+        configuration.pollInterval = .seconds(600)
+        try await backend.withStore { store in
+            try await withTestApp(store: store, configuration: configuration) { (app: EddaApp) async throws in
+                app.register(queue)
+                let first = try await app.start(workflow, 1, instanceID: "first", on: queue)
+                try await waitUntil { log.all.contains("first started") }
+                let patient = try await app.start(workflow, 3, instanceID: "patient", on: queue, queueTimeout: .seconds(60))
+                let impatient = try await app.start(workflow, 2, instanceID: "impatient", on: queue, queueTimeout: .milliseconds(200))
+                let queued = try #require(try await app.instance("impatient"))
+                let queueDeadline = try #require(queued.queueDeadline)
+                #expect(queued.queueTimeout == .milliseconds(200))
+                #expect(abs(queueDeadline.timeIntervalSince(queued.createdAt) - 0.2) < 0.01)
+                do {
+                    _ = try await impatient.result()
+                    Issue.record("an instance past its queue timeout completed")
+                } catch let error as WorkflowCancelledError {
+                    let exceeded = try #require(error.deadlineExceeded)
+                    #expect(exceeded.kind == .queueTimeout)
+                    #expect(exceeded.timeout == .milliseconds(200))
+                    #expect(exceeded.deadline.millisecondsSince1970 == queueDeadline.millisecondsSince1970)
+                    #expect(error.reason?.contains("still queued when its queue timeout 200 ms passed") == true, "\(error.reason ?? "")")
+                }
+                #expect(try await app.instance("impatient")?.status == .cancelled)
+                // One admitted before its queue timeout runs, and its queue deadline no longer applies.
+                #expect(try await app.instance("patient")?.status == .queued)
+                gate.open()
+                #expect(try await first.result() == 1)
+                #expect(try await patient.result() == 3)
+                #expect(try await app.instance("patient")?.queueDeadline == nil)
+            }
+        }
+        #expect(!log.all.contains("impatient started"))
+    }
+
+    @Test
+    func aQueueTimeoutMustBePositiveAndNeedsAQueue() async throws {
+        let workflow = gatedWorkflow(adding: 0)
+        try await Backend.sqlite.withStore { store in
+            try await withTestApp(store: store) { (app: EddaApp) async throws in
+                app.register(queue)
+                await #expect { try await app.start(workflow, 1, on: queue, queueTimeout: .zero) } throws: { error in
+                    (error as? EngineError)?.code == .invalidQueueOptions && "\(error)".contains("at least 1 ms")
+                }
+                try app.register(workflow)
+                await #expect { try await app.start(workflowNamed: "queued", input: JSONPayload(json: "[1]"), queueTimeout: .seconds(1)) } throws: { error in
+                    (error as? EngineError)?.code == .invalidQueueOptions && "\(error)".contains("name the queue too")
+                }
+                #expect(try await app.instances().isEmpty, "nothing was started")
+            }
+        }
     }
 
     @Test(arguments: Backend.allCases)

@@ -83,4 +83,66 @@ extension StoreConformance {
         let admitted = try #require(try await claim(store, owner: "worker-a", queues: ["q"]).first)
         #expect(admitted.instance.deadline == stored.deadline)
     }
+
+    static func queueTimeouts(_ store: any Store) async throws {
+        try await store.declareQueues([Queue("q", concurrency: 1)])
+        func enqueue(_ id: String, timeout: Duration? = nil) async throws {
+            var instance = queued(id, on: "q")
+            instance.placement?.timeout = timeout
+            _ = try await store.createInstance(instance, leasedTo: nil)
+        }
+        try await enqueue("holder")
+        let holder = try #require(try await claim(store, owner: "worker-a", queues: ["q"]).first)
+        try await enqueue("cancelled")
+        try await enqueue("patient", timeout: .seconds(60))
+        try await enqueue("impatient", timeout: .milliseconds(500))
+        let impatient = try #require(try await store.instance("impatient"))
+        #expect(impatient.queueTimeout == .milliseconds(500))
+        let queueDeadline = try #require(impatient.queueDeadline)
+        #expect(abs(queueDeadline.timeIntervalSince(impatient.createdAt) - 0.5) < 0.01)
+        // The queue is full: nothing leaves the line before its time, and the next time to look is the queue deadline.
+        let early = try await claim(store, owner: "worker-b", queues: ["q"])
+        if Date() < queueDeadline.addingTimeInterval(-0.05) { #expect(early.isEmpty) }
+        let next = try #require(try await store.nextReadyAt(after: Date().addingTimeInterval(-60), workflowNames: ["w"]))
+        #expect(next.millisecondsSince1970 == queueDeadline.millisecondsSince1970)
+        // A cancellation takes a queued instance out of line at once, whatever the queue's limits:
+        // unadmitted, leased. Past its queue deadline, the impatient one leaves too, its queue deadline
+        // kept to name the reason.
+        guard case .requested = try await store.requestCancellation(of: "cancelled") else {
+            Issue.record("cancelling a queued instance did not take effect")
+            return
+        }
+        var taken: [String: ClaimedInstance] = Dictionary(uniqueKeysWithValues: early.map { ($0.instance.instanceID, $0) })
+        for claimed in try await claim(store, owner: "worker-b", queues: ["q"]) { taken[claimed.instance.instanceID] = claimed }
+        let cancelled = try #require(taken["cancelled"])
+        #expect(cancelled.instance.status == .running)
+        #expect(cancelled.instance.cancelRequested)
+        #expect(cancelled.lease.owner == "worker-b")
+        let wait = queueDeadline.timeIntervalSinceNow
+        if wait > 0 { try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 20)) }
+        for claimed in try await claim(store, owner: "worker-b", queues: ["q"]) { taken[claimed.instance.instanceID] = claimed }
+        #expect(Set(taken.keys) == ["cancelled", "impatient"], "the patient one waits for room")
+        let late = try #require(taken["impatient"])
+        #expect(late.instance.queueDeadline?.millisecondsSince1970 == queueDeadline.millisecondsSince1970)
+        #expect(try #require(late.instance.lastClaimedAt) >= queueDeadline)
+        #expect(try await store.instance("patient")?.status == .queued)
+        // Admitted in its turn, the patient one's queue deadline is cleared. (Those taken out of line
+        // hold a place until their cancellation is recorded.)
+        for held in Array(taken.values) + [holder] {
+            try await store.finishInstance(lease: held.lease, with: .completed(JSONPayload(json: "1")))
+        }
+        let patient = try #require(try await claim(store, owner: "worker-b", queues: ["q"]).first)
+        #expect(patient.instance.instanceID == "patient")
+        #expect(patient.instance.queueDeadline == nil)
+        #expect(patient.instance.queueTimeout == .seconds(60))
+        // Retried, it is queued again, its queue timeout counted from the retry.
+        try await store.finishInstance(lease: patient.lease, with: .failed(ErrorRecord(type: "Boom", message: "boom")))
+        guard case .retried(let retried, _) = try await store.retry("patient", requestedBy: "conformance") else {
+            Issue.record("the failed instance was not retried")
+            return
+        }
+        #expect(retried.status == .queued)
+        let again = try #require(retried.queueDeadline)
+        #expect(abs(again.timeIntervalSince(retried.updatedAt) - 60) < 0.01)
+    }
 }

@@ -47,6 +47,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case schedulesAreInsertedOnceAndWrittenByCompareAndSet
     case deadlinesAreSetInheritedMovedOnAndHonouredByReleases
     case aQueuedInstancesDeadlineCountsFromItsStart
+    case aQueuedInstanceLeavesTheLineWhenCancelledOrPastItsQueueTimeout
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -93,6 +94,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .schedulesAreInsertedOnceAndWrittenByCompareAndSet: try await Self.schedules(store)
             case .deadlinesAreSetInheritedMovedOnAndHonouredByReleases: try await Self.deadlines(store)
             case .aQueuedInstancesDeadlineCountsFromItsStart: try await Self.queuedDeadlines(store)
+            case .aQueuedInstanceLeavesTheLineWhenCancelledOrPastItsQueueTimeout: try await Self.queueTimeouts(store)
             }
             completed.mark()
         }

@@ -18,15 +18,16 @@ extension EddaApp {
     }
 
     /// Validates the arguments and creates an instance on `queue`, queued until a worker admits it:
-    /// ``EddaClient/start(_:_:instanceID:on:priority:deduplicationID:partitionKey:timeout:runTimeout:)``.
+    /// ``EddaClient/start(_:_:instanceID:on:priority:deduplicationID:partitionKey:queueTimeout:timeout:runTimeout:)``.
     @discardableResult
     public func start<each Argument, Output>(
         _ workflow: Workflow<repeat each Argument, Output>, _ arguments: repeat each Argument, instanceID: String? = nil, on queue: Queue,
-        priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil, timeout: Duration? = nil, runTimeout: Duration? = nil
+        priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil, queueTimeout: Duration? = nil,
+        timeout: Duration? = nil, runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
         try await client.start(
             workflow, repeat each arguments, instanceID: instanceID, on: queue, priority: priority, deduplicationID: deduplicationID,
-            partitionKey: partitionKey, timeout: timeout, runTimeout: runTimeout
+            partitionKey: partitionKey, queueTimeout: queueTimeout, timeout: timeout, runTimeout: runTimeout
         )
     }
 
@@ -37,15 +38,15 @@ extension EddaApp {
     }
 
     /// Starts the registered workflow `name` from its arguments as JSON, on a registered queue or
-    /// none: ``EddaClient/start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:)``.
+    /// none: ``EddaClient/start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:queueTimeout:)``.
     @discardableResult
     public func start(
         workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
-        deduplicationID: String? = nil, partitionKey: String? = nil
+        deduplicationID: String? = nil, partitionKey: String? = nil, queueTimeout: Duration? = nil
     ) async throws -> String {
         try await client.start(
             workflowNamed: name, input: input, instanceID: instanceID, queue: queue, priority: priority, deduplicationID: deduplicationID,
-            partitionKey: partitionKey
+            partitionKey: partitionKey, queueTimeout: queueTimeout
         )
     }
 

@@ -26,6 +26,9 @@ extension EddaClient {
     ///     another start with it is refused; once that instance has finished, the ID is free again.
     ///   - partitionKey: On a ``Queue/partitioned`` queue, the partition whose limits it counts against
     ///     (required there, refused elsewhere).
+    ///   - queueTimeout: If it is still queued this long from now — no worker admitted it — it is taken
+    ///     out of line and cancelled, whatever the queue's limits, with ``DeadlineExceeded`` of kind
+    ///     ``DeadlineExceeded/Kind-swift.struct/queueTimeout`` as the reason. `nil` (the default): it waits its turn however long.
     ///   - timeout: The workflow timeout, counted from now (queued time included). Defaults to the workflow's.
     ///   - runTimeout: The timeout of each run. Defaults to the workflow's.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/deduplicationIDInUse`` (its
@@ -40,11 +43,12 @@ extension EddaClient {
         priority: Int = 0,
         deduplicationID: String? = nil,
         partitionKey: String? = nil,
+        queueTimeout: Duration? = nil,
         timeout: Duration? = nil,
         runTimeout: Duration? = nil
     ) async throws -> WorkflowHandle<Output> {
         let placement = try Self.placement(
-            on: queue, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, instanceID: instanceID
+            on: queue, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, timeout: queueTimeout, instanceID: instanceID
         )
         try await declare(queue)
         return try await start(
@@ -54,8 +58,16 @@ extension EddaClient {
 
     /// Where a start on `queue` goes, or a typed error when its options do not fit the queue.
     static func placement(
-        on queue: Queue, priority: Int, deduplicationID: String?, partitionKey: String?, instanceID: String?
+        on queue: Queue, priority: Int, deduplicationID: String?, partitionKey: String?, timeout: Duration? = nil, instanceID: String?
     ) throws -> QueuePlacement {
+        if let timeout, timeout < .milliseconds(1) {
+            throw EngineError(
+                .invalidQueueOptions,
+                "A queue timeout must be at least 1 ms; it is \(timeout). Leave it out to let the instance wait its turn however long. "
+                    + "Nothing was started.",
+                instanceID: instanceID
+            )
+        }
         if queue.partitioned, partitionKey?.isEmpty ?? true {
             throw EngineError(
                 .invalidQueueOptions,
@@ -72,7 +84,7 @@ extension EddaClient {
                 instanceID: instanceID
             )
         }
-        return QueuePlacement(queue: queue.name, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey)
+        return QueuePlacement(queue: queue.name, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, timeout: timeout)
     }
 
     /// Registers `queue` with this client's registry: a worker admits queued instances only of the

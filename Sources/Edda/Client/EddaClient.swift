@@ -22,7 +22,7 @@ public final class EddaClient: Sendable {
     public let store: any Store
     /// The configuration (its clock, result polling; the worker settings matter to a worker only).
     public let configuration: EddaApp.Configuration
-    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:)`` and events that start workflows.
+    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:queueTimeout:)`` and events that start workflows.
     public let registry: WorkflowRegistry
     let logger: Logger
     /// Metrics, spans and hooks, set up once from the configuration.
@@ -149,7 +149,7 @@ public final class EddaClient: Sendable {
     ///
     /// The input is decoded and validated as in ``start(_:_:instanceID:timeout:runTimeout:)`` before anything is written.
     /// With `queue`, the instance is started on the registered ``Queue`` of that name, as
-    /// ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:timeout:runTimeout:)`` does.
+    /// ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:queueTimeout:timeout:runTimeout:)`` does.
     ///
     /// - Parameters:
     ///   - name: The workflow's registered name.
@@ -159,6 +159,7 @@ public final class EddaClient: Sendable {
     ///   - priority: On `queue`: lower numbers are admitted first; 0 by default.
     ///   - deduplicationID: On `queue`: refused while another instance holds it there.
     ///   - partitionKey: On a partitioned `queue`: the partition whose limits it counts against.
+    ///   - queueTimeout: On `queue`: taken out of line and cancelled if still queued this long from now.
     /// - Returns: The instance's ID.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/unknownWorkflow``,
     ///   ``EngineError/Code-swift.struct/unknownQueue``, ``EngineError/Code-swift.struct/invalidInput``
@@ -168,7 +169,7 @@ public final class EddaClient: Sendable {
     @discardableResult
     public func start(
         workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
-        deduplicationID: String? = nil, partitionKey: String? = nil
+        deduplicationID: String? = nil, partitionKey: String? = nil, queueTimeout: Duration? = nil
     ) async throws -> String {
         guard let registration = registry.registration(named: name) else {
             throw EngineError(
@@ -189,12 +190,14 @@ public final class EddaClient: Sendable {
                 )
             }
             placement = try Self.placement(
-                on: registered, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, instanceID: instanceID
+                on: registered, priority: priority, deduplicationID: deduplicationID, partitionKey: partitionKey, timeout: queueTimeout,
+                instanceID: instanceID
             )
-        } else if deduplicationID != nil || priority != 0 || partitionKey != nil {
+        } else if deduplicationID != nil || priority != 0 || partitionKey != nil || queueTimeout != nil {
             throw EngineError(
                 .invalidQueueOptions,
-                "A priority, a deduplication ID or a partition key applies to a start on a queue; name the queue too. Nothing was started.",
+                "A priority, a deduplication ID, a partition key or a queue timeout applies to a start on a queue; name the queue too. "
+                    + "Nothing was started.",
                 instanceID: instanceID
             )
         }

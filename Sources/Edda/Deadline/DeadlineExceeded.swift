@@ -26,6 +26,9 @@ public struct DeadlineExceeded: Sendable, Hashable, Codable, CustomStringConvert
         public static let runTimeout = Kind(rawValue: "run_timeout")
         /// The deadline of the parent workflow, which a child inherits when it is earlier than its own.
         public static let inherited = Kind(rawValue: "inherited")
+        /// The queue timeout: the instance was still ``InstanceStatus/queued`` on its ``Queue`` when it
+        /// passed, so it was taken out of line unadmitted.
+        public static let queueTimeout = Kind(rawValue: "queue_timeout")
 
         public var description: String { rawValue }
     }
@@ -59,6 +62,8 @@ public struct DeadlineExceeded: Sendable, Hashable, Codable, CustomStringConvert
         switch kind {
         case .inherited:
             return "deadline exceeded: the deadline inherited from parent instance \(parentInstanceID ?? "?") passed at \(at)"
+        case .queueTimeout:
+            return "deadline exceeded: still queued when its queue timeout \(timeout.map(Self.text(of:)) ?? "?") passed at \(at)"
         default:
             let name = kind == .runTimeout ? "run timeout" : "workflow timeout"
             return "deadline exceeded: \(name) \(timeout.map(Self.text(of:)) ?? "?") passed at \(at)"

@@ -25,8 +25,17 @@ struct RunDeadlines: Sendable {
     /// The deadlines of `instance`, as a claim or a create returned it at `received` (on this
     /// process's clock); `nil` when it has none.
     init?(_ instance: WorkflowInstance, received: ContinuousClock.Instant) {
-        guard let deadline = instance.deadline else { return nil }
         let stored = instance.lastClaimedAt ?? instance.createdAt
+        // Taken out of line by its queue deadline (admission clears it): cancelled before its first step.
+        if let queueDeadline = instance.queueDeadline, instance.status != .queued, queueDeadline <= stored,
+            instance.deadline.map({ queueDeadline < $0 }) ?? true
+        {
+            anchor = (stored, received)
+            runTimeout = nil
+            run = Deadline(at: received, exceeded: DeadlineExceeded(kind: .queueTimeout, timeout: instance.queueTimeout, deadline: queueDeadline))
+            return
+        }
+        guard let deadline = instance.deadline else { return nil }
         anchor = (stored, received)
         runTimeout = instance.runTimeout
         func local(_ date: Date) -> ContinuousClock.Instant {

@@ -11,7 +11,7 @@
 /// ```
 ///
 /// An instance started on a queue is ``InstanceStatus/queued`` until a worker admits it. A claim
-/// admits queued instances, lowest ``start(_:_:instanceID:on:priority:deduplicationID:partitionKey:timeout:runTimeout:)`` priority
+/// admits queued instances, lowest ``EddaApp/start(_:_:instanceID:on:priority:deduplicationID:partitionKey:queueTimeout:timeout:runTimeout:)`` priority
 /// number first and oldest first within a priority, while fewer than ``concurrency`` instances of the
 /// queue are admitted and unfinished across all workers, fewer than ``workerConcurrency`` of them
 /// are leased to the claiming worker, and fewer than the ``rateLimit`` allows were admitted within
@@ -108,11 +108,19 @@ extension Queue {
     public var deduplicationID: String?
     /// Its partition on a partitioned queue; `nil` on one that is not (stored as `''`).
     public var partitionKey: String?
+    /// Taken out of line and cancelled if still queued this long after it was queued; `nil` for never.
+    public var timeout: Duration?
 
-    public init(queue: String, priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil) {
+    public init(queue: String, priority: Int = 0, deduplicationID: String? = nil, partitionKey: String? = nil, timeout: Duration? = nil) {
         self.queue = queue
         self.priority = priority
         self.deduplicationID = deduplicationID
         self.partitionKey = partitionKey
+        self.timeout = timeout
+    }
+
+    /// The queue deadline of an instance queued at `now` (milliseconds, the store's clock).
+    public func storedQueueDeadline(now: Int64) -> Int64? {
+        timeout.map { now + $0.milliseconds }
     }
 }

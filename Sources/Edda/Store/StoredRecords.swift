@@ -72,6 +72,8 @@ extension WorkflowInstance {
         self.workflowDeadline = deadline.workflowDeadlineAt.map(Date.init(storedMilliseconds:))
         self.workflowTimeout = deadline.workflowTimeoutMilliseconds.map { .milliseconds($0) }
         self.runTimeout = deadline.runTimeoutMilliseconds.map { .milliseconds($0) }
+        self.queueDeadline = deadline.queueDeadlineAt.map(Date.init(storedMilliseconds:))
+        self.queueTimeout = deadline.queueTimeoutMilliseconds.map { .milliseconds($0) }
     }
 }
 
@@ -82,12 +84,27 @@ package struct StoredDeadline: Sendable {
     package var workflowDeadlineAt: Int64?
     package var workflowTimeoutMilliseconds: Int64?
     package var runTimeoutMilliseconds: Int64?
+    /// `queue_deadline_at` and `queue_timeout_ms`: see ``WorkflowInstance/queueDeadline``.
+    package var queueDeadlineAt: Int64?
+    package var queueTimeoutMilliseconds: Int64?
 
-    package init(deadlineAt: Int64? = nil, workflowDeadlineAt: Int64? = nil, workflowTimeoutMilliseconds: Int64? = nil, runTimeoutMilliseconds: Int64? = nil) {
+    package init(
+        deadlineAt: Int64? = nil, workflowDeadlineAt: Int64? = nil, workflowTimeoutMilliseconds: Int64? = nil, runTimeoutMilliseconds: Int64? = nil,
+        queueDeadlineAt: Int64? = nil, queueTimeoutMilliseconds: Int64? = nil
+    ) {
         self.deadlineAt = deadlineAt
         self.workflowDeadlineAt = workflowDeadlineAt
         self.workflowTimeoutMilliseconds = workflowTimeoutMilliseconds
         self.runTimeoutMilliseconds = runTimeoutMilliseconds
+        self.queueDeadlineAt = queueDeadlineAt
+        self.queueTimeoutMilliseconds = queueTimeoutMilliseconds
+    }
+
+    /// When a queued instance inserted at `now` with these deadlines and `placement` leaves the line
+    /// unadmitted (`dequeue_at`): the earlier of its queue deadline and its deadline — or `now`, for
+    /// one born cancel-requested.
+    package func dequeueAt(now: Int64, cancelRequested: Bool) -> Int64? {
+        cancelRequested ? now : [queueDeadlineAt, deadlineAt].compactMap(\.self).min()
     }
 }
 

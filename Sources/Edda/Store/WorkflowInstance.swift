@@ -60,6 +60,12 @@ public struct WorkflowInstance: Sendable {
     public var workflowTimeout: Duration?
     /// The run timeout it was started with, if any: each run's deadline is its start plus this.
     public var runTimeout: Duration?
+    /// While the instance is ``InstanceStatus/queued``: when it is taken out of line and cancelled
+    /// unless a worker has admitted it by then (its start's `queueTimeout:`), on the database's clock.
+    /// Admission clears it, so on an instance that runs it is set only when it was taken out of line.
+    public var queueDeadline: Date?
+    /// The queue timeout it was started with, if any (counted again when a retry queues it again).
+    public var queueTimeout: Duration?
 
     /// What cancels the instance at ``deadline``, named as its cancellation will record it.
     public var deadlineExceeded: DeadlineExceeded? {
