@@ -34,27 +34,12 @@ final class QueryWatchdog: Sendable {
     ) async throws -> T {
         let timeout = timeout ?? self.timeout
         let id = nextID.add(1, ordering: .relaxed).newValue
-        let gate = Gate<T>()
-        let work = Task {
-            do {
-                gate.resume(with: .success(try await operation()))
-            } catch {
-                gate.resume(with: .failure(error))
-            }
+        let work = AbandonableTask(operation)
+        waiters.withLock {
+            $0[id] = Waiter(deadline: .now + timeout, timeout: timeout, what: what) { error in work.abandon(with: error) }
         }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                gate.arm(continuation)
-                waiters.withLock {
-                    $0[id] = Waiter(deadline: .now + timeout, timeout: timeout, what: what) { error in
-                        if gate.resume(with: .failure(error)) { work.cancel() }
-                    }
-                }
-                gate.onResume { [self] in _ = self.waiters.withLock { $0.removeValue(forKey: id) } }
-            }
-        } onCancel: {
-            if gate.resume(with: .failure(CancellationError())) { work.cancel() }
-        }
+        work.onOutcome { [self] in _ = self.waiters.withLock { $0.removeValue(forKey: id) } }
+        return try await work.value
     }
 
     /// Fails the operations past their deadline, every `interval`, until cancelled.
@@ -76,58 +61,6 @@ final class QueryWatchdog: Sendable {
                     )
                 )
             }
-        }
-    }
-
-    /// Resumes a continuation once, with whichever comes first: the result, a timeout, a cancellation.
-    private final class Gate<T: Sendable>: Sendable {
-        private struct State {
-            var continuation: CheckedContinuation<T, any Error>?
-            /// The result, when it came before the continuation was armed.
-            var early: Result<T, any Error>?
-            var done = false
-            var onResume: (@Sendable () -> Void)?
-        }
-
-        private let state = Mutex(State())
-
-        func arm(_ continuation: CheckedContinuation<T, any Error>) {
-            let early = state.withLock { state -> Result<T, any Error>? in
-                guard state.done else {
-                    state.continuation = continuation
-                    return nil
-                }
-                return state.early
-            }
-            if let early { continuation.resume(with: early) }
-        }
-
-        func onResume(_ action: @escaping @Sendable () -> Void) {
-            let runNow = state.withLock { state -> Bool in
-                guard !state.done else { return true }
-                state.onResume = action
-                return false
-            }
-            if runNow { action() }
-        }
-
-        /// Returns whether this call decided the outcome (`false`: something else came first).
-        @discardableResult
-        func resume(with result: Result<T, any Error>) -> Bool {
-            let taken = state.withLock { state -> (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?)? in
-                guard !state.done else { return nil }
-                state.done = true
-                let continuation = state.continuation
-                if continuation == nil { state.early = result }
-                let action = state.onResume
-                state.continuation = nil
-                state.onResume = nil
-                return (continuation, action)
-            }
-            guard let (continuation, action) = taken else { return false }
-            continuation?.resume(with: result)
-            action?()
-            return true
         }
     }
 }

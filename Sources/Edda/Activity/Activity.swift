@@ -22,7 +22,8 @@
 /// concurrent calls of the same activity).
 ///
 /// A body that throws is retried according to its ``RetryPolicy`` (the app's default unless given);
-/// throw ``TerminalError`` to stop at once.
+/// throw ``TerminalError`` to stop at once. An attempt may also be given a ``timeout`` and a
+/// ``heartbeatTimeout``: past either, it fails with ``ActivityTimeoutError`` and is retried the same way.
 public struct Activity<each Argument: Codable & Sendable, Output: Codable & Sendable>: Sendable {
     /// The name recorded in history and checked on replay. Keep it stable once instances exist.
     public let name: String
@@ -30,6 +31,14 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
     public var retryPolicy: RetryPolicy?
     /// Whether the body runs inside the transaction that records its result; see ``TransactionMode``.
     public var transactionMode: TransactionMode
+    /// How long one attempt may take, from its start to its result (Temporal's start-to-close
+    /// timeout), or `nil` for no limit. Past it the attempt fails with ``ActivityTimeoutError``.
+    public var timeout: Duration?
+    /// How long the body may go without calling ``ActivityContext/heartbeat()`` (counted from the
+    /// attempt's start, then from each heartbeat), or `nil` for no limit. Past it the attempt fails
+    /// with ``ActivityTimeoutError``: a body stuck on a call that never answers is found at once,
+    /// while a long one that reports progress runs as long as it needs (within ``timeout``).
+    public var heartbeatTimeout: Duration?
     /// The compensation linked with ``onFailure(_:)``.
     public internal(set) var compensation: Compensation<repeat each Argument, Output>?
     let body: @Sendable (ActivityContext, repeat each Argument) async throws -> Output
@@ -41,19 +50,41 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
     ///   - retry: The retry policy; `nil` (the default) uses the app's default policy.
     ///   - transaction: ``TransactionMode/atCommit`` (the default) or ``TransactionMode/wholeBody``,
     ///     to run the whole body inside the transaction that records its result.
+    ///   - timeout: How long one attempt may take (``timeout``); `nil` (the default) for no limit.
+    ///   - heartbeatTimeout: How long the body may go without a heartbeat (``heartbeatTimeout``);
+    ///     `nil` (the default) for no limit.
     ///   - body: The work. Its arguments and result must be `Codable`.
+    ///
+    /// A ``TransactionMode/wholeBody`` activity takes neither limit: its body holds the store's
+    /// transaction, which the store bounds itself (PostgreSQL: `wholeBodyTimeout`).
     public init(
         _ name: String,
         retry: RetryPolicy? = nil,
         transaction: TransactionMode = .atCommit,
+        timeout: Duration? = nil,
+        heartbeatTimeout: Duration? = nil,
         _ body: @escaping @Sendable (ActivityContext, repeat each Argument) async throws -> Output
     ) {
         precondition(!name.isEmpty, "An activity needs a non-empty name")
+        for (label, limit) in [("timeout", timeout), ("heartbeatTimeout", heartbeatTimeout)] {
+            if let limit {
+                precondition(limit >= .milliseconds(1), "Activity '\(name)': \(label) must be at least 1 ms; it is \(limit).")
+                precondition(
+                    transaction == .atCommit,
+                    "Activity '\(name)': a whole-body activity takes no \(label); its store bounds its transaction (PostgreSQL: wholeBodyTimeout)."
+                )
+            }
+        }
         self.name = name
         self.retryPolicy = retry
         self.transactionMode = transaction
+        self.timeout = timeout
+        self.heartbeatTimeout = heartbeatTimeout
         self.body = body
     }
+
+    /// The per-attempt limits, as the step executor takes them.
+    var limits: AttemptLimits { AttemptLimits(timeout: timeout, heartbeatTimeout: heartbeatTimeout) }
 
     /// Runs the activity as the workflow's next step, or returns its recorded result on replay.
     ///
@@ -69,7 +100,7 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
         activityID: String? = nil
     ) async throws -> Output {
         let reservation = try context.reserveStep(name: name, explicitID: activityID)
-        let output = try await context.runStep(reservation, retryPolicy: retryPolicy, transactionMode: transactionMode) { activityContext in
+        let output = try await context.runStep(reservation, retryPolicy: retryPolicy, transactionMode: transactionMode, limits: limits) { activityContext in
             try await body(activityContext, repeat each arguments)
         }
         if let compensation {
@@ -103,11 +134,12 @@ public struct Activity<each Argument: Codable & Sendable, Output: Codable & Send
         let reservation = try context.reserveStep(name: name, explicitID: activityID)
         let policy = retryPolicy
         let mode = transactionMode
+        let limits = self.limits
         let body = self.body
         let values = (repeat each arguments)
         let compensation = self.compensation
         return PreparedActivity(stepID: reservation.stepID) {
-            let output = try await context.runStep(reservation, retryPolicy: policy, transactionMode: mode) { activityContext in
+            let output = try await context.runStep(reservation, retryPolicy: policy, transactionMode: mode, limits: limits) { activityContext in
                 try await body(activityContext, repeat each values)
             }
             if let compensation {

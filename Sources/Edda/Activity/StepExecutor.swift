@@ -20,6 +20,7 @@ struct StepExecutor: Sendable {
     let policy: RetryPolicy
     var kinds: Kinds = .activity
     var transactionMode: TransactionMode = .atCommit
+    var limits = AttemptLimits()
 
     func run<Output: Codable & Sendable>(_ body: @escaping @Sendable (ActivityContext) async throws -> Output) async throws -> Output {
         do {
@@ -45,6 +46,7 @@ struct StepExecutor: Sendable {
 
         let observer = context.environment.observer
         let isActivity = kinds.completed == .activityCompleted
+        let heartbeats = limits.heartbeatTimeout == nil ? nil : Heartbeat()
         if isActivity { context.metrics?.stepsExecuted.increment() } else { context.metrics?.compensationsRun.increment() }
         while true {
             // Shutdown, a lost lease or a lease that may have lapsed (this process was paused past it),
@@ -54,8 +56,9 @@ struct StepExecutor: Sendable {
             let activityContext = ActivityContext(
                 instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,
                 stepID: reservation.stepID, currentStep: reservation.stepNumber, attempt: attempt, baseLogger: logger,
-                stepTransaction: transaction, observer: observer
+                stepTransaction: transaction, observer: observer, heartbeats: heartbeats, run: context.run
             )
+            heartbeats?.startAttempt()
             if isActivity { observer.hooks?.post(.activityStarted(hookEvent(attempt: attempt))) }
             let started = ContinuousClock.now
             // One span per attempt, its commit included; a replayed step has none.
@@ -72,7 +75,9 @@ struct StepExecutor: Sendable {
                     let output: Output
                     switch transactionMode {
                     case .atCommit:
-                        output = try await body(activityContext)
+                        output = try await limits.run(heartbeat: heartbeats, expired: expired(attempt: attempt)) {
+                            try await body(activityContext)
+                        }
                         transaction.seal()
                         try await attemptFailure(of: transaction) {
                             let event = try completionEvent(output, attempt: attempt, errors: errors, firstAttemptAt: firstAttemptAt)
@@ -209,6 +214,13 @@ struct StepExecutor: Sendable {
     }
 
     /// What the hooks are told about this step.
+    /// What fails attempt `attempt` when one of its limits passes.
+    private func expired(attempt: Int) -> @Sendable (ActivityTimeoutError.Limit, Duration) -> any Error {
+        { [name = reservation.name, stepID = reservation.stepID] limit, duration in
+            ActivityTimeoutError(limit: limit, duration: duration, activityName: name, stepID: stepID, attempt: attempt)
+        }
+    }
+
     private func hookEvent(attempt: Int) -> ActivityHookEvent {
         ActivityHookEvent(
             instanceID: context.instanceID, workflowName: context.workflowName, activityName: reservation.name,

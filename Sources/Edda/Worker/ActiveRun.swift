@@ -15,6 +15,8 @@ final class ActiveRun: Sendable {
         var nextSleeper = 0
         /// Sleepers cancelled before they registered.
         var cancelled: Set<Int> = []
+        /// The latest heartbeat details of each step that sent some (``ActivityContext/heartbeat(_:)``).
+        var heartbeatDetails: [String: JSONPayload] = [:]
     }
 
     private let state: Mutex<State>
@@ -54,6 +56,16 @@ final class ActiveRun: Sendable {
             return woken.values.map(\.continuation)
         }
         for sleeper in sleepers { sleeper.resume() }
+    }
+
+    /// Keeps `details` for the next attempt of step `stepID` in this run.
+    func recordHeartbeatDetails(_ details: JSONPayload, stepID: String) {
+        state.withLock { $0.heartbeatDetails[stepID] = details }
+    }
+
+    /// The latest heartbeat details step `stepID` sent in this run.
+    func heartbeatDetails(stepID: String) -> JSONPayload? {
+        state.withLock { $0.heartbeatDetails[stepID] }
     }
 
     /// The run is over; wakes any wait of a task that escaped it.

@@ -229,6 +229,7 @@ public final class WorkflowContext: Sendable {
         _ reservation: ReplayState.Reservation,
         retryPolicy: RetryPolicy?,
         transactionMode: TransactionMode,
+        limits: AttemptLimits = AttemptLimits(),
         _ body: @escaping @Sendable (ActivityContext) async throws -> Output
     ) async throws -> Output {
         switch reservation.decision {
@@ -237,7 +238,7 @@ public final class WorkflowContext: Sendable {
         case .execute:
             let executor = StepExecutor(
                 context: self, reservation: reservation, policy: retryPolicy ?? environment.defaultRetryPolicy,
-                transactionMode: transactionMode
+                transactionMode: transactionMode, limits: limits
             )
             return try await executor.run(body)
         }
