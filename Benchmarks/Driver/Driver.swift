@@ -24,7 +24,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edda-bench",
         abstract: "Edda's benchmark driver: one JSON line per workload.",
-        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self, W4.self, W5.self, PostgresFloor.self],
+        subcommands: [All.self, W1.self, W2.self, W3.self, W3Worker.self, W4.self, W5.self, WQ.self, PostgresFloor.self],
         defaultSubcommand: All.self
     )
 }
