@@ -172,7 +172,7 @@ extension PostgresStore {
                 WHERE w.queue_name = p.name AND w.status IN ('running', 'compensating') AND w.partition_key = p.key
             ) AS c
         ), chosen AS (
-            SELECT p.instance_id, row_number() OVER (ORDER BY p.priority, p.created_at, p.instance_id) AS n FROM room CROSS JOIN LATERAL (
+            SELECT p.instance_id, p.priority, p.created_at FROM room CROSS JOIN LATERAL (
                 SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
                 WHERE queue_name = room.name AND status = 'queued' AND partition_key = room.key
                     AND workflow_name = ANY(\(request.workflowNames)) AND instance_id NOT IN (SELECT instance_id FROM leaving)
@@ -181,6 +181,12 @@ extension PostgresStore {
             ) AS p
             ORDER BY p.priority, p.created_at, p.instance_id
             LIMIT \(request.limit)
+        ), taken AS (
+            -- Those taken out of line count against the claim's limit. (A LIMIT read from a subquery
+            -- here, not in chosen: there it would hide the chosen few from the planner, which then
+            -- scanned every queued row.)
+            SELECT instance_id FROM chosen ORDER BY priority, created_at, instance_id
+            LIMIT GREATEST(0, \(request.limit) - (SELECT count(*) FROM leaving))
         ), admitted AS (
             UPDATE \(unescaped: tables.instances) AS w
             SET status = 'running', lease_owner = \(request.lease.owner), lease_token = w.lease_token + 1,
@@ -188,10 +194,7 @@ extension PostgresStore {
                 ready_at = NULL, wake_pending = false, updated_at = \(unescaped: Self.nowMilliseconds),
                 claimed_at = \(unescaped: Self.nowMilliseconds), admitted_at = \(unescaped: Self.nowMilliseconds), queue_deadline_at = NULL,
                 dequeue_at = NULL
-            -- Those taken out of line count against the claim's limit (a filter: a LIMIT read from a
-            -- subquery would hide the chosen few from the planner, which then scans every queued row).
-            FROM chosen WHERE w.instance_id = chosen.instance_id AND w.status = 'queued'
-                AND chosen.n <= \(request.limit) - (SELECT count(*) FROM leaving)
+            FROM taken WHERE w.instance_id = taken.instance_id AND w.status = 'queued'
             RETURNING \(unescaped: Self.instanceColumns(prefix: "w."))
         )
         SELECT * FROM out_of_line UNION ALL SELECT * FROM admitted
