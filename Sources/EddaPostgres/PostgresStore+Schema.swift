@@ -291,6 +291,11 @@ extension PostgresStore {
                 WHERE status = 'queued' AND dequeue_at IS NOT NULL
                 """,
             ]),
+            (19, "forks: an instance started from another's history", [
+                "ALTER TABLE \(t.instances) ADD COLUMN forked_from TEXT",
+                "ALTER TABLE \(t.instances) ADD COLUMN forked_from_step TEXT",
+                "CREATE INDEX \(t.indexName("instances_forks")) ON \(t.instances) (forked_from) WHERE forked_from IS NOT NULL",
+            ]),
         ]
     }
 }

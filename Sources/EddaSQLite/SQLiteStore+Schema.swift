@@ -313,6 +313,15 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v19: forks (an instance started from another's history)") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflow_instances ADD COLUMN forked_from TEXT;
+                    ALTER TABLE workflow_instances ADD COLUMN forked_from_step TEXT;
+                    CREATE INDEX workflow_instances_forks ON workflow_instances (forked_from) WHERE forked_from IS NOT NULL;
+                    """
+            )
+        }
         return migrator
     }
 }

@@ -63,6 +63,10 @@ final class FaultyStore: Store {
     func queues() async throws -> [QueueSummary] { try await base.queues() }
     func queuePosition(of instanceID: String) async throws -> Int? { try await base.queuePosition(of: instanceID) }
 
+    func createFork(_ instance: NewInstance, of original: String, fromStep: String, before: Int64) async throws -> CreateInstanceOutcome {
+        try await base.createFork(instance, of: original, fromStep: fromStep, before: before)
+    }
+
     func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome {
         try write()
         let outcome = try await base.createInstance(instance, leasedTo: leasesNewInstances ? lease : nil)

@@ -48,6 +48,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case deadlinesAreSetInheritedMovedOnAndHonouredByReleases
     case aQueuedInstancesDeadlineCountsFromItsStart
     case aQueuedInstanceLeavesTheLineWhenCancelledOrPastItsQueueTimeout
+    case aForkCopiesTheRecordsBeforeItsStepAndLeavesTheOriginal
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -95,6 +96,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .deadlinesAreSetInheritedMovedOnAndHonouredByReleases: try await Self.deadlines(store)
             case .aQueuedInstancesDeadlineCountsFromItsStart: try await Self.queuedDeadlines(store)
             case .aQueuedInstanceLeavesTheLineWhenCancelledOrPastItsQueueTimeout: try await Self.queueTimeouts(store)
+            case .aForkCopiesTheRecordsBeforeItsStepAndLeavesTheOriginal: try await Self.forks(store)
             }
             completed.mark()
         }
@@ -898,6 +900,38 @@ extension StoreConformance {
 }
 
 extension StoreConformance {
+    static func forks(_ store: any Store) async throws {
+        let lease = try #require(try await create(store, "o"))
+        try await store.append(completed("o", "a:1", position: 1, "1"), lease: lease)
+        try await store.append(completed("o", "b:1", position: 2, "2"), lease: lease)
+        try await store.append(completed("o", "c:1", position: 3, "3"), lease: lease)
+        let original = try await store.history(of: "o")
+        let cut = try #require(original.first { $0.stepID == "c:1" })
+        guard case .created(let fork, let forkLease) = try await store.createFork(new("f"), of: "o", fromStep: "c:1", before: cut.sequence)
+        else {
+            Issue.record("the fork was not created")
+            return
+        }
+        #expect(forkLease == nil)
+        #expect(fork.status == .running && fork.leaseOwner == nil, "unleased and ready: a worker claims it")
+        #expect(fork.forkedFrom == "o")
+        #expect(fork.forkedFromStep == "c:1")
+        let copied = try await store.history(of: "f")
+        #expect(copied.map(\.stepID) == ["a:1", "b:1"])
+        #expect(copied.map(\.payload) == original.prefix(2).map(\.payload))
+        #expect(copied.map(\.position) == [1, 2])
+        #expect(copied.map(\.recordedAt) == original.prefix(2).map(\.recordedAt))
+        #expect(copied.allSatisfy { $0.instanceID == "f" })
+        #expect(try await store.history(of: "o").map(\.sequence) == original.map(\.sequence), "the original is left as it is")
+        #expect(try await claim(store, owner: "worker-b", queues: []).map(\.instance.instanceID) == ["f"])
+        // An ID in use: nothing is written.
+        guard case .existing = try await store.createFork(new("o"), of: "o", fromStep: "a:1", before: cut.sequence) else {
+            Issue.record("a fork over an existing ID was inserted")
+            return
+        }
+        #expect(try await store.history(of: "o").count == 3)
+    }
+
     static func retryFromFailure(_ store: any Store) async throws {
         let lease = try #require(try await create(store, "f"))
         try await store.append(completed("f", "a:1", position: 1, "1"), lease: lease)

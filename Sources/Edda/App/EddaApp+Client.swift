@@ -61,6 +61,13 @@ extension EddaApp {
         try await client.requestCancellation(of: instanceID)
     }
 
+    /// Starts a new instance whose history is `instanceID`'s before `stepID`, to run that step and
+    /// what follows again with today's code: ``EddaClient/fork(_:fromStep:instanceID:)``.
+    @discardableResult
+    public func fork(_ instanceID: String, fromStep stepID: String, instanceID newInstanceID: String? = nil) async throws -> ForkedInstance {
+        try await client.fork(instanceID, fromStep: stepID, instanceID: newInstanceID)
+    }
+
     /// Runs a failed instance again from its failed step, recording who asked: ``EddaClient/retry(_:requestedBy:)``.
     @discardableResult
     public func retry(_ instanceID: String, requestedBy: String = "app") async throws -> String? {

@@ -19,6 +19,7 @@ public struct EngineError: EddaError {
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
             case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse, unknownQueue, invalidQueueOptions
             case scheduleNotFound, scheduleAlreadyExists, invalidSchedule
+            case stepNotFound, forkRefused
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -80,6 +81,13 @@ public struct EngineError: EddaError {
         public static let scheduleAlreadyExists = Code(.scheduleAlreadyExists)
         /// A schedule's spec, input or range cannot be used (the message says why). Nothing was changed.
         public static let invalidSchedule = Code(.invalidSchedule)
+
+        /// The instance's history has no step with this ID (the message lists some that it has).
+        /// Nothing was written.
+        public static let stepNotFound = Code(.stepNotFound)
+        /// A fork from this step could not replay what it copies (the message says why, and which
+        /// steps would do). Nothing was written.
+        public static let forkRefused = Code(.forkRefused)
 
         /// Whether the error is a misuse of the API inside an activity: retrying cannot fix it, so
         /// the step fails at once instead of using up its retries.

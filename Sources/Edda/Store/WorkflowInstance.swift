@@ -66,6 +66,10 @@ public struct WorkflowInstance: Sendable {
     public var queueDeadline: Date?
     /// The queue timeout it was started with, if any (counted again when a retry queues it again).
     public var queueTimeout: Duration?
+    /// The instance this one was forked from (``EddaClient/fork(_:fromStep:instanceID:)``), if any.
+    public var forkedFrom: String?
+    /// The step of ``forkedFrom`` this one ran again from: its history is the original's before it.
+    public var forkedFromStep: String?
 
     /// What cancels the instance at ``deadline``, named as its cancellation will record it.
     public var deadlineExceeded: DeadlineExceeded? {

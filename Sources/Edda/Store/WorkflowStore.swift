@@ -31,6 +31,14 @@ public protocol WorkflowStore: InstanceReader {
     ///   worker to claim, and the store's ``WorkQueue/wakeUps`` are notified.
     @_spi(EddaStores) func createInstance(_ instance: NewInstance, leasedTo lease: LeaseRequest?) async throws -> CreateInstanceOutcome
 
+    /// Inserts `instance` unleased and `running` (on no queue), forked from `original` at step
+    /// `fromStep`, with a copy of `original`'s history records before sequence number `before` —
+    /// except ``HistoryEventKind/retried`` records — in one transaction, unless the ID exists
+    /// (``CreateInstanceOutcome/existing(_:)``, nothing written). The copies keep their step IDs,
+    /// positions, payloads, errors and times; `original` is not changed.
+    @_spi(EddaStores) func createFork(_ instance: NewInstance, of original: String, fromStep: String, before: Int64) async throws
+        -> CreateInstanceOutcome
+
     /// Appends one history record in its own transaction (or a shared group commit), fenced by
     /// `lease`. Returns once the record is durable.
     @_spi(EddaStores) func append(_ event: HistoryEvent, lease: Lease) async throws
