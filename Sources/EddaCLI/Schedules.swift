@@ -21,8 +21,15 @@ struct Schedules: AsyncParsableCommand {
         let next = schedule.paused ? Terminal.paint("paused", .yellow) : (schedule.nextTick.map(ScheduleDocument.time) ?? "none")
         out(
             schedule.name.padding(24) + schedule.workflowName.padding(24) + "\(schedule.expression) (\(schedule.timeZone))".padding(32)
-                + schedule.overlap.rawValue.padding(13) + next + (schedule.lastInstanceID.map { "   last: \($0)" } ?? "")
+                + schedule.overlap.rawValue.padding(13) + Schedules.queueText(schedule).padding(16) + next
+                + (schedule.lastInstanceID.map { "   last: \($0)" } ?? "")
         )
+    }
+
+    /// Where a schedule's ticks start: `-` for no queue, the queue's name, and `/<priority>` unless 0.
+    static func queueText(_ schedule: ScheduleRecord) -> String {
+        guard let queue = schedule.queue else { return "-" }
+        return schedule.priority == 0 ? queue : "\(queue)/\(schedule.priority)"
     }
 
     struct ListSchedules: AsyncParsableCommand {
@@ -35,7 +42,8 @@ struct Schedules: AsyncParsableCommand {
             let schedules = try await store.withStore(writable: false) { try await $0.schedules() }
             if !output.json {
                 guard !schedules.isEmpty else { return out("no schedules in \(store.displayName)") }
-                out(Terminal.paint("NAME".padding(24) + "WORKFLOW".padding(24) + "SPEC".padding(32) + "OVERLAP".padding(13) + "NEXT TICK", .bold))
+                let heading = "NAME".padding(24) + "WORKFLOW".padding(24) + "SPEC".padding(32) + "OVERLAP".padding(13) + "QUEUE".padding(16)
+                out(Terminal.paint(heading + "NEXT TICK", .bold))
             }
             for schedule in schedules { Schedules.print(schedule, json: output.json) }
         }

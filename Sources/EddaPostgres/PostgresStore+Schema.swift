@@ -275,6 +275,12 @@ extension PostgresStore {
                 "ALTER TABLE \(t.instances) ADD COLUMN workflow_timeout_ms BIGINT",
                 "ALTER TABLE \(t.instances) ADD COLUMN run_timeout_ms BIGINT",
             ]),
+            // Version 18 adds only the columns of its own table: it assumes nothing of version 17's.
+            (18, "schedules on a queue", [
+                // The queue each tick's instance starts on (NULL: none), and its priority there.
+                "ALTER TABLE \(t.schedules) ADD COLUMN queue_name TEXT",
+                "ALTER TABLE \(t.schedules) ADD COLUMN priority BIGINT NOT NULL DEFAULT 0",
+            ]),
         ]
     }
 }

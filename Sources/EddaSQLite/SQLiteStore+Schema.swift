@@ -297,6 +297,16 @@ extension SQLiteStore {
                     """
             )
         }
+        // Version 18 adds only the columns of its own table: it assumes nothing of version 17's.
+        migrator.registerMigration("v18: schedules on a queue") { db in
+            // The queue each tick's instance starts on (NULL: none), and its priority there.
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflow_schedules ADD COLUMN queue_name TEXT;
+                    ALTER TABLE workflow_schedules ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+                    """
+            )
+        }
         return migrator
     }
 }
