@@ -4,7 +4,7 @@ public import Foundation
 ///
 /// Declare a schedule in code and register it with the app (its worker writes it to the store when
 /// it starts), or create one at run time (``EddaClient/createSchedule(_:workflowNamed:spec:input:overlap:catchUpWindow:queue:priority:)``,
-/// the HTTP API):
+/// the HTTP API, `edda schedules create`):
 ///
 /// ```swift
 /// let report = Workflow("nightly_report") { (ctx, day: Date) -> Int in … }
