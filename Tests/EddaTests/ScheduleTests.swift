@@ -277,6 +277,12 @@ struct ScheduleTests {
             try await app.passSchedules()
             _ = try await app.handle(for: workflow, instanceID: t3).result()
             #expect(try await app.instance(t3)?.queue == "nightly-jobs", "once the previous finished, the next tick starts on the queue")
+
+            // Declared again in code on no queue: the stored definition follows.
+            try app.register(Schedule("every-minute", workflow, .every(.seconds(60)), overlap: .skip) { $0.formatted(.iso8601) })
+            try await app.passSchedules()
+            let redeclared = try #require(try await app.store.schedule(named: "every-minute"))
+            #expect(redeclared.queue == nil && redeclared.priority == 0)
         }
     }
 
