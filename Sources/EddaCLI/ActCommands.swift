@@ -170,6 +170,20 @@ struct Start: AsyncParsableCommand {
     @Option(help: "On a partitioned --queue (required there): the partition whose limits it counts against.")
     var partitionKey: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The workflow timeout, from now (queued time included): a number and a unit, such as 500ms, 30s, 5m or 2h.", valueName: "duration"
+        ),
+        transform: { try Start.timeout($0, option: "--timeout") }
+    )
+    var timeout: Duration?
+
+    @Option(
+        help: ArgumentHelp("The timeout of each run, such as 5m.", valueName: "duration"),
+        transform: { try Start.timeout($0, option: "--run-timeout") }
+    )
+    var runTimeout: Duration?
+
     @Option(help: ArgumentHelp("The app's HTTP API.", discussion: "Defaults to $EDDA_SERVER, then http://127.0.0.1:8080."))
     var server: String?
 
@@ -186,6 +200,11 @@ struct Start: AsyncParsableCommand {
         if queue == nil, priority != nil || deduplicationID != nil || partitionKey != nil {
             throw ValidationError("--priority, --deduplication-id and --partition-key apply to a start on a queue: add --queue <name>.")
         }
+    }
+
+    /// A timeout option's duration: above zero, in ms, s, m, h or d.
+    static func timeout(_ text: String, option: String) throws -> Duration {
+        try DurationText.parse(text, option: option, allowed: ["ms", "s", "m", "h", "d"], zeroAllowed: false, example: "500ms, 30s, 5m or 2h")
     }
 
     func arguments() throws -> [Any] {
@@ -205,6 +224,8 @@ struct Start: AsyncParsableCommand {
         if let priority { body["priority"] = priority }
         if let deduplicationID { body["deduplication_id"] = deduplicationID }
         if let partitionKey { body["partition_key"] = partitionKey }
+        if let timeout { body["timeout_ms"] = timeout.milliseconds }
+        if let runTimeout { body["run_timeout_ms"] = runTimeout.milliseconds }
         let created: [String: Any]
         do {
             created = try await api.send("POST", "/api/workflows/\(APIClient.pathComponent(workflow))/instances", body: body)

@@ -64,23 +64,13 @@ struct Prune: AsyncParsableCommand {
         }
     }
 
-    static let units: [(suffix: Character, seconds: Int64)] = [("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400), ("w", 604_800)]
-
     /// `30d`, `12h`, `90m`, `45s`, `2w`.
     static func age(from text: String) throws -> Duration {
-        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
-        guard let unit = trimmed.last, let seconds = units.first(where: { $0.suffix == unit })?.seconds,
-              let amount = Int64(trimmed.dropLast()), amount >= 0, amount <= Int64.max / 1000 / seconds
-        else {
-            throw ValidationError("--older-than takes a whole number and a unit (s, m, h, d or w), such as 30d or 12h; '\(text)' is not one.")
-        }
-        return .seconds(amount * seconds)
+        try DurationText.parse(text, option: "--older-than", allowed: ["s", "m", "h", "d", "w"], example: "30d or 12h")
     }
 
     /// The age as the user wrote it (largest whole unit).
     static func text(_ age: Duration) -> String {
-        let seconds = age.components.seconds
-        guard let unit = units.reversed().first(where: { seconds % $0.seconds == 0 && seconds > 0 }) else { return "0s" }
-        return "\(seconds / unit.seconds)\(unit.suffix)"
+        DurationText.text(age)
     }
 }

@@ -41,14 +41,15 @@ extension APIRoutes {
     }
 
     /// The keys the body of `POST /api/schedules` takes.
-    static let scheduleKeys = ["name", "workflow_name", "spec", "time_zone", "input", "overlap", "catch_up_window_seconds"]
+    static let scheduleKeys = ["name", "workflow_name", "spec", "time_zone", "input", "overlap", "catch_up_window_seconds", "queue", "priority"]
 
     /// Creates a schedule from `{"name", "workflow_name", "spec", "time_zone"?, "input"?, "overlap"?,
-    /// "catch_up_window_seconds"?}`: 201 with the schedule; 400 naming the key at fault; 409 when
-    /// the name is taken.
+    /// "catch_up_window_seconds"?, "queue"?, "priority"?}`: 201 with the schedule; 400 naming the key
+    /// at fault (an unknown or partitioned queue names `queue`); 409 when the name is taken.
     func createSchedule(_ request: Request) async throws -> Response {
         let shape =
-            #"{"name": "nightly", "workflow_name": "report", "spec": "0 2 * * *", "time_zone": "Europe/Paris", "input": [], "overlap": "skip"}"#
+            #"{"name": "nightly", "workflow_name": "report", "spec": "0 2 * * *", "time_zone": "Europe/Paris", "input": [], "overlap": "skip", "#
+            + #""queue": "reports"}"#
         let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.scheduleKeys.contains(key) {
             throw APIError.badRequest(
@@ -80,15 +81,19 @@ extension APIRoutes {
             throw APIError.badRequest(
                 "'input' must be a JSON array: the workflow's arguments, one element per argument.", type: "invalid_body", field: "input")
         }
+        let queue = try Self.optionalString("queue", in: document, otherwise: "left out to start each tick on no queue")
+        let priority = try Self.optionalWholeNumber("priority", in: document, otherwise: "(lower is admitted first), or left out for 0")
         let workflow = try text("workflow_name")
         do {
             let created = try await app.createSchedule(
                 try text("name"), workflowNamed: workflow, spec: spec, input: JSONPayload(data: inputData), overlap: overlap,
-                catchUpWindow: .milliseconds(Int64(window * 1000))
+                catchUpWindow: .milliseconds(Int64(window * 1000)), queue: queue, priority: priority ?? 0
             )
             return jsonResponse(ScheduleDocument.document(created), status: .created)
         } catch let error as EngineError where error.code == .invalidInput {
             throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: inputField(of: error, workflowName: workflow))
+        } catch let error as EngineError where error.code == .unknownQueue || error.code == .invalidQueueOptions {
+            throw APIError.badRequest(error.message, type: APIError.snakeCase("\(error.code)"), field: "queue")
         }
     }
 

@@ -247,23 +247,26 @@ struct APIRoutes: Sendable {
     }
 
     /// The keys a start's body takes.
-    static let startKeys = ["input", "instance_id", "queue", "priority", "deduplication_id", "partition_key"]
+    static let startKeys = ["input", "instance_id", "queue", "priority", "deduplication_id", "partition_key", "timeout_ms", "run_timeout_ms"]
 
     /// Starts an instance from an `application/json` body `{"input": [arguments…], "instance_id": "…"}`,
     /// on a queue the app registered with `"queue"` (and optionally `"priority"`, `"deduplication_id"`,
-    /// `"partition_key"`).
+    /// `"partition_key"`), with the workflow's timeouts or those of `"timeout_ms"` and `"run_timeout_ms"`.
     /// Anything else is refused with the key or header at fault: another media type (415), an unknown
     /// key (400, naming the key expected), an input the workflow does not take (400, with the
     /// field the workflow's decoding or validation names, as `input.0.name`).
     func start(_ request: Request, name: String) async throws -> Response {
-        let shape = #"{"input": [arguments…], "instance_id": "optional", "queue": "optional", "priority": 0, "deduplication_id": "optional", "partition_key": "optional"}"#
+        let shape =
+            #"{"input": [arguments…], "instance_id": "optional", "queue": "optional", "priority": 0, "deduplication_id": "optional", "#
+            + #""partition_key": "optional", "timeout_ms": 30000, "run_timeout_ms": 5000}"#
         let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.startKeys.contains(key) {
             let nearest = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }
             let guess = nearest.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
             throw APIError.badRequest(
                 "Unknown key '\(key)' in the body\(guess.map { ": did you mean '\($0)'?" } ?? ".") The body takes 'input' (the workflow's arguments "
-                    + "as a JSON array), and optionally 'instance_id', 'queue', 'priority', 'deduplication_id' and 'partition_key': \(shape).",
+                    + "as a JSON array), and optionally 'instance_id', 'queue', 'priority', 'deduplication_id', 'partition_key', 'timeout_ms' "
+                    + "and 'run_timeout_ms': \(shape).",
                 type: "unknown_key", field: key
             )
         }
@@ -277,16 +280,13 @@ struct APIRoutes: Sendable {
         let queue = try Self.optionalString("queue", in: document, otherwise: "left out to start on no queue")
         let dedup = try Self.optionalString("deduplication_id", in: document, otherwise: "left out")
         let partitionKey = try Self.optionalString("partition_key", in: document, otherwise: "left out")
-        let priority = document["priority"].flatMap { $0 is NSNull ? nil : $0 }
-        // A JSON boolean is an NSNumber too (of type "c"); a fraction does not cast to Int.
-        let wholePriority = (priority as? NSNumber).flatMap { String(cString: $0.objCType) == "c" ? nil : $0 as? Int }
-        if priority != nil, wholePriority == nil {
-            throw APIError.badRequest("'priority' must be a whole number (lower is admitted first), or left out for 0.", type: "invalid_body", field: "priority")
-        }
+        let priority = try Self.optionalWholeNumber("priority", in: document, otherwise: "(lower is admitted first), or left out for 0")
+        let timeout = try Self.optionalMilliseconds("timeout_ms", in: document, otherwise: "left out for the workflow's own timeout")
+        let runTimeout = try Self.optionalMilliseconds("run_timeout_ms", in: document, otherwise: "left out for the workflow's own run timeout")
         do {
             let id = try await app.start(
                 workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID, queue: queue,
-                priority: wholePriority ?? 0, deduplicationID: dedup, partitionKey: partitionKey
+                priority: priority ?? 0, deduplicationID: dedup, partitionKey: partitionKey, timeout: timeout, runTimeout: runTimeout
             )
             return jsonResponse(["instance_id": id, "workflow_name": name], status: .created)
         } catch let error as EngineError where error.code == .invalidInput {
@@ -308,6 +308,29 @@ struct APIRoutes: Sendable {
             throw APIError.badRequest("'\(key)' must be a string, or \(otherwise).", type: "invalid_body", field: key)
         }
         return string
+    }
+
+    /// The whole number at `key` in a body, or `nil` when it is left out or `null`; anything else
+    /// (a fraction, a boolean, a string) is refused.
+    static func optionalWholeNumber(_ key: String, in document: [String: Any], otherwise: String) throws -> Int? {
+        guard let value = document[key], !(value is NSNull) else { return nil }
+        // A JSON boolean is an NSNumber too (of type "c"); a fraction does not cast to Int.
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c", let whole = value as? Int else {
+            throw APIError.badRequest("'\(key)' must be a whole number \(otherwise).", type: "invalid_body", field: key)
+        }
+        return whole
+    }
+
+    /// The duration in milliseconds at `key` in a body (a whole number above zero), or `nil` when it
+    /// is left out or `null`; anything else is refused, naming the key.
+    static func optionalMilliseconds(_ key: String, in document: [String: Any], otherwise: String) throws -> Duration? {
+        guard let value = document[key], !(value is NSNull) else { return nil }
+        guard let milliseconds = try? optionalWholeNumber(key, in: document, otherwise: otherwise), milliseconds > 0 else {
+            throw APIError.badRequest(
+                "'\(key)' must be a whole number of milliseconds above zero (30000 for 30 s), or \(otherwise).", type: "invalid_body", field: key
+            )
+        }
+        return .milliseconds(milliseconds)
     }
 
     /// Where in the body a rejected input went wrong: the decoding error's coding path, or the

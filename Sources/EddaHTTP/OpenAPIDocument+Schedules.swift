@@ -17,7 +17,11 @@ extension OpenAPIDocument {
                 summary: "Create a schedule: a worker that registers its workflow starts its ticks.", body: jsonBody(ref("ScheduleToCreate")),
                 success: (201, "Created.", ref("Schedule")),
                 errors: [
-                    (400, "A key is missing or cannot be read (`invalid_body`, `unknown_key`, `invalid_schedule`, `invalid_input`)."),
+                    (
+                        400,
+                        "A key is missing or cannot be read (`invalid_body`, `unknown_key`, `invalid_schedule`, `invalid_input`), or the queue "
+                            + "is unknown or partitioned (`unknown_queue`, `invalid_queue_options`)."
+                    ),
                     (409, "A schedule has this name (`schedule_already_exists`)."), (415, "Not `application/json` (`unsupported_media_type`)."),
                 ]
             ),
@@ -64,7 +68,10 @@ extension OpenAPIDocument {
                 "spec": ["type": "string", "description": "A cron expression (5 or 6 fields) or `@every <n>s`."] as Object,
                 "time_zone": string(),
                 "input": ["description": "The stored arguments (an array), or null when built from each tick in code."] as Object,
-                "overlap": overlap, "catch_up_window_seconds": ["type": "number"] as Object, "paused": ["type": "boolean"] as Object,
+                "overlap": overlap, "catch_up_window_seconds": ["type": "number"] as Object,
+                "queue": ["type": ["string", "null"], "description": "The queue each tick's instance starts on, or null for none."] as Object,
+                "priority": ["type": "integer", "description": "On the queue: lower is admitted first."] as Object,
+                "paused": ["type": "boolean"] as Object,
                 "next_ticks": times, "last_tick": ["type": ["string", "null"], "format": "date-time"] as Object,
                 "last_instance_id": nullable("string"), "buffered_ticks": times, "requested_ticks": times, "updated_at": time,
             ]),
@@ -76,6 +83,11 @@ extension OpenAPIDocument {
                     "time_zone": ["type": "string", "description": "An IANA time zone (default UTC)."] as Object,
                     "input": array(anyValue).merging(["description": "The workflow's arguments (default [])."]) { $1 },
                     "overlap": overlap, "catch_up_window_seconds": ["type": "number", "minimum": 0] as Object,
+                    "queue": [
+                        "type": ["string", "null"],
+                        "description": "A queue the app registers or the store declares (not partitioned): each tick waits `queued` there.",
+                    ] as Object,
+                    "priority": ["type": ["integer", "null"], "description": "On the queue: lower is admitted first (default 0)."] as Object,
                 ] as Object,
             ] as Object,
             "TicksRequested": object(["schedule": string(), "instance_ids": array(string())]),

@@ -375,6 +375,14 @@ enum OpenAPIDocument {
                     "partition_key": [
                         "type": ["string", "null"], "description": "On a partitioned queue (required there): the partition whose limits it counts against.",
                     ] as Object,
+                    "timeout_ms": [
+                        "type": ["integer", "null"], "minimum": 1,
+                        "description": "The workflow timeout in milliseconds, from now (queued time included); the workflow's own when left out.",
+                    ] as Object,
+                    "run_timeout_ms": [
+                        "type": ["integer", "null"], "minimum": 1,
+                        "description": "The timeout of each run in milliseconds; the workflow's own when left out.",
+                    ] as Object,
                 ] as Object,
             ] as Object,
             "Started": object(["instance_id": string(), "workflow_name": string()]),

@@ -17,6 +17,8 @@ package enum ScheduleDocument {
             "input": schedule.input.flatMap { try? JSONSerialization.jsonObject(with: Data($0.json.utf8), options: [.fragmentsAllowed]) } ?? NSNull(),
             "overlap": schedule.overlap.rawValue,
             "catch_up_window_seconds": Double(schedule.catchUpWindowMilliseconds) / 1000,
+            "queue": schedule.queue ?? NSNull(),
+            "priority": schedule.priority,
             "paused": schedule.paused,
             "next_ticks": schedule.upcomingTicks(upcoming).map(time),
             "last_tick": schedule.lastTick.map(time) ?? NSNull(),
@@ -29,7 +31,8 @@ package enum ScheduleDocument {
 
     /// The keys of ``document(_:)``.
     package static let keys: Set<String> = [
-        "name", "workflow_name", "spec", "time_zone", "input", "overlap", "catch_up_window_seconds", "paused", "next_ticks", "last_tick",
+        "name", "workflow_name", "spec", "time_zone", "input", "overlap", "catch_up_window_seconds", "queue", "priority", "paused", "next_ticks",
+        "last_tick",
         "last_instance_id", "buffered_ticks", "requested_ticks", "updated_at",
     ]
 

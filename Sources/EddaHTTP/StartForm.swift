@@ -12,6 +12,8 @@ struct StartForm {
     let shapes: [InputShape]
     /// The posted values by field name (empty when the form is shown for the first time).
     var values: [String: String] = [:]
+    /// The posted options by field name (``OptionField``): queue, priority, timeout…
+    var options: [String: String] = [:]
     /// Messages by field name; `""` holds those about the whole input.
     var errors: [String: String] = [:]
     /// The list field whose "Add" button was pressed.
@@ -204,6 +206,10 @@ struct StartForm {
     /// Puts a rejected start's reason next to the field it names (a ``ValidationError``'s field, a
     /// `DecodingError`'s coding path), or above the form.
     mutating func place(_ error: any Error) {
+        if let engine = error as? EngineError, let field = optionField(of: engine) {
+            errors[field] = engine.message
+            return
+        }
         let cause = (error as? EngineError)?.cause ?? error
         if let validation = cause as? ValidationError, let field = validation.field, let path = path(named: field) {
             errors[path] = validation.reason

@@ -14,7 +14,7 @@ extension ViewerPages {
         guard !schedules.isEmpty else {
             return page(title: "Edda — schedules", body: body + "<p class=\"empty\">No schedules.</p>")
         }
-        let headings = ["Schedule", "Workflow", "Spec", "Overlap", "Next ticks", "Recent instances"]
+        let headings = ["Schedule", "Workflow", "Spec", "Overlap", "Queue", "Next ticks", "Recent instances"]
         body += "<table><thead><tr>" + headings.map { "<th>\($0)</th>" }.joined() + "</tr></thead><tbody>"
         for schedule in schedules {
             let next = schedule.paused ? "<span class=\"badge\">paused</span>" : schedule.upcomingTicks(3).map(HTML.time).joined(separator: "<br>")
@@ -25,10 +25,18 @@ extension ViewerPages {
             }
             body += "<tr><td>\(HTML.escape(schedule.name))</td><td>\(HTML.escape(schedule.workflowName))</td>"
             body += "<td><code>\(HTML.escape(schedule.expression))</code> \(HTML.escape(schedule.timeZone))</td><td>\(schedule.overlap.rawValue)</td>"
+            body += "<td>\(Self.queueCell(schedule))</td>"
             body += "<td>\(next.isEmpty ? "none" : next)</td><td>\(recent.isEmpty ? "none yet" : recent)</td></tr>"
         }
         body += "</tbody></table>"
         return page(title: "Edda — schedules", body: body)
+    }
+
+    /// Where a schedule's ticks start: its queue (linked to the queue's instances) and priority, or "none".
+    static func queueCell(_ schedule: ScheduleRecord) -> String {
+        guard let queue = schedule.queue else { return "none" }
+        let link = "<a href=\"/?\(HTML.escape(HTML.query([URLQueryItem(name: "queue", value: queue)])))\">\(HTML.escape(queue))</a>"
+        return link + (schedule.priority == 0 ? "" : " <small>priority \(schedule.priority)</small>")
     }
 
     /// The newest instances the schedule's ticks started: those of its workflow whose ID is one of its ticks'.

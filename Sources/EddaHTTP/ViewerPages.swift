@@ -298,13 +298,18 @@ struct ViewerPages: Sendable {
         guard var values = posted else { return Self.formRefused() }
         let instanceID = values.removeValue(forKey: "edda_instance_id").flatMap { $0.isEmpty ? nil : $0 }
         let adding = values.removeValue(forKey: "edda_add")
-        values = values.filter { !$0.key.hasPrefix("edda_") && $0.key != "csrf" }
-        var form = StartForm(shapes: shapes, values: values, adding: adding)
+        var form = StartForm(shapes: shapes, values: values.filter { !$0.key.hasPrefix("edda_") && $0.key != "csrf" }, adding: adding)
+        form.options = values.filter { StartForm.OptionField.all.contains($0.key) }
         if adding != nil { return startPage(name, form, request: request, instanceID: instanceID) }
-        guard let input = form.input() else { return startPage(name, form, request: request, instanceID: instanceID, status: .unprocessableContent) }
+        let input = form.input()
+        guard let options = form.readOptions(), let input else {
+            return startPage(name, form, request: request, instanceID: instanceID, status: .unprocessableContent)
+        }
         do {
             let id = try await app.start(
-                workflowNamed: name, input: JSONPayload(data: try JSONSerialization.data(withJSONObject: input)), instanceID: instanceID
+                workflowNamed: name, input: JSONPayload(data: try JSONSerialization.data(withJSONObject: input)), instanceID: instanceID,
+                queue: options.queue, priority: options.priority, deduplicationID: options.deduplicationID, partitionKey: options.partitionKey,
+                timeout: options.timeout
             )
             return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
         } catch let error as EngineError {
@@ -330,6 +335,7 @@ struct ViewerPages: Sendable {
         body += "<input type=\"hidden\" name=\"csrf\" value=\"\(token)\">" + form.fields()
         body += "<div class=\"field\"><label>Instance ID <small>(optional: a new UUID otherwise)</small> "
         body += "<input name=\"edda_instance_id\" value=\"\(HTML.escape(instanceID ?? ""))\"></label></div>"
+        body += form.optionFields(queues: app.registry.queues)
         body += "<button type=\"submit\" name=\"edda_start\" value=\"1\">Start</button></form>"
         var response = self.page(title: "Edda — start \(name)", body: body, status: status)
         if let cookie { response.headers[.setCookie] = cookie }

@@ -23,7 +23,7 @@ extension PostgresStore {
                     \(schedule.overlap.rawValue), \(schedule.catchUpWindowMilliseconds), \(schedule.paused),
                     \(schedule.nextTick?.millisecondsSince1970), \(schedule.lastTick?.millisecondsSince1970), \(schedule.lastInstanceID),
                     \(ScheduleRecord.encodeTicks(schedule.bufferedTicks)), \(ScheduleRecord.encodeTicks(schedule.requestedTicks)),
-                    1, \(schedule.updatedAt.millisecondsSince1970))
+                    1, \(schedule.updatedAt.millisecondsSince1970), \(schedule.queue), \(schedule.priority))
             ON CONFLICT (name) DO NOTHING
             RETURNING name
             """
@@ -40,7 +40,7 @@ extension PostgresStore {
                 next_tick = \(schedule.nextTick?.millisecondsSince1970), last_tick = \(schedule.lastTick?.millisecondsSince1970),
                 last_instance_id = \(schedule.lastInstanceID), buffered_ticks = \(ScheduleRecord.encodeTicks(schedule.bufferedTicks)),
                 requested_ticks = \(ScheduleRecord.encodeTicks(schedule.requestedTicks)), revision = revision + 1,
-                updated_at = \(schedule.updatedAt.millisecondsSince1970)
+                updated_at = \(schedule.updatedAt.millisecondsSince1970), queue_name = \(schedule.queue), priority = \(schedule.priority)
             WHERE name = \(schedule.name) AND revision = \(schedule.revision)
             RETURNING name
             """
@@ -66,15 +66,17 @@ extension PostgresStore {
             var schedules: [ScheduleRecord] = []
             for try await row in try await client.query(query, logger: logger) {
                 let (
-                    name, workflow, expression, zone, input, overlap, window, paused, next, last, lastInstance, buffered, requested, revision, updated
+                    name, workflow, expression, zone, input, overlap, window, paused, next, last, lastInstance, buffered, requested, revision,
+                    updated, queue, priority
                 ) =
                     try row.decode(
-                        (String, String, String, String, String?, String, Int64, Bool, Int64?, Int64?, String?, String, String, Int64, Int64).self)
+                        (String, String, String, String, String?, String, Int64, Bool, Int64?, Int64?, String?, String, String, Int64, Int64, String?,
+                         Int64).self)
                 schedules.append(
                     ScheduleRecord(
                         storedName: name, workflowName: workflow, expression: expression, timeZone: zone, input: input, overlap: overlap,
                         catchUpWindow: window, paused: paused, nextTick: next, lastTick: last, lastInstanceID: lastInstance, bufferedTicks: buffered,
-                        requestedTicks: requested, revision: revision, updatedAt: updated
+                        requestedTicks: requested, revision: revision, updatedAt: updated, queue: queue, priority: priority
                     )
                 )
             }

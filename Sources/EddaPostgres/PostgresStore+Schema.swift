@@ -291,6 +291,11 @@ extension PostgresStore {
                 WHERE status = 'queued' AND dequeue_at IS NOT NULL
                 """,
             ]),
+            (18, "schedules on a queue", [
+                // The queue each tick's instance starts on (NULL: none), and its priority there.
+                "ALTER TABLE \(t.schedules) ADD COLUMN queue_name TEXT",
+                "ALTER TABLE \(t.schedules) ADD COLUMN priority BIGINT NOT NULL DEFAULT 0",
+            ]),
             (19, "forks: an instance started from another's history", [
                 "ALTER TABLE \(t.instances) ADD COLUMN forked_from TEXT",
                 "ALTER TABLE \(t.instances) ADD COLUMN forked_from_step TEXT",

@@ -54,7 +54,7 @@ extension SQLiteStore {
             schedule.name, schedule.workflowName, schedule.expression, schedule.timeZone, schedule.input?.json, schedule.overlap.rawValue,
             schedule.catchUpWindowMilliseconds, schedule.paused, schedule.nextTick?.millisecondsSince1970, schedule.lastTick?.millisecondsSince1970,
             schedule.lastInstanceID, ScheduleRecord.encodeTicks(schedule.bufferedTicks), ScheduleRecord.encodeTicks(schedule.requestedTicks),
-            revision, schedule.updatedAt.millisecondsSince1970,
+            revision, schedule.updatedAt.millisecondsSince1970, schedule.queue, schedule.priority,
         ]
     }
 
@@ -63,7 +63,8 @@ extension SQLiteStore {
             storedName: row["name"], workflowName: row["workflow_name"], expression: row["expression"], timeZone: row["time_zone"],
             input: row["input"], overlap: row["overlap"], catchUpWindow: row["catch_up_window"], paused: row["paused"], nextTick: row["next_tick"],
             lastTick: row["last_tick"], lastInstanceID: row["last_instance_id"], bufferedTicks: row["buffered_ticks"],
-            requestedTicks: row["requested_ticks"], revision: row["revision"], updatedAt: row["updated_at"]
+            requestedTicks: row["requested_ticks"], revision: row["revision"], updatedAt: row["updated_at"], queue: row["queue_name"],
+            priority: row["priority"]
         )
     }
 }

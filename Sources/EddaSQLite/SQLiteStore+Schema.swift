@@ -313,6 +313,15 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v18: schedules on a queue") { db in
+            // The queue each tick's instance starts on (NULL: none), and its priority there.
+            try db.execute(
+                sql: """
+                    ALTER TABLE workflow_schedules ADD COLUMN queue_name TEXT;
+                    ALTER TABLE workflow_schedules ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+                    """
+            )
+        }
         migrator.registerMigration("v19: forks (an instance started from another's history)") { db in
             try db.execute(
                 sql: """

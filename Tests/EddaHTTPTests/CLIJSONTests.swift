@@ -155,7 +155,7 @@ struct CLIJSONTests {
         }
     }
 
-    /// `edda schedules list/pause/resume` print schedules; `trigger` and `backfill` the instances they ask for.
+    /// `edda schedules list/create/pause/resume` print schedules; `trigger` and `backfill` the instances they ask for; `delete` the name.
     func schedules(on path: String, app: EddaApp) async throws {
         try await app.createSchedule("nightly", workflowNamed: "greet", spec: .every(.seconds(86_400)), input: JSONPayload(json: #"["Nightly"]"#))
         let listed = try await edda(["schedules", "list"], on: path)
@@ -168,5 +168,10 @@ struct CLIJSONTests {
         let range = ["--from", "2026-01-01T00:00:00Z", "--through", "2026-01-02T12:00:00Z"]
         let backfilled = try await edda(["schedules", "backfill", "nightly"] + range, on: path, keys: requested)
         #expect(backfilled.first?["instance_ids"] as? [String] == ["sched:nightly:2026-01-01T00:00:00Z", "sched:nightly:2026-01-02T00:00:00Z"])
+        let created = try await edda(
+            ["schedules", "create", "hourly", "--workflow", "greet", "--every", "1h", "--queue", "slow", "--priority", "1"], on: path
+        )
+        #expect(created.first?["queue"] as? String == "slow" && created.first?["priority"] as? Int == 1, "\(created)")
+        #expect(try await edda(["schedules", "delete", "hourly"], on: path, keys: ["deleted"]).first?["deleted"] as? String == "hourly")
     }
 }

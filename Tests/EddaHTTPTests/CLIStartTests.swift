@@ -62,6 +62,22 @@ struct CLIStartTests {
                 #expect(unknownQueue.status != 0 && unknownQueue.error.contains("No queue named 'nope'"), "\(unknownQueue.error)")
                 let stray = try await EddaBinary.run(["start", "greet", "--input", "[\"Cy\"]", "--priority", "1"], environment: token)
                 #expect(stray.status != 0 && stray.error.contains("add --queue"), "\(stray.error)")
+
+                // Timeouts: sent to the app, which stores them with the instance.
+                let timed = try await EddaBinary.run(
+                    ["start", "greet", "--input", "[\"Di\"]", "--instance-id", "t-1", "--timeout", "30s", "--run-timeout", "500ms"],
+                    environment: token
+                )
+                #expect(timed.status == 0, "\(timed.error)")
+                let stored = try #require(try await app.instance("t-1"))
+                #expect(stored.workflowTimeout == .seconds(30) && stored.runTimeout == .milliseconds(500))
+                for bad in ["30", "0s", "5 minutes", "2x"] {
+                    let refused = try await EddaBinary.run(["start", "greet", "--input", "[\"Di\"]", "--timeout", bad], environment: token)
+                    #expect(
+                        refused.status != 0 && refused.error.contains("--timeout takes a whole number above zero and a unit (ms, s, m, h or d)"),
+                        "\(bad): \(refused.error)"
+                    )
+                }
             }
         }
         let unreachable = try await EddaBinary.run(["start", "greet", "--server", "http://127.0.0.1:1"])

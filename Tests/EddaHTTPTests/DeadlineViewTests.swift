@@ -6,6 +6,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import NIOCore
 import Testing
 
 /// An instance's deadline on its page and in the JSON API, and, once it cancelled the instance, the reason.
@@ -59,6 +60,37 @@ struct DeadlineViewTests {
             let exceeded = try #require(error["deadline_exceeded"] as? [String: Any])
             #expect(exceeded["kind"] as? String == "workflow_timeout")
             #expect(exceeded["timeout_ms"] as? Int == 30)
+        }
+    }
+
+    func post(_ client: any TestClientProtocol, _ body: String) async throws -> (HTTPResponse.Status, [String: Any]) {
+        let response = try await client.execute(
+            uri: "/api/workflows/await_forever/instances", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: body)
+        )
+        return (response.status, (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]) ?? [:])
+    }
+
+    @Test func aStartThroughTheAPISetsItsTimeoutsAndABadOneIs400NamingTheField() async throws {
+        try await withViewer { app, client in
+            try app.register(Self.waiting)
+            let (status, _) = try await post(client, #"{"input": ["x"], "instance_id": "dl-api", "timeout_ms": 90000, "run_timeout_ms": 1500}"#)
+            #expect(status == .created)
+            let stored = try #require(try await app.instance("dl-api"))
+            #expect(stored.workflowTimeout == .milliseconds(90_000) && stored.runTimeout == .milliseconds(1500))
+
+            // Left out: the workflow's own.
+            _ = try await post(client, #"{"input": ["x"], "instance_id": "dl-own", "run_timeout_ms": null}"#)
+            #expect(try await app.instance("dl-own")?.runTimeout == .seconds(600))
+
+            let refused = [("timeout_ms", "0"), ("timeout_ms", "-5"), ("run_timeout_ms", "1.5"), ("run_timeout_ms", #""5m""#), ("timeout_ms", "true")]
+            for (field, value) in refused {
+                let (status, document) = try await post(client, #"{"input": ["x"], "instance_id": "dl-bad", ""# + field + #"": "# + value + "}")
+                #expect(status == .badRequest, "\(field): \(value)")
+                let error = document["error"] as? [String: Any]
+                #expect(error?["field"] as? String == field, "\(field): \(value)")
+                #expect((error?["message"] as? String)?.contains("milliseconds above zero") == true, "\(error ?? [:])")
+            }
+            #expect(try await app.instance("dl-bad") == nil, "nothing was started")
         }
     }
 }

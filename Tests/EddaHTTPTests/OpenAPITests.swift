@@ -64,6 +64,16 @@ struct OpenAPITests {
         }
     }
 
+    @Test func theRequestAndScheduleSchemasListTheKeysTheRoutesTake() async throws {
+        let schemas = try #require((try await document()["components"] as? [String: Any])?["schemas"] as? [String: Any])
+        func properties(_ name: String) throws -> Set<String> {
+            Set(try #require((schemas[name] as? [String: Any])?["properties"] as? [String: Any], "\(name)").keys)
+        }
+        #expect(try properties("StartRequest") == Set(APIRoutes.startKeys))
+        #expect(try properties("ScheduleToCreate") == Set(APIRoutes.scheduleKeys))
+        #expect(try properties("Schedule") == ScheduleDocument.keys)
+    }
+
     @Test func everyReferenceResolves() async throws {
         let document = try await document()
         #expect(document["openapi"] as? String == "3.1.0")

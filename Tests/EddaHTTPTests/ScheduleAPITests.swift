@@ -69,4 +69,39 @@ struct ScheduleAPITests {
             #expect(try gone.status == .notFound && api.errorType(gone) == "schedule_not_found")
         }
     }
+
+    @Test func aScheduleOnAQueueIsCreatedListedAndShownWithItAndABadQueueIs400() async throws {
+        try await api.withAPI { app, client in
+            app.register(Queue("reports", concurrency: 2))
+            app.register(Queue("per-tenant", concurrency: 1, partitioned: true))
+            let created = try await post(
+                client, "/api/schedules",
+                #"{"name": "queued", "workflow_name": "greet", "spec": "@every 3600s", "input": [{"name": "Q"}], "queue": "reports", "priority": 4}"#
+            )
+            #expect(created.status == .created, "\(String(buffer: created.body))")
+            #expect(try api.json(created)["queue"] as? String == "reports" && api.json(created)["priority"] as? Int == 4)
+            let stored = try #require(try await app.schedule(named: "queued"))
+            #expect(stored.queue == "reports" && stored.priority == 4)
+            let listed = try api.json(try await client.execute(uri: "/api/schedules", method: .get))
+            let first = try #require((listed["schedules"] as? [[String: Any]])?.first)
+            #expect(first["queue"] as? String == "reports" && first["priority"] as? Int == 4)
+            let html = String(buffer: try await client.execute(uri: "/schedules", method: .get).body)
+            #expect(html.contains("<th>Queue</th>") && html.contains(">reports</a> <small>priority 4</small>"), "\(html)")
+
+            for (body, type) in [
+                (#""queue": "nope""#, "unknown_queue"), (#""queue": "per-tenant""#, "invalid_queue_options"), (#""queue": 3"#, "invalid_body"),
+            ] {
+                let start = #"{"name": "bad", "workflow_name": "greet", "spec": "@every 60s", "input": [{"name": "Q"}], "#
+                let refused = try await post(client, "/api/schedules", start + body + "}")
+                #expect(refused.status == .badRequest, "\(body)")
+                #expect(try api.errorType(refused) == type, "\(body): \(String(buffer: refused.body))")
+                #expect(try api.error(refused)["field"] as? String == "queue", "\(body)")
+            }
+            let badPriority = try await post(
+                client, "/api/schedules", #"{"name": "bad", "workflow_name": "greet", "spec": "@every 60s", "queue": "reports", "priority": 1.5}"#
+            )
+            #expect(try badPriority.status == .badRequest && api.error(badPriority)["field"] as? String == "priority")
+            #expect(try await app.schedule(named: "bad") == nil, "nothing was created")
+        }
+    }
 }

@@ -156,6 +156,58 @@ struct StartFormTests {
         }
     }
 
+    @Test func theFormStartsOnAQueueWithItsOptionsAndShowsTheEngineRefusalsNextToThem() async throws {
+        try await withViewer { app, client in
+            // Without a registered queue, only the timeout is offered.
+            let plain = String(buffer: try await client.execute(uri: "/workflows/order/start", method: .get).body)
+            #expect(!plain.contains("name=\"edda_queue\"") && plain.contains("name=\"edda_timeout\""), "\(plain)")
+
+            app.register(Queue("orders", concurrency: 1))
+            app.register(Queue("tenants", concurrency: 1, partitioned: true))
+            let html = String(buffer: try await client.execute(uri: "/workflows/order/start", method: .get).body)
+            #expect(
+                html.contains(
+                    "<select name=\"edda_queue\"><option value=\"\">none: start at once</option><option value=\"orders\">orders</option>"
+                        + "<option value=\"tenants\">tenants (partitioned)</option></select>"
+                ),
+                "\(html)"
+            )
+            for name in ["edda_priority", "edda_deduplication_id", "edda_partition_key"] { #expect(html.contains("name=\"\(name)\""), "no \(name)") }
+
+            let started = try await post(
+                client,
+                Self.valid + [
+                    ("edda_instance_id", "form-q"), ("edda_queue", "orders"), ("edda_priority", "3"), ("edda_deduplication_id", "ORD-7"),
+                    ("edda_timeout", "90"),
+                ]
+            )
+            #expect(started.status == .seeOther, "\(String(buffer: started.body))")
+            let instance = try #require(try await app.instance("form-q"))
+            #expect(instance.queue == "orders" && instance.priority == 3 && instance.workflowTimeout == .seconds(90))
+
+            // Each refusal shows next to its field (HTML-escaped), keeps what was entered, and starts nothing.
+            let refusals: [([(String, String)], String, String)] = [
+                ([("edda_queue", "tenants")], "edda_partition_key", "is partitioned"),
+                ([("edda_queue", "orders"), ("edda_deduplication_id", "ORD-7")], "edda_deduplication_id", "holds deduplication ID &#39;ORD-7&#39;"),
+                ([("edda_queue", "gone")], "edda_queue", "No queue named &#39;gone&#39;"),
+                ([("edda_priority", "2")], "edda_queue", "name the queue too"),
+                ([("edda_queue", "orders"), ("edda_priority", "high")], "edda_priority", "must be a whole number, not &#39;high&#39;"),
+                ([("edda_timeout", "0")], "edda_timeout", "must be a number of seconds above zero"),
+            ]
+            for (options, field, message) in refusals {
+                let refused = try await post(client, Self.valid + [("edda_instance_id", "form-r")] + options)
+                let page = String(buffer: refused.body)
+                #expect(refused.status.code >= 400, "\(options): \(refused.status)")
+                #expect(page.contains("Nothing was started: correct the fields marked below."), "\(options)")
+                let marked = try #require(page.range(of: "name=\"\(field)\""), "\(options): no field \(field)")
+                let afterField = page[marked.upperBound...].prefix(600)
+                #expect(afterField.contains("field-error") && afterField.contains(message), "\(options): \(afterField)")
+                #expect(page.contains("value=\"ORD-7\""), "the input is kept")
+            }
+            #expect(try await app.instance("form-r") == nil, "nothing was started")
+        }
+    }
+
     @Test func theAPIDescribesEachWorkflowsInputAsAJSONSchema() async throws {
         try await withViewer { _, client in
             let response = try await client.execute(uri: "/api/workflows", method: .get)

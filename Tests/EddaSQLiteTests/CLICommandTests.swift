@@ -31,6 +31,56 @@ struct CLICommandTests {
         }
     }
 
+    @Test func schedulesCreateListsAndDeletesAScheduleAndRefusesWhatItCannotRun() async throws {
+        try await withTemporaryDatabase { path in
+            let store = try SQLiteStore(path: path)
+            try await store.declareQueues([Queue("reports", concurrency: 2), Queue("tenants", concurrency: 1, partitioned: true)])
+            let created = try await edda([
+                "schedules", "create", "nightly", "--workflow", "report", "--cron", "0 2 * * *", "--time-zone", "Europe/Paris",
+                "--input", #"[{"region": "eu"}]"#, "--overlap", "bufferOne", "--catch-up-window", "10m", "--queue", "reports", "--priority", "3",
+                "--database", path,
+            ])
+            #expect(created.status == 0, "\(created.error)")
+            #expect(created.output.contains("created schedule nightly") && created.output.contains("reports/3"), "\(created.output)")
+            let stored = try #require(try await store.schedule(named: "nightly"))
+            #expect(stored.workflowName == "report" && stored.expression == "0 2 * * *" && stored.timeZone == "Europe/Paris")
+            #expect(stored.input == JSONPayload(json: #"[{"region": "eu"}]"#) && stored.overlap == .bufferOne)
+            #expect(stored.catchUpWindow == .seconds(600) && stored.queue == "reports" && stored.priority == 3)
+
+            let interval = try await edda(["schedules", "create", "often", "--workflow", "sync", "--every", "15m", "--database", path])
+            #expect(interval.status == 0, "\(interval.error)")
+            #expect(try await store.schedule(named: "often")?.expression == "@every 900s")
+            let listed = try await edda(["schedules", "list", "--database", path])
+            #expect(listed.output.contains("QUEUE") && listed.output.contains("reports/3"), "\(listed.output)")
+
+            let refusals: [([String], String)] = [
+                (["--every", "15m", "--queue", "nope"], "no queue named 'nope' is registered with this app or declared in the store"),
+                (["--every", "15m", "--queue", "tenants"], "queue 'tenants' is partitioned"),
+                (["--every", "15m", "--priority", "1"], "--priority applies to a schedule on a queue"),
+                (["--every", "15m", "--cron", "* * * * *"], "Give the schedule one of --cron"),
+                ([], "Give the schedule one of --cron"),
+                (["--every", "15m", "--time-zone", "Europe/Paris"], "--time-zone applies to --cron"),
+                (["--cron", "0 25 * * *"], "use 0–23"),
+                (["--every", "15m", "--overlap", "never"], "--overlap takes one of skip, bufferOne"),
+                (["--every", "15m", "--catch-up-window", "soon"], "--catch-up-window takes a whole number and a unit (s, m, h or d)"),
+                (["--every", "15m", "--input", "{}"], "--input must be a JSON array"),
+            ]
+            for (options, message) in refusals {
+                let refused = try await edda(["schedules", "create", "refused", "--workflow", "sync"] + options + ["--database", path])
+                #expect(refused.status != 0 && refused.error.contains(message), "\(options): \(refused.error)")
+            }
+            #expect(try await store.schedule(named: "refused") == nil, "nothing was created")
+            let again = try await edda(["schedules", "create", "often", "--workflow", "sync", "--every", "1h", "--database", path])
+            #expect(again.status != 0 && again.error.contains("A schedule named 'often' exists already"), "\(again.error)")
+
+            let deleted = try await edda(["schedules", "delete", "often", "--database", path])
+            #expect(deleted.status == 0 && deleted.output.contains("deleted schedule often"), "\(deleted.error)")
+            #expect(try await store.schedules().map(\.name) == ["nightly"])
+            let missing = try await edda(["schedules", "delete", "often", "--database", path])
+            #expect(missing.status != 0 && missing.error.contains("No schedule is named 'often'"), "\(missing.error)")
+        }
+    }
+
     @Test func listJSONPrintsEveryInstanceAndLimitPagesWithACursor() async throws {
         try await withTemporaryDatabase { path in
             try await create(60, in: try SQLiteStore(path: path))

@@ -247,6 +247,77 @@ struct ScheduleTests {
             #expect(try await app.schedules().map(\.name) == ["every-minute"])
         }
     }
+
+    @Test(arguments: Backend.allCases)
+    func aScheduleOnAQueueStartsEachTickQueuedThereAndAQueuedTickCountsAsRunningForSkip(_ backend: Backend) async throws {
+        let gate = self.gate
+        let queue = Queue("nightly-jobs", concurrency: 1)
+        let workflow = workflow(gated: true)
+        let schedule = Schedule("every-minute", workflow, .every(.seconds(60)), on: queue, priority: 2, overlap: .skip) { $0.formatted(.iso8601) }
+        let (t1, t2, t3) = (Self.id("2026-01-05T10:01:00Z"), Self.id("2026-01-05T10:02:00Z"), Self.id("2026-01-05T10:03:00Z"))
+        try await withApp(backend, schedule) { app, clock in
+            let stored = try #require(try await app.store.schedule(named: "every-minute"))
+            #expect(stored.queue == "nightly-jobs" && stored.priority == 2, "declared in code, stored with the schedule")
+            // The queue's one place is taken: the tick's instance waits queued.
+            _ = try await app.start(workflow, "blocker", instanceID: "blocker", on: queue)
+            try await waitUntil { log.all.contains { $0.hasPrefix("blocker") } }
+            clock.advance(by: .seconds(30))
+            try await app.passSchedules()
+            let first = try #require(try await app.instance(t1))
+            #expect(first.status == .queued && first.queue == "nightly-jobs" && first.priority == 2, "\(first.status)")
+            // The next tick finds the previous one queued, not finished: skipped.
+            clock.advance(by: .seconds(60))
+            try await app.passSchedules()
+            #expect(try await app.instance(t2) == nil, "skipped while the previous tick's instance is queued")
+            #expect(try await app.instance(t1)?.status == .queued)
+
+            gate.open()
+            _ = try await app.handle(for: workflow, instanceID: t1).result()
+            clock.advance(by: .seconds(60))
+            try await app.passSchedules()
+            _ = try await app.handle(for: workflow, instanceID: t3).result()
+            #expect(try await app.instance(t3)?.queue == "nightly-jobs", "once the previous finished, the next tick starts on the queue")
+
+            // Declared again in code on no queue: the stored definition follows.
+            try app.register(Schedule("every-minute", workflow, .every(.seconds(60)), overlap: .skip) { $0.formatted(.iso8601) })
+            try await app.passSchedules()
+            let redeclared = try #require(try await app.store.schedule(named: "every-minute"))
+            #expect(redeclared.queue == nil && redeclared.priority == 0)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aScheduleCreatedOnAQueueNeedsAKnownQueueThatIsNotPartitioned(_ backend: Backend) async throws {
+        try await withApp(backend, schedule(.skip)) { app, clock in
+            app.register(Queue("tenants", concurrency: 1, partitioned: true))
+            let spec = ScheduleSpec.every(.seconds(60))
+            for (queue, priority, code) in [
+                ("nope", 0, EngineError.Code.unknownQueue), ("tenants", 0, .invalidQueueOptions), (nil, 3, .invalidQueueOptions),
+            ] as [(String?, Int, EngineError.Code)] {
+                do {
+                    try await app.createSchedule(
+                        "refused", workflowNamed: "scheduled", spec: spec, input: JSONPayload(json: #"["x"]"#), queue: queue, priority: priority
+                    )
+                    Issue.record("created on queue \(queue ?? "nil") with priority \(priority)")
+                } catch let error as EngineError {
+                    #expect(error.code == code, "\(queue ?? "nil"): \(error.message)")
+                }
+            }
+            #expect(try await app.schedule(named: "refused") == nil, "nothing was created")
+
+            // A queue declared in the store by another app will do: this one need not register it.
+            try await app.store.declareQueues([Queue("elsewhere", concurrency: 3)])
+            let created = try await app.createSchedule(
+                "runtime", workflowNamed: "scheduled", spec: spec, input: JSONPayload(json: #"["x"]"#), queue: "elsewhere", priority: -1
+            )
+            #expect(created.queue == "elsewhere" && created.priority == -1)
+            #expect(try await app.schedule(named: "runtime") == created)
+            clock.advance(by: .seconds(30))
+            try await app.passSchedules()
+            let started = try #require(try await app.instance("sched:runtime:2026-01-05T10:01:00Z"))
+            #expect(started.queue == "elsewhere" && started.priority == -1 && started.status == .queued, "no worker here admits it")
+        }
+    }
 }
 
 extension Schedule {

@@ -8,7 +8,8 @@ extension StoreConformance {
         let tick = Date(timeIntervalSince1970: 1_700_000_040)
         let record = ScheduleRecord(
             name: "nightly", workflowName: "w", expression: "0 2 * * *", timeZone: "Europe/Paris", input: JSONPayload(json: #"[{"n":1}]"#),
-            overlap: .bufferAll, catchUpWindow: .milliseconds(90_500), nextTick: tick, updatedAt: Date(timeIntervalSince1970: 1_700_000_000)
+            overlap: .bufferAll, catchUpWindow: .milliseconds(90_500), queue: "reports", priority: -3, nextTick: tick,
+            updatedAt: Date(timeIntervalSince1970: 1_700_000_000)
         )
         #expect(try await store.insertSchedule(record))
         var other = record
@@ -27,6 +28,8 @@ extension StoreConformance {
         first.requestedTicks = [tick.addingTimeInterval(-3600)]
         first.nextTick = nil
         first.input = nil
+        first.queue = "bulk"
+        first.priority = 7
         var second = stored
         second.overlap = .allowAll
         #expect(try await store.updateSchedule(first))
@@ -34,6 +37,11 @@ extension StoreConformance {
         var expected = first
         expected.revision = 2
         #expect(try await store.schedule(named: "nightly") == expected)
+        var onNoQueue = expected
+        onNoQueue.queue = nil
+        onNoQueue.priority = 0
+        #expect(try await store.updateSchedule(onNoQueue))
+        #expect(try await store.schedule(named: "nightly")?.queue == nil, "the queue is cleared")
 
         let code = ScheduleRecord(
             name: "a-first", workflowName: "w", expression: "@every 60s", timeZone: "GMT", input: nil, overlap: .skip, catchUpWindow: .zero,

@@ -38,15 +38,16 @@ extension EddaApp {
     }
 
     /// Starts the registered workflow `name` from its arguments as JSON, on a registered queue or
-    /// none: ``EddaClient/start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:queueTimeout:)``.
+    /// none: ``EddaClient/start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:queueTimeout:timeout:runTimeout:)``.
     @discardableResult
     public func start(
         workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
-        deduplicationID: String? = nil, partitionKey: String? = nil, queueTimeout: Duration? = nil
+        deduplicationID: String? = nil, partitionKey: String? = nil, queueTimeout: Duration? = nil,
+        timeout: Duration? = nil, runTimeout: Duration? = nil
     ) async throws -> String {
         try await client.start(
             workflowNamed: name, input: input, instanceID: instanceID, queue: queue, priority: priority, deduplicationID: deduplicationID,
-            partitionKey: partitionKey, queueTimeout: queueTimeout
+            partitionKey: partitionKey, queueTimeout: queueTimeout, timeout: timeout, runTimeout: runTimeout
         )
     }
 

@@ -9,13 +9,16 @@ extension EddaApp {
         try client.register(schedule)
     }
 
-    /// Creates a schedule at run time: ``EddaClient/createSchedule(_:workflowNamed:spec:input:overlap:catchUpWindow:)``.
+    /// Creates a schedule at run time: ``EddaClient/createSchedule(_:workflowNamed:spec:input:overlap:catchUpWindow:queue:priority:)``.
     @discardableResult
     public func createSchedule(
         _ name: String, workflowNamed workflowName: String, spec: ScheduleSpec, input: JSONPayload = JSONPayload(json: "[]"),
-        overlap: Schedule.OverlapPolicy = .skip, catchUpWindow: Duration = Schedule.defaultCatchUpWindow
+        overlap: Schedule.OverlapPolicy = .skip, catchUpWindow: Duration = Schedule.defaultCatchUpWindow, queue: String? = nil, priority: Int = 0
     ) async throws -> ScheduleRecord {
-        try await client.createSchedule(name, workflowNamed: workflowName, spec: spec, input: input, overlap: overlap, catchUpWindow: catchUpWindow)
+        try await client.createSchedule(
+            name, workflowNamed: workflowName, spec: spec, input: input, overlap: overlap, catchUpWindow: catchUpWindow, queue: queue,
+            priority: priority
+        )
     }
 
     /// Every schedule in the store: ``EddaClient/schedules()``.

@@ -30,6 +30,7 @@ extension EddaClient {
                 if stored.expression != wanted.expression || stored.timeZone != wanted.timeZone { stored.nextTick = wanted.nextTick }
                 (stored.workflowName, stored.expression, stored.timeZone) = (wanted.workflowName, wanted.expression, wanted.timeZone)
                 (stored.input, stored.overlap, stored.catchUpWindow) = (wanted.input, wanted.overlap, wanted.catchUpWindow)
+                (stored.queue, stored.priority) = (wanted.queue, wanted.priority)
                 return true
             }
         }
@@ -52,18 +53,25 @@ extension EddaClient {
     ///   - input: The workflow's arguments as a JSON array (one element per argument), the same for every tick.
     ///   - overlap: What a tick does while the previous instance still runs.
     ///   - catchUpWindow: How late a missed tick may still start.
+    ///   - queue: The queue each tick's instance starts on (``InstanceStatus/queued`` until admitted),
+    ///     or `nil` (the default) to start it at once. It must be registered with this client or
+    ///     declared in the store (by an app that registers it), and not partitioned.
+    ///   - priority: On `queue`: lower numbers are admitted first; 0 by default.
     /// - Returns: The schedule as stored.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/scheduleAlreadyExists``,
-    ///   or ``EngineError/Code-swift.struct/invalidInput`` when `workflowName` is registered here and
-    ///   `input` is not valid for it. Nothing is written then.
+    ///   ``EngineError/Code-swift.struct/invalidInput`` when `workflowName` is registered here and
+    ///   `input` is not valid for it, ``EngineError/Code-swift.struct/unknownQueue`` when `queue` is
+    ///   neither registered nor declared, or ``EngineError/Code-swift.struct/invalidQueueOptions``
+    ///   (a partitioned queue; a priority without a queue). Nothing is written then.
     @discardableResult
     public func createSchedule(
         _ name: String, workflowNamed workflowName: String, spec: ScheduleSpec, input: JSONPayload = JSONPayload(json: "[]"),
-        overlap: Schedule.OverlapPolicy = .skip, catchUpWindow: Duration = Schedule.defaultCatchUpWindow
+        overlap: Schedule.OverlapPolicy = .skip, catchUpWindow: Duration = Schedule.defaultCatchUpWindow, queue: String? = nil, priority: Int = 0
     ) async throws -> ScheduleRecord {
         guard !name.isEmpty, !name.contains(where: \.isNewline), catchUpWindow >= .zero else {
             throw EngineError(.invalidSchedule, "A schedule needs a name on one line and a catch-up window of zero or more. Nothing was created.")
         }
+        try await checkScheduleQueue(queue, priority: priority, schedule: name)
         if let registration = registry.registration(named: workflowName) {
             do {
                 try registration.checkInput(input)
@@ -76,8 +84,8 @@ extension EddaClient {
         }
         let now = configuration.clock.now()
         let record = ScheduleRecord(
-            name: name, workflowName: workflowName, spec: spec, input: input, overlap: overlap, catchUpWindow: catchUpWindow,
-            nextTick: spec.nextTick(after: now), updatedAt: now
+            name: name, workflowName: workflowName, spec: spec, input: input, overlap: overlap, catchUpWindow: catchUpWindow, queue: queue,
+            priority: priority, nextTick: spec.nextTick(after: now), updatedAt: now
         )
         guard try await store.insertSchedule(record) else {
             throw EngineError(
@@ -85,6 +93,40 @@ extension EddaClient {
         }
         logger.debug("schedule created", metadata: ["edda.schedule": "\(name)"])
         return record
+    }
+
+    /// Throws unless a schedule's ticks can start on `queue` with `priority`: a queue registered here
+    /// or declared in the store, not partitioned; no priority without a queue.
+    private func checkScheduleQueue(_ queue: String?, priority: Int, schedule name: String) async throws {
+        guard let queue else {
+            guard priority == 0 else {
+                throw EngineError(
+                    .invalidQueueOptions, "Schedule '\(name)': a priority applies to a schedule on a queue; name the queue too. Nothing was created.")
+            }
+            return
+        }
+        let known: [(name: String, partitioned: Bool)]
+        if let registered = registry.queue(named: queue) {
+            known = [(registered.name, registered.partitioned)]
+        } else {
+            known = try await store.queues().map { ($0.name, $0.partitioned) }
+        }
+        guard let found = known.first(where: { $0.name == queue }) else {
+            let names = Set(registry.queues.map(\.name) + known.map(\.name)).sorted()
+            throw EngineError(
+                .unknownQueue,
+                "Schedule '\(name)': no queue named '\(queue)' is registered with this app or declared in the store, so nothing was created. "
+                    + (names.isEmpty ? "There is no queue: " : "Known: \(names.joined(separator: ", ")). ")
+                    + "Register it with app.register(Queue(\"\(queue)\", …)) in the app that runs the schedule's workflow."
+            )
+        }
+        if found.partitioned {
+            throw EngineError(
+                .invalidQueueOptions,
+                "Schedule '\(name)': queue '\(queue)' is partitioned, and a tick has no partition key to give. Nothing was created; "
+                    + "put the schedule on a queue that is not partitioned."
+            )
+        }
     }
 
     /// Every schedule in the store, by name.

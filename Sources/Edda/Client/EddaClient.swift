@@ -22,7 +22,9 @@ public final class EddaClient: Sendable {
     public let store: any Store
     /// The configuration (its clock, result polling; the worker settings matter to a worker only).
     public let configuration: EddaApp.Configuration
-    /// The workflows known by name: for ``start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:queueTimeout:)`` and events that start workflows.
+    /// The workflows known by name: for
+    /// ``start(workflowNamed:input:instanceID:queue:priority:deduplicationID:partitionKey:queueTimeout:timeout:runTimeout:)``
+    /// and events that start workflows.
     public let registry: WorkflowRegistry
     let logger: Logger
     /// Metrics, spans and hooks, set up once from the configuration.
@@ -160,16 +162,19 @@ public final class EddaClient: Sendable {
     ///   - deduplicationID: On `queue`: refused while another instance holds it there.
     ///   - partitionKey: On a partitioned `queue`: the partition whose limits it counts against.
     ///   - queueTimeout: On `queue`: taken out of line and cancelled if still queued this long from now.
+    ///   - timeout: The workflow timeout, counted from now (queued time included). Defaults to the workflow's.
+    ///   - runTimeout: The timeout of each run. Defaults to the workflow's.
     /// - Returns: The instance's ID.
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/unknownWorkflow``,
     ///   ``EngineError/Code-swift.struct/unknownQueue``, ``EngineError/Code-swift.struct/invalidInput``
-    ///   (the cause says which field), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
+    ///   (the cause says which field; or a timeout that is not positive), ``EngineError/Code-swift.struct/instanceAlreadyExists``,
     ///   ``EngineError/Code-swift.struct/deduplicationIDInUse``, ``EngineError/Code-swift.struct/invalidQueueOptions``,
     ///   or a ``StoreError``.
     @discardableResult
     public func start(
         workflowNamed name: String, input: JSONPayload, instanceID: String? = nil, queue: String? = nil, priority: Int = 0,
-        deduplicationID: String? = nil, partitionKey: String? = nil, queueTimeout: Duration? = nil
+        deduplicationID: String? = nil, partitionKey: String? = nil, queueTimeout: Duration? = nil,
+        timeout: Duration? = nil, runTimeout: Duration? = nil
     ) async throws -> String {
         guard let registration = registry.registration(named: name) else {
             throw EngineError(
@@ -209,8 +214,12 @@ public final class EddaClient: Sendable {
             )
         }
         if let instanceID { try Self.checkInstanceID(instanceID) }
+        let timeouts = InstanceTimeouts(workflow: timeout, run: runTimeout)
+        try Self.check(timeouts, workflowName: name, instanceID: instanceID)
         if let queue = placement.flatMap({ registry.queue(named: $0.queue) }) { try await declare(queue) }
-        return try await create(name, input: input, instanceID: instanceID, placement: placement, timeouts: registration.timeouts)
+        return try await create(
+            name, input: input, instanceID: instanceID, placement: placement, timeouts: registration.timeouts.overridden(by: timeouts)
+        )
     }
 
     /// Throws ``EngineError/Code-swift.struct/invalidInput`` for a timeout that is not positive.

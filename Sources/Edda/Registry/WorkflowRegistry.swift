@@ -84,13 +84,14 @@ public final class WorkflowRegistry: Sendable {
         state.withLock { $0.queues.values.sorted { $0.name < $1.name } }
     }
 
-    /// Registers `schedule` and its workflow: the app's worker writes it to the store when it starts
+    /// Registers `schedule` and its workflow (and its queue, if any): the app's worker writes it to the store when it starts
     /// and starts its ticks. A schedule of the same name registered again replaces the earlier one.
     ///
     /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/workflowNameTaken`` when
     ///   another workflow is registered under its workflow's name.
     public func register(_ schedule: Schedule) throws {
         try register(schedule.registration)
+        if let queue = schedule.queue { register(queue) }
         state.withLock { $0.schedules[schedule.name] = schedule }
     }
 

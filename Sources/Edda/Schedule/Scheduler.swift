@@ -139,11 +139,16 @@ struct Scheduler: Sendable {
         return plan.record.paused ? nil : plan.record.nextTick
     }
 
-    /// Starts `tick`'s instance, or finds it started.
+    /// Starts `tick`'s instance (on the schedule's queue, if it names one), or finds it started.
     private func start(_ record: ScheduleRecord, tick: Date, input: JSONPayload) async throws {
         let id = Schedule.instanceID(schedule: record.name, tick: tick)
+        let placement = record.queue.map { QueuePlacement(queue: $0, priority: record.priority) }
+        // A queue this app registers has its limits written first, as a start on it does; one only
+        // declared in the store keeps the limits written there.
+        if let queue = record.queue.flatMap(client.registry.queue(named:)) { try await client.declare(queue) }
+        let timeouts = client.registry.registration(named: record.workflowName)?.timeouts ?? .none
         do {
-            _ = try await client.create(record.workflowName, input: input, instanceID: id)
+            _ = try await client.create(record.workflowName, input: input, instanceID: id, placement: placement, timeouts: timeouts)
             logger.debug("schedule tick started", metadata: metadata(record, ["edda.instance.id": "\(id)"]))
         } catch let error as EngineError where error.code == .instanceAlreadyExists {
             // Started before with another input (an input built from more than the tick): it stands.

@@ -66,6 +66,10 @@ public struct ScheduleRecord: Sendable, Hashable {
     public var overlap: Schedule.OverlapPolicy
     /// How late a missed tick may still start.
     public var catchUpWindow: Duration
+    /// The queue each tick's instance starts on, or `nil` to start it at once.
+    public var queue: String?
+    /// On ``queue``: the priority of each tick's instance (lower numbers are admitted first).
+    public var priority: Int
     /// A paused schedule starts no tick until resumed (triggered and backfilled ticks still start).
     public var paused: Bool
     /// The next tick to start, or `nil` when the spec has no more.
@@ -86,8 +90,8 @@ public struct ScheduleRecord: Sendable, Hashable {
     /// A schedule with every field given; a new one has revision 1, no tick started and none waiting.
     public init(
         name: String, workflowName: String, expression: String, timeZone: String, input: JSONPayload?, overlap: Schedule.OverlapPolicy,
-        catchUpWindow: Duration, paused: Bool = false, nextTick: Date?, lastTick: Date? = nil, lastInstanceID: String? = nil,
-        bufferedTicks: [Date] = [], requestedTicks: [Date] = [], revision: Int64 = 1, updatedAt: Date
+        catchUpWindow: Duration, queue: String? = nil, priority: Int = 0, paused: Bool = false, nextTick: Date?, lastTick: Date? = nil,
+        lastInstanceID: String? = nil, bufferedTicks: [Date] = [], requestedTicks: [Date] = [], revision: Int64 = 1, updatedAt: Date
     ) {
         self.name = name
         self.workflowName = workflowName
@@ -96,6 +100,8 @@ public struct ScheduleRecord: Sendable, Hashable {
         self.input = input
         self.overlap = overlap
         self.catchUpWindow = catchUpWindow
+        self.queue = queue
+        self.priority = priority
         self.paused = paused
         self.nextTick = nextTick
         self.lastTick = lastTick
@@ -108,11 +114,11 @@ public struct ScheduleRecord: Sendable, Hashable {
 
     init(
         name: String, workflowName: String, spec: ScheduleSpec, input: JSONPayload?, overlap: Schedule.OverlapPolicy, catchUpWindow: Duration,
-        nextTick: Date?, updatedAt: Date
+        queue: String? = nil, priority: Int = 0, nextTick: Date?, updatedAt: Date
     ) {
         self.init(
             name: name, workflowName: workflowName, expression: spec.expression, timeZone: spec.timeZone.identifier, input: input, overlap: overlap,
-            catchUpWindow: catchUpWindow, nextTick: nextTick, updatedAt: updatedAt
+            catchUpWindow: catchUpWindow, queue: queue, priority: priority, nextTick: nextTick, updatedAt: updatedAt
         )
     }
 
@@ -130,10 +136,10 @@ public struct ScheduleRecord: Sendable, Hashable {
         return ticks
     }
 
-    /// Whether the definition — workflow, spec, input, policy, window — is the same as `other`'s.
+    /// Whether the definition — workflow, spec, input, policy, window, queue and priority — is the same as `other`'s.
     func sameDefinition(as other: ScheduleRecord) -> Bool {
         workflowName == other.workflowName && expression == other.expression && timeZone == other.timeZone && input == other.input
-            && overlap == other.overlap && catchUpWindow == other.catchUpWindow
+            && overlap == other.overlap && catchUpWindow == other.catchUpWindow && queue == other.queue && priority == other.priority
     }
 
     /// ``catchUpWindow`` in milliseconds, as the stores keep it.
@@ -160,7 +166,7 @@ extension ScheduleRecord {
     /// takes them. Times are milliseconds since 1970.
     @_spi(EddaStores) public static let storedColumns = [
         "name", "workflow_name", "expression", "time_zone", "input", "overlap", "catch_up_window", "paused", "next_tick", "last_tick",
-        "last_instance_id", "buffered_ticks", "requested_ticks", "revision", "updated_at",
+        "last_instance_id", "buffered_ticks", "requested_ticks", "revision", "updated_at", "queue_name", "priority",
     ]
 
     /// A schedule from its row's columns (``storedColumns``). An unknown overlap policy reads as
@@ -168,11 +174,12 @@ extension ScheduleRecord {
     @_spi(EddaStores) public init(
         storedName name: String, workflowName: String, expression: String, timeZone: String, input: String?, overlap: String,
         catchUpWindow: Int64, paused: Bool, nextTick: Int64?, lastTick: Int64?, lastInstanceID: String?, bufferedTicks: String?,
-        requestedTicks: String?, revision: Int64, updatedAt: Int64
+        requestedTicks: String?, revision: Int64, updatedAt: Int64, queue: String?, priority: Int64
     ) {
         self.init(
             name: name, workflowName: workflowName, expression: expression, timeZone: timeZone, input: input.map(JSONPayload.init(json:)),
-            overlap: Schedule.OverlapPolicy(rawValue: overlap) ?? .skip, catchUpWindow: .milliseconds(catchUpWindow), paused: paused,
+            overlap: Schedule.OverlapPolicy(rawValue: overlap) ?? .skip, catchUpWindow: .milliseconds(catchUpWindow), queue: queue,
+            priority: Int(clamping: priority), paused: paused,
             nextTick: nextTick.map(Date.init(storedMilliseconds:)), lastTick: lastTick.map(Date.init(storedMilliseconds:)),
             lastInstanceID: lastInstanceID, bufferedTicks: Self.decodeTicks(bufferedTicks), requestedTicks: Self.decodeTicks(requestedTicks),
             revision: revision, updatedAt: Date(storedMilliseconds: updatedAt)
