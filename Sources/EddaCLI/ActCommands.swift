@@ -171,6 +171,12 @@ struct Start: AsyncParsableCommand {
     var partitionKey: String?
 
     @Option(
+        help: ArgumentHelp("On --queue: cancel it if still queued this long from now, such as 30s or 5m.", valueName: "duration"),
+        transform: { try Start.timeout($0, option: "--queue-timeout") }
+    )
+    var queueTimeout: Duration?
+
+    @Option(
         help: ArgumentHelp(
             "The workflow timeout, from now (queued time included): a number and a unit, such as 500ms, 30s, 5m or 2h.", valueName: "duration"
         ),
@@ -197,8 +203,10 @@ struct Start: AsyncParsableCommand {
 
     func validate() throws {
         _ = try arguments()
-        if queue == nil, priority != nil || deduplicationID != nil || partitionKey != nil {
-            throw ValidationError("--priority, --deduplication-id and --partition-key apply to a start on a queue: add --queue <name>.")
+        if queue == nil, priority != nil || deduplicationID != nil || partitionKey != nil || queueTimeout != nil {
+            throw ValidationError(
+                "--priority, --deduplication-id, --partition-key and --queue-timeout apply to a start on a queue: add --queue <name>."
+            )
         }
     }
 
@@ -224,6 +232,7 @@ struct Start: AsyncParsableCommand {
         if let priority { body["priority"] = priority }
         if let deduplicationID { body["deduplication_id"] = deduplicationID }
         if let partitionKey { body["partition_key"] = partitionKey }
+        if let queueTimeout { body["queue_timeout_ms"] = queueTimeout.milliseconds }
         if let timeout { body["timeout_ms"] = timeout.milliseconds }
         if let runTimeout { body["run_timeout_ms"] = runTimeout.milliseconds }
         let created: [String: Any]

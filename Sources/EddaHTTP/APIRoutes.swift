@@ -247,25 +247,27 @@ struct APIRoutes: Sendable {
     }
 
     /// The keys a start's body takes.
-    static let startKeys = ["input", "instance_id", "queue", "priority", "deduplication_id", "partition_key", "timeout_ms", "run_timeout_ms"]
+    static let startKeys = [
+        "input", "instance_id", "queue", "priority", "deduplication_id", "partition_key", "queue_timeout_ms", "timeout_ms", "run_timeout_ms",
+    ]
 
     /// Starts an instance from an `application/json` body `{"input": [arguments…], "instance_id": "…"}`,
     /// on a queue the app registered with `"queue"` (and optionally `"priority"`, `"deduplication_id"`,
-    /// `"partition_key"`), with the workflow's timeouts or those of `"timeout_ms"` and `"run_timeout_ms"`.
+    /// `"partition_key"`, `"queue_timeout_ms"`), with the workflow's timeouts or those of `"timeout_ms"` and `"run_timeout_ms"`.
     /// Anything else is refused with the key or header at fault: another media type (415), an unknown
     /// key (400, naming the key expected), an input the workflow does not take (400, with the
     /// field the workflow's decoding or validation names, as `input.0.name`).
     func start(_ request: Request, name: String) async throws -> Response {
         let shape =
             #"{"input": [arguments…], "instance_id": "optional", "queue": "optional", "priority": 0, "deduplication_id": "optional", "#
-            + #""partition_key": "optional", "timeout_ms": 30000, "run_timeout_ms": 5000}"#
+            + #""partition_key": "optional", "queue_timeout_ms": 60000, "timeout_ms": 30000, "run_timeout_ms": 5000}"#
         let document = try await jsonObject(request, shape: shape)
         for key in document.keys.sorted() where !Self.startKeys.contains(key) {
             let nearest = Self.startKeys.min { Self.editDistance(key, $0) < Self.editDistance(key, $1) }
             let guess = nearest.flatMap { Self.editDistance(key, $0) <= 3 ? $0 : nil }
             throw APIError.badRequest(
                 "Unknown key '\(key)' in the body\(guess.map { ": did you mean '\($0)'?" } ?? ".") The body takes 'input' (the workflow's arguments "
-                    + "as a JSON array), and optionally 'instance_id', 'queue', 'priority', 'deduplication_id', 'partition_key', 'timeout_ms' "
+                    + "as a JSON array), and optionally 'instance_id', 'queue', 'priority', 'deduplication_id', 'partition_key', 'queue_timeout_ms', 'timeout_ms' "
                     + "and 'run_timeout_ms': \(shape).",
                 type: "unknown_key", field: key
             )
@@ -281,12 +283,14 @@ struct APIRoutes: Sendable {
         let dedup = try Self.optionalString("deduplication_id", in: document, otherwise: "left out")
         let partitionKey = try Self.optionalString("partition_key", in: document, otherwise: "left out")
         let priority = try Self.optionalWholeNumber("priority", in: document, otherwise: "(lower is admitted first), or left out for 0")
+        let queueTimeout = try Self.optionalMilliseconds("queue_timeout_ms", in: document, otherwise: "left out to wait in the queue however long")
         let timeout = try Self.optionalMilliseconds("timeout_ms", in: document, otherwise: "left out for the workflow's own timeout")
         let runTimeout = try Self.optionalMilliseconds("run_timeout_ms", in: document, otherwise: "left out for the workflow's own run timeout")
         do {
             let id = try await app.start(
                 workflowNamed: name, input: JSONPayload(data: inputData), instanceID: instanceID, queue: queue,
-                priority: priority ?? 0, deduplicationID: dedup, partitionKey: partitionKey, timeout: timeout, runTimeout: runTimeout
+                priority: priority ?? 0, deduplicationID: dedup, partitionKey: partitionKey, queueTimeout: queueTimeout, timeout: timeout,
+                runTimeout: runTimeout
             )
             return jsonResponse(["instance_id": id, "workflow_name": name], status: .created)
         } catch let error as EngineError where error.code == .invalidInput {

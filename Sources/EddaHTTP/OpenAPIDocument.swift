@@ -286,6 +286,11 @@ enum OpenAPIDocument {
                 "deadline": ["type": ["string", "null"], "format": "date-time", "description": "When it is cancelled unless finished: the earlier of its workflow and run deadlines (the database's clock)."] as Object,
                 "workflow_deadline": ["type": ["string", "null"], "format": "date-time"] as Object,
                 "workflow_timeout_ms": nullable("integer"), "run_timeout_ms": nullable("integer"),
+                "queue_deadline": [
+                    "type": ["string", "null"], "format": "date-time",
+                    "description": "While queued: when it leaves the line unadmitted and is cancelled (its queue timeout).",
+                ] as Object,
+                "queue_timeout_ms": nullable("integer"),
                 "cancellation_reason": nullable("string"),
                 "queue": nullable("string"), "priority": ["type": "integer"] as Object, "partition_key": nullable("string"),
                 "queue_position": ["type": "integer", "description": "Only on one instance that is queued: 1 is next in line."] as Object,
@@ -374,6 +379,10 @@ enum OpenAPIDocument {
                     ] as Object,
                     "partition_key": [
                         "type": ["string", "null"], "description": "On a partitioned queue (required there): the partition whose limits it counts against.",
+                    ] as Object,
+                    "queue_timeout_ms": [
+                        "type": ["integer", "null"], "minimum": 1,
+                        "description": "On the queue: cancelled if still queued this many milliseconds from now (reason queue_timeout).",
                     ] as Object,
                     "timeout_ms": [
                         "type": ["integer", "null"], "minimum": 1,

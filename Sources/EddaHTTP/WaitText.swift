@@ -109,6 +109,9 @@ package enum WaitText {
                 ?? NSNull(),
             "run_timeout_ms": instance.runTimeout.map { Int64($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
                 ?? NSNull(),
+            "queue_deadline": instance.queueDeadline.map(timestamp) ?? NSNull(),
+            "queue_timeout_ms": instance.queueTimeout.map { Int64($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
+                ?? NSNull(),
             "cancellation_reason": cancellationReason(of: instance) ?? NSNull(),
         ]
     }

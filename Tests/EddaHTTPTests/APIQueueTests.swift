@@ -40,6 +40,23 @@ struct APIQueueTests {
             let document = try api.json(shown)
             #expect(document["queue"] as? String == "orders" && document["priority"] as? Int == 3 && document["status"] as? String == "queued")
             #expect(document["queue_position"] as? Int == 1)
+            #expect(document["queue_deadline"] is NSNull && document["queue_timeout_ms"] is NSNull)
+
+            // One that will not wait more than 200 ms: still queued then, it is cancelled with the reason.
+            let impatient = try await api.start(
+                client, #"{"input": ["A-9"], "instance_id": "c-9", "queue": "orders", "queue_timeout_ms": 200}"#, workflow: "checkout"
+            )
+            #expect(impatient.status == .created, "\(String(buffer: impatient.body))")
+            let waiting = try api.json(try await client.execute(uri: "/api/instances/c-9", method: .get))
+            #expect(waiting["queue_timeout_ms"] as? Int == 200)
+            #expect(waiting["queue_deadline"] is String)
+            for _ in 0..<500 where try await app.instance("c-9")?.status != .cancelled { try await Task.sleep(for: .milliseconds(10)) }
+            let cancelled = try api.json(try await client.execute(uri: "/api/instances/c-9", method: .get))
+            #expect(cancelled["status"] as? String == "cancelled")
+            #expect((cancelled["cancellation_reason"] as? String)?.contains("still queued when its queue timeout 200 ms passed") == true, "\(cancelled)")
+            let noQueueTimeout = try await api.start(client, #"{"input": ["A-8"], "instance_id": "c-8", "queue_timeout_ms": 0, "queue": "orders"}"#, workflow: "checkout")
+            #expect(noQueueTimeout.status == .badRequest)
+            #expect(try api.error(noQueueTimeout)["field"] as? String == "queue_timeout_ms")
 
             let listed = try api.json(try await client.execute(uri: "/api/queues", method: .get))
             let queues = try #require(listed["queues"] as? [[String: Any]])

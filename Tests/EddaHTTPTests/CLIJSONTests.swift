@@ -15,7 +15,7 @@ struct CLIJSONTests {
         "instance_id", "workflow_name", "service_name", "status", "waiting_for", "run", "input", "output", "error", "created_at", "updated_at",
         "ready_at", "cancel_requested", "parent_instance_id", "unreadable", "queue", "priority", "partition_key",
         "deadline", "workflow_deadline", "workflow_timeout_ms",
-        "run_timeout_ms", "cancellation_reason",
+        "run_timeout_ms", "queue_deadline", "queue_timeout_ms", "cancellation_reason",
     ]
     static let historyKeys: Set<String> = ["sequence", "step_id", "name", "kind", "failed", "retried", "attempts", "payload", "error", "recorded_at"]
 
