@@ -134,9 +134,10 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     static func status(of code: EngineError.Code) -> HTTPResponse.Status {
         switch code {
-        case .invalidInput, .encodingFailed, .invalidSchedule, .unknownQueue, .invalidQueueOptions: .badRequest
+        case .invalidInput, .encodingFailed, .invalidSchedule, .unknownQueue, .invalidQueueOptions, .stepNotFound: .badRequest
         case .unknownWorkflow, .instanceNotFound, .scheduleNotFound: .notFound
-        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed, .deduplicationIDInUse, .scheduleAlreadyExists: .conflict
+        case .instanceAlreadyExists, .alreadyFinished, .workflowNameTaken, .notFailed, .deduplicationIDInUse, .scheduleAlreadyExists, .forkRefused:
+            .conflict
         default: .internalServerError
         }
     }

@@ -42,6 +42,7 @@ struct APIRoutes: Sendable {
         }
         routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
         registerSchedules(on: &routes)
+        registerFork(on: &routes)
         routes.on("/api/openapi.json", .get) { _, _ in jsonResponse(OpenAPIDocument.document) }
     }
 

@@ -101,6 +101,18 @@ enum OpenAPIDocument {
                 errors: [(404, "No instance has this ID (`instance_not_found`)."), (409, "It has not failed (`not_failed`).")]
             ),
             Operation(
+                method: "post", path: "/api/instances/{id}/fork", id: "forkInstance",
+                summary: "Start a new instance from this one's history before a step, to run that step and what follows again; "
+                    + "this one is not changed.",
+                parameters: [idParameter], body: jsonBody(ref("ForkRequest")),
+                success: (201, "Forked: what was copied, what runs again, and notes on what stays done.", ref("Forked")),
+                errors: [
+                    (400, "No such step in its history (`step_not_found`, the message lists some), or the body is not such an object."),
+                    (404, "No instance has this ID (`instance_not_found`)."),
+                    (409, "The new ID is taken (`instance_already_exists`), or a child started before the step had not reported (`fork_refused`)."),
+                ]
+            ),
+            Operation(
                 method: "get", path: "/api/workflows", id: "listWorkflows",
                 summary: "The registered workflows, each argument's shape as JSON Schema.",
                 success: (200, "The workflows.", ref("Workflows"))
@@ -360,6 +372,11 @@ enum OpenAPIDocument {
                 ] as Object,
             ] as Object,
             "EventSent": object(["instance_id": string(), "id": string(), "type": string(), "delivered": ["type": "boolean"] as Object]),
+            "ForkRequest": object(["from_step": string(), "instance_id": nullable("string")], optional: ["instance_id"]),
+            "Forked": object([
+                "instance_id": string(), "forked_from": string(), "from_step": string(), "copied_records": ["type": "integer"] as Object,
+                "rerun_steps": array(string()), "notes": array(string()),
+            ]),
             "Retried": object([
                 "instance_id": string(), "retried_step": nullable("string"), "requested_by": string(),
                 "served_here": ["type": "boolean", "description": "Whether this server's app registers the workflow."] as Object,

@@ -50,6 +50,7 @@ struct ViewerPages: Sendable {
             try await app.retry(id, requestedBy: Self.requester("viewer", request, context, signsIn: signsIn))
             return Response(status: .seeOther, headers: [.location: "/instances/\(Self.percentEncoded(id))"])
         }
+        registerFork(on: &routes)
     }
 
     /// A viewer page, with Sign out when the server takes a token.
@@ -193,6 +194,7 @@ struct ViewerPages: Sendable {
             body += "<dt>Parent</dt><dd id=\"parent\"><a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a>\(parentStatus)</dd>"
         }
         body += try await queueSummary(of: instance)
+        body += try await forkSummary(of: instance)
         body += "<dt>Created</dt><dd>\(HTML.timeTag(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.timeTag(instance.updatedAt))</dd>"
         if let problem = instance.unreadable { body += "<dt>Unreadable</dt><dd class=\"error\">\(HTML.escape(problem))</dd>" }
         if let wait = instance.waitingFor {
@@ -236,6 +238,7 @@ struct ViewerPages: Sendable {
         }
         let children = try await app.instances(matching: Self.childrenQuery(of: id))
         body += "</div><div id=\"children-part\" data-live-part>" + Self.childrenSection(of: id, children) + "</div>"
+        body += "<div id=\"forks-part\">" + (try await forksSection(of: id)) + "</div>"
         body += "<div id=\"history-part\" data-live-part>" + (try await historySection(request, instance: instance, now: now)) + "</div>"
         let live = instance.status.isTerminal ? nil : "/instances/\(Self.percentEncoded(id))/live?since=\(LivePages.signature(of: instance, children: children))"
         var response = self.page(title: "Edda — \(instance.instanceID)", body: body, status: status, live: live)

@@ -111,6 +111,10 @@ extension PostgresStore {
             binds.append(parent)
             conditions.append("parent_instance_id = \(placeholder())")
         }
+        if let original = query.forkedFrom {
+            binds.append(original)
+            conditions.append("forked_from = \(placeholder())")
+        }
         if let service = query.serviceName {
             binds.append(service)
             conditions.append("service_name = \(placeholder())")

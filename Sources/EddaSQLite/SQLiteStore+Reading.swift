@@ -86,6 +86,10 @@ extension SQLiteStore {
             conditions.append("parent_instance_id = ?")
             arguments += [parent]
         }
+        if let original = query.forkedFrom {
+            conditions.append("forked_from = ?")
+            arguments += [original]
+        }
         if let service = query.serviceName {
             conditions.append("service_name = ?")
             arguments += [service]

@@ -27,6 +27,7 @@ struct CLIJSONTests {
         "start": ["instance_id", "workflow_name"],
         "cancel": ["instance_id", "cancel_requested"],
         "retry": ["instance_id", "retried_step", "requested_by", "workflow_name"],
+        "fork": ["instance_id", "forked_from", "from_step", "copied_records", "rerun_steps", "notes"],
         "send-event": ["id", "type", "delivered_to", "kept_for"],
         "schedules": ScheduleDocument.keys,
         "serve": ["database", "url", "token_required"],
@@ -116,6 +117,9 @@ struct CLIJSONTests {
                 #expect(sent["delivered_to"] as? [String] == ["w-1"] || sent["kept_for"] as? String == "w-1", "\(sent)")
                 #expect(try await edda(["cancel", "w-2"], on: path).first?["cancel_requested"] as? Bool == true)
                 #expect(try await edda(["retry", "bad-1"], on: path).first?["workflow_name"] as? String == "failing")
+                let forked = try #require(try await edda(["fork", "done-1", "--from-step", "notify:1", "--as", "done-2"], on: path).first)
+                #expect(forked["instance_id"] as? String == "done-2" && forked["rerun_steps"] as? [String] == ["notify:1"], "\(forked)")
+                #expect(try await app.handle(for: Self.greet, instanceID: "done-2").result() == "Hello, Ada!")
 
                 // A queue with one place: q-1 takes it (waiting for an event), q-2 waits in line.
                 let slow = Queue("slow", concurrency: 1, rateLimit: .init(5, per: .seconds(60)))
@@ -143,7 +147,7 @@ struct CLIJSONTests {
                     let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))
                     #expect(result.count == 1 && result.first?["output"] as? String == "Hello, Cy!", "\(result)")
                 }
-                return ["list", "show", "outbox", "send-event", "cancel", "retry", "queues", "schedules", "start"]
+                return ["list", "show", "outbox", "send-event", "cancel", "retry", "fork", "queues", "schedules", "start"]
             }
             #expect(try await edda(["migrate"], on: path).first?["schema"] as? String == "up_to_date")
             #expect(try await edda(["backup", "--to", path + ".copy"], on: path).first?["copy"] as? String == path + ".copy")

@@ -67,7 +67,7 @@ extension EddaClient {
         if let newInstanceID { try Self.checkInstanceID(newInstanceID) }
         let id = newInstanceID ?? UUID().uuidString.lowercased()
         let new = NewInstance(
-            instanceID: id, workflowName: original.workflowName, serviceName: serviceName, input: original.input,
+            instanceID: id, workflowName: original.workflowName, serviceName: original.serviceName, input: original.input,
             traceContext: observer.currentTraceContext(), timeouts: registry.registration(named: original.workflowName)?.timeouts ?? .none
         )
         switch try await store.createFork(new, of: instanceID, fromStep: stepID, before: cut.sequence) {

@@ -160,6 +160,8 @@ public struct InstanceQuery: Sendable {
     public var status: InstanceStatus?
     /// Only the child workflows of this instance (``WorkflowInstance/parentInstanceID``).
     public var parentInstanceID: String?
+    /// Only the forks of this instance (``WorkflowInstance/forkedFrom``).
+    public var forkedFrom: String?
     public var workflowName: String?
     /// Only instances started by this service (``WorkflowInstance/serviceName``): several services
     /// may share one database.
