@@ -134,6 +134,31 @@ struct RunStateMachine: Sendable {
         return reservation
     }
 
+    /// Answers ``WorkflowContext/patched(_:)`` (see ``ReplayState/patch(_:topLevel:)``), or says (by
+    /// throwing) why the run cannot go on.
+    mutating func patch(_ patchID: String, topLevel: Bool, now: @autoclosure () -> ContinuousClock.Instant) throws -> ReplayState.PatchDecision {
+        try checkRunning(now: now)
+        if let fatal { throw fatal }
+        if let stop { throw error(for: stop) }
+        do {
+            return try replay.patch(patchID, topLevel: topLevel)
+        } catch {
+            fatal = error
+            throw error
+        }
+    }
+
+    /// Answers ``WorkflowContext/deprecatePatch(_:)``: skips the patch's marker, if history has one here.
+    mutating func deprecatePatch(_ patchID: String, topLevel: Bool) throws {
+        if let fatal { throw fatal }
+        do {
+            try replay.deprecatePatch(patchID, topLevel: topLevel)
+        } catch {
+            fatal = error
+            throw error
+        }
+    }
+
     /// Whether an attempt of a reserved step may start now; throws why not. Compensations run on
     /// through a cancellation (a rollback is not left half done); activities stop at it.
     mutating func beforeAttempt(isCompensation: Bool, now: @autoclosure () -> ContinuousClock.Instant) throws {
