@@ -35,8 +35,9 @@ public struct NonDeterminismError: EddaError {
             return "Instance \(instanceID) \(at): history recorded '\(recorded)' (\(recordedStepID ?? "?")) "
                 + "but the workflow finished without asking for it. A step was removed or skipped since this instance ran."
         case let (nil, requested?):
-            return "Instance \(instanceID) \(at): the workflow asked for '\(requested)' (\(requestedStepID ?? "?")) "
-                + "where history has a different step."
+            return "Instance \(instanceID) \(at): the workflow asked for '\(requested)' (\(requestedStepID ?? "?")), "
+                + "which its history does not hold there: the instance went on with other steps, or finished, without it. "
+                + "A step was inserted since this instance ran; guard it with ctx.patched(\"<change>\")."
         case (nil, nil):
             return "Instance \(instanceID) \(at): the workflow diverged from its history."
         }

@@ -301,4 +301,6 @@ struct EngineEnvironment: Sendable {
     let declareQueue: @Sendable (Queue) async throws -> Void
     /// Metrics, spans and hooks.
     let observer: Observer
+    /// Replay only (the test kit's `Replayer`): a step history lacks is not run; the run stops there.
+    var replayOnly = false
 }
