@@ -1,4 +1,5 @@
 import Edda
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Testing
@@ -29,8 +30,9 @@ struct HistoryExportTests {
         return try await "\(decline(ctx))"
     }
 
-    @Test func anExportReadsBackAsTheSameHistory() async throws {
-        try await withTestApp { app in
+    @Test(arguments: Backend.allCases)
+    func anExportReadsBackAsTheSameHistory(_ backend: Backend) async throws {
+        try await backend.withTestApp { app in
             _ = try? await app.start(Self.order, "o-1", instanceID: "o-1").result()
             let stored = try await app.history(of: "o-1")
             let export = try #require(try await app.store.export("o-1"))

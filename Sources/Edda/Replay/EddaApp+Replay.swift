@@ -61,11 +61,11 @@ extension EddaApp {
         ).run()
         if case .released(.storeFailure(let error)) = result { throw error }
 
-        let (fatal, unrecorded, history) = run.withMachine { ($0.fatal, $0.unrecordedStep, export.history) }
+        let (fatal, unrecorded) = run.withMachine { ($0.fatal, $0.unrecordedStep) }
         if let divergence = fatal as? NonDeterminismError { return .divergence(divergence) }
         if let fatal { return .failed(fatal) }
         guard let unrecorded, unrecorded.historyGoesOn || export.status.isTerminal else { return .clean }
-        let recordedThere = unrecorded.position.flatMap { position in history.first { $0.position == position && $0.kind.isOutcome } }
+        let recordedThere = unrecorded.position.flatMap { position in export.history.first { $0.position == position && $0.kind.isOutcome } }
         return .divergence(
             NonDeterminismError(
                 instanceID: export.instanceID, position: unrecorded.position,
