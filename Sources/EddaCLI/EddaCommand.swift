@@ -11,13 +11,14 @@ struct EddaCommand: AsyncParsableCommand {
         commandName: "edda",
         abstract: "See and steer Edda workflow instances on a SQLite file or a PostgreSQL database.",
         discussion: """
-            Reading (list, show, outbox) never migrates nor writes, and works next to running workers. \
+            Reading (list, show, export, outbox) never migrates nor writes, and works next to running workers. \
             cancel, retry, fork and send-event act on the database directly: they need no workflow code. \
             start needs it (to decode and validate the input), so it asks a running app's HTTP API (EddaHTTP).
             """,
         version: "edda \(EddaCommand.version)",
         subcommands: [
-            List.self, Show.self, Queues.self, Outbox.self, Start.self, Cancel.self, Retry.self, Fork.self, SendEvent.self, Schedules.self, Serve.self, Migrate.self,
+            List.self, Show.self, Export.self, Queues.self, Outbox.self, Start.self, Cancel.self, Retry.self, Fork.self, SendEvent.self,
+            Schedules.self, Serve.self, Migrate.self,
             Backup.self, Prune.self,
         ]
     )

@@ -15,6 +15,7 @@ struct APIRoutes: Sendable {
         routes.on("/api/instances", .get) { request, _ in try await listInstances(request) }
         routes.on("/api/instances/:id", .get) { _, context in try await instance(try context.parameters.decoded("id")) }
         routes.on("/api/instances/:id/history", .get) { request, context in try await history(request, id: try context.parameters.decoded("id")) }
+        routes.on("/api/instances/:id/export", .get) { _, context in try await export(try context.parameters.decoded("id")) }
         routes.on("/api/instances/:id/cancel", .post) { _, context in try await cancel(try context.parameters.decoded("id")) }
         routes.on("/api/instances/cancel", .post) { request, _ in try await cancelMatching(request) }
         routes.on("/api/instances/:id/events", .post) { request, context in try await sendEvent(request, id: try context.parameters.decoded("id")) }
@@ -223,6 +224,15 @@ struct APIRoutes: Sendable {
         var document: [String: Any] = ["history": page.map(Self.document(of:))]
         document["next"] = records.count > limit ? page.last.map { "\($0.sequence)" } ?? NSNull() : NSNull()
         return jsonResponse(document)
+    }
+
+    /// The instance's history as a ``HistoryExport`` document: the same bytes `edda export` prints.
+    func export(_ id: String) async throws -> Response {
+        guard let export = try await app.store.export(id) else { throw APIError.notFound("No workflow instance has ID \(id).", field: "id") }
+        return Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try export.jsonData()))
+        )
     }
 
     /// 202 with `"cancelled": true` and the instance's status (running or compensating: it stops at

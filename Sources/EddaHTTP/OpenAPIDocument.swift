@@ -18,7 +18,7 @@ enum OpenAPIDocument {
         // The engine's codes.
         "invalid_input", "unknown_workflow", "instance_not_found", "instance_already_exists", "already_finished", "not_failed",
         "workflow_name_taken", "encoding_failed", "duplicate_step_id", "corrupt_history", "corrupt_input", "stopped", "no_transaction",
-        "transaction_closed", "undecodable_message", "reserved_step_id", "concurrent_step_without_id", "deduplication_id_in_use", "unknown_queue",
+        "transaction_closed", "undecodable_message", "reserved_step_id", "concurrent_step_without_id", "concurrent_patch", "deduplication_id_in_use", "unknown_queue",
         "invalid_queue_options",
         "schedule_not_found", "schedule_already_exists", "invalid_schedule",
         // The store's codes.
@@ -72,6 +72,13 @@ enum OpenAPIDocument {
                 ],
                 success: (200, "A page of the history; `next` is the `after` of the next page, or null.", ref("HistoryPage")),
                 errors: [(400, "`after` or `limit` cannot be read (`invalid_filter`)."), (404, "No instance has this ID (`not_found`).")]
+            ),
+            Operation(
+                method: "get", path: "/api/instances/{id}/export", id: "exportHistory",
+                summary: "An instance's whole history as one document (format `edda.history.v1`), as `edda export` prints it: "
+                    + "for replaying it against changed code in a test (`Replayer` in EddaTesting).",
+                parameters: [idParameter], success: (200, "The export.", ref("HistoryExport")),
+                errors: [(404, "No instance has this ID (`not_found`)."), (500, "A record cannot be read (`store_corrupt_record`).")]
             ),
             Operation(
                 method: "post", path: "/api/instances/{id}/cancel", id: "cancelInstance",
@@ -356,6 +363,13 @@ enum OpenAPIDocument {
                 "retry": ["description": "The attempts of a retried step, or null."] as Object, "recorded_at": time,
             ]),
             "HistoryPage": object(["history": array(ref("HistoryRecord")), "next": nullable("string")]),
+            "HistoryExport": object([
+                "format": ["const": "edda.history.v1"] as Object, "instance_id": string(), "workflow_name": string(), "service_name": string(),
+                "run": ["type": "integer"] as Object, "status": string(),
+                "input": ["type": "array", "description": "The workflow's arguments."] as Object, "output": anyValue,
+                "error": ["oneOf": [ref("ErrorRecord"), ["type": "null"] as Object]] as Object, "created_at": time, "updated_at": time,
+                "history": array(ref("HistoryRecord")),
+            ]),
             "BulkCancel": object(["cancelled": array(string()), "already_finished": ["type": "integer"] as Object]),
             "Cancelled": object([
                 "instance_id": string(), "cancel_requested": ["const": true] as Object, "cancelled": ["const": true] as Object, "status": string(),

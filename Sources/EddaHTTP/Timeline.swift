@@ -24,7 +24,7 @@ package enum Timeline {
             case .compensationCompleted, .compensationFailed: self = .compensation
             case .timerScheduled, .messageReceived, .waitTimedOut: self = .wait
             case .childStarted: self = .child
-            case .valueRecorded: self = .value
+            case .valueRecorded, .patchMarker: self = .value
             case .messagePublished: self = .message
             default: self = .activity
             }

@@ -113,6 +113,7 @@ extension ViewerPages {
         case .messagePublished: "message"
         case .attemptFailed: "retrying"
         case .retried: "retried by hand"
+        case .patchMarker: "patch"
         default: nil
         }
     }

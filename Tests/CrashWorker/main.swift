@@ -15,6 +15,10 @@
 //     writes "# caller <trace ID> <span ID>"; resume: runs it to its end with a tracer of its own and
 //     writes "# run <trace ID> <parent span ID>" for the run's span)
 //   EddaCrashWorker saga  <database> <executions-file>
+//   EddaCrashWorker patch <database> <executions-file> old|patched [<stall-step>]
+//     (instance "patch-1": price, tax (old: old_tax; patched: ctx.patched("new-tax-rule") picks
+//     new_tax or old_tax), ship; a step named <stall-step> stalls 60 s once it has run; the result
+//     is written as "# result <output>")
 //   EddaCrashWorker transaction <database> <executions-file> in-commit|after-commit|none
 //     (kills itself with SIGKILL at that exact point: inside the step's transaction after the
 //     user's write, or once the step's commit returned)
@@ -192,6 +196,33 @@ case "steps":
         }
     }
     print("completed \(totals.count) instances")
+
+case "patch":
+    guard arguments.count >= 5 else { exit(2) }
+    let patchedCode = arguments[4] == "patched"
+    let stallStep = arguments.count > 5 ? arguments[5] : nil
+    func step(_ name: String, _ value: @escaping @Sendable (Int) -> Int) -> Activity<Int, Int> {
+        Activity(name, retry: .noRetry) { (ctx, input: Int) -> Int in
+            recordExecution(name)
+            if name == stallStep { try await Task.sleep(for: .seconds(60)) }   // killed here
+            return value(input)
+        }
+    }
+    let price = step("price") { _ in 100 }
+    let oldTax = step("old_tax") { $0 / 10 }
+    let newTax = step("new_tax") { $0 / 5 }
+    let ship = step("ship") { $0 }
+    let checkout = Workflow("checkout") { (ctx, order: Int) -> String in
+        let total = try await price(ctx, order)
+        if patchedCode, try await ctx.patched("new-tax-rule") {
+            return "new tax: \(try await ship(ctx, total + newTax(ctx, total)))"
+        }
+        return "old tax: \(try await ship(ctx, total + oldTax(ctx, total)))"
+    }
+    try app.register(checkout)
+    let result = try await app.run { app in try await app.start(checkout, 1, instanceID: "patch-1").result() }
+    recordExecution("# result \(result)")
+    exit(0)
 
 case "timer":
     // One step, a durable timer of <sleep-ms> (released: the run holds nothing while it waits), one step.

@@ -23,6 +23,9 @@ struct CLIJSONTests {
     static let keys: [String: Set<String>] = [
         "list": instanceKeys,
         "show": instanceKeys.union(["history"]),
+        "export": [
+            "format", "instance_id", "workflow_name", "service_name", "run", "status", "input", "output", "error", "created_at", "updated_at", "history",
+        ],
         "outbox": ["sequence", "id", "type", "source", "status", "attempts", "instance_id", "step_id", "last_error", "created_at", "published_at"],
         "start": ["instance_id", "workflow_name"],
         "cancel": ["instance_id", "cancel_requested"],
@@ -110,6 +113,9 @@ struct CLIJSONTests {
                 #expect((shown["error"] as? [String: Any]).map { Set($0.keys) } == ["error_type", "message"], "\(shown)")
                 let history = try #require(shown["history"] as? [[String: Any]])
                 #expect(!history.isEmpty && history.allSatisfy { Set($0.keys) == Self.historyKeys }, "\(history)")
+                let exported = try #require(try await edda(["export", "bad-1"], on: path).first)
+                let records = try #require(exported["history"] as? [[String: Any]])
+                #expect(records.count == history.count && exported["format"] as? String == "edda.history.v1", "\(exported)")
                 let outbox = try await edda(["outbox"], on: path)
                 #expect(outbox.map { $0["type"] as? String } == ["greeted"] && outbox.first?["instance_id"] as? String == "done-1")
 
@@ -147,7 +153,7 @@ struct CLIJSONTests {
                     let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))
                     #expect(result.count == 1 && result.first?["output"] as? String == "Hello, Cy!", "\(result)")
                 }
-                return ["list", "show", "outbox", "send-event", "cancel", "retry", "fork", "queues", "schedules", "start"]
+                return ["list", "show", "export", "outbox", "send-event", "cancel", "retry", "fork", "queues", "schedules", "start"]
             }
             #expect(try await edda(["migrate"], on: path).first?["schema"] as? String == "up_to_date")
             #expect(try await edda(["backup", "--to", path + ".copy"], on: path).first?["copy"] as? String == path + ".copy")

@@ -100,7 +100,7 @@ struct OpenAPITests {
         let engineCodes: [EngineError.Code] = [
             .invalidInput, .unknownWorkflow, .instanceAlreadyExists, .duplicateStepID, .corruptHistory, .corruptInput, .instanceNotFound,
             .stopped, .encodingFailed, .noTransaction, .transactionClosed, .workflowNameTaken, .alreadyFinished, .undecodableMessage,
-            .notFailed, .reservedStepID, .concurrentStepWithoutID, .deduplicationIDInUse, .unknownQueue, .invalidQueueOptions,
+            .notFailed, .reservedStepID, .concurrentStepWithoutID, .concurrentPatch, .deduplicationIDInUse, .unknownQueue, .invalidQueueOptions,
             .scheduleNotFound, .scheduleAlreadyExists, .invalidSchedule,
         ]
         let storeCodes: [StoreError.Code] = [

@@ -42,6 +42,12 @@ struct PostgresCLITests {
                 let show = try await EddaBinary.run(["show", "bad-1", "--failed"], environment: ["EDDA_DATABASE": database])
                 #expect(show.status == 0, "\(show.error)")
                 #expect(show.output.contains(" ✗ ") && show.output.contains("no name"), "\(show.output)")
+                let exported = try await EddaBinary.run(["export", "ok-1", "--database", database])
+                #expect(exported.status == 0, "\(exported.error)")
+                let export = try HistoryExport(jsonData: Data(exported.output.utf8))
+                #expect(export.status == .completed && export.output?.json == #""Hello, Ada!""#)
+                #expect(export.history.map(\.stepID) == ["hello:1"] && export.history.first?.payload?.json == #""Hello, Ada!""#)
+                #expect(try await Replayer(Self.greet).replay(Data(exported.output.utf8)).isClean)
 
                 for _ in 0..<2000 {
                     let (one, two) = (try await store.instance("w-1"), try await store.instance("w-2"))

@@ -24,6 +24,32 @@ struct RunStateMachineTests {
         PendingCompensation(stepID: "compensate:\(id)", name: "undo", retryPolicy: nil) { _ in }
     }
 
+    @Test func aReplayOnlyRunStopsAtTheFirstStepHistoryLacksAndNeitherRecordsNorCompensates() throws {
+        var machine = RunStateMachine(instanceID: "i", leaseValidUntil: nil)
+        machine.begin(
+            history: [recorded("a:1", "a", position: 1), recorded("c:1", "c", position: 3)], resumedCompensating: false, cancelRequested: false,
+            replayOnly: true
+        )
+        guard case .replay = try machine.reserveStep(name: "a", explicitID: nil, topLevel: true, now: start).decision else {
+            Issue.record("a:1 replays")
+            return
+        }
+        try machine.pushCompensation(compensation("a"))
+        #expect(throws: RunStopped.self) { try machine.reserveStep(name: "b", explicitID: nil, topLevel: true, now: start) }
+        #expect(machine.unrecordedStep == .init(stepID: "b:1", name: "b", position: 2, historyGoesOn: true))
+        #expect(throws: RunStopped.self) { try machine.reserveStep(name: "c", explicitID: nil, topLevel: true, now: start) }
+        guard case .stop(.released(.shutdown)) = machine.workflowEnded(.failure(CancellationError()), taskCancelled: false) else {
+            Issue.record("a replay-only run records no outcome and runs no compensation")
+            return
+        }
+
+        var patched = RunStateMachine(instanceID: "i", leaseValidUntil: nil)
+        patched.begin(history: [recorded("a:1", "a", position: 1)], resumedCompensating: false, cancelRequested: false, replayOnly: true)
+        _ = try patched.reserveStep(name: "a", explicitID: nil, topLevel: true, now: start)
+        #expect(throws: RunStopped.self) { try patched.patch("p", topLevel: true, now: start) }
+        #expect(patched.unrecordedStep == .init(stepID: "edda.patch:p", name: "p", position: 2, historyGoesOn: false))
+    }
+
     @Test func aStepFromAConcurrentTaskWithoutAnIDFailsTheRun() throws {
         var machine = machine()
         let error = #expect(throws: EngineError.self) {

@@ -17,7 +17,7 @@ public struct EngineError: EddaError {
             case invalidInput, unknownWorkflow, instanceAlreadyExists, duplicateStepID
             case corruptHistory, corruptInput, instanceNotFound, stopped, encodingFailed
             case noTransaction, transactionClosed, workflowNameTaken, alreadyFinished, undecodableMessage, notFailed
-            case reservedStepID, concurrentStepWithoutID, deduplicationIDInUse, unknownQueue, invalidQueueOptions
+            case reservedStepID, concurrentStepWithoutID, concurrentPatch, deduplicationIDInUse, unknownQueue, invalidQueueOptions
             case scheduleNotFound, scheduleAlreadyExists, invalidSchedule
             case stepNotFound, forkRefused
         }
@@ -63,6 +63,10 @@ public struct EngineError: EddaError {
         /// explicit ID. Default IDs follow arrival order, which a replay may change; the run fails
         /// rather than risk giving each call another's recorded result.
         public static let concurrentStepWithoutID = Code(.concurrentStepWithoutID)
+        /// ``WorkflowContext/patched(_:)`` or ``WorkflowContext/deprecatePatch(_:)`` was called from a
+        /// concurrent task (`async let`, a task group). Whether a run is past its recorded history is
+        /// known only in the workflow's own code, in order; call it there and pass the result into the tasks.
+        public static let concurrentPatch = Code(.concurrentPatch)
 
         /// A start on a ``Queue`` gave a deduplication ID that an instance on that queue holds while it
         /// is queued or running; ``EngineError/instanceID`` names that instance. Nothing was written.

@@ -5,7 +5,8 @@
 /// on something other than a recorded result — continuing would mix two executions. Edda stops
 /// instead: the instance is marked failed with this error and its history is left as it is.
 ///
-/// To change a workflow with instances in flight, give the new logic a new workflow name, or
+/// To change a workflow with instances in flight, patch it (``WorkflowContext/patched(_:)``: old
+/// instances keep the old path, new ones take the new), give the new logic a new workflow name, or
 /// branch on a recorded value (an activity's result) so old instances keep their path.
 public struct NonDeterminismError: EddaError {
     /// The instance being replayed.
@@ -28,13 +29,15 @@ public struct NonDeterminismError: EddaError {
         case let (recorded?, requested?):
             return "Instance \(instanceID) \(at): history recorded '\(recorded)' (\(recordedStepID ?? "?")) "
                 + "but the workflow asked for '\(requested)' (\(requestedStepID ?? "?")). The workflow's code changed "
-                + "or made a decision on unrecorded state; start new instances under a new workflow name instead."
+                + "or made a decision on unrecorded state; guard the change with ctx.patched(\"<change>\") so this instance keeps its path, "
+                + "or start new instances under a new workflow name."
         case let (recorded?, nil):
             return "Instance \(instanceID) \(at): history recorded '\(recorded)' (\(recordedStepID ?? "?")) "
                 + "but the workflow finished without asking for it. A step was removed or skipped since this instance ran."
         case let (nil, requested?):
-            return "Instance \(instanceID) \(at): the workflow asked for '\(requested)' (\(requestedStepID ?? "?")) "
-                + "where history has a different step."
+            return "Instance \(instanceID) \(at): the workflow asked for '\(requested)' (\(requestedStepID ?? "?")), "
+                + "which its history does not hold there: the instance went on with other steps, or finished, without it. "
+                + "A step was inserted since this instance ran; guard it with ctx.patched(\"<change>\")."
         case (nil, nil):
             return "Instance \(instanceID) \(at): the workflow diverged from its history."
         }

@@ -16,6 +16,9 @@ package import Foundation
 ///   tasks (`async let`, task groups) are matched by ID only, because their request order races;
 ///   reserve them from the top-level task (``Activity/prepare(_:_:activityID:)``) to give them positions.
 /// - When the workflow returns, every recorded step must have been requested.
+/// - Patch markers (``HistoryEventKind/patchMarker``) record decisions, not steps: a top-level request
+///   at a marker's position skips past it, so a marker whose `patched` call was removed is no
+///   divergence. ``patch(_:topLevel:)`` answers `patched` from them.
 package struct ReplayState: Sendable {
     package enum Decision: Sendable {
         /// History has the step: return its record, do not run the body.
@@ -44,7 +47,23 @@ package struct ReplayState: Sendable {
         package var errors: [ErrorRecord]
     }
 
+    /// How ``WorkflowContext/patched(_:)`` is answered.
+    package enum PatchDecision: Sendable, Equatable {
+        /// History decides: return this, record nothing.
+        case decided(Bool)
+        /// The run is past the end of its recorded top-level history: it takes the patched branch, and
+        /// records a marker with this step ID at this position so that every later run does too.
+        case recordMarker(stepID: String, position: Int)
+    }
+
+    /// The prefix of patch markers' step IDs: `edda.patch:<patch ID>`.
+    package static let patchPrefix = "edda.patch:"
+
     package let instanceID: String
+    /// Patch markers in history, by patch ID.
+    private var markers: [String: HistoryEvent] = [:]
+    /// What this run answered for each patch ID: asked again, a patch gives the same answer.
+    private var patchDecisions: [String: Bool] = [:]
     private var recordedByID: [String: HistoryEvent] = [:]
     private var lastAttempt: [String: HistoryEvent] = [:]
     private var compensations: [String: HistoryEvent] = [:]
@@ -69,6 +88,12 @@ package struct ReplayState: Sendable {
                 lastAttempt[event.stepID] = event
             case .compensationCompleted, .compensationFailed:
                 compensations[event.stepID] = event
+            case .patchMarker:
+                // Not a step: never "unconsumed", so a marker whose patch call is gone is no divergence.
+                markers[String(event.stepID.dropFirst(Self.patchPrefix.count))] = event
+                if let position = event.position {
+                    recordedByPosition[position] = event
+                }
             default:
                 break
             }
@@ -152,6 +177,7 @@ package struct ReplayState: Sendable {
         stepCount += 1
         let position: Int?
         if topLevel {
+            skipMarkers()
             position = nextPosition
             nextPosition += 1
         } else {
@@ -180,6 +206,59 @@ package struct ReplayState: Sendable {
         }
         unconsumed.remove(stepID)
         return Reservation(stepID: stepID, name: name, position: position, stepNumber: stepCount, decision: .replay(recorded), priorAttempts: nil)
+    }
+
+    /// Answers ``WorkflowContext/patched(_:)``: `true` when history holds the patch's marker, `false`
+    /// when it holds a top-level step at or after this point (the instance ran before the patch
+    /// existed, and took the old path here), and otherwise — a fresh run, or a replay that reached the
+    /// end of its recorded history — `true`, with a marker to record at the next position. The same
+    /// patch asked again in one run gets the same answer.
+    ///
+    /// - Throws: ``EngineError`` ``EngineError/Code-swift.struct/concurrentPatch`` from a concurrent task.
+    package mutating func patch(_ patchID: String, topLevel: Bool) throws -> PatchDecision {
+        if let decided = patchDecisions[patchID] { return .decided(decided) }
+        guard topLevel else {
+            throw EngineError(
+                .concurrentPatch,
+                "ctx.patched(\"\(patchID)\") of instance \(instanceID) was called from a concurrent task (async let or a task group). "
+                    + "Whether a run is past its recorded history is only known in the workflow's own code: call patched there, "
+                    + "before starting the tasks, and pass the result in.",
+                instanceID: instanceID, stepID: Self.patchPrefix + patchID
+            )
+        }
+        if markers[patchID] != nil {
+            patchDecisions[patchID] = true
+            return .decided(true)
+        }
+        skipMarkers()
+        if hasRecordedStep(afterPosition: nextPosition - 1) {
+            patchDecisions[patchID] = false
+            return .decided(false)
+        }
+        patchDecisions[patchID] = true
+        defer { nextPosition += 1 }
+        return .recordMarker(stepID: Self.patchPrefix + patchID, position: nextPosition)
+    }
+
+    /// Answers ``WorkflowContext/deprecatePatch(_:)``: skips the patch's marker if history has one here.
+    /// Nothing is recorded either way.
+    ///
+    /// - Throws: ``EngineError`` ``EngineError/Code-swift.struct/concurrentPatch`` from a concurrent task.
+    package mutating func deprecatePatch(_ patchID: String, topLevel: Bool) throws {
+        guard topLevel else {
+            throw EngineError(
+                .concurrentPatch,
+                "ctx.deprecatePatch(\"\(patchID)\") of instance \(instanceID) was called from a concurrent task (async let or a task group). "
+                    + "Call it where patched was called: in the workflow's own code.",
+                instanceID: instanceID, stepID: Self.patchPrefix + patchID
+            )
+        }
+        skipMarkers()
+    }
+
+    /// Moves past the patch markers at the next position: they record decisions, not steps.
+    private mutating func skipMarkers() {
+        while recordedByPosition[nextPosition]?.kind == .patchMarker { nextPosition += 1 }
     }
 
     /// Checks, when the workflow has returned, that it requested every recorded step.

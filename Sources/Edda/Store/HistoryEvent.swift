@@ -47,9 +47,15 @@ public struct HistoryEventKind: Hashable, Sendable, CustomStringConvertible {
     /// moved to the archive. Replay skips it: it records an operator's act, not a step.
     public static let retried = HistoryEventKind(known: "Retried")
 
+    /// A run reached ``WorkflowContext/patched(_:)`` with no recorded step at or after that point, so
+    /// it took the patched branch; the step ID is `edda.patch:<patch ID>`, the payload
+    /// `{"patch": "<patch ID>"}`. Replay reads it as "this instance runs the patched code" and skips
+    /// it when matching positions (see <doc:ChangingWorkflowCode>).
+    public static let patchMarker = HistoryEventKind(known: "PatchMarker")
+
     public static let all: [HistoryEventKind] = [
         .activityCompleted, .activityFailed, .attemptFailed, .compensationCompleted, .compensationFailed, .valueRecorded,
-        .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished, .childStarted, .retried,
+        .timerScheduled, .messageReceived, .waitTimedOut, .messagePublished, .childStarted, .retried, .patchMarker,
     ]
 
     /// Whether this kind is a step's final outcome (unique per instance and step ID).

@@ -116,7 +116,12 @@ struct InstanceRun: Sendable {
             )
         }
         // Cancelled while it waited, or before this worker claimed it.
-        activeRun.withMachine { $0.begin(history: history, resumedCompensating: resumedStatus == .compensating, cancelRequested: cancelRequested) }
+        activeRun.withMachine {
+            $0.begin(
+                history: history, resumedCompensating: resumedStatus == .compensating, cancelRequested: cancelRequested,
+                replayOnly: environment.replayOnly
+            )
+        }
         let context = WorkflowContext(
             instanceID: instance.instanceID, workflowName: instance.workflowName, runNumber: instance.runNumber,
             lease: lease, run: activeRun, environment: environment, logger: self.logger

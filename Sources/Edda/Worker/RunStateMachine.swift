@@ -71,6 +71,21 @@ struct RunStateMachine: Sendable {
     /// as history says; the next receive takes the first message after it.
     private var channelCursors: [String: Int64] = [:]
 
+    /// Replay only (the test kit's `Replayer`): no step runs and nothing is recorded; the first step
+    /// history lacks stops the run, and is kept in ``unrecordedStep``.
+    private(set) var replayOnly = false
+    /// In replay only: the first step the run asked for that history lacks.
+    private(set) var unrecordedStep: UnrecordedStep?
+
+    /// A step asked for in a replay-only run that history does not hold.
+    struct UnrecordedStep: Sendable, Equatable {
+        var stepID: String
+        var name: String
+        var position: Int?
+        /// Whether history holds steps beyond it: it is not just the end of an unfinished history.
+        var historyGoesOn: Bool
+    }
+
     /// The run's first deadline, checked at each step boundary (its timer, ``ActiveRun/watchDeadline()``,
     /// ends waits; a step that returns just after the deadline must not start the next before the
     /// timer's task has run).
@@ -86,8 +101,9 @@ struct RunStateMachine: Sendable {
     // MARK: - Inputs from the run
 
     /// The run has read its history and starts replaying it.
-    mutating func begin(history: [HistoryEvent], resumedCompensating: Bool, cancelRequested: Bool) {
+    mutating func begin(history: [HistoryEvent], resumedCompensating: Bool, cancelRequested: Bool, replayOnly: Bool = false) {
         replay = ReplayState(instanceID: instanceID, history: history)
+        self.replayOnly = replayOnly
         self.resumedCompensating = resumedCompensating
         if cancelRequested { requestCancellation() }
     }
@@ -131,7 +147,48 @@ struct RunStateMachine: Sendable {
             cancelled = true
             throw cancellationError
         }
+        if replayOnly, case .execute = reservation.decision {
+            throw stopUnrecorded(stepID: reservation.stepID, name: name, position: reservation.position)
+        }
         return reservation
+    }
+
+    /// In replay only: the run asked for a step history lacks; it stops there, and the step is kept.
+    private mutating func stopUnrecorded(stepID: String, name: String, position: Int?) -> RunStopped {
+        let goesOn = position.map { replay.hasRecordedStep(afterPosition: $0) } ?? replay.isReplaying
+        unrecordedStep = UnrecordedStep(stepID: stepID, name: name, position: position, historyGoesOn: goesOn)
+        stop(.shutdown)
+        return RunStopped(reason: .shutdown, instanceID: instanceID)
+    }
+
+    /// Answers ``WorkflowContext/patched(_:)`` (see ``ReplayState/patch(_:topLevel:)``), or says (by
+    /// throwing) why the run cannot go on.
+    mutating func patch(_ patchID: String, topLevel: Bool, now: @autoclosure () -> ContinuousClock.Instant) throws -> ReplayState.PatchDecision {
+        try checkRunning(now: now)
+        if let fatal { throw fatal }
+        if let stop { throw error(for: stop) }
+        let decision: ReplayState.PatchDecision
+        do {
+            decision = try replay.patch(patchID, topLevel: topLevel)
+        } catch {
+            fatal = error
+            throw error
+        }
+        if replayOnly, case .recordMarker(let stepID, let position) = decision {
+            throw stopUnrecorded(stepID: stepID, name: patchID, position: position)
+        }
+        return decision
+    }
+
+    /// Answers ``WorkflowContext/deprecatePatch(_:)``: skips the patch's marker, if history has one here.
+    mutating func deprecatePatch(_ patchID: String, topLevel: Bool) throws {
+        if let fatal { throw fatal }
+        do {
+            try replay.deprecatePatch(patchID, topLevel: topLevel)
+        } catch {
+            fatal = error
+            throw error
+        }
     }
 
     /// Whether an attempt of a reserved step may start now; throws why not. Compensations run on
@@ -279,6 +336,13 @@ struct RunStateMachine: Sendable {
     ///
     /// - Parameter taskCancelled: the engine's own task was cancelled (the app stops): stop without an outcome.
     mutating func workflowEnded(_ result: Result<JSONPayload, any Error>, taskCancelled: Bool) -> Ending {
+        if replayOnly {
+            // Nothing is recorded and no compensation runs: the replay only checks the steps asked for.
+            if fatal == nil, unrecordedStep == nil, stop == nil, !taskCancelled {
+                do { try replay.verifyAllConsumed() } catch { fail(with: error) }
+            }
+            return .stop(.released(.shutdown))
+        }
         switch result {
         case .success(let output):
             // A workflow that caught its cancellation and returned is cancelled all the same.

@@ -149,8 +149,13 @@ public final class WorkflowContext: Sendable {
         run.withMachine { $0.stop != nil }
     }
 
+    /// Whether the caller runs in the workflow's own task, whose order of requests is deterministic.
+    var isTopLevel: Bool {
+        topLevelTask != nil && withUnsafeCurrentTask { $0?.hashValue } == topLevelTask
+    }
+
     func reserveStep(name: String, explicitID: String?) throws -> ReplayState.Reservation {
-        let topLevel = topLevelTask != nil && withUnsafeCurrentTask { $0?.hashValue } == topLevelTask
+        let topLevel = isTopLevel
         let reservation = try run.withMachine { try $0.reserveStep(name: name, explicitID: explicitID, topLevel: topLevel, now: .now) }
         if case .replay(let recorded) = reservation.decision { replayed(recorded) }
         return reservation
@@ -297,4 +302,6 @@ struct EngineEnvironment: Sendable {
     let declareQueue: @Sendable (Queue) async throws -> Void
     /// Metrics, spans and hooks.
     let observer: Observer
+    /// Replay only (the test kit's `Replayer`): a step history lacks is not run; the run stops there.
+    var replayOnly = false
 }
