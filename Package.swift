@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "EddaOutbox", targets: ["EddaOutbox"]),
         .library(name: "EddaPostgres", targets: ["EddaPostgres"]),
         .library(name: "EddaHTTP", targets: ["EddaHTTP"]),
+        .library(name: "EddaMCP", targets: ["EddaMCP"]),
         .executable(name: "edda", targets: ["EddaCLI"]),
         .executable(name: "edda-demo", targets: ["EddaDemo"]),
         .executable(name: "edda-bench", targets: ["EddaBenchmarkDriver"]),
@@ -35,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.25.0"),
         // EddaHTTP (the JSON API and CloudEvents ingress), and the tests' HTTP receiver.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        // EddaMCP: workflows as tools for AI clients (the official MCP Swift SDK).
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.0"),
     ],
     targets: [
         // Core: workflows, activities, the replay engine and the Store seam. No database code.
@@ -215,6 +218,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]
+        ),
+        // Workflows as MCP tools: only users who import it build the MCP SDK.
+        .target(name: "EddaMCP", dependencies: ["Edda", .product(name: "MCP", package: "swift-sdk")]),
+        .testTarget(
+            name: "EddaMCPTests",
+            dependencies: ["Edda", "EddaMCP", "EddaTesting", "EddaTestSupport", .product(name: "MCP", package: "swift-sdk")]
         ),
         .testTarget(
             name: "EddaOutboxTests",

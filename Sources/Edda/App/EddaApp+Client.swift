@@ -75,6 +75,12 @@ extension EddaApp {
         try await client.retry(instanceID, requestedBy: requestedBy)
     }
 
+    /// Waits for an instance of any workflow to finish, and returns it: ``EddaClient/waitUntilFinished(_:)``.
+    @discardableResult
+    public func waitUntilFinished(_ instanceID: String) async throws -> WorkflowInstance {
+        try await client.waitUntilFinished(instanceID)
+    }
+
     /// A handle to an existing instance of `workflow`: ``EddaClient/handle(for:instanceID:)``.
     public func handle<each Argument, Output>(for workflow: Workflow<repeat each Argument, Output>, instanceID: String) -> WorkflowHandle<Output> {
         client.handle(for: workflow, instanceID: instanceID)

@@ -474,6 +474,21 @@ public final class EddaClient: Sendable {
 
     // MARK: - Outcomes
 
+    /// Waits for an instance of any workflow to finish — completed, failed or cancelled — and
+    /// returns it as stored then: for code that holds an instance ID but not its workflow's type (a
+    /// ``WorkflowHandle`` decodes the output as the workflow's). It wakes as ``WorkflowHandle/result()`` does.
+    ///
+    /// - Throws: ``EngineError`` with code ``EngineError/Code-swift.struct/instanceNotFound``, or
+    ///   ``EngineError/Code-swift.struct/stopped`` when this app's run stopped first;
+    ///   `CancellationError` when the waiting task is cancelled.
+    public func waitUntilFinished(_ instanceID: String) async throws -> WorkflowInstance {
+        _ = try await outcome(of: instanceID)
+        guard let instance = try await store.instance(instanceID) else {
+            throw EngineError(.instanceNotFound, "Instance \(instanceID) finished and is gone (pruned).", instanceID: instanceID)
+        }
+        return instance
+    }
+
     /// Waits for the instance's outcome: in memory while it runs in this process, otherwise by
     /// reading the store again with a backoff (10 ms doubling to ``EddaApp/Configuration-swift.struct/resultPollInterval``).
     func outcome(of instanceID: String) async throws -> InstanceOutcome {
