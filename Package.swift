@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "edda-bench", targets: ["EddaBenchmarkDriver"]),
         .executable(name: "edda-metrics-demo", targets: ["EddaMetricsDemo"]),
         .executable(name: "edda-example-viewer", targets: ["EddaExampleViewer"]),
+        .executable(name: "edda-example-agent", targets: ["EddaExampleAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -38,6 +39,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         // EddaMCP: workflows as tools for AI clients (the official MCP Swift SDK).
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.0"),
+        // The MCP tests drive a server process over pipes with the SDK's StdioTransport (FileDescriptor).
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.4.0"),
     ],
     targets: [
         // Core: workflows, activities, the replay engine and the Store seam. No database code.
@@ -221,9 +224,20 @@ let package = Package(
         ),
         // Workflows as MCP tools: only users who import it build the MCP SDK.
         .target(name: "EddaMCP", dependencies: ["Edda", .product(name: "MCP", package: "swift-sdk")]),
+        // The seed's research agent served as MCP tools over stdio (a fake model; the tests kill it).
+        .executableTarget(
+            name: "EddaExampleAgent",
+            dependencies: [
+                "Edda", "EddaSQLite", "EddaMCP", .product(name: "MCP", package: "swift-sdk"), .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/Agent"
+        ),
         .testTarget(
             name: "EddaMCPTests",
-            dependencies: ["Edda", "EddaMCP", "EddaTesting", "EddaTestSupport", .product(name: "MCP", package: "swift-sdk")]
+            dependencies: [
+                "Edda", "EddaMCP", "EddaTesting", "EddaTestSupport", .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
         .testTarget(
             name: "EddaOutboxTests",
