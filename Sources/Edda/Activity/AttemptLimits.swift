@@ -10,6 +10,9 @@ struct AttemptLimits: Sendable {
         self.heartbeatTimeout = heartbeatTimeout
     }
 
+    /// Whether there is no limit at all: the body then runs in place.
+    var isEmpty: Bool { timeout == nil && heartbeatTimeout == nil }
+
     /// Runs `body` in a task of its own and returns its result, unless an attempt limit passes first:
     /// then throws `expired(limit, duration)` at once and cancels the body, leaving it behind (see
     /// ``AbandonableTask``). Without limits, runs `body` in place.

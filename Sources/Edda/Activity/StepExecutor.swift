@@ -75,8 +75,13 @@ struct StepExecutor: Sendable {
                     let output: Output
                     switch transactionMode {
                     case .atCommit:
-                        output = try await limits.run(heartbeat: heartbeats, expired: expired(attempt: attempt)) {
-                            try await body(activityContext)
+                        if limits.isEmpty {
+                            // In place: no task, no closure (the hot path).
+                            output = try await body(activityContext)
+                        } else {
+                            output = try await limits.run(heartbeat: heartbeats, expired: expired(attempt: attempt)) {
+                                try await body(activityContext)
+                            }
                         }
                         transaction.seal()
                         try await attemptFailure(of: transaction) {
