@@ -207,7 +207,12 @@ struct PostgresWorkerProcessTests {
             try await waitUntil({ launched.allSatisfy { !$0.isRunning } }, stalledAfter: .seconds(15)) { lines(of: workers.executions).count }
             for worker in launched { try await expectCleanExit(worker) }
             #expect(try await workers.schema.instanceCount(where: "status = 'completed' AND output = '55'") == instances)
-            #expect(try await workers.schema.recordedSteps().count == instances * steps, "every step recorded once")
+            let recorded = try await workers.schema.recordedSteps()
+            let expected = Set((0..<instances).flatMap { i in (1...steps).map { "pg-\(i) step:\($0)" } })
+            #expect(
+                recorded == expected,
+                "every step recorded once: missing \(expected.subtracting(recorded).sorted()), extra \(recorded.subtracting(expected).sorted())"
+            )
             let counts = Dictionary(grouping: workers.executed, by: \.key).mapValues(\.count)
             #expect(counts.count == instances * steps)
             let cut = Set(
