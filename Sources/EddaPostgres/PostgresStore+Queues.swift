@@ -57,7 +57,8 @@ extension PostgresStore {
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
                          queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested,
-                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at, queue_timeout_ms, queue_deadline_at, dequeue_at)
+                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at, queue_timeout_ms, queue_deadline_at, dequeue_at,
+                         app_version)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'queued', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
                             \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID),
@@ -66,7 +67,8 @@ extension PostgresStore {
                             (SELECT instance_deadline FROM queue), \(queueTimeout)::bigint, (SELECT deadline FROM queue),
                             -- When it leaves the line unadmitted: at once when born cancel-requested.
                             CASE WHEN coalesce((SELECT stopping FROM parent), false) THEN \(unescaped: Self.nowMilliseconds)
-                                ELSE LEAST((SELECT deadline FROM queue), (SELECT instance_deadline FROM queue)) END)
+                                ELSE LEAST((SELECT deadline FROM queue), (SELECT instance_deadline FROM queue)) END,
+                            \(instance.applicationVersion))
                     ON CONFLICT DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
@@ -138,6 +140,7 @@ extension PostgresStore {
             SELECT instance_id FROM \(unescaped: tables.instances)
             WHERE status = 'queued' AND dequeue_at IS NOT NULL AND dequeue_at <= (SELECT now FROM server)
                 AND queue_name = ANY(\(request.queues)) AND workflow_name = ANY(\(request.workflowNames))
+                AND (\(request.applicationVersions == nil) OR app_version IS NULL OR app_version = ANY(\(request.applicationVersions ?? [])))
             ORDER BY dequeue_at
             LIMIT \(request.limit)
             FOR UPDATE SKIP LOCKED
@@ -176,6 +179,7 @@ extension PostgresStore {
                 SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
                 WHERE queue_name = room.name AND status = 'queued' AND partition_key = room.key
                     AND workflow_name = ANY(\(request.workflowNames)) AND instance_id NOT IN (SELECT instance_id FROM leaving)
+                    AND (\(request.applicationVersions == nil) OR app_version IS NULL OR app_version = ANY(\(request.applicationVersions ?? [])))
                 ORDER BY priority, created_at, instance_id
                 LIMIT GREATEST(0, LEAST(room.free, \(request.limit)))
             ) AS p

@@ -50,6 +50,44 @@ struct PostgresClaimPlanTests {
         }
     }
 
+    @Test func aVersionedClaimAmong50000ReadyInstancesOfAnotherVersionReadsOnlyWhatItTakes() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let t = store.tables
+            // 50,000 ready instances of version 1, older than everything else; then 3 of version 2 and 2 unversioned.
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at,
+                            app_version)
+                        SELECT 'v1-' || n, 'w', 'test', 'running', '[]', 0, n, n, '1' FROM generate_series(1, 50000) AS n
+                        UNION ALL
+                        SELECT 'v2-' || n, 'w', 'test', 'running', '[]', 0, 60000 + n, 60000 + n, '2' FROM generate_series(1, 3) AS n
+                        UNION ALL
+                        SELECT 'unversioned-' || n, 'w', 'test', 'running', '[]', 0, 70000 + n, 70000 + n, NULL FROM generate_series(1, 2) AS n
+                        """
+                )
+            )
+            try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
+
+            let request = ClaimRequest(
+                lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 10, workflowNames: ["w"], applicationVersions: ["2", "3"]
+            )
+            let plan = try await Self.analyzedPlan(of: PostgresStore.claimQuery(request, tables: t), on: store)
+            let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
+            // Read on the rows, the version filter would pass over all 50,000 older instances of version 1.
+            #expect(read < 100, "a versioned claim read \(read) instance rows; the plan: \(plan)")
+            #expect(
+                try await Self.instancesLeased(to: "me", on: store) == ["unversioned-1", "unversioned-2", "v2-1", "v2-2", "v2-3"]
+            )
+            // An unversioned worker takes any version, oldest first, still through the ready index.
+            let any = ClaimRequest(lease: LeaseRequest(owner: "any", duration: .seconds(30)), limit: 10, workflowNames: ["w"])
+            let anyPlan = try await Self.analyzedPlan(of: PostgresStore.claimQuery(any, tables: t), on: store)
+            let anyRead = try Self.rowsRead(fromPlan: anyPlan, relation: "workflow_instances")
+            #expect(anyRead < 100, "an unversioned claim read \(anyRead) instance rows; the plan: \(anyPlan)")
+            #expect(try await Self.instancesLeased(to: "any", on: store) == (1...10).map { "v1-\($0)" }.sorted())
+        }
+    }
+
     @Test func anAdmissionReadsItsQueuesRowsOnlyNotTheOthers() async throws {
         try await PostgresTestDatabase.withStore { store in
             let t = store.tables
