@@ -17,7 +17,7 @@ struct EddaCommand: AsyncParsableCommand {
             """,
         version: "edda \(EddaCommand.version)",
         subcommands: [
-            List.self, Show.self, Queues.self, Outbox.self, Start.self, Cancel.self, Retry.self, SendEvent.self, Schedules.self, Serve.self, Migrate.self,
+            List.self, Show.self, Queues.self, Versions.self, Outbox.self, Start.self, Cancel.self, Retry.self, SendEvent.self, Schedules.self, Serve.self, Migrate.self,
             Backup.self, Prune.self,
         ]
     )
