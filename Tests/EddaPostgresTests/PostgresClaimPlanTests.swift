@@ -67,6 +67,17 @@ struct PostgresClaimPlanTests {
                         """
                 )
             )
+            // A lapsed lease of each version (their workers died): only version 2's is taken over.
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token,
+                            lease_expires_at, created_at, updated_at, app_version)
+                        VALUES ('lapsed-v1', 'w', 'test', 'running', '[]', 'dead', 1, 1000, 80001, 80001, '1'),
+                               ('lapsed-v2', 'w', 'test', 'running', '[]', 'dead', 1, 1000, 80002, 80002, '2')
+                        """
+                )
+            )
             try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
 
             let request = ClaimRequest(
@@ -77,14 +88,16 @@ struct PostgresClaimPlanTests {
             // Read on the rows, the version filter would pass over all 50,000 older instances of version 1.
             #expect(read < 100, "a versioned claim read \(read) instance rows; the plan: \(plan)")
             #expect(
-                try await Self.instancesLeased(to: "me", on: store) == ["unversioned-1", "unversioned-2", "v2-1", "v2-2", "v2-3"]
+                try await Self.instancesLeased(to: "me", on: store) == ["lapsed-v2", "unversioned-1", "unversioned-2", "v2-1", "v2-2", "v2-3"]
             )
+            #expect(try await Self.instancesLeased(to: "dead", on: store) == ["lapsed-v1"], "another version's lapsed lease is left for its workers")
             // An unversioned worker takes any version, oldest first, still through the ready index.
             let any = ClaimRequest(lease: LeaseRequest(owner: "any", duration: .seconds(30)), limit: 10, workflowNames: ["w"])
             let anyPlan = try await Self.analyzedPlan(of: PostgresStore.claimQuery(any, tables: t), on: store)
             let anyRead = try Self.rowsRead(fromPlan: anyPlan, relation: "workflow_instances")
             #expect(anyRead < 100, "an unversioned claim read \(anyRead) instance rows; the plan: \(anyPlan)")
-            #expect(try await Self.instancesLeased(to: "any", on: store) == (1...10).map { "v1-\($0)" }.sorted())
+            // (the lapsed one first, then the oldest ready)
+            #expect(try await Self.instancesLeased(to: "any", on: store) == (["lapsed-v1"] + (1...9).map { "v1-\($0)" }).sorted())
         }
     }
 
