@@ -303,13 +303,17 @@ extension PostgresStore {
             ]),
             (20, "application versions", [
                 // The version of the app that started each instance (NULL: unversioned). A versioned
-                // worker's claim takes ready instances a version at a time through an index that leads
-                // with it, so that those of versions it does not run are not read; an unversioned
-                // worker's claim keeps instances_ready.
+                // worker's claim takes ready and due instances a version at a time through indexes that
+                // lead with it, so that those of versions it does not run are not read; an unversioned
+                // worker's claim keeps instances_ready and instances_waiting.
                 "ALTER TABLE \(t.instances) ADD COLUMN app_version TEXT",
                 """
                 CREATE INDEX \(t.indexName("instances_ready_by_version")) ON \(t.instances) (app_version, created_at, instance_id)
                 WHERE status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
+                """,
+                """
+                CREATE INDEX \(t.indexName("instances_waiting_by_version")) ON \(t.instances) (app_version, ready_at)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL
                 """,
             ]),
         ]

@@ -53,7 +53,8 @@ struct PostgresClaimPlanTests {
     @Test func aVersionedClaimAmong50000ReadyInstancesOfAnotherVersionReadsOnlyWhatItTakes() async throws {
         try await PostgresTestDatabase.withStore { store in
             let t = store.tables
-            // 50,000 ready instances of version 1, older than everything else; then 3 of version 2 and 2 unversioned.
+            // 50,000 ready instances of version 1, older than everything else, and 20,000 due (released
+            // until a time that has passed); then 3 ready and 1 due of version 2, and 2 unversioned.
             try await store.client.query(
                 PostgresQuery(
                     unsafeSQL: """
@@ -64,6 +65,17 @@ struct PostgresClaimPlanTests {
                         SELECT 'v2-' || n, 'w', 'test', 'running', '[]', 0, 60000 + n, 60000 + n, '2' FROM generate_series(1, 3) AS n
                         UNION ALL
                         SELECT 'unversioned-' || n, 'w', 'test', 'running', '[]', 0, 70000 + n, 70000 + n, NULL FROM generate_series(1, 2) AS n
+                        """
+                )
+            )
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at,
+                            ready_at, app_version)
+                        SELECT 'due-v1-' || n, 'w', 'test', 'running', '[]', 0, n, n, n, '1' FROM generate_series(1, 20000) AS n
+                        UNION ALL
+                        SELECT 'due-v2', 'w', 'test', 'running', '[]', 0, 90000, 90000, 30000, '2'
                         """
                 )
             )
@@ -85,10 +97,11 @@ struct PostgresClaimPlanTests {
             )
             let plan = try await Self.analyzedPlan(of: PostgresStore.claimQuery(request, tables: t), on: store)
             let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
-            // Read on the rows, the version filter would pass over all 50,000 older instances of version 1.
+            // Read on the rows, the version filter would pass over all 50,000 older ready instances of
+            // version 1, and the 20,000 due ones.
             #expect(read < 100, "a versioned claim read \(read) instance rows; the plan: \(plan)")
             #expect(
-                try await Self.instancesLeased(to: "me", on: store) == ["lapsed-v2", "unversioned-1", "unversioned-2", "v2-1", "v2-2", "v2-3"]
+                try await Self.instancesLeased(to: "me", on: store) == ["due-v2", "lapsed-v2", "unversioned-1", "unversioned-2", "v2-1", "v2-2", "v2-3"]
             )
             #expect(try await Self.instancesLeased(to: "dead", on: store) == ["lapsed-v1"], "another version's lapsed lease is left for its workers")
             // An unversioned worker takes any version, oldest first, still through the ready index.
@@ -96,8 +109,8 @@ struct PostgresClaimPlanTests {
             let anyPlan = try await Self.analyzedPlan(of: PostgresStore.claimQuery(any, tables: t), on: store)
             let anyRead = try Self.rowsRead(fromPlan: anyPlan, relation: "workflow_instances")
             #expect(anyRead < 100, "an unversioned claim read \(anyRead) instance rows; the plan: \(anyPlan)")
-            // (the lapsed one first, then the oldest ready)
-            #expect(try await Self.instancesLeased(to: "any", on: store) == (["lapsed-v1"] + (1...9).map { "v1-\($0)" }).sorted())
+            // (version 1's earliest due ones)
+            #expect(try await Self.instancesLeased(to: "any", on: store) == (1...10).map { "due-v1-\($0)" }.sorted())
         }
     }
 
