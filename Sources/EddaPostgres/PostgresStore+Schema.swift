@@ -315,6 +315,13 @@ extension PostgresStore {
                 CREATE INDEX \(t.indexName("instances_waiting_by_version")) ON \(t.instances) (app_version, ready_at)
                 WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL
                 """,
+                // A versioned worker's admissions: each partition's queued instances of one version, in
+                // priority order.
+                """
+                CREATE INDEX \(t.indexName("instances_queued_by_version")) ON \(t.instances)
+                    (queue_name, partition_key, app_version, priority, created_at, instance_id)
+                WHERE status = 'queued'
+                """,
             ]),
         ]
     }

@@ -157,6 +157,35 @@ struct PostgresClaimPlanTests {
         }
     }
 
+    @Test func aVersionedAdmissionAmong50000QueuedInstancesOfAnotherVersionReadsOnlyWhatItAdmits() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let t = store.tables
+            // On "q": 50,000 queued instances of version 1, ahead of 3 of version 2 and 2 unversioned.
+            try await store.client.query(PostgresQuery(unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at,
+                            queue_name, priority, app_version)
+                        SELECT 'v1-' || n, 'w', 'test', 'queued', '[]', 0, n, n, 'q', 0, '1' FROM generate_series(1, 50000) AS n
+                        UNION ALL
+                        SELECT 'v2-' || n, 'w', 'test', 'queued', '[]', 0, 60000 + n, 60000 + n, 'q', 0, '2' FROM generate_series(1, 3) AS n
+                        UNION ALL
+                        SELECT 'unversioned-' || n, 'w', 'test', 'queued', '[]', 0, 70000 + n, 70000 + n, 'q', 0, NULL
+                        FROM generate_series(1, 2) AS n
+                        """))
+            try await store.declareQueues([Queue("q", concurrency: 4)])
+            try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
+
+            let request = ClaimRequest(
+                lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 10, workflowNames: ["w"], queues: ["q"],
+                applicationVersions: ["2", "3"]
+            )
+            let plan = try await Self.analyzedPlan(of: PostgresStore.admissionQuery(request, tables: t), on: store)
+            let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
+            #expect(read < 100, "a versioned admission read \(read) instance rows; the plan: \(plan)")
+            // Four places: version 2's three, then the oldest unversioned one; none of version 1's.
+            #expect(try await Self.instancesLeased(to: "me", on: store) == ["unversioned-1", "v2-1", "v2-2", "v2-3"])
+        }
+    }
+
     @Test func aPartitionedAdmissionReadsAboutThreeRowsPerPartitionNotEveryQueuedOne() async throws {
         try await PostgresTestDatabase.withStore { store in
             let t = store.tables
