@@ -303,9 +303,9 @@ extension PostgresStore {
             ]),
             (20, "application versions", [
                 // The version of the app that started each instance (NULL: unversioned). A versioned
-                // worker's claim takes ready and due instances a version at a time through indexes that
-                // lead with it, so that those of versions it does not run are not read; an unversioned
-                // worker's claim keeps instances_ready and instances_waiting.
+                // worker's claim takes ready, due and queued instances a version at a time through indexes
+                // that lead with it, so that those of versions it does not run are not read; an
+                // unversioned worker's claim keeps instances_ready, instances_waiting and instances_by_queue.
                 "ALTER TABLE \(t.instances) ADD COLUMN app_version TEXT",
                 """
                 CREATE INDEX \(t.indexName("instances_ready_by_version")) ON \(t.instances) (app_version, created_at, instance_id)
@@ -315,8 +315,6 @@ extension PostgresStore {
                 CREATE INDEX \(t.indexName("instances_waiting_by_version")) ON \(t.instances) (app_version, ready_at)
                 WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL
                 """,
-                // A versioned worker's admissions: each partition's queued instances of one version, in
-                // priority order.
                 """
                 CREATE INDEX \(t.indexName("instances_queued_by_version")) ON \(t.instances)
                     (queue_name, partition_key, app_version, priority, created_at, instance_id)
