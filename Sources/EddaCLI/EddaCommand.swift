@@ -17,8 +17,8 @@ struct EddaCommand: AsyncParsableCommand {
             """,
         version: "edda \(EddaCommand.version)",
         subcommands: [
-            List.self, Show.self, Export.self, Queues.self, Outbox.self, Start.self, Cancel.self, Retry.self, Fork.self, SendEvent.self,
-            Schedules.self, Serve.self, Migrate.self,
+            List.self, Show.self, Export.self, Queues.self, Versions.self, Outbox.self, Start.self, Cancel.self, Retry.self, Fork.self,
+            SendEvent.self, Schedules.self, Serve.self, Migrate.self,
             Backup.self, Prune.self,
         ]
     )

@@ -64,6 +64,12 @@ struct List: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Only instances started on this queue.", valueName: "name"))
     var queue: String?
 
+    @Option(help: ArgumentHelp("Only instances of this application version (`edda versions` lists them).", valueName: "version"))
+    var version: String?
+
+    @Flag(help: "Only unversioned instances (started by an app with no applicationVersion); with --version, those too.")
+    var unversioned = false
+
     @Option(help: ArgumentHelp("Only instances whose input has this key (or dotted path) and value.", valueName: "key=value"))
     var input: String?
 
@@ -93,6 +99,9 @@ struct List: AsyncParsableCommand {
     func filters() throws -> InstanceQuery {
         var query = InstanceQuery(status: try parseStatus(status, among: InstanceStatus.all), workflowName: workflow)
         query.queue = queue
+        if version != nil || unversioned {
+            query.applicationVersions = Set<String?>(version.map { [$0] } ?? []).union(unversioned ? [nil] : [])
+        }
         if let after {
             guard let cursor = InstanceCursor(after) else {
                 throw ValidationError("'\(after)' is not a cursor; pass the value printed after 'next page: --after'.")
@@ -226,6 +235,7 @@ struct Show: AsyncParsableCommand {
         out("workflow:  \(instance.workflowName) (service \(instance.serviceName), run \(instance.runNumber))")
         out("status:    \(Terminal.status(instance.displayStatus))\(instance.cancelRequested && !instance.status.isTerminal ? " (cancel requested)" : "")")
         if let parent = instance.parentInstanceID { out("parent:    \(parent)") }
+        if let version = instance.applicationVersion { out("version:   \(version)") }
         if let queue = instance.queue {
             let partition = instance.partitionKey.map { ", partition \($0)" } ?? ""
             out("queue:     \(queue) (priority \(instance.priority)\(partition))\(position.map { ", " + QueueText.position($0) } ?? "")")

@@ -41,6 +41,9 @@ struct APIRoutes: Sendable {
         routes.on("/api/queues", .get) { _, _ in
             jsonResponse(["queues": try await app.queues().map(QueueText.document)])
         }
+        routes.on("/api/versions", .get) { _, _ in
+            jsonResponse(["versions": try await app.applicationVersions().map(VersionText.document)])
+        }
         routes.on("/api/events", .post) { request, _ in try await receiveEvent(request) }
         registerSchedules(on: &routes)
         registerFork(on: &routes)
@@ -68,7 +71,7 @@ struct APIRoutes: Sendable {
         let filter = try Self.filter(request)
         guard Self.hasFilter(filter) else {
             throw APIError.badRequest(
-                "Give at least one filter (status, workflow, parent, input_key and input_value, created_from, created_before) to cancel by.",
+                "Give at least one filter (status, workflow, parent, queue, version, input_key and input_value, created_from, created_before) to cancel by.",
                 type: "invalid_filter"
             )
         }
@@ -103,10 +106,10 @@ struct APIRoutes: Sendable {
     /// Whether `filter` narrows the list at all: a bulk cancel needs it to.
     static func hasFilter(_ filter: InstanceQuery) -> Bool {
         filter.status != nil || filter.workflowName != nil || filter.parentInstanceID != nil || filter.inputKey != nil || filter.createdFrom != nil
-            || filter.createdBefore != nil || filter.queue != nil
+            || filter.createdBefore != nil || filter.queue != nil || filter.applicationVersions != nil
     }
 
-    /// The list filters of a request: `status`, `workflow`, `parent`, `queue`, `limit`, `after` (or
+    /// The list filters of a request: `status`, `workflow`, `parent`, `queue`, `version`, `limit`, `after` (or
     /// `before`, to page back), `input_key` + `input_value`, `created_from`, `created_before`.
     /// Throws the first one at fault.
     static func filter(_ request: Request) throws -> InstanceQuery {
@@ -137,6 +140,7 @@ struct APIRoutes: Sendable {
         filter.workflowName = value("workflow")
         filter.parentInstanceID = value("parent")
         filter.queue = value("queue")
+        filter.applicationVersions = value("version").map { [$0] }
         if let limit = value("limit") {
             if let value = Int(limit), (1...1000).contains(value) {
                 filter.limit = value

@@ -130,6 +130,11 @@ enum OpenAPIDocument {
                 success: (200, "The queues, by name.", ref("Queues"))
             ),
             Operation(
+                method: "get", path: "/api/versions", id: "listVersions",
+                summary: "The application versions with unfinished instances, and how many: a version no longer listed needs no workers.",
+                success: (200, "The versions, unversioned (null) first.", ref("Versions"))
+            ),
+            Operation(
                 method: "post", path: "/api/workflows/{name}/instances", id: "startInstance",
                 summary: "Start an instance; the input is decoded and validated as `app.start` does.",
                 parameters: [path("name", "The workflow's registered name, percent-encoded as one path segment.")],
@@ -237,6 +242,7 @@ enum OpenAPIDocument {
             query("workflow", "Only instances of this workflow.", string()),
             query("parent", "Only the children of this instance.", string()),
             query("queue", "Only instances started on this queue.", string()),
+            query("version", "Only instances of this application version (`app_version`).", string()),
             query("input_key", "A key or dotted path in an argument object; with `input_value`.", string()),
             query("input_value", "The value `input_key` must have.", string()),
             query("created_from", "Created at or after: a day (2026-11-25) or an ISO 8601 time (UTC without a zone).", string()),
@@ -311,6 +317,10 @@ enum OpenAPIDocument {
                 ] as Object,
                 "queue_timeout_ms": nullable("integer"),
                 "cancellation_reason": nullable("string"),
+                "app_version": [
+                    "type": ["string", "null"],
+                    "description": "The application version of the app that started it; null: unversioned. Only workers of this version (or that declare it compatible) and unversioned workers run it.",
+                ] as Object,
                 "queue": nullable("string"), "priority": ["type": "integer"] as Object, "partition_key": nullable("string"),
                 "queue_position": ["type": "integer", "description": "Only on one instance that is queued: 1 is next in line."] as Object,
             ], optional: ["queue_position"]),
@@ -323,6 +333,14 @@ enum OpenAPIDocument {
                             "oneOf": [object(["limit": ["type": "integer"] as Object, "period_seconds": ["type": "number"] as Object]), ["type": "null"] as Object]
                         ] as Object,
                         "queued": ["type": "integer"] as Object, "running": ["type": "integer"] as Object, "declared_at": time,
+                    ])
+                )
+            ]),
+            "Versions": object([
+                "versions": array(
+                    object([
+                        "version": nullable("string"), "unfinished": ["type": "integer"] as Object, "queued": ["type": "integer"] as Object,
+                        "oldest_created_at": time,
                     ])
                 )
             ]),

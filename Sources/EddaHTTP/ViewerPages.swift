@@ -113,6 +113,9 @@ struct ViewerPages: Sendable {
         if let parent = filter.parentInstanceID {
             body += "<p>Children of <a href=\"/instances/\(HTML.pathComponent(parent))\">\(HTML.escape(parent))</a> · <a href=\"/\">all instances</a></p>"
         }
+        if let version = filter.applicationVersions?.first ?? nil {
+            body += "<p id=\"of-version\">Of application version \(HTML.escape(version)) · <a href=\"/\">all instances</a></p>"
+        }
         if let queue = filter.queue {
             body += "<p id=\"on-queue\">On queue <a href=\"/queues\">\(HTML.escape(queue))</a> · <a href=\"/\">all instances</a></p>"
         }
@@ -136,6 +139,9 @@ struct ViewerPages: Sendable {
         body += " <label>Refresh every <input name=\"refresh\" size=\"3\" value=\"\(refresh.map(String.init) ?? "")\"> s</label>"
         if let parent = filter.parentInstanceID { body += "<input type=\"hidden\" name=\"parent\" value=\"\(HTML.escape(parent))\">" }
         if let queue = filter.queue { body += "<input type=\"hidden\" name=\"queue\" value=\"\(HTML.escape(queue))\">" }
+        if let version = filter.applicationVersions?.first ?? nil {
+            body += "<input type=\"hidden\" name=\"version\" value=\"\(HTML.escape(version))\">"
+        }
         body += " <button type=\"submit\">Filter</button></form>"
         guard valid else { return self.page(title: "Edda — instances", body: body, status: .badRequest) }
         body += "<div id=\"instances\" data-live-part>"
@@ -195,6 +201,11 @@ struct ViewerPages: Sendable {
         }
         body += try await queueSummary(of: instance)
         body += try await forkSummary(of: instance)
+        if let version = instance.applicationVersion {
+            // Linked to the instances of the same version: those its workers run.
+            let link = "/?" + HTML.query([URLQueryItem(name: "version", value: version)])
+            body += "<dt>Version</dt><dd id=\"version\"><a href=\"\(HTML.escape(link))\">\(HTML.escape(version))</a></dd>"
+        }
         body += "<dt>Created</dt><dd>\(HTML.timeTag(instance.createdAt))</dd><dt>Updated</dt><dd>\(HTML.timeTag(instance.updatedAt))</dd>"
         if let problem = instance.unreadable { body += "<dt>Unreadable</dt><dd class=\"error\">\(HTML.escape(problem))</dd>" }
         if let wait = instance.waitingFor {

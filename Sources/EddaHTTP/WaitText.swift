@@ -100,7 +100,8 @@ package enum WaitText {
         instance.status == .cancelled ? instance.error?.deadlineExceeded?.description : nil
     }
 
-    /// The deadline members of an instance's JSON document (the API's and `edda show --json`'s).
+    /// The deadline members of an instance's JSON document (the API's and `edda show --json`'s), and
+    /// its application version: the members both documents share beyond their own.
     package static func deadlineDocument(of instance: WorkflowInstance) -> [String: Any] {
         [
             "deadline": instance.deadline.map(timestamp) ?? NSNull(),
@@ -113,6 +114,7 @@ package enum WaitText {
             "queue_timeout_ms": instance.queueTimeout.map { Int64($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
                 ?? NSNull(),
             "cancellation_reason": cancellationReason(of: instance) ?? NSNull(),
+            "app_version": instance.applicationVersion ?? NSNull(),
         ]
     }
 

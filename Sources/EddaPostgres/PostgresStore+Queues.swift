@@ -57,7 +57,8 @@ extension PostgresStore {
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
                          queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested,
-                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at, queue_timeout_ms, queue_deadline_at, dequeue_at)
+                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at, queue_timeout_ms, queue_deadline_at, dequeue_at,
+                         app_version)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'queued', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
                             \(placement.queue), \(Int32(clamping: placement.priority)), \(placement.deduplicationID),
@@ -66,7 +67,8 @@ extension PostgresStore {
                             (SELECT instance_deadline FROM queue), \(queueTimeout)::bigint, (SELECT deadline FROM queue),
                             -- When it leaves the line unadmitted: at once when born cancel-requested.
                             CASE WHEN coalesce((SELECT stopping FROM parent), false) THEN \(unescaped: Self.nowMilliseconds)
-                                ELSE LEAST((SELECT deadline FROM queue), (SELECT instance_deadline FROM queue)) END)
+                                ELSE LEAST((SELECT deadline FROM queue), (SELECT instance_deadline FROM queue)) END,
+                            \(instance.applicationVersion))
                     ON CONFLICT DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
@@ -129,8 +131,13 @@ extension PostgresStore {
     /// First, whatever the limits, it takes out of line the queued instances whose `dequeue_at` has
     /// come — asked to cancel, or past their queue deadline or deadline — leased to the worker
     /// unadmitted: their run cancels them before any step (see ``WorkflowInstance/queueDeadline``).
+    ///
+    /// A versioned worker (``ClaimRequest/applicationVersions``) admits unversioned instances and
+    /// those of its versions only, reading no queued instance of another version.
     static func admissionQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
-        """
+        let anyVersion = request.applicationVersions == nil
+        let versions = request.applicationVersions ?? []
+        return """
         WITH RECURSIVE server AS (
             -- Read once (an index can compare with it): clock_timestamp() changes row by row.
             SELECT \(unescaped: Self.nowMilliseconds) AS now
@@ -138,6 +145,7 @@ extension PostgresStore {
             SELECT instance_id FROM \(unescaped: tables.instances)
             WHERE status = 'queued' AND dequeue_at IS NOT NULL AND dequeue_at <= (SELECT now FROM server)
                 AND queue_name = ANY(\(request.queues)) AND workflow_name = ANY(\(request.workflowNames))
+                AND (\(anyVersion) OR app_version IS NULL OR app_version = ANY(\(versions)))
             ORDER BY dequeue_at
             LIMIT \(request.limit)
             FOR UPDATE SKIP LOCKED
@@ -171,15 +179,46 @@ extension PostgresStore {
                 FROM \(unescaped: tables.instances) AS w
                 WHERE w.queue_name = p.name AND w.status IN ('running', 'compensating') AND w.partition_key = p.key
             ) AS c
-        ), chosen AS (
-            SELECT p.instance_id, p.priority, p.created_at FROM room CROSS JOIN LATERAL (
+        ), candidates AS (
+            -- Each partition's first queued instances, as many as its room: for an unversioned
+            -- worker, of any version; for a versioned one, unversioned ones and those of each of its
+            -- versions, each through the index led by the version (a range of one value, as in the
+            -- claim), so that another version's queued instances are not read.
+            SELECT room.name, room.key, room.free, p.instance_id, p.priority, p.created_at FROM room CROSS JOIN LATERAL (
                 SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
-                WHERE queue_name = room.name AND status = 'queued' AND partition_key = room.key
+                WHERE \(anyVersion) AND queue_name = room.name AND status = 'queued' AND partition_key = room.key
                     AND workflow_name = ANY(\(request.workflowNames)) AND instance_id NOT IN (SELECT instance_id FROM leaving)
                 ORDER BY priority, created_at, instance_id
                 LIMIT GREATEST(0, LEAST(room.free, \(request.limit)))
             ) AS p
-            ORDER BY p.priority, p.created_at, p.instance_id
+            UNION ALL
+            SELECT room.name, room.key, room.free, p.instance_id, p.priority, p.created_at FROM room CROSS JOIN LATERAL (
+                SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
+                WHERE NOT \(anyVersion) AND queue_name = room.name AND status = 'queued' AND partition_key = room.key
+                    AND app_version IS NULL AND workflow_name = ANY(\(request.workflowNames))
+                    AND instance_id NOT IN (SELECT instance_id FROM leaving)
+                ORDER BY priority, created_at, instance_id
+                LIMIT GREATEST(0, LEAST(room.free, \(request.limit)))
+            ) AS p
+            UNION ALL
+            SELECT room.name, room.key, room.free, p.instance_id, p.priority, p.created_at
+            FROM room CROSS JOIN unnest(\(versions)::text[]) AS v(version) CROSS JOIN LATERAL (
+                SELECT instance_id, priority, created_at FROM \(unescaped: tables.instances)
+                WHERE queue_name = room.name AND status = 'queued' AND partition_key = room.key
+                    AND app_version >= v.version AND app_version <= v.version AND workflow_name = ANY(\(request.workflowNames))
+                    AND instance_id NOT IN (SELECT instance_id FROM leaving)
+                ORDER BY app_version, priority, created_at, instance_id
+                LIMIT GREATEST(0, LEAST(room.free, \(request.limit)))
+            ) AS p
+        ), chosen AS (
+            -- Within each partition's room again: a versioned worker's branches each filled it.
+            SELECT instance_id, priority, created_at FROM (
+                SELECT instance_id, priority, created_at, free,
+                    row_number() OVER (PARTITION BY name, key ORDER BY priority, created_at, instance_id) AS place
+                FROM candidates
+            ) AS ranked
+            WHERE place <= free
+            ORDER BY priority, created_at, instance_id
             LIMIT \(request.limit)
         ), taken AS (
             -- Those taken out of line count against the claim's limit. (A LIMIT read from a subquery

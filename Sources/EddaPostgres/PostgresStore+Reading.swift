@@ -123,6 +123,10 @@ extension PostgresStore {
             binds.append(queue)
             conditions.append("queue_name = \(placeholder())")
         }
+        if let (versions, unversioned) = query.versionFilter {
+            binds.append(versions)
+            conditions.append("(app_version = ANY(\(placeholder()))\(unversioned ? " OR app_version IS NULL" : ""))")
+        }
         if !query.excludingWorkflowNames.isEmpty {
             binds.append(query.excludingWorkflowNames.sorted())
             conditions.append("NOT (workflow_name = ANY(\(placeholder())))")
@@ -144,6 +148,28 @@ extension PostgresStore {
             conditions.append("created_at < \(placeholder())")
         }
         return (conditions, binds)
+    }
+
+    public func applicationVersions() async throws -> [ApplicationVersionSummary] {
+        try await perform("count instances by version") { [self] in
+            let rows = try await client.query(
+                """
+                SELECT app_version, count(*), count(*) FILTER (WHERE status = 'queued'), min(created_at)
+                FROM \(unescaped: tables.instances) WHERE status IN ('queued', 'running', 'compensating')
+                GROUP BY app_version ORDER BY app_version NULLS FIRST
+                """,
+                logger: logger
+            )
+            var summaries: [ApplicationVersionSummary] = []
+            for try await (version, unfinished, queued, oldest) in rows.decode((String?, Int64, Int64, Int64).self) {
+                summaries.append(
+                    ApplicationVersionSummary(
+                        version: version, unfinished: Int(unfinished), queued: Int(queued), oldestCreatedAt: Date(storedMilliseconds: oldest)
+                    )
+                )
+            }
+            return summaries
+        }
     }
 
     public func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] {

@@ -17,6 +17,7 @@ extension PostgresStore {
             "updated_at", "lease_owner", "ready_at", "lease_token", "cancel_requested", "parent_instance_id", "run_generation",
             "trace_context", "claimed_at", "queue_name", "priority", "partition_key", "deadline_at", "workflow_deadline_at",
             "workflow_timeout_ms", "run_timeout_ms", "queue_deadline_at", "queue_timeout_ms", "forked_from", "forked_from_step",
+            "app_version",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
 
@@ -25,10 +26,10 @@ extension PostgresStore {
     static func instance(from row: PostgresRow) throws -> DecodedInstance {
         let (id, workflowName, serviceName, status, input, output, error, createdAt, updatedAt, leaseOwner, readyAt, leaseToken,
              cancelRequested, parentInstanceID, runNumber, traceContext, claimedAt, queue, priority, partitionKey, deadlineAt,
-             workflowDeadlineAt, workflowTimeout, runTimeout, queueDeadlineAt, queueTimeout, forkedFrom, forkedFromStep) =
+             workflowDeadlineAt, workflowTimeout, runTimeout, queueDeadlineAt, queueTimeout, forkedFrom, forkedFromStep, applicationVersion) =
             try row.decode(
                 (String, String, String, String, String, String?, String?, Int64, Int64, String?, Int64?, Int64, Bool, String?, Int32, String?,
-                 Int64?, String?, Int32, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, String?, String?).self
+                 Int64?, String?, Int32, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, String?, String?, String?).self
             )
         let instance = WorkflowInstance(
             storedID: id, workflowName: workflowName, serviceName: serviceName, status: status, input: input, output: output,
@@ -39,7 +40,7 @@ extension PostgresStore {
                 deadlineAt: deadlineAt, workflowDeadlineAt: workflowDeadlineAt, workflowTimeoutMilliseconds: workflowTimeout,
                 runTimeoutMilliseconds: runTimeout, queueDeadlineAt: queueDeadlineAt, queueTimeoutMilliseconds: queueTimeout
             ),
-            forkedFrom: forkedFrom, forkedFromStep: forkedFromStep
+            forkedFrom: forkedFrom, forkedFromStep: forkedFromStep, applicationVersion: applicationVersion
         )
         return DecodedInstance(instance: instance, leaseToken: leaseToken)
     }

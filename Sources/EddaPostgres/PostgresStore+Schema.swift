@@ -301,6 +301,26 @@ extension PostgresStore {
                 "ALTER TABLE \(t.instances) ADD COLUMN forked_from_step TEXT",
                 "CREATE INDEX \(t.indexName("instances_forks")) ON \(t.instances) (forked_from) WHERE forked_from IS NOT NULL",
             ]),
+            (20, "application versions", [
+                // The version of the app that started each instance (NULL: unversioned). A versioned
+                // worker's claim takes ready, due and queued instances a version at a time through indexes
+                // that lead with it, so that those of versions it does not run are not read; an
+                // unversioned worker's claim keeps instances_ready, instances_waiting and instances_by_queue.
+                "ALTER TABLE \(t.instances) ADD COLUMN app_version TEXT",
+                """
+                CREATE INDEX \(t.indexName("instances_ready_by_version")) ON \(t.instances) (app_version, created_at, instance_id)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
+                """,
+                """
+                CREATE INDEX \(t.indexName("instances_waiting_by_version")) ON \(t.instances) (app_version, ready_at)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL
+                """,
+                """
+                CREATE INDEX \(t.indexName("instances_queued_by_version")) ON \(t.instances)
+                    (queue_name, partition_key, app_version, priority, created_at, instance_id)
+                WHERE status = 'queued'
+                """,
+            ]),
         ]
     }
 }

@@ -49,8 +49,16 @@ extension PostgresStore {
     /// read: an idle worker's poll costs the same with 50,000 live leases held elsewhere as with none.
     /// (Ready instances of other services' workflows, in a shared schema, are still read and
     /// filtered: the indexes do not lead with the workflow's name.)
+    ///
+    /// A versioned worker (``ClaimRequest/applicationVersions``) takes unversioned instances and those
+    /// of its versions only; their ready and due ones through `instances_ready_by_version` and
+    /// `instances_waiting_by_version`, a version at a time, so that 50,000 ready instances of a
+    /// version no worker here runs are not read. Lapsed leases of other versions are read and
+    /// filtered: as many as their dead workers held.
     static func claimQuery(_ request: ClaimRequest, tables: Tables) -> PostgresQuery {
-        """
+        let anyVersion = request.applicationVersions == nil
+        let versions = request.applicationVersions ?? []
+        return """
         WITH orphans AS (
             -- After a claim whose answer was lost: what it leased here that this worker does not hold.
             SELECT instance_id FROM \(unescaped: tables.instances)
@@ -58,15 +66,44 @@ extension PostgresStore {
                 AND status IN ('running', 'compensating')
                 AND NOT (instance_id = ANY(\(request.adoptingLeasedExcept.map { Array($0) } ?? [])))
             FOR UPDATE SKIP LOCKED
-        ), due AS (
+        ), due_any AS (
             -- Released instances whose time has come (a timer's deadline, a backoff's end),
-            -- earliest first; readyBy is the worker's clock, which set ready_at.
-            SELECT instance_id FROM \(unescaped: tables.instances)
-            WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at <= \(request.readyBy.millisecondsSince1970)
-                AND lease_owner IS NULL AND workflow_name = ANY(\(request.workflowNames))
+            -- earliest first; readyBy is the worker's clock, which set ready_at. For an unversioned
+            -- worker, of any version; for a versioned one, unversioned ones, then those of each of
+            -- its versions through the index that leads with the version, as for ready instances.
+            SELECT instance_id, ready_at FROM \(unescaped: tables.instances)
+            WHERE \(anyVersion) AND status IN ('running', 'compensating') AND ready_at IS NOT NULL
+                AND ready_at <= \(request.readyBy.millisecondsSince1970) AND lease_owner IS NULL AND workflow_name = ANY(\(request.workflowNames))
             ORDER BY ready_at
             LIMIT \(request.limit)
             FOR UPDATE SKIP LOCKED
+        ), due_unversioned AS (
+            SELECT instance_id, ready_at FROM \(unescaped: tables.instances)
+            WHERE NOT \(anyVersion) AND status IN ('running', 'compensating') AND ready_at IS NOT NULL
+                AND ready_at <= \(request.readyBy.millisecondsSince1970) AND lease_owner IS NULL AND app_version IS NULL
+                AND workflow_name = ANY(\(request.workflowNames))
+            ORDER BY ready_at
+            LIMIT \(request.limit)
+            FOR UPDATE SKIP LOCKED
+        ), due_versioned AS (
+            SELECT d.instance_id, d.ready_at FROM unnest(\(versions)::text[]) AS v(version) CROSS JOIN LATERAL (
+                SELECT instance_id, ready_at FROM \(unescaped: tables.instances)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NOT NULL AND ready_at <= \(request.readyBy.millisecondsSince1970)
+                    AND lease_owner IS NULL AND app_version >= v.version AND app_version <= v.version
+                    AND workflow_name = ANY(\(request.workflowNames))
+                -- The version as a range of one value, not an equality: the order then keeps it, and
+                -- only the index led by it gives this order unsorted. (With an equality the planner
+                -- drops it from the order, and may walk instances_waiting, every version's due rows.)
+                ORDER BY app_version, ready_at
+                LIMIT \(request.limit)
+                FOR UPDATE SKIP LOCKED
+            ) AS d
+        ), due AS (
+            SELECT instance_id FROM (
+                SELECT * FROM due_any UNION ALL SELECT * FROM due_unversioned UNION ALL SELECT * FROM due_versioned
+            ) AS candidates
+            ORDER BY ready_at
+            LIMIT \(request.limit)
         ), server AS (
             -- Read once (an index can compare with it): clock_timestamp() changes row by row.
             SELECT \(unescaped: Self.nowMilliseconds) AS now
@@ -77,17 +114,43 @@ extension PostgresStore {
             WHERE status IN ('running', 'compensating') AND lease_owner IS NOT NULL
                 AND lease_expires_at < (SELECT now FROM server)
                 AND workflow_name = ANY(\(request.workflowNames))
+                AND (\(anyVersion) OR app_version IS NULL OR app_version = ANY(\(versions)))
             ORDER BY lease_expires_at
             LIMIT \(request.limit)
             FOR UPDATE SKIP LOCKED
-        ), ready AS (
-            -- Unleased instances ready to run, oldest first.
-            SELECT instance_id FROM \(unescaped: tables.instances)
-            WHERE status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
+        ), ready_any AS (
+            -- Unleased instances ready to run, oldest first: for an unversioned worker, of any version.
+            SELECT instance_id, created_at FROM \(unescaped: tables.instances)
+            WHERE \(anyVersion) AND status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
                 AND workflow_name = ANY(\(request.workflowNames))
             ORDER BY created_at, instance_id
             LIMIT \(request.limit)
             FOR UPDATE SKIP LOCKED
+        ), ready_unversioned AS (
+            -- For a versioned worker: unversioned ones, then those of each of its versions, each
+            -- through the index that leads with the version, so that other versions' are not read.
+            SELECT instance_id, created_at FROM \(unescaped: tables.instances)
+            WHERE NOT \(anyVersion) AND status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
+                AND app_version IS NULL AND workflow_name = ANY(\(request.workflowNames))
+            ORDER BY created_at, instance_id
+            LIMIT \(request.limit)
+            FOR UPDATE SKIP LOCKED
+        ), ready_versioned AS (
+            SELECT r.instance_id, r.created_at FROM unnest(\(versions)::text[]) AS v(version) CROSS JOIN LATERAL (
+                SELECT instance_id, created_at FROM \(unescaped: tables.instances)
+                WHERE status IN ('running', 'compensating') AND ready_at IS NULL AND lease_owner IS NULL
+                    AND app_version >= v.version AND app_version <= v.version AND workflow_name = ANY(\(request.workflowNames))
+                -- A range of one value, as for due instances.
+                ORDER BY app_version, created_at, instance_id
+                LIMIT \(request.limit)
+                FOR UPDATE SKIP LOCKED
+            ) AS r
+        ), ready AS (
+            SELECT instance_id FROM (
+                SELECT * FROM ready_any UNION ALL SELECT * FROM ready_unversioned UNION ALL SELECT * FROM ready_versioned
+            ) AS candidates
+            ORDER BY created_at, instance_id
+            LIMIT \(request.limit)
         ), chosen AS (
             SELECT instance_id FROM orphans UNION ALL SELECT instance_id FROM due UNION ALL SELECT instance_id FROM lapsed
             UNION ALL SELECT instance_id FROM ready

@@ -93,7 +93,7 @@ extension PostgresStore {
                     columns.add(
                         op: "c", instanceID: instance.instanceID, owner: lease?.owner, workflowName: instance.workflowName,
                         serviceName: instance.serviceName, input: instance.input.json, leaseMilliseconds: lease?.duration.wholeMilliseconds,
-                        trace: instance.storedTraceContext
+                        trace: instance.storedTraceContext, applicationVersion: instance.applicationVersion
                     )
                 case .complete(let lease, let output):
                     completed.append(lease.instanceID)
@@ -173,14 +173,14 @@ extension PostgresStore {
 /// connections find them through `search_path` (and plan it once, generically), or the store
 /// qualifies the names when it cannot set that (``PostgresStore/preparesWrites``).
 ///
-/// The writes come as one array per column, in binary (`$1`–`$17`, unnested together); `$18` is
-/// the notification channel, `$19` the notification of the completed instances (`NULL`: sent
-/// apart, by the notifier). Absent integers are -1.
+/// The writes come as one array per column, in binary (`$1`–`$17` and `$20`, unnested together);
+/// `$18` is the notification channel, `$19` the notification of the completed instances (`NULL`:
+/// sent apart, by the notifier). Absent integers are -1.
 struct WriteBatchStatement: PostgresPreparedStatement {
-    static let name = "edda_write_batch_1"
+    static let name = "edda_write_batch_2"
     static let bindingDataTypes: [PostgresDataType] =
         [.textArray, .textArray, .textArray, .int8Array, .int8Array, .textArray, .textArray, .textArray, .textArray, .textArray,
-         .textArray, .int8Array, .textArray, .textArray, .textArray, .int8Array, .textArray, .text, .text]
+         .textArray, .int8Array, .textArray, .textArray, .textArray, .int8Array, .textArray, .text, .text, .textArray]
     typealias Row = (String, String, String, Int64, Int64)
 
     /// The writes, column by column.
@@ -202,6 +202,7 @@ struct WriteBatchStatement: PostgresPreparedStatement {
         var input = TextArray()
         var leaseMilliseconds: [Int64] = []
         var trace = TextArray()
+        var applicationVersion = TextArray()
 
         init(capacity: Int) {
             op.reserveCapacity(capacity)
@@ -212,7 +213,7 @@ struct WriteBatchStatement: PostgresPreparedStatement {
             op: String, instanceID: String, stepID: String? = nil, attempt: Int64 = 0, position: Int64? = nil, stepName: String? = nil,
             kind: String? = nil, payload: String? = nil, error: String? = nil, retry: String? = nil, owner: String? = nil,
             token: Int64 = 0, workflowName: String? = nil, serviceName: String? = nil, input: String? = nil,
-            leaseMilliseconds: Int64? = nil, trace: String? = nil
+            leaseMilliseconds: Int64? = nil, trace: String? = nil, applicationVersion: String? = nil
         ) {
             self.op.append(op)
             self.instanceID.append(instanceID)
@@ -231,6 +232,7 @@ struct WriteBatchStatement: PostgresPreparedStatement {
             self.input.values.append(input)
             self.leaseMilliseconds.append(leaseMilliseconds ?? -1)
             self.trace.values.append(trace)
+            self.applicationVersion.values.append(applicationVersion)
         }
     }
 
@@ -239,7 +241,7 @@ struct WriteBatchStatement: PostgresPreparedStatement {
     var notice: String?
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 19)
+        var bindings = PostgresBindings(capacity: 20)
         bindings.append(columns.op)
         bindings.append(columns.instanceID)
         bindings.append(columns.stepID)
@@ -259,6 +261,7 @@ struct WriteBatchStatement: PostgresPreparedStatement {
         bindings.append(columns.trace)
         bindings.append(channel)
         bindings.append(notice)
+        bindings.append(columns.applicationVersion)
         return bindings
     }
 
@@ -276,16 +279,16 @@ struct WriteBatchStatement: PostgresPreparedStatement {
         WITH v AS MATERIALIZED (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[],
                                  $9::text[], $10::text[], $11::text[], $12::int8[], $13::text[], $14::text[], $15::text[],
-                                 $16::int8[], $17::text[])
+                                 $16::int8[], $17::text[], $20::text[])
                 WITH ORDINALITY AS v(op, instance_id, step_id, attempt, position, step_name, kind, payload, error, retry, owner,
-                                     token, workflow_name, service_name, input, lease_ms, trace, ord)
+                                     token, workflow_name, service_name, input, lease_ms, trace, app_version, ord)
         ), created AS (
             INSERT INTO workflow_instances
                 (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at,
-                 created_at, updated_at, trace_context, claimed_at, cancel_requested)
+                 created_at, updated_at, trace_context, claimed_at, cancel_requested, app_version)
             SELECT instance_id, workflow_name, service_name, 'running', input, owner,
                    CASE WHEN owner IS NULL THEN 0 ELSE 1 END, CASE WHEN owner IS NULL THEN NULL ELSE \(now) + lease_ms END,
-                   \(now), \(now), trace, CASE WHEN owner IS NULL THEN NULL ELSE \(now) END, false
+                   \(now), \(now), trace, CASE WHEN owner IS NULL THEN NULL ELSE \(now) END, false, app_version
             FROM v WHERE op = 'c' ORDER BY ord
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, created_at

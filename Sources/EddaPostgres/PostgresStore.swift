@@ -195,6 +195,7 @@ public final class PostgresStore: Store, Service {
                 cancelRequested: cancelRequested, parentInstanceID: instance.parentInstanceID, traceContext: instance.traceContext,
                 lastClaimedAt: lease == nil ? nil : at
             )
+            created.applicationVersion = instance.applicationVersion
             created.deadline = deadline.deadlineAt.map(Date.init(storedMilliseconds:))
             created.workflowDeadline = deadline.workflowDeadlineAt.map(Date.init(storedMilliseconds:))
             created.workflowTimeout = instance.timeouts.workflow
@@ -219,12 +220,12 @@ public final class PostgresStore: Store, Service {
                     """
                     INSERT INTO \(unescaped: tables.instances)
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at, forked_from, forked_from_step)
+                         workflow_timeout_ms, run_timeout_ms, workflow_deadline_at, deadline_at, forked_from, forked_from_step, app_version)
                     VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json), 0,
                             \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.storedTraceContext),
                             \(workflowTimeout)::bigint, \(runTimeout)::bigint, \(unescaped: Self.nowMilliseconds) + \(workflowTimeout)::bigint,
                             LEAST(\(unescaped: Self.nowMilliseconds) + \(workflowTimeout)::bigint, \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint),
-                            \(original), \(fromStep))
+                            \(original), \(fromStep), \(instance.applicationVersion))
                     ON CONFLICT (instance_id) DO NOTHING
                     RETURNING \(unescaped: Self.instanceColumns)
                     """,
@@ -282,14 +283,15 @@ public final class PostgresStore: Store, Service {
                 INSERT INTO \(unescaped: tables.instances)
                     (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, lease_expires_at, created_at, updated_at,
                      parent_instance_id, trace_context, claimed_at, cancel_requested, workflow_timeout_ms, run_timeout_ms, workflow_deadline_at,
-                     deadline_at)
+                     deadline_at, app_version)
                 VALUES (\(instance.instanceID), \(instance.workflowName), \(instance.serviceName), 'running', \(instance.input.json),
                         \(owner), \(owner == nil ? 0 : 1), \(unescaped: Self.nowMilliseconds) + \(duration)::bigint,
                         \(unescaped: Self.nowMilliseconds), \(unescaped: Self.nowMilliseconds), \(instance.parentInstanceID),
                         \(instance.storedTraceContext), CASE WHEN \(owner)::text IS NULL THEN NULL ELSE \(unescaped: Self.nowMilliseconds) END,
                         coalesce((SELECT stopping FROM parent), false), \(workflowTimeout)::bigint, \(runTimeout)::bigint,
                         (SELECT workflow FROM deadlines),
-                        LEAST((SELECT workflow FROM deadlines), \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint))
+                        LEAST((SELECT workflow FROM deadlines), \(unescaped: Self.nowMilliseconds) + \(runTimeout)::bigint),
+                        \(instance.applicationVersion))
                 ON CONFLICT (instance_id) DO NOTHING
                 RETURNING created_at, cancel_requested, deadline_at, workflow_deadline_at
                 """,

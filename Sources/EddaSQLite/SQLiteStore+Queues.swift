@@ -40,11 +40,12 @@ extension SQLiteStore {
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
                          queue_name, priority, deduplication_id, partition_key, parent_instance_id, cancel_requested,
-                         deadline_at, workflow_deadline_at, workflow_timeout_ms, run_timeout_ms, queue_deadline_at, queue_timeout_ms)
+                         deadline_at, workflow_deadline_at, workflow_timeout_ms, run_timeout_ms, queue_deadline_at, queue_timeout_ms,
+                         app_version)
                     VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
                         -- A child of a parent asked to cancel (or finished) is born cancel-requested, as one on no queue is.
                         SELECT cancel_requested = 1 OR status NOT IN ('running', 'compensating') FROM workflow_instances WHERE instance_id = ?
-                    ), 0), ?, ?, ?, ?, ?, ?)
+                    ), 0), ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT DO NOTHING
                     RETURNING *
                     """,
@@ -52,7 +53,7 @@ extension SQLiteStore {
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json, now, now, instance.storedTraceContext,
                     placement.queue, placement.priority, placement.deduplicationID, placement.partitionKey ?? "", instance.parentInstanceID,
                     instance.parentInstanceID, deadline.deadlineAt, deadline.workflowDeadlineAt, deadline.workflowTimeoutMilliseconds,
-                    deadline.runTimeoutMilliseconds, deadline.queueDeadlineAt, deadline.queueTimeoutMilliseconds,
+                    deadline.runTimeoutMilliseconds, deadline.queueDeadlineAt, deadline.queueTimeoutMilliseconds, instance.applicationVersion,
                 ]
             )
             if let inserted {
@@ -102,14 +103,16 @@ extension SQLiteStore {
             for partition in try limits["partitioned"] ? queuedPartitions(db, queue: queue) : [""] {
                 let room = try Self.room(db, queue: queue, partition: partition, limits: limits, owner: request.lease.owner, now: now)
                 guard room > 0 else { continue }
+                let versions = versionFilter(request)
                 var arguments: StatementArguments = [queue, partition]
                 arguments += StatementArguments(request.workflowNames)
+                arguments += versions.arguments
                 arguments += [min(room, limit - admitted.count)]
                 candidates += try Row.fetchAll(
                     db.cachedStatement(
                         sql: """
                         SELECT instance_id, priority, created_at, rowid AS row_id FROM workflow_instances INDEXED BY workflow_instances_by_queue
-                        WHERE queue_name = ? AND status = 'queued' AND partition_key = ? AND workflow_name IN (\(names))
+                        WHERE queue_name = ? AND status = 'queued' AND partition_key = ? AND workflow_name IN (\(names))\(versions.sql)
                         ORDER BY priority, created_at, rowid LIMIT ?
                         """
                     ),
@@ -143,6 +146,8 @@ extension SQLiteStore {
         var arguments: StatementArguments = [request.lease.owner, now, now, now]
         arguments += StatementArguments(request.queues)
         arguments += StatementArguments(request.workflowNames)
+        let versions = versionFilter(request)
+        arguments += versions.arguments
         arguments += [limit]
         return try Row.fetchAll(
             db.cachedStatement(
@@ -153,7 +158,7 @@ extension SQLiteStore {
                     WHERE instance_id IN (
                         SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_dequeue
                         WHERE status = 'queued' AND dequeue_at IS NOT NULL AND dequeue_at <= ? AND queue_name IN (\(queues))
-                            AND workflow_name IN (\(names))
+                            AND workflow_name IN (\(names))\(versions.sql)
                         ORDER BY dequeue_at LIMIT ?
                     )
                     RETURNING *

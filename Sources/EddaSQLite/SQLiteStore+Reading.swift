@@ -98,6 +98,11 @@ extension SQLiteStore {
             conditions.append("queue_name = ?")
             arguments += [queue]
         }
+        if let (versions, unversioned) = query.versionFilter {
+            let marks = versions.map { _ in "?" }.joined(separator: ", ")
+            conditions.append("(app_version IN (\(marks))\(unversioned ? " OR app_version IS NULL" : ""))")
+            arguments += StatementArguments(versions)
+        }
         if !query.excludingWorkflowNames.isEmpty {
             conditions.append("workflow_name NOT IN (\(query.excludingWorkflowNames.map { _ in "?" }.joined(separator: ", ")))")
             arguments += StatementArguments(query.excludingWorkflowNames.sorted())
@@ -121,6 +126,25 @@ extension SQLiteStore {
             arguments += [before.millisecondsSince1970]
         }
         return (conditions, arguments)
+    }
+
+    public func applicationVersions() async throws -> [ApplicationVersionSummary] {
+        try await read { db in
+            // Through the status index: the unfinished instances only.
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT app_version, count(*) AS unfinished, sum(status = 'queued') AS queued, min(created_at) AS oldest
+                    FROM workflow_instances WHERE status IN ('queued', 'running', 'compensating')
+                    GROUP BY app_version ORDER BY app_version IS NOT NULL, app_version
+                    """
+            ).map { row in
+                ApplicationVersionSummary(
+                    version: row["app_version"], unfinished: row["unfinished"], queued: row["queued"],
+                    oldestCreatedAt: Date(storedMilliseconds: row["oldest"])
+                )
+            }
+        }
     }
 
     public func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] {

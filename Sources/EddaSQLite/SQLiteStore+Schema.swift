@@ -331,6 +331,11 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("v20: application versions") { db in
+            // The version of the app that started each instance (NULL: unversioned). Claims read it on
+            // the row: one worker per file, whose indexes stay as they are.
+            try db.execute(sql: "ALTER TABLE workflow_instances ADD COLUMN app_version TEXT")
+        }
         return migrator
     }
 }

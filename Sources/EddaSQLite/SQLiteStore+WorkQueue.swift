@@ -8,6 +8,7 @@ extension SQLiteStore {
     @_spi(EddaStores) public func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance] {
         guard request.limit > 0, !request.workflowNames.isEmpty else { return [] }
         let names = request.workflowNames.map { _ in "?" }.joined(separator: ", ")
+        let versions = Self.versionFilter(request)
         // Due waiters first (their deadline has come), then ready instances, oldest first; each
         // through its own partial index, named: left to itself the planner scans the status index
         // (every unfinished instance) and sorts — 100,000 waiting instances made each claim slow.
@@ -26,14 +27,14 @@ extension SQLiteStore {
                 SELECT instance_id FROM (
                     SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_waiting
                     WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NOT NULL
-                        AND ready_at <= ? AND workflow_name IN (\(names))
+                        AND ready_at <= ? AND workflow_name IN (\(names))\(versions.sql)
                     ORDER BY ready_at LIMIT ?
                 )
                 UNION ALL
                 SELECT instance_id FROM (
                     SELECT instance_id FROM workflow_instances INDEXED BY workflow_instances_ready
                     WHERE status IN ('running', 'compensating') AND lease_owner IS NULL AND ready_at IS NULL
-                        AND workflow_name IN (\(names))
+                        AND workflow_name IN (\(names))\(versions.sql)
                     ORDER BY created_at, rowid LIMIT ?
                 )
                 LIMIT ?
@@ -51,8 +52,10 @@ extension SQLiteStore {
             var arguments: StatementArguments = [owner, now, now, request.adoptingLeasedExcept != nil, owner, exceptJSON]
             arguments += [request.readyBy.millisecondsSince1970]
             arguments += StatementArguments(request.workflowNames)
+            arguments += versions.arguments
             arguments += [limit]
             arguments += StatementArguments(request.workflowNames)
+            arguments += versions.arguments
             arguments += [limit, limit]
             let ready = limit > 0 ? try Row.fetchAll(db, sql: sql, arguments: arguments) : []
             return try (admitted + ready).map { row in
@@ -62,6 +65,17 @@ extension SQLiteStore {
             }
             .sorted { ($0.instance.createdAt, $0.instance.instanceID) < ($1.instance.createdAt, $1.instance.instanceID) }
         }
+    }
+
+    /// The claim's condition on ``WorkflowInstance/applicationVersion``, to follow a `WHERE` clause:
+    /// unversioned instances and those of the request's versions, or — for an unversioned worker —
+    /// nothing. Read on each row: one worker per file, which meets other versions' instances only
+    /// when a deployment of another version left them there.
+    static func versionFilter(_ request: ClaimRequest) -> (sql: String, arguments: StatementArguments) {
+        guard let versions = request.applicationVersions else { return ("", []) }
+        guard !versions.isEmpty else { return (" AND app_version IS NULL", []) }
+        let marks = versions.map { _ in "?" }.joined(separator: ", ")
+        return (" AND (app_version IS NULL OR app_version IN (\(marks)))", StatementArguments(versions))
     }
 
     public func requestCancellation(of instanceID: String) async throws -> CancellationRequest {

@@ -299,15 +299,15 @@ public final class SQLiteStore: Store {
                 sql: """
                     INSERT INTO workflow_instances
                         (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at, trace_context,
-                         deadline_at, workflow_deadline_at, workflow_timeout_ms, run_timeout_ms, forked_from, forked_from_step)
-                    VALUES (?, ?, ?, 'running', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         deadline_at, workflow_deadline_at, workflow_timeout_ms, run_timeout_ms, forked_from, forked_from_step, app_version)
+                    VALUES (?, ?, ?, 'running', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (instance_id) DO NOTHING
                     RETURNING *
                     """,
                 arguments: [
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json, now, now, instance.storedTraceContext,
                     deadline.deadlineAt, deadline.workflowDeadlineAt, deadline.workflowTimeoutMilliseconds, deadline.runTimeoutMilliseconds,
-                    original, fromStep,
+                    original, fromStep, instance.applicationVersion,
                 ]
             )
             guard let inserted else {
@@ -344,8 +344,8 @@ public final class SQLiteStore: Store {
                         INSERT INTO workflow_instances
                             (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token, created_at, updated_at,
                              parent_instance_id, trace_context, claimed_at, deadline_at, workflow_deadline_at, workflow_timeout_ms,
-                             run_timeout_ms, cancel_requested)
-                        VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
+                             run_timeout_ms, app_version, cancel_requested)
+                        VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((
                             SELECT cancel_requested = 1 OR status NOT IN ('running', 'compensating')
                             FROM workflow_instances WHERE instance_id = ?
                         ), 0))
@@ -357,7 +357,7 @@ public final class SQLiteStore: Store {
                     instance.instanceID, instance.workflowName, instance.serviceName, instance.input.json,
                     lease?.owner, lease == nil ? 0 : 1, now, now, instance.parentInstanceID, instance.storedTraceContext, lease == nil ? nil : now,
                     deadline.deadlineAt, deadline.workflowDeadlineAt, deadline.workflowTimeoutMilliseconds, deadline.runTimeoutMilliseconds,
-                    instance.parentInstanceID,
+                    instance.applicationVersion, instance.parentInstanceID,
                 ]
             )
             if let inserted {
@@ -565,7 +565,7 @@ public final class SQLiteStore: Store {
                 workflowTimeoutMilliseconds: row["workflow_timeout_ms"], runTimeoutMilliseconds: row["run_timeout_ms"],
                 queueDeadlineAt: row["queue_deadline_at"], queueTimeoutMilliseconds: row["queue_timeout_ms"]
             ),
-            forkedFrom: row["forked_from"], forkedFromStep: row["forked_from_step"]
+            forkedFrom: row["forked_from"], forkedFromStep: row["forked_from_step"], applicationVersion: row["app_version"]
         )
     }
 

@@ -33,7 +33,9 @@
 //     it; `trace` also writes "# done <instance> <step> <worker>" when a step's body returns. A run
 //     that ends with its lease lost writes "# lease-lost <instance> <worker>". `queue=<c>,<w>,<n>,<ms>`
 //     registers a queue "proof" of concurrency c, worker concurrency w, that admits at most n per
-//     <ms> ms, and starts the instances on it.)
+//     <ms> ms, and starts the instances on it. `version=<v>` makes the app of application version v:
+//     it starts (or creates) pg-<v>-0, pg-<v>-1, … recorded with that version, and exits once those
+//     have completed; `linger=<ms>` keeps it running (claiming) that long after.)
 
 #if canImport(Glibc)
 import Glibc
@@ -115,6 +117,9 @@ case "postgres":
     configuration.leaseRenewalInterval = .milliseconds(lease / 4)
     configuration.pollInterval = .milliseconds(100)
     if let max = options["max"].flatMap(Int.init) { configuration.maxConcurrentInstances = max }
+    let version = options["version"]
+    configuration.applicationVersion = version
+    let prefix = version.map { "pg-\($0)-" } ?? "pg-"
     let queue = options["queue"].map { option -> Queue in
         let limits = option.split(separator: ",").compactMap { Int($0) }
         precondition(limits.count == 4, "queue=<concurrency>,<worker-concurrency>,<starts>,<period-ms>")
@@ -130,9 +135,9 @@ case "postgres":
     if let queue { postgresApp.register(queue) }
     @Sendable func start(_ index: Int) async throws {
         if let queue {
-            try await postgresApp.start(manySteps, steps, instanceID: "pg-\(index)", on: queue)
+            try await postgresApp.start(manySteps, steps, instanceID: "\(prefix)\(index)", on: queue)
         } else {
-            try await postgresApp.start(manySteps, steps, instanceID: "pg-\(index)")
+            try await postgresApp.start(manySteps, steps, instanceID: "\(prefix)\(index)")
         }
     }
     @Sendable func startInstances() async throws {
@@ -155,9 +160,12 @@ case "postgres":
     try await postgresApp.run { app in
         if arguments[8] == "start" { try await startInstances() }
         // A failed count (a dropped connection) is no reason to stop: count again.
-        while (try? await store.statusCounts(matching: InstanceQuery(workflowName: "many_steps")))?[.completed] != instances, !leaving.load(ordering: .relaxed) {
+        var mine = InstanceQuery(workflowName: "many_steps")
+        mine.applicationVersions = version.map { [$0] }
+        while (try? await store.statusCounts(matching: mine))?[.completed] != instances, !leaving.load(ordering: .relaxed) {
             try await Task.sleep(for: .milliseconds(20))
         }
+        if let linger = options["linger"].flatMap(Int.init) { try await Task.sleep(for: .milliseconds(linger)) }
     }
     exit(0)
 

@@ -15,7 +15,7 @@ struct CLIJSONTests {
         "instance_id", "workflow_name", "service_name", "status", "waiting_for", "run", "input", "output", "error", "created_at", "updated_at",
         "ready_at", "cancel_requested", "parent_instance_id", "unreadable", "queue", "priority", "partition_key",
         "deadline", "workflow_deadline", "workflow_timeout_ms",
-        "run_timeout_ms", "queue_deadline", "queue_timeout_ms", "cancellation_reason",
+        "run_timeout_ms", "queue_deadline", "queue_timeout_ms", "cancellation_reason", "app_version",
     ]
     static let historyKeys: Set<String> = ["sequence", "step_id", "name", "kind", "failed", "retried", "attempts", "payload", "error", "recorded_at"]
 
@@ -38,6 +38,7 @@ struct CLIJSONTests {
         "backup": ["database", "copy"],
         "prune": ["database", "older_than_seconds", "dry_run", "rows"],
         "queues": ["name", "concurrency", "worker_concurrency", "partitioned", "rate_limit", "queued", "running", "declared_at"],
+        "versions": VersionText.keys,
     ]
 
     /// The subcommands `edda --help` lists.
@@ -141,6 +142,11 @@ struct CLIJSONTests {
                 #expect(Set(onQueue.compactMap { $0["instance_id"] as? String }) == ["q-1", "q-2"])
                 let queued = try #require(try await edda(["show", "q-2"], on: path, keys: Self.keys["show"]!.union(["queue_position"])).first)
                 #expect(queued["queue_position"] as? Int == 1 && queued["queue"] as? String == "slow" && queued["priority"] as? Int == 2)
+                // An unversioned app: its unfinished instances (q-1 and q-2 at least) are counted under a null version.
+                let versions = try await edda(["versions"], on: path)
+                #expect(versions.count == 1 && versions.first?["version"] is NSNull, "\(versions)")
+                #expect((versions.first?["unfinished"] as? Int ?? 0) >= 2 && versions.first?["queued"] as? Int == 1, "\(versions)")
+                #expect(try await edda(["list", "--version", "1.0"], on: path, keys: Self.keys["list"]).isEmpty)
                 try await schedules(on: path, app: app)
 
                 // start goes through a running app's API.
@@ -153,7 +159,7 @@ struct CLIJSONTests {
                     let result = objects(waited, "start", keys: Self.keys["start"]!.union(["status", "output"]))
                     #expect(result.count == 1 && result.first?["output"] as? String == "Hello, Cy!", "\(result)")
                 }
-                return ["list", "show", "export", "outbox", "send-event", "cancel", "retry", "fork", "queues", "schedules", "start"]
+                return ["list", "show", "export", "outbox", "send-event", "cancel", "retry", "fork", "queues", "versions", "schedules", "start"]
             }
             #expect(try await edda(["migrate"], on: path).first?["schema"] as? String == "up_to_date")
             #expect(try await edda(["backup", "--to", path + ".copy"], on: path).first?["copy"] as? String == path + ".copy")

@@ -50,6 +50,70 @@ struct PostgresClaimPlanTests {
         }
     }
 
+    @Test func aVersionedClaimAmong50000ReadyInstancesOfAnotherVersionReadsOnlyWhatItTakes() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let t = store.tables
+            // 50,000 ready instances of version 1, older than everything else, and 20,000 due (released
+            // until a time that has passed); then 3 ready and 1 due of version 2, and 2 unversioned.
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at,
+                            app_version)
+                        SELECT 'v1-' || n, 'w', 'test', 'running', '[]', 0, n, n, '1' FROM generate_series(1, 50000) AS n
+                        UNION ALL
+                        SELECT 'v2-' || n, 'w', 'test', 'running', '[]', 0, 60000 + n, 60000 + n, '2' FROM generate_series(1, 3) AS n
+                        UNION ALL
+                        SELECT 'unversioned-' || n, 'w', 'test', 'running', '[]', 0, 70000 + n, 70000 + n, NULL FROM generate_series(1, 2) AS n
+                        """
+                )
+            )
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at,
+                            ready_at, app_version)
+                        SELECT 'due-v1-' || n, 'w', 'test', 'running', '[]', 0, n, n, n, '1' FROM generate_series(1, 20000) AS n
+                        UNION ALL
+                        SELECT 'due-v2', 'w', 'test', 'running', '[]', 0, 90000, 90000, 30000, '2'
+                        """
+                )
+            )
+            // A lapsed lease of each version (their workers died): only version 2's is taken over.
+            try await store.client.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_owner, lease_token,
+                            lease_expires_at, created_at, updated_at, app_version)
+                        VALUES ('lapsed-v1', 'w', 'test', 'running', '[]', 'dead', 1, 1000, 80001, 80001, '1'),
+                               ('lapsed-v2', 'w', 'test', 'running', '[]', 'dead', 1, 1000, 80002, 80002, '2')
+                        """
+                )
+            )
+            try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
+
+            let request = ClaimRequest(
+                lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 10, workflowNames: ["w"], applicationVersions: ["2", "3"]
+            )
+            let plan = try await Self.analyzedPlan(of: PostgresStore.claimQuery(request, tables: t), on: store)
+            let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
+            // Read on the rows, the version filter would pass over all 50,000 older ready instances of
+            // version 1, and the 20,000 due ones.
+            #expect(read < 100, "a versioned claim read \(read) instance rows; the plan: \(plan)")
+            #expect(
+                try await Self.instancesLeased(to: "me", on: store) == ["due-v2", "lapsed-v2", "unversioned-1", "unversioned-2", "v2-1", "v2-2", "v2-3"]
+            )
+            #expect(try await Self.instancesLeased(to: "dead", on: store) == ["lapsed-v1"], "another version's lapsed lease is left for its workers")
+            // An unversioned worker takes any version, oldest first, still through the ready index.
+            let any = ClaimRequest(lease: LeaseRequest(owner: "any", duration: .seconds(30)), limit: 10, workflowNames: ["w"])
+            let anyPlan = try await Self.analyzedPlan(of: PostgresStore.claimQuery(any, tables: t), on: store)
+            let anyRead = try Self.rowsRead(fromPlan: anyPlan, relation: "workflow_instances")
+            #expect(anyRead < 100, "an unversioned claim read \(anyRead) instance rows; the plan: \(anyPlan)")
+            // (version 1's earliest due ones)
+            #expect(try await Self.instancesLeased(to: "any", on: store) == (1...10).map { "due-v1-\($0)" }.sorted())
+        }
+    }
+
     @Test func anAdmissionReadsItsQueuesRowsOnlyNotTheOthers() async throws {
         try await PostgresTestDatabase.withStore { store in
             let t = store.tables
@@ -90,6 +154,35 @@ struct PostgresClaimPlanTests {
 
             // Three places were free: the three oldest queued at priority 0.
             #expect(try await Self.instancesLeased(to: "me", on: store) == ["queued-000003", "queued-000006", "queued-000009"])
+        }
+    }
+
+    @Test func aVersionedAdmissionAmong50000QueuedInstancesOfAnotherVersionReadsOnlyWhatItAdmits() async throws {
+        try await PostgresTestDatabase.withStore { store in
+            let t = store.tables
+            // On "q": 50,000 queued instances of version 1, ahead of 3 of version 2 and 2 unversioned.
+            try await store.client.query(PostgresQuery(unsafeSQL: """
+                        INSERT INTO \(t.instances) (instance_id, workflow_name, service_name, status, input, lease_token, created_at, updated_at,
+                            queue_name, priority, app_version)
+                        SELECT 'v1-' || n, 'w', 'test', 'queued', '[]', 0, n, n, 'q', 0, '1' FROM generate_series(1, 50000) AS n
+                        UNION ALL
+                        SELECT 'v2-' || n, 'w', 'test', 'queued', '[]', 0, 60000 + n, 60000 + n, 'q', 0, '2' FROM generate_series(1, 3) AS n
+                        UNION ALL
+                        SELECT 'unversioned-' || n, 'w', 'test', 'queued', '[]', 0, 70000 + n, 70000 + n, 'q', 0, NULL
+                        FROM generate_series(1, 2) AS n
+                        """))
+            try await store.declareQueues([Queue("q", concurrency: 4)])
+            try await store.client.query(PostgresQuery(unsafeSQL: "ANALYZE \(t.instances)"))
+
+            let request = ClaimRequest(
+                lease: LeaseRequest(owner: "me", duration: .seconds(30)), limit: 10, workflowNames: ["w"], queues: ["q"],
+                applicationVersions: ["2", "3"]
+            )
+            let plan = try await Self.analyzedPlan(of: PostgresStore.admissionQuery(request, tables: t), on: store)
+            let read = try Self.rowsRead(fromPlan: plan, relation: "workflow_instances")
+            #expect(read < 100, "a versioned admission read \(read) instance rows; the plan: \(plan)")
+            // Four places: version 2's three, then the oldest unversioned one; none of version 1's.
+            #expect(try await Self.instancesLeased(to: "me", on: store) == ["unversioned-1", "v2-1", "v2-2", "v2-3"])
         }
     }
 

@@ -61,6 +61,7 @@ final class FaultyStore: Store {
     func waitingCount(at now: Date) async throws -> Int { try await base.waitingCount(at: now) }
     func statusCounts(matching query: InstanceQuery) async throws -> [InstanceStatus: Int] { try await base.statusCounts(matching: query) }
     func queues() async throws -> [QueueSummary] { try await base.queues() }
+    func applicationVersions() async throws -> [ApplicationVersionSummary] { try await base.applicationVersions() }
     func queuePosition(of instanceID: String) async throws -> Int? { try await base.queuePosition(of: instanceID) }
 
     func createFork(_ instance: NewInstance, of original: String, fromStep: String, before: Int64) async throws -> CreateInstanceOutcome {

@@ -49,6 +49,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
     case aQueuedInstancesDeadlineCountsFromItsStart
     case aQueuedInstanceLeavesTheLineWhenCancelledOrPastItsQueueTimeout
     case aForkCopiesTheRecordsBeforeItsStepAndLeavesTheOriginal
+    case applicationVersionsAreRecordedKeptCountedAndClaimedByTheirWorkers
 
     /// Hands `body` a fresh store, and cleans up after it.
     public typealias Factory = @Sendable (@Sendable (any Store) async throws -> Void) async throws -> Void
@@ -97,6 +98,7 @@ public enum StoreConformance: String, CaseIterable, Sendable {
             case .aQueuedInstancesDeadlineCountsFromItsStart: try await Self.queuedDeadlines(store)
             case .aQueuedInstanceLeavesTheLineWhenCancelledOrPastItsQueueTimeout: try await Self.queueTimeouts(store)
             case .aForkCopiesTheRecordsBeforeItsStepAndLeavesTheOriginal: try await Self.forks(store)
+            case .applicationVersionsAreRecordedKeptCountedAndClaimedByTheirWorkers: try await Self.applicationVersions(store)
             }
             completed.mark()
         }

@@ -111,6 +111,11 @@ extension EddaApp {
         try await client.queues()
     }
 
+    /// The application versions with unfinished instances: ``EddaClient/applicationVersions()``.
+    public func applicationVersions() async throws -> [ApplicationVersionSummary] {
+        try await client.applicationVersions()
+    }
+
     /// A queued instance's place in line: ``EddaClient/queuePosition(of:)``.
     public func queuePosition(of instanceID: String) async throws -> Int? {
         try await client.queuePosition(of: instanceID)

@@ -88,6 +88,38 @@ extension EddaApp {
         /// to keeping finished instances forever and deleting published outbox events after 7 days.
         public var retention = RetentionPolicy()
 
+        /// The version of the code this app runs, recorded on each instance it starts
+        /// (``WorkflowInstance/applicationVersion``), so that a deployment of new code does not replay
+        /// instances started by old code. Set it to something that changes when workflow code changes
+        /// incompatibly: a release number, a build's commit.
+        ///
+        /// ```swift
+        /// configuration.applicationVersion = "2026.12.1"
+        /// configuration.compatibleVersions = ["2026.11.3"]  // its workflows are unchanged since
+        /// ```
+        ///
+        /// When set, the app's worker claims only instances of this version, of ``compatibleVersions``,
+        /// and unversioned ones (started before the app set a version: they were started under the
+        /// promise that any worker runs them, and a SQLite file has one worker at a time, so none
+        /// other could). Instances of other versions are left alone — neither run nor failed — for a
+        /// worker of their version; `edda versions` counts them, so you know when an old version's
+        /// workers can be retired. Child workflows and continue-as-new keep their instance's version,
+        /// a retry keeps it, and a fork takes this app's (it runs today's code).
+        ///
+        /// Defaults to `nil`: unversioned. The app records no version, and its worker claims instances
+        /// of every version, as an app did before versions existed.
+        public var applicationVersion: String?
+
+        /// Versions whose instances this app's worker also claims, besides its own
+        /// ``applicationVersion``: those whose workflow code this version still runs correctly.
+        /// Ignored while ``applicationVersion`` is `nil`. Defaults to none.
+        public var compatibleVersions: Set<String> = []
+
+        /// The versions a claim asks for: `nil` for an unversioned app (any version).
+        var claimedVersions: Set<String>? {
+            applicationVersion.map { compatibleVersions.union([$0]) }
+        }
+
         public init() {}
     }
 }

@@ -68,7 +68,9 @@ extension EddaClient {
         let id = newInstanceID ?? UUID().uuidString.lowercased()
         let new = NewInstance(
             instanceID: id, workflowName: original.workflowName, serviceName: original.serviceName, input: original.input,
-            traceContext: observer.currentTraceContext(), timeouts: registry.registration(named: original.workflowName)?.timeouts ?? .none
+            traceContext: observer.currentTraceContext(), timeouts: registry.registration(named: original.workflowName)?.timeouts ?? .none,
+            // This app's version, not the original's: the fork runs today's code.
+            applicationVersion: configuration.applicationVersion
         )
         switch try await store.createFork(new, of: instanceID, fromStep: stepID, before: cut.sequence) {
         case .created:

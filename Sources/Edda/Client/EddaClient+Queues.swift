@@ -109,6 +109,12 @@ extension EddaClient {
         try await store.queues()
     }
 
+    /// The application versions with unfinished instances, with their counts: a version that is no
+    /// longer listed needs no workers any more. ``InstanceReader/applicationVersions()``.
+    public func applicationVersions() async throws -> [ApplicationVersionSummary] {
+        try await store.applicationVersions()
+    }
+
     /// Where a queued instance stands on its queue (1: next to be admitted), or `nil` when it is not
     /// queued: ``InstanceReader/queuePosition(of:)``.
     public func queuePosition(of instanceID: String) async throws -> Int? {

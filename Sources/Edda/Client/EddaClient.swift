@@ -244,7 +244,7 @@ public final class EddaClient: Sendable {
         let reserved = placement == nil && (worker?.reserve(id) ?? false)
         let new = NewInstance(
             instanceID: id, workflowName: name, serviceName: serviceName, input: input, traceContext: traceContext ?? observer.currentTraceContext(),
-            placement: placement, timeouts: timeouts
+            placement: placement, timeouts: timeouts, applicationVersion: configuration.applicationVersion
         )
         var failures = 0
         let outcome: CreateInstanceOutcome

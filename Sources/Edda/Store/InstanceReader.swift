@@ -32,4 +32,8 @@ public protocol InstanceReader: Sendable {
     /// Where a ``InstanceStatus/queued`` instance stands on its queue: 1 for the next to be admitted
     /// (lowest priority number, then oldest). `nil` when it is not queued (or does not exist).
     func queuePosition(of instanceID: String) async throws -> Int?
+
+    /// The application versions with unfinished instances, each with their counts, unversioned
+    /// instances (`nil`) first, then by version. See ``EddaApp/Configuration/applicationVersion``.
+    func applicationVersions() async throws -> [ApplicationVersionSummary]
 }

@@ -45,7 +45,8 @@ extension WorkflowInstance {
         output: String?, error errorText: String?, createdAt: Int64, updatedAt: Int64, leaseOwner: String?, readyAt: Int64?,
         cancelRequested: Bool = false, parentInstanceID: String? = nil, runNumber: Int = 1, traceContext: String? = nil,
         claimedAt: Int64? = nil, queue: String? = nil, priority: Int = 0, partitionKey: String? = nil,
-        deadline: StoredDeadline = StoredDeadline(), forkedFrom: String? = nil, forkedFromStep: String? = nil
+        deadline: StoredDeadline = StoredDeadline(), forkedFrom: String? = nil, forkedFromStep: String? = nil,
+        applicationVersion: String? = nil
     ) {
         var problems: [String] = []
         let status = InstanceStatus(stored: statusText)
@@ -76,6 +77,7 @@ extension WorkflowInstance {
         self.queueTimeout = deadline.queueTimeoutMilliseconds.map { .milliseconds($0) }
         self.forkedFrom = forkedFrom
         self.forkedFromStep = forkedFromStep
+        self.applicationVersion = applicationVersion
     }
 }
 

@@ -30,6 +30,10 @@ public protocol WorkQueue: Sendable {
     /// number first, oldest first within a priority. Admissions to a queue are serialized (PostgreSQL:
     /// a transaction-scoped advisory lock per queue, taken before the statement that counts), so
     /// that concurrent claims never admit past a limit. With no queues, the claim is the same as before.
+    ///
+    /// When ``ClaimRequest/applicationVersions`` is set, every part of the claim — ready, due, lapsed and
+    /// admitted instances — takes only unversioned instances and those of these versions;
+    /// the others are left as they are, for workers of their version.
     @_spi(EddaStores) func claim(_ request: ClaimRequest) async throws -> [ClaimedInstance]
 
     /// Stores the limits of these queues (inserted, or replaced if declared before): the ones every
@@ -142,11 +146,16 @@ public enum RetryRequest: Sendable {
     /// The queues whose queued instances the claim may admit, sorted: the worker's registered ones.
     /// Empty: the claim admits none.
     public var queues: [String]
+    /// The application versions whose instances the claim may take, sorted, besides unversioned ones
+    /// (``WorkflowInstance/applicationVersion`` `nil`); `nil`: instances of any version, or none (an
+    /// unversioned worker). A versioned worker passes its own version and those it declares compatible.
+    public var applicationVersions: [String]?
 
     public init(
         lease: LeaseRequest, limit: Int, workflowNames: [String], readyBy: Date = Date(), adoptingLeasedExcept: Set<String>? = nil,
-        queues: [String] = []
+        queues: [String] = [], applicationVersions: Set<String>? = nil
     ) {
+        self.applicationVersions = applicationVersions.map { $0.sorted() }
         self.queues = queues.sorted()
         self.lease = lease
         self.limit = limit

@@ -70,6 +70,11 @@ public struct WorkflowInstance: Sendable {
     public var forkedFrom: String?
     /// The step of ``forkedFrom`` this one ran again from: its history is the original's before it.
     public var forkedFromStep: String?
+    /// The ``EddaApp/Configuration/applicationVersion`` of the app that started it, or `nil` when that
+    /// app was unversioned. Its child workflows, continue-as-new runs and retries keep it; a fork
+    /// takes the forking app's. Only workers of this version, or that declare it compatible
+    /// (``EddaApp/Configuration/compatibleVersions``), and unversioned workers claim it.
+    public var applicationVersion: String?
 
     /// What cancels the instance at ``deadline``, named as its cancellation will record it.
     public var deadlineExceeded: DeadlineExceeded? {
@@ -129,11 +134,16 @@ public struct WorkflowInstance: Sendable {
     /// Its timeouts, which the store turns into deadlines on its own clock (see ``InstanceTimeouts``).
     /// A child inherits its parent's deadline when that is earlier, whatever its own.
     public var timeouts: InstanceTimeouts
+    /// The application version it is recorded with (``WorkflowInstance/applicationVersion``): the
+    /// starting app's, or its parent's for a child workflow. `nil`: unversioned.
+    public var applicationVersion: String?
 
     public init(
         instanceID: String, workflowName: String, serviceName: String, input: JSONPayload, parentInstanceID: String? = nil,
-        traceContext: [String: String]? = nil, placement: QueuePlacement? = nil, timeouts: InstanceTimeouts = .none
+        traceContext: [String: String]? = nil, placement: QueuePlacement? = nil, timeouts: InstanceTimeouts = .none,
+        applicationVersion: String? = nil
     ) {
+        self.applicationVersion = applicationVersion
         self.placement = placement
         self.timeouts = timeouts
         self.parentInstanceID = parentInstanceID
@@ -191,8 +201,20 @@ public struct InstanceQuery: Sendable {
             return segment.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
         }
     }
+
+    /// ``applicationVersions`` apart: the named versions, sorted, and whether unversioned instances are selected.
+    package var versionFilter: (versions: [String], unversioned: Bool)? {
+        applicationVersions.map { set in (set.compactMap { $0 }.sorted(), set.contains(nil)) }
+    }
     /// Only instances started on this ``Queue`` (by name).
     public var queue: String?
+    /// Only instances of these application versions (``WorkflowInstance/applicationVersion``); a
+    /// `nil` element selects unversioned instances. `nil` (the default): any version.
+    ///
+    /// ```swift
+    /// let old = try await store.instances(matching: InstanceQuery(status: .running, applicationVersions: ["2026.11.3"]))
+    /// ```
+    public var applicationVersions: Set<String?>?
     /// Only instances created at or after this time.
     public var createdFrom: Date?
     /// Only instances created before this time.
@@ -200,8 +222,10 @@ public struct InstanceQuery: Sendable {
 
     public init(
         status: InstanceStatus? = nil, workflowName: String? = nil, serviceName: String? = nil, excludingWorkflowNames: Set<String> = [],
-        limit: Int = 100, after: InstanceCursor? = nil, createdFrom: Date? = nil, createdBefore: Date? = nil
+        limit: Int = 100, after: InstanceCursor? = nil, createdFrom: Date? = nil, createdBefore: Date? = nil,
+        applicationVersions: Set<String?>? = nil
     ) {
+        self.applicationVersions = applicationVersions
         self.status = status
         self.workflowName = workflowName
         self.serviceName = serviceName

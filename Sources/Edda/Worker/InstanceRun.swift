@@ -124,7 +124,7 @@ struct InstanceRun: Sendable {
         }
         let context = WorkflowContext(
             instanceID: instance.instanceID, workflowName: instance.workflowName, runNumber: instance.runNumber,
-            lease: lease, run: activeRun, environment: environment, logger: self.logger
+            applicationVersion: instance.applicationVersion, lease: lease, run: activeRun, environment: environment, logger: self.logger
         )
         let result: Result<JSONPayload, any Error>
         do {

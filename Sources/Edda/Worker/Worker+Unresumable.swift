@@ -7,7 +7,10 @@ extension Worker {
     ///
     /// Only this service's instances are judged: several services may share one database, each
     /// running its own workflows, and an instance another service started is that service's
-    /// business. What is kept is a count per workflow name, never a list of instances.
+    /// business. A versioned worker judges only unversioned instances and those of its versions
+    /// (``EddaApp/Configuration/applicationVersion``, ``EddaApp/Configuration/compatibleVersions``):
+    /// another version's, whatever their workflow, wait for a worker of that version. What is kept is
+    /// a count per workflow name, never a list of instances.
     func reportUnresumable() async {
         let registered = Set(registry.names)
         var unresumable: [String: Int] = [:]
@@ -17,7 +20,10 @@ extension Worker {
                 repeat {
                     let page = try await store.instances(
                         matching: InstanceQuery(
-                            status: status, serviceName: serviceName, excludingWorkflowNames: registered, limit: 500, after: cursor
+                            status: status, serviceName: serviceName, excludingWorkflowNames: registered, limit: 500, after: cursor,
+                            // A versioned worker judges only the instances it could claim: another
+                            // version's are its workers' business, left alone until one runs them.
+                            applicationVersions: configuration.claimedVersions.map { Set($0.map(Optional.some)).union([nil]) }
                         )
                     )
                     for instance in page.instances { unresumable[instance.workflowName, default: 0] += 1 }

@@ -214,7 +214,8 @@ final class Worker: Sendable {
                 ? []
                 : try await store.claim(
                     ClaimRequest(
-                        lease: leaseRequest, limit: limit, workflowNames: names, readyBy: now, adoptingLeasedExcept: adopting, queues: queues
+                        lease: leaseRequest, limit: limit, workflowNames: names, readyBy: now, adoptingLeasedExcept: adopting, queues: queues,
+                        applicationVersions: configuration.claimedVersions
                     )
                 )
         } catch {

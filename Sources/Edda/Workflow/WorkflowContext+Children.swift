@@ -74,7 +74,9 @@ extension WorkflowContext {
             // The child's runs join the parent's trace: its step span is the current context.
             traceContext: environment.observer.currentTraceContext(), placement: placement,
             // Its own timeouts; the store gives it the parent's deadline instead when that is earlier.
-            timeouts: workflow.timeouts
+            timeouts: workflow.timeouts,
+            // The parent's version, not this app's: the child is part of the instance the parent's code started.
+            applicationVersion: applicationVersion
         )
         let created = try await write { store in try await store.createInstance(child, leasedTo: nil) }
         if case .created = created {

@@ -20,6 +20,9 @@ public final class WorkflowContext: Sendable {
     public let workflowName: String
     /// Which run of the instance this is: 1, then one more with each ``continueAsNew(with:)``.
     public let runNumber: Int
+    /// The application version the instance was started with (``WorkflowInstance/applicationVersion``),
+    /// or `nil` when unversioned: the child workflows it starts are recorded with it.
+    public let applicationVersion: String?
     /// The app's logger, without per-instance metadata: setting metadata costs more than a step.
     let baseLogger: Logger
 
@@ -41,9 +44,10 @@ public final class WorkflowContext: Sendable {
     private let topLevelTask: Int?
 
     init(
-        instanceID: String, workflowName: String, runNumber: Int, lease: Lease, run: ActiveRun,
+        instanceID: String, workflowName: String, runNumber: Int, applicationVersion: String? = nil, lease: Lease, run: ActiveRun,
         environment: EngineEnvironment, logger: Logger
     ) {
+        self.applicationVersion = applicationVersion
         self.instanceID = instanceID
         self.workflowName = workflowName
         self.runNumber = runNumber
