@@ -173,7 +173,18 @@ default:
     break
 }
 
-let app = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), serviceName: "crash-test", logger: logger)
+let app: EddaApp
+if databasePath.hasPrefix("postgres://") {
+    // Short leases: the process resumed after a SIGKILL takes the dead one's instance at once.
+    var configuration = EddaApp.Configuration()
+    configuration.leaseDuration = .milliseconds(600)
+    configuration.leaseRenewalInterval = .milliseconds(150)
+    configuration.pollInterval = .milliseconds(50)
+    let store = try PostgresStore(configuration: try PostgresStore.Configuration(url: databasePath), logger: logger)
+    app = EddaApp(store: store, serviceName: "crash-test", configuration: configuration, logger: logger)
+} else {
+    app = EddaApp(store: try SQLiteStore(path: databasePath, logger: logger), serviceName: "crash-test", logger: logger)
+}
 
 switch mode {
 case "steps":

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 @_spi(EddaStores) import Edda
+@_spi(EddaStores) import EddaPostgres
 @_spi(EddaStores) import EddaSQLite
 import Foundation
 import Testing
@@ -12,11 +13,14 @@ import Testing
 struct PatchCrashTests {
     /// Runs the worker with `first`, kills it once `stallStep` has started, then runs it with
     /// `second` to the end; returns the side file's lines and the instance's history.
-    func killAndResume(first: [String], second: [String], stallStep: String) async throws -> (lines: [String], history: [HistoryEvent]) {
+    /// On PostgreSQL when `schema` is given (the workers get its URL), else on a SQLite file.
+    func killAndResume(
+        first: [String], second: [String], stallStep: String, schema: PostgresTestSchema? = nil
+    ) async throws -> (lines: [String], history: [HistoryEvent]) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edda-patch-crash-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let database = directory.appendingPathComponent("patch.sqlite").path
+        let database = schema?.url ?? directory.appendingPathComponent("patch.sqlite").path
         let executions = directory.appendingPathComponent("executions.log").path
 
         let worker = try launchWorker(["patch", database, executions] + first + [stallStep])
@@ -28,8 +32,30 @@ struct PatchCrashTests {
         let resumed = try launchWorker(["patch", database, executions] + second)
         try await waitUntil(timeout: .seconds(120)) { !resumed.isRunning }
         #expect(resumed.terminationStatus == 0)
+        if let schema {
+            return (lines(of: executions), try await schema.withStore { try await $0.history(of: "patch-1") })
+        }
         let store = try SQLiteStore(path: database)
         return (lines(of: executions), try await store.history(of: "patch-1"))
+    }
+
+    @Test func onPostgreSQLAPatchTakenBeforeTheKillIsTakenAgainAfterIt() async throws {
+        let schema = try PostgresTestSchema()
+        defer { Task { try? await schema.drop() } }
+        let (lines, history) = try await killAndResume(first: ["patched"], second: ["patched"], stallStep: "new_tax", schema: schema)
+        #expect(lines.last == "# result new tax: 120")
+        #expect(lines.filter { $0 == "price" }.count == 1)
+        #expect(!lines.contains("old_tax"))
+        #expect(history.map(\.stepID) == ["price:1", "edda.patch:new-tax-rule", "new_tax:1", "ship:1"])
+    }
+
+    @Test func onPostgreSQLAnInstanceKilledUnderTheOldCodeKeepsTheOldPathUnderThePatchedCode() async throws {
+        let schema = try PostgresTestSchema()
+        defer { Task { try? await schema.drop() } }
+        let (lines, history) = try await killAndResume(first: ["old"], second: ["patched"], stallStep: "ship", schema: schema)
+        #expect(lines.last == "# result old tax: 110")
+        #expect(!lines.contains("new_tax"))
+        #expect(history.map(\.stepID) == ["price:1", "old_tax:1", "ship:1"], "no marker on the old path")
     }
 
     @Test func anInstanceKilledUnderTheOldCodeKeepsTheOldPathUnderThePatchedCode() async throws {
