@@ -224,19 +224,30 @@ let package = Package(
         ),
         // Workflows as MCP tools: only users who import it build the MCP SDK.
         .target(name: "EddaMCP", dependencies: ["Edda", .product(name: "MCP", package: "swift-sdk")]),
-        // The seed's research agent served as MCP tools over stdio (a fake model; the tests kill it).
+        // The seed's research agent: its workflow and models (a fake one, an OpenAI-compatible client)…
+        .target(
+            name: "EddaAgentExample",
+            dependencies: [
+                "Edda", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Examples/Agent/Agent"
+        ),
+        // …served as MCP tools over stdio (the tests kill it).
         .executableTarget(
             name: "EddaExampleAgent",
             dependencies: [
-                "Edda", "EddaSQLite", "EddaMCP", .product(name: "MCP", package: "swift-sdk"), .product(name: "Logging", package: "swift-log"),
+                "Edda", "EddaSQLite", "EddaMCP", "EddaAgentExample", .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Examples/Agent"
+            path: "Examples/Agent/Main"
         ),
         .testTarget(
             name: "EddaMCPTests",
             dependencies: [
-                "Edda", "EddaMCP", "EddaTesting", "EddaTestSupport", .product(name: "MCP", package: "swift-sdk"),
-                .product(name: "SystemPackage", package: "swift-system"),
+                "Edda", "EddaMCP", "EddaTesting", "EddaTestSupport", "EddaAgentExample", .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "SystemPackage", package: "swift-system"), .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
