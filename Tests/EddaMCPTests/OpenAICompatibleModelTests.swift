@@ -1,5 +1,6 @@
 import Edda
 import EddaAgentExample
+import EddaTestSupport
 import EddaTesting
 import Foundation
 import Hummingbird
@@ -26,25 +27,7 @@ struct OpenAICompatibleModelTests {
             let reply = try JSONSerialization.data(withJSONObject: ["choices": [["message": ["role": "assistant", "content": content]]]])
             return Response(status: .init(code: status), body: .init(byteBuffer: ByteBuffer(bytes: reply)))
         }
-        let (ports, port) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                port.yield(channel.localAddress?.port ?? 0)
-                port.finish()
-            },
-            logger: Logger(label: "fake-model-api", factory: { _ in SwiftLogNoOpLogHandler() })
-        )
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await app.runService()
-                return nil
-            }
-            defer { group.cancelAll() }
-            var iterator = ports.makeAsyncIterator()
-            let bound = try #require(await iterator.next())
-            return try await body("http://127.0.0.1:\(bound)/v1")
-        }
+        return try await withLocalServer(router) { port in try await body("http://127.0.0.1:\(port)/v1") }
     }
 
     static let quick = RetryPolicy(maxAttempts: 3, initialInterval: .milliseconds(10), maxDuration: nil)

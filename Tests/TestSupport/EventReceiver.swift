@@ -1,6 +1,6 @@
 public import Foundation
 import Logging
-import Hummingbird
+public import Hummingbird
 import HTTPTypes
 import NIOCore
 import Synchronization
@@ -45,28 +45,34 @@ public final class EventReceiver: Sendable {
             let status = await self.respond(entry, previous)
             return Response(status: HTTPResponse.Status(code: status))
         }
-        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port ?? 0)
-                portContinuation.finish()
-            },
-            logger: Logger(label: "test.receiver", factory: { _ in SwiftLogNoOpLogHandler() })
-        )
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await app.runService()
-                return nil
-            }
-            var ports = portStream.makeAsyncIterator()
-            guard let port = await ports.next() else { throw ReceiverError() }
-            let result = try await body("http://127.0.0.1:\(port)/events")
-            group.cancelAll()
-            return result
-        }
+        return try await withLocalServer(router) { port in try await body("http://127.0.0.1:\(port)/events") }
     }
 
     public struct ReceiverError: Error {}
+}
+
+/// Runs a real HTTP server with `router` on a free port of 127.0.0.1 around `body`, which gets the port.
+public func withLocalServer<T: Sendable>(
+    _ router: Router<BasicRequestContext>, _ body: @escaping @Sendable (Int) async throws -> T
+) async throws -> T {
+    let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+    let app = Application(
+        router: router,
+        configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+        onServerRunning: { channel in
+            portContinuation.yield(channel.localAddress?.port ?? 0)
+            portContinuation.finish()
+        },
+        logger: Logger(label: "test.server", factory: { _ in SwiftLogNoOpLogHandler() })
+    )
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await app.runService()
+            return nil
+        }
+        defer { group.cancelAll() }
+        var ports = portStream.makeAsyncIterator()
+        guard let port = await ports.next() else { throw EventReceiver.ReceiverError() }
+        return try await body(port)
+    }
 }
