@@ -49,8 +49,7 @@ extension ViewerPages {
     func forkPage(_ request: Request, id: String, refusal: String? = nil) async throws -> Response {
         guard let instance = try await app.instance(id) else { throw APIError.notFound("No workflow instance has ID \(id).", field: "id") }
         let history = try await app.history(of: id)
-        var seen: Set<String> = []
-        let steps = history.filter { $0.kind != .retried && !$0.stepID.isEmpty }.map(\.stepID).filter { seen.insert($0).inserted }
+        let steps = history.stepIDs
         let chosen = request.uri.queryParameters.get("step") ?? steps.last
         let link = "/instances/\(HTML.pathComponent(id))"
         var body = "<p><a href=\"\(link)\">← \(HTML.escape(id))</a></p><h1>Fork \(HTML.escape(id))</h1>"

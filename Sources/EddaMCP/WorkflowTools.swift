@@ -72,7 +72,7 @@ public struct WorkflowTools: Sendable {
                 ),
                 Tool(
                     name: "\(name)_result",
-                    description: "The result of an instance of \(name), waiting up to \(Int(resultWait.components.seconds)) s; "
+                    description: "The result of an instance of \(name), waiting up to \(resultWait.formatted(.units(allowed: [.seconds, .milliseconds], width: .abbreviated))); "
                         + "if it is still running then, says so (call again later).",
                     inputSchema: instance, annotations: .init(readOnlyHint: true)
                 ),

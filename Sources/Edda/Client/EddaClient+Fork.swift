@@ -53,7 +53,7 @@ extension EddaClient {
         }
         let history = try await store.history(of: instanceID)
         guard let cut = history.first(where: { $0.stepID == stepID && $0.kind != .retried }) else {
-            let steps = Self.stepIDs(in: history)
+            let steps = history.stepIDs
             throw EngineError(
                 .stepNotFound,
                 "Instance \(instanceID) recorded no step '\(stepID)', so there is nothing to fork from. "
@@ -80,7 +80,7 @@ extension EddaClient {
                 .instanceAlreadyExists, "An instance \(id) exists already; fork under another ID. Nothing was written.", instanceID: id
             )
         }
-        let rerun = Self.stepIDs(in: history.filter { $0.sequence >= cut.sequence && $0.kind != .compensationCompleted && $0.kind != .compensationFailed })
+        let rerun = history.filter { $0.sequence >= cut.sequence && $0.kind != .compensationCompleted && $0.kind != .compensationFailed }.stepIDs
         var notes: [String] = []
         if !rerun.isEmpty {
             notes.append(
@@ -100,12 +100,6 @@ extension EddaClient {
         return ForkedInstance(instanceID: id, original: instanceID, fromStep: stepID, copiedRecords: copied.count, rerunSteps: rerun, notes: notes)
     }
 
-    /// The step IDs of `records`, each once, in the order first recorded.
-    private static func stepIDs(in records: [HistoryEvent]) -> [String] {
-        var seen: Set<String> = []
-        return records.filter { $0.kind != .retried && !$0.stepID.isEmpty }.map(\.stepID).filter { seen.insert($0).inserted }
-    }
-
     /// Refuses a fork that copies a child's start without the child's result: the child reports to
     /// the original, so the fork would wait for it for ever.
     private static func checkChildren(in copied: [HistoryEvent], original: String, fromStep: String) throws {
@@ -119,5 +113,15 @@ extension EddaClient {
                 instanceID: original, stepID: fromStep
             )
         }
+    }
+}
+
+extension [HistoryEvent] {
+    /// The IDs of the steps these records hold, each once, in the order first recorded: what a fork
+    /// can start from. `Retried` records (an operator's act) and patch markers (a decision, not a
+    /// step) are left out.
+    public var stepIDs: [String] {
+        var seen: Set<String> = []
+        return filter { $0.kind != .retried && $0.kind != .patchMarker && !$0.stepID.isEmpty }.map(\.stepID).filter { seen.insert($0).inserted }
     }
 }
